@@ -1,0 +1,192 @@
+"""napari reader contribution: a thin adapter from :class:`Volume` to layer data.
+
+It computes nothing itself: ``scan``/``read_volume`` do the work, :func:`volume_to_layer_data`
+only translates geometry (axis-aligned view + scale/translate in patient mm, the true affine
+kept in ``layer.metadata``), values (window -> contrast limits) and names.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+
+import numpy as np
+
+from .core import geometry
+from .core.errors import DicomToolsError, NoSeriesError
+from .core.scan import scan
+from .core.volume import Volume, _read_series
+
+#: series larger than this (bytes, decoded) open lazily: slices decode as napari shows them
+LAZY_THRESHOLD = int(os.environ.get("NAPARI_DICOMTOOLS_LAZY_BYTES", 512 * 2**20))
+
+_DICOM_EXT = (".dcm", ".dicom", ".dic", ".ima")
+
+
+def _looks_dicom_file(path: str) -> bool:
+    name = os.path.basename(path)
+    if name.upper() == "DICOMDIR" or name.lower().endswith(_DICOM_EXT):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if head[128:132] == b"DICM":
+        return True
+    # data sets without preamble start with a group 0x0008 (or 0x0002) tag
+    return len(head) >= 8 and head[0:2] in (b"\x08\x00", b"\x02\x00", b"\x00\x08")
+
+
+def _looks_dicom_zip(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist()[:50]:
+                if info.is_dir():
+                    continue
+                n = info.filename
+                if n.lower().endswith(_DICOM_EXT) or os.path.basename(n).upper() == "DICOMDIR":
+                    return True
+                with zf.open(info) as f:
+                    head = f.read(132)
+                if head[128:132] == b"DICM":
+                    return True
+    except (zipfile.BadZipFile, OSError, RuntimeError):
+        return False
+    return False
+
+
+def _looks_dicom_dir(path: str, limit: int = 200) -> bool:
+    seen = 0
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for fn in sorted(files):
+            full = os.path.join(root, fn)
+            if fn.lower().endswith(".zip"):
+                if _looks_dicom_zip(full):
+                    return True
+            elif _looks_dicom_file(full):
+                return True
+            seen += 1
+            if seen >= limit:
+                return False
+    return False
+
+
+def is_dicom_path(path) -> bool:
+    """Cheap test (a few bytes per file) of whether ``path`` holds DICOM we can read."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        return False
+    if os.path.isdir(path):
+        return _looks_dicom_dir(path)
+    if not os.path.isfile(path):
+        return False
+    if path.lower().endswith(".zip"):
+        return _looks_dicom_zip(path)
+    return _looks_dicom_file(path)
+
+
+def napari_get_reader(path):
+    """npe2 reader getter: the reader function for DICOM paths, else None (never raises)."""
+    try:
+        paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        if paths and all(is_dicom_path(p) for p in paths):
+            return read_dicom
+    except Exception:  # noqa: BLE001 - a getter must never break napari's open dialog
+        return None
+    return None
+
+
+def read_dicom(path) -> list:
+    """Read every image series under ``path`` (file/folder/zip/DICOMDIR, or a list)."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    series = scan(paths if len(paths) > 1 else paths[0])
+    if not series:
+        why = "; ".join(str(s) for s in series.skipped[:5]) or "no files"
+        raise NoSeriesError(paths[0], f"no loadable DICOM image ({why})", series.skipped)
+    for s in series.skipped:
+        warnings.warn(f"skipped {s}", stacklevel=2)
+    layers = []
+    for s in series:
+        nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
+        try:
+            vol = _read_series(s, lazy=nbytes > LAZY_THRESHOLD)
+        except DicomToolsError as exc:
+            warnings.warn(f"series {s.name!r} not opened: {exc}", stacklevel=2)
+            continue
+        layers.append(volume_to_layer_data(vol))
+    if not layers:
+        raise NoSeriesError(paths[0], "no series could be decoded", series.skipped)
+    return layers
+
+
+def _contrast_limits(vol: Volume):
+    if vol.rgb:
+        return None
+    if vol.window is not None:
+        c, w = vol.window
+        return [c - w / 2.0, c + w / 2.0]
+    arr = vol.array
+    if hasattr(arr, "compute"):  # lazy: look at the middle slice only
+        lead = (arr.shape[0] // 2,) if vol.n_time == 1 else (0, arr.shape[1] // 2)
+        sample = np.asarray(arr[lead])
+    else:
+        sample = arr
+    lo, hi = float(np.min(sample)), float(np.max(sample))
+    if hi <= lo:
+        hi = lo + 1
+    return [lo, hi]
+
+
+def volume_to_layer_data(vol: Volume) -> tuple:
+    """A napari ``LayerDataTuple`` ``(data, kwargs, "image")`` for a :class:`Volume`.
+
+    The data is shown axis-aligned in world ``(z, y, x)`` LPS millimetres (an axial view
+    first), through numpy/dask views of ``vol.array`` (no copy). ``kwargs["metadata"]`` keeps
+    the true geometry: ``affine_lps`` (voxel (column, row, slice) -> LPS), ``world_affine``
+    (array index -> world) and the ``display_transform`` that maps the layer data back to
+    ``vol.array``.
+    """
+    lead = 1 if vol.n_time > 1 else 0
+    meta = dict(vol.metadata)
+    meta.update(
+        spacing=tuple(vol.spacing),
+        origin=tuple(float(x) for x in vol.origin),
+        direction=np.asarray(vol.direction).tolist(),
+        affine_lps=vol.affine_lps.tolist(),
+        affine_ras=vol.affine_ras.tolist(),
+        world_affine=vol.world_affine.tolist(),
+    )
+    kwargs = {
+        "name": meta.get("name") or "DICOM",
+        "metadata": meta,
+        "rgb": vol.rgb,
+    }
+    if not vol.rgb:
+        kwargs["colormap"] = "gray"
+        kwargs["contrast_limits"] = _contrast_limits(vol)
+    two_d = not meta.get("has_geometry") and vol.spatial_shape[0] == 1 and vol.n_time == 1
+    if two_d:
+        data = vol.array[0]
+        kwargs["scale"] = tuple(vol.spacing[1:])
+        kwargs["translate"] = (0.0, 0.0)
+        kwargs["units"] = ("mm", "mm")
+        kwargs["axis_labels"] = ("row (y)", "column (x)")
+        meta["display_transform"] = {"axes": (0, 1), "flips": (False, False), "squeezed": 0}
+        return data, kwargs, "image"
+    dt = vol.display_transform()
+    data = dt.apply(vol.array, leading=lead)
+    meta["display_transform"] = {"axes": dt.axes, "flips": dt.flips,
+                                 "residual_deg": dt.residual_deg}
+    if dt.residual_deg > 0.5:
+        meta.setdefault("problems", []).append(
+            f"oblique acquisition: shown axis-aligned (up to {dt.residual_deg:.1f} degrees off);"
+            " the true affine is in metadata['affine_lps']")
+    kwargs["scale"] = ((1.0,) * lead) + dt.scale
+    kwargs["translate"] = ((0.0,) * lead) + dt.translate
+    kwargs["units"] = (("pixel",) if lead else ()) + ("mm", "mm", "mm")
+    kwargs["axis_labels"] = (("volume",) if lead else ()) + geometry.WORLD_AXIS_LABELS
+    return data, kwargs, "image"

@@ -1,0 +1,18 @@
+"""The napari-free core: scanning, geometry, volumes. Safe to import without Qt."""
+
+from .errors import (
+    DicomToolsError,
+    GeometryError,
+    NoImageError,
+    NoSeriesError,
+    NotDicomError,
+    UnreadableDicomError,
+)
+from .scan import Series, SeriesList, Skipped, scan
+from .volume import Volume, read_volume, read_volumes
+
+__all__ = [
+    "DicomToolsError", "GeometryError", "NoImageError", "NoSeriesError", "NotDicomError",
+    "UnreadableDicomError", "Series", "SeriesList", "Skipped", "Volume", "read_volume",
+    "read_volumes", "scan",
+]

@@ -1,0 +1,280 @@
+"""Slice ordering, spacing checks and affines.
+
+Conventions used across the package
+-----------------------------------
+* Arrays are ``(slice, row, column)`` (plus a leading time axis for 4D).
+* ``direction`` is a 3x3 matrix whose column ``k`` is the unit LPS vector of array axis ``k``
+  (so column 0 is the slice step, 1 the column-direction cosine, 2 the row-direction cosine of
+  DICOM's ImageOrientationPatient). ``spacing`` is in the same ``(slice, row, column)`` order, mm.
+* ``affine_lps``/``affine_ras`` follow NIfTI/ITK index order ``(i, j, k) = (column, row, slice)``
+  so ``nibabel.Nifti1Image(volume.array.T, volume.affine_ras)`` is the right NIfTI.
+* napari world coordinates are patient millimetres with axes ``(z, y, x)`` of LPS, i.e.
+  (Superior, Posterior, Left)-positive: an axial slice shows anterior at the top and the
+  patient's left on the right, the radiological convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: LPS -> RAS: negate x and y.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: names of the napari world axes (z, y, x of LPS)
+WORLD_AXIS_LABELS = ("S-I (z)", "P-A (y)", "L-R (x)")
+
+
+def slice_normal(orientation) -> np.ndarray:
+    """Unit normal of an image plane from ImageOrientationPatient (0020,0037).
+
+    Parameters
+    ----------
+    orientation : sequence of 6 float
+        Row direction cosines followed by column direction cosines (LPS).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``row x column``, normalized, shape (3,).
+    """
+    iop = np.asarray(orientation, dtype=float)
+    n = np.cross(iop[:3], iop[3:6])
+    norm = np.linalg.norm(n)
+    if norm < 1e-6:
+        raise ValueError(f"ImageOrientationPatient {list(iop)} has parallel row/column cosines")
+    return n / norm
+
+
+def orientation_label(orientation) -> str:
+    """'axial', 'coronal', 'sagittal' or 'oblique' from ImageOrientationPatient.
+
+    A plane is called oblique when its normal is more than 1 degree off every patient axis.
+    """
+    n = np.abs(slice_normal(orientation))
+    k = int(np.argmax(n))
+    if n[k] < np.cos(np.deg2rad(1.0)):
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[k]
+
+
+@dataclass
+class SliceOrder:
+    """How a stack of image positions is ordered and spaced.
+
+    Attributes
+    ----------
+    order : numpy.ndarray
+        Indices that sort the input positions along the slice normal (ascending).
+    distances : numpy.ndarray
+        Sorted projections of the positions on the normal, mm.
+    spacing : float
+        Distance between consecutive slice centres along the slice step (mm); for tilted
+        stacks this is the length of the step vector, not its projection on the normal.
+    step : numpy.ndarray
+        Mean LPS vector from one slice to the next (length ``spacing``).
+    tilt_deg : float
+        Angle between the step and the plane normal (gantry/detector tilt), degrees.
+    problems : list of str
+        Human-readable findings: duplicates, gaps, non-uniform spacing, tilt.
+    uniform : bool
+        True when every step is within tolerance of the median.
+    """
+
+    order: np.ndarray
+    distances: np.ndarray
+    spacing: float
+    step: np.ndarray
+    tilt_deg: float = 0.0
+    problems: list = field(default_factory=list)
+    uniform: bool = True
+    duplicates: int = 0
+
+
+def order_slices(positions, orientation, *, rel_tol: float = 0.01, abs_tol: float = 0.01,
+                 fallback_spacing: float | None = None) -> SliceOrder:
+    """Order slices by the projection of ImagePositionPatient on the slice normal.
+
+    This never looks at InstanceNumber or file names: the geometry alone decides, as in
+    dcm2niix and 3D Slicer.
+
+    Parameters
+    ----------
+    positions : array_like, shape (n, 3)
+        ImagePositionPatient (0020,0032) of each slice, LPS mm.
+    orientation : sequence of 6 float
+        The shared ImageOrientationPatient (0020,0037).
+    rel_tol, abs_tol : float
+        A step differing from the median by more than ``max(abs_tol, rel_tol * median)`` mm
+        makes the spacing non-uniform.
+    fallback_spacing : float, optional
+        Spacing used for a single slice (SpacingBetweenSlices or SliceThickness).
+
+    Returns
+    -------
+    SliceOrder
+    """
+    pos = np.asarray(positions, dtype=float).reshape(-1, 3)
+    normal = slice_normal(orientation)
+    proj = pos @ normal
+    order = np.argsort(proj, kind="stable")
+    dist = proj[order]
+    n = len(pos)
+    problems: list[str] = []
+    if n == 1:
+        sp = float(fallback_spacing) if fallback_spacing and fallback_spacing > 0 else 1.0
+        return SliceOrder(order, dist, sp, normal * sp)
+
+    steps = np.diff(dist)
+    dup = int(np.sum(steps < abs_tol))
+    if dup:
+        problems.append(f"{dup} duplicate slice position(s)")
+    positive = steps[steps >= abs_tol]
+    if len(positive) == 0:
+        sp = float(fallback_spacing) if fallback_spacing and fallback_spacing > 0 else 1.0
+        return SliceOrder(order, dist, sp, normal * sp, problems=problems, uniform=False,
+                          duplicates=dup)
+    med = float(np.median(positive))
+    tol = max(abs_tol, rel_tol * med)
+    uniform = bool(np.all(np.abs(positive - med) <= tol)) and dup == 0
+    if not uniform and len(positive):
+        gaps = positive[positive > med + tol]
+        if len(gaps):
+            missing = int(np.sum(np.round(gaps / med) - 1))
+            problems.append(
+                f"gap(s) in the slice positions: {len(gaps)} step(s) up to {gaps.max():.3g} mm "
+                f"where the usual step is {med:.3g} mm (about {missing} missing slice(s))")
+        small = positive[positive < med - tol]
+        if len(small):
+            problems.append(f"non-uniform slice spacing: steps from {positive.min():.4g} to "
+                            f"{positive.max():.4g} mm")
+
+    # step vector: the mean displacement between neighbours, from first to last slice
+    ordered = pos[order]
+    total = ordered[-1] - ordered[0]
+    nsteps = max(n - 1 - dup, 1)
+    step = total / nsteps if uniform else normal * med
+    # along-normal spacing is the median step; the in-space step length can be longer (tilt)
+    cos_t = float(np.clip(abs(step @ normal) / max(np.linalg.norm(step), 1e-12), -1, 1))
+    tilt = float(np.degrees(np.arccos(cos_t)))
+    if tilt > 0.01:
+        problems.append(f"gantry/detector tilt of {tilt:.2f} degrees (sheared geometry)")
+    else:
+        tilt = 0.0
+        step = normal * (dist[-1] - dist[0]) / nsteps if uniform else normal * med
+    spacing = float(np.linalg.norm(step))
+    return SliceOrder(order, dist, spacing, step, tilt, problems, uniform, dup)
+
+
+def direction_matrix(orientation, step=None) -> np.ndarray:
+    """3x3 direction matrix (columns: slice, row, column axes) from IOP and a slice step.
+
+    The slice column is the normalized step when given (so a tilted stack keeps its shear),
+    the plane normal otherwise.
+    """
+    iop = np.asarray(orientation, dtype=float)
+    row_cos = iop[:3] / np.linalg.norm(iop[:3])  # along a row: column index increases
+    col_cos = iop[3:6] / np.linalg.norm(iop[3:6])  # along a column: row index increases
+    if step is None or np.linalg.norm(step) < 1e-9:
+        s = slice_normal(iop)
+    else:
+        s = np.asarray(step, float) / np.linalg.norm(step)
+    return np.column_stack([s, col_cos, row_cos])
+
+
+def affine_lps(spacing, origin, direction) -> np.ndarray:
+    """4x4 affine from voxel index ``(column, row, slice)`` to LPS millimetres.
+
+    Parameters
+    ----------
+    spacing : sequence of 3 float
+        ``(slice, row, column)`` spacing in mm.
+    origin : sequence of 3 float
+        LPS position of the centre of voxel (0, 0, 0), i.e. the first slice's
+        ImagePositionPatient.
+    direction : array_like, shape (3, 3)
+        Columns are the unit LPS vectors of the ``(slice, row, column)`` axes.
+    """
+    d = np.asarray(direction, float)
+    sp = np.asarray(spacing, float)
+    aff = np.eye(4)
+    aff[:3, 0] = d[:, 2] * sp[2]
+    aff[:3, 1] = d[:, 1] * sp[1]
+    aff[:3, 2] = d[:, 0] * sp[0]
+    aff[:3, 3] = np.asarray(origin, float)
+    return aff
+
+
+def affine_ras(spacing, origin, direction) -> np.ndarray:
+    """Like :func:`affine_lps` but to RAS, as NIfTI's sform/qform expect."""
+    return LPS_TO_RAS @ affine_lps(spacing, origin, direction)
+
+
+def world_affine(spacing, origin, direction) -> np.ndarray:
+    """4x4 affine from array index ``(slice, row, column)`` to napari world ``(z, y, x)`` LPS."""
+    a = affine_lps(spacing, origin, direction)
+    # reorder input axes (col,row,slice)->(slice,row,col) and output (x,y,z)->(z,y,x)
+    perm_in = np.eye(4)[[2, 1, 0, 3]]
+    perm_out = np.eye(4)[[2, 1, 0, 3]]
+    return perm_out @ a @ perm_in.T
+
+
+@dataclass
+class DisplayTransform:
+    """How to show a ``(slice, row, column)`` array axis-aligned in napari's world.
+
+    ``view = array.transpose(axes)[flips]`` (numpy views, no copy), then a layer with
+    ``scale`` and ``translate`` puts ``view`` in world ``(z, y, x)`` LPS mm. For oblique data
+    the residual rotation is dropped for display only; ``residual_deg`` says how much.
+    """
+
+    axes: tuple
+    flips: tuple
+    scale: tuple
+    translate: tuple
+    residual_deg: float = 0.0
+
+    def apply(self, array, leading: int = 0):
+        """Return the display view of ``array`` (extra leading axes, e.g. time, kept)."""
+        lead = tuple(range(leading))
+        axes = lead + tuple(leading + a for a in self.axes)
+        trailing = tuple(range(leading + 3, array.ndim))  # e.g. RGB samples
+        view = array.transpose(axes + trailing)
+        sl = (slice(None),) * leading + tuple(slice(None, None, -1) if f else slice(None)
+                                              for f in self.flips)
+        return view[sl]
+
+
+def display_transform(spacing, origin, direction, shape) -> DisplayTransform:
+    """Closest axis-aligned presentation of a volume in napari world ``(z, y, x)``.
+
+    Uses :func:`nibabel.orientations.io_orientation` on the index->LPS affine, so ties and
+    oblique data are resolved the way nibabel (and napari-nifti) do.
+    """
+    from nibabel.orientations import io_orientation
+
+    shape = tuple(int(s) for s in shape[:3])
+    wa = world_affine(spacing, origin, direction)  # (slice,row,col) -> (z,y,x)
+    ornt = io_orientation(wa)  # for each input axis: (output axis, sign)
+    axes = [0, 0, 0]
+    flips = [False, False, False]
+    for k, (w, s) in enumerate(ornt):
+        axes[int(w)] = k
+        flips[int(w)] = s < 0
+    # first voxel of the view (in original indices)
+    first = np.zeros(3)
+    for w in range(3):
+        k = axes[w]
+        first[k] = shape[k] - 1 if flips[w] else 0
+    corner = (wa @ np.append(first, 1.0))[:3]
+    sp = np.asarray(spacing, float)
+    scale = tuple(float(sp[axes[w]]) for w in range(3))
+    # residual rotation: the largest angle between an array axis and its world axis
+    unit = wa[:3, :3] / np.linalg.norm(wa[:3, :3], axis=0)
+    resid = 0.0
+    for w in range(3):
+        c = abs(unit[w, axes[w]])
+        resid = max(resid, float(np.degrees(np.arccos(np.clip(c, -1, 1)))))
+    return DisplayTransform(tuple(axes), tuple(flips), scale, tuple(float(c) for c in corner),
+                            resid)

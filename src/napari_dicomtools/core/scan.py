@@ -1,0 +1,898 @@
+"""Files, folders, ``.zip`` archives and DICOMDIRs -> an index of image series (headers only).
+
+``scan(path)`` reads every file's header (never its pixels), drops what is not an image with a
+reason, groups images by SeriesInstanceUID and then splits a UID whenever the data says the
+images cannot form one volume: different orientation, matrix size, pixel spacing, colour
+model or echo, or repeated positions that belong to separate acquisitions (localizers).
+Within each resulting :class:`Series` the frames are ordered by geometry (see
+:mod:`.geometry`), never by InstanceNumber or file name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from .errors import DicomToolsError, NoImageError, NotDicomError, UnreadableDicomError
+from .geometry import SliceOrder, direction_matrix, order_slices, orientation_label
+
+# the largest image we agree to decode: 2**31 voxels (8 GiB of float32)
+MAX_VOXELS = 2**31
+DICOMDIR_UID = "1.2.840.10008.1.3.10"
+_PIXEL_TAG = 0x7FE00010
+
+
+# --------------------------------------------------------------------------------------------
+# where bytes come from
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file on disk, or a member of a zip archive."""
+
+    path: str
+    member: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}::{self.member}" if self.member else self.path
+
+    def open(self):
+        """A binary, seekable file object (caller closes it)."""
+        if self.member is None:
+            return open(self.path, "rb")
+        with zipfile.ZipFile(self.path) as zf:
+            return io.BytesIO(zf.read(self.member))
+
+    def size(self) -> int:
+        if self.member is None:
+            return os.path.getsize(self.path)
+        with zipfile.ZipFile(self.path) as zf:
+            return zf.getinfo(self.member).file_size
+
+
+# --------------------------------------------------------------------------------------------
+# one file, one frame
+
+
+def _f(v, default=None):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _i(v, default=None):
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _floats(v, n):
+    try:
+        out = [float(x) for x in v]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _first(v):
+    """First value of a possibly multi-valued element (WindowCenter '40\\400' -> 40)."""
+    if v is None:
+        return None
+    try:
+        if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+            return v[0] if len(v) else None
+    except TypeError:
+        pass
+    return v
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    return str(v).strip()
+
+
+@dataclass
+class Frame:
+    """One 2D image: a single-frame file, or one frame of a multi-frame file."""
+
+    instance: Instance
+    index: int | None  # frame index in a multi-frame file, None for single-frame files
+    position: np.ndarray | None
+    orientation: tuple | None
+    pixel_spacing: tuple | None
+    slope: float = 1.0
+    intercept: float = 0.0
+    window: tuple | None = None  # (center, width)
+    temporal: tuple = ()  # ordering keys within one position (4D)
+    acquisition: int | None = None
+
+
+@dataclass
+class Instance:
+    """Header facts of one DICOM file (no pixel data)."""
+
+    source: Source
+    sop_class: str
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    patient_name: str
+    patient_id: str
+    study_date: str
+    study_description: str
+    series_description: str
+    series_number: int | None
+    modality: str
+    instance_number: int | None
+    acquisition_number: int | None
+    echo_number: int | None
+    image_type: tuple
+    frame_of_reference: str
+    rows: int
+    columns: int
+    samples: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    high_bit: int
+    pixel_representation: int
+    planar_configuration: int
+    n_frames: int
+    transfer_syntax: str
+    encapsulated: bool
+    pixel_offset: int | None  # file offset of native Pixel Data
+    pixel_length: int | None
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    units: str = ""  # e.g. "HU" for CT, RescaleType otherwise
+    header: dict = field(default_factory=dict)  # small readable summary
+    frames: list = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return str(self.source)
+
+
+_SUMMARY_KEYWORDS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
+    "StudyTime", "StudyDescription", "AccessionNumber", "SeriesDate", "SeriesTime",
+    "SeriesDescription", "SeriesNumber", "Modality", "Manufacturer", "ManufacturerModelName",
+    "InstitutionName", "BodyPartExamined", "ProtocolName", "ImageType", "SliceThickness",
+    "SpacingBetweenSlices", "PixelSpacing", "KVP", "XRayTubeCurrent", "ExposureTime",
+    "ConvolutionKernel", "ContrastBolusAgent", "MagneticFieldStrength", "RepetitionTime",
+    "EchoTime", "InversionTime", "FlipAngle", "SequenceName", "ScanningSequence",
+    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PhotometricInterpretation",
+    "BitsStored", "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter",
+    "WindowWidth", "GantryDetectorTilt",
+)
+
+
+def _summary(ds) -> dict:
+    out = {}
+    for kw in _SUMMARY_KEYWORDS:
+        v = ds.get(kw, None)
+        if v is None or v == "":
+            continue
+        if type(v).__name__ == "MultiValue":
+            v = [str(x) for x in v]
+        elif not isinstance(v, (int, float)):
+            v = str(v)
+        out[kw] = v
+    return out
+
+
+def _group_item(group, seq_kw):
+    """First item of ``seq_kw`` inside a functional-group item, or None."""
+    if group is None:
+        return None
+    seq = group.get(seq_kw, None)
+    if seq:
+        return seq[0]
+    return None
+
+
+def _fg_value(per_frame, shared, seq_kw, kw):
+    for g in (per_frame, shared):
+        item = _group_item(g, seq_kw)
+        if item is not None and kw in item:
+            return item.get(kw)
+    return None
+
+
+def _frames_of(inst: Instance, ds) -> list[Frame]:
+    """Geometry, scaling and ordering keys of every frame in ``ds``."""
+    top_pos = _floats(ds.get("ImagePositionPatient", None), 3)
+    top_iop = _floats(ds.get("ImageOrientationPatient", None), 6)
+    ps = _floats(ds.get("PixelSpacing", None), 2) or _floats(
+        ds.get("ImagerPixelSpacing", None), 2)
+    slope = _f(ds.get("RescaleSlope", None), 1.0) or 1.0
+    intercept = _f(ds.get("RescaleIntercept", None), 0.0)
+    if inst.modality == "RTDOSE" and "DoseGridScaling" in ds:
+        slope = _f(ds.DoseGridScaling, 1.0) * slope
+    wc, ww = _f(_first(ds.get("WindowCenter", None))), _f(_first(ds.get("WindowWidth", None)))
+    window = (wc, ww) if wc is not None and ww and ww > 0 else None
+    temporal = (
+        _i(ds.get("TemporalPositionIdentifier", None), 0),
+        _f(ds.get("TriggerTime", None), 0.0),
+        _text(ds.get("AcquisitionDateTime", None)) or _text(ds.get("AcquisitionTime", None)),
+        _i(ds.get("AcquisitionNumber", None), 0),
+        inst.instance_number or 0,
+    )
+    acq = inst.acquisition_number
+
+    per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence", None)
+    shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
+    shared = shared_seq[0] if shared_seq else None
+    n = inst.n_frames
+    if per_frame_seq is not None or shared is not None:
+        frames = []
+        for k in range(n):
+            pf = per_frame_seq[k] if per_frame_seq is not None and k < len(per_frame_seq) else None
+            pos = _floats(_fg_value(pf, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
+            iop = _floats(_fg_value(pf, shared, "PlaneOrientationSequence",
+                                    "ImageOrientationPatient"), 6)
+            fps = _floats(_fg_value(pf, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
+            fs = _f(_fg_value(pf, shared, "PixelValueTransformationSequence", "RescaleSlope"))
+            fi = _f(_fg_value(pf, shared, "PixelValueTransformationSequence",
+                              "RescaleIntercept"))
+            fwc = _f(_first(_fg_value(pf, shared, "FrameVOILUTSequence", "WindowCenter")))
+            fww = _f(_first(_fg_value(pf, shared, "FrameVOILUTSequence", "WindowWidth")))
+            tpi = _i(_fg_value(pf, None, "FrameContentSequence", "TemporalPositionIndex"), 0)
+            fadt = _text(_fg_value(pf, None, "FrameContentSequence", "FrameAcquisitionDateTime"))
+            trig = _f(_fg_value(pf, shared, "CardiacSynchronizationSequence",
+                                "NominalCardiacTriggerDelayTime"), 0.0)
+            frames.append(Frame(
+                inst, k,
+                np.array(pos) if pos else (np.array(top_pos) if top_pos else None),
+                tuple(iop) if iop else (tuple(top_iop) if top_iop else None),
+                tuple(fps) if fps else (tuple(ps) if ps else None),
+                fs if fs else slope, fi if fi is not None else intercept,
+                (fwc, fww) if fwc is not None and fww and fww > 0 else window,
+                (tpi, trig, fadt, 0, k), acq))
+        return frames
+
+    if n == 1:
+        return [Frame(inst, None, np.array(top_pos) if top_pos else None,
+                      tuple(top_iop) if top_iop else None, tuple(ps) if ps else None,
+                      slope, intercept, window, temporal, acq)]
+
+    # classic multi-frame: RT dose / NM grids, or a cine loop at one position
+    offsets = ds.get("GridFrameOffsetVector", None)
+    frames = []
+    normal = None
+    if top_iop:
+        from .geometry import slice_normal
+        normal = slice_normal(top_iop)
+    step = inst.spacing_between_slices
+    for k in range(n):
+        pos = None
+        if top_pos is not None and normal is not None:
+            if offsets is not None and len(offsets) == n:
+                pos = np.array(top_pos) + normal * float(offsets[k])
+            elif step:
+                pos = np.array(top_pos) + normal * step * k
+        frames.append(Frame(inst, k, pos, tuple(top_iop) if top_iop else None,
+                            tuple(ps) if ps else None, slope, intercept, window,
+                            (0, 0.0, "", 0, k), acq))
+    return frames
+
+
+def read_header(source: Source | str) -> Instance:
+    """Parse one file's header into an :class:`Instance` (no pixel data is read).
+
+    Raises
+    ------
+    NotDicomError, UnreadableDicomError, NoImageError
+        With the file's path and the reason.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if not isinstance(source, Source):
+        source = Source(os.fspath(source))
+    name = str(source)
+    try:
+        fp = source.open()
+    except OSError as exc:
+        raise UnreadableDicomError(name, f"cannot open: {exc.strerror or exc}") from None
+    try:
+        head = fp.read(132)
+        fp.seek(0)
+        size = source.size()
+        if size == 0:
+            raise NotDicomError(name, "empty file")
+        has_preamble = len(head) >= 132 and head[128:132] == b"DICM"
+        if not has_preamble and not _looks_like_raw_dicom(head):
+            raise NotDicomError(name, "not a DICOM file (no 'DICM' marker, no DICOM data "
+                                      "elements at the start)")
+        try:
+            ds = pydicom.dcmread(fp, defer_size=2048, force=not has_preamble)
+        except InvalidDicomError as exc:
+            raise NotDicomError(name, f"not a DICOM file ({exc})") from None
+        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
+                NotImplementedError, OverflowError) as exc:
+            raise UnreadableDicomError(name, f"header cannot be parsed "
+                                             f"({type(exc).__name__}: {exc})") from None
+        return _instance_from_dataset(source, ds, size)
+    finally:
+        fp.close()
+
+
+def _looks_like_raw_dicom(head: bytes) -> bool:
+    """A data set without preamble: starts with a group 0002/0008 tag, either endianness."""
+    if len(head) < 8:
+        return False
+    group_le = int.from_bytes(head[0:2], "little")
+    group_be = int.from_bytes(head[0:2], "big")
+    return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
+
+
+def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
+    name = str(source)
+    meta = getattr(ds, "file_meta", None)
+    sop_class = _text(ds.get("SOPClassUID", None)) or _text(
+        meta.get("MediaStorageSOPClassUID", None) if meta else None)
+    if sop_class == DICOMDIR_UID or "DirectoryRecordSequence" in ds:
+        raise NoImageError(name, "a DICOMDIR index (open it directly to read the files it lists)")
+    # a force-read non-DICOM file yields a data set without any of these
+    if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID",
+                                  "SeriesInstanceUID", "PixelData")):
+        raise NotDicomError(name, "not a DICOM file (no SOP Class, Modality or image attributes)")
+    try:
+        raw = ds.get_item(_PIXEL_TAG, keep_deferred=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom may raise anything on a broken tail
+        raise UnreadableDicomError(name, f"Pixel Data element cannot be read ({exc})") from None
+    if raw is None:
+        for alt in ("FloatPixelData", "DoubleFloatPixelData"):
+            if alt in ds:
+                raise NoImageError(name, f"{alt} (float images) is not supported yet")
+        kind = _sop_name(sop_class)
+        raise NoImageError(name, f"no Pixel Data{f' ({kind})' if kind else ''}")
+    rows, cols = _i(ds.get("Rows", None), 0), _i(ds.get("Columns", None), 0)
+    if not rows or not cols:
+        raise UnreadableDicomError(name, f"invalid image size Rows={rows} Columns={cols}")
+    samples = _i(ds.get("SamplesPerPixel", None), 1) or 1
+    bits = _i(ds.get("BitsAllocated", None), 0) or 0
+    if bits not in (1, 8, 16, 32, 64):
+        raise UnreadableDicomError(name, f"unsupported BitsAllocated={bits}")
+    n_frames = _i(ds.get("NumberOfFrames", None), 1) or 1
+    if n_frames < 1:
+        n_frames = 1
+    voxels = rows * cols * n_frames * samples
+    if voxels > MAX_VOXELS:
+        raise UnreadableDicomError(
+            name, f"absurd declared size {n_frames} frame(s) x {rows} x {cols} x {samples} "
+                  f"samples ({voxels:,} values); refusing to allocate it")
+    ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
+    if not ts:
+        ts = ("1.2.840.10008.1.2" if ds.is_implicit_VR else
+              ("1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2"))
+    encapsulated = ts not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
+                              "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+    if ts == "1.2.840.10008.1.2.1.99":  # deflated: pydicom inflates, offsets are meaningless
+        encapsulated = True
+    value_tell = getattr(raw, "value_tell", None)
+    length = getattr(raw, "length", None)
+    pixel_offset = pixel_length = None
+    if not encapsulated:
+        expected = (voxels * bits + 7) // 8
+        if length is not None and length != 0xFFFFFFFF:
+            if value_tell is not None and value_tell + length > size:
+                raise UnreadableDicomError(
+                    name, f"truncated: Pixel Data declares {length:,} bytes but the file ends "
+                          f"{size - value_tell:,} bytes after its start")
+            if length < expected:
+                raise UnreadableDicomError(
+                    name, f"Pixel Data holds {length:,} bytes but {n_frames} frame(s) of "
+                          f"{rows}x{cols}x{samples} at {bits} bits need {expected:,}")
+            if value_tell is not None and source.member is None:
+                pixel_offset, pixel_length = int(value_tell), int(length)
+    else:
+        if value_tell is not None and length not in (None, 0xFFFFFFFF) and \
+                value_tell + length > size:
+            raise UnreadableDicomError(name, "truncated: encapsulated Pixel Data runs past the "
+                                             "end of the file")
+    modality = _text(ds.get("Modality", None)).upper()
+    units = "HU" if modality == "CT" else _text(ds.get("RescaleType", None))
+    if modality == "RTDOSE":
+        units = _text(ds.get("DoseUnits", None)) or "GY"
+    meta_sop = _text(meta.get("MediaStorageSOPInstanceUID", None)) if meta else ""
+    inst = Instance(
+        source=source,
+        sop_class=sop_class,
+        sop_uid=_text(ds.get("SOPInstanceUID", None)) or meta_sop,
+        study_uid=_text(ds.get("StudyInstanceUID", None)),
+        series_uid=_text(ds.get("SeriesInstanceUID", None)) or f"unknown-series:{name}",
+        patient_name=_text(ds.get("PatientName", None)),
+        patient_id=_text(ds.get("PatientID", None)),
+        study_date=_text(ds.get("StudyDate", None)),
+        study_description=_text(ds.get("StudyDescription", None)),
+        series_description=_text(ds.get("SeriesDescription", None)),
+        series_number=_i(ds.get("SeriesNumber", None)),
+        modality=modality,
+        instance_number=_i(ds.get("InstanceNumber", None)),
+        acquisition_number=_i(ds.get("AcquisitionNumber", None)),
+        echo_number=_i(_first(ds.get("EchoNumbers", None))),
+        image_type=tuple(str(x) for x in (ds.get("ImageType", None) or ())),
+        frame_of_reference=_text(ds.get("FrameOfReferenceUID", None)),
+        rows=rows, columns=cols, samples=samples,
+        photometric=_text(ds.get("PhotometricInterpretation", None)).upper() or (
+            "MONOCHROME2" if samples == 1 else "RGB"),
+        bits_allocated=bits,
+        bits_stored=_i(ds.get("BitsStored", None), bits) or bits,
+        high_bit=_i(ds.get("HighBit", None), bits - 1),
+        pixel_representation=_i(ds.get("PixelRepresentation", None), 0) or 0,
+        planar_configuration=_i(ds.get("PlanarConfiguration", None), 0) or 0,
+        n_frames=n_frames,
+        transfer_syntax=ts,
+        encapsulated=encapsulated,
+        pixel_offset=pixel_offset,
+        pixel_length=pixel_length,
+        slice_thickness=_f(ds.get("SliceThickness", None)),
+        spacing_between_slices=_f(ds.get("SpacingBetweenSlices", None)),
+        units=units,
+        header=_summary(ds),
+    )
+    inst.frames = _frames_of(inst, ds)
+    return inst
+
+
+def _sop_name(uid: str) -> str:
+    try:
+        from pydicom.uid import UID
+        n = UID(uid).name
+        return "" if n == uid else n
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+# --------------------------------------------------------------------------------------------
+# series
+
+
+@dataclass
+class Skipped:
+    """A file (or frame) left out, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class Series:
+    """One loadable image volume (a series, or one part of a split series).
+
+    ``frames`` are in storage order for :func:`read_volume`: time-major, then ascending along
+    the slice normal. ``shape`` is ``(slices, rows, columns)`` or ``(time, slices, rows,
+    columns)``; ``spacing`` is ``(slice, row, column)`` mm.
+    """
+
+    uid: str
+    frames: list
+    split: str = ""  # why this is one part of a SeriesInstanceUID ("" when it is all of it)
+    n_time: int = 1
+    order: SliceOrder | None = None
+    problems: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    # --- descriptive facts --------------------------------------------------------------
+    @property
+    def first(self) -> Instance:
+        return self.frames[0].instance
+
+    @property
+    def patient_name(self) -> str:
+        return self.first.patient_name
+
+    @property
+    def patient_id(self) -> str:
+        return self.first.patient_id
+
+    @property
+    def study_uid(self) -> str:
+        return self.first.study_uid
+
+    @property
+    def study_date(self) -> str:
+        return self.first.study_date
+
+    @property
+    def study_description(self) -> str:
+        return self.first.study_description
+
+    @property
+    def description(self) -> str:
+        return self.first.series_description
+
+    @property
+    def number(self) -> int | None:
+        return self.first.series_number
+
+    @property
+    def modality(self) -> str:
+        return self.first.modality
+
+    @property
+    def frame_of_reference(self) -> str:
+        return self.first.frame_of_reference
+
+    @property
+    def files(self) -> list[str]:
+        seen = dict.fromkeys(f.instance.path for f in self.frames)
+        return list(seen)
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.frames) // self.n_time
+
+    @property
+    def rows(self) -> int:
+        return self.first.rows
+
+    @property
+    def columns(self) -> int:
+        return self.first.columns
+
+    @property
+    def is_rgb(self) -> bool:
+        return self.first.samples == 3 or self.first.photometric == "PALETTE COLOR"
+
+    @property
+    def shape(self) -> tuple:
+        s = (self.n_slices, self.rows, self.columns)
+        return ((self.n_time,) + s) if self.n_time > 1 else s
+
+    @property
+    def orientation(self) -> tuple | None:
+        return self.frames[0].orientation
+
+    @property
+    def orientation_label(self) -> str:
+        return orientation_label(self.orientation) if self.orientation else "unknown"
+
+    @property
+    def pixel_spacing(self) -> tuple:
+        ps = self.frames[0].pixel_spacing
+        return tuple(ps) if ps else (1.0, 1.0)
+
+    @property
+    def spacing(self) -> tuple:
+        """(slice, row, column) spacing in mm; slice spacing from positions, not thickness."""
+        ps = self.pixel_spacing
+        if self.order is not None:
+            dz = self.order.spacing
+        else:
+            dz = self.first.spacing_between_slices or self.first.slice_thickness or 1.0
+        return (float(dz), float(ps[0]), float(ps[1]))
+
+    @property
+    def has_geometry(self) -> bool:
+        return self.order is not None
+
+    @property
+    def direction(self) -> np.ndarray:
+        if self.orientation is None:
+            # no geometry: slices along z, rows along y, columns along x
+            return np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]])
+        step = self.order.step if self.order is not None else None
+        return direction_matrix(self.orientation, step)
+
+    @property
+    def origin(self) -> np.ndarray:
+        pos = self.frames[0].position
+        return np.zeros(3) if pos is None else np.asarray(pos, float)
+
+    @property
+    def name(self) -> str:
+        """Layer name, like dcm2niix's ``%s_%d``: series number and description."""
+        parts = []
+        if self.number is not None:
+            parts.append(str(self.number))
+        parts.append(self.description or self.modality or "DICOM")
+        n = " ".join(parts)
+        return f"{n} [{self.split}]" if self.split else n
+
+    @cached_property
+    def label(self) -> str:
+        """One line for lists: name, modality, size, spacing, slices."""
+        sp = self.spacing
+        dims = "x".join(str(s) for s in self.shape)
+        return (f"{self.name} | {self.modality or '?'} | {dims} | "
+                f"{sp[2]:.3g}x{sp[1]:.3g}x{sp[0]:.3g} mm | {self.orientation_label}")
+
+    def __repr__(self) -> str:
+        return f"<Series {self.label} ({len(self.files)} file(s))>"
+
+
+class SeriesList(list):
+    """A list of :class:`Series` that also knows every file it skipped (``.skipped``)."""
+
+    def __init__(self, items=(), skipped=()):
+        super().__init__(items)
+        self.skipped: list[Skipped] = list(skipped)
+
+    def __repr__(self) -> str:
+        lines = [repr(s) for s in self]
+        if self.skipped:
+            lines.append(f"... and {len(self.skipped)} skipped file(s)")
+        return "[" + ",\n ".join(lines) + "]"
+
+
+def _round_tuple(v, nd):
+    return None if v is None else tuple(round(float(x), nd) for x in v)
+
+
+def _group_key(fr: Frame) -> tuple:
+    inst = fr.instance
+    color = "rgb" if inst.samples == 3 or inst.photometric == "PALETTE COLOR" else "mono"
+    return (
+        inst.series_uid,
+        inst.rows, inst.columns, color,
+        _round_tuple(fr.orientation, 3),
+        _round_tuple(fr.pixel_spacing, 3),
+        inst.echo_number,
+    )
+
+
+def _describe_split(key, keys) -> str:
+    """Short label saying how this part differs from its siblings."""
+    _, rows, cols, color, iop, ps, echo = key
+    labels = []
+    if len({k[6] for k in keys}) > 1 and echo is not None:
+        labels.append(f"e{echo}")
+    if len({(k[1], k[2]) for k in keys}) > 1:
+        labels.append(f"{cols}x{rows}")
+    if len({k[4] for k in keys}) > 1:
+        labels.append(orientation_label(iop) if iop else "no orientation")
+    if len({k[5] for k in keys}) > 1 and ps:
+        labels.append(f"{ps[1]:g}x{ps[0]:g} mm")
+    if len({k[3] for k in keys}) > 1:
+        labels.append(color)
+    return ", ".join(labels)
+
+
+def _build(uid: str, frames: list[Frame], split: str) -> list[Series]:
+    """Order one homogeneous group; split by acquisition or go 4D on repeated positions."""
+    problems: list[str] = []
+    skipped: list[Skipped] = []
+    # the same SOP instance twice (a copied file): keep one
+    seen: dict = {}
+    uniq = []
+    for fr in frames:
+        key = (fr.instance.sop_uid, fr.index)
+        if fr.instance.sop_uid and key in seen:
+            skipped.append(Skipped(fr.instance.path, f"duplicate of {seen[key]} "
+                                                     "(same SOPInstanceUID)"))
+            continue
+        seen[key] = fr.instance.path
+        uniq.append(fr)
+    frames = uniq
+
+    has_geom = all(f.position is not None and f.orientation is not None for f in frames)
+    if not has_geom:
+        # no geometry: keep acquisition order (InstanceNumber, frame index)
+        frames = sorted(frames, key=lambda f: (f.instance.instance_number or 0, f.index or 0))
+        if len(frames) > 1 and any(f.position is None for f in frames):
+            problems.append("no ImagePositionPatient/ImageOrientationPatient: slices stacked "
+                            "by InstanceNumber with unknown spacing")
+        s = Series(uid, frames, split, problems=problems, skipped=skipped)
+        return [s]
+
+    iop = frames[0].orientation
+    from .geometry import slice_normal
+    normal = slice_normal(iop)
+    proj = np.array([f.position @ normal for f in frames])
+    qpos = np.round(proj / 0.01).astype(np.int64)  # 0.01 mm bins
+    counts = defaultdict(int)
+    for q in qpos:
+        counts[int(q)] += 1
+    reps = set(counts.values())
+
+    if reps != {1}:
+        acqs = {f.acquisition for f in frames}
+        # repeated positions that separate into acquisitions with unique positions: split
+        if len(acqs) > 1:
+            by_acq = defaultdict(list)
+            for f in frames:
+                by_acq[f.acquisition].append(f)
+            if all(len({round(float(f.position @ normal), 2) for f in fs}) == len(fs)
+                   for fs in by_acq.values()):
+                out = []
+                for a in sorted(by_acq, key=lambda x: (x is None, x)):
+                    lab = ", ".join(x for x in (split, f"acq {a}") if x)
+                    out.extend(_build(uid, by_acq[a], lab))
+                return out
+        if len(reps) == 1:
+            # every position repeated equally often: a 4D series (time/volume, slice, ...)
+            n_time = reps.pop()
+            buckets = defaultdict(list)
+            for f, q in zip(frames, qpos, strict=True):
+                buckets[int(q)].append(f)
+            for q in buckets:
+                buckets[q].sort(key=lambda f: f.temporal)
+            zs = sorted(buckets)
+            ordered = [buckets[z][t] for t in range(n_time) for z in zs]
+            first_vol = ordered[:len(zs)]
+            so = order_slices([f.position for f in first_vol], iop,
+                              fallback_spacing=first_vol[0].instance.spacing_between_slices
+                              or first_vol[0].instance.slice_thickness)
+            problems.extend(so.problems)
+            problems.append(f"4D: {n_time} volumes of {len(zs)} slices")
+            s = Series(uid, ordered, split, n_time=n_time, order=so, problems=problems,
+                       skipped=skipped)
+            return [s]
+        # unequal repetition: keep the first (by InstanceNumber) at each position
+        buckets = defaultdict(list)
+        for f, q in zip(frames, qpos, strict=True):
+            buckets[int(q)].append(f)
+        keep = []
+        for q in sorted(buckets):
+            fs = sorted(buckets[q], key=lambda f: f.temporal)
+            keep.append(fs[0])
+            for extra in fs[1:]:
+                where = f" frame {extra.index}" if extra.index is not None else ""
+                skipped.append(Skipped(extra.instance.path + where,
+                                       f"duplicate slice position {proj[frames.index(extra)]:.2f}"
+                                       f" mm along the normal; kept {fs[0].instance.path}"))
+        problems.append(f"{len(frames) - len(keep)} frame(s) at duplicate positions left out")
+        frames = keep
+
+    so = order_slices([f.position for f in frames], iop,
+                      fallback_spacing=frames[0].instance.spacing_between_slices
+                      or frames[0].instance.slice_thickness)
+    ordered = [frames[i] for i in so.order]
+    problems.extend(so.problems)
+    return [Series(uid, ordered, split, order=so, problems=problems, skipped=skipped)]
+
+
+def group_series(instances: Iterable[Instance]) -> list[Series]:
+    """Group parsed instances into ordered :class:`Series` (splitting where needed)."""
+    by_uid: dict[str, dict[tuple, list[Frame]]] = defaultdict(lambda: defaultdict(list))
+    for inst in instances:
+        for fr in inst.frames:
+            by_uid[inst.series_uid][_group_key(fr)].append(fr)
+    out: list[Series] = []
+    for uid, groups in by_uid.items():
+        keys = list(groups)
+        for key in keys:
+            split = _describe_split(key, keys) if len(keys) > 1 else ""
+            out.extend(_build(uid, groups[key], split))
+    out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_uid,
+                            s.number if s.number is not None else 1 << 30, s.uid, s.split))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# walking the file system
+
+
+def iter_sources(path: str | os.PathLike) -> tuple[list[Source], list[Skipped]]:
+    """Every candidate file under ``path`` (file, folder, ``.zip`` or DICOMDIR)."""
+    path = os.fspath(path)
+    skipped: list[Skipped] = []
+    if os.path.isdir(path):
+        out = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for fn in sorted(files):
+                full = os.path.join(root, fn)
+                if fn.upper() == "DICOMDIR":
+                    continue  # an index of files that the walk reaches anyway
+                if fn.lower().endswith(".zip") and zipfile.is_zipfile(full):
+                    srcs, sk = _zip_sources(full)
+                    out.extend(srcs)
+                    skipped.extend(sk)
+                    continue
+                out.append(Source(full))
+        return out, skipped
+    if not os.path.exists(path):
+        raise DicomToolsError(path, "no such file or folder")
+    if path.lower().endswith(".zip") and zipfile.is_zipfile(path):
+        return _zip_sources(path)
+    if os.path.basename(path).upper() == "DICOMDIR":
+        return _dicomdir_sources(path)
+    return [Source(path)], skipped
+
+
+def _zip_sources(path: str):
+    out = []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or os.path.basename(info.filename).upper() == "DICOMDIR":
+                    continue
+                out.append(Source(path, info.filename))
+    except (zipfile.BadZipFile, OSError) as exc:
+        return [], [Skipped(path, f"unreadable zip archive ({exc})")]
+    return out, []
+
+
+def _dicomdir_sources(path: str):
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    try:
+        fs = FileSet(pydicom.dcmread(path))
+    except Exception as exc:  # noqa: BLE001
+        raise DicomToolsError(path, f"DICOMDIR cannot be read ({exc})") from None
+    out, skipped = [], []
+    for inst in fs:
+        p = os.fspath(inst.path)
+        if os.path.exists(p):
+            out.append(Source(p))
+        else:
+            skipped.append(Skipped(p, "listed in the DICOMDIR but missing on disk"))
+    return out, skipped
+
+
+def scan_iter(path: str | os.PathLike | Iterable):
+    """Generator form of :func:`scan`: yields ``(done, total)`` per file, returns the
+    :class:`SeriesList` (as ``StopIteration.value``; napari's generator workers pass it to
+    ``returned``)."""
+    if isinstance(path, (str, os.PathLike)):
+        paths = [path]
+    else:
+        paths = list(path)
+    sources, skipped = [], []
+    for p in paths:
+        s, k = iter_sources(p)
+        sources.extend(s)
+        skipped.extend(k)
+    instances = []
+    total = len(sources)
+    for i, src in enumerate(sources):
+        try:
+            instances.append(read_header(src))
+        except DicomToolsError as exc:
+            skipped.append(Skipped(str(src), exc.reason))
+        yield i + 1, total
+    series = group_series(instances)
+    for s in series:
+        skipped.extend(s.skipped)
+    return SeriesList(series, skipped)
+
+
+def scan(path: str | os.PathLike | Iterable, *,
+         progress: Callable[[int, int], None] | None = None) -> SeriesList:
+    """Index the image series under ``path`` by reading headers only.
+
+    Parameters
+    ----------
+    path : str, os.PathLike, or list of them
+        A DICOM file, a folder (searched recursively), a ``.zip`` archive, or a DICOMDIR.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each file.
+
+    Returns
+    -------
+    SeriesList
+        Series sorted by patient, study and series number; ``.skipped`` lists every file that
+        was left out with the reason (not DICOM, no image, truncated, duplicate, ...).
+
+    Examples
+    --------
+    >>> series = scan("/data/study")                      # doctest: +SKIP
+    >>> for s in series: print(s.label)                   # doctest: +SKIP
+    >>> series.skipped                                    # doctest: +SKIP
+    """
+    gen = scan_iter(path)
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)

@@ -1,0 +1,456 @@
+"""A :class:`Series` -> :class:`Volume`: pixels in real units, with their geometry.
+
+Native (uncompressed) pixel data is read straight from the file offsets found while scanning,
+into the final array, so an eager read costs little more than reading the bytes. Compressed
+transfer syntaxes go through pydicom's decoders (pylibjpeg, openjpeg, RLE, GDCM when present).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import geometry
+from .errors import DicomToolsError, NoSeriesError, UnreadableDicomError
+from .scan import Frame, Instance, Series, scan
+
+
+@dataclass
+class Volume:
+    """Pixels and the geometry that places them in the patient.
+
+    Attributes
+    ----------
+    array : numpy.ndarray or dask.array.Array
+        ``(slice, row, column)``; ``(time, slice, row, column)`` for 4D series; a trailing
+        axis of 3 for RGB. Values are rescaled (RescaleSlope/Intercept: Hounsfield units for
+        CT) in the smallest dtype that holds them exactly.
+    spacing : tuple of 3 float
+        ``(slice, row, column)`` mm; the slice spacing comes from ImagePositionPatient.
+    origin : numpy.ndarray
+        LPS position (mm) of the centre of voxel ``(0, 0, 0)``.
+    direction : numpy.ndarray
+        3x3, column ``k`` is the unit LPS vector of array axis ``k``.
+    metadata : dict
+        Readable header summary, series facts, window, units, problems found, files.
+    """
+
+    array: object
+    spacing: tuple
+    origin: np.ndarray
+    direction: np.ndarray
+    metadata: dict = field(default_factory=dict)
+    series: Series | None = None
+
+    @property
+    def n_time(self) -> int:
+        return int(self.metadata.get("n_time", 1))
+
+    @property
+    def rgb(self) -> bool:
+        return bool(self.metadata.get("rgb", False))
+
+    @property
+    def spatial_shape(self) -> tuple:
+        lead = 1 if self.n_time > 1 else 0
+        return tuple(self.array.shape[lead:lead + 3])
+
+    @property
+    def affine_lps(self) -> np.ndarray:
+        """4x4: voxel ``(column, row, slice)`` -> LPS mm (ITK/DICOM convention)."""
+        return geometry.affine_lps(self.spacing, self.origin, self.direction)
+
+    @property
+    def affine_ras(self) -> np.ndarray:
+        """4x4: voxel ``(column, row, slice)`` -> RAS mm, as NIfTI's sform wants it.
+
+        ``nibabel.Nifti1Image(np.asarray(vol.array).T, vol.affine_ras)`` (3D, non-RGB) is the
+        correct NIfTI image.
+        """
+        return geometry.affine_ras(self.spacing, self.origin, self.direction)
+
+    @property
+    def world_affine(self) -> np.ndarray:
+        """4x4: array index ``(slice, row, column)`` -> napari world ``(z, y, x)`` LPS mm."""
+        return geometry.world_affine(self.spacing, self.origin, self.direction)
+
+    def display_transform(self) -> geometry.DisplayTransform:
+        """Axis-aligned view, scale and translate for napari (see :mod:`.geometry`)."""
+        return geometry.display_transform(self.spacing, self.origin, self.direction,
+                                          self.spatial_shape)
+
+    @property
+    def window(self) -> tuple | None:
+        """(center, width) from WindowCenter/WindowWidth, in output units, or None."""
+        w = self.metadata.get("window")
+        return tuple(w) if w else None
+
+    def __repr__(self) -> str:
+        kind = type(self.array).__module__.split(".")[0]
+        return (f"<Volume {self.metadata.get('name', '')!r} {kind} {tuple(self.array.shape)} "
+                f"{self.array.dtype} spacing={tuple(round(s, 4) for s in self.spacing)} mm>")
+
+
+# --------------------------------------------------------------------------------------------
+# values
+
+
+def _stored_range(inst: Instance) -> tuple[int, int]:
+    bits = max(1, min(inst.bits_stored, inst.bits_allocated))
+    if inst.pixel_representation:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+_INT_TYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64]
+
+
+def smallest_dtype(lo: float, hi: float, integral: bool, bits: int = 16) -> np.dtype:
+    """Smallest dtype holding every value in ``[lo, hi]`` exactly.
+
+    Integer ranges get the smallest (unsigned first) integer type; otherwise float32, or
+    float64 when the stored values have more than 24 significant bits.
+    """
+    if integral:
+        for t in _INT_TYPES:
+            info = np.iinfo(t)
+            if info.min <= lo and hi <= info.max:
+                return np.dtype(t)
+        return np.dtype(np.float64)
+    return np.dtype(np.float32 if bits <= 24 else np.float64)
+
+
+@dataclass
+class _Plan:
+    """Everything needed to decode any frame of a series into output units."""
+
+    frames: list
+    out_dtype: np.dtype
+    frame_shape: tuple
+    lo: float
+    hi: float
+    invert: bool
+    rgb: bool
+    palette: bool
+
+    def read_frame(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        fr: Frame = self.frames[i]
+        if out is None:
+            out = np.empty(self.frame_shape, self.out_dtype)
+        inst = fr.instance
+        if self.rgb:
+            arr = _decode_pydicom(fr)
+            out[...] = arr.reshape(self.frame_shape)
+            return out
+        if inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32) \
+                and inst.samples == 1:
+            _read_native(fr, out)
+        else:
+            arr = _decode_pydicom(fr)
+            if arr.shape != self.frame_shape:
+                raise UnreadableDicomError(inst.path, f"decoded frame has shape {arr.shape}, "
+                                                      f"expected {self.frame_shape}")
+            _rescale_into(arr, fr, out)
+        if self.invert:
+            np.subtract(self.lo + self.hi, out, out=out, casting="unsafe")
+        return out
+
+
+def _stored_dtype(inst: Instance) -> np.dtype:
+    kind = "i" if inst.pixel_representation else "u"
+    big = inst.transfer_syntax == "1.2.840.10008.1.2.2"
+    return np.dtype(f"{'>' if big else '<'}{kind}{inst.bits_allocated // 8}")
+
+
+def _fix_bits(a: np.ndarray, inst: Instance) -> None:
+    """Mask bits above BitsStored (unsigned) or sign-extend them (signed), in place."""
+    nbits = a.dtype.itemsize * 8
+    bs = inst.bits_stored
+    if bs >= nbits or bs <= 0:
+        return
+    if inst.pixel_representation:
+        shift = nbits - bs
+        np.left_shift(a, shift, out=a)
+        np.right_shift(a, shift, out=a)
+    else:
+        np.bitwise_and(a, (1 << bs) - 1, out=a)
+
+
+def _rescale_into(stored: np.ndarray, fr: Frame, out: np.ndarray) -> None:
+    slope, intercept = fr.slope, fr.intercept
+    if slope == 1 and intercept == 0:
+        out[...] = stored
+        return
+    if out.dtype.kind in "iu":
+        np.multiply(stored, int(slope), out=out, casting="unsafe")
+        np.add(out, int(intercept), out=out, casting="unsafe")
+    else:
+        np.multiply(stored, slope, out=out, casting="unsafe")
+        np.add(out, intercept, out=out, casting="unsafe")
+
+
+def _read_native(fr: Frame, out: np.ndarray) -> None:
+    """Read one frame of native pixel data straight into ``out`` (rescaled in place)."""
+    inst = fr.instance
+    sdt = _stored_dtype(inst)
+    nbytes = inst.rows * inst.columns * sdt.itemsize
+    offset = inst.pixel_offset + (fr.index or 0) * nbytes
+    direct = (out.dtype.itemsize == sdt.itemsize and sdt.isnative and out.flags.c_contiguous
+              and (out.dtype == sdt or (sdt.kind == "u" and out.dtype.kind == "i"
+                                        and inst.bits_stored < 8 * sdt.itemsize)))
+    target = out.view(sdt) if direct else np.empty(out.shape, sdt)
+    try:
+        with open(inst.source.path, "rb") as f:
+            f.seek(offset)
+            got = f.readinto(memoryview(target.reshape(-1)).cast("B"))
+    except OSError as exc:
+        raise UnreadableDicomError(inst.path, f"cannot read pixel data: {exc}") from None
+    if got != nbytes:
+        raise UnreadableDicomError(inst.path, f"truncated: expected {nbytes:,} pixel bytes, "
+                                              f"got {got:,}")
+    if direct and sdt != out.dtype:
+        # unsigned stored, signed output of the same size: only BitsStored bits are valid
+        _fix_bits(target, inst)
+        if fr.slope != 1:
+            np.multiply(out, int(fr.slope), out=out)
+        if fr.intercept:
+            np.add(out, int(fr.intercept), out=out)
+        return
+    if not sdt.isnative:
+        target = target.astype(sdt.newbyteorder("="))
+    _fix_bits(target, inst)
+    if direct:
+        if fr.slope != 1 or fr.intercept:
+            _rescale_into(target.copy(), fr, out)
+        return
+    _rescale_into(target, fr, out)
+
+
+def _decode_pydicom(fr: Frame) -> np.ndarray:
+    """Decode one frame with pydicom (compressed, bit-packed, colour, odd layouts)."""
+    import pydicom
+    from pydicom.pixels import pixel_array
+    from pydicom.uid import UID
+
+    inst = fr.instance
+    try:
+        if inst.photometric == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            with inst.source.open() as fp:
+                ds = pydicom.dcmread(fp, force=True)
+                arr = ds.pixel_array
+            if fr.index is not None and inst.n_frames > 1:
+                arr = arr[fr.index]
+            return apply_color_lut(arr, ds)
+        with inst.source.open() as fp:
+            arr = pixel_array(fp, index=fr.index if inst.n_frames > 1 else None,
+                              transfer_syntax_uid=UID(inst.transfer_syntax))
+    except DicomToolsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise anything; name the file
+        where = f" frame {fr.index}" if fr.index is not None else ""
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        if "no pixel data handler" in msg.lower() or "missing required dependencies" in \
+                msg.lower() or "no plugins" in msg.lower():
+            msg += " (install the compressed-data codecs: pip install 'napari-dicomtools[all]')"
+        raise UnreadableDicomError(inst.path, f"pixel data{where} cannot be decoded: "
+                                              f"{msg}") from None
+    if arr.ndim == 3 and inst.samples == 1 and arr.shape[0] == 1:
+        arr = arr[0]
+    return arr
+
+
+def _plan(series: Series) -> _Plan:
+    frames = series.frames
+    inst0 = frames[0].instance
+    rgb = series.is_rgb
+    palette = inst0.photometric == "PALETTE COLOR"
+    shape = (inst0.rows, inst0.columns) + ((3,) if rgb else ())
+    if rgb:
+        if palette:
+            # palette LUT entries may be 16 bit even for 8-bit indices
+            dtype = np.dtype(np.uint16)
+        else:
+            dtype = np.dtype({8: np.uint8, 16: np.uint16}.get(inst0.bits_allocated, np.uint32))
+        return _Plan(frames, dtype, shape, 0, float(np.iinfo(dtype).max), False, True, palette)
+    lo, hi = np.inf, -np.inf
+    integral = True
+    seen = set()
+    for fr in frames:
+        key = (fr.slope, fr.intercept, fr.instance.bits_stored,
+               fr.instance.pixel_representation, fr.instance.bits_allocated)
+        if key in seen:
+            continue
+        seen.add(key)
+        slo, shi = _stored_range(fr.instance)
+        a, b = slo * fr.slope + fr.intercept, shi * fr.slope + fr.intercept
+        lo, hi = min(lo, a, b), max(hi, a, b)
+        if float(fr.slope) != int(fr.slope) or float(fr.intercept) != int(fr.intercept):
+            integral = False
+    bits = max(f.instance.bits_stored for f in frames[:1])
+    dtype = smallest_dtype(lo, hi, integral, bits)
+    invert = inst0.photometric == "MONOCHROME1"
+    return _Plan(frames, dtype, shape, float(lo), float(hi), invert, False, False)
+
+
+class _LazyFrames:
+    """Array-like over a series' frames for :func:`dask.array.from_array`."""
+
+    def __init__(self, plan: _Plan, shape: tuple):
+        self.plan = plan
+        self.shape = shape
+        self.dtype = plan.out_dtype
+        self.ndim = len(shape)
+
+    def __getitem__(self, key):
+        # dask asks for blocks of one frame: key is a tuple of slices
+        if not isinstance(key, tuple):
+            key = (key,)
+        n_lead = len(self.shape) - len(self.plan.frame_shape)
+        lead_shape = self.shape[:n_lead]
+        idx = np.arange(int(np.prod(lead_shape))).reshape(lead_shape)[key[:n_lead]]
+        out = np.empty(idx.shape + self.plan.frame_shape, self.dtype)
+        flat = out.reshape((-1,) + self.plan.frame_shape)
+        for j, i in enumerate(idx.reshape(-1)):
+            self.plan.read_frame(int(i), flat[j])
+        return out[(Ellipsis,) + tuple(key[n_lead:])] if len(key) > n_lead else out
+
+
+def _metadata(series: Series, plan: _Plan) -> dict:
+    inst0 = series.first
+    window = None
+    w = series.frames[0].window
+    if w is not None and not plan.rgb:
+        c, width = w
+        if plan.invert:
+            c = plan.lo + plan.hi - c
+        window = (float(c), float(width))
+    return {
+        "name": series.name,
+        "series_uid": series.uid,
+        "split": series.split,
+        "study_uid": series.study_uid,
+        "frame_of_reference": series.frame_of_reference,
+        "modality": series.modality,
+        "patient_name": series.patient_name,
+        "patient_id": series.patient_id,
+        "study_date": series.study_date,
+        "study_description": series.study_description,
+        "series_description": series.description,
+        "series_number": series.number,
+        "orientation": series.orientation_label,
+        "n_time": series.n_time,
+        "rgb": plan.rgb,
+        "units": inst0.units,
+        "window": window,
+        "value_range": (plan.lo, plan.hi),
+        "monochrome1_inverted": plan.invert,
+        "transfer_syntax": inst0.transfer_syntax,
+        "has_geometry": series.has_geometry,
+        "tilt_deg": series.order.tilt_deg if series.order is not None else 0.0,
+        "problems": list(series.problems),
+        "skipped": [str(s) for s in series.skipped],
+        "files": series.files,
+        "header": dict(inst0.header),
+    }
+
+
+def read_volume(path_or_series, lazy: bool = False, *,
+                progress: Callable[[int, int], None] | None = None) -> Volume:
+    """Read one image series as a :class:`Volume` in real units and patient geometry.
+
+    Parameters
+    ----------
+    path_or_series : str, os.PathLike or Series
+        A file, folder, ``.zip`` or DICOMDIR holding exactly one series, or a :class:`Series`
+        from :func:`scan` (use that when a folder holds several).
+    lazy : bool
+        Return a dask array that decodes each frame when it is first needed.
+    progress : callable, optional
+        ``progress(done, total)`` while frames are read (eager reads only).
+
+    Returns
+    -------
+    Volume
+
+    Raises
+    ------
+    NoSeriesError
+        The path holds no loadable image (``err.skipped`` says why for each file).
+    DicomToolsError
+        The path holds several series (the message lists them), or decoding failed.
+
+    Examples
+    --------
+    >>> vol = read_volume("/data/ct_series")              # doctest: +SKIP
+    >>> vol.array.shape, vol.spacing                      # doctest: +SKIP
+    ((300, 512, 512), (1.25, 0.7, 0.7))
+    """
+    if isinstance(path_or_series, Series):
+        series = path_or_series
+    else:
+        found = scan(path_or_series)
+        if not found:
+            reasons = "; ".join(str(s) for s in found.skipped[:5]) or "no files"
+            raise NoSeriesError(path_or_series, f"no loadable DICOM image ({reasons})",
+                                found.skipped)
+        if len(found) > 1:
+            listing = "\n  ".join(s.label for s in found)
+            raise DicomToolsError(
+                path_or_series, f"holds {len(found)} series; pick one from "
+                                f"napari_dicomtools.scan(path) or use read_volumes():\n  "
+                                f"{listing}")
+        series = found[0]
+    return _read_series(series, lazy=lazy, progress=progress)
+
+
+def read_volumes(path, lazy: bool = False, *, progress=None) -> list[Volume]:
+    """Every series under ``path`` as a :class:`Volume` (skipping the ones that fail)."""
+    out = []
+    for s in scan(path):
+        try:
+            out.append(_read_series(s, lazy=lazy, progress=progress))
+        except DicomToolsError as exc:
+            warnings.warn(str(exc), stacklevel=2)
+    return out
+
+
+def _read_series(series: Series, lazy: bool, progress=None) -> Volume:
+    plan = _plan(series)
+    n = len(series.frames)
+    lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
+    shape = lead + plan.frame_shape
+    meta = _metadata(series, plan)
+    if lazy:
+        import dask.array as da
+
+        arr = da.from_array(_LazyFrames(plan, shape),
+                            chunks=(1,) * len(lead) + plan.frame_shape,
+                            asarray=False, fancy=False, name=f"dicom-{series.uid}-{series.split}",
+                            meta=np.empty((0,) * len(shape), plan.out_dtype))
+    else:
+        arr = np.empty(shape, plan.out_dtype)
+        flat = arr.reshape((n,) + plan.frame_shape)
+        failures = []
+        for i in range(n):
+            try:
+                plan.read_frame(i, flat[i])
+            except DicomToolsError as exc:
+                if n == 1:
+                    raise
+                failures.append(exc)
+                flat[i] = plan.lo if not plan.rgb else 0
+            if progress is not None:
+                progress(i + 1, n)
+        if failures and len(failures) == n:
+            raise UnreadableDicomError(failures[0].path, failures[0].reason)
+        for exc in failures:
+            msg = f"frame left blank: {exc}"
+            meta["problems"].append(msg)
+            warnings.warn(msg, stacklevel=3)
+    return Volume(arr, series.spacing, series.origin, series.direction, meta, series)
+

@@ -1,0 +1,39 @@
+"""Shared fixtures: small DICOM series with exactly known geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_dicomtools.core.synthetic import phantom, write_series
+
+
+def ramp_values(n=12, rows=20, cols=24, seed=0):
+    """Values that identify their voxel: slice k holds 100*k + a small in-plane pattern."""
+    rng = np.random.default_rng(seed)
+    base = (np.arange(n) * 100 - 600)[:, None, None]
+    plane = rng.integers(-40, 40, size=(1, rows, cols))
+    return (base + plane).astype(np.int32)
+
+
+@pytest.fixture
+def make_series(tmp_path):
+    """Factory: write a series under tmp_path/<name> and return its Truth."""
+    counter = {"n": 0}
+
+    def _make(name=None, values=None, **kw):
+        counter["n"] += 1
+        d = tmp_path / (name or f"series{counter['n']}")
+        if values is None:
+            values = ramp_values()
+        return write_series(d, values, **kw)
+
+    return _make
+
+
+@pytest.fixture
+def ct_folder(tmp_path):
+    """A 30-slice phantom CT in a folder; returns (folder, Truth)."""
+    d = tmp_path / "ct"
+    truth = write_series(d, phantom((30, 64, 64)), spacing=(1.25, 0.7, 0.7))
+    return d, truth

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from napari_dicomtools.core import geometry
+
+AXIAL = (1, 0, 0, 0, 1, 0)
+CORONAL = (1, 0, 0, 0, 0, -1)
+SAGITTAL = (0, 1, 0, 0, 0, -1)
+
+
+@pytest.mark.parametrize("iop,label", [(AXIAL, "axial"), (CORONAL, "coronal"),
+                                       (SAGITTAL, "sagittal"),
+                                       ((0.9, 0.1, 0.2, -0.1, 0.95, 0.3), "oblique")])
+def test_orientation_label(iop, label):
+    assert geometry.orientation_label(iop) == label
+
+
+def test_order_ignores_input_order_and_finds_spacing():
+    z = np.array([5.0, -2.5, 0.0, 2.5, 7.5, 10.0])
+    pos = np.column_stack([np.zeros(6), np.zeros(6), z])
+    so = geometry.order_slices(pos, AXIAL)
+    assert list(z[so.order]) == sorted(z)
+    assert so.spacing == pytest.approx(2.5)
+    assert so.uniform and so.problems == [] and so.tilt_deg == 0
+
+
+def test_order_uses_normal_not_z_for_sagittal():
+    # sagittal: slices step along x; the normal of (0,1,0)x(0,0,-1) is (-1,0,0)
+    x = np.array([3.0, 1.0, 2.0, 0.0])
+    pos = np.column_stack([x, np.zeros(4), np.zeros(4)])
+    so = geometry.order_slices(pos, SAGITTAL)
+    assert list(x[so.order]) == [3.0, 2.0, 1.0, 0.0]  # ascending along the normal (-x)
+
+
+def test_gap_and_duplicate_are_reported():
+    z = np.array([0, 1, 2, 4, 5, 5.0])
+    pos = np.column_stack([np.zeros(6), np.zeros(6), z])
+    so = geometry.order_slices(pos, AXIAL)
+    text = " ".join(so.problems)
+    assert "duplicate" in text and "gap" in text
+    assert not so.uniform
+    assert so.spacing == pytest.approx(1.0)
+
+
+def test_tilt_is_measured():
+    k = np.arange(10.0)
+    tilt = np.deg2rad(20)
+    pos = np.column_stack([np.zeros(10), k * 2 * np.tan(tilt), k * 2])
+    so = geometry.order_slices(pos, AXIAL)
+    assert so.tilt_deg == pytest.approx(20, abs=1e-6)
+    assert any("tilt" in p for p in so.problems)
+    assert so.spacing == pytest.approx(2 / np.cos(tilt))
+
+
+def _check_display(spacing, origin, direction, shape):
+    """Every voxel of the display view lands where the true affine puts it (axis-aligned)."""
+    dt = geometry.display_transform(spacing, origin, direction, shape)
+    wa = geometry.world_affine(spacing, origin, direction)
+    idx = np.indices(shape).reshape(3, -1).T
+    # the original index of each display voxel
+    arr = np.arange(np.prod(shape)).reshape(shape)
+    view = dt.apply(arr)
+    vidx = np.indices(view.shape).reshape(3, -1).T
+    orig = np.column_stack(np.unravel_index(view.reshape(-1), shape))
+    world_true = (wa @ np.column_stack([orig, np.ones(len(orig))]).T).T[:, :3]
+    world_disp = vidx * np.array(dt.scale) + np.array(dt.translate)
+    assert np.allclose(world_true, world_disp, atol=1e-6)
+    return dt, idx
+
+
+@pytest.mark.parametrize("iop", [AXIAL, CORONAL, SAGITTAL, (-1, 0, 0, 0, -1, 0),
+                                 (0, -1, 0, 0, 0, -1)])
+def test_display_transform_is_exact_for_axis_aligned(iop):
+    d = geometry.direction_matrix(iop)
+    dt, _ = _check_display((2.0, 0.5, 0.7), (10.0, -20.0, 30.0), d, (4, 5, 6))
+    assert all(s > 0 for s in dt.scale)
+    assert dt.residual_deg == pytest.approx(0, abs=1e-9)
+
+
+def test_affine_ras_flips_x_and_y():
+    d = geometry.direction_matrix(AXIAL)
+    a = geometry.affine_ras((3.0, 0.5, 0.25), (1.0, 2.0, 3.0), d)
+    assert np.allclose(a, [[-0.25, 0, 0, -1], [0, -0.5, 0, -2], [0, 0, 3, 3], [0, 0, 0, 1]])

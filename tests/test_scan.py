@@ -1,0 +1,184 @@
+import os
+import shutil
+import zipfile
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from napari_dicomtools import NotDicomError, read_volume, scan
+from napari_dicomtools.core.scan import read_header
+
+
+def test_scan_finds_one_series_with_facts(ct_folder):
+    folder, truth = ct_folder
+    series = scan(folder)
+    assert len(series) == 1 and series.skipped == []
+    s = series[0]
+    assert s.shape == (30, 64, 64)
+    assert s.spacing == pytest.approx((1.25, 0.7, 0.7))
+    assert s.modality == "CT" and s.number == 3
+    assert s.patient_name == "Phantom^Synthetic" and s.description == "Synthetic phantom"
+    assert sorted(s.files) == sorted(truth.files)
+    assert s.orientation_label == "axial"
+    assert "3 Synthetic phantom" in s.label
+
+
+def test_slices_ordered_by_geometry_not_instance_number_or_name(make_series):
+    truth = make_series(reverse_instance=True, shuffle=True)
+    s = scan(os.path.dirname(truth.files[0]))[0]
+    z = [f.position[2] for f in s.frames]
+    assert z == sorted(z)
+    inst = [f.instance.instance_number for f in s.frames]
+    assert inst == sorted(inst, reverse=True)  # InstanceNumber runs against z here
+
+
+def test_two_series_in_nested_folders(make_series, tmp_path):
+    study = pydicom.uid.generate_uid()
+    make_series("b/deeper/two", series_number=2, description="second", study_uid=study)
+    make_series("a/one", series_number=1, description="first", study_uid=study)
+    series = scan(tmp_path)
+    assert [s.description for s in series] == ["first", "second"]
+
+
+def test_one_uid_with_two_orientations_is_split(make_series, tmp_path):
+    uid = pydicom.uid.generate_uid()
+    make_series("ax", series_uid=uid)
+    make_series("sag", series_uid=uid, orientation=(0, 1, 0, 0, 0, -1),
+                values=np.zeros((5, 20, 24), np.int32))
+    series = scan(tmp_path)
+    assert len(series) == 2
+    assert {s.orientation_label for s in series} == {"axial", "sagittal"}
+    assert all(s.split for s in series)  # the names say why
+    assert {s.n_slices for s in series} == {12, 5}
+
+
+def test_localizer_acquisition_is_split(make_series, tmp_path):
+    """Same UID, same orientation, same positions, different AcquisitionNumber: two volumes."""
+    uid = pydicom.uid.generate_uid()
+    t1 = make_series("a1", series_uid=uid)
+    t2 = make_series("a2", series_uid=uid, values=np.zeros((12, 20, 24), np.int32))
+    for f in t2.files:
+        ds = pydicom.dcmread(f)
+        ds.AcquisitionNumber = 2
+        ds.save_as(f)
+    series = scan(tmp_path)
+    assert len(series) == 2
+    assert all(s.n_slices == 12 for s in series)
+    assert {s.split for s in series} == {"acq 1", "acq 2"}
+    assert t1.files
+
+
+def test_repeated_positions_make_4d(make_series, tmp_path):
+    uid = pydicom.uid.generate_uid()
+    vals = [np.full((6, 20, 24), 10 * t, np.int32) for t in range(3)]
+    for t in range(3):
+        tr = make_series(f"t{t}", series_uid=uid, values=vals[t])
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.TemporalPositionIdentifier = t + 1
+            ds.save_as(f)
+    (s,) = scan(tmp_path)
+    assert s.shape == (3, 6, 20, 24)
+    vol = read_volume(s)
+    assert [int(vol.array[t].mean()) for t in range(3)] == [0, 10, 20]
+
+
+def test_bad_files_are_skipped_with_reasons(ct_folder):
+    folder, truth = ct_folder
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.dcm").write_bytes(b"")
+    # a truncated copy of a good file
+    data = open(truth.files[0], "rb").read()
+    (folder / "cut.dcm").write_bytes(data[: len(data) // 2])
+    # a DICOM object without pixels
+    shutil.copy(get_testdata_file("rtplan.dcm"), folder / "plan.dcm")
+    # the same file twice
+    shutil.copy(truth.files[1], folder / "copy.dcm")
+    series = scan(folder)
+    assert len(series) == 1 and series[0].n_slices == 30
+    reasons = {os.path.basename(s.path): s.reason for s in series.skipped}
+    assert "not a DICOM file" in reasons["notes.txt"]
+    assert "empty" in reasons["empty.dcm"]
+    assert "truncated" in reasons["cut.dcm"]
+    assert "no Pixel Data" in reasons["plan.dcm"]
+    dup = [r for p, r in reasons.items() if "SOPInstanceUID" in r]
+    assert len(dup) == 1
+
+
+def test_read_header_names_the_file(tmp_path):
+    p = tmp_path / "x.dcm"
+    p.write_bytes(b"\x89PNG\r\n" + b"0" * 300)
+    with pytest.raises(NotDicomError) as err:
+        read_header(str(p))
+    assert str(p) in str(err.value)
+
+
+def test_absurd_declared_size_is_refused(make_series):
+    truth = make_series()
+    ds = pydicom.dcmread(truth.files[0])
+    ds.Rows = ds.Columns = 65535
+    ds.NumberOfFrames = 1000
+    bad = os.path.join(os.path.dirname(truth.files[0]), "absurd.dcm")
+    ds.save_as(bad)
+    series = scan(bad)
+    assert not series
+    assert "absurd" in series.skipped[0].reason
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_file_without_preamble_or_meta(make_series, tmp_path, implicit):
+    truth = make_series(values=np.arange(2 * 20 * 24).reshape(2, 20, 24) - 100)
+    ds = pydicom.dcmread(truth.files[0])
+    ds.preamble = None
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    raw = tmp_path / "raw.dcm"
+    ds.save_as(raw, enforce_file_format=False, implicit_vr=implicit, little_endian=True)
+    assert open(raw, "rb").read(132)[128:132] != b"DICM"
+    (s,) = scan(raw)
+    vol = read_volume(s)
+    k = 0 if ds.ImagePositionPatient[2] == truth.origin[2] else 1
+    assert np.array_equal(vol.array[0], truth.values[k])
+
+
+def test_rt_plan_without_meta_is_skipped_as_no_image():
+    s = scan(get_testdata_file("ExplVR_LitEndNoMeta.dcm"))
+    assert not s and "no Pixel Data (RT Ion Plan Storage)" in s.skipped[0].reason
+
+
+def test_zip_archive(ct_folder, tmp_path):
+    folder, truth = ct_folder
+    z = tmp_path / "study.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in truth.files:
+            zf.write(f, arcname="DATA/" + os.path.basename(f))
+        zf.writestr("README.txt", "hello")
+    series = scan(z)
+    assert len(series) == 1 and series[0].n_slices == 30
+    assert len(series.skipped) == 1 and "README.txt" in series.skipped[0].path
+    vol = read_volume(series[0])
+    assert np.array_equal(vol.array, truth.values)
+
+
+def test_dicomdir(tmp_path):
+    src = os.path.dirname(get_testdata_file("DICOMDIR", read=False) or "")
+    if not src or not os.path.exists(os.path.join(src, "DICOMDIR")):
+        pytest.skip("pydicom's DICOMDIR test set is not installed")
+    dst = tmp_path / "dd"
+    shutil.copytree(src, dst)
+    via_index = scan(dst / "DICOMDIR")
+    via_folder = scan(dst)
+    assert len(via_index) >= 1
+    assert sorted(s.uid for s in via_index) == sorted(s.uid for s in via_folder)
+    assert sum(len(s.files) for s in via_index) == sum(len(s.files) for s in via_folder)
+
+
+def test_sources_are_never_modified(ct_folder):
+    folder, truth = ct_folder
+    before = {f: (os.path.getmtime(f), open(f, "rb").read()) for f in truth.files}
+    listing = sorted(os.listdir(folder))
+    read_volume(folder)
+    read_volume(folder, lazy=True).array.compute()
+    assert sorted(os.listdir(folder)) == listing
+    assert all((os.path.getmtime(f), open(f, "rb").read()) == v for f, v in before.items())

@@ -1,0 +1,184 @@
+import os
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file, get_testdata_files
+
+from napari_dicomtools import DicomToolsError, NoSeriesError, Volume, read_volume, scan
+from napari_dicomtools.core.volume import smallest_dtype
+
+ORIENTATIONS = {
+    "axial": (1, 0, 0, 0, 1, 0),
+    "coronal": (1, 0, 0, 0, 0, -1),
+    "sagittal": (0, 1, 0, 0, 0, -1),
+    "oblique": (0.9, 0.1, 0.2, -0.1, 0.95, 0.3),
+    "axial-feet-first": (-1, 0, 0, 0, 1, 0),
+}
+
+
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_values_and_affine_match_truth(make_series, name):
+    truth = make_series(orientation=ORIENTATIONS[name], spacing=(3.0, 0.6, 0.9),
+                        origin=(12.5, -40.0, 77.0))
+    vol = read_volume(os.path.dirname(truth.files[0]))
+    assert isinstance(vol, Volume)
+    assert np.array_equal(vol.array, truth.values)
+    assert np.allclose(vol.affine_lps, truth.affine_lps, atol=1e-5)
+    assert np.allclose(vol.affine_ras, truth.affine_ras, atol=1e-5)
+    assert vol.spacing == pytest.approx((3.0, 0.6, 0.9))
+
+
+def test_every_voxel_lands_where_dicom_says(make_series):
+    """The NIfTI made from affine_ras puts each voxel at its ImagePositionPatient."""
+    truth = make_series(orientation=ORIENTATIONS["oblique"], reverse_instance=True)
+    vol = read_volume(os.path.dirname(truth.files[0]))
+    img = nib.Nifti1Image(np.asarray(vol.array).T, vol.affine_ras)
+    for f in truth.files:
+        ds = pydicom.dcmread(f)
+        ipp = np.array(ds.ImagePositionPatient, float)
+        ras = np.array([-ipp[0], -ipp[1], ipp[2], 1.0])
+        ijk = np.linalg.solve(img.affine, ras)[:3]
+        assert np.allclose(ijk[:2], 0, atol=1e-4)
+        k = int(round(ijk[2]))
+        assert abs(ijk[2] - k) < 1e-4
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        assert np.array_equal(np.asarray(img.dataobj)[:, :, k].T, hu)
+
+
+def test_tilted_series_keeps_sheared_geometry(make_series):
+    truth = make_series(tilt_deg=12.0, spacing=(2.0, 0.5, 0.5))
+    vol = read_volume(os.path.dirname(truth.files[0]))
+    assert vol.metadata["tilt_deg"] == pytest.approx(12.0, abs=1e-3)
+    assert any("tilt" in p for p in vol.metadata["problems"])
+    assert np.allclose(vol.affine_lps, truth.affine_lps, atol=1e-4)
+    assert np.array_equal(vol.array, truth.values)
+
+
+def test_gap_is_reported_not_hidden(make_series):
+    truth = make_series(drop_slices=(5,))
+    vol = read_volume(os.path.dirname(truth.files[0]))
+    assert vol.array.shape[0] == 11
+    assert any("gap" in p for p in vol.metadata["problems"])
+    assert np.array_equal(vol.array, truth.values)
+
+
+def test_hounsfield_units_and_smallest_dtype(ct_folder):
+    folder, truth = ct_folder
+    vol = read_volume(folder)
+    assert vol.array.dtype == np.int16  # 12-bit unsigned + intercept -1024 fits int16
+    assert np.array_equal(vol.array, truth.values)
+    assert vol.array.min() >= -1024 and vol.metadata["units"] == "HU"
+    assert vol.window == (40.0, 400.0)
+
+
+def test_float_rescale_gives_float32(make_series):
+    vals = np.arange(3 * 20 * 24).reshape(3, 20, 24) * 0.5
+    truth = make_series(values=vals, slope=0.5, intercept=0.0)
+    vol = read_volume(os.path.dirname(truth.files[0]))
+    assert vol.array.dtype == np.float32
+    assert np.allclose(vol.array, truth.values)
+
+
+def test_monochrome1_is_inverted(make_series):
+    vals = np.tile(np.arange(24), (3, 20, 1)) * 10
+    truth = make_series(values=vals, photometric="MONOCHROME1", intercept=0, window=(100, 200))
+    vol = read_volume(os.path.dirname(truth.files[0]))
+    assert vol.metadata["monochrome1_inverted"]
+    # stored = 4095 - v; displayed as MONOCHROME2 the bright end stays bright
+    lo, hi = vol.metadata["value_range"]
+    assert np.array_equal(vol.array, lo + hi - (4095 - truth.values))
+    c, w = vol.window
+    assert c == lo + hi - 100 and w == 200
+    assert np.all(np.diff(vol.array[0, 0].astype(int)) > 0)
+
+
+def test_lazy_equals_eager(ct_folder):
+    folder, _ = ct_folder
+    eager = read_volume(folder)
+    lazy = read_volume(folder, lazy=True)
+    assert type(lazy.array).__module__.startswith("dask")
+    assert lazy.array.chunksize[0] == 1
+    assert np.array_equal(lazy.array[7].compute(), eager.array[7])
+    assert np.array_equal(lazy.array.compute(), eager.array)
+
+
+def test_folder_with_several_series_asks_for_a_choice(make_series, tmp_path):
+    make_series("a")
+    make_series("b")
+    with pytest.raises(DicomToolsError, match="holds 2 series"):
+        read_volume(tmp_path)
+
+
+def test_no_series_error_lists_reasons(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(NoSeriesError) as err:
+        read_volume(tmp_path)
+    assert "a.txt" in str(err.value) and err.value.skipped
+
+
+@pytest.mark.parametrize("bits,pr,lo,hi,expected", [
+    (12, 0, -1024, 3071, np.int16), (8, 0, 0, 255, np.uint8), (16, 0, 0, 65535, np.uint16),
+    (16, 1, -32768, 32767, np.int16), (16, 1, -33792, 31743, np.int32)])
+def test_smallest_dtype(bits, pr, lo, hi, expected):
+    assert smallest_dtype(lo, hi, True, bits) == np.dtype(expected)
+
+
+# --- every image in pydicom's bundled test files loads correctly or is skipped with a reason
+
+# broken on purpose in pydicom's set: a 12-bit extended JPEG no installed codec supports, a
+# J2K stream with a stray delimiter, a JPEG with a corrupt offset table
+UNDECODABLE = {"JPEG-lossy.dcm", "JPEG2000-embedded-sequence-delimiter.dcm", "SC_rgb_jpeg.dcm"}
+
+
+def _pydicom_files():
+    return sorted(f for f in get_testdata_files("*") if os.path.isfile(f)
+                  and not f.endswith((".txt", ".json", ".dump", ".icc", ".gz", ".py")))
+
+
+def _expected(ds, frame_index):
+    from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+    arr = ds.pixel_array
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[frame_index]
+    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+        return apply_color_lut(arr, ds)
+    if ds.get("SamplesPerPixel", 1) == 1:
+        arr = apply_modality_lut(arr, ds)
+        if "DoseGridScaling" in ds:
+            arr = arr * float(ds.DoseGridScaling)
+    return arr
+
+
+@pytest.mark.parametrize("path", _pydicom_files(), ids=os.path.basename)
+def test_pydicom_test_file(path):
+    found = scan(path)
+    if not found:
+        # skipped: the reason must name the file and say something
+        assert len(found.skipped) == 1
+        assert found.skipped[0].path == path and len(found.skipped[0].reason) > 5
+        return
+    for s in found:
+        if os.path.basename(path) in UNDECODABLE:
+            with pytest.raises(DicomToolsError) as err:
+                read_volume(s)
+            assert path in str(err.value) and "cannot be decoded" in str(err.value)
+            return
+        vol = read_volume(s)
+        ds = pydicom.dcmread(path)
+        try:
+            ds.pixel_array
+        except Exception:  # noqa: BLE001 - pydicom itself cannot decode: shape only
+            assert vol.array.shape == s.shape + ((3,) if vol.rgb else ())
+            continue
+        flat = np.asarray(vol.array).reshape((-1,) + vol.array.shape[-(3 if vol.rgb else 2):])
+        for i in sorted({0, len(s.frames) - 1}):
+            fr = s.frames[i]
+            exp = _expected(ds, fr.index)
+            got = flat[i]
+            if vol.metadata["monochrome1_inverted"]:
+                lo, hi = vol.metadata["value_range"]
+                got = lo + hi - got.astype(np.float64)
+            assert np.allclose(got, exp, rtol=1e-5, atol=1e-3), f"{path} frame {fr.index}"

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.data import get_testdata_files
 
 from napari_dicomtools import DicomToolsError, NoSeriesError, Volume, read_volume, scan
 from napari_dicomtools.core.volume import smallest_dtype
@@ -169,7 +169,7 @@ def test_pydicom_test_file(path):
         vol = read_volume(s)
         ds = pydicom.dcmread(path)
         try:
-            ds.pixel_array
+            _ = ds.pixel_array
         except Exception:  # noqa: BLE001 - pydicom itself cannot decode: shape only
             assert vol.array.shape == s.shape + ((3,) if vol.rgb else ())
             continue

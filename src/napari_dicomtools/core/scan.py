@@ -671,11 +671,14 @@ def _build(uid: str, frames: list[Frame], split: str) -> list[Series]:
     # the same SOP instance twice (a copied file): keep one
     seen: dict = {}
     uniq = []
+    reported = set()
     for fr in frames:
         key = (fr.instance.sop_uid, fr.index)
         if fr.instance.sop_uid and key in seen:
-            skipped.append(Skipped(fr.instance.path, f"duplicate of {seen[key]} "
-                                                     "(same SOPInstanceUID)"))
+            if fr.instance.path not in reported:  # once per file, not per frame
+                reported.add(fr.instance.path)
+                skipped.append(Skipped(fr.instance.path, f"duplicate of {seen[key]} "
+                                                         "(same SOPInstanceUID)"))
             continue
         seen[key] = fr.instance.path
         uniq.append(fr)

@@ -1,0 +1,234 @@
+"""The napari side: reader contribution, layers in patient mm, sample data, browser widget."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from napari_dicomtools._reader import napari_get_reader, read_dicom, volume_to_layer_data
+from napari_dicomtools.core import geometry
+from napari_dicomtools.core.synthetic import phantom, write_series
+
+SAGITTAL = (0, 1, 0, 0, 0, -1)
+CORONAL = (1, 0, 0, 0, 0, -1)
+
+
+def test_get_reader_declines_what_is_not_dicom(tmp_path):
+    (tmp_path / "a.txt").write_text("hello")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+    assert napari_get_reader(str(tmp_path / "a.txt")) is None
+    assert napari_get_reader(str(tmp_path / "b.png")) is None
+    assert napari_get_reader(str(tmp_path)) is None
+    assert napari_get_reader(str(tmp_path / "missing.dcm")) is None
+    z = tmp_path / "x.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.txt", "hello")
+    assert napari_get_reader(str(z)) is None
+
+
+def test_get_reader_accepts_file_folder_zip(ct_folder, tmp_path):
+    folder, truth = ct_folder
+    z = tmp_path / "ct.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in truth.files:
+            zf.write(f, os.path.basename(f))
+    for p in (truth.files[0], str(folder), str(z), [truth.files[0], truth.files[1]]):
+        assert callable(napari_get_reader(p)), p
+
+
+def _world_of_display_voxel(kwargs, idx):
+    return np.asarray(idx) * np.asarray(kwargs["scale"]) + np.asarray(kwargs["translate"])
+
+
+@pytest.mark.parametrize("iop", [(1, 0, 0, 0, 1, 0), CORONAL, SAGITTAL])
+def test_layer_voxels_sit_at_patient_mm(tmp_path, iop):
+    """Each displayed voxel's world coordinate is its true LPS position (z, y, x)."""
+    truth = write_series(tmp_path / "s", phantom((10, 24, 20)), orientation=iop,
+                         spacing=(3.0, 0.75, 0.5), origin=(5.0, -7.0, 11.0))
+    (data, kwargs, kind), = read_dicom(str(tmp_path / "s"))
+    assert kind == "image" and kwargs["colormap"] == "gray"
+    assert kwargs["contrast_limits"] == [40 - 200, 40 + 200]
+    dt = kwargs["metadata"]["display_transform"]
+    wa = geometry.world_affine(truth.spacing, truth.origin, truth.direction)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        didx = [int(rng.integers(0, n)) for n in data.shape]
+        # map the display index back to the original (slice,row,col) index
+        orig = [0, 0, 0]
+        for w in range(3):
+            k = dt["axes"][w]
+            orig[k] = truth.values.shape[k] - 1 - didx[w] if dt["flips"][w] else didx[w]
+        assert data[tuple(didx)] == truth.values[tuple(orig)]
+        expect = (wa @ np.append(orig, 1))[:3]
+        assert np.allclose(_world_of_display_voxel(kwargs, didx), expect, atol=1e-6)
+    assert np.allclose(kwargs["metadata"]["affine_lps"], truth.affine_lps, atol=1e-6)
+
+
+def test_npe2_read_uses_our_reader(ct_folder):
+    npe2 = pytest.importorskip("npe2")
+    folder, truth = ct_folder
+    npe2.PluginManager.instance().discover()
+    layers = npe2.read([str(folder)], plugin_name="napari-dicomtools", stack=False)
+    assert len(layers) == 1
+    data, kwargs, kind = layers[0]
+    assert np.array_equal(np.asarray(data), truth.values)
+
+
+def test_npe2_manifest_validates():
+    r = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-dicomtools"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_core_and_cli_import_without_qt_or_napari():
+    code = ("import sys, napari_dicomtools, napari_dicomtools.core.synthetic, "
+            "napari_dicomtools.cli, napari_dicomtools.core.volume; "
+            "bad=[m for m in ('qtpy','PyQt5','PyQt6','PySide6','napari') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_2d_image_without_geometry_is_a_2d_layer(tmp_path):
+    truth = write_series(tmp_path / "x", phantom((1, 30, 40)), modality="DX")
+    f = truth.files[0]
+    ds = pydicom.dcmread(f)
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing
+    ds.ImagerPixelSpacing = [0.2, 0.15]
+    ds.save_as(f)
+    (data, kwargs, _), = read_dicom(f)
+    assert data.shape == (30, 40)
+    assert kwargs["scale"] == (0.2, 0.15)
+
+
+def test_rgb_file_is_an_rgb_layer():
+    (data, kwargs, _), = read_dicom(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    assert kwargs["rgb"] and data.shape[-1] == 3
+
+
+def test_viewer_opens_folder_with_geometry(make_napari_viewer, ct_folder):
+    folder, truth = ct_folder
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(folder), plugin="napari-dicomtools")
+    assert len(layers) == 1
+    layer = layers[0]
+    assert layer.name == "3 Synthetic phantom"
+    assert np.allclose(layer.scale, (1.25, 0.7, 0.7))
+    assert np.allclose(layer.translate, truth.origin[::-1])
+    assert tuple(layer.contrast_limits) == (-160, 240)
+    assert layer.metadata["units"] == "HU"
+    assert [str(u) for u in layer.units] == ["millimeter"] * 3
+    # a world point inside the volume reads the right HU
+    z, y, x = 10, 20, 30
+    world = np.array([z, y, x]) * (1.25, 0.7, 0.7) + truth.origin[::-1]
+    assert np.allclose(layer.world_to_data(world), (z, y, x))
+    viewer.dims.point = world
+    assert layer.get_value(world, world=True) == truth.values[z, y, x]
+
+
+def test_series_of_one_frame_of_reference_overlay(make_napari_viewer, tmp_path):
+    """An axial and a sagittal acquisition of the same object agree at every world point."""
+    n = 20
+    cube = phantom((n, n, n), noise=0)  # isotropic 1 mm cube: the same object either way
+    frame = pydicom.uid.generate_uid()
+    write_series(tmp_path / "ax", cube, spacing=(1, 1, 1), origin=(0, 0, 0), frame_uid=frame)
+    # the sagittal acquisition of the same voxels: slices along x, rows along -z, cols along y
+    # slice k sits at x = n-1-k (the normal is -x), row r at z = n-1-r, column c at y = c
+    sag = cube.transpose(2, 0, 1)[::-1, ::-1, :]
+    write_series(tmp_path / "sag", sag, spacing=(1, 1, 1), orientation=SAGITTAL,
+                 origin=(n - 1, 0, n - 1), frame_uid=frame, series_number=4)
+    viewer = make_napari_viewer()
+    ax = viewer.open(str(tmp_path / "ax"), plugin="napari-dicomtools")[0]
+    sg = viewer.open(str(tmp_path / "sag"), plugin="napari-dicomtools")[0]
+    # sagittal IOP normal is -x, so the view flips; values must still coincide in the world
+    assert sg.data.shape == ax.data.shape
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        p = rng.integers(0, n, 3).astype(float)
+        viewer.dims.point = p
+        a, b = ax.get_value(p, world=True), sg.get_value(p, world=True)
+        assert a is not None and a == b, p
+        assert a == cube[tuple(int(v) for v in p)]
+
+
+def test_sample_data_opens(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-dicomtools", "phantom")
+    viewer.open_sample("napari-dicomtools", "ct")
+    names = [lay.name for lay in viewer.layers]
+    assert names[0] == "3 Synthetic CT phantom" and len(names) == 2
+    ph = viewer.layers[0]
+    assert ph.data.shape == (60, 160, 160) and ph.data.dtype == np.int16
+    ct = viewer.layers[1]
+    assert ct.metadata["units"] == "HU" and ct.data.min() < -500
+
+
+def test_screenshot_shows_the_phantom(make_napari_viewer, ct_folder):
+    folder, _ = ct_folder
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-dicomtools")
+    # a hidden viewer's canvas is first drawn by a window grab; then the canvas grab is real
+    viewer.screenshot(canvas_only=False, flash=False)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    gray = shot[..., :3].mean(axis=-1)
+    # air (black), soft tissue (mid grey), bone (white) all appear
+    assert (gray < 20).mean() > 0.05 and ((gray > 60) & (gray < 200)).mean() > 0.05
+    assert (gray > 240).mean() > 0.001
+
+
+def test_lazy_layer_for_large_series(make_napari_viewer, ct_folder, monkeypatch):
+    import napari_dicomtools._reader as reader
+
+    monkeypatch.setattr(reader, "LAZY_THRESHOLD", 1)
+    folder, truth = ct_folder
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(folder), plugin="napari-dicomtools")[0]
+    assert type(layer.data).__module__.startswith("dask")
+    assert np.array_equal(np.asarray(layer.data[5]), truth.values[5])
+
+
+def test_browser_lists_and_opens_series(make_napari_viewer, qtbot, make_series, tmp_path):
+    from napari_dicomtools._widgets import DicomBrowser
+
+    study = pydicom.uid.generate_uid()
+    make_series("p/one", series_number=1, description="first", study_uid=study)
+    make_series("p/two", series_number=2, description="second", study_uid=study)
+    (tmp_path / "p" / "junk.bin").write_bytes(b"junk" * 100)
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    w.scan(str(tmp_path / "p"))
+    qtbot.waitUntil(lambda: len(w.series) == 2, timeout=20000)
+    qtbot.waitUntil(lambda: w.scan_button.isEnabled(), timeout=5000)
+    assert len(w.series.skipped) == 1
+    top = [w.tree.topLevelItem(i).text(0) for i in range(w.tree.topLevelItemCount())]
+    assert top[0].startswith("Phantom^Synthetic") and top[-1] == "Skipped files (1)"
+    study_item = w.tree.topLevelItem(0).child(0)
+    assert study_item.childCount() == 2
+    second = study_item.child(1)
+    assert second.text(0) == "2 second" and second.text(2) == "12"
+    second.setSelected(True)
+    w.open_selected()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=20000)
+    assert viewer.layers[0].name == "2 second"
+
+
+def test_volume_to_layer_data_4d(make_series, tmp_path):
+    from napari_dicomtools import read_volume, scan
+
+    uid = pydicom.uid.generate_uid()
+    for t in range(2):
+        tr = make_series(f"t{t}", series_uid=uid,
+                         values=np.full((4, 20, 24), t, np.int32))
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.TemporalPositionIdentifier = t + 1
+            ds.save_as(f)
+    vol = read_volume(scan(tmp_path)[0])
+    data, kwargs, _ = volume_to_layer_data(vol)
+    assert data.shape == (2, 4, 20, 24) and len(kwargs["scale"]) == 4
+    assert kwargs["axis_labels"][0] == "volume"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -93,6 +94,15 @@ def _first(v):
     except TypeError:
         pass
     return v
+
+
+def _as_list(v) -> list:
+    """A multi-valued element as a list (single values, including strings, become [v])."""
+    if v is None or v == "":
+        return []
+    if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+        return list(v)
+    return [v]
 
 
 def _text(v) -> str:
@@ -183,8 +193,8 @@ def _summary(ds) -> dict:
         v = ds.get(kw, None)
         if v is None or v == "":
             continue
-        if type(v).__name__ == "MultiValue":
-            v = [str(x) for x in v]
+        if isinstance(v, list) or type(v).__name__ == "MultiValue":
+            v = [str(x).strip() for x in v]
         elif not isinstance(v, (int, float)):
             v = str(v)
         out[kw] = v
@@ -267,7 +277,7 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
                       slope, intercept, window, temporal, acq)]
 
     # classic multi-frame: RT dose / NM grids, or a cine loop at one position
-    offsets = ds.get("GridFrameOffsetVector", None)
+    offsets = _as_list(ds.get("GridFrameOffsetVector", None)) or None
     frames = []
     normal = None
     if top_iop:
@@ -287,17 +297,18 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
     return frames
 
 
-def read_header(source: Source | str) -> Instance:
+def read_header(source: Source | str, *, fast: bool = True) -> Instance:
     """Parse one file's header into an :class:`Instance` (no pixel data is read).
+
+    Common files (preamble, little endian, no functional groups) go through
+    :mod:`.fastheader`; everything else, and anything it declines, through pydicom. ``fast=False``
+    forces pydicom.
 
     Raises
     ------
     NotDicomError, UnreadableDicomError, NoImageError
         With the file's path and the reason.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     if not isinstance(source, Source):
         source = Source(os.fspath(source))
     name = str(source)
@@ -315,6 +326,24 @@ def read_header(source: Source | str) -> Instance:
         if not has_preamble and not _looks_like_raw_dicom(head):
             raise NotDicomError(name, "not a DICOM file (no 'DICM' marker, no DICOM data "
                                       "elements at the start)")
+        ds = None
+        if has_preamble and fast:
+            from . import fastheader
+
+            try:
+                ds = fastheader.parse(fp, size)
+            except (fastheader.Unsupported, EOFError, struct.error, UnicodeDecodeError,
+                    ValueError):
+                fp.seek(0)
+                ds = None
+        if ds is not None:
+            try:
+                return _instance_from_dataset(source, ds, size)
+            except fastheader.Unsupported:
+                fp.seek(0)
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
         try:
             ds = pydicom.dcmread(fp, defer_size=2048, force=not has_preamble)
         except InvalidDicomError as exc:
@@ -423,7 +452,7 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
         instance_number=_i(ds.get("InstanceNumber", None)),
         acquisition_number=_i(ds.get("AcquisitionNumber", None)),
         echo_number=_i(_first(ds.get("EchoNumbers", None))),
-        image_type=tuple(str(x) for x in (ds.get("ImageType", None) or ())),
+        image_type=tuple(str(x).strip() for x in _as_list(ds.get("ImageType", None))),
         frame_of_reference=_text(ds.get("FrameOfReferenceUID", None)),
         rows=rows, columns=cols, samples=samples,
         photometric=_text(ds.get("PhotometricInterpretation", None)).upper() or (

@@ -31,6 +31,21 @@ for f in os.listdir(d):
 print(n)
 """
 
+RAW_NUMPY = """
+import os, sys
+import numpy as np
+d = sys.argv[1]
+files = [os.path.join(d, f) for f in os.listdir(d)]
+sizes = [os.path.getsize(f) for f in files]
+buf = np.empty(sum(sizes), np.uint8)
+off = 0
+for f, n in zip(files, sizes):
+    with open(f, 'rb') as fh:
+        fh.readinto(memoryview(buf[off:off + n]))
+    off += n
+print(off)
+"""
+
 PYDICOM_LOOP = """
 import os, sys
 import numpy as np, pydicom
@@ -67,7 +82,7 @@ first = vol.array[vol.array.shape[0] // 2].compute()
 print(f"first-slice-seconds {time.perf_counter() - t0:.3f}", first.shape)
 """
 
-IMPORT_OURS = "import numpy, pydicom, napari_dicomtools"
+IMPORT_OURS = "import numpy, napari_dicomtools"
 IMPORT_PYDICOM = "import numpy, pydicom"
 IMPORT_SITK = "import SimpleITK"
 IMPORT_NONE = "import os, sys"
@@ -131,6 +146,9 @@ def main():
     t_raw, rss_raw, _ = best(RAW, [series], a.repeat)
     base_none = best(IMPORT_NONE, [], a.repeat)[1]
     rows.append(("raw bytes (floor)", t_raw, rss_raw - base_none))
+    t_rawnp, rss_rawnp, _ = best(RAW_NUMPY, [series], a.repeat)
+    base_np = best("import numpy", [], a.repeat)[1]
+    rows.append(("raw bytes into one numpy array", t_rawnp, rss_rawnp - base_np))
     t_ours, rss_ours, out = best(OURS, [series], a.repeat)
     base_ours = best(IMPORT_OURS, [], a.repeat)[1]
     rows.append(("napari-dicomtools read_volume", t_ours, rss_ours - base_ours))
@@ -155,6 +173,7 @@ def main():
               f"{extra / vol_bytes:9.2f}")
     print()
     print(f"read_volume vs raw floor:   {t_ours / t_raw:.2f}x   (target <= 2.0)")
+    print(f"read_volume vs raw bytes into a numpy array: {t_ours / t_rawnp:.2f}x")
     print(f"read_volume vs pydicom loop: {t_pd / t_ours:.2f}x faster")
     if t_sitk:
         print(f"read_volume vs SimpleITK:    {t_sitk / t_ours:.2f}x faster (target > 1)")

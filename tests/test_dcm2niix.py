@@ -52,3 +52,18 @@ def test_agrees_with_dcm2niix(tmp_path, case):
     assert ours.shape == ref.shape
     assert np.allclose(ours.affine, ref.affine, atol=0.01), (ours.affine, ref.affine)
     assert np.array_equal(np.asarray(ours.dataobj), ref.get_fdata())
+
+
+@pytest.mark.parametrize("orientation", [(1, 0, 0, 0, 1, 0), (0, 1, 0, 0, 0, -1)])
+def test_enhanced_multiframe_agrees_with_dcm2niix(tmp_path, orientation):
+    from napari_dicomtools.core.synthetic import write_enhanced
+
+    (tmp_path / "dcm").mkdir()
+    write_enhanced(tmp_path / "dcm" / "enh.dcm", phantom((12, 32, 40)), orientation=orientation,
+                   per_frame_rescale=False)
+    ref = nib.as_closest_canonical(_dcm2niix(tmp_path / "dcm", tmp_path / "out"))
+    vol = read_volume(tmp_path / "dcm")
+    ours = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(vol.array).T, vol.affine_ras))
+    assert ours.shape == ref.shape
+    assert np.allclose(ours.affine, ref.affine, atol=0.01), (ours.affine, ref.affine)
+    assert np.array_equal(np.asarray(ours.dataobj), ref.get_fdata())

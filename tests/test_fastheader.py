@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_files
+from pydicom.data import get_testdata_file
 
 from napari_dicomtools.core import fastheader
 from napari_dicomtools.core.errors import DicomToolsError
@@ -12,7 +12,8 @@ from napari_dicomtools.core.scan import read_header
 
 
 def _files():
-    return sorted(f for f in get_testdata_files("*") if f.endswith(".dcm"))
+    folder = os.path.dirname(get_testdata_file("CT_small.dcm"))  # bundled files, no download
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".dcm"))
 
 
 def _facts(inst):

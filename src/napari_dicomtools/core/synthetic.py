@@ -198,3 +198,94 @@ def write_series(out_dir, values=None, *, spacing=(2.5, 0.8, 0.8),
     sp = (float(np.linalg.norm(step)), dy, dx)
     direction = np.column_stack([step / np.linalg.norm(step), c, r])
     return Truth(kept_values, sp, np.asarray(origin, float), direction, files)
+
+
+def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.0, 10.0),
+                   orientation=(1, 0, 0, 0, 1, 0), modality: str = "CT", seed: int = 0,
+                   shuffle_frames: bool = True, per_frame_rescale: bool = True) -> Truth:
+    """Write one enhanced multi-frame file (per-frame functional groups) with known geometry.
+
+    Frames are stored in a shuffled order; each frame's position comes only from its
+    PlanePositionSequence, and (with ``per_frame_rescale``) each frame has its own
+    RescaleIntercept in PixelValueTransformationSequence, so a reader must use the
+    functional groups to get both the order and the values right.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    sop_class = {"CT": "1.2.840.10008.5.1.4.1.1.2.1",
+                 "MR": "1.2.840.10008.5.1.4.1.1.4.1"}[modality]
+    values = np.asarray(values)
+    n, rows, cols = values.shape
+    if os.path.exists(path):
+        raise FileExistsError(f"{path}: exists; write_enhanced never overwrites")
+    r, c = _orthonormal_iop(orientation)
+    normal = np.cross(r, c)
+    order = list(range(n))
+    if shuffle_frames:
+        random.Random(seed).shuffle(order)
+    intercepts = [-1024.0 - (10.0 * k if per_frame_rescale else 0.0) for k in range(n)]
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    sop = generate_uid()
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop
+    ds.PatientName, ds.PatientID = "Phantom^Enhanced", "ENH001"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.StudyDate = "20260101"
+    ds.Modality = modality
+    ds.SeriesNumber = 7
+    ds.SeriesDescription = "Enhanced phantom"
+    ds.InstanceNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.NumberOfFrames = n
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+
+    shared = Dataset()
+    pm = Dataset()
+    pm.PixelSpacing = [float(spacing[1]), float(spacing[2])]
+    pm.SliceThickness = float(spacing[0])
+    shared.PixelMeasuresSequence = Sequence([pm])
+    po = Dataset()
+    po.ImageOrientationPatient = [round(float(v), 8) for v in (*r, *c)]
+    shared.PlaneOrientationSequence = Sequence([po])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+
+    per_frame = []
+    stored = []
+    for j, k in enumerate(order):
+        fg = Dataset()
+        pp = Dataset()
+        pp.ImagePositionPatient = [round(float(v), 6) for v in
+                                   np.asarray(origin, float) + k * float(spacing[0]) * normal]
+        fg.PlanePositionSequence = Sequence([pp])
+        pv = Dataset()
+        pv.RescaleSlope, pv.RescaleIntercept = 1.0, intercepts[k]
+        pv.RescaleType = "HU" if modality == "CT" else "US"
+        fg.PixelValueTransformationSequence = Sequence([pv])
+        fc = Dataset()
+        fc.InStackPositionNumber = k + 1
+        fc.DimensionIndexValues = [1, k + 1]
+        fc.FrameAcquisitionNumber = j + 1
+        fg.FrameContentSequence = Sequence([fc])
+        per_frame.append(fg)
+        s = np.round(values[k] - intercepts[k])
+        if s.min() < 0 or s.max() > 65535:
+            raise ValueError("values do not fit 16-bit storage with the chosen intercepts")
+        stored.append(s.astype(np.uint16))
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = np.stack(stored).tobytes()
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    direction = np.column_stack([normal, c, r])
+    return Truth(values, tuple(float(x) for x in spacing), np.asarray(origin, float), direction,
+                 [os.fspath(path)])

@@ -39,19 +39,22 @@ def _dcm2niix(src, out):
     return nib.load(niis[0])
 
 
+def _assert_agrees(dcm_dir, ref_img):
+    """Our volume from ``dcm_dir`` equals dcm2niix's NIfTI after canonical reorientation."""
+    ref = nib.as_closest_canonical(ref_img)
+    vol = read_volume(dcm_dir)
+    ours = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(vol.array).T, vol.affine_ras))
+    assert ours.shape == ref.shape
+    assert np.allclose(ours.affine, ref.affine, atol=0.01), (ours.affine, ref.affine)
+    assert np.array_equal(np.asarray(ours.dataobj), ref.get_fdata())
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_agrees_with_dcm2niix(tmp_path, case):
     kw = dict(spacing=(2.5, 0.8, 0.8), origin=(-30.0, -25.0, 40.0))
     kw.update(CASES[case])
     write_series(tmp_path / "dcm", phantom((16, 40, 48)), **kw)
-    ref = nib.as_closest_canonical(_dcm2niix(tmp_path / "dcm", tmp_path / "out"))
-
-    vol = read_volume(tmp_path / "dcm")
-    ours = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(vol.array).T, vol.affine_ras))
-
-    assert ours.shape == ref.shape
-    assert np.allclose(ours.affine, ref.affine, atol=0.01), (ours.affine, ref.affine)
-    assert np.array_equal(np.asarray(ours.dataobj), ref.get_fdata())
+    _assert_agrees(tmp_path / "dcm", _dcm2niix(tmp_path / "dcm", tmp_path / "out"))
 
 
 @pytest.mark.parametrize("orientation", [(1, 0, 0, 0, 1, 0), (0, 1, 0, 0, 0, -1)])
@@ -61,9 +64,4 @@ def test_enhanced_multiframe_agrees_with_dcm2niix(tmp_path, orientation):
     (tmp_path / "dcm").mkdir()
     write_enhanced(tmp_path / "dcm" / "enh.dcm", phantom((12, 32, 40)), orientation=orientation,
                    per_frame_rescale=False)
-    ref = nib.as_closest_canonical(_dcm2niix(tmp_path / "dcm", tmp_path / "out"))
-    vol = read_volume(tmp_path / "dcm")
-    ours = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(vol.array).T, vol.affine_ras))
-    assert ours.shape == ref.shape
-    assert np.allclose(ours.affine, ref.affine, atol=0.01), (ours.affine, ref.affine)
-    assert np.array_equal(np.asarray(ours.dataobj), ref.get_fdata())
+    _assert_agrees(tmp_path / "dcm", _dcm2niix(tmp_path / "dcm", tmp_path / "out"))

@@ -55,19 +55,34 @@ def test_one_uid_with_two_orientations_is_split(make_series, tmp_path):
 
 
 def test_localizer_acquisition_is_split(make_series, tmp_path):
-    """Same UID, same orientation, same positions, different AcquisitionNumber: two volumes."""
+    """Same UID and orientation; acquisition 2 re-covers only some positions: two volumes."""
     uid = pydicom.uid.generate_uid()
-    t1 = make_series("a1", series_uid=uid)
-    t2 = make_series("a2", series_uid=uid, values=np.zeros((12, 20, 24), np.int32))
-    for f in t2.files:
+    make_series("a1", series_uid=uid)
+    loc = make_series("a2", series_uid=uid, values=np.zeros((3, 20, 24), np.int32))
+    for f in loc.files:
         ds = pydicom.dcmread(f)
         ds.AcquisitionNumber = 2
         ds.save_as(f)
     series = scan(tmp_path)
     assert len(series) == 2
-    assert all(s.n_slices == 12 for s in series)
+    assert sorted(s.n_slices for s in series) == [3, 12]
     assert {s.split for s in series} == {"acq 1", "acq 2"}
-    assert t1.files
+
+
+def test_acquisitions_over_the_same_positions_make_4d(make_series, tmp_path):
+    """fMRI-like: each volume is its own AcquisitionNumber at the same positions."""
+    uid = pydicom.uid.generate_uid()
+    for t in (2, 0, 1):  # written out of order
+        tr = make_series(f"v{t}", series_uid=uid, values=np.full((5, 20, 24), t, np.int32))
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.AcquisitionNumber = t + 1
+            ds.AcquisitionTime = f"1200{t:02d}.000"
+            ds.save_as(f)
+    (s,) = scan(tmp_path)
+    assert s.shape == (3, 5, 20, 24)
+    vol = read_volume(s)
+    assert [int(vol.array[t].max()) for t in range(3)] == [0, 1, 2]
 
 
 def test_repeated_positions_make_4d(make_series, tmp_path):

@@ -735,13 +735,17 @@ def _build(uid: str, frames: list[Frame], split: str) -> list[Series]:
 
     if reps != {1}:
         acqs = {f.acquisition for f in frames}
-        # repeated positions that separate into acquisitions with unique positions: split
+        # Repeated positions that separate into acquisitions, each with unique positions but
+        # covering different positions (a localizer, partial re-scans): split. Acquisitions
+        # that all cover the same positions are repetitions (fMRI, DCE, phases): 4D below.
         if len(acqs) > 1:
             by_acq = defaultdict(list)
-            for f in frames:
-                by_acq[f.acquisition].append(f)
-            if all(len({round(float(f.position @ normal), 2) for f in fs}) == len(fs)
-                   for fs in by_acq.values()):
+            for f, q in zip(frames, qpos, strict=True):
+                by_acq[f.acquisition].append((f, int(q)))
+            unique_within = all(len({q for _, q in fq}) == len(fq) for fq in by_acq.values())
+            same_positions = len({frozenset(q for _, q in fq) for fq in by_acq.values()}) == 1
+            if unique_within and not same_positions:
+                by_acq = {a: [f for f, _ in fq] for a, fq in by_acq.items()}
                 out = []
                 for a in sorted(by_acq, key=lambda x: (x is None, x)):
                     lab = ", ".join(x for x in (split, f"acq {a}") if x)

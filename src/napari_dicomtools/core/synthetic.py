@@ -70,6 +70,23 @@ def _orthonormal_iop(orientation):
     return r, c
 
 
+def _new_dataset(sop_class: str):
+    """An empty data set with file meta (Explicit VR Little Endian) and fresh SOP UIDs."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    sop = generate_uid()
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop
+    return ds
+
+
 def write_series(out_dir, values=None, *, spacing=(2.5, 0.8, 0.8),
                  origin=(-38.0, -38.0, -60.0), orientation=(1, 0, 0, 0, 1, 0),
                  tilt_deg: float = 0.0, drop_slices=(), modality: str = "CT",
@@ -107,7 +124,6 @@ def write_series(out_dir, values=None, *, spacing=(2.5, 0.8, 0.8),
     -------
     Truth
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         CTImageStorage,
         ExplicitVRLittleEndian,
@@ -146,15 +162,7 @@ def write_series(out_dir, values=None, *, spacing=(2.5, 0.8, 0.8),
     ts = transfer_syntax or ExplicitVRLittleEndian
     for j, k in enumerate(keep):
         pos = np.asarray(origin, float) + k * step
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        sop = generate_uid()
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = sop_class
-        ds.SOPInstanceUID = sop
+        ds = _new_dataset(sop_class)
         ds.PatientName, ds.PatientID = patient
         ds.PatientBirthDate = "19700101"
         ds.PatientSex = "O"
@@ -210,9 +218,9 @@ def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.
     RescaleIntercept in PixelValueTransformationSequence, so a reader must use the
     functional groups to get both the order and the values right.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     sop_class = {"CT": "1.2.840.10008.5.1.4.1.1.2.1",
                  "MR": "1.2.840.10008.5.1.4.1.1.4.1"}[modality]
@@ -227,14 +235,7 @@ def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.
         random.Random(seed).shuffle(order)
     intercepts = [-1024.0 - (10.0 * k if per_frame_rescale else 0.0) for k in range(n)]
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    sop = generate_uid()
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop
+    ds = _new_dataset(sop_class)
     ds.PatientName, ds.PatientID = "Phantom^Enhanced", "ENH001"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.FrameOfReferenceUID = generate_uid()

@@ -217,3 +217,29 @@ def test_compressed_series_read_exactly(make_series, ts_name):
     assert np.array_equal(vol.array, truth.values)
     lazy = read_volume(os.path.dirname(truth.files[0]), lazy=True)
     assert np.array_equal(lazy.array.compute(), truth.values)
+
+
+def test_undecodable_compressed_file_is_reported_not_fatal(make_series):
+    import pydicom.uid
+
+    vals = np.arange(5 * 32 * 32).reshape(5, 32, 32) % 900 - 500
+    truth = make_series(values=vals, transfer_syntax=pydicom.uid.RLELossless)
+    # corrupt the compressed stream of one file (header intact)
+    victim = truth.files[2]
+    ds = pydicom.dcmread(victim)
+    data = bytearray(open(victim, "rb").read())
+    data[-200:] = b"\xff" * 200
+    open(victim, "wb").write(bytes(data))
+    with pytest.warns(UserWarning, match="frame left blank"):
+        vol = read_volume(os.path.dirname(victim))
+    bad = [p for p in vol.metadata["problems"] if victim in p]
+    assert bad and "cannot be decoded" in bad[0]
+    assert vol.array.shape == (5, 32, 32)
+    # the other slices are intact
+    z = float(ds.ImagePositionPatient[2])
+    idx = int(round((z - truth.origin[2]) / truth.spacing[0]))
+    others = [i for i in range(5) if i != idx]
+    assert np.array_equal(vol.array[others], truth.values[others])
+    # the file alone cannot load at all: one clear exception naming it
+    with pytest.raises(DicomToolsError, match="cannot be decoded"):
+        read_volume(victim)

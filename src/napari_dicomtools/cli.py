@@ -101,8 +101,18 @@ def cmd_view(args) -> int:
     if args.sample:
         viewer.open_sample("napari-dicomtools", args.sample)
     if args.browser:
-        viewer.window.add_plugin_dock_widget("napari-dicomtools", "DICOM browser")
+        _, browser = viewer.window.add_plugin_dock_widget("napari-dicomtools", "DICOM browser")
+        folder = args.paths[0] if args.paths else None
+        if folder is None and args.sample == "phantom":
+            from ._sample_data import phantom_series_dir
+
+            folder = phantom_series_dir()
+        if folder:
+            browser.path_edit.setText(os.fspath(folder))
+            browser.populate(_progress_scan(folder, quiet=True))
     if args.screenshot:
+        viewer.window.resize(1280, 800)
+        viewer.reset_view()
         viewer.screenshot(args.screenshot, canvas_only=False)
         print(f"wrote {args.screenshot}")
         viewer.close()

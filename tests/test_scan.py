@@ -197,3 +197,12 @@ def test_sources_are_never_modified(ct_folder):
     read_volume(folder, lazy=True).array.compute()
     assert sorted(os.listdir(folder)) == listing
     assert all((os.path.getmtime(f), open(f, "rb").read()) == v for f, v in before.items())
+
+
+def test_siemens_mosaic_is_flagged_not_silently_misread(make_series, tmp_path):
+    truth = make_series(values=np.zeros((1, 20, 24), np.int32))
+    ds = pydicom.dcmread(truth.files[0])
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]
+    ds.save_as(truth.files[0])
+    (s,) = scan(truth.files[0])
+    assert any("mosaic" in p for p in s.problems)

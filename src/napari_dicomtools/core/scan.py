@@ -806,6 +806,10 @@ def group_series(instances: Iterable[Instance]) -> list[Series]:
         for key in keys:
             split = _describe_split(key, keys) if len(keys) > 1 else ""
             out.extend(_build(uid, groups[key], split))
+    for s in out:
+        if "MOSAIC" in (t.upper() for t in s.first.image_type):
+            s.problems.append("Siemens mosaic: each file is shown as one tiled 2D image; "
+                              "unpacking mosaics into slices is not supported yet")
     out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_uid,
                             s.number if s.number is not None else 1 << 30, s.uid, s.split))
     return out

@@ -81,3 +81,12 @@ def test_affine_ras_flips_x_and_y():
     d = geometry.direction_matrix(AXIAL)
     a = geometry.affine_ras((3.0, 0.5, 0.25), (1.0, 2.0, 3.0), d)
     assert np.allclose(a, [[-0.25, 0, 0, -1], [0, -0.5, 0, -2], [0, 0, 3, 3], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("iop", [AXIAL, CORONAL, SAGITTAL, (0, -1, 0, 0, 0, -1)])
+def test_display_transform_inverts(iop):
+    d = geometry.direction_matrix(iop)
+    dt = geometry.display_transform((2.0, 0.5, 0.7), (1, 2, 3), d, (4, 5, 6))
+    arr = np.arange(2 * 4 * 5 * 6).reshape(2, 4, 5, 6)
+    view = dt.apply(arr, leading=1)
+    assert np.array_equal(dt.invert(view, leading=1), arr)

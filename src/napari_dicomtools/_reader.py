@@ -180,7 +180,9 @@ def volume_to_layer_data(vol: Volume) -> tuple:
     dt = vol.display_transform()
     data = dt.apply(vol.array, leading=lead)
     meta["display_transform"] = {"axes": dt.axes, "flips": dt.flips,
-                                 "residual_deg": dt.residual_deg}
+                                 "residual_deg": dt.residual_deg,
+                                 "scale": dt.scale, "translate": dt.translate,
+                                 "shape": tuple(int(n) for n in data.shape[lead:lead + 3])}
     if dt.residual_deg > 0.5:
         meta.setdefault("problems", []).append(
             f"oblique acquisition: shown axis-aligned (up to {dt.residual_deg:.1f} degrees off);"

@@ -1,6 +1,7 @@
 """The ``dicomtools`` command line. Imports neither Qt nor napari (except ``view``).
 
     dicomtools info PATH [--json]        patients/studies/series, geometry, skipped files
+    dicomtools convert PATH OUT [--force] one NIfTI per volume (OUT: a .nii/.nii.gz or a folder)
     dicomtools view [PATH ...] [--sample phantom|ct|mr] [--screenshot OUT.png]
 """
 
@@ -92,6 +93,91 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _safe_name(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip())
+    while "__" in keep:
+        keep = keep.replace("__", "_")
+    return keep.strip("_.") or "series"
+
+
+def output_names(series) -> list[str]:
+    """dcm2niix-like ``%s_%p`` names (series number, description), unique within the list."""
+    names, seen = [], {}
+    for s in series:
+        base = _safe_name(f"{s.number if s.number is not None else 0}_"
+                          f"{s.description or s.modality or 'DICOM'}")
+        if s.split:
+            base += "_" + _safe_name(s.split.replace(", ", "_").replace(" ", ""))
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        names.append(base if n == 0 else f"{base}_{n + 1}")
+    return names
+
+
+def _inside(child: str, parent: str) -> bool:
+    child, parent = os.path.realpath(child), os.path.realpath(parent)
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def _check_not_into_source(out: str, src: str):
+    src_dir = src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src))
+    if _inside(out, src_dir):
+        raise DicomToolsError(out, f"is inside the source {src_dir}; "
+                                   "choose an output outside it (sources are never written)")
+
+
+def cmd_convert(args) -> int:
+    from .core.export import write_nifti
+    from .core.volume import _read_series
+
+    src, out = os.fspath(args.path), os.fspath(args.out)
+    if not os.path.exists(src):
+        raise DicomToolsError(src, "no such file or folder")
+    _check_not_into_source(out, src)
+    series = _progress_scan(src, args.quiet)
+    for k in series.skipped:
+        print(f"skipped {k.path}: {k.reason}", file=sys.stderr)
+    series = [s for s in series if not s.is_rgb]
+    if not series:
+        raise DicomToolsError(src, "no convertible (grayscale) DICOM image series")
+    single = out.endswith((".nii", ".nii.gz"))
+    if single and len(series) > 1:
+        raise DicomToolsError(out, f"is one file but {src} holds {len(series)} volumes; "
+                                   "give a folder instead")
+    if single:
+        targets = [out]
+    else:
+        os.makedirs(out, exist_ok=True)
+        ext = ".nii" if args.no_gzip else ".nii.gz"
+        targets = [os.path.join(out, n + ext) for n in output_names(series)]
+    if not args.force:
+        clash = [t for t in targets if os.path.exists(t)]
+        if clash:
+            raise DicomToolsError(clash[0], "exists; not overwriting (use --force)")
+    bar = None
+    if not args.quiet and len(series) > 1 and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(series), unit="volume", desc="converting", file=sys.stderr)
+    failed = 0
+    for s, target in zip(series, targets, strict=True):
+        try:
+            vol = _read_series(s, lazy=False)
+            write_nifti(vol, target, overwrite=args.force)
+            if not args.quiet:
+                print(f"{target}: {s.label}")
+            for p in vol.metadata["problems"]:
+                print(f"  ! {p}", file=sys.stderr)
+        except DicomToolsError as exc:
+            failed += 1
+            print(f"dicomtools: {exc}".splitlines()[0], file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return 1 if failed else 0
+
+
 def cmd_view(args) -> int:
     import napari
 
@@ -123,12 +209,20 @@ def cmd_view(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dicomtools",
-                                 description="DICOM series: inspect, view (napari).")
+                                 description="DICOM series: inspect, convert, view (napari).")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="list patients/studies/series and skipped files")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("convert", help="DICOM -> NIfTI, one file per volume (like dcm2niix)")
+    p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
+    p.add_argument("out", help="OUT.nii[.gz] for a single volume, otherwise a folder "
+                               "(created if needed) with files named <number>_<description>")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or listing")
+    p.set_defaults(func=cmd_convert)
     p = sub.add_parser("view", help="open DICOM (or a sample) in napari")
     p.add_argument("paths", nargs="*", help="DICOM files, folders, .zip or DICOMDIR")
     p.add_argument("--sample", choices=["phantom", "ct", "mr"], help="open built-in sample data")

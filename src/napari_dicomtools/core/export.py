@@ -126,15 +126,7 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
         tr = None
     img = nifti_image(np.asarray(volume.array), volume.affine_ras, repetition_time=tr,
                       description=str(volume.metadata.get("name", ""))[:79])
-    with atomic_output(path, overwrite) as tmp:
-        if path.endswith(".gz"):
-            raw = img.to_bytes()
-            with open(tmp, "wb") as f:
-                f.write(_gzip_bytes(raw, compress_level))
-        else:
-            import nibabel as nib
-
-            nib.save(img, tmp)  # the temp name ends in the final name, so in .nii
+    _save(img, path, overwrite, compress_level)
     return path
 
 
@@ -145,3 +137,60 @@ def world_affine_to_ras(scale, translate) -> np.ndarray:
     tr = np.asarray(translate, float)[-3:]
     direction = np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]])  # (slice,row,col) -> (x,y,z)
     return geometry.affine_ras(sc, tr[::-1], direction)
+
+
+def layer_geometry(data, scale, translate, metadata=None):
+    """Array ``(slice, row, column)`` (4D: leading time axis) and RAS affine for a napari layer.
+
+    A layer that our reader made and that still has its load-time transform is written on its
+    true (possibly oblique or sheared) grid: the display view is undone and ``affine_ras`` from
+    its metadata is used. Any other layer (a labels layer drawn on it, a layer from elsewhere,
+    or one the user moved) is written as shown: axis-aligned in world ``(z, y, x)`` LPS mm from
+    its own ``scale`` and ``translate``.
+
+    Returns
+    -------
+    (numpy.ndarray or array-like, numpy.ndarray)
+    """
+    metadata = metadata or {}
+    nd = len(data.shape)
+    if nd not in (2, 3, 4):
+        raise ValueError(f"expected a 2D, 3D or 4D layer, got shape {data.shape}")
+    if nd == 2:
+        data = data[None]
+        scale = (1.0,) + tuple(scale)
+        translate = (0.0,) + tuple(translate)
+    lead = 1 if len(data.shape) == 4 else 0
+    dt = metadata.get("display_transform") or {}
+    aff = metadata.get("affine_ras")
+    if aff is not None and "axes" in dt and "scale" in dt and \
+            tuple(int(n) for n in data.shape[lead:lead + 3]) == tuple(dt.get("shape", ())) and \
+            np.allclose(np.asarray(scale, float)[-3:], dt["scale"]) and \
+            np.allclose(np.asarray(translate, float)[-3:], dt["translate"]):
+        t = geometry.DisplayTransform(tuple(dt["axes"]), tuple(dt["flips"]), tuple(dt["scale"]),
+                                      tuple(dt["translate"]))
+        return t.invert(data, leading=lead), np.asarray(aff, float)
+    return data, world_affine_to_ras(scale, translate)
+
+
+def write_layer_nifti(path, data, scale, translate, metadata=None, *, overwrite=False,
+                      compress_level: int = 1) -> str:
+    """Write napari layer data (image or labels) as NIfTI with its patient-space affine."""
+    path = os.fspath(path)
+    if not path.endswith((".nii", ".nii.gz")):
+        raise DicomToolsError(path, "a NIfTI file name must end in .nii or .nii.gz")
+    arr, aff = layer_geometry(data, scale, translate, metadata)
+    img = nifti_image(np.asarray(arr), aff)
+    _save(img, path, overwrite, compress_level)
+    return path
+
+
+def _save(img, path, overwrite, compress_level):
+    import nibabel as nib
+
+    with atomic_output(path, overwrite) as tmp:
+        if path.endswith(".gz"):
+            with open(tmp, "wb") as f:
+                f.write(_gzip_bytes(img.to_bytes(), compress_level))
+        else:
+            nib.save(img, tmp)  # the temp name ends in the final name, so in .nii

@@ -245,6 +245,18 @@ class DisplayTransform:
                                               for f in self.flips)
         return view[sl]
 
+    def invert(self, view, leading: int = 0):
+        """The original ``(slice, row, column)`` array from a display ``view`` (no copy)."""
+        sl = (slice(None),) * leading + tuple(slice(None, None, -1) if f else slice(None)
+                                              for f in self.flips)
+        unflipped = view[sl]
+        inv = [0, 0, 0]
+        for w, k in enumerate(self.axes):
+            inv[k] = w
+        lead = tuple(range(leading))
+        trailing = tuple(range(leading + 3, view.ndim))
+        return unflipped.transpose(lead + tuple(leading + a for a in inv) + trailing)
+
 
 def display_transform(spacing, origin, direction, shape) -> DisplayTransform:
     """Closest axis-aligned presentation of a volume in napari world ``(z, y, x)``.

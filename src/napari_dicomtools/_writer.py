@@ -22,3 +22,54 @@ def write_image_nifti(path: str, data, meta: dict) -> list[str]:
 def write_labels_nifti(path: str, data, meta: dict) -> list[str]:
     """Labels layer -> NIfTI in the same patient space as the image it was drawn on."""
     return _nifti(path, data, meta)
+
+
+def _shapes_from_layer(data, meta) -> list[dict]:
+    """Shapes layer data -> world-coordinate dicts for :func:`export_annotated`."""
+    import numpy as np
+
+    scale = np.asarray(meta.get("scale", 1.0), float)
+    translate = np.asarray(meta.get("translate", 0.0), float)
+    types = meta.get("shape_type") or ["polygon"] * len(data)
+    edges = meta.get("edge_color")
+    text = meta.get("text") or {}
+    features = meta.get("features")
+    label_key = text.get("string") if isinstance(text, dict) else None
+    if isinstance(label_key, dict):
+        label_key = label_key.get("feature")
+    out = []
+    for i, verts in enumerate(data):
+        color = (255, 255, 0)
+        if edges is not None and len(edges) > i:
+            color = tuple(int(round(float(c) * 255)) for c in np.asarray(edges[i])[:3])
+        label = None
+        if features is not None and label_key and label_key in getattr(features, "columns", ()):
+            label = str(features[label_key].iloc[i])
+        out.append({"type": types[i] if i < len(types) else "polygon",
+                    "vertices": np.asarray(verts, float) * scale + translate,
+                    "color": color, "label": label})
+    return out
+
+
+def write_png_layers(path: str, layer_data: list) -> list[str]:
+    """One image layer (+ any shapes and labels layers) -> PNG(s) with annotations burned in.
+
+    The window is the image layer's contrast limits, i.e. what the user sees.
+    """
+    from .core.export import export_annotated
+
+    images = [(d, m) for d, m, t in layer_data if t == "image"]
+    if len(images) != 1:
+        raise ValueError(f"{path}: select exactly one image layer (and any shapes/labels)")
+    data, meta = images[0]
+    lo, hi = meta.get("contrast_limits") or (float(data.min()), float(data.max()))
+    window = ((lo + hi) / 2.0, max(hi - lo, 1.0))
+    shapes = []
+    for d, m, t in layer_data:
+        if t == "shapes":
+            shapes.extend(_shapes_from_layer(d, m))
+    labels = [d for d, m, t in layer_data if t == "labels"]
+    return export_annotated(data, meta.get("scale", (1.0,) * data.ndim),
+                            meta.get("translate", (0.0,) * data.ndim), path, window=window,
+                            rgb=bool(meta.get("rgb")), shapes=shapes,
+                            labels=labels[0] if labels else None, overwrite=True)

@@ -2,6 +2,7 @@
 
     dicomtools info PATH [--json]        patients/studies/series, geometry, skipped files
     dicomtools convert PATH OUT [--force] one NIfTI per volume (OUT: a .nii/.nii.gz or a folder)
+    dicomtools png PATH OUTDIR [--window C,W | --preset lung] [--axis axial|coronal|sagittal]
     dicomtools view [PATH ...] [--sample phantom|ct|mr] [--screenshot OUT.png]
 """
 
@@ -178,6 +179,80 @@ def cmd_convert(args) -> int:
     return 1 if failed else 0
 
 
+def _parse_window(text: str):
+    try:
+        c, w = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DicomToolsError(None, f"--window wants CENTER,WIDTH (e.g. 40,400), got {text!r}") from None
+    if w < 1:
+        raise DicomToolsError(None, f"--window width must be >= 1, got {w:g}")
+    return c, w
+
+
+def _parse_slices(text: str | None):
+    if not text:
+        return None
+    out = []
+    for part in text.split(","):
+        if ":" in part:
+            a, b = part.split(":")
+            out.extend(range(int(a), int(b)))
+        else:
+            out.append(int(part))
+    return out
+
+
+def cmd_png(args) -> int:
+    from .core.export import WINDOW_PRESETS, export_png
+    from .core.volume import _read_series
+
+    src, out = os.fspath(args.path), os.fspath(args.outdir)
+    if not os.path.exists(src):
+        raise DicomToolsError(src, "no such file or folder")
+    _check_not_into_source(out, src)
+    window = _parse_window(args.window) if args.window else None
+    if args.preset and args.preset not in WINDOW_PRESETS:
+        raise DicomToolsError(None, f"unknown preset {args.preset!r}; choose from "
+                                    f"{', '.join(WINDOW_PRESETS)}")
+    try:
+        slices = _parse_slices(args.slices)
+    except ValueError:
+        raise DicomToolsError(None, f"--slices wants e.g. 10,20 or 10:20, got {args.slices!r}") from None
+    series = _progress_scan(src, args.quiet)
+    for k in series.skipped:
+        print(f"skipped {k.path}: {k.reason}", file=sys.stderr)
+    if not series:
+        raise DicomToolsError(src, "no loadable DICOM image series")
+    failed = 0
+    for s, name in zip(series, output_names(series), strict=True):
+        folder = os.path.join(out, name)
+        bar = None
+        try:
+            vol = _read_series(s, lazy=False)
+            if not args.quiet and sys.stderr.isatty():
+                from tqdm import tqdm
+
+                bar = tqdm(unit="png", desc=name, file=sys.stderr)
+
+            def tick(i, n, bar=bar):
+                if bar is not None:
+                    bar.total = n
+                    bar.update(i - bar.n)
+
+            files = export_png(vol, folder, window=window, preset=args.preset,
+                               axis=args.axis, slices=slices, overwrite=args.force,
+                               progress=tick)
+            if not args.quiet:
+                print(f"{folder}: {len(files)} PNG ({args.axis}) from {s.label}")
+        except (DicomToolsError, ValueError) as exc:
+            failed += 1
+            print(f"dicomtools: {exc}".splitlines()[0], file=sys.stderr)
+        finally:
+            if bar is not None:
+                bar.close()
+    return 1 if failed else 0
+
+
 def cmd_view(args) -> int:
     import napari
 
@@ -223,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or listing")
     p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("png", help="windowed 8-bit PNG slices, square pixels")
+    p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
+    p.add_argument("outdir", help="output folder (one subfolder per series)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--window", metavar="C,W", help="window center,width in HU/units")
+    g.add_argument("--preset", help="window preset: brain, subdural, stroke, lung, "
+                                    "mediastinum, soft_tissue, abdomen, liver, bone")
+    p.add_argument("--axis", choices=["axial", "coronal", "sagittal"], default="axial",
+                   help="patient plane to export (default: axial)")
+    p.add_argument("--slices", help="indices along the axis: 10,20 or 10:20 (default: all)")
+    p.add_argument("--force", action="store_true", help="overwrite existing PNGs")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_png)
     p = sub.add_parser("view", help="open DICOM (or a sample) in napari")
     p.add_argument("paths", nargs="*", help="DICOM files, folders, .zip or DICOMDIR")
     p.add_argument("--sample", choices=["phantom", "ct", "mr"], help="open built-in sample data")

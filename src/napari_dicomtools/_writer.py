@@ -73,3 +73,23 @@ def write_png_layers(path: str, layer_data: list) -> list[str]:
                             meta.get("translate", (0.0,) * data.ndim), path, window=window,
                             rgb=bool(meta.get("rgb")), shapes=shapes,
                             labels=labels[0] if labels else None, overwrite=True)
+
+
+def write_anonymized_series(path: str, data, meta: dict) -> list[str]:
+    """Save the DICOM files behind an image layer, de-identified (PS3.15 Annex E basic
+    profile), into the folder ``path`` without its ``.dcm`` suffix."""
+    import os
+
+    from .core.anonymize import anonymize_files
+
+    files = (meta.get("metadata") or {}).get("files")
+    if not files:
+        raise ValueError(f"{path}: this layer did not come from DICOM files; nothing to "
+                         "anonymize")
+    out_dir = path[:-4] if path.lower().endswith(".dcm") else path
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise ValueError(f"{out_dir}: exists and is not empty; not overwriting")
+    report = anonymize_files(files, out_dir)
+    if not report.written:
+        raise ValueError(f"{path}: nothing written: " + "; ".join(r for _, r in report.skipped))
+    return report.written

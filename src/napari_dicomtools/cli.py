@@ -3,6 +3,7 @@
     dicomtools info PATH [--json]        patients/studies/series, geometry, skipped files
     dicomtools convert PATH OUT [--force] one NIfTI per volume (OUT: a .nii/.nii.gz or a folder)
     dicomtools png PATH OUTDIR [--window C,W | --preset lung] [--axis axial|coronal|sagittal]
+    dicomtools anonymize SRC OUTDIR [options]   PS3.15 Annex E de-identified copy
     dicomtools view [PATH ...] [--sample phantom|ct|mr] [--screenshot OUT.png]
 """
 
@@ -128,8 +129,7 @@ def _check_not_into_source(out: str, src: str):
 
 
 def cmd_convert(args) -> int:
-    from .core.export import write_nifti
-    from .core.volume import _read_series
+    from .core.export import write_series_nifti
 
     src, out = os.fspath(args.path), os.fspath(args.out)
     if not os.path.exists(src):
@@ -163,11 +163,10 @@ def cmd_convert(args) -> int:
     failed = 0
     for s, target in zip(series, targets, strict=True):
         try:
-            vol = _read_series(s, lazy=False)
-            write_nifti(vol, target, overwrite=args.force)
+            write_series_nifti(s, target, overwrite=args.force)
             if not args.quiet:
                 print(f"{target}: {s.label}")
-            for p in vol.metadata["problems"]:
+            for p in s.problems:
                 print(f"  ! {p}", file=sys.stderr)
         except DicomToolsError as exc:
             failed += 1
@@ -253,6 +252,59 @@ def cmd_png(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_anonymize(args) -> int:
+    from .core.anonymize import Options, anonymize_files
+
+    src, out = os.fspath(args.src), os.fspath(args.outdir)
+    if not os.path.exists(src):
+        raise DicomToolsError(src, "no such file or folder")
+    _check_not_into_source(out, src)
+    key = args.key or os.environ.get("DICOMTOOLS_ANON_KEY")
+    opts = Options(
+        retain_uids=args.retain_uids,
+        retain_device_identity=args.retain_device_identity,
+        retain_institution_identity=args.retain_institution_identity,
+        retain_patient_characteristics=args.retain_patient_characteristics,
+        retain_longitudinal_full_dates=args.retain_longitudinal_dates,
+        shift_dates=args.shift_dates,
+        clean_descriptors=args.clean_descriptors,
+        retain_safe_private=args.retain_safe_private,
+        skip_burned_in=args.skip_burned_in,
+    )
+    bar = None
+    state = {}
+
+    def tick(i, n):
+        nonlocal bar
+        if bar is None and not args.quiet and n > 20 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, unit="file", desc="anonymizing", file=sys.stderr)
+        if bar is not None:
+            bar.update(i - bar.n)
+        state["n"] = n
+
+    import warnings as _w
+
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        try:
+            rep = anonymize_files(src, out, opts, key=key, overwrite=args.force, progress=tick)
+        finally:
+            if bar is not None:
+                bar.close()
+    for w in caught:
+        print(f"WARNING: {w.message}", file=sys.stderr)
+    for path, reason in rep.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{len(rep.written)} file(s) written under {out}, {len(rep.skipped)} skipped")
+    if not rep.written:
+        raise DicomToolsError(src, "nothing was anonymized (see the skipped files above)")
+    clashes = [r for _, r in rep.skipped if "not overwriting" in r]
+    return 1 if clashes else 0
+
+
 def cmd_view(args) -> int:
     import napari
 
@@ -311,6 +363,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing PNGs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_png)
+    p = sub.add_parser("anonymize", help="PS3.15 Annex E de-identified copy of a folder",
+                       description="De-identify every DICOM file under SRC into OUTDIR with "
+                                   "the Basic Application Level Confidentiality Profile. "
+                                   "Pixel data is not changed: check BurnedInAnnotation "
+                                   "warnings.")
+    p.add_argument("src", help="DICOM file, folder or .zip")
+    p.add_argument("outdir", help="output folder (never inside SRC)")
+    p.add_argument("--key", help="secret making UIDs/pseudonyms reproducible across runs "
+                                 "(or set DICOMTOOLS_ANON_KEY); default: random per run")
+    p.add_argument("--shift-dates", action="store_true",
+                   help="shift dates by a per-patient offset instead of removing them")
+    p.add_argument("--retain-longitudinal-dates", action="store_true",
+                   help="keep full dates (Retain Longitudinal Full Dates Option)")
+    p.add_argument("--retain-patient-characteristics", action="store_true",
+                   help="keep sex, age, size, weight, ...")
+    p.add_argument("--retain-device-identity", action="store_true")
+    p.add_argument("--retain-institution-identity", action="store_true")
+    p.add_argument("--retain-uids", action="store_true", help="keep the original UIDs")
+    p.add_argument("--clean-descriptors", action="store_true",
+                   help="keep descriptions, scrubbed of names, IDs and dates found in the file")
+    p.add_argument("--retain-safe-private", action="store_true",
+                   help="apply the profile's safe-private column (other private tags go)")
+    p.add_argument("--skip-burned-in", action="store_true",
+                   help="skip files with BurnedInAnnotation=YES instead of warning")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_anonymize)
     p = sub.add_parser("view", help="open DICOM (or a sample) in napari")
     p.add_argument("paths", nargs="*", help="DICOM files, folders, .zip or DICOMDIR")
     p.add_argument("--sample", choices=["phantom", "ct", "mr"], help="open built-in sample data")

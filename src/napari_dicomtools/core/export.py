@@ -43,65 +43,157 @@ def atomic_output(path, overwrite: bool = False):
         raise
 
 
-def nifti_image(array, affine_ras, *, repetition_time: float | None = None,
-                description: str = ""):
-    """A ``nibabel.Nifti1Image`` from a ``(slice, row, column)`` (or ``(t, slice, row,
-    column)``) array and the RAS affine of voxel ``(column, row, slice)``.
+_NIFTI_DTYPES = {
+    np.dtype(np.uint8): 2, np.dtype(np.int16): 4, np.dtype(np.int32): 8,
+    np.dtype(np.float32): 16, np.dtype(np.float64): 64, np.dtype(np.int8): 256,
+    np.dtype(np.uint16): 512, np.dtype(np.uint32): 768, np.dtype(np.int64): 1024,
+    np.dtype(np.uint64): 1280,
+}
 
-    The data are stored in their own dtype (the exact one the reader chose), sform and qform
-    both set with code 1 (scanner), units mm and s, TR in pixdim[4] for 4D.
-    """
-    import nibabel as nib
 
-    arr = np.asarray(array)
-    if arr.ndim == 3:
-        data = arr.transpose(2, 1, 0)
-    elif arr.ndim == 4:
-        data = arr.transpose(3, 2, 1, 0)
+def _quatern(affine: np.ndarray):
+    """NIfTI qform parameters (b, c, d, qfac, zooms) of the closest rotation (polar
+    decomposition, as nifti1_io and nibabel do)."""
+    m = np.asarray(affine, float)[:3, :3]
+    zooms = np.linalg.norm(m, axis=0)
+    zooms[zooms == 0] = 1.0
+    r = m / zooms
+    u, _, vt = np.linalg.svd(r)
+    r = u @ vt
+    qfac = 1.0
+    if np.linalg.det(r) < 0:
+        qfac = -1.0
+        r[:, 2] = -r[:, 2]
+    t = np.trace(r)  # rotation matrix -> unit quaternion (a, b, c, d) with a >= 0
+    if t > 0:
+        a = 0.5 * np.sqrt(1.0 + t)
+        b = (r[2, 1] - r[1, 2]) / (4 * a)
+        c = (r[0, 2] - r[2, 0]) / (4 * a)
+        d = (r[1, 0] - r[0, 1]) / (4 * a)
     else:
-        raise ValueError(f"expected a 3D or 4D array, got shape {arr.shape}")
-    if data.dtype == np.int64 and data.size and \
-            np.iinfo(np.int32).min <= data.min() and data.max() <= np.iinfo(np.int32).max:
-        data = data.astype(np.int32)
-    img = nib.Nifti1Image(data, np.asarray(affine_ras, float))
-    hdr = img.header
-    hdr.set_xyzt_units("mm", "sec")
-    img.set_sform(np.asarray(affine_ras, float), code=1)
-    img.set_qform(np.asarray(affine_ras, float), code=1)
-    if arr.ndim == 4 and repetition_time:
-        zooms = list(hdr.get_zooms())
-        zooms[3] = float(repetition_time)
-        hdr.set_zooms(zooms)
-    if description:
-        hdr["descrip"] = description.encode("ascii", "replace")[:79]
-    return img
+        k = int(np.argmax(np.diag(r)))
+        if k == 0:
+            b = 0.5 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
+            a = (r[2, 1] - r[1, 2]) / (4 * b)
+            c = (r[0, 1] + r[1, 0]) / (4 * b)
+            d = (r[0, 2] + r[2, 0]) / (4 * b)
+        elif k == 1:
+            c = 0.5 * np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
+            a = (r[0, 2] - r[2, 0]) / (4 * c)
+            b = (r[0, 1] + r[1, 0]) / (4 * c)
+            d = (r[1, 2] + r[2, 1]) / (4 * c)
+        else:
+            d = 0.5 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
+            a = (r[1, 0] - r[0, 1]) / (4 * d)
+            b = (r[0, 2] + r[2, 0]) / (4 * d)
+            c = (r[1, 2] + r[2, 1]) / (4 * d)
+        if a < 0:
+            b, c, d = -b, -c, -d
+    return float(b), float(c), float(d), qfac, zooms
 
 
-def _gzip_bytes(raw: bytes, level: int) -> bytes:
-    """gzip with the fastest implementation installed (isal, zlib-ng, then zlib)."""
+def nifti_header(shape_xyzt, dtype, affine_ras, *, repetition_time: float | None = None,
+                 description: str = "") -> bytes:
+    """The 352 bytes (NIfTI-1 header + empty extension flag) of a single-file ``.nii``.
+
+    ``shape_xyzt`` is the NIfTI shape (columns, rows, slices[, time]); sform and qform both
+    carry ``affine_ras`` with code 1 (scanner), units mm and s, like dcm2niix. Written
+    without nibabel, whose import alone costs more than converting a CT series.
+    """
+    import struct
+
+    dt = np.dtype(dtype)
+    code = _NIFTI_DTYPES.get(dt.newbyteorder("="))
+    if code is None:
+        raise ValueError(f"dtype {dt} cannot be stored in NIfTI-1")
+    aff = np.asarray(affine_ras, float)
+    b, c, d, qfac, zooms = _quatern(aff)
+    dim = [len(shape_xyzt)] + [int(n) for n in shape_xyzt] + [1] * (7 - len(shape_xyzt))
+    pixdim = [qfac, *[float(z) for z in zooms], float(repetition_time or 0.0), 0.0, 0.0, 0.0]
+    if len(shape_xyzt) == 4 and not repetition_time:
+        pixdim[4] = 1.0
+    hdr = struct.pack(
+        "<i10s18sihcB8h3fhhhh8ffffhBBffffii80s24shh6f4f4f4f16s4s",
+        348, b"", b"", 0, 0, b"r", 0,
+        *dim,
+        0.0, 0.0, 0.0, 0,
+        code, dt.itemsize * 8, 0,
+        *pixdim,
+        352.0,
+        1.0, 0.0,
+        0, 0, 10,  # slice_end, slice_code, xyzt_units = mm (2) + s (8)
+        0.0, 0.0, 0.0, 0.0,
+        0, 0,
+        description.encode("ascii", "replace")[:79], b"",
+        1, 1,
+        b, c, d, float(aff[0, 3]), float(aff[1, 3]), float(aff[2, 3]),
+        *aff[0, :4], *aff[1, :4], *aff[2, :4],
+        b"", b"n+1\0",
+    )
+    if len(hdr) != 348:
+        raise AssertionError(f"NIfTI header packed to {len(hdr)} bytes")
+    return hdr + b"\0\0\0\0"
+
+
+def _open_output(tmp: str, gz: bool, level: int):
+    """A binary writer: plain, or gzip with the fastest codec installed (isal, zlib-ng,
+    zlib; dcm2niix without pigz spends most of a conversion in single-thread zlib)."""
+    if not gz:
+        return open(tmp, "wb")
     try:
         from isal import igzip
 
-        return igzip.compress(raw, compresslevel=min(level, 3))
+        return igzip.open(tmp, "wb", compresslevel=min(level, 3))
     except ImportError:
         pass
     try:
         from zlib_ng import gzip_ng
 
-        return gzip_ng.compress(raw, compresslevel=level)
+        return gzip_ng.open(tmp, "wb", compresslevel=level)
     except ImportError:
         import gzip
 
-        return gzip.compress(raw, compresslevel=level)
+        return gzip.open(tmp, "wb", compresslevel=level)
 
 
-def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 1):
+def _write_nifti_frames(path, header: bytes, frames, *, overwrite: bool, compress_level: int):
+    """Header, then each frame's bytes: C-order (slice, row, column) is NIfTI's x-fastest."""
+    with atomic_output(path, overwrite) as tmp:
+        with _open_output(tmp, path.endswith(".gz"), compress_level) as f:
+            f.write(header)
+            for fr in frames:
+                f.write(memoryview(np.ascontiguousarray(fr)).cast("B"))
+
+
+def _nifti_path(path) -> str:
+    path = os.fspath(path)
+    if not path.endswith((".nii", ".nii.gz")):
+        raise DicomToolsError(path, "a NIfTI file name must end in .nii or .nii.gz")
+    return path
+
+
+def _tr_seconds(metadata) -> float | None:
+    tr = (metadata or {}).get("header", {}).get("RepetitionTime")
+    try:
+        return float(tr) / 1000.0 if tr is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _fits_int32(arr) -> bool:
+    a = np.asarray(arr)
+    return a.size == 0 or (np.iinfo(np.int32).min <= a.min() and a.max() <= np.iinfo(
+        np.int32).max)
+
+
+def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 1) -> str:
     """Write a :class:`Volume` as NIfTI-1 (``.nii`` or ``.nii.gz``), as dcm2niix would.
 
     Parameters
     ----------
     volume : Volume
-        3D or 4D, grayscale (RGB volumes are refused with a clear error).
+        3D or 4D, grayscale (RGB volumes are refused with a clear error); a lazy (dask)
+        volume is written slice by slice without loading it whole.
     path : str or os.PathLike
         Ends in ``.nii`` or ``.nii.gz``.
     overwrite : bool
@@ -114,19 +206,47 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
     str
         The path written.
     """
-    path = os.fspath(path)
-    if not path.endswith((".nii", ".nii.gz")):
-        raise DicomToolsError(path, "a NIfTI file name must end in .nii or .nii.gz")
+    path = _nifti_path(path)
     if volume.rgb:
         raise DicomToolsError(path, "RGB images cannot be written as NIfTI here; use PNG")
-    tr = volume.metadata.get("header", {}).get("RepetitionTime")
-    try:
-        tr = float(tr) / 1000.0 if tr is not None else None
-    except (TypeError, ValueError):
-        tr = None
-    img = nifti_image(np.asarray(volume.array), volume.affine_ras, repetition_time=tr,
-                      description=str(volume.metadata.get("name", ""))[:79])
-    _save(img, path, overwrite, compress_level)
+    arr = volume.array
+    dtype = np.dtype(arr.dtype)
+    if dtype == np.int64 and _fits_int32(arr):
+        dtype = np.dtype(np.int32)
+    hdr = nifti_header(tuple(arr.shape)[::-1], dtype, volume.affine_ras,
+                       repetition_time=_tr_seconds(volume.metadata),
+                       description=str(volume.metadata.get("name", "")))
+    flat = arr.reshape((-1,) + tuple(arr.shape[-2:]))
+    frames = (np.asarray(flat[i]).astype(dtype, copy=False) for i in range(flat.shape[0]))
+    _write_nifti_frames(path, hdr, frames, overwrite=overwrite, compress_level=compress_level)
+    return path
+
+
+def write_series_nifti(series, path, *, overwrite: bool = False,
+                       compress_level: int = 1) -> str:
+    """Stream a :class:`Series` straight from DICOM to NIfTI: frames are decoded (two
+    threads) and written in order, so memory stays at a few slices whatever the size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .volume import _plan
+
+    path = _nifti_path(path)
+    plan = _plan(series)
+    if plan.rgb:
+        raise DicomToolsError(path, "RGB images cannot be written as NIfTI here; use PNG")
+    n = len(series.frames)
+    lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
+    aff = geometry.affine_ras(series.spacing, series.origin, series.direction)
+    tr = _tr_seconds({"header": series.first.header}) if series.n_time > 1 else None
+    hdr = nifti_header((lead + plan.frame_shape)[::-1], plan.out_dtype, aff,
+                       repetition_time=tr, description=series.name)
+
+    def frames():
+        with ThreadPoolExecutor(2) as ex:
+            yield from ex.map(plan.read_frame, range(n))
+
+    _write_nifti_frames(path, hdr, frames(), overwrite=overwrite,
+                        compress_level=compress_level)
     return path
 
 
@@ -176,24 +296,20 @@ def layer_geometry(data, scale, translate, metadata=None):
 def write_layer_nifti(path, data, scale, translate, metadata=None, *, overwrite=False,
                       compress_level: int = 1) -> str:
     """Write napari layer data (image or labels) as NIfTI with its patient-space affine."""
-    path = os.fspath(path)
-    if not path.endswith((".nii", ".nii.gz")):
-        raise DicomToolsError(path, "a NIfTI file name must end in .nii or .nii.gz")
+    path = _nifti_path(path)
     arr, aff = layer_geometry(data, scale, translate, metadata)
-    img = nifti_image(np.asarray(arr), aff)
-    _save(img, path, overwrite, compress_level)
+    arr = np.asarray(arr)
+    dtype = arr.dtype
+    if dtype == np.bool_:
+        dtype = np.dtype(np.uint8)
+    elif dtype == np.int64 and _fits_int32(arr):
+        dtype = np.dtype(np.int32)
+    hdr = nifti_header(arr.shape[::-1], dtype, aff,
+                       repetition_time=_tr_seconds(metadata))
+    flat = arr.reshape((-1,) + arr.shape[-2:])
+    _write_nifti_frames(path, hdr, (f.astype(dtype, copy=False) for f in flat),
+                        overwrite=overwrite, compress_level=compress_level)
     return path
-
-
-def _save(img, path, overwrite, compress_level):
-    import nibabel as nib
-
-    with atomic_output(path, overwrite) as tmp:
-        if path.endswith(".gz"):
-            with open(tmp, "wb") as f:
-                f.write(_gzip_bytes(img.to_bytes(), compress_level))
-        else:
-            nib.save(img, tmp)  # the temp name ends in the final name, so in .nii
 
 
 # --------------------------------------------------------------------------------------------

@@ -107,13 +107,18 @@ def read_dicom(path) -> list:
     if not series:
         why = "; ".join(str(s) for s in series.skipped[:5]) or "no files"
         raise NoSeriesError(paths[0], f"no loadable DICOM image ({why})", series.skipped)
-    for s in series.skipped:
-        warnings.warn(f"skipped {s}", stacklevel=2)
+    if series.skipped:
+        first = "; ".join(str(s) for s in series.skipped[:3])
+        more = f" (and {len(series.skipped) - 3} more)" if len(series.skipped) > 3 else ""
+        warnings.warn(f"skipped {len(series.skipped)} file(s): {first}{more}", stacklevel=2)
     layers = []
+    total = 0
     for s in series:
         nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
+        total += nbytes
         try:
-            vol = _read_series(s, lazy=nbytes > LAZY_THRESHOLD)
+            # large series, or many series together, decode lazily as napari shows them
+            vol = _read_series(s, lazy=nbytes > LAZY_THRESHOLD or total > 2 * LAZY_THRESHOLD)
         except DicomToolsError as exc:
             warnings.warn(f"series {s.name!r} not opened: {exc}", stacklevel=2)
             continue

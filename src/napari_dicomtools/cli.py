@@ -116,16 +116,10 @@ def output_names(series) -> list[str]:
     return names
 
 
-def _inside(child: str, parent: str) -> bool:
-    child, parent = os.path.realpath(child), os.path.realpath(parent)
-    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
-
-
 def _check_not_into_source(out: str, src: str):
-    src_dir = src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src))
-    if _inside(out, src_dir):
-        raise DicomToolsError(out, f"is inside the source {src_dir}; "
-                                   "choose an output outside it (sources are never written)")
+    from .core.export import refuse_inside_source
+
+    refuse_inside_source(out, src)
 
 
 def cmd_convert(args) -> int:

@@ -467,6 +467,7 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     and would point at the source names); sources are only read. Large folders are
     processed by a pool of processes (the keyed mappings make every worker agree).
     """
+    from .export import refuse_inside_source
     from .scan import Skipped, Source, iter_sources
 
     out_dir = os.fspath(out_dir)
@@ -482,11 +483,7 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
             s, k = iter_sources(one)
             sources.extend(s)
             skipped.extend(k)
-        src_dir = one if os.path.isdir(one) else os.path.dirname(os.path.abspath(one))
-        real_out, real_src = os.path.realpath(out_dir), os.path.realpath(src_dir)
-        if real_out == real_src or real_out.startswith(real_src.rstrip(os.sep) + os.sep):
-            raise DicomToolsError(out_dir, f"is inside the source {src_dir}; sources are "
-                                           "never written")
+        refuse_inside_source(out_dir, one)
         if os.path.isdir(one):
             for root, _dirs, files in os.walk(one):
                 for fn in files:

@@ -17,6 +17,16 @@ from . import geometry
 from .errors import DicomToolsError
 
 
+def refuse_inside_source(out, src) -> None:
+    """Raise if ``out`` is ``src``'s folder or inside it: sources are never written."""
+    src = os.fspath(src)
+    src_dir = src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src))
+    child, parent = os.path.realpath(os.fspath(out)), os.path.realpath(src_dir)
+    if child == parent or child.startswith(parent.rstrip(os.sep) + os.sep):
+        raise DicomToolsError(out, f"is inside the source {src_dir}; choose an output "
+                                   "outside it (sources are never written)")
+
+
 @contextmanager
 def atomic_output(path, overwrite: bool = False):
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.

@@ -18,6 +18,7 @@ from .core import (
     Skipped,
     UnreadableDicomError,
     Volume,
+    metadata_table,
     read_volume,
     read_volumes,
     scan,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DicomToolsError", "GeometryError", "NoImageError", "NoSeriesError", "NotDicomError",
-    "Series", "SeriesList", "Skipped", "UnreadableDicomError", "Volume", "read_volume",
+    "Series", "SeriesList", "Skipped", "UnreadableDicomError", "Volume", "metadata_table",
+    "read_volume",
     "read_volumes", "scan", "__version__",
 ]

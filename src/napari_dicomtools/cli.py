@@ -1,6 +1,7 @@
 """The ``dicomtools`` command line. Imports neither Qt nor napari (except ``view``).
 
     dicomtools info PATH [--json]        patients/studies/series, geometry, skipped files
+    dicomtools info PATH --tags KW,... --csv OUT.csv [--level instance] [--deidentify]
     dicomtools convert PATH OUT [--force] one NIfTI per volume (OUT: a .nii/.nii.gz or a folder)
     dicomtools png PATH OUTDIR [--window C,W | --preset lung] [--axis axial|coronal|sagittal]
     dicomtools anonymize SRC OUTDIR [options]   PS3.15 Annex E de-identified copy
@@ -62,7 +63,41 @@ def _series_dict(s) -> dict:
     }
 
 
+def cmd_info_table(args) -> int:
+    import re
+
+    from .core.metadata import metadata_table, write_csv
+
+    # commas separate tags, except inside "(gggg,eeee)"
+    tags = [t.strip() for t in re.findall(r"\([^)]*\)|[^,]+", args.tags or "")
+            if t.strip()] or None
+    try:
+        table = metadata_table(args.path, tags, level=args.level,
+                               deidentify=args.deidentify, as_frame=False)
+    except ValueError as exc:
+        raise DicomToolsError(None, str(exc)) from None
+    if args.csv:
+        if args.csv != "-":
+            _check_not_into_source(args.csv, args.path)
+            write_csv(table, args.csv, overwrite=args.force)
+            if not args.quiet:
+                print(f"{args.csv}: {len(table)} row(s)")
+            return 0 if table else 1
+    import csv as _csv
+
+    cols = list(table[0]) if table else []
+    w = _csv.DictWriter(sys.stdout, fieldnames=cols)
+    w.writeheader()
+    for r in table:
+        w.writerow(r)
+    return 0 if table else 1
+
+
 def cmd_info(args) -> int:
+    if not os.path.exists(os.fspath(args.path)):
+        raise DicomToolsError(args.path, "no such file or folder")
+    if args.tags or args.csv or args.level != "series" or args.deidentify:
+        return cmd_info_table(args)
     series = _progress_scan(args.path, args.json)
     if args.json:
         out = {"path": os.fspath(args.path), "series": [_series_dict(s) for s in series],
@@ -335,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list patients/studies/series and skipped files")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--tags", help="comma-separated keywords or (gggg,eeee) tags for a table, "
+                                  "e.g. SliceThickness,KVP,ConvolutionKernel")
+    p.add_argument("--csv", metavar="OUT.csv", help="write the table as CSV ('-': stdout)")
+    p.add_argument("--level", choices=["series", "instance"], default="series",
+                   help="one row per series (default) or per file")
+    p.add_argument("--deidentify", action="store_true",
+                   help="drop columns the PS3.15 Annex E profile would remove, paths and UIDs")
+    p.add_argument("--force", action="store_true", help="overwrite an existing CSV")
+    p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("convert", help="DICOM -> NIfTI, one file per volume (like dcm2niix)")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
@@ -406,6 +450,12 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ from .errors import (
     NotDicomError,
     UnreadableDicomError,
 )
+from .metadata import metadata_table
 from .scan import Series, SeriesList, Skipped, scan
 from .volume import Volume, read_volume, read_volumes
 
 __all__ = [
     "DicomToolsError", "GeometryError", "NoImageError", "NoSeriesError", "NotDicomError",
-    "UnreadableDicomError", "Series", "SeriesList", "Skipped", "Volume", "read_volume",
+    "UnreadableDicomError", "metadata_table", "Series", "SeriesList", "Skipped", "Volume", "read_volume",
     "read_volumes", "scan",
 ]

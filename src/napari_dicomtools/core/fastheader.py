@@ -179,6 +179,17 @@ class FastDataset:
             raise AttributeError(keyword)
         return v
 
+    def get_tag(self, tag: int, default=None):
+        """Decoded value of any tag the parse kept (see ``extra`` in :func:`parse`)."""
+        item = self._raw.get(tag)
+        if item is None:
+            return default
+        vr, data = item
+        if vr == "SQ":
+            return default
+        value = _decode(vr, data, self._encoding)
+        return default if value is None else value
+
     def get_item(self, tag, keep_deferred=True):
         if tag == _PIXEL:
             return self._pixel
@@ -285,8 +296,11 @@ def _skip_element(buf, pos, implicit):
     return vpos + length
 
 
-def parse(fp, size: int, chunk: int = 16384) -> FastDataset:
+def parse(fp, size: int, chunk: int = 16384, extra: dict | None = None) -> FastDataset:
     """Parse the header of an open binary file (positioned at 0) of ``size`` bytes.
+
+    ``extra`` maps more tags to their dictionary VR (used for Implicit VR files); their
+    values are then available through :meth:`FastDataset.get_tag`.
 
     Raises
     ------
@@ -300,7 +314,7 @@ def parse(fp, size: int, chunk: int = 16384) -> FastDataset:
         raise Unsupported("no preamble")
     while True:
         try:
-            return _parse_buffer(buf, size)
+            return _parse_buffer(buf, size, extra or {})
         except EOFError:
             if len(buf) >= size:
                 raise
@@ -310,7 +324,7 @@ def parse(fp, size: int, chunk: int = 16384) -> FastDataset:
             buf += more
 
 
-def _parse_buffer(buf: bytes, size: int) -> FastDataset:
+def _parse_buffer(buf: bytes, size: int, extra: dict) -> FastDataset:
     pos = 132
     meta = {}
     n = len(buf)
@@ -361,6 +375,8 @@ def _parse_buffer(buf: bytes, size: int) -> FastDataset:
                 raise Unsupported("element runs past the end of the file")
             raise EOFError
         spec = _TAG_TO_KW.get(tag)
+        if spec is None and tag in extra:
+            spec = (f"{tag:08X}", extra[tag])
         if spec is not None:
             if vr is None:
                 vr = spec[1]

@@ -37,6 +37,12 @@ def parse_tag(spec) -> tuple[int, str, str]:
     ValueError
         Unknown keyword or malformed tag, with a hint.
     """
+    from .fastheader import KEYWORDS
+
+    text = spec if isinstance(spec, int) else str(spec).strip()
+    if not isinstance(spec, int) and text in KEYWORDS:  # no pydicom import needed
+        tag, vr = KEYWORDS[text]
+        return tag, text, vr.split(" or ")[0]
     from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
     if isinstance(spec, int):

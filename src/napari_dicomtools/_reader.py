@@ -165,6 +165,11 @@ def volume_to_layer_data(vol: Volume) -> tuple:
         affine_ras=vol.affine_ras.tolist(),
         world_affine=vol.world_affine.tolist(),
     )
+    if vol.series is not None:
+        # the source of every frame in storage order (time-major, then slice), for the
+        # header inspector and writers that go back to the files
+        meta["frame_sources"] = [(f.instance.path, f.index) for f in vol.series.frames]
+        meta["n_slices"] = vol.series.n_slices
     kwargs = {
         "name": meta.get("name") or "DICOM",
         "metadata": meta,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -229,3 +230,248 @@ class DicomBrowser(QWidget):
         self.open_button.setEnabled(not busy)
         if text:
             self.status.setText(text)
+
+
+# ============================================================================================
+# DICOM header inspector
+
+
+def _source_of(path: str):
+    from .core.scan import Source
+
+    zpath, sep, member = path.partition("::")
+    return Source(zpath, member) if sep else Source(path)
+
+
+def read_full_header(path: str):
+    """The whole header (no pixel data) of a file or ``archive.zip::member``."""
+    import pydicom
+
+    with _source_of(path).open() as fp:
+        head = fp.read(132)
+        fp.seek(0)
+        return pydicom.dcmread(fp, stop_before_pixels=True, force=head[128:132] != b"DICM")
+
+
+def _value_text(elem, limit: int = 200) -> str:
+    if elem.VR == "SQ":
+        return f"<{len(elem.value)} item(s)>"
+    v = elem.value
+    if isinstance(v, (bytes, bytearray)):
+        return f"<{len(v)} bytes>"
+    text = "\\".join(str(x) for x in v) if type(v).__name__ == "MultiValue" else str(v)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class DicomHeaderWidget(QWidget):
+    """The full DICOM header of the selected layer's current slice, as a searchable tree.
+
+    Columns: tag, keyword (private tags labelled with their creator), VR, value. Sequences
+    expand. Elements whose value differs from the series' first slice are shown in bold and
+    follow the dims slider. Copy buttons put the value or the tag path on the clipboard.
+    """
+
+    MAX_ITEMS = 50  # sequence items shown before "... N more"
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from qtpy.QtWidgets import QApplication  # noqa: F401 - ensure an app exists
+
+        self.viewer = napari_viewer
+        self.layer = None
+        self.current_path = None
+        self._first = None
+        self._cache: dict = {}
+        self.status = QLabel("Select an image layer opened from DICOM.")
+        self.status.setWordWrap(True)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("filter: tag, keyword or value (e.g. 0018, Kernel, HEAD)")
+        self.search.textChanged.connect(self._apply_filter)
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(4)
+        self.tree.setHeaderLabels(["Tag", "Keyword", "VR", "Value"])
+        for col, width in enumerate((122, 190, 34)):
+            self.tree.setColumnWidth(col, width)
+        self.setMinimumWidth(480)
+        self.copy_value = QPushButton("Copy value")
+        self.copy_path = QPushButton("Copy tag path")
+        self.copy_value.clicked.connect(lambda: self._copy(value=True))
+        self.copy_path.clicked.connect(lambda: self._copy(value=False))
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.status)
+        lay.addWidget(self.search)
+        lay.addWidget(self.tree)
+        row = QHBoxLayout()
+        row.addWidget(self.copy_value)
+        row.addWidget(self.copy_path)
+        lay.addLayout(row)
+        self.viewer.layers.selection.events.active.connect(self._on_layer)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._on_layer()
+
+    # ------------------------------------------------------------------ following napari
+    def _on_layer(self, event=None):
+        layer = self.viewer.layers.selection.active
+        self.layer = layer
+        self._first = None
+        if layer is None:
+            self._show_message("Select an image layer opened from DICOM.")
+            return
+        sources = layer.metadata.get("frame_sources") if hasattr(layer, "metadata") else None
+        if not sources:
+            self._show_message(f"Layer '{layer.name}' did not come from DICOM files: "
+                               "there is no header to show.")
+            return
+        self._on_step()
+
+    def current_frame(self) -> int:
+        """Index into ``frame_sources`` of the slice the viewer shows for this layer."""
+        layer = self.layer
+        meta = layer.metadata
+        n = len(meta["frame_sources"])
+        dt = meta.get("display_transform") or {}
+        axes = dt.get("axes")
+        if not axes or "flips" not in dt:
+            return 0
+        data_idx = np.round(layer.world_to_data(self.viewer.dims.point)).astype(int)
+        lead = layer.ndim - 3
+        w0 = list(axes).index(0)  # display axis that holds the original slice axis
+        nsl = int(meta.get("n_slices") or layer.data.shape[lead + w0])
+        d = int(np.clip(data_idx[lead + w0], 0, nsl - 1))
+        k = nsl - 1 - d if dt["flips"][w0] else d
+        t = int(np.clip(data_idx[0], 0, n // nsl - 1)) if lead else 0
+        return int(np.clip(t * nsl + k, 0, n - 1))
+
+    def _on_step(self, event=None):
+        layer = self.layer
+        if layer is None or not layer.metadata.get("frame_sources"):
+            return
+        try:
+            i = self.current_frame()
+        except Exception:  # noqa: BLE001 - a transform edge case must not break napari
+            i = 0
+        path, frame = layer.metadata["frame_sources"][i]
+        if path == self.current_path:
+            return
+        self.show_file(path, frame, first=layer.metadata["frame_sources"][0][0])
+
+    # ------------------------------------------------------------------ display
+    def _header(self, path):
+        ds = self._cache.get(path)
+        if ds is None:
+            ds = read_full_header(path)
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[path] = ds
+        return ds
+
+    def show_file(self, path: str, frame=None, first: str | None = None):
+        try:
+            ds = self._header(path)
+            ref = self._header(first) if first and first != path else None
+        except Exception as exc:  # noqa: BLE001
+            self._show_message(f"{path}: header cannot be read ({exc})")
+            return
+        self.current_path = path
+        where = f", frame {frame}" if frame is not None else ""
+        self.status.setText(f"{self.layer.name if self.layer else ''}: {path}{where}")
+        self.tree.clear()
+        if getattr(ds, "file_meta", None) is not None and len(ds.file_meta):
+            meta_item = QTreeWidgetItem(["(0002,xxxx)", "File Meta Information", "", ""])
+            self.tree.addTopLevelItem(meta_item)
+            self._add(meta_item, ds.file_meta, None, "")
+        self._add(None, ds, ref, "")
+        self._apply_filter(self.search.text())
+
+    def _add(self, parent, ds, ref, prefix):
+        from qtpy.QtGui import QFont
+
+        creators = {}
+        for elem in ds:
+            tag = elem.tag
+            if tag.is_private and tag.element < 0x100 and tag.element >= 0x10:
+                creators[(tag.group, tag.element)] = str(elem.value)
+        for elem in ds:
+            tag = elem.tag
+            tag_text = f"({tag.group:04X},{tag.element:04X})"
+            keyword = elem.keyword or elem.name
+            if tag.is_private:
+                block = creators.get((tag.group, tag.element >> 8))
+                if tag.element >= 0x1000 and block:
+                    keyword = f"[{block}] {elem.name}"
+                elif 0x10 <= tag.element < 0x100:
+                    keyword = "Private Creator"
+                else:
+                    keyword = f"[private] {elem.name}"
+            path = f"{prefix}{tag_text}"
+            item = QTreeWidgetItem([tag_text, keyword, elem.VR, _value_text(elem)])
+            item.setData(0, Qt.UserRole, path)
+            item.setData(3, Qt.UserRole, _value_text(elem, limit=1 << 20))
+            if ref is not None and elem.VR != "SQ":
+                other = ref.get(tag)
+                if other is None or _value_text(other) != _value_text(elem):
+                    f = QFont()
+                    f.setBold(True)
+                    for c in range(4):
+                        item.setFont(c, f)
+                    item.setToolTip(3, "differs from the first slice of the series")
+            if parent is None:
+                self.tree.addTopLevelItem(item)
+            else:
+                parent.addChild(item)
+            if elem.VR == "SQ":
+                items = list(elem.value)
+                for j, sub in enumerate(items[: self.MAX_ITEMS]):
+                    child = QTreeWidgetItem([f"Item {j + 1}", "", "", ""])
+                    child.setData(0, Qt.UserRole, f"{path}[{j}]")
+                    item.addChild(child)
+                    self._add(child, sub, None, f"{path}[{j}].")
+                if len(items) > self.MAX_ITEMS:
+                    item.addChild(QTreeWidgetItem(
+                        ["…", f"{len(items) - self.MAX_ITEMS} more item(s)", "", ""]))
+
+    def _show_message(self, text):
+        self.current_path = None
+        self.tree.clear()
+        self.status.setText(text)
+
+    def _apply_filter(self, text: str):
+        text = (text or "").strip().lower()
+
+        def visit(item) -> bool:
+            own = not text or any(text in item.text(c).lower() for c in range(4))
+            child_hit = False
+            for j in range(item.childCount()):
+                child_hit |= visit(item.child(j))
+            show = own or child_hit
+            item.setHidden(not show)
+            if text and child_hit:
+                item.setExpanded(True)
+            return show
+
+        for i in range(self.tree.topLevelItemCount()):
+            visit(self.tree.topLevelItem(i))
+
+    def visible_rows(self) -> list[tuple[str, str, str, str]]:
+        """(tag, keyword, VR, value) of every visible row, depth first (for tests/scripts)."""
+        out = []
+
+        def visit(item):
+            if item.isHidden():
+                return
+            out.append(tuple(item.text(c) for c in range(4)))
+            for j in range(item.childCount()):
+                visit(item.child(j))
+
+        for i in range(self.tree.topLevelItemCount()):
+            visit(self.tree.topLevelItem(i))
+        return out
+
+    def _copy(self, value: bool):
+        from qtpy.QtWidgets import QApplication
+
+        item = self.tree.currentItem()
+        if item is None:
+            return
+        text = item.data(3, Qt.UserRole) if value else item.data(0, Qt.UserRole)
+        QApplication.clipboard().setText(str(text or ""))

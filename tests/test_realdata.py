@@ -34,3 +34,19 @@ def test_classic_and_enhanced_exports_of_one_acquisition_are_identical():
     assert np.allclose(cl.affine_lps, en.affine_lps, atol=1e-4)
     assert np.allclose(cl.array, en.array)
     assert cl.metadata["header"]["Manufacturer"].startswith("Philips")
+
+
+def test_mosaic_native_and_rle_agree(tmp_path):
+    """The same mosaic decompressed to Explicit VR Little Endian takes the native path."""
+    import pydicom
+
+    src = os.path.join(DATA, "siemens_mosaic_rle", "dcm", "4.dcm")
+    ds = pydicom.dcmread(src)
+    ds.decompress()
+    ds.save_as(tmp_path / "native.dcm")
+    (s,) = scan(tmp_path / "native.dcm")
+    assert s.first.pixel_offset is not None and s.shape == (35, 64, 64)
+    native = read_volume(s)
+    rle = read_volume(src)
+    assert np.array_equal(native.array, rle.array)
+    assert np.allclose(native.affine_lps, rle.affine_lps)

@@ -165,6 +165,7 @@ class Instance:
     slice_thickness: float | None
     spacing_between_slices: float | None
     units: str = ""  # e.g. "HU" for CT, RescaleType otherwise
+    mosaic: tuple | None = None  # Siemens mosaic: (mosaic rows, mosaic columns, tiles per row)
     header: dict = field(default_factory=dict)  # small readable summary
     frames: list = field(default_factory=list)
 
@@ -345,7 +346,9 @@ def read_header(source: Source | str, *, fast: bool = True) -> Instance:
         from pydicom.errors import InvalidDicomError
 
         try:
-            ds = pydicom.dcmread(fp, defer_size=2048, force=not has_preamble)
+            # 64 KB: Siemens CSA headers (needed for mosaics) stay in memory; pixel data is
+            # deferred, its offset kept
+            ds = pydicom.dcmread(fp, defer_size=65536, force=not has_preamble)
         except InvalidDicomError as exc:
             raise NotDicomError(name, f"not a DICOM file ({exc})") from None
         except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
@@ -472,8 +475,48 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
         units=units,
         header=_summary(ds),
     )
-    inst.frames = _frames_of(inst, ds)
+    if "MOSAIC" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
+        _unpack_mosaic(inst, ds)
+    else:
+        inst.frames = _frames_of(inst, ds)
     return inst
+
+
+def _unpack_mosaic(inst: Instance, ds) -> None:
+    """A Siemens mosaic: one frame per tile, positions from the CSA header (via nibabel).
+
+    The instance keeps the tile size as rows/columns and the mosaic layout in ``mosaic``
+    = (mosaic rows, mosaic columns, tiles per row); pixel readers cut tiles from the plane.
+    """
+    from . import fastheader
+
+    if isinstance(ds, fastheader.FastDataset):
+        raise fastheader.Unsupported("mosaic: the CSA header needs pydicom")
+    import warnings
+
+    from nibabel.nicom import dicomwrappers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            w = dicomwrappers.wrapper_from_data(ds)
+            n = int(w.n_mosaic)
+            tile_r, tile_c = int(w.image_shape[0]), int(w.image_shape[1])
+            pos0 = np.asarray(w.image_position, float)
+            normal = np.asarray(w.slice_normal, float)
+            dz = float(w.voxel_sizes[2])
+        except Exception as exc:  # noqa: BLE001 - no/odd CSA header: keep the tiled image
+            inst.header["MosaicProblem"] = f"mosaic not unpacked: {exc}"
+            inst.frames = _frames_of(inst, ds)
+            return
+    per_row = int(np.ceil(np.sqrt(n)))
+    inst.mosaic = (inst.rows, inst.columns, per_row)
+    frames = _frames_of(inst, ds)
+    base = frames[0]
+    inst.rows, inst.columns = tile_r, tile_c
+    inst.frames = [Frame(inst, k, pos0 + k * dz * normal, base.orientation,
+                         base.pixel_spacing, base.slope, base.intercept, base.window,
+                         base.temporal, base.acquisition) for k in range(n)]
 
 
 def _sop_name(uid: str) -> str:
@@ -807,9 +850,9 @@ def group_series(instances: Iterable[Instance]) -> list[Series]:
             split = _describe_split(key, keys) if len(keys) > 1 else ""
             out.extend(_build(uid, groups[key], split))
     for s in out:
-        if "MOSAIC" in (t.upper() for t in s.first.image_type):
-            s.problems.append("Siemens mosaic: each file is shown as one tiled 2D image; "
-                              "unpacking mosaics into slices is not supported yet")
+        if s.first.header.get("MosaicProblem"):
+            s.problems.append("Siemens mosaic shown as one tiled 2D image: "
+                              + s.first.header["MosaicProblem"])
     out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_uid,
                             s.number if s.number is not None else 1 << 30, s.uid, s.split))
     return out

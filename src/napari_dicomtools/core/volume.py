@@ -146,7 +146,9 @@ class _Plan:
             arr = _decode_pydicom(fr)
             out[...] = arr.reshape(self.frame_shape)
             return out
-        if inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32) \
+        if inst.mosaic is not None:
+            _rescale_into(self._mosaic_tile(fr), fr, out)
+        elif inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32) \
                 and inst.samples == 1:
             _read_native(fr, out)
         else:
@@ -158,6 +160,45 @@ class _Plan:
         if self.invert:
             np.subtract(self.lo + self.hi, out, out=out, casting="unsafe")
         return out
+
+
+    def _mosaic_tile(self, fr: Frame) -> np.ndarray:
+        """Tile ``fr.index`` of a Siemens mosaic (the decoded plane is cached per file)."""
+        import threading
+
+        inst = fr.instance
+        if not hasattr(self, "_mosaic_lock"):
+            self._mosaic_lock = threading.Lock()
+            self._mosaic_cache = {}
+        with self._mosaic_lock:
+            plane = self._mosaic_cache.get(inst.path)
+        if plane is None:
+            plane = _mosaic_plane(inst)
+            with self._mosaic_lock:
+                if len(self._mosaic_cache) >= 4:
+                    self._mosaic_cache.pop(next(iter(self._mosaic_cache)))
+                self._mosaic_cache[inst.path] = plane
+        per_row = inst.mosaic[2]
+        r0 = (fr.index // per_row) * inst.rows
+        c0 = (fr.index % per_row) * inst.columns
+        return plane[r0:r0 + inst.rows, c0:c0 + inst.columns]
+
+
+def _mosaic_plane(inst: Instance) -> np.ndarray:
+    """The whole stored mosaic plane of a file (native read or pydicom decode)."""
+    mr, mc, _ = inst.mosaic
+    if inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32):
+        sdt = _stored_dtype(inst)
+        with open(inst.source.path, "rb") as f:
+            f.seek(inst.pixel_offset)
+            plane = np.fromfile(f, dtype=sdt, count=mr * mc)
+        if plane.size != mr * mc:
+            raise UnreadableDicomError(inst.path, "truncated mosaic pixel data")
+        plane = plane.astype(sdt.newbyteorder("="), copy=False).reshape(mr, mc)
+        _fix_bits(plane, inst)
+        return plane
+    tile = Frame(inst, None, None, None, None)
+    return _decode_pydicom(tile)
 
 
 def _stored_dtype(inst: Instance) -> np.dtype:

@@ -192,7 +192,13 @@ def cmd_convert(args) -> int:
     failed = 0
     for s, target in zip(series, targets, strict=True):
         try:
-            write_series_nifti(s, target, overwrite=args.force)
+            if args.correct_tilt and s.order is not None and s.order.tilt_deg:
+                from .core.export import write_nifti
+                from .core.volume import read_volume
+
+                write_nifti(read_volume(s, correct_tilt=True), target, overwrite=args.force)
+            else:
+                write_series_nifti(s, target, overwrite=args.force)
             if not args.quiet:
                 print(f"{target}: {s.label}")
             for p in s.problems:
@@ -386,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "(created if needed) with files named <number>_<description>")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
+    p.add_argument("--correct-tilt", action="store_true",
+                   help="resample gantry-tilted CT onto an orthogonal grid (default: keep "
+                        "the true sheared affine in sform; qform is the closest rotation)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or listing")
     p.set_defaults(func=cmd_convert)
     p = sub.add_parser("png", help="windowed 8-bit PNG slices, square pixels")

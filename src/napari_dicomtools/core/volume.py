@@ -402,7 +402,8 @@ def _metadata(series: Series, plan: _Plan) -> dict:
 
 
 def read_volume(path_or_series, lazy: bool = False, *,
-                progress: Callable[[int, int], None] | None = None) -> Volume:
+                progress: Callable[[int, int], None] | None = None,
+                correct_tilt: bool = False) -> Volume:
     """Read one image series as a :class:`Volume` in real units and patient geometry.
 
     Parameters
@@ -414,6 +415,9 @@ def read_volume(path_or_series, lazy: bool = False, *,
         Return a dask array that decodes each frame when it is first needed.
     progress : callable, optional
         ``progress(done, total)`` while frames are read (eager reads only).
+    correct_tilt : bool
+        Resample a gantry-tilted series onto an orthogonal grid (see :func:`correct_tilt`);
+        by default the true sheared geometry is kept in the affine.
 
     Returns
     -------
@@ -447,7 +451,72 @@ def read_volume(path_or_series, lazy: bool = False, *,
                                 f"napari_dicomtools.scan(path) or use read_volumes():\n  "
                                 f"{listing}")
         series = found[0]
-    return _read_series(series, lazy=lazy, progress=progress)
+    vol = _read_series(series, lazy=lazy and not correct_tilt, progress=progress)
+    if correct_tilt and vol.metadata.get("tilt_deg"):
+        vol = globals()["correct_tilt"](vol)
+    return vol
+
+
+def correct_tilt(volume: Volume, order: int = 1) -> Volume:
+    """Resample a gantry-tilted (sheared) volume onto an orthogonal grid, like dcm2niix's
+    tilt correction.
+
+    Each slice is shifted in-plane by its offset along the column direction, so voxel
+    ``(k, r, c)`` of the result sits at ``origin + k*dz*normal + r*dy*col + c*dx*row`` with
+    ``dz`` the spacing along the plane normal. Voxels that fall outside the acquired slab are
+    set to the lowest value of the data type's range in use (air for CT). The original sheared
+    geometry stays available on the input volume. Returns ``volume`` itself when it has no
+    tilt.
+
+    Parameters
+    ----------
+    order : int
+        Spline order of the in-plane interpolation (1 = linear, as dcm2niix).
+    """
+    from scipy import ndimage
+
+    d = np.asarray(volume.direction, float)
+    normal = np.cross(d[:, 2], d[:, 1])  # row x column cosines
+    normal /= np.linalg.norm(normal)
+    step = d[:, 0] * volume.spacing[0]
+    in_plane = step - (step @ normal) * normal
+    if np.linalg.norm(in_plane) < 1e-6 or volume.rgb:
+        return volume
+    dz = float(abs(step @ normal))
+    shift_rows = float(in_plane @ d[:, 1]) / volume.spacing[1]
+    shift_cols = float(in_plane @ d[:, 2]) / volume.spacing[2]
+    arr = np.asarray(volume.array)
+    lead = arr.shape[:-3]
+    flat = arr.reshape((-1,) + arr.shape[-3:])
+    n, rows, cols = flat.shape[1:]
+    fill = float(volume.metadata.get("value_range", (float(arr.min()), 0))[0])
+    if volume.metadata.get("units") == "HU":
+        fill = max(fill, -1024.0)
+    # the new grid covers every acquired voxel (as dcm2niix's): pad by the total shift
+    ends_r, ends_c = (0.0, (n - 1) * shift_rows), (0.0, (n - 1) * shift_cols)
+    min_r, min_c = min(ends_r), min(ends_c)
+    new_rows = rows + int(np.ceil(max(ends_r) - min_r - 1e-6))
+    new_cols = cols + int(np.ceil(max(ends_c) - min_c - 1e-6))
+    out = np.empty((flat.shape[0], n, new_rows, new_cols),
+                   np.float32 if arr.dtype.kind == "f" else arr.dtype)
+    canvas = np.full((new_rows, new_cols), fill, np.float32)
+    for t in range(flat.shape[0]):
+        for k in range(n):
+            canvas[:] = fill
+            canvas[:rows, :cols] = flat[t, k]
+            res = ndimage.shift(canvas, (k * shift_rows - min_r, k * shift_cols - min_c),
+                                order=order, mode="constant", cval=fill)
+            out[t, k] = np.round(res) if out.dtype.kind in "iu" else res
+    direction = np.column_stack([normal if step @ normal > 0 else -normal, d[:, 1], d[:, 2]])
+    origin = (np.asarray(volume.origin, float) + min_r * volume.spacing[1] * d[:, 1]
+              + min_c * volume.spacing[2] * d[:, 2])
+    meta = dict(volume.metadata)
+    meta["problems"] = [p for p in meta.get("problems", []) if "tilt" not in p] + [
+        f"gantry tilt of {meta.get('tilt_deg', 0):.2f} degrees corrected by resampling"]
+    meta["tilt_corrected"] = True
+    spacing = (dz, volume.spacing[1], volume.spacing[2])
+    return Volume(out.reshape(lead + out.shape[1:]), spacing, origin, direction, meta,
+                  volume.series)
 
 
 def read_volumes(path, lazy: bool = False, *, progress=None) -> list[Volume]:

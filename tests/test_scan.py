@@ -206,3 +206,37 @@ def test_siemens_mosaic_is_flagged_not_silently_misread(make_series, tmp_path):
     ds.save_as(truth.files[0])
     (s,) = scan(truth.files[0])
     assert any("mosaic" in p for p in s.problems)
+
+
+@pytest.mark.parametrize("tokens,label", [(["ORIGINAL", "PRIMARY", "P", "ND"], "ph"),
+                                          (["ORIGINAL", "PRIMARY", "PHASE", "NONE"], "ph"),
+                                          (["ORIGINAL", "PRIMARY", "REAL"], "real")])
+def test_magnitude_and_phase_split_with_dcm2niix_suffix(make_series, tmp_path, tokens, label):
+    from napari_dicomtools.cli import output_names
+
+    uid = pydicom.uid.generate_uid()
+    for name, itype in (("mag", ["ORIGINAL", "PRIMARY", "M", "ND"]), ("other", tokens)):
+        tr = make_series(name, series_uid=uid, series_number=7, description="gre_field_map")
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.ImageType = itype
+            ds.save_as(f)
+    series = scan(tmp_path)
+    assert len(series) == 2 and all(s.n_time == 1 for s in series)
+    assert sorted(output_names(series)) == sorted(["7_gre_field_map",
+                                                   f"7_gre_field_map_{label}"])
+
+
+def test_echoes_split_with_dcm2niix_suffix(make_series, tmp_path):
+    from napari_dicomtools.cli import output_names
+
+    uid = pydicom.uid.generate_uid()
+    for e in (1, 2):
+        tr = make_series(f"e{e}", series_uid=uid, series_number=9, description="me_gre")
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.EchoNumbers = e
+            ds.EchoTime = 5.0 * e
+            ds.save_as(f)
+    names = sorted(output_names(scan(tmp_path)))
+    assert names == ["9_me_gre_e1", "9_me_gre_e2"]

@@ -707,6 +707,20 @@ def _round_tuple(v, nd):
     return None if v is None else tuple(round(float(x), nd) for x in v)
 
 
+_COMPONENTS = {"P": "ph", "PHASE": "ph", "R": "real", "REAL": "real", "I": "imaginary",
+               "IMAGINARY": "imaginary"}
+
+
+def image_component(image_type) -> str:
+    """dcm2niix-style suffix of a complex-data component from ImageType (0008,0008):
+    ``"ph"``, ``"real"``, ``"imaginary"``, or ``""`` for magnitude/ordinary images."""
+    for token in list(image_type)[2:]:
+        comp = _COMPONENTS.get(str(token).strip().upper())
+        if comp:
+            return comp
+    return ""
+
+
 def _group_key(fr: Frame) -> tuple:
     inst = fr.instance
     color = "rgb" if inst.samples == 3 or inst.photometric == "PALETTE COLOR" else "mono"
@@ -716,15 +730,18 @@ def _group_key(fr: Frame) -> tuple:
         _round_tuple(fr.orientation, 3),
         _round_tuple(fr.pixel_spacing, 3),
         inst.echo_number,
+        image_component(inst.image_type),
     )
 
 
 def _describe_split(key, keys) -> str:
     """Short label saying how this part differs from its siblings."""
-    _, rows, cols, color, iop, ps, echo = key
+    _, rows, cols, color, iop, ps, echo, comp = key
     labels = []
     if len({k[6] for k in keys}) > 1 and echo is not None:
         labels.append(f"e{echo}")
+    if len({k[7] for k in keys}) > 1 and comp:
+        labels.append(comp)
     if len({(k[1], k[2]) for k in keys}) > 1:
         labels.append(f"{cols}x{rows}")
     if len({k[4] for k in keys}) > 1:

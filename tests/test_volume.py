@@ -267,3 +267,28 @@ def test_tilt_correction_puts_each_voxel_where_it_was(make_series):
                 ci, ri, ki = np.round(inv @ p)[:3].astype(int)
                 assert vol.array[ki, ri, ci] == sheared.array[k, r, c]
     assert correct_tilt(vol) is vol  # nothing to do twice
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_philips_precise_scaling_is_an_option(make_series, tmp_path, implicit):
+    vals = (np.arange(3 * 20 * 24).reshape(3, 20, 24) % 400) * 2 + 10
+    truth = make_series(values=vals, modality="MR", slope=2.0, intercept=10.0)
+    for f in truth.files:
+        ds = pydicom.dcmread(f)
+        block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+        block.add_new(0x0E, "FL", 4.0)
+        if implicit:
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        ds.save_as(f, enforce_file_format=True)
+    folder = os.path.dirname(truth.files[0])
+    display = read_volume(folder)
+    precise = read_volume(folder, philips_precise=True)
+    assert np.array_equal(display.array, truth.values)  # the standard's values by default
+    assert precise.metadata["scaling"] == "philips_precise"
+    assert np.allclose(precise.array, truth.values / (2.0 * 4.0))
+    # a non-Philips private block at the same tag is not trusted
+    for f in truth.files:
+        ds = pydicom.dcmread(f)
+        ds[0x20050010].value = "OTHER VENDOR"
+        ds.save_as(f)
+    assert np.array_equal(read_volume(folder, philips_precise=True).array, truth.values)

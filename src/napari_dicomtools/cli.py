@@ -196,9 +196,12 @@ def cmd_convert(args) -> int:
                 from .core.export import write_nifti
                 from .core.volume import read_volume
 
-                write_nifti(read_volume(s, correct_tilt=True), target, overwrite=args.force)
+                write_nifti(read_volume(s, correct_tilt=True,
+                                        philips_precise=args.philips_precise),
+                            target, overwrite=args.force)
             else:
-                write_series_nifti(s, target, overwrite=args.force)
+                write_series_nifti(s, target, overwrite=args.force,
+                                   philips_precise=args.philips_precise)
             if not args.quiet:
                 print(f"{target}: {s.label}")
             for p in s.problems:
@@ -392,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "(created if needed) with files named <number>_<description>")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
+    p.add_argument("--philips-precise", action="store_true",
+                   help="Philips MR: precise floating-point values (private ScaleSlope) "
+                        "instead of DICOM's RescaleSlope/Intercept")
     p.add_argument("--correct-tilt", action="store_true",
                    help="resample gantry-tilted CT onto an orthogonal grid (default: keep "
                         "the true sheared affine in sform; qform is the closest rotation)")

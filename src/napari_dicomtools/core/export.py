@@ -232,8 +232,8 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
     return path
 
 
-def write_series_nifti(series, path, *, overwrite: bool = False,
-                       compress_level: int = 1) -> str:
+def write_series_nifti(series, path, *, overwrite: bool = False, compress_level: int = 1,
+                       philips_precise: bool = False) -> str:
     """Stream a :class:`Series` straight from DICOM to NIfTI: frames are decoded (two
     threads) and written in order, so memory stays at a few slices whatever the size."""
     from concurrent.futures import ThreadPoolExecutor
@@ -241,7 +241,7 @@ def write_series_nifti(series, path, *, overwrite: bool = False,
     from .volume import _plan
 
     path = _nifti_path(path)
-    plan = _plan(series)
+    plan = _plan(series, philips_precise)
     if plan.rgb:
         raise DicomToolsError(path, "RGB images cannot be written as NIfTI here; use PNG")
     n = len(series.frames)

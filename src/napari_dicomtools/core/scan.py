@@ -125,6 +125,7 @@ class Frame:
     window: tuple | None = None  # (center, width)
     temporal: tuple = ()  # ordering keys within one position (4D)
     acquisition: int | None = None
+    philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
 
 
 @dataclass
@@ -220,8 +221,37 @@ def _fg_value(per_frame, shared, seq_kw, kw):
     return None
 
 
+def _philips_scale_slope(ds) -> float | None:
+    """Philips' private ScaleSlope (2005,100E) when its creator block says Philips."""
+    from . import fastheader
+
+    if isinstance(ds, fastheader.FastDataset):
+        creator, ss = ds.get_tag(0x20050010), ds.get_tag(0x2005100E)
+    else:
+        c, e = ds.get(0x20050010), ds.get(0x2005100E)
+        creator = c.value if c is not None else None
+        ss = e.value if e is not None else None
+    if not creator or "PHILIPS" not in str(creator).upper():
+        return None
+    try:
+        v = float(ss[0] if isinstance(ss, (list, tuple, bytes)) and not isinstance(
+            ss, bytes) else ss)
+    except (TypeError, ValueError):
+        return None
+    return v if v and np.isfinite(v) else None
+
+
 def _frames_of(inst: Instance, ds) -> list[Frame]:
     """Geometry, scaling and ordering keys of every frame in ``ds``."""
+    frames = _frames_geometry(inst, ds)
+    ss = _philips_scale_slope(ds) if inst.modality == "MR" else None
+    if ss is not None:
+        for f in frames:
+            f.philips_scale_slope = ss
+    return frames
+
+
+def _frames_geometry(inst: Instance, ds) -> list[Frame]:
     top_pos = _floats(ds.get("ImagePositionPatient", None), 3)
     top_iop = _floats(ds.get("ImageOrientationPatient", None), 6)
     ps = _floats(ds.get("PixelSpacing", None), 2) or _floats(

@@ -306,8 +306,22 @@ def _decode_pydicom(fr: Frame) -> np.ndarray:
     return arr
 
 
-def _plan(series: Series) -> _Plan:
-    frames = series.frames
+def _precise(frames: list) -> list:
+    """Frames rescaled to Philips "precise" values: (SV*RS + RI) / (RS*SS)."""
+    from dataclasses import replace
+
+    out = []
+    for f in frames:
+        ss = f.philips_scale_slope
+        if ss:
+            out.append(replace(f, slope=1.0 / ss, intercept=f.intercept / (f.slope * ss)))
+        else:
+            out.append(f)
+    return out
+
+
+def _plan(series: Series, philips_precise: bool = False) -> _Plan:
+    frames = _precise(series.frames) if philips_precise else series.frames
     inst0 = frames[0].instance
     rgb = series.is_rgb
     palette = inst0.photometric == "PALETTE COLOR"
@@ -403,7 +417,7 @@ def _metadata(series: Series, plan: _Plan) -> dict:
 
 def read_volume(path_or_series, lazy: bool = False, *,
                 progress: Callable[[int, int], None] | None = None,
-                correct_tilt: bool = False) -> Volume:
+                correct_tilt: bool = False, philips_precise: bool = False) -> Volume:
     """Read one image series as a :class:`Volume` in real units and patient geometry.
 
     Parameters
@@ -418,6 +432,10 @@ def read_volume(path_or_series, lazy: bool = False, *,
     correct_tilt : bool
         Resample a gantry-tilted series onto an orthogonal grid (see :func:`correct_tilt`);
         by default the true sheared geometry is kept in the affine.
+    philips_precise : bool
+        Philips MR only: return "precise" floating-point values ``(SV*RS + RI) / (RS*SS)``
+        with the private ScaleSlope SS (2005,100E), comparable across scans, instead of the
+        standard's RescaleSlope/Intercept display values (the default, as DICOM defines).
 
     Returns
     -------
@@ -451,7 +469,8 @@ def read_volume(path_or_series, lazy: bool = False, *,
                                 f"napari_dicomtools.scan(path) or use read_volumes():\n  "
                                 f"{listing}")
         series = found[0]
-    vol = _read_series(series, lazy=lazy and not correct_tilt, progress=progress)
+    vol = _read_series(series, lazy=lazy and not correct_tilt, progress=progress,
+                       philips_precise=philips_precise)
     if correct_tilt and vol.metadata.get("tilt_deg"):
         vol = globals()["correct_tilt"](vol)
     return vol
@@ -583,12 +602,17 @@ def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
     return failures
 
 
-def _read_series(series: Series, lazy: bool, progress=None) -> Volume:
-    plan = _plan(series)
+def _read_series(series: Series, lazy: bool, progress=None,
+                 philips_precise: bool = False) -> Volume:
+    plan = _plan(series, philips_precise)
     n = len(series.frames)
     lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
     shape = lead + plan.frame_shape
     meta = _metadata(series, plan)
+    if philips_precise and any(f.philips_scale_slope for f in series.frames):
+        meta["scaling"] = "philips_precise"
+        meta["window"] = None  # the stored window is in display units
+        meta["units"] = ""
     if lazy:
         import dask.array as da
 

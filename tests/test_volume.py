@@ -292,3 +292,18 @@ def test_philips_precise_scaling_is_an_option(make_series, tmp_path, implicit):
         ds[0x20050010].value = "OTHER VENDOR"
         ds.save_as(f)
     assert np.array_equal(read_volume(folder, philips_precise=True).array, truth.values)
+
+
+def test_gap_resampled_on_request(make_series):
+    from napari_dicomtools.core.volume import resample_uniform
+
+    vals = (np.arange(12) * 100 - 600)[:, None, None] * np.ones((1, 20, 24), np.int32)
+    truth = make_series(values=vals.astype(np.int32), drop_slices=(5, 6))
+    vol = read_volume(os.path.dirname(truth.files[0]))
+    assert vol.array.shape[0] == 10 and any("gap" in p for p in vol.metadata["problems"])
+    uni = resample_uniform(vol)
+    assert uni.array.shape == (12, 20, 24) and uni.spacing[0] == pytest.approx(2.5)
+    # the ramp is linear in z, so the interpolated slices are exactly the missing ones
+    assert np.array_equal(uni.array[:, 0, 0], np.arange(12) * 100 - 600)
+    assert np.allclose(uni.affine_lps, truth.affine_lps)  # the full, gap-free grid
+    assert resample_uniform(uni) is uni  # nothing left to do

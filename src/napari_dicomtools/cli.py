@@ -192,11 +192,13 @@ def cmd_convert(args) -> int:
     failed = 0
     for s, target in zip(series, targets, strict=True):
         try:
-            if args.correct_tilt and s.order is not None and s.order.tilt_deg:
+            tilt = args.correct_tilt and s.order is not None and s.order.tilt_deg
+            gaps = args.uniform and s.order is not None and not s.order.uniform
+            if tilt or gaps:
                 from .core.export import write_nifti
                 from .core.volume import read_volume
 
-                write_nifti(read_volume(s, correct_tilt=True,
+                write_nifti(read_volume(s, correct_tilt=bool(tilt), uniform_spacing=bool(gaps),
                                         philips_precise=args.philips_precise),
                             target, overwrite=args.force)
             else:
@@ -395,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "(created if needed) with files named <number>_<description>")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
+    p.add_argument("--uniform", action="store_true",
+                   help="resample stacks with gaps or non-uniform spacing onto uniform slices")
     p.add_argument("--philips-precise", action="store_true",
                    help="Philips MR: precise floating-point values (private ScaleSlope) "
                         "instead of DICOM's RescaleSlope/Intercept")

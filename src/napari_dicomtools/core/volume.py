@@ -417,7 +417,8 @@ def _metadata(series: Series, plan: _Plan) -> dict:
 
 def read_volume(path_or_series, lazy: bool = False, *,
                 progress: Callable[[int, int], None] | None = None,
-                correct_tilt: bool = False, philips_precise: bool = False) -> Volume:
+                correct_tilt: bool = False, philips_precise: bool = False,
+                uniform_spacing: bool = False) -> Volume:
     """Read one image series as a :class:`Volume` in real units and patient geometry.
 
     Parameters
@@ -432,6 +433,9 @@ def read_volume(path_or_series, lazy: bool = False, *,
     correct_tilt : bool
         Resample a gantry-tilted series onto an orthogonal grid (see :func:`correct_tilt`);
         by default the true sheared geometry is kept in the affine.
+    uniform_spacing : bool
+        Resample a stack with gaps or non-uniform spacing onto uniform slices (see
+        :func:`resample_uniform`); by default it is stacked as acquired and reported.
     philips_precise : bool
         Philips MR only: return "precise" floating-point values ``(SV*RS + RI) / (RS*SS)``
         with the private ScaleSlope SS (2005,100E), comparable across scans, instead of the
@@ -469,8 +473,10 @@ def read_volume(path_or_series, lazy: bool = False, *,
                                 f"napari_dicomtools.scan(path) or use read_volumes():\n  "
                                 f"{listing}")
         series = found[0]
-    vol = _read_series(series, lazy=lazy and not correct_tilt, progress=progress,
-                       philips_precise=philips_precise)
+    vol = _read_series(series, lazy=lazy and not (correct_tilt or uniform_spacing),
+                       progress=progress, philips_precise=philips_precise)
+    if uniform_spacing:
+        vol = resample_uniform(vol)
     if correct_tilt and vol.metadata.get("tilt_deg"):
         vol = globals()["correct_tilt"](vol)
     return vol
@@ -536,6 +542,44 @@ def correct_tilt(volume: Volume, order: int = 1) -> Volume:
     spacing = (dz, volume.spacing[1], volume.spacing[2])
     return Volume(out.reshape(lead + out.shape[1:]), spacing, origin, direction, meta,
                   volume.series)
+
+
+def resample_uniform(volume: Volume, spacing: float | None = None) -> Volume:
+    """Resample a stack with gaps or non-uniform slice spacing onto uniform slices.
+
+    Slices are placed by their true positions along the normal (from the series) and
+    interpolated linearly at ``spacing`` mm (default: the median step), from the first to the
+    last slice. Slices that fall in a gap are interpolated from its two sides, so check the
+    volume's ``problems`` before measuring there. Returns ``volume`` when it is uniform.
+    """
+    s = volume.series
+    if s is None or s.order is None or (s.order.uniform and spacing is None):
+        return volume
+    if volume.rgb or volume.n_time > 1:
+        raise DicomToolsError(None, "uniform resampling is for 3D grayscale volumes")
+    d = np.asarray(s.order.distances, float)
+    keep = np.concatenate([[True], np.diff(d) > 1e-3])  # duplicates were left out already
+    d = d[keep]
+    arr = np.asarray(volume.array)[: len(d)]
+    step = float(spacing or s.order.spacing)
+    n = int(np.floor((d[-1] - d[0]) / step + 1e-6)) + 1
+    targets = d[0] + step * np.arange(n)
+    hi = np.clip(np.searchsorted(d, targets, side="left"), 1, len(d) - 1)
+    lo = hi - 1
+    w = ((targets - d[lo]) / np.maximum(d[hi] - d[lo], 1e-9))[:, None, None]
+    out = arr[lo] * (1 - w) + arr[hi] * w
+    if arr.dtype.kind in "iu":
+        out = np.round(out)
+    meta = dict(volume.metadata)
+    meta["problems"] = list(meta.get("problems", [])) + [
+        f"resampled to {n} uniform slices of {step:.4g} mm (from {len(d)} acquired)"]
+    meta["resampled_uniform"] = True
+    direction = np.asarray(volume.direction, float).copy()
+    normal = np.cross(direction[:, 2], direction[:, 1])
+    direction[:, 0] = normal / np.linalg.norm(normal)
+    # slices no longer map one-to-one to files: the result carries no series
+    return Volume(out.astype(arr.dtype, copy=False), (step, volume.spacing[1], volume.spacing[2]),
+                  np.asarray(volume.origin, float), direction, meta, None)
 
 
 def read_volumes(path, lazy: bool = False, *, progress=None) -> list[Volume]:

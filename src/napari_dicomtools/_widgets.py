@@ -247,10 +247,10 @@ def read_full_header(path: str):
     """The whole header (no pixel data) of a file or ``archive.zip::member``."""
     import pydicom
 
-    with _source_of(path).open() as fp:
-        head = fp.read(132)
-        fp.seek(0)
-        return pydicom.dcmread(fp, stop_before_pixels=True, force=head[128:132] != b"DICM")
+    from .core.scan import open_dicom
+
+    with open_dicom(_source_of(path)) as (fp, _size, dicm):
+        return pydicom.dcmread(fp, stop_before_pixels=True, force=not dicm)
 
 
 def _value_text(elem, limit: int = 200) -> str:

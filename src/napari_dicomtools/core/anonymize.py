@@ -548,15 +548,14 @@ def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
     import pydicom
 
     from .export import atomic_output
+    from .scan import open_dicom
 
     name = str(source)
     caught: list[str] = []
     try:
-        with source.open() as fp:
-            head = fp.read(132)
-            fp.seek(0)
+        with open_dicom(source) as (fp, _size, dicm):
             try:
-                ds = pydicom.dcmread(fp, force=head[128:132] != b"DICM")
+                ds = pydicom.dcmread(fp, force=not dicm)
             except Exception as exc:  # noqa: BLE001 - pydicom raises anything on junk
                 raise DicomToolsError(name, f"not readable as DICOM ({exc})") from None
         if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:

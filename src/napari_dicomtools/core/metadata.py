@@ -97,7 +97,7 @@ def read_tags(source, tags: dict) -> dict:
     """
     from . import fastheader
     from .errors import NotDicomError, UnreadableDicomError
-    from .scan import Source, _looks_like_raw_dicom
+    from .scan import Source, open_dicom
 
     if not isinstance(source, Source):
         source = Source(os.fspath(source))
@@ -105,20 +105,7 @@ def read_tags(source, tags: dict) -> dict:
     wanted = dict(tags)
     for t, col in _BASE.items():
         wanted.setdefault(t, (col, "UI"))
-    try:
-        fp = source.open()
-    except OSError as exc:
-        raise UnreadableDicomError(name, f"cannot open: {exc.strerror or exc}") from None
-    with fp:
-        head = fp.read(132)
-        fp.seek(0)
-        size = source.size()
-        if size == 0:
-            raise NotDicomError(name, "empty file")
-        dicm = len(head) >= 132 and head[128:132] == b"DICM"
-        if not dicm and not _looks_like_raw_dicom(head):
-            raise NotDicomError(name, "not a DICOM file (no 'DICM' marker, no DICOM data "
-                                      "elements at the start)")
+    with open_dicom(source) as (fp, size, dicm):
         if dicm:
             try:
                 ds = fastheader.parse(fp, size, extra={t: v for t, (_, v) in wanted.items()})

@@ -16,6 +16,7 @@ import struct
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -328,6 +329,31 @@ def _frames_geometry(inst: Instance, ds) -> list[Frame]:
     return frames
 
 
+@contextmanager
+def open_dicom(source: Source):
+    """Open ``source`` and reject empty and non-DICOM files at once (a few bytes read).
+
+    Yields ``(file object, size, has_preamble)``; raises :class:`NotDicomError` or
+    :class:`UnreadableDicomError` naming the file.
+    """
+    name = str(source)
+    try:
+        fp = source.open()
+    except OSError as exc:
+        raise UnreadableDicomError(name, f"cannot open: {exc.strerror or exc}") from None
+    with fp:
+        head = fp.read(132)
+        fp.seek(0)
+        size = source.size()
+        if size == 0:
+            raise NotDicomError(name, "empty file")
+        dicm = len(head) >= 132 and head[128:132] == b"DICM"
+        if not dicm and not _looks_like_raw_dicom(head):
+            raise NotDicomError(name, "not a DICOM file (no 'DICM' marker, no DICOM data "
+                                      "elements at the start)")
+        yield fp, size, dicm
+
+
 def read_header(source: Source | str, *, fast: bool = True) -> Instance:
     """Parse one file's header into an :class:`Instance` (no pixel data is read).
 
@@ -343,20 +369,7 @@ def read_header(source: Source | str, *, fast: bool = True) -> Instance:
     if not isinstance(source, Source):
         source = Source(os.fspath(source))
     name = str(source)
-    try:
-        fp = source.open()
-    except OSError as exc:
-        raise UnreadableDicomError(name, f"cannot open: {exc.strerror or exc}") from None
-    try:
-        head = fp.read(132)
-        fp.seek(0)
-        size = source.size()
-        if size == 0:
-            raise NotDicomError(name, "empty file")
-        has_preamble = len(head) >= 132 and head[128:132] == b"DICM"
-        if not has_preamble and not _looks_like_raw_dicom(head):
-            raise NotDicomError(name, "not a DICOM file (no 'DICM' marker, no DICOM data "
-                                      "elements at the start)")
+    with open_dicom(source) as (fp, size, has_preamble):
         ds = None
         if has_preamble and fast:
             from . import fastheader
@@ -386,8 +399,6 @@ def read_header(source: Source | str, *, fast: bool = True) -> Instance:
             raise UnreadableDicomError(name, f"header cannot be parsed "
                                              f"({type(exc).__name__}: {exc})") from None
         return _instance_from_dataset(source, ds, size)
-    finally:
-        fp.close()
 
 
 def _looks_like_raw_dicom(head: bytes) -> bool:

@@ -1,0 +1,253 @@
+"""Segmentation in physical units: thresholds in HU, sizes in mm^3, radii in mm.
+
+Pure functions over numpy arrays (``(slice, row, column)`` or 2D) with the voxel ``spacing``
+in mm, so results do not depend on the acquisition's resolution. Used by the napari widgets
+and usable from the console.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: HU ranges (inclusive) of common tissues
+HU_PRESETS = {
+    "air": (-1100.0, -950.0),
+    "lung": (-950.0, -300.0),
+    "fat": (-190.0, -30.0),
+    "soft_tissue": (-30.0, 150.0),
+    "blood_contrast": (150.0, 400.0),
+    "bone": (300.0, 3000.0),
+    "body": (-300.0, 3000.0),
+}
+
+
+def _spacing(spacing, ndim):
+    sp = np.ones(ndim) if spacing is None else np.asarray(spacing, float)[-ndim:]
+    if len(sp) != ndim or np.any(sp <= 0):
+        raise ValueError(f"spacing {spacing} does not fit a {ndim}D image (mm, positive)")
+    return sp
+
+
+def otsu_threshold(image, nbins: int = 256) -> float:
+    """Otsu's threshold of ``image`` (ignores NaN)."""
+    from skimage.filters import threshold_otsu
+
+    arr = np.asarray(image)
+    arr = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr.ravel()
+    if arr.size == 0 or arr.min() == arr.max():
+        raise ValueError("Otsu needs an image with at least two distinct values")
+    return float(threshold_otsu(arr, nbins=nbins))
+
+
+def threshold(image, lower: float | None = None, upper: float | None = None, *,
+              method: str = "manual", preset: str | None = None) -> np.ndarray:
+    """Binary mask of ``lower <= image <= upper``.
+
+    Parameters
+    ----------
+    method : {"manual", "otsu"}
+        ``otsu``: everything above Otsu's threshold (``lower``/``upper`` ignored).
+    preset : str, optional
+        A name from :data:`HU_PRESETS` (e.g. ``"lung"``, ``"bone"``) giving the range.
+    """
+    arr = np.asarray(image)
+    if preset is not None:
+        key = preset.lower().replace(" ", "_")
+        if key not in HU_PRESETS:
+            raise ValueError(f"unknown HU preset {preset!r}; choose from {', '.join(HU_PRESETS)}")
+        lower, upper = HU_PRESETS[key]
+    elif method == "otsu":
+        return arr > otsu_threshold(arr)
+    elif method != "manual":
+        raise ValueError(f"method must be 'manual' or 'otsu', got {method!r}")
+    if lower is None and upper is None:
+        raise ValueError("give lower and/or upper (in image units, e.g. HU), a preset, or "
+                         "method='otsu'")
+    mask = np.ones(arr.shape, bool)
+    if lower is not None:
+        mask &= arr >= lower
+    if upper is not None:
+        mask &= arr <= upper
+    return mask
+
+
+def ball(radius_mm: float, spacing) -> np.ndarray:
+    """An ellipsoidal structuring element of ``radius_mm`` in physical units."""
+    sp = np.asarray(spacing, float)
+    r = np.maximum(np.floor(radius_mm / sp), 0).astype(int)
+    grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
+    dist = sum((g * s / max(radius_mm, 1e-9)) ** 2 for g, s in zip(grids, sp, strict=True))
+    return dist <= 1.0
+
+
+def fill_holes(mask, per_slice: bool = False) -> np.ndarray:
+    """Fill enclosed holes, in 3D or slice by slice (lungs open at the hilum need 2D)."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, bool)
+    if per_slice and m.ndim == 3:
+        return np.stack([ndimage.binary_fill_holes(s) for s in m])
+    return ndimage.binary_fill_holes(m)
+
+
+def opening(mask, radius_mm: float, spacing=None) -> np.ndarray:
+    """Morphological opening with a ball of ``radius_mm``."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, bool)
+    se = ball(radius_mm, _spacing(spacing, m.ndim))
+    return ndimage.binary_opening(m, structure=se) if se.size > 1 else m.copy()
+
+
+def closing(mask, radius_mm: float, spacing=None) -> np.ndarray:
+    """Morphological closing with a ball of ``radius_mm`` (no shrinkage at the border)."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, bool)
+    se = ball(radius_mm, _spacing(spacing, m.ndim))
+    if se.size <= 1:
+        return m.copy()
+    pad = [(s // 2, s // 2) for s in se.shape]
+    out = ndimage.binary_closing(np.pad(m, pad), structure=se)
+    return out[tuple(slice(p, p + n) for (p, _), n in zip(pad, m.shape, strict=True))]
+
+
+def label(mask, connectivity: int = 1) -> np.ndarray:
+    """Connected components (1: faces, up to ndim: faces+edges+corners), int32 labels."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, bool)
+    structure = ndimage.generate_binary_structure(m.ndim, connectivity)
+    lab, _ = ndimage.label(m, structure=structure)
+    return lab.astype(np.int32, copy=False)
+
+
+def clear_border(labels, per_slice: bool = False, *, objects: list | None = None,
+                 copy: bool = True) -> np.ndarray:
+    """Remove components touching the image border (the table, the air outside the body).
+
+    With ``per_slice`` (3D), only the in-plane border counts: objects cut by the first/last
+    slice of the stack are kept. ``objects`` (``scipy.ndimage.find_objects`` of ``labels``)
+    saves a pass over the image and is updated (cleared entries become None); ``copy=False``
+    edits ``labels`` in place.
+    """
+    lab = np.asarray(labels)
+    if lab.dtype == bool:
+        lab = label(lab)
+    axes = range(lab.ndim - 2, lab.ndim) if per_slice and lab.ndim == 3 else range(lab.ndim)
+    faces = []
+    for ax in axes:  # the border faces as views: no full-size mask
+        faces.append(np.take(lab, 0, axis=ax).ravel())
+        faces.append(np.take(lab, -1, axis=ax).ravel())
+    touching = np.nonzero(np.bincount(np.concatenate(faces).astype(np.int64)))[0]
+    return _drop(lab, touching[touching > 0], objects=objects, copy=copy)
+
+
+def _drop(lab: np.ndarray, values, *, objects: list | None = None,
+          copy: bool = True) -> np.ndarray:
+    """``lab`` with the given label values set to 0, touching only their bounding boxes."""
+    from scipy import ndimage
+
+    out = lab.copy() if copy else lab
+    values = np.asarray(values, np.int64)
+    values = values[values > 0]
+    if objects is not None:
+        values = values[values <= len(objects)]
+    if values.size == 0:
+        return out
+    if objects is None and values.size > 256:  # many labels: one lookup-table pass
+        keep = np.ones(int(lab.max()) + 1, bool)
+        keep[values] = False
+        keep[0] = True
+        out[~keep[lab]] = 0
+        return out
+    boxes = objects if objects is not None else ndimage.find_objects(
+        lab.astype(np.int32, copy=False), max_label=int(values.max()))
+    for v in values:
+        sl = boxes[int(v) - 1]
+        if sl is not None:
+            sub = out[sl]
+            sub[sub == v] = 0
+            if objects is not None:
+                objects[int(v) - 1] = None
+    return out
+
+
+def component_sizes(labels) -> np.ndarray:
+    """Voxel count of each label value (index = label)."""
+    return np.bincount(np.asarray(labels).ravel().astype(np.int64))
+
+
+def remove_small(labels, min_volume_mm3: float, spacing=None) -> np.ndarray:
+    """Drop components smaller than ``min_volume_mm3`` (mm^2 for 2D images)."""
+    lab = np.asarray(labels)
+    if lab.dtype == bool:
+        lab = label(lab)
+    voxel = float(np.prod(_spacing(spacing, lab.ndim)))
+    sizes = component_sizes(lab) * voxel
+    small = np.nonzero(sizes < min_volume_mm3)[0]
+    return _drop(lab, small[small > 0])
+
+
+def keep_largest(labels, n: int = 1) -> np.ndarray:
+    """Keep the ``n`` largest components."""
+    lab = np.asarray(labels)
+    if lab.dtype == bool:
+        lab = label(lab)
+    sizes = component_sizes(lab)
+    sizes[0] = 0
+    keep = np.argsort(sizes)[::-1][:n]
+    keep = keep[sizes[keep] > 0]
+    drop = np.setdiff1d(np.nonzero(sizes)[0], keep)
+    return _drop(lab, drop)
+
+
+def relabel(labels) -> np.ndarray:
+    """Labels renumbered 1..N in order of first appearance (scan order), int32."""
+    lab = np.asarray(labels)
+    if lab.size == 0 or lab.max() <= 0:
+        return np.zeros(lab.shape, np.int32)
+    values = np.nonzero(np.bincount(lab.ravel().astype(np.int64, copy=False)))[0]
+    values = values[values > 0]
+    lut = np.zeros(int(lab.max()) + 1, np.int32)
+    lut[values] = np.arange(1, len(values) + 1, dtype=np.int32)
+    return lut[lab]
+
+
+def segment(image, spacing=None, *, lower=None, upper=None, method: str = "manual",
+            preset: str | None = None, fill: bool = True, open_mm: float = 0.0,
+            close_mm: float = 0.0, border: bool = True, min_volume_mm3: float = 0.0,
+            largest: int = 0, connectivity: int = 1, progress=None) -> np.ndarray:
+    """The full chain: threshold, (close, open, fill holes), label, clear border, remove
+    small, keep largest; returns int32 labels numbered 1..N.
+
+    ``progress(step, total)`` is called after each step (for GUI progress bars).
+    """
+    steps = [s for s, on in (("threshold", True), ("close", close_mm > 0),
+                             ("open", open_mm > 0), ("fill", fill), ("label", True),
+                             ("border", border), ("small", min_volume_mm3 > 0),
+                             ("largest", largest > 0)) if on]
+    total = len(steps)
+    arr = np.asarray(image)
+    sp = _spacing(spacing, arr.ndim)
+    state = None
+    for i, step in enumerate(steps):
+        if step == "threshold":
+            state = threshold(arr, lower, upper, method=method, preset=preset)
+        elif step == "close":
+            state = closing(state, close_mm, sp)
+        elif step == "open":
+            state = opening(state, open_mm, sp)
+        elif step == "fill":
+            state = fill_holes(state, per_slice=arr.ndim == 3)
+        elif step == "label":
+            state = label(state, connectivity)
+        elif step == "border":
+            state = clear_border(state, per_slice=arr.ndim == 3, copy=False)
+        elif step == "small":
+            state = remove_small(state, min_volume_mm3, sp)
+        elif step == "largest":
+            state = keep_largest(state, largest)
+        if progress is not None:
+            progress(i + 1, total)
+    return relabel(state)

@@ -1,0 +1,351 @@
+"""napari dock widgets for preprocessing, segmentation, measurement and annotation.
+
+Thin adapters over :mod:`napari_dicomtools.core` (preprocess, segment, measure, annotate):
+each takes a layer, runs a core function in a worker thread where it can be long, and returns
+a new layer on the source's world grid (crop moves the translate, resize changes the scale),
+with a metadata note of how it was made (``metadata["history"]``) so a pipeline can be
+replayed from the console.
+"""
+
+
+from typing import Literal
+
+import napari
+import numpy as np
+from napari.qt.threading import FunctionWorker
+from napari.types import LayerDataTuple
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from .core import annotate, preprocess, segment
+from .core.export import WINDOW_PRESETS
+from .core.measure import measure, write_measurements_csv
+
+PRESETS = Literal[tuple(segment.HU_PRESETS)]  # type: ignore[valid-type]
+WINDOWS = Literal[tuple(WINDOW_PRESETS)]  # type: ignore[valid-type]
+
+
+def _grid(layer):
+    nd = layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
+    return np.asarray(layer.scale, float)[-nd:], np.asarray(layer.translate, float)[-nd:]
+
+
+def _history(layer, op: str, **params) -> list:
+    hist = list(layer.metadata.get("history", [])) if hasattr(layer, "metadata") else []
+    hist.append({"op": op, "source": layer.name, **params})
+    return hist
+
+
+def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None, **params):
+    """LayerDataTuple on the source's grid (or a new one), with provenance."""
+    sc, tr = _grid(layer)
+    meta = {
+        "history": _history(layer, op, **params),
+        "derived_from": layer.name,
+        "units": layer.metadata.get("units", "") if kind == "image" else "",
+        "modality": layer.metadata.get("modality", ""),
+    }
+    kwargs = {
+        "name": name,
+        "scale": tuple(sc if scale is None else scale),
+        "translate": tuple(tr if translate is None else translate),
+        "metadata": meta,
+    }
+    if kind == "image":
+        kwargs["colormap"] = "gray"
+    return (data, kwargs, kind)
+
+
+def _started(worker):
+    """Start ``worker`` on the next event-loop turn: napari first connects its ``returned``
+    signal (to add the layer), so even a very fast result is not lost."""
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, worker.start)
+    return worker
+
+
+def _check_3d_or_2d(layer):
+    if layer is None:
+        raise ValueError("choose a layer first")
+    if getattr(layer, "rgb", False):
+        raise ValueError(f"{layer.name}: RGB layers are not supported here")
+    if layer.data.ndim not in (2, 3):
+        raise ValueError(f"{layer.name}: needs a 2D or 3D layer (this one is "
+                         f"{layer.data.ndim}D; pick a time point first)")
+
+
+# ------------------------------------------------------------------------------ segmentation
+
+
+def segment_widget(
+    image: napari.layers.Image,
+    method: Literal["HU preset", "manual HU range", "Otsu"] = "HU preset",
+    preset: PRESETS = "soft_tissue",
+    lower_hu: float = -30.0,
+    upper_hu: float = 150.0,
+    close_mm: float = 0.0,
+    open_mm: float = 0.0,
+    fill_holes: bool = True,
+    clear_border: bool = True,
+    min_size_mm3: float = 0.0,
+    keep_largest: int = 0,
+) -> FunctionWorker[LayerDataTuple]:
+    """Threshold -> morphology -> fill holes -> components -> clear border -> size filter.
+
+    Runs in a worker thread with a progress bar; returns a labels layer on the image's grid.
+    """
+    from napari.qt.threading import thread_worker
+
+    _check_3d_or_2d(image)
+    data = np.asarray(image.data)
+    spacing, _ = _grid(image)
+    kw = {"preset": preset} if method == "HU preset" else (
+        {"method": "otsu"} if method == "Otsu" else {"lower": lower_hu, "upper": upper_hu})
+    params = dict(kw, close_mm=close_mm, open_mm=open_mm, fill=fill_holes,
+                  border=clear_border, min_volume_mm3=min_size_mm3, largest=keep_largest)
+
+    @thread_worker(progress={"total": 0, "desc": "segmenting"})
+    def run():
+        labels = segment.segment(data, spacing, **params)
+        return _derived(image, labels, "segment", name=f"{image.name} segmentation",
+                        kind="labels", **params)
+
+    return _started(run())
+
+
+# ------------------------------------------------------------------------------ preprocessing
+
+
+def resize_widget(image: napari.layers.Image,
+                  target: Literal["voxel size (mm)", "in-plane size (pixels)"] =
+                  "voxel size (mm)",
+                  voxel_mm: float = 1.0, in_plane_pixels: int = 128,
+                  interpolation: Literal["linear", "nearest", "cubic"] = "linear"
+                  ) -> LayerDataTuple:
+    """Resample to isotropic ``voxel_mm`` or to ``in_plane_pixels`` x ``in_plane_pixels``;
+    the field of view is kept, so the result overlays the source."""
+    _check_3d_or_2d(image)
+    sc, tr = _grid(image)
+    order = {"nearest": 0, "linear": 1, "cubic": 3}[interpolation]
+    if target.startswith("voxel"):
+        r = preprocess.resize(np.asarray(image.data), sc, tr, new_spacing=voxel_mm, order=order)
+    else:
+        r = preprocess.resize(np.asarray(image.data), sc, tr,
+                              shape=(in_plane_pixels, in_plane_pixels), order=order)
+    params = {k: v for k, v in r.history[-1].items() if k != "op"}
+    return _derived(image, r.array, "resize", name=f"{image.name} resized",
+                    scale=r.spacing, translate=r.origin, **params)
+
+
+def normalize_widget(image: napari.layers.Image,
+                     method: Literal["window", "minmax", "zscore", "percentile"] = "window",
+                     window: WINDOWS = "soft_tissue", low_percentile: float = 1.0,
+                     high_percentile: float = 99.0) -> LayerDataTuple:
+    """Intensities to float32 (0..1, or z-scores) for models."""
+    _check_3d_or_2d(image)
+    out = preprocess.normalize(np.asarray(image.data), method, window=WINDOW_PRESETS[window],
+                               percentiles=(low_percentile, high_percentile))
+    res = _derived(image, out, "normalize", name=f"{image.name} normalized", method=method,
+                   window=window if method == "window" else None)
+    res[1]["contrast_limits"] = (float(out.min()), float(max(out.max(), out.min() + 1e-6)))
+    res[1]["metadata"]["units"] = ""
+    return res
+
+
+def crop_widget(image: napari.layers.Image, roi: napari.layers.Layer,
+                margin_mm: float = 0.0) -> LayerDataTuple:
+    """Crop to a shapes layer's rectangle/polygon (in-plane, every slice) or to the bounding
+    box of a labels layer (3D), plus ``margin_mm``. The origin moves with the crop."""
+    _check_3d_or_2d(image)
+    sc, tr = _grid(image)
+    data = np.asarray(image.data)
+    if isinstance(roi, napari.layers.Shapes):
+        if len(roi.data) == 0:
+            raise ValueError(f"{roi.name}: draw a rectangle first")
+        i = next(iter(roi.selected_data)) if roi.selected_data else len(roi.data) - 1
+        verts = _shape_in_image(roi, i, image)
+        lo = np.floor(verts.min(axis=0)).astype(int)
+        hi = np.ceil(verts.max(axis=0)).astype(int) + 1
+        start = np.zeros(data.ndim, int)
+        stop = np.array(data.shape)
+        start[-2:], stop[-2:] = lo[-2:], hi[-2:]
+        pad = np.ceil(margin_mm / sc).astype(int)
+        start[-2:] -= pad[-2:]
+        stop[-2:] += pad[-2:]
+    elif isinstance(roi, napari.layers.Labels):
+        if roi.data.shape != data.shape:
+            raise ValueError(f"{roi.name}: labels shape {roi.data.shape} differs from "
+                             f"{image.name} {data.shape}; draw labels on the image's grid")
+        start, stop = preprocess.bbox_of(np.asarray(roi.data), margin_mm, sc)
+    else:
+        raise ValueError("the ROI must be a shapes or labels layer")
+    r = preprocess.crop(data, sc, tr, start=start, stop=stop)
+    params = {k: v for k, v in r.history[-1].items() if k != "op"}
+    return _derived(image, r.array, "crop", name=f"{image.name} cropped", translate=r.origin,
+                    margin_mm=margin_mm, **params)
+
+
+def equalize_widget(image: napari.layers.Image, method: Literal["global", "clahe"] = "clahe",
+                    clip_limit: float = 0.01) -> LayerDataTuple:
+    """Histogram equalization (CLAHE slice by slice), to 0..1 float32."""
+    _check_3d_or_2d(image)
+    out = preprocess.equalize(np.asarray(image.data), method, clip_limit=clip_limit)
+    res = _derived(image, out, "equalize", name=f"{image.name} equalized", method=method,
+                   clip_limit=clip_limit)
+    res[1]["contrast_limits"] = (0.0, 1.0)
+    res[1]["metadata"]["units"] = ""
+    return res
+
+
+def denoise_widget(image: napari.layers.Image,
+                   method: Literal["gaussian", "median"] = "gaussian",
+                   sigma_mm: float = 1.0, median_size_mm: float = 1.5,
+                   per_slice: bool = False) -> FunctionWorker[LayerDataTuple]:
+    """Gaussian or median smoothing with sizes in millimetres (in a worker thread)."""
+    from napari.qt.threading import thread_worker
+
+    _check_3d_or_2d(image)
+    sc, _ = _grid(image)
+    data = np.asarray(image.data)
+
+    @thread_worker(progress={"total": 0, "desc": "denoising"})
+    def run():
+        out = preprocess.denoise(data, sc, method=method, sigma_mm=sigma_mm,
+                                 size_mm=median_size_mm, per_slice=per_slice)
+        res = _derived(image, out, "denoise", name=f"{image.name} denoised", method=method,
+                       sigma_mm=sigma_mm, size_mm=median_size_mm, per_slice=per_slice)
+        res[1]["contrast_limits"] = tuple(image.contrast_limits)
+        return res
+
+    return _started(run())
+
+
+# ------------------------------------------------------------------------------ annotation
+
+
+def _shape_in_image(shapes_layer, i, image) -> np.ndarray:
+    """Vertices of shape ``i`` in the image's data coordinates (world in between)."""
+    verts = np.asarray(shapes_layer.data[i], float)
+    world = np.array([shapes_layer.data_to_world(v) for v in verts])
+    nd = image.data.ndim
+    if world.shape[1] < nd:  # 2D shapes on a 3D image: on the current slice
+        raise ValueError(f"{shapes_layer.name}: draw shapes with the image's dimensions")
+    return np.array([image.world_to_data(w[-nd:]) for w in world])
+
+
+def annotation_shapes(shapes_layer, image) -> list:
+    """``(vertices in image data coordinates, kind)`` for every shape with an inside."""
+    out = []
+    for i, kind in enumerate(shapes_layer.shape_type):
+        if kind in ("rectangle", "polygon", "ellipse"):
+            out.append((_shape_in_image(shapes_layer, i, image), kind))
+    if not out:
+        raise ValueError(f"{shapes_layer.name}: no rectangle, polygon or ellipse to use")
+    return out
+
+
+def shapes_to_labels_widget(image: napari.layers.Image,
+                            shapes: napari.layers.Shapes) -> LayerDataTuple:
+    """Paint each rectangle/polygon/ellipse into a labels layer on the image's grid."""
+    _check_3d_or_2d(image)
+    lab = annotate.shapes_to_labels(annotation_shapes(shapes, image), image.data.shape)
+    return _derived(image, lab, "shapes_to_labels", name=f"{shapes.name} mask",
+                    kind="labels", shapes=shapes.name)
+
+
+def roi_table(image, shapes) -> list[dict]:
+    """ROI statistics (area mm^2, HU) of a shapes layer on an image layer."""
+    sc, _ = _grid(image)
+    return annotate.roi_stats(np.asarray(image.data), annotation_shapes(shapes, image), sc)
+
+
+def measure_table(labels, image=None) -> list[dict]:
+    """Per-label measurements in mm/mL/HU on the labels layer's world grid."""
+    sc, tr = _grid(labels)
+    img = None
+    if image is not None:
+        if image.data.shape != labels.data.shape:
+            raise ValueError(f"{labels.name} {labels.data.shape} and {image.name} "
+                             f"{image.data.shape} are not on one grid")
+        img = np.asarray(image.data)
+    return measure(np.asarray(labels.data), img, sc, tr)
+
+
+class MeasureWidget(QWidget):
+    """The measurement dock: pick labels (+ image) or shapes ROIs, measure, table, CSV.
+
+    ``.container`` is the magicgui form, with ``measure()``/``save()`` and ``rows``.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.container = _make_measure_widget(napari_viewer)
+        QVBoxLayout(self).addWidget(self.container.native)
+
+
+def _make_measure_widget(viewer):
+    from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, Table
+    from napari.utils.notifications import show_error, show_info
+
+    def layers_of(kind):
+        def choices(_w=None):
+            return [lay.name for lay in viewer.layers if lay._type_string == kind]
+        return choices
+
+    labels_box = ComboBox(label="labels", choices=layers_of("labels"))
+    image_box = ComboBox(label="image (HU)", choices=lambda w: ["(none)"] +
+                         layers_of("image")(w))
+    source_box = ComboBox(label="measure", choices=["labels layer", "shapes layer ROIs"])
+    shapes_box = ComboBox(label="shapes", choices=layers_of("shapes"))
+    run = PushButton(text="Measure")
+    table = Table(value=[])
+    path = FileEdit(mode="w", filter="*.csv", label="CSV")
+    save = PushButton(text="Export CSV")
+    box = Container(widgets=[source_box, labels_box, shapes_box, image_box, run, table, path,
+                             save])
+    box.rows = []
+    box.labels_box, box.image_box, box.shapes_box, box.source_box = (labels_box, image_box,
+                                                                      shapes_box, source_box)
+
+    def refresh(event=None):
+        for w in (labels_box, image_box, shapes_box):
+            w.reset_choices()
+
+    viewer.layers.events.inserted.connect(refresh)
+    viewer.layers.events.removed.connect(refresh)
+
+    @run.clicked.connect
+    def _measure():
+        try:
+            img = None if image_box.value in (None, "(none)") else viewer.layers[image_box.value]
+            if source_box.value.startswith("shapes"):
+                if img is None:
+                    raise ValueError("ROI statistics need an image layer")
+                rows = roi_table(img, viewer.layers[shapes_box.value])
+            else:
+                if not labels_box.value:
+                    raise ValueError("no labels layer: segment or draw one first")
+                rows = measure_table(viewer.layers[labels_box.value], img)
+        except (ValueError, KeyError) as exc:
+            show_error(str(exc))
+            return
+        box.rows = rows
+        table.value = [{k: (", ".join(f"{x:.2f}" for x in v) if isinstance(v, tuple) else
+                            (round(v, 3) if isinstance(v, float) else v))
+                        for k, v in r.items()} for r in rows]
+        show_info(f"{len(rows)} row(s) measured")
+
+    @save.clicked.connect
+    def _save():
+        if not box.rows:
+            show_error("measure first")
+            return
+        try:
+            write_measurements_csv(box.rows, str(path.value))
+            show_info(f"saved {path.value}")
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(str(exc))
+
+    box.measure = _measure
+    box.save = _save
+    return box

@@ -107,3 +107,28 @@ def test_normalize_equalize_denoise(ct, qtbot):
     qtbot.waitUntil(lambda: len(viewer.layers) == n + 1, timeout=20000)
     assert viewer.layers[-1].data.dtype == image.data.dtype
     assert [h["op"] for h in viewer.layers[-1].metadata["history"]] == ["denoise"]
+
+
+def test_augmentation_preview_and_dataset_export(ct, qtbot, tmp_path):
+    import json
+    import os
+
+    viewer, image, ball = ct
+    labels = viewer.add_labels(ball.astype(np.uint8), scale=image.scale,
+                               translate=image.translate, name="ball")
+    _dock(viewer, "Augmentation")(image=image, labels=labels, samples=3, seed=5)
+    aug_img, aug_lab = viewer.layers[-2], viewer.layers[-1]
+    assert aug_img.data.shape == (3,) + image.data.shape and len(aug_img.metadata["samples"]) == 3
+    assert aug_lab.data.shape == aug_img.data.shape
+    viewer.layers.selection = {image}
+    _dock(viewer, "Export dataset")(output_folder=tmp_path / "raw", dataset_id=3,
+                                    dataset_name="Ball")
+    folder = tmp_path / "raw" / "Dataset003_Ball"
+    meta = json.load(open(folder / "dataset.json"))
+    assert meta["numTraining"] == 1
+    (lab_file,) = os.listdir(folder / "labelsTr")
+    import nibabel as nib
+
+    lab_img = nib.load(folder / "labelsTr" / lab_file)
+    assert int(np.asarray(lab_img.dataobj).sum()) == int(ball.sum())
+    assert np.allclose(lab_img.affine, image.metadata["affine_ras"])  # the true grid

@@ -8,7 +8,8 @@ replayed from the console.
 """
 
 
-from typing import Literal
+import pathlib
+from typing import Annotated, Literal
 
 import napari
 import numpy as np
@@ -349,3 +350,92 @@ def _make_measure_widget(viewer):
     box.measure = _measure
     box.save = _save
     return box
+
+
+# ------------------------------------------------------------------------------ augmentation
+
+
+def augment_widget(image: napari.layers.Image, labels: napari.layers.Labels | None = None,
+                   samples: int = 8, seed: int = 0, flips: bool = True, rot90: bool = True,
+                   max_angle_deg: float = 10.0, brightness: float = 0.1,
+                   contrast: float = 0.1, noise_sigma: float = 0.0) -> list[LayerDataTuple]:
+    """A preview of ``samples`` seeded augmentations as a stack (slider = sample), image and
+    labels transformed together; the parameters of every sample are in the metadata."""
+    from .core.augment import AugmentConfig, augment, config_dict
+
+    _check_3d_or_2d(image)
+    if labels is not None and labels.data.shape != image.data.shape:
+        raise ValueError(f"{labels.name} is not on {image.name}'s grid")
+    cfg = AugmentConfig(flip=flips, rot90=rot90, max_angle_deg=max_angle_deg,
+                        brightness=brightness, contrast=contrast, noise_sigma=noise_sigma)
+    out = augment(np.asarray(image.data), None if labels is None else np.asarray(labels.data),
+                  n=samples, seed=seed, config=cfg)
+    sc, tr = _grid(image)
+    params = [p for _, _, p in out]
+    img = _derived(image, np.stack([a for a, _, _ in out]), "augment",
+                   name=f"{image.name} augmented", scale=(1.0, *sc), translate=(0.0, *tr),
+                   seed=seed, config=config_dict(cfg))
+    img[1]["metadata"]["samples"] = params
+    img[1]["contrast_limits"] = tuple(image.contrast_limits)
+    result = [img]
+    if labels is not None:
+        lab = _derived(labels, np.stack([b for _, b, _ in out]), "augment",
+                       name=f"{labels.name} augmented", kind="labels", scale=(1.0, *sc),
+                       translate=(0.0, *tr), seed=seed)
+        result.append(lab)
+    return result
+
+
+# ------------------------------------------------------------------------------ dataset export
+
+
+def layer_cases(image_layers, labels_layers) -> list[dict]:
+    """Cases for :mod:`.core.dataset` from image layers, each paired with the labels layer on
+    its grid (same shape, scale and translate), written on the image's true grid."""
+    from .core.export import layer_geometry
+
+    cases = []
+    for img in image_layers:
+        lab = next((lb for lb in labels_layers if lb.data.shape == img.data.shape
+                    and np.allclose(lb.scale, img.scale)
+                    and np.allclose(lb.translate, img.translate)), None)
+        arr, aff = layer_geometry(np.asarray(img.data), img.scale, img.translate, img.metadata)
+        lab_arr = None
+        if lab is not None:
+            lab_arr, _ = layer_geometry(np.asarray(lab.data), img.scale, img.translate,
+                                        img.metadata)
+        cases.append({"image": np.asarray(arr), "affine_ras": aff,
+                      "labels": None if lab_arr is None else np.asarray(lab_arr),
+                      "patient": img.metadata.get("patient_id") or img.name,
+                      "name": img.name, "window": img.metadata.get("window")})
+    return cases
+
+
+def export_dataset_widget(viewer: napari.Viewer,
+                          output_folder: Annotated[pathlib.Path, {"mode": "d"}] = pathlib.Path(),
+                          layout: Literal["nnU-Net v2 (NIfTI)", "2D PNG + CSV"] =
+                          "nnU-Net v2 (NIfTI)", dataset_id: int = 1,
+                          dataset_name: str = "DicomTools", channel: str = "CT",
+                          validation_fraction: float = 0.2, seed: int = 0) -> None:
+    """Export the *selected* image layers, each with the labels layer drawn on its grid, as a
+    training dataset split by patient (no patient on both sides)."""
+    from napari.utils.notifications import show_info
+
+    from .core import dataset
+
+    sel = list(viewer.layers.selection)
+    images = [lay for lay in sel if lay._type_string == "image"]
+    labels = [lay for lay in viewer.layers if lay._type_string == "labels"]
+    if not images:
+        raise ValueError("select one or more image layers to export")
+    if str(output_folder) in ("", "."):
+        raise ValueError("choose an output folder")
+    cases = layer_cases(images, labels)
+    if layout.startswith("nnU-Net"):
+        where = dataset.export_nnunet(cases, output_folder, dataset_id=dataset_id,
+                                      name=dataset_name, channel=channel,
+                                      val_fraction=validation_fraction, seed=seed)
+    else:
+        where = dataset.export_2d(cases, output_folder, val_fraction=validation_fraction,
+                                  seed=seed)
+    show_info(f"exported {len(cases)} case(s) to {where}")

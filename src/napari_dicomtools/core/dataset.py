@@ -1,0 +1,170 @@
+"""Training-dataset export: the nnU-Net v2 raw layout (NIfTI) and a 2D layout (PNG slices +
+CSV manifest), with a train/validation split by patient so no patient is on both sides.
+
+A *case* is a dict: ``{"image": array (slice, row, column), "affine_ras": 4x4,
+"labels": array or None, "patient": str, "name": str, "window": (center, width) or None}``.
+:func:`case_from_volume` builds one from a :class:`Volume`; the napari adapter builds them from
+layers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from .errors import DicomToolsError
+
+
+def case_from_volume(volume, labels=None, name: str | None = None) -> dict:
+    """A case from a :class:`Volume` (and an optional label array on its grid)."""
+    if labels is not None and np.shape(labels) != tuple(volume.array.shape):
+        raise ValueError(f"labels {np.shape(labels)} not on the volume's grid "
+                         f"{tuple(volume.array.shape)}")
+    return {"image": np.asarray(volume.array), "affine_ras": volume.affine_ras,
+            "labels": None if labels is None else np.asarray(labels),
+            "patient": volume.metadata.get("patient_id") or "unknown",
+            "name": name or volume.metadata.get("name", "case"),
+            "window": volume.window}
+
+
+def split_by_patient(patients, val_fraction: float = 0.2, seed: int = 0) -> dict:
+    """``{patient: "train" | "val"}``, deterministic for a seed; at least one patient on each
+    side when there are two or more. Every case of a patient lands on the same side."""
+    uniq = sorted(set(patients))
+    if not uniq:
+        return {}
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(len(uniq)))
+    n_val = int(round(len(uniq) * val_fraction))
+    if len(uniq) >= 2:
+        n_val = min(max(n_val, 1), len(uniq) - 1)
+    else:
+        n_val = 0
+    val = {uniq[i] for i in order[:n_val]}
+    return {p: ("val" if p in val else "train") for p in uniq}
+
+
+def _case_id(case: dict, index: int) -> str:
+    """Case identifier without PHI: a counter and a short hash of patient + name."""
+    h = hashlib.sha256(f"{case['patient']}\0{case['name']}".encode()).hexdigest()[:8]
+    return f"case_{index:04d}_{h}"
+
+
+def export_nnunet(cases, out_root, *, dataset_id: int = 1, name: str = "DicomTools",
+                  channel: str = "CT", label_names: dict | None = None,
+                  val_fraction: float = 0.2, seed: int = 0, overwrite: bool = False) -> str:
+    """Write ``Dataset{id:03d}_{name}/`` with imagesTr, labelsTr, dataset.json and
+    ``splits_final.json`` (one fold: train/val by patient, nnU-Net's format).
+
+    Cases without labels are written to imagesTs. Returns the dataset folder.
+    """
+    from .export import write_layer_nifti_affine
+
+    folder = os.path.join(os.fspath(out_root), f"Dataset{int(dataset_id):03d}_{name}")
+    if os.path.exists(folder) and os.listdir(folder) and not overwrite:
+        raise DicomToolsError(folder, "exists and is not empty; not overwriting")
+    cases = list(cases)
+    if not cases:
+        raise DicomToolsError(folder, "no cases to export")
+    split = split_by_patient([c["patient"] for c in cases], val_fraction, seed)
+    train, val, n_tr, max_label = [], [], 0, 0
+    for i, case in enumerate(cases):
+        cid = _case_id(case, i)
+        labeled = case.get("labels") is not None
+        sub = "imagesTr" if labeled else "imagesTs"
+        write_layer_nifti_affine(os.path.join(folder, sub, f"{cid}_0000.nii.gz"),
+                                 case["image"], case["affine_ras"], overwrite=overwrite)
+        if labeled:
+            lab = np.asarray(case["labels"])
+            if lab.shape != np.shape(case["image"]):
+                raise DicomToolsError(cid, f"labels {lab.shape} and image "
+                                           f"{np.shape(case['image'])} differ")
+            write_layer_nifti_affine(os.path.join(folder, "labelsTr", f"{cid}.nii.gz"),
+                                     lab.astype(np.uint8 if lab.max() < 256 else np.uint16),
+                                     case["affine_ras"], overwrite=overwrite)
+            max_label = max(max_label, int(lab.max()))
+            n_tr += 1
+            (val if split[case["patient"]] == "val" else train).append(cid)
+    labels = {"background": 0}
+    for v in range(1, max_label + 1):
+        labels[(label_names or {}).get(v, f"label_{v}")] = v
+    meta = {"channel_names": {"0": channel}, "labels": labels, "numTraining": n_tr,
+            "file_ending": ".nii.gz", "name": name,
+            "description": "exported by napari-dicomtools; split by patient in "
+                           "splits_final.json"}
+    _write_json(os.path.join(folder, "dataset.json"), meta, overwrite)
+    _write_json(os.path.join(folder, "splits_final.json"), [{"train": train, "val": val}],
+                overwrite)
+    return folder
+
+
+def _write_json(path, obj, overwrite):
+    from .export import atomic_output
+
+    with atomic_output(path, overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2)
+
+
+def export_2d(cases, out_dir, *, axis: str = "axial", window=None, preset: str | None = None,
+              val_fraction: float = 0.2, seed: int = 0, only_labeled_slices: bool = False,
+              overwrite: bool = False) -> str:
+    """PNG slices (windowed, square pixels) and label PNGs, with ``manifest.csv``:
+    ``image, mask, case, patient_hash, slice, split`` (patients appear only as hashes).
+    Returns the manifest path."""
+    from PIL import Image
+
+    from .export import apply_window, resolve_window
+
+    out_dir = os.fspath(out_dir)
+    manifest = os.path.join(out_dir, "manifest.csv")
+    if os.path.exists(manifest) and not overwrite:
+        raise DicomToolsError(manifest, "exists; not overwriting")
+    if axis != "axial":
+        raise ValueError("2D export is axial (slice-wise) for now; reformat first")
+    cases = list(cases)
+    split = split_by_patient([c["patient"] for c in cases], val_fraction, seed)
+    rows = []
+    for i, case in enumerate(cases):
+        cid = _case_id(case, i)
+        img = np.asarray(case["image"])
+        win = resolve_window(None, window=window or case.get("window"), preset=preset,
+                             data=img) if (window or preset or case.get("window")) else \
+            resolve_window(None, data=img)
+        lab = case.get("labels")
+        for k in range(img.shape[0]):
+            if only_labeled_slices and (lab is None or not np.any(lab[k])):
+                continue
+            ip = os.path.join(out_dir, "images", f"{cid}_{k:04d}.png")
+            _save_png(Image, ip, apply_window(img[k], *win), overwrite)
+            mp = ""
+            if lab is not None:
+                mp = os.path.join(out_dir, "masks", f"{cid}_{k:04d}.png")
+                _save_png(Image, mp, np.asarray(lab[k]).astype(np.uint8), overwrite)
+            rows.append({"image": os.path.relpath(ip, out_dir),
+                         "mask": os.path.relpath(mp, out_dir) if mp else "",
+                         "case": cid,
+                         "patient_hash": hashlib.sha256(case["patient"].encode())
+                         .hexdigest()[:12],
+                         "slice": k, "split": split[case["patient"]]})
+    from .export import atomic_output
+
+    with atomic_output(manifest, overwrite) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["image", "mask", "case", "patient_hash", "slice",
+                                              "split"])
+            w.writeheader()
+            w.writerows(rows)
+    return manifest
+
+
+def _save_png(Image, path, arr, overwrite):  # noqa: N803 - PIL module passed in
+    from .export import atomic_output
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_output(path, overwrite) as tmp:
+        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")

@@ -132,3 +132,15 @@ def test_augmentation_preview_and_dataset_export(ct, qtbot, tmp_path):
     lab_img = nib.load(folder / "labelsTr" / lab_file)
     assert int(np.asarray(lab_img.dataobj).sum()) == int(ball.sum())
     assert np.allclose(lab_img.affine, image.metadata["affine_ras"])  # the true grid
+
+
+def test_segmentation_can_be_cancelled(ct, qtbot):
+    viewer, image, _ = ct
+    seg = _dock(viewer, "Segmentation")
+    n = len(viewer.layers)
+    seg(image=image, preset="bone")
+    seg.cancel_button.clicked.emit()  # before the worker's first stage ends
+    qtbot.waitUntil(lambda: not seg.worker.is_running, timeout=10000)
+    qtbot.wait(200)
+    assert seg.worker.abort_requested
+    assert len(viewer.layers) == n  # nothing added

@@ -78,7 +78,7 @@ def _check_3d_or_2d(layer):
 # ------------------------------------------------------------------------------ segmentation
 
 
-def segment_widget(
+def _segment(
     image: napari.layers.Image,
     method: Literal["HU preset", "manual HU range", "Otsu"] = "HU preset",
     preset: PRESETS = "soft_tissue",
@@ -93,7 +93,8 @@ def segment_widget(
 ) -> FunctionWorker[LayerDataTuple]:
     """Threshold -> morphology -> fill holes -> components -> clear border -> size filter.
 
-    Runs in a worker thread with a progress bar; returns a labels layer on the image's grid.
+    Runs in a worker thread, one progress step per stage, and can be cancelled between
+    stages; returns a labels layer on the image's grid.
     """
     from napari.qt.threading import thread_worker
 
@@ -104,14 +105,47 @@ def segment_widget(
         {"method": "otsu"} if method == "Otsu" else {"lower": lower_hu, "upper": upper_hu})
     params = dict(kw, close_mm=close_mm, open_mm=open_mm, fill=fill_holes,
                   border=clear_border, min_volume_mm3=min_size_mm3, largest=keep_largest)
+    steps = segment.segment_steps(data, spacing, **params)
 
-    @thread_worker(progress={"total": 0, "desc": "segmenting"})
+    @thread_worker(progress={"total": len(steps), "desc": "segmenting"})
     def run():
-        labels = segment.segment(data, spacing, **params)
-        return _derived(image, labels, "segment", name=f"{image.name} segmentation",
-                        kind="labels", **params)
+        state = None
+        for step in steps:
+            state = step(state)
+            yield  # a cancel request stops the chain here
+        return _derived(image, segment.relabel(state), "segment",
+                        name=f"{image.name} segmentation", kind="labels", **params)
 
     return _started(run())
+
+
+def _segment_init(widget):
+    """Add a Cancel button that stops the running segmentation between stages."""
+    from magicgui.widgets import PushButton
+
+    cancel = PushButton(text="Cancel")
+    widget.append(cancel)
+    widget.worker = None
+
+    def remember(worker):
+        widget.worker = worker
+
+    def stop():
+        if widget.worker is not None:
+            widget.worker.quit()
+
+    widget.called.connect(remember)
+    cancel.clicked.connect(stop)
+    widget.cancel_button = cancel
+
+
+def segment_widget():
+    """Widget factory (napari calls it): the segmentation form with a Cancel button."""
+    from magicgui import magicgui
+
+    w = magicgui(_segment)
+    _segment_init(w)
+    return w
 
 
 # ------------------------------------------------------------------------------ preprocessing

@@ -214,40 +214,43 @@ def relabel(labels) -> np.ndarray:
     return lut[lab]
 
 
-def segment(image, spacing=None, *, lower=None, upper=None, method: str = "manual",
-            preset: str | None = None, fill: bool = True, open_mm: float = 0.0,
-            close_mm: float = 0.0, border: bool = True, min_volume_mm3: float = 0.0,
-            largest: int = 0, connectivity: int = 1, progress=None) -> np.ndarray:
+def segment_steps(image, spacing=None, *, lower=None, upper=None, method: str = "manual",
+                  preset: str | None = None, fill: bool = True, open_mm: float = 0.0,
+                  close_mm: float = 0.0, border: bool = True, min_volume_mm3: float = 0.0,
+                  largest: int = 0, connectivity: int = 1) -> list:
+    """The chain of :func:`segment` as a list of one-argument callables (previous result ->
+    next), so a GUI can report progress and stop between stages."""
+    arr = np.asarray(image)
+    sp = _spacing(spacing, arr.ndim)
+    steps = [lambda _: threshold(arr, lower, upper, method=method, preset=preset)]
+    if close_mm > 0:
+        steps.append(lambda m: closing(m, close_mm, sp))
+    if open_mm > 0:
+        steps.append(lambda m: opening(m, open_mm, sp))
+    if fill:
+        steps.append(lambda m: fill_holes(m, per_slice=arr.ndim == 3))
+    steps.append(lambda m: label(m, connectivity))
+    if border:
+        steps.append(lambda lab: clear_border(lab, per_slice=arr.ndim == 3, copy=False))
+    if min_volume_mm3 > 0:
+        steps.append(lambda lab: remove_small(lab, min_volume_mm3, sp))
+    if largest > 0:
+        steps.append(lambda lab: keep_largest(lab, largest))
+    return steps
+
+
+def segment(image, spacing=None, *, progress=None, **options) -> np.ndarray:
     """The full chain: threshold, (close, open, fill holes), label, clear border, remove
     small, keep largest; returns int32 labels numbered 1..N.
 
-    ``progress(step, total)`` is called after each step (for GUI progress bars).
+    Options are those of :func:`segment_steps` (``lower``, ``upper``, ``method``,
+    ``preset``, ``fill``, ``open_mm``, ``close_mm``, ``border``, ``min_volume_mm3``,
+    ``largest``, ``connectivity``). ``progress(step, total)`` is called after each stage.
     """
-    steps = [s for s, on in (("threshold", True), ("close", close_mm > 0),
-                             ("open", open_mm > 0), ("fill", fill), ("label", True),
-                             ("border", border), ("small", min_volume_mm3 > 0),
-                             ("largest", largest > 0)) if on]
-    total = len(steps)
-    arr = np.asarray(image)
-    sp = _spacing(spacing, arr.ndim)
+    steps = segment_steps(image, spacing, **options)
     state = None
     for i, step in enumerate(steps):
-        if step == "threshold":
-            state = threshold(arr, lower, upper, method=method, preset=preset)
-        elif step == "close":
-            state = closing(state, close_mm, sp)
-        elif step == "open":
-            state = opening(state, open_mm, sp)
-        elif step == "fill":
-            state = fill_holes(state, per_slice=arr.ndim == 3)
-        elif step == "label":
-            state = label(state, connectivity)
-        elif step == "border":
-            state = clear_border(state, per_slice=arr.ndim == 3, copy=False)
-        elif step == "small":
-            state = remove_small(state, min_volume_mm3, sp)
-        elif step == "largest":
-            state = keep_largest(state, largest)
+        state = step(state)
         if progress is not None:
-            progress(i + 1, total)
+            progress(i + 1, len(steps))
     return relabel(state)

@@ -308,7 +308,6 @@ def cmd_anonymize(args) -> int:
         retain_longitudinal_full_dates=args.retain_longitudinal_dates,
         shift_dates=args.shift_dates,
         clean_descriptors=args.clean_descriptors,
-        retain_safe_private=args.retain_safe_private,
         skip_burned_in=args.skip_burned_in,
     )
     bar = None
@@ -440,8 +439,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retain-uids", action="store_true", help="keep the original UIDs")
     p.add_argument("--clean-descriptors", action="store_true",
                    help="keep descriptions, scrubbed of names, IDs and dates found in the file")
-    p.add_argument("--retain-safe-private", action="store_true",
-                   help="apply the profile's safe-private column (other private tags go)")
     p.add_argument("--skip-burned-in", action="store_true",
                    help="skip files with BurnedInAnnotation=YES instead of warning")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")

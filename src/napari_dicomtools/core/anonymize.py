@@ -43,7 +43,6 @@ _DATA = os.path.join(os.path.dirname(__file__), "data", "confidentiality_profile
 
 #: table column -> option name of :class:`Options`, and its CID 7050 code
 OPTION_COLUMNS = {
-    "rtnSafePrivOpt": ("retain_safe_private", "113111", "Retain Safe Private Option"),
     "rtnUIDsOpt": ("retain_uids", "113110", "Retain UIDs Option"),
     "rtnDevIdOpt": ("retain_device_identity", "113109", "Retain Device Identity Option"),
     "rtnInstIdOpt": ("retain_institution_identity", "113112",
@@ -66,12 +65,15 @@ BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 class Options:
     """Profile options (PS3.15 Table E.1-1 columns). All off: the Basic Profile alone.
 
+    The Retain Safe Private Option is not offered: it needs the list of private attributes
+    known to be safe (Table E.3.10-1), which is not bundled, so every private attribute is
+    removed (``retain_private`` keeps them all, outside the profile, for trusted settings).
+
     ``key``: secret bytes/str making UID and pseudonym mapping reproducible across runs
     (keep it secret: with it the mapping can be recomputed). Without it a random key is used,
     so mappings are consistent within one :class:`Anonymizer` only.
     """
 
-    retain_safe_private: bool = False
     retain_uids: bool = False
     retain_device_identity: bool = False
     retain_institution_identity: bool = False

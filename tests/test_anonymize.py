@@ -236,3 +236,14 @@ def test_napari_writer_saves_source_series_anonymized(make_napari_viewer, phi_fo
     blob = _all_bytes(tmp_path / "share")
     assert b"MRN12345" not in blob and b"Doe" not in blob
     assert layer.metadata["patient_id"] == "MRN12345"  # the open layer is unchanged
+
+
+def test_clean_descriptors_keeps_text_but_scrubs_identifiers(phi_folder, tmp_path):
+    src, _, _ = phi_folder
+    rep = anonymize_files(src, tmp_path / "c", Options(clean_descriptors=True), key="k")
+    ds = pydicom.dcmread(rep.written[0])
+    assert "follow-up" in ds.ImageComments
+    for secret in ("John", "Doe", "MRN12345"):
+        assert secret not in ds.ImageComments
+    blob = _all_bytes(tmp_path / "c")
+    assert b"MRN12345" not in blob and b"Doe" not in blob

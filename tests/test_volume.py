@@ -307,3 +307,26 @@ def test_gap_resampled_on_request(make_series):
     assert np.array_equal(uni.array[:, 0, 0], np.arange(12) * 100 - 600)
     assert np.allclose(uni.affine_lps, truth.affine_lps)  # the full, gap-free grid
     assert resample_uniform(uni) is uni  # nothing left to do
+
+
+def test_enhanced_4d_and_series_split_over_files(tmp_path):
+    import pydicom.uid
+
+    from napari_dicomtools.core.synthetic import phantom, write_enhanced
+
+    vals = np.stack([phantom((5, 16, 20), seed=t) for t in range(3)])  # (t, z, y, x)
+    truth = write_enhanced(tmp_path / "4d" / "a.dcm", vals)
+    (s,) = scan(tmp_path / "4d")
+    assert s.shape == (3, 5, 16, 20)
+    vol = read_volume(s)
+    assert np.array_equal(vol.array, vals) and np.allclose(vol.affine_lps, truth.affine_lps)
+    # one series written as two enhanced files covering different slabs: joined
+    uid, frame = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    full = phantom((8, 16, 20))
+    write_enhanced(tmp_path / "two" / "lo.dcm", full[:4], series_uid=uid, frame_uid=frame,
+                   per_frame_rescale=False)
+    write_enhanced(tmp_path / "two" / "hi.dcm", full[4:], series_uid=uid, frame_uid=frame,
+                   origin=(-20.0, -20.0, 10.0 + 4 * 2.0), per_frame_rescale=False, seed=1)
+    (s2,) = scan(tmp_path / "two")
+    assert s2.shape == (8, 16, 20) and len(s2.files) == 2
+    assert np.array_equal(read_volume(s2).array, full)

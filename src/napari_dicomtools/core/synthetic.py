@@ -210,13 +210,16 @@ def write_series(out_dir, values=None, *, spacing=(2.5, 0.8, 0.8),
 
 def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.0, 10.0),
                    orientation=(1, 0, 0, 0, 1, 0), modality: str = "CT", seed: int = 0,
-                   shuffle_frames: bool = True, per_frame_rescale: bool = True) -> Truth:
+                   shuffle_frames: bool = True, per_frame_rescale: bool = True,
+                   series_uid: str | None = None, study_uid: str | None = None,
+                   frame_uid: str | None = None) -> Truth:
     """Write one enhanced multi-frame file (per-frame functional groups) with known geometry.
 
     Frames are stored in a shuffled order; each frame's position comes only from its
     PlanePositionSequence, and (with ``per_frame_rescale``) each frame has its own
     RescaleIntercept in PixelValueTransformationSequence, so a reader must use the
-    functional groups to get both the order and the values right.
+    functional groups to get both the order and the values right. ``values`` may be 4D
+    ``(time, slice, row, column)``: frames then carry a TemporalPositionIndex.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -225,27 +228,30 @@ def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.
     sop_class = {"CT": "1.2.840.10008.5.1.4.1.1.2.1",
                  "MR": "1.2.840.10008.5.1.4.1.1.4.1"}[modality]
     values = np.asarray(values)
-    n, rows, cols = values.shape
+    four_d = values.ndim == 4
+    vals4 = values if four_d else values[None]
+    n_t, n, rows, cols = vals4.shape
     if os.path.exists(path):
         raise FileExistsError(f"{path}: exists; write_enhanced never overwrites")
     r, c = _orthonormal_iop(orientation)
     normal = np.cross(r, c)
-    order = list(range(n))
+    order = [(t, k) for t in range(n_t) for k in range(n)]
     if shuffle_frames:
         random.Random(seed).shuffle(order)
     intercepts = [-1024.0 - (10.0 * k if per_frame_rescale else 0.0) for k in range(n)]
 
     ds = _new_dataset(sop_class)
     ds.PatientName, ds.PatientID = "Phantom^Enhanced", "ENH001"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.FrameOfReferenceUID = generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.FrameOfReferenceUID = frame_uid or generate_uid()
     ds.StudyDate = "20260101"
     ds.Modality = modality
     ds.SeriesNumber = 7
     ds.SeriesDescription = "Enhanced phantom"
     ds.InstanceNumber = 1
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
-    ds.NumberOfFrames = n
+    ds.NumberOfFrames = n * n_t
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -263,7 +269,7 @@ def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.
 
     per_frame = []
     stored = []
-    for j, k in enumerate(order):
+    for j, (t, k) in enumerate(order):
         fg = Dataset()
         pp = Dataset()
         pp.ImagePositionPatient = [round(float(v), 6) for v in
@@ -275,11 +281,13 @@ def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.
         fg.PixelValueTransformationSequence = Sequence([pv])
         fc = Dataset()
         fc.InStackPositionNumber = k + 1
-        fc.DimensionIndexValues = [1, k + 1]
+        fc.DimensionIndexValues = [t + 1, k + 1]
         fc.FrameAcquisitionNumber = j + 1
+        if four_d:
+            fc.TemporalPositionIndex = t + 1
         fg.FrameContentSequence = Sequence([fc])
         per_frame.append(fg)
-        s = np.round(values[k] - intercepts[k])
+        s = np.round(vals4[t, k] - intercepts[k])
         if s.min() < 0 or s.max() > 65535:
             raise ValueError("values do not fit 16-bit storage with the chosen intercepts")
         stored.append(s.astype(np.uint16))

@@ -99,3 +99,60 @@ def test_4d_series_agrees_with_dcm2niix(tmp_path):
     a, b = nib.as_closest_canonical(ours), nib.as_closest_canonical(ref)
     assert np.allclose(a.affine, b.affine, atol=0.01)
     assert np.array_equal(np.asarray(a.dataobj), b.get_fdata())
+
+
+def _world_dirs(bvec, affine):
+    """FSL b-vectors back to RAS world directions (to compare files with different voxel
+    orders: ours keeps DICOM rows, dcm2niix flips them)."""
+    a = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    v = np.array(bvec, float)
+    if np.linalg.det(affine[:3, :3]) > 0:
+        v[0] = -v[0]
+    w = a @ v
+    n = np.linalg.norm(w, axis=0)
+    return w / np.where(n > 0, n, 1)
+
+
+@pytest.mark.parametrize("orientation", [(1, 0, 0, 0, 1, 0),
+                                         (0.9848, 0.1736, 0, -0.1504, 0.8529, -0.5)])
+def test_dwi_bvals_bvecs_agree_with_dcm2niix(tmp_path, orientation):
+    import pydicom
+
+    from napari_dicomtools import scan
+    from napari_dicomtools.core.export import write_series_nifti
+
+    uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
+    grads = [(0, None), (1000, (1.0, 0.0, 0.0)), (1000, (0.0, 0.6, 0.8)),
+             (1000, (0.0, 0.0, 1.0)), (700, (0.48, -0.6, 0.64))]
+    rng = np.random.default_rng(1)
+    for t, (b, g) in enumerate(grads):
+        tr = write_series(tmp_path / "dcm" / f"v{t}", rng.integers(0, 900, (4, 16, 20)),
+                          modality="MR", intercept=0, series_uid=uid, frame_uid=frame,
+                          study_uid=study, prefix=f"V{t}_", seed=t, description="dwi",
+                          orientation=orientation, window=None)
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.InstanceNumber = t * 4 + int(ds.InstanceNumber)
+            ds.AcquisitionNumber = t + 1
+            ds.Manufacturer = "SIEMENS"
+            ds.DiffusionBValue = b
+            if g is not None:
+                ds.DiffusionGradientOrientation = list(g)
+            ds.save_as(f)
+    (s,) = scan(tmp_path / "dcm")
+    assert s.shape[0] == 5 and [b for b, _ in s.diffusion] == [0, 1000, 1000, 1000, 700]
+    write_series_nifti(s, tmp_path / "ours.nii")
+    ours_b = np.loadtxt(tmp_path / "ours.bval")
+    ours_v = np.loadtxt(tmp_path / "ours.bvec")
+    out = tmp_path / "out"
+    ref = _dcm2niix(tmp_path / "dcm", out)
+    ref_b = np.loadtxt(next(out.glob("*.bval")))
+    ref_v = np.loadtxt(next(out.glob("*.bvec")))
+    assert np.array_equal(ours_b, ref_b)
+    w_ours = _world_dirs(ours_v, nib.load(tmp_path / "ours.nii").affine)
+    w_ref = _world_dirs(ref_v, ref.affine)
+    for n in range(5):  # same physical direction (diffusion is symmetric: up to sign)
+        if grads[n][1] is None:
+            assert not np.any(ours_v[:, n])
+            continue
+        assert abs(abs(w_ours[:, n] @ w_ref[:, n]) - 1) < 1e-3, (n, w_ours[:, n], w_ref[:, n])

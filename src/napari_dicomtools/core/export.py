@@ -229,6 +229,9 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
     flat = arr.reshape((-1,) + tuple(arr.shape[-2:]))
     frames = (np.asarray(flat[i]).astype(dtype, copy=False) for i in range(flat.shape[0]))
     _write_nifti_frames(path, hdr, frames, overwrite=overwrite, compress_level=compress_level)
+    series = volume.series
+    if series is not None and series.diffusion and len(series.diffusion) == volume.n_time:
+        write_bvals_bvecs(series.diffusion, volume.affine_ras, path, overwrite=overwrite)
     return path
 
 
@@ -257,7 +260,44 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
 
     _write_nifti_frames(path, hdr, frames(), overwrite=overwrite,
                         compress_level=compress_level)
+    if series.diffusion:
+        write_bvals_bvecs(series.diffusion, aff, path, overwrite=overwrite)
     return path
+
+
+def bvecs_in_voxel_frame(gradients, affine_ras) -> np.ndarray:
+    """FSL-convention b-vectors (3 x N) for a NIfTI with ``affine_ras``.
+
+    ``gradients``: N LPS unit vectors (None for b=0). Each is projected on the image's voxel
+    axes; when the affine's determinant is positive the x component is negated (FSL stores
+    b-vectors in radiological voxel space), as dcm2niix does.
+    """
+    a = np.asarray(affine_ras, float)[:3, :3]
+    axes_ras = a / np.linalg.norm(a, axis=0)
+    axes_lps = axes_ras * np.array([-1.0, -1.0, 1.0])[:, None]
+    out = np.zeros((3, len(gradients)))
+    for n, g in enumerate(gradients):
+        if g is None or not np.any(g):
+            continue
+        v = np.asarray(g, float) / np.linalg.norm(g)
+        out[:, n] = axes_lps.T @ v
+    if np.linalg.det(a) > 0:
+        out[0] = -out[0]
+    out[np.abs(out) < 1e-12] = 0.0
+    return out
+
+
+def write_bvals_bvecs(diffusion, affine_ras, nifti_path, *, overwrite: bool = False):
+    """``.bval``/``.bvec`` beside ``nifti_path`` (FSL format) from ``[(b, g), ...]``."""
+    stem = nifti_path[:-7] if nifti_path.endswith(".nii.gz") else nifti_path[:-4]
+    bvals = " ".join(f"{b:g}" for b, _ in diffusion) + "\n"
+    vecs = bvecs_in_voxel_frame([g for _, g in diffusion], affine_ras)
+    bvecs = "".join(" ".join(f"{x:.6g}" for x in row) + "\n" for row in vecs)
+    for ext, text in ((".bval", bvals), (".bvec", bvecs)):
+        with atomic_output(stem + ext, overwrite) as tmp:
+            with open(tmp, "w") as f:
+                f.write(text)
+    return stem + ".bval", stem + ".bvec"
 
 
 def world_affine_to_ras(scale, translate) -> np.ndarray:

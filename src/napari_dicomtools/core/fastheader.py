@@ -96,6 +96,8 @@ KEYWORDS = {
     "FloatPixelData": (0x7FE00008, "OF"),
     "DoubleFloatPixelData": (0x7FE00009, "OD"),
     "PixelData": (0x7FE00010, "OB or OW"),
+    "DiffusionBValue": (0x00189087, "FD"),
+    "DiffusionGradientOrientation": (0x00189089, "FD"),
     # Philips private scale slope for "precise" floating-point values (creator checked)
     "PhilipsPrivateCreator2005": (0x20050010, "LO"),
     "PhilipsScaleSlope": (0x2005100E, "FL"),

@@ -127,6 +127,8 @@ class Frame:
     temporal: tuple = ()  # ordering keys within one position (4D)
     acquisition: int | None = None
     philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
+    bvalue: float | None = None  # DiffusionBValue (0018,9087)
+    bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
 
 
 @dataclass
@@ -245,11 +247,38 @@ def _philips_scale_slope(ds) -> float | None:
 def _frames_of(inst: Instance, ds) -> list[Frame]:
     """Geometry, scaling and ordering keys of every frame in ``ds``."""
     frames = _frames_geometry(inst, ds)
-    ss = _philips_scale_slope(ds) if inst.modality == "MR" else None
-    if ss is not None:
+    if inst.modality == "MR":
+        ss = _philips_scale_slope(ds)
+        b, g = _diffusion(ds, None, None)
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
+        shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
+        shared = shared_seq[0] if shared_seq else None
         for f in frames:
             f.philips_scale_slope = ss
+            if per_frame is not None and f.index is not None and f.index < len(per_frame):
+                f.bvalue, f.bvec = _diffusion(per_frame[f.index], shared, (b, g))
+            else:
+                f.bvalue, f.bvec = b, g
     return frames
+
+
+def _diffusion(ds, shared, default):
+    """(b-value, gradient direction) from the top level or an enhanced MRDiffusionSequence."""
+    b = _f(ds.get("DiffusionBValue", None)) if hasattr(ds, "get") else None
+    g = _floats(ds.get("DiffusionGradientOrientation", None), 3) if hasattr(ds, "get") \
+        else None
+    for group in (ds, shared):
+        item = _group_item(group, "MRDiffusionSequence") if group is not None and \
+            not isinstance(group, dict) and "MRDiffusionSequence" in group else None
+        if item is None:
+            continue
+        b = b if b is not None else _f(item.get("DiffusionBValue", None))
+        direc = _group_item(item, "DiffusionGradientDirectionSequence")
+        if g is None and direc is not None:
+            g = _floats(direc.get("DiffusionGradientOrientation", None), 3)
+    if b is None and g is None and default is not None:
+        return default
+    return b, (tuple(g) if g else None)
 
 
 def _frames_geometry(inst: Instance, ds) -> list[Frame]:
@@ -690,6 +719,14 @@ class Series:
         else:
             dz = self.first.spacing_between_slices or self.first.slice_thickness or 1.0
         return (float(dz), float(ps[0]), float(ps[1]))
+
+    @property
+    def diffusion(self) -> list | None:
+        """Per volume ``(b-value, (gx, gy, gz) LPS or None)`` for diffusion series, else None."""
+        firsts = self.frames[:: self.n_slices] if self.n_time > 1 else self.frames[:1]
+        if not any(f.bvalue is not None for f in firsts):
+            return None
+        return [(float(f.bvalue or 0.0), f.bvec) for f in firsts]
 
     @property
     def has_geometry(self) -> bool:

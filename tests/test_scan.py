@@ -240,3 +240,15 @@ def test_echoes_split_with_dcm2niix_suffix(make_series, tmp_path):
             ds.save_as(f)
     names = sorted(output_names(scan(tmp_path)))
     assert names == ["9_me_gre_e1", "9_me_gre_e2"]
+
+
+def test_nonuniform_stack_split_on_request(make_series):
+    truth = make_series(drop_slices=(5, 6))  # steps 2.5 mm, one 7.5 mm gap
+    folder = os.path.dirname(truth.files[0])
+    (whole,) = scan(folder)
+    assert any("gap" in p for p in whole.problems) and whole.n_slices == 10
+    parts = scan(folder, split_nonuniform=True)
+    assert [p.n_slices for p in parts] == [5, 5]
+    assert [p.split for p in parts] == ["part 1", "part 2"]
+    assert all(p.order.uniform for p in parts)
+    assert read_volume(parts[1]).origin[2] == pytest.approx(truth.origin[2] + 7 * 2.5)

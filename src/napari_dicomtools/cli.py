@@ -18,10 +18,10 @@ import sys
 from .core.errors import DicomToolsError
 
 
-def _progress_scan(path, quiet: bool):
+def _progress_scan(path, quiet: bool, split_nonuniform: bool = False):
     from .core.scan import scan_iter
 
-    gen = scan_iter(path)
+    gen = scan_iter(path, split_nonuniform)
     bar = None
     try:
         while True:
@@ -164,7 +164,7 @@ def cmd_convert(args) -> int:
     if not os.path.exists(src):
         raise DicomToolsError(src, "no such file or folder")
     _check_not_into_source(out, src)
-    series = _progress_scan(src, args.quiet)
+    series = _progress_scan(src, args.quiet, args.split_nonuniform)
     for k in series.skipped:
         print(f"skipped {k.path}: {k.reason}", file=sys.stderr)
     series = [s for s in series if not s.is_rgb]
@@ -396,8 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
                                "(created if needed) with files named <number>_<description>")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
-    p.add_argument("--uniform", action="store_true",
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--uniform", action="store_true",
                    help="resample stacks with gaps or non-uniform spacing onto uniform slices")
+    g.add_argument("--split-nonuniform", action="store_true",
+                   help="write stacks with gaps or changing spacing as uniform parts "
+                        "(<name>_part1, _part2, ...)")
     p.add_argument("--philips-precise", action="store_true",
                    help="Philips MR: precise floating-point values (private ScaleSlope) "
                         "instead of DICOM's RescaleSlope/Intercept")

@@ -831,7 +831,8 @@ def _describe_split(key, keys) -> str:
     return ", ".join(labels)
 
 
-def _build(uid: str, frames: list[Frame], split: str) -> list[Series]:
+def _build(uid: str, frames: list[Frame], split: str, *,
+           split_nonuniform: bool = False) -> list[Series]:
     """Order one homogeneous group; split by acquisition or go 4D on repeated positions."""
     problems: list[str] = []
     skipped: list[Skipped] = []
@@ -887,7 +888,8 @@ def _build(uid: str, frames: list[Frame], split: str) -> list[Series]:
                 out = []
                 for a in sorted(by_acq, key=lambda x: (x is None, x)):
                     lab = ", ".join(x for x in (split, f"acq {a}") if x)
-                    out.extend(_build(uid, by_acq[a], lab))
+                    out.extend(_build(uid, by_acq[a], lab,
+                                      split_nonuniform=split_nonuniform))
                 return out
         if len(reps) == 1:
             # every position repeated equally often: a 4D series (time/volume, slice, ...)
@@ -928,11 +930,39 @@ def _build(uid: str, frames: list[Frame], split: str) -> list[Series]:
                       fallback_spacing=frames[0].instance.spacing_between_slices
                       or frames[0].instance.slice_thickness)
     ordered = [frames[i] for i in so.order]
+    if split_nonuniform and not so.uniform and so.duplicates == 0 and len(ordered) > 2:
+        runs = _uniform_runs(so.distances)
+        if len(runs) > 1:
+            out = []
+            for j, (a, b) in enumerate(runs, start=1):
+                lab = ", ".join(x for x in (split, f"part {j}") if x)
+                part = _build(uid, ordered[a:b], lab, split_nonuniform=False)
+                for p in part:
+                    p.problems.insert(0, f"split from a non-uniform stack ({len(runs)} parts)")
+                out.extend(part)
+            return out
     problems.extend(so.problems)
     return [Series(uid, ordered, split, order=so, problems=problems, skipped=skipped)]
 
 
-def group_series(instances: Iterable[Instance]) -> list[Series]:
+def _uniform_runs(distances, rel_tol: float = 0.01, abs_tol: float = 0.01) -> list[tuple]:
+    """Index ranges ``[a, b)`` of consecutive slices with one uniform step each."""
+    d = np.asarray(distances, float)
+    steps = np.diff(d)
+    runs, start = [], 0
+    for i in range(1, len(steps)):
+        ref = steps[start]
+        if abs(steps[i] - ref) > max(abs_tol, rel_tol * ref):
+            runs.append((start, i + 1))
+            start = i + 1
+            if start >= len(steps):
+                break
+    if start <= len(d) - 1:
+        runs.append((start, len(d)))
+    return [(a, b) for a, b in runs if b > a]
+
+
+def group_series(instances: Iterable[Instance], split_nonuniform: bool = False) -> list[Series]:
     """Group parsed instances into ordered :class:`Series` (splitting where needed)."""
     by_uid: dict[str, dict[tuple, list[Frame]]] = defaultdict(lambda: defaultdict(list))
     for inst in instances:
@@ -943,7 +973,7 @@ def group_series(instances: Iterable[Instance]) -> list[Series]:
         keys = list(groups)
         for key in keys:
             split = _describe_split(key, keys) if len(keys) > 1 else ""
-            out.extend(_build(uid, groups[key], split))
+            out.extend(_build(uid, groups[key], split, split_nonuniform=split_nonuniform))
     for s in out:
         if s.first.header.get("MosaicProblem"):
             s.problems.append("Siemens mosaic shown as one tiled 2D image: "
@@ -1016,7 +1046,7 @@ def _dicomdir_sources(path: str):
     return out, skipped
 
 
-def scan_iter(path: str | os.PathLike | Iterable):
+def scan_iter(path: str | os.PathLike | Iterable, split_nonuniform: bool = False):
     """Generator form of :func:`scan`: yields ``(done, total)`` per file, returns the
     :class:`SeriesList` (as ``StopIteration.value``; napari's generator workers pass it to
     ``returned``)."""
@@ -1037,14 +1067,15 @@ def scan_iter(path: str | os.PathLike | Iterable):
         except DicomToolsError as exc:
             skipped.append(Skipped(str(src), exc.reason))
         yield i + 1, total
-    series = group_series(instances)
+    series = group_series(instances, split_nonuniform)
     for s in series:
         skipped.extend(s.skipped)
     return SeriesList(series, skipped)
 
 
 def scan(path: str | os.PathLike | Iterable, *,
-         progress: Callable[[int, int], None] | None = None) -> SeriesList:
+         progress: Callable[[int, int], None] | None = None,
+         split_nonuniform: bool = False) -> SeriesList:
     """Index the image series under ``path`` by reading headers only.
 
     Parameters
@@ -1053,6 +1084,9 @@ def scan(path: str | os.PathLike | Iterable, *,
         A DICOM file, a folder (searched recursively), a ``.zip`` archive, or a DICOMDIR.
     progress : callable, optional
         Called as ``progress(done, total)`` after each file.
+    split_nonuniform : bool
+        Split a stack with gaps or changing slice spacing into parts of uniform spacing
+        (named ``part 1``, ``part 2``...), instead of one stack with the problem reported.
 
     Returns
     -------
@@ -1066,7 +1100,7 @@ def scan(path: str | os.PathLike | Iterable, *,
     >>> for s in series: print(s.label)                   # doctest: +SKIP
     >>> series.skipped                                    # doctest: +SKIP
     """
-    gen = scan_iter(path)
+    gen = scan_iter(path, split_nonuniform)
     while True:
         try:
             done, total = next(gen)

@@ -330,3 +330,34 @@ def test_enhanced_4d_and_series_split_over_files(tmp_path):
     (s2,) = scan(tmp_path / "two")
     assert s2.shape == (8, 16, 20) and len(s2.files) == 2
     assert np.array_equal(read_volume(s2).array, full)
+
+
+def test_enhanced_multi_echo_and_phase_frames_are_split(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from napari_dicomtools.cli import output_names
+    from napari_dicomtools.core.synthetic import phantom, write_enhanced
+
+    vals = np.stack([phantom((4, 16, 20), seed=t) for t in range(3)])
+    write_enhanced(tmp_path / "e.dcm", vals, modality="MR", per_frame_rescale=False)
+    ds = pydicom.dcmread(tmp_path / "e.dcm")
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        t = int(fg.FrameContentSequence[0].TemporalPositionIndex) - 1
+        del fg.FrameContentSequence[0].TemporalPositionIndex
+        echo = Dataset()
+        echo.EffectiveEchoTime = [5.0, 10.0, 5.0][t]
+        fg.MREchoSequence = Sequence([echo])
+        ftype = Dataset()
+        ftype.ComplexImageComponent = ["MAGNITUDE", "MAGNITUDE", "PHASE"][t]
+        fg.MRImageFrameTypeSequence = Sequence([ftype])
+    ds.save_as(tmp_path / "e.dcm")
+    series = scan(tmp_path / "e.dcm")
+    assert len(series) == 3 and all(s.shape == (4, 16, 20) for s in series)
+    names = sorted(output_names(series))
+    assert names == ["7_Enhanced_phantom_e1", "7_Enhanced_phantom_e1_ph",
+                     "7_Enhanced_phantom_e2"]
+    by = dict(zip(output_names(series), series, strict=True))
+    assert np.array_equal(read_volume(by["7_Enhanced_phantom_e2"]).array, vals[1])
+    assert np.array_equal(read_volume(by["7_Enhanced_phantom_e1_ph"]).array, vals[2])

@@ -127,6 +127,8 @@ class Frame:
     temporal: tuple = ()  # ordering keys within one position (4D)
     acquisition: int | None = None
     philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
+    echo: int | None = None  # enhanced MR: echo rank from the per-frame EffectiveEchoTime
+    component: str | None = None  # enhanced: per-frame ComplexImageComponent (ph/real/...)
     bvalue: float | None = None  # DiffusionBValue (0018,9087)
     bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
 
@@ -330,6 +332,15 @@ def _frames_geometry(inst: Instance, ds) -> list[Frame]:
                 fs if fs else slope, fi if fi is not None else intercept,
                 (fwc, fww) if fwc is not None and fww and fww > 0 else window,
                 (tpi, trig, fadt, 0, k), acq))
+            te = _f(_fg_value(pf, shared, "MREchoSequence", "EffectiveEchoTime"))
+            cic = _text(_fg_value(pf, shared, "MRImageFrameTypeSequence",
+                                  "ComplexImageComponent")).upper()
+            frames[-1].echo = te  # turned into a rank below
+            frames[-1].component = {"PHASE": "ph", "REAL": "real",
+                                    "IMAGINARY": "imaginary"}.get(cic, "")
+        tes = sorted({f.echo for f in frames if f.echo is not None})
+        for f in frames:
+            f.echo = (tes.index(f.echo) + 1) if f.echo is not None and len(tes) > 1 else None
         return frames
 
     if n == 1:
@@ -807,8 +818,8 @@ def _group_key(fr: Frame) -> tuple:
         inst.rows, inst.columns, color,
         _round_tuple(fr.orientation, 3),
         _round_tuple(fr.pixel_spacing, 3),
-        inst.echo_number,
-        image_component(inst.image_type),
+        fr.echo if fr.echo is not None else inst.echo_number,
+        fr.component if fr.component is not None else image_component(inst.image_type),
     )
 
 

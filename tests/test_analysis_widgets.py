@@ -55,10 +55,11 @@ def test_segment_and_measure(ct, qtbot):
                        atol=0.3)
 
 
-def test_resize_keeps_overlay_and_crop_moves_origin(ct):
+def test_resize_keeps_overlay_and_crop_moves_origin(ct, qtbot):
     viewer, image, _ = ct
     rz = _dock(viewer, "Resize")
     rz(image=image, target="voxel size (mm)", voxel_mm=1.0)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=20000)
     out = viewer.layers[-1]
     assert np.allclose(out.scale, (1.0, 1.0, 1.0)) and out.data.shape == (24, 20, 24)
     lo_in = np.asarray(image.translate) - np.asarray(image.scale) / 2
@@ -100,7 +101,9 @@ def test_normalize_equalize_denoise(ct, qtbot):
     _dock(viewer, "Normalize")(image=image, method="window", window="soft_tissue")
     norm = viewer.layers[-1]
     assert norm.data.dtype == np.float32 and 0 <= norm.data.min() and norm.data.max() <= 1
+    n = len(viewer.layers)
     _dock(viewer, "Equalize histogram")(image=image, method="clahe")
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 1, timeout=20000)
     assert viewer.layers[-1].data.max() <= 1
     n = len(viewer.layers)
     _dock(viewer, "Denoise")(image=image, method="median", median_size_mm=1.5)
@@ -116,7 +119,9 @@ def test_augmentation_preview_and_dataset_export(ct, qtbot, tmp_path):
     viewer, image, ball = ct
     labels = viewer.add_labels(ball.astype(np.uint8), scale=image.scale,
                                translate=image.translate, name="ball")
+    n = len(viewer.layers)
     _dock(viewer, "Augmentation")(image=image, labels=labels, samples=3, seed=5)
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=20000)
     aug_img, aug_lab = viewer.layers[-2], viewer.layers[-1]
     assert aug_img.data.shape == (3,) + image.data.shape and len(aug_img.metadata["samples"]) == 3
     assert aug_lab.data.shape == aug_img.data.shape

@@ -156,20 +156,28 @@ def resize_widget(image: napari.layers.Image,
                   "voxel size (mm)",
                   voxel_mm: float = 1.0, in_plane_pixels: int = 128,
                   interpolation: Literal["linear", "nearest", "cubic"] = "linear"
-                  ) -> LayerDataTuple:
+                  ) -> FunctionWorker[LayerDataTuple]:
     """Resample to isotropic ``voxel_mm`` or to ``in_plane_pixels`` x ``in_plane_pixels``;
-    the field of view is kept, so the result overlays the source."""
+    the field of view is kept, so the result overlays the source (in a worker thread)."""
+    from napari.qt.threading import thread_worker
+
     _check_3d_or_2d(image)
     sc, tr = _grid(image)
     order = {"nearest": 0, "linear": 1, "cubic": 3}[interpolation]
-    if target.startswith("voxel"):
-        r = preprocess.resize(np.asarray(image.data), sc, tr, new_spacing=voxel_mm, order=order)
-    else:
-        r = preprocess.resize(np.asarray(image.data), sc, tr,
-                              shape=(in_plane_pixels, in_plane_pixels), order=order)
-    params = {k: v for k, v in r.history[-1].items() if k != "op"}
-    return _derived(image, r.array, "resize", name=f"{image.name} resized",
-                    scale=r.spacing, translate=r.origin, **params)
+    data = np.asarray(image.data)
+    kw = {"new_spacing": voxel_mm} if target.startswith("voxel") else {
+        "shape": (in_plane_pixels, in_plane_pixels)}
+
+    @thread_worker(progress={"total": 0, "desc": "resizing"})
+    def run():
+        r = preprocess.resize(data, sc, tr, order=order, **kw)
+        params = {k: v for k, v in r.history[-1].items() if k != "op"}
+        res = _derived(image, r.array, "resize", name=f"{image.name} resized",
+                       scale=r.spacing, translate=r.origin, **params)
+        res[1]["contrast_limits"] = tuple(image.contrast_limits)
+        return res
+
+    return _started(run())
 
 
 def normalize_widget(image: napari.layers.Image,
@@ -221,15 +229,23 @@ def crop_widget(image: napari.layers.Image, roi: napari.layers.Layer,
 
 
 def equalize_widget(image: napari.layers.Image, method: Literal["global", "clahe"] = "clahe",
-                    clip_limit: float = 0.01) -> LayerDataTuple:
-    """Histogram equalization (CLAHE slice by slice), to 0..1 float32."""
+                    clip_limit: float = 0.01) -> FunctionWorker[LayerDataTuple]:
+    """Histogram equalization (CLAHE slice by slice), to 0..1 float32 (in a worker)."""
+    from napari.qt.threading import thread_worker
+
     _check_3d_or_2d(image)
-    out = preprocess.equalize(np.asarray(image.data), method, clip_limit=clip_limit)
-    res = _derived(image, out, "equalize", name=f"{image.name} equalized", method=method,
-                   clip_limit=clip_limit)
-    res[1]["contrast_limits"] = (0.0, 1.0)
-    res[1]["metadata"]["units"] = ""
-    return res
+    data = np.asarray(image.data)
+
+    @thread_worker(progress={"total": 0, "desc": "equalizing"})
+    def run():
+        out = preprocess.equalize(data, method, clip_limit=clip_limit)
+        res = _derived(image, out, "equalize", name=f"{image.name} equalized", method=method,
+                       clip_limit=clip_limit)
+        res[1]["contrast_limits"] = (0.0, 1.0)
+        res[1]["metadata"]["units"] = ""
+        return res
+
+    return _started(run())
 
 
 def denoise_widget(image: napari.layers.Image,
@@ -392,32 +408,43 @@ def _make_measure_widget(viewer):
 def augment_widget(image: napari.layers.Image, labels: napari.layers.Labels | None = None,
                    samples: int = 8, seed: int = 0, flips: bool = True, rot90: bool = True,
                    max_angle_deg: float = 10.0, brightness: float = 0.1,
-                   contrast: float = 0.1, noise_sigma: float = 0.0) -> list[LayerDataTuple]:
+                   contrast: float = 0.1, gamma_min: float = 0.8, gamma_max: float = 1.25,
+                   noise_sigma: float = 0.0, crop_pixels: int = 0
+                   ) -> FunctionWorker[list[LayerDataTuple]]:
     """A preview of ``samples`` seeded augmentations as a stack (slider = sample), image and
-    labels transformed together; the parameters of every sample are in the metadata."""
+    labels transformed together (in a worker); every sample's parameters are in the
+    metadata. ``crop_pixels`` > 0 adds random in-plane crops of that size."""
+    from napari.qt.threading import thread_worker
+
     from .core.augment import AugmentConfig, augment, config_dict
 
     _check_3d_or_2d(image)
     if labels is not None and labels.data.shape != image.data.shape:
         raise ValueError(f"{labels.name} is not on {image.name}'s grid")
     cfg = AugmentConfig(flip=flips, rot90=rot90, max_angle_deg=max_angle_deg,
-                        brightness=brightness, contrast=contrast, noise_sigma=noise_sigma)
-    out = augment(np.asarray(image.data), None if labels is None else np.asarray(labels.data),
-                  n=samples, seed=seed, config=cfg)
+                        brightness=brightness, contrast=contrast,
+                        gamma=(gamma_min, gamma_max), noise_sigma=noise_sigma,
+                        crop_shape=(crop_pixels, crop_pixels) if crop_pixels > 0 else None)
+    data = np.asarray(image.data)
+    lab_data = None if labels is None else np.asarray(labels.data)
     sc, tr = _grid(image)
-    params = [p for _, _, p in out]
-    img = _derived(image, np.stack([a for a, _, _ in out]), "augment",
-                   name=f"{image.name} augmented", scale=(1.0, *sc), translate=(0.0, *tr),
-                   seed=seed, config=config_dict(cfg))
-    img[1]["metadata"]["samples"] = params
-    img[1]["contrast_limits"] = tuple(image.contrast_limits)
-    result = [img]
-    if labels is not None:
-        lab = _derived(labels, np.stack([b for _, b, _ in out]), "augment",
-                       name=f"{labels.name} augmented", kind="labels", scale=(1.0, *sc),
-                       translate=(0.0, *tr), seed=seed)
-        result.append(lab)
-    return result
+
+    @thread_worker(progress={"total": 0, "desc": "augmenting"})
+    def run():
+        out = augment(data, lab_data, n=samples, seed=seed, config=cfg)
+        img = _derived(image, np.stack([a for a, _, _ in out]), "augment",
+                       name=f"{image.name} augmented", scale=(1.0, *sc),
+                       translate=(0.0, *tr), seed=seed, config=config_dict(cfg))
+        img[1]["metadata"]["samples"] = [p for _, _, p in out]
+        img[1]["contrast_limits"] = tuple(image.contrast_limits)
+        result = [img]
+        if labels is not None:
+            result.append(_derived(labels, np.stack([b for _, b, _ in out]), "augment",
+                                   name=f"{labels.name} augmented", kind="labels",
+                                   scale=(1.0, *sc), translate=(0.0, *tr), seed=seed))
+        return result
+
+    return _started(run())
 
 
 # ------------------------------------------------------------------------------ dataset export

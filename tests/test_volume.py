@@ -361,3 +361,28 @@ def test_enhanced_multi_echo_and_phase_frames_are_split(tmp_path):
     by = dict(zip(output_names(series), series, strict=True))
     assert np.array_equal(read_volume(by["7_Enhanced_phantom_e2"]).array, vals[1])
     assert np.array_equal(read_volume(by["7_Enhanced_phantom_e1_ph"]).array, vals[2])
+
+
+def test_tilted_stack_with_a_gap_is_regularized_from_true_positions(make_series):
+    """Like dcm_qa_ct's GE head CT: tilt and a change of spacing in one stack."""
+    from napari_dicomtools.core.volume import regularize
+
+    tilt = float(np.degrees(np.arctan(0.25)))
+    vals = np.zeros((8, 20, 24), np.int32) - 1000
+    vals[:, 5:8, 10:14] = 500
+    truth = make_series(values=vals, tilt_deg=tilt, spacing=(2.0, 0.5, 0.5), drop_slices=(3,))
+    s = scan(os.path.dirname(truth.files[0]))[0]
+    assert s.order.tilt_deg == pytest.approx(tilt, abs=1e-3)  # found despite the gap
+    sheared = read_volume(s)
+    reg = read_volume(s, uniform_spacing=True)
+    assert reg.array.shape[0] == 8 and reg.spacing[0] == pytest.approx(2.0)
+    assert reg.metadata["tilt_corrected"] and reg.metadata["resampled_uniform"]
+    inv = np.linalg.inv(reg.affine_lps)
+    pos = np.array([f.position for f in s.frames])
+    for k in range(7):  # acquired slices land on grid slices with their own values
+        for r, c in ((0, 0), (6, 12), (19, 23)):
+            p = np.append(pos[k] + r * 0.5 * sheared.direction[:, 1]
+                          + c * 0.5 * sheared.direction[:, 2], 1.0)
+            ci, ri, ki = np.round(inv @ p)[:3].astype(int)
+            assert reg.array[ki, ri, ci] == sheared.array[k, r, c]
+    assert regularize(reg) is reg

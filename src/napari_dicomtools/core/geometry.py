@@ -150,11 +150,16 @@ def order_slices(positions, orientation, *, rel_tol: float = 0.01, abs_tol: floa
             problems.append(f"non-uniform slice spacing: steps from {positive.min():.4g} to "
                             f"{positive.max():.4g} mm")
 
-    # step vector: the mean displacement between neighbours, from first to last slice
+    # step vector: the mean displacement between neighbours, from first to last slice; for a
+    # non-uniform stack, the direction of that line with the median step along the normal
     ordered = pos[order]
     total = ordered[-1] - ordered[0]
     nsteps = max(n - 1 - dup, 1)
-    step = total / nsteps if uniform else normal * med
+    if uniform:
+        step = total / nsteps
+    else:
+        along = abs(total @ normal)
+        step = total / along * med if along > 1e-9 else normal * med
     # along-normal spacing is the median step; the in-space step length can be longer (tilt)
     cos_t = float(np.clip(abs(step @ normal) / max(np.linalg.norm(step), 1e-12), -1, 1))
     tilt = float(np.degrees(np.arccos(cos_t)))

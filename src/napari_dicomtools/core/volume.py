@@ -482,104 +482,110 @@ def read_volume(path_or_series, lazy: bool = False, *,
     return vol
 
 
-def correct_tilt(volume: Volume, order: int = 1) -> Volume:
-    """Resample a gantry-tilted (sheared) volume onto an orthogonal grid, like dcm2niix's
-    tilt correction.
+def _slice_positions(volume: Volume) -> np.ndarray:
+    """LPS position of each slice's first voxel (from the files when known)."""
+    s = volume.series
+    n = volume.spatial_shape[0]
+    if s is not None and s.n_time == 1 and len(s.frames) == n and \
+            all(f.position is not None for f in s.frames):
+        return np.array([f.position for f in s.frames], float)
+    d = np.asarray(volume.direction, float)
+    return np.asarray(volume.origin, float) + np.outer(np.arange(n), d[:, 0] * volume.spacing[0])
 
-    Each slice is shifted in-plane by its offset along the column direction, so voxel
-    ``(k, r, c)`` of the result sits at ``origin + k*dz*normal + r*dy*col + c*dx*row`` with
-    ``dz`` the spacing along the plane normal. Voxels that fall outside the acquired slab are
-    set to the lowest value of the data type's range in use (air for CT). The original sheared
-    geometry stays available on the input volume. Returns ``volume`` itself when it has no
-    tilt.
 
-    Parameters
-    ----------
-    order : int
-        Spline order of the in-plane interpolation (1 = linear, as dcm2niix).
+def regularize(volume: Volume, spacing: float | None = None, *, uniform: bool = True,
+               order: int = 1) -> Volume:
+    """Resample a stack onto an orthogonal, uniform grid from each slice's true position.
+
+    Every slice is shifted in-plane by its offset from the first slice's axis (gantry tilt),
+    then, with ``uniform``, slices are interpolated at ``spacing`` mm along the plane normal
+    (default: the median step) from the first to the last slice (gaps, changing spacing).
+    The new grid covers every acquired voxel (as dcm2niix's tilt correction); voxels outside
+    the acquired slab get the lowest value in use (air for CT). Returns ``volume`` when there
+    is nothing to do.
     """
     from scipy import ndimage
 
+    if volume.rgb or volume.n_time > 1:
+        raise DicomToolsError(None, "tilt/spacing regularization is for 3D grayscale volumes")
     d = np.asarray(volume.direction, float)
-    normal = np.cross(d[:, 2], d[:, 1])  # row x column cosines
+    col_dir, row_dir = d[:, 1], d[:, 2]
+    normal = np.cross(row_dir, col_dir)
     normal /= np.linalg.norm(normal)
-    step = d[:, 0] * volume.spacing[0]
-    in_plane = step - (step @ normal) * normal
-    if np.linalg.norm(in_plane) < 1e-6 or volume.rgb:
+    pos = _slice_positions(volume)
+    rel = pos - pos[0]
+    along = rel @ normal
+    if along[-1] < 0:
+        normal, along = -normal, -along
+    off_r = (rel @ col_dir) / volume.spacing[1]
+    off_c = (rel @ row_dir) / volume.spacing[2]
+    steps = np.diff(along)
+    med = float(np.median(steps)) if len(steps) else float(volume.spacing[0])
+    sheared = np.max(np.abs(off_r)) > 1e-3 or np.max(np.abs(off_c)) > 1e-3
+    regular = len(steps) == 0 or np.all(np.abs(steps - med) <= max(0.01, 0.01 * med))
+    step = float(spacing or med)
+    if not sheared and (regular or not uniform) and spacing is None:
         return volume
-    dz = float(abs(step @ normal))
-    shift_rows = float(in_plane @ d[:, 1]) / volume.spacing[1]
-    shift_cols = float(in_plane @ d[:, 2]) / volume.spacing[2]
     arr = np.asarray(volume.array)
-    lead = arr.shape[:-3]
-    flat = arr.reshape((-1,) + arr.shape[-3:])
-    n, rows, cols = flat.shape[1:]
+    n, rows, cols = arr.shape
+    min_r, min_c = float(off_r.min()), float(off_c.min())
+    new_rows = rows + int(np.ceil(off_r.max() - min_r - 1e-6))
+    new_cols = cols + int(np.ceil(off_c.max() - min_c - 1e-6))
     fill = float(volume.metadata.get("value_range", (float(arr.min()), 0))[0])
     if volume.metadata.get("units") == "HU":
         fill = max(fill, -1024.0)
-    # the new grid covers every acquired voxel (as dcm2niix's): pad by the total shift
-    ends_r, ends_c = (0.0, (n - 1) * shift_rows), (0.0, (n - 1) * shift_cols)
-    min_r, min_c = min(ends_r), min(ends_c)
-    new_rows = rows + int(np.ceil(max(ends_r) - min_r - 1e-6))
-    new_cols = cols + int(np.ceil(max(ends_c) - min_c - 1e-6))
-    out = np.empty((flat.shape[0], n, new_rows, new_cols),
-                   np.float32 if arr.dtype.kind == "f" else arr.dtype)
-    canvas = np.full((new_rows, new_cols), fill, np.float32)
-    for t in range(flat.shape[0]):
-        for k in range(n):
-            canvas[:] = fill
-            canvas[:rows, :cols] = flat[t, k]
-            res = ndimage.shift(canvas, (k * shift_rows - min_r, k * shift_cols - min_c),
-                                order=order, mode="constant", cval=fill)
-            out[t, k] = np.round(res) if out.dtype.kind in "iu" else res
-    direction = np.column_stack([normal if step @ normal > 0 else -normal, d[:, 1], d[:, 2]])
-    origin = (np.asarray(volume.origin, float) + min_r * volume.spacing[1] * d[:, 1]
-              + min_c * volume.spacing[2] * d[:, 2])
+    aligned = np.empty((n, new_rows, new_cols), np.float32)
+    canvas = np.empty((new_rows, new_cols), np.float32)
+    for k in range(n):
+        canvas[:] = fill
+        canvas[:rows, :cols] = arr[k]
+        if off_r[k] - min_r or off_c[k] - min_c:
+            aligned[k] = ndimage.shift(canvas, (off_r[k] - min_r, off_c[k] - min_c),
+                                       order=order, mode="constant", cval=fill)
+        else:
+            aligned[k] = canvas
+    if uniform and (not regular or spacing is not None) and n > 1:
+        m = int(np.floor((along[-1] - along[0]) / step + 1e-6)) + 1
+        targets = along[0] + step * np.arange(m)
+        hi = np.clip(np.searchsorted(along, targets, side="left"), 1, n - 1)
+        lo = hi - 1
+        w = ((targets - along[lo]) / np.maximum(along[hi] - along[lo], 1e-9))[:, None, None]
+        out = aligned[lo] * (1 - w) + aligned[hi] * w
+    else:
+        out = aligned
+        step = med if n > 1 else float(volume.spacing[0])
+    if arr.dtype.kind in "iu":
+        info = np.iinfo(arr.dtype)
+        out = np.clip(np.round(out), info.min, info.max).astype(arr.dtype)
+    origin = pos[0] + min_r * volume.spacing[1] * col_dir + min_c * volume.spacing[2] * row_dir
     meta = dict(volume.metadata)
-    meta["problems"] = [p for p in meta.get("problems", []) if "tilt" not in p] + [
-        f"gantry tilt of {meta.get('tilt_deg', 0):.2f} degrees corrected by resampling"]
-    meta["tilt_corrected"] = True
-    spacing = (dz, volume.spacing[1], volume.spacing[2])
-    return Volume(out.reshape(lead + out.shape[1:]), spacing, origin, direction, meta,
-                  volume.series)
+    notes = [p for p in meta.get("problems", []) if "tilt" not in p]
+    if sheared:
+        notes.append(f"gantry tilt of {meta.get('tilt_deg', 0):.2f} degrees corrected by "
+                     "resampling")
+        meta["tilt_corrected"] = True
+    if uniform and not regular:
+        notes.append(f"resampled to {out.shape[0]} uniform slices of {step:.4g} mm "
+                     f"(from {n} acquired)")
+        meta["resampled_uniform"] = True
+    meta["problems"] = notes
+    direction = np.column_stack([normal, col_dir, row_dir])
+    # the voxels no longer sit where the files put them: the result carries no series
+    return Volume(out, (step, volume.spacing[1], volume.spacing[2]), origin, direction, meta,
+                  None)
+
+
+def correct_tilt(volume: Volume, order: int = 1) -> Volume:
+    """Resample a gantry-tilted (sheared) stack onto an orthogonal grid, like dcm2niix's tilt
+    correction (slices keep their spacing; see :func:`regularize`). Returns ``volume`` when it
+    has no tilt."""
+    return regularize(volume, uniform=False, order=order)
 
 
 def resample_uniform(volume: Volume, spacing: float | None = None) -> Volume:
-    """Resample a stack with gaps or non-uniform slice spacing onto uniform slices.
-
-    Slices are placed by their true positions along the normal (from the series) and
-    interpolated linearly at ``spacing`` mm (default: the median step), from the first to the
-    last slice. Slices that fall in a gap are interpolated from its two sides, so check the
-    volume's ``problems`` before measuring there. Returns ``volume`` when it is uniform.
-    """
-    s = volume.series
-    if s is None or s.order is None or (s.order.uniform and spacing is None):
-        return volume
-    if volume.rgb or volume.n_time > 1:
-        raise DicomToolsError(None, "uniform resampling is for 3D grayscale volumes")
-    d = np.asarray(s.order.distances, float)
-    keep = np.concatenate([[True], np.diff(d) > 1e-3])  # duplicates were left out already
-    d = d[keep]
-    arr = np.asarray(volume.array)[: len(d)]
-    step = float(spacing or s.order.spacing)
-    n = int(np.floor((d[-1] - d[0]) / step + 1e-6)) + 1
-    targets = d[0] + step * np.arange(n)
-    hi = np.clip(np.searchsorted(d, targets, side="left"), 1, len(d) - 1)
-    lo = hi - 1
-    w = ((targets - d[lo]) / np.maximum(d[hi] - d[lo], 1e-9))[:, None, None]
-    out = arr[lo] * (1 - w) + arr[hi] * w
-    if arr.dtype.kind in "iu":
-        out = np.round(out)
-    meta = dict(volume.metadata)
-    meta["problems"] = list(meta.get("problems", [])) + [
-        f"resampled to {n} uniform slices of {step:.4g} mm (from {len(d)} acquired)"]
-    meta["resampled_uniform"] = True
-    direction = np.asarray(volume.direction, float).copy()
-    normal = np.cross(direction[:, 2], direction[:, 1])
-    direction[:, 0] = normal / np.linalg.norm(normal)
-    # slices no longer map one-to-one to files: the result carries no series
-    return Volume(out.astype(arr.dtype, copy=False), (step, volume.spacing[1], volume.spacing[2]),
-                  np.asarray(volume.origin, float), direction, meta, None)
+    """Resample a stack with gaps or non-uniform spacing onto uniform slices (and onto an
+    orthogonal grid when it is also tilted); see :func:`regularize`."""
+    return regularize(volume, spacing, uniform=True)
 
 
 def read_volumes(path, lazy: bool = False, *, progress=None) -> list[Volume]:

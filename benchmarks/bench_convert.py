@@ -9,7 +9,6 @@ needs: pip install -e ".[bench]"   (dcm2niix, dicognito)
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_read import make_series  # noqa: E402
+from bench_read import series_args  # noqa: E402
 
 
 def timed(cmd, repeat):
@@ -40,13 +39,7 @@ def timed(cmd, repeat):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "dicomtools-bench"))
-    ap.add_argument("--slices", type=int, default=300)
-    ap.add_argument("--repeat", type=int, default=3)
-    a = ap.parse_args()
-    series = os.path.join(a.data, f"ct{a.slices}")
-    make_series(series, a.slices)
+    a, series = series_args(__doc__)
     subprocess.run([sys.executable, "-c", "import sys,os;[open(os.path.join(sys.argv[1],f),"
                     "'rb').read() for f in os.listdir(sys.argv[1])]", series], check=True)
     py = sys.executable

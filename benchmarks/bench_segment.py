@@ -8,17 +8,15 @@ usage: python benchmarks/bench_segment.py [--repeat 3]
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_read import make_series  # noqa: E402
+from bench_read import series_args  # noqa: E402
 
 LOW, HIGH = -950.0, -300.0  # the lung preset: regions that do not touch the borders
 
@@ -62,13 +60,7 @@ def best(fn, args, repeat):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "dicomtools-bench"))
-    ap.add_argument("--slices", type=int, default=300)
-    ap.add_argument("--repeat", type=int, default=3)
-    a = ap.parse_args()
-    series = os.path.join(a.data, f"ct{a.slices}")
-    make_series(series, a.slices)
+    a, series = series_args(__doc__)
     from napari_dicomtools import read_volume
 
     v = read_volume(series)

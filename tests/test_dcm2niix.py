@@ -156,3 +156,40 @@ def test_dwi_bvals_bvecs_agree_with_dcm2niix(tmp_path, orientation):
             assert not np.any(ours_v[:, n])
             continue
         assert abs(abs(w_ours[:, n] @ w_ref[:, n]) - 1) < 1e-3, (n, w_ours[:, n], w_ref[:, n])
+
+
+def test_siemens_private_dwi_agrees_with_dcm2niix(tmp_path):
+    """Classic Siemens DWI keeps b-values and gradients in private tags (0019,100C/100E)."""
+    import pydicom
+
+    from napari_dicomtools import scan
+    from napari_dicomtools.core.export import write_series_nifti
+
+    uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
+    grads = [(0, (0.0, 0.0, 0.0)), (1000, (0.6, 0.0, 0.8)), (1000, (0.0, -1.0, 0.0))]
+    rng = np.random.default_rng(2)
+    for t, (b, g) in enumerate(grads):
+        tr = write_series(tmp_path / "dcm" / f"v{t}", rng.integers(0, 900, (4, 16, 20)),
+                          modality="MR", intercept=0, series_uid=uid, frame_uid=frame,
+                          study_uid=study, prefix=f"V{t}_", seed=t, description="ep2d_diff",
+                          window=None, orientation=(0.9848, 0.1736, 0, -0.1504, 0.8529, -0.5))
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.InstanceNumber = t * 4 + int(ds.InstanceNumber)
+            ds.AcquisitionNumber = t + 1
+            ds.Manufacturer = "SIEMENS"
+            block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+            block.add_new(0x0C, "IS", b)
+            if b:
+                block.add_new(0x0E, "FD", list(g))
+            ds.save_as(f)
+    (s,) = scan(tmp_path / "dcm")
+    assert [b for b, _ in s.diffusion] == [0, 1000, 1000]
+    write_series_nifti(s, tmp_path / "ours.nii")
+    out = tmp_path / "out"
+    ref = _dcm2niix(tmp_path / "dcm", out)
+    assert np.array_equal(np.loadtxt(tmp_path / "ours.bval"), np.loadtxt(next(out.glob("*.bval"))))
+    w_ours = _world_dirs(np.loadtxt(tmp_path / "ours.bvec"), nib.load(tmp_path / "ours.nii").affine)
+    w_ref = _world_dirs(np.loadtxt(next(out.glob("*.bvec"))), ref.affine)
+    for n in (1, 2):
+        assert abs(abs(w_ours[:, n] @ w_ref[:, n]) - 1) < 1e-3, (n, w_ours[:, n], w_ref[:, n])

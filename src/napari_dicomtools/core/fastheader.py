@@ -98,6 +98,10 @@ KEYWORDS = {
     "PixelData": (0x7FE00010, "OB or OW"),
     "DiffusionBValue": (0x00189087, "FD"),
     "DiffusionGradientOrientation": (0x00189089, "FD"),
+    # Siemens private diffusion (classic files before XA; creator checked)
+    "SiemensMRHeaderCreator": (0x00190010, "LO"),
+    "SiemensBValue": (0x0019100C, "IS"),
+    "SiemensDiffusionGradientDirection": (0x0019100E, "FD"),
     # Philips private scale slope for "precise" floating-point values (creator checked)
     "PhilipsPrivateCreator2005": (0x20050010, "LO"),
     "PhilipsScaleSlope": (0x2005100E, "FL"),

@@ -252,6 +252,8 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
     if inst.modality == "MR":
         ss = _philips_scale_slope(ds)
         b, g = _diffusion(ds, None, None)
+        if b is None:
+            b, g = _siemens_diffusion(ds)
         per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
         shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
         shared = shared_seq[0] if shared_seq else None
@@ -262,6 +264,32 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
             else:
                 f.bvalue, f.bvec = b, g
     return frames
+
+
+def _private(ds, tag: int):
+    """Raw value of a private tag from the fast or the pydicom data set (None if absent)."""
+    from . import fastheader
+
+    if isinstance(ds, fastheader.FastDataset):
+        return ds.get_tag(tag)
+    e = ds.get(tag)
+    return None if e is None else e.value
+
+
+def _siemens_diffusion(ds):
+    """b-value and gradient (LPS) from Siemens' private (0019,100C)/(0019,100E)."""
+    creator = _private(ds, 0x00190010)
+    if not creator or "SIEMENS MR HEADER" not in str(creator).upper():
+        return None, None
+    raw_b = _private(ds, 0x0019100C)
+    if isinstance(raw_b, (bytes, bytearray)):
+        raw_b = raw_b.decode("ascii", "replace").strip(" \x00")
+    b = _f(raw_b)
+    g = _private(ds, 0x0019100E)
+    if isinstance(g, (bytes, bytearray)) and len(g) == 24:
+        g = list(np.frombuffer(g, "<f8"))
+    g = _floats(g, 3)
+    return b, (tuple(g) if g else None)
 
 
 def _diffusion(ds, shared, default):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .core import geometry
 from .core.errors import DicomToolsError, NoSeriesError
-from .core.scan import scan
+from .core.scan import _looks_like_raw_dicom, scan
 from .core.volume import Volume, _read_series
 
 #: series larger than this (bytes, decoded) open lazily: slices decode as napari shows them
@@ -33,10 +33,7 @@ def _looks_dicom_file(path: str) -> bool:
             head = f.read(132)
     except OSError:
         return False
-    if head[128:132] == b"DICM":
-        return True
-    # data sets without preamble start with a group 0x0008 (or 0x0002) tag
-    return len(head) >= 8 and head[0:2] in (b"\x08\x00", b"\x02\x00", b"\x00\x08")
+    return head[128:132] == b"DICM" or _looks_like_raw_dicom(head)
 
 
 def _looks_dicom_zip(path: str) -> bool:

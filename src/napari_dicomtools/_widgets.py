@@ -236,20 +236,13 @@ class DicomBrowser(QWidget):
 # DICOM header inspector
 
 
-def _source_of(path: str):
-    from .core.scan import Source
-
-    zpath, sep, member = path.partition("::")
-    return Source(zpath, member) if sep else Source(path)
-
-
 def read_full_header(path: str):
     """The whole header (no pixel data) of a file or ``archive.zip::member``."""
     import pydicom
 
-    from .core.scan import open_dicom
+    from .core.scan import Source, open_dicom
 
-    with open_dicom(_source_of(path)) as (fp, _size, dicm):
+    with open_dicom(Source.from_string(path)) as (fp, _size, dicm):
         return pydicom.dcmread(fp, stop_before_pixels=True, force=not dicm)
 
 

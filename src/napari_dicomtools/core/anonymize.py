@@ -477,10 +477,10 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
                                                                           in src]
     sources, skipped = [], []
     for one in srcs:
-        zpath, sep, member = one.partition("::")
-        if sep and os.path.isfile(zpath):  # a zip member, as listed by scan()
-            sources.append(Source(zpath, member))
-            one = zpath
+        src = Source.from_string(one)
+        if src.member is not None:  # a zip member, as listed by scan()
+            sources.append(src)
+            one = src.path
         else:
             s, k = iter_sources(one)
             sources.extend(s)
@@ -498,14 +498,11 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     total = len(sources)
     workers = min(4, os.cpu_count() or 1) if total >= 64 else 1
     if workers > 1:
-        import multiprocessing as mp
-        import sys
         from concurrent.futures import ProcessPoolExecutor
 
-        # fork is fast, but never fork a process running Qt (napari): spawn there
-        gui = any(m in sys.modules for m in ("qtpy", "PyQt5", "PyQt6", "PySide6"))
-        method = "fork" if "fork" in mp.get_all_start_methods() and not gui else "spawn"
-        ctx = mp.get_context(method)
+        from ._parallel import mp_context
+
+        ctx = mp_context()
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(options, key)) as ex:
             results = ex.map(_worker_one, sources, [out_dir] * total, [overwrite] * total,

@@ -156,14 +156,12 @@ def _instance_rows(sources, tags) -> list[dict]:
 
 
 def _instance_rows_parallel(sources, tags, workers: int) -> list[dict]:
-    import multiprocessing as mp
-    import sys
     from concurrent.futures import ProcessPoolExecutor
 
-    gui = any(m in sys.modules for m in ("qtpy", "PyQt5", "PyQt6", "PySide6"))
-    method = "fork" if "fork" in mp.get_all_start_methods() and not gui else "spawn"
+    from ._parallel import mp_context
+
     chunks = [sources[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as ex:
+    with ProcessPoolExecutor(workers, mp_context=mp_context()) as ex:
         parts = list(ex.map(_instance_rows, chunks, [tags] * workers))
     # restore the input order
     order = {str(s): i for i, s in enumerate(sources)}

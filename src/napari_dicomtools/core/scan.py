@@ -45,6 +45,13 @@ class Source:
     def __str__(self) -> str:
         return f"{self.path}::{self.member}" if self.member else self.path
 
+    @classmethod
+    def from_string(cls, text) -> Source:
+        """Inverse of ``str(source)``: ``"archive.zip::member"`` or a plain path."""
+        text = os.fspath(text)
+        zpath, sep, member = text.partition("::")
+        return cls(zpath, member) if sep and os.path.isfile(zpath) else cls(text)
+
     def open(self):
         """A binary, seekable file object (caller closes it)."""
         if self.member is None:

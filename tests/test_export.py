@@ -110,16 +110,17 @@ def test_image_layer_writer_keeps_true_oblique_grid(make_napari_viewer, tmp_path
     img = nib.load(p)
     assert np.allclose(img.affine, vol.affine_ras, atol=1e-5)
     assert np.array_equal(np.asarray(img.dataobj), np.asarray(vol.array).T)
-    # a labels layer drawn on it is written in the same (displayed) patient space
+    # a labels layer drawn on it is written on exactly the image's grid: same shape and
+    # affine, and the painted voxel is the image voxel under it
     labels = viewer.add_labels(np.zeros(layer.data.shape, np.uint8), scale=layer.scale,
                                translate=layer.translate)
     labels.data[3, 5, 6] = 1
     (q,) = write_labels_nifti(str(tmp_path / "labels.nii"), labels.data, labels._get_state())
     lab = nib.load(q)
-    ijk = np.argwhere(np.asarray(lab.dataobj) == 1)[0]
-    world_zyx = np.array([3, 5, 6]) * layer.scale + layer.translate  # napari world = LPS z,y,x
-    ras = lab.affine @ np.append(ijk, 1)
-    assert np.allclose(ras[:3], [-world_zyx[2], -world_zyx[1], world_zyx[0]], atol=1e-6)
+    assert lab.shape == img.shape
+    assert np.allclose(lab.affine, img.affine, atol=1e-6)
+    ijk = tuple(np.argwhere(np.asarray(lab.dataobj) == 1)[0])
+    assert np.asarray(img.dataobj)[ijk] == layer.data[3, 5, 6]
 
 
 def test_npe2_write_uses_our_writer(make_napari_viewer, ct_folder, tmp_path):

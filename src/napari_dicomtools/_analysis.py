@@ -17,12 +17,43 @@ from napari.qt.threading import FunctionWorker
 from napari.types import LayerDataTuple
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from ._viewer import PROVENANCE_KEYS, layer_grid
 from .core import annotate, preprocess, segment
 from .core.export import WINDOW_PRESETS
+from .core.grid import GRID_KEY
 from .core.measure import measure, write_measurements_csv
 
 PRESETS = Literal[tuple(segment.HU_PRESETS)]  # type: ignore[valid-type]
 WINDOWS = Literal[tuple(WINDOW_PRESETS)]  # type: ignore[valid-type]
+PLANE = Literal["acquisition", "axial", "coronal", "sagittal"]
+
+
+def _viewer():
+    try:
+        return napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no viewer (console, tests without Qt)
+        return None
+
+
+def slice_axis(layer, plane: str = "acquisition") -> int:
+    """The data axis that per-slice work steps along: the layer's acquired slices, or the
+    axial (0), coronal (1) or sagittal (2) axis of our ``(z, y, x)`` display grid."""
+    if plane != "acquisition":
+        return {"axial": 0, "coronal": 1, "sagittal": 2}[plane]
+    g = layer_grid(layer, _viewer()) if layer.data.ndim >= 3 else None
+    return 0 if g is None else g.acquisition_axis
+
+
+def _viewed_axis(layer) -> int | None:
+    """The layer data axis the viewer's slider steps along in 2D (the plane on screen)."""
+    viewer = _viewer()
+    if viewer is None or viewer.dims.ndisplay != 2:
+        return None
+    slider = viewer.dims.order[-3] if viewer.dims.ndim >= 3 else None
+    if slider is None:
+        return None
+    ax = slider - (viewer.dims.ndim - layer.ndim)
+    return ax if 0 <= ax < layer.data.ndim else None
 
 
 def _grid(layer):
@@ -36,19 +67,30 @@ def _history(layer, op: str, **params) -> list:
     return hist
 
 
-def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None, **params):
-    """LayerDataTuple on the source's grid (or a new one), with provenance."""
+def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None,
+             on_grid=True, **params):
+    """LayerDataTuple on the source's grid (or a new one), with provenance: the source's
+    patient/study/series/frame-of-reference identity and its true grid, composed with the
+    new display grid (``on_grid=False`` for data that is no longer on it, e.g. augmented)."""
     sc, tr = _grid(layer)
-    meta = {
+    scale = tuple(sc if scale is None else scale)
+    translate = tuple(tr if translate is None else translate)
+    meta = {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
+    meta.update({
         "history": _history(layer, op, **params),
         "derived_from": layer.name,
         "units": layer.metadata.get("units", "") if kind == "image" else "",
         "modality": layer.metadata.get("modality", ""),
-    }
+    })
+    if on_grid and np.ndim(data) >= 3 and np.ndim(layer.data) >= 3:
+        src = layer_grid(layer, _viewer())
+        if src is not None:
+            meta[GRID_KEY] = src.derive(np.shape(data)[-3:], scale[-3:],
+                                        translate[-3:]).to_metadata()
     kwargs = {
         "name": name,
-        "scale": tuple(sc if scale is None else scale),
-        "translate": tuple(tr if translate is None else translate),
+        "scale": scale,
+        "translate": translate,
         "metadata": meta,
     }
     if kind == "image":
@@ -90,11 +132,13 @@ def _segment(
     clear_border: bool = True,
     min_size_mm3: float = 0.0,
     keep_largest: int = 0,
+    slice_plane: PLANE = "acquisition",
 ) -> FunctionWorker[LayerDataTuple]:
     """Threshold -> morphology -> fill holes -> components -> clear border -> size filter.
 
-    Runs in a worker thread, one progress step per stage, and can be cancelled between
-    stages; returns a labels layer on the image's grid.
+    Hole filling and border clearing work slice by slice in ``slice_plane`` (default: the
+    plane the series was acquired in). Runs in a worker thread, one progress step per stage,
+    and can be cancelled between stages; returns a labels layer on the image's grid.
     """
     from napari.qt.threading import thread_worker
 
@@ -104,7 +148,8 @@ def _segment(
     kw = {"preset": preset} if method == "HU preset" else (
         {"method": "otsu"} if method == "Otsu" else {"lower": lower_hu, "upper": upper_hu})
     params = dict(kw, close_mm=close_mm, open_mm=open_mm, fill=fill_holes,
-                  border=clear_border, min_volume_mm3=min_size_mm3, largest=keep_largest)
+                  border=clear_border, min_volume_mm3=min_size_mm3, largest=keep_largest,
+                  slice_axis=slice_axis(image, slice_plane) if data.ndim == 3 else 0)
     steps = segment.segment_steps(data, spacing, **params)
 
     @thread_worker(progress={"total": len(steps), "desc": "segmenting"})
@@ -209,12 +254,15 @@ def crop_widget(image: napari.layers.Image, roi: napari.layers.Layer,
         verts = _shape_in_image(roi, i, image)
         lo = np.floor(verts.min(axis=0)).astype(int)
         hi = np.ceil(verts.max(axis=0)).astype(int) + 1
+        # the shape's plane (whichever is displayed): crop those two axes, keep the third
+        inplane = list(range(data.ndim))
+        if data.ndim == 3:
+            inplane.remove(annotate.plane_of(verts, _viewed_axis(image)))
         start = np.zeros(data.ndim, int)
         stop = np.array(data.shape)
-        start[-2:], stop[-2:] = lo[-2:], hi[-2:]
         pad = np.ceil(margin_mm / sc).astype(int)
-        start[-2:] -= pad[-2:]
-        stop[-2:] += pad[-2:]
+        for a in inplane:
+            start[a], stop[a] = lo[a] - pad[a], hi[a] + pad[a]
     elif isinstance(roi, napari.layers.Labels):
         if roi.data.shape != data.shape:
             raise ValueError(f"{roi.name}: labels shape {roi.data.shape} differs from "
@@ -229,16 +277,19 @@ def crop_widget(image: napari.layers.Image, roi: napari.layers.Layer,
 
 
 def equalize_widget(image: napari.layers.Image, method: Literal["global", "clahe"] = "clahe",
-                    clip_limit: float = 0.01) -> FunctionWorker[LayerDataTuple]:
-    """Histogram equalization (CLAHE slice by slice), to 0..1 float32 (in a worker)."""
+                    clip_limit: float = 0.01, slice_plane: PLANE = "acquisition"
+                    ) -> FunctionWorker[LayerDataTuple]:
+    """Histogram equalization (CLAHE slice by slice in ``slice_plane``), to 0..1 float32
+    (in a worker)."""
     from napari.qt.threading import thread_worker
 
     _check_3d_or_2d(image)
     data = np.asarray(image.data)
+    axis = slice_axis(image, slice_plane) if data.ndim == 3 else 0
 
     @thread_worker(progress={"total": 0, "desc": "equalizing"})
     def run():
-        out = preprocess.equalize(data, method, clip_limit=clip_limit)
+        out = preprocess.equalize(data, method, clip_limit=clip_limit, axis=axis)
         res = _derived(image, out, "equalize", name=f"{image.name} equalized", method=method,
                        clip_limit=clip_limit)
         res[1]["contrast_limits"] = (0.0, 1.0)
@@ -251,18 +302,21 @@ def equalize_widget(image: napari.layers.Image, method: Literal["global", "clahe
 def denoise_widget(image: napari.layers.Image,
                    method: Literal["gaussian", "median"] = "gaussian",
                    sigma_mm: float = 1.0, median_size_mm: float = 1.5,
-                   per_slice: bool = False) -> FunctionWorker[LayerDataTuple]:
-    """Gaussian or median smoothing with sizes in millimetres (in a worker thread)."""
+                   per_slice: bool = False, slice_plane: PLANE = "acquisition"
+                   ) -> FunctionWorker[LayerDataTuple]:
+    """Gaussian or median smoothing with sizes in millimetres (in a worker thread);
+    ``per_slice`` smooths within the planes of ``slice_plane`` only."""
     from napari.qt.threading import thread_worker
 
     _check_3d_or_2d(image)
     sc, _ = _grid(image)
     data = np.asarray(image.data)
+    axis = slice_axis(image, slice_plane) if data.ndim == 3 else 0
 
     @thread_worker(progress={"total": 0, "desc": "denoising"})
     def run():
         out = preprocess.denoise(data, sc, method=method, sigma_mm=sigma_mm,
-                                 size_mm=median_size_mm, per_slice=per_slice)
+                                 size_mm=median_size_mm, per_slice=per_slice, axis=axis)
         res = _derived(image, out, "denoise", name=f"{image.name} denoised", method=method,
                        sigma_mm=sigma_mm, size_mm=median_size_mm, per_slice=per_slice)
         res[1]["contrast_limits"] = tuple(image.contrast_limits)
@@ -299,26 +353,37 @@ def shapes_to_labels_widget(image: napari.layers.Image,
                             shapes: napari.layers.Shapes) -> LayerDataTuple:
     """Paint each rectangle/polygon/ellipse into a labels layer on the image's grid."""
     _check_3d_or_2d(image)
-    lab = annotate.shapes_to_labels(annotation_shapes(shapes, image), image.data.shape)
+    lab = annotate.shapes_to_labels(annotation_shapes(shapes, image), image.data.shape,
+                                    axis=_viewed_axis(image))
     return _derived(image, lab, "shapes_to_labels", name=f"{shapes.name} mask",
                     kind="labels", shapes=shapes.name)
 
 
 def roi_table(image, shapes) -> list[dict]:
-    """ROI statistics (area mm^2, HU) of a shapes layer on an image layer."""
+    """ROI statistics (area mm^2 in the true plane, HU) of a shapes layer on an image layer;
+    shapes may be drawn in any displayed plane."""
     sc, _ = _grid(image)
-    return annotate.roi_stats(np.asarray(image.data), annotation_shapes(shapes, image), sc)
+    g = layer_grid(image, _viewer()) if image.data.ndim == 3 else None
+    return annotate.roi_stats(np.asarray(image.data), annotation_shapes(shapes, image), sc,
+                              affine=None if g is None else g.index_to_lps,
+                              axis=_viewed_axis(image))
 
 
 def measure_table(labels, image=None) -> list[dict]:
-    """Per-label measurements in mm/mL/HU on the labels layer's world grid."""
+    """Per-label measurements from the true geometry: volume = voxels x |det| of the true
+    affine (mm^3, mL), centroid and bounding box in patient LPS mm, HU statistics."""
     sc, tr = _grid(labels)
     img = None
     if image is not None:
-        if image.data.shape != labels.data.shape:
+        if image.data.shape != labels.data.shape or not (
+                np.allclose(image.scale, labels.scale)
+                and np.allclose(image.translate, labels.translate)):
             raise ValueError(f"{labels.name} {labels.data.shape} and {image.name} "
                              f"{image.data.shape} are not on one grid")
         img = np.asarray(image.data)
+    if labels.data.ndim == 3:
+        g = layer_grid(labels, _viewer())
+        return measure(np.asarray(labels.data), img, affine=g.index_to_lps)
     return measure(np.asarray(labels.data), img, sc, tr)
 
 
@@ -434,14 +499,16 @@ def augment_widget(image: napari.layers.Image, labels: napari.layers.Labels | No
         out = augment(data, lab_data, n=samples, seed=seed, config=cfg)
         img = _derived(image, np.stack([a for a, _, _ in out]), "augment",
                        name=f"{image.name} augmented", scale=(1.0, *sc),
-                       translate=(0.0, *tr), seed=seed, config=config_dict(cfg))
+                       translate=(0.0, *tr), on_grid=False, seed=seed,
+                       config=config_dict(cfg))
         img[1]["metadata"]["samples"] = [p for _, _, p in out]
         img[1]["contrast_limits"] = tuple(image.contrast_limits)
         result = [img]
         if labels is not None:
             result.append(_derived(labels, np.stack([b for _, b, _ in out]), "augment",
                                    name=f"{labels.name} augmented", kind="labels",
-                                   scale=(1.0, *sc), translate=(0.0, *tr), seed=seed))
+                                   scale=(1.0, *sc), translate=(0.0, *tr), on_grid=False,
+                                   seed=seed))
         return result
 
     return _started(run())
@@ -460,6 +527,7 @@ def layer_cases(image_layers, labels_layers) -> list[dict]:
         lab = next((lb for lb in labels_layers if lb.data.shape == img.data.shape
                     and np.allclose(lb.scale, img.scale)
                     and np.allclose(lb.translate, img.translate)), None)
+        # the image's true grid, for the image and for the labels drawn on it
         arr, aff = layer_geometry(np.asarray(img.data), img.scale, img.translate, img.metadata)
         lab_arr = None
         if lab is not None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .core import geometry
 from .core.errors import DicomToolsError, NoSeriesError
+from .core.grid import GRID_KEY, Grid
 from .core.scan import _looks_like_raw_dicom, scan
 from .core.volume import Volume, _read_series
 
@@ -122,7 +123,23 @@ def read_dicom(path) -> list:
         layers.append(volume_to_layer_data(vol))
     if not layers:
         raise NoSeriesError(paths[0], "no series could be decoded", series.skipped)
+    _install_viewer_controller()
     return layers
+
+
+def _install_viewer_controller() -> None:
+    """Attach the geometry controller (acquisition plane, upright radiological display,
+    oblique notices, true-LPS status readout) to the viewer that is opening these layers."""
+    try:
+        import napari
+
+        from ._viewer import install
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            install(viewer)
+    except Exception as exc:  # noqa: BLE001 - reading must not fail because of display
+        warnings.warn(f"viewer controller not installed: {exc}", stacklevel=2)
 
 
 def _contrast_limits(vol: Volume):
@@ -141,6 +158,22 @@ def _contrast_limits(vol: Volume):
     if hi <= lo:
         hi = lo + 1
     return [lo, hi]
+
+
+def oblique_notice(name: str, grid: Grid) -> str:
+    """What the user is told when a layer's display is not its true geometry."""
+    what = "gantry-tilted" if grid.display is not None and _sheared(grid) else "oblique"
+    return (f"{name}: {what} by {grid.residual_deg:.1f} degrees, shown axis-aligned (voxels up "
+            f"to {grid.display_error_mm:.0f} mm from their true position on screen); "
+            "measurements and exports use the true geometry. Plugins > DICOM Tools > "
+            "Planes & geometry > Resample to patient axes makes an exact layer.")
+
+
+def _sheared(grid: Grid) -> bool:
+    m = grid.index_to_lps[:3, :3]
+    u = m / np.linalg.norm(m, axis=0)
+    return bool(max(abs(u[:, 0] @ u[:, 1]), abs(u[:, 0] @ u[:, 2]),
+                    abs(u[:, 1] @ u[:, 2])) > 1e-3)
 
 
 def volume_to_layer_data(vol: Volume) -> tuple:
@@ -190,10 +223,10 @@ def volume_to_layer_data(vol: Volume) -> tuple:
                                  "residual_deg": dt.residual_deg,
                                  "scale": dt.scale, "translate": dt.translate,
                                  "shape": tuple(int(n) for n in data.shape[lead:lead + 3])}
+    grid = Grid.for_volume(vol.spacing, vol.origin, vol.direction, vol.spatial_shape)
+    meta[GRID_KEY] = grid.to_metadata()
     if dt.residual_deg > 0.5:
-        meta.setdefault("problems", []).append(
-            f"oblique acquisition: shown axis-aligned (up to {dt.residual_deg:.1f} degrees off);"
-            " the true affine is in metadata['affine_lps']")
+        meta.setdefault("problems", []).append(oblique_notice(kwargs["name"], grid))
     kwargs["scale"] = ((1.0,) * lead) + dt.scale
     kwargs["translate"] = ((0.0,) * lead) + dt.translate
     kwargs["units"] = (("pixel",) if lead else ()) + ("mm", "mm", "mm")

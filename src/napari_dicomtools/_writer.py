@@ -7,9 +7,31 @@ from .core.export import write_layer_nifti
 
 def _nifti(path: str, data, meta: dict) -> list[str]:
     # napari never asks twice: a file chosen in its save dialog was confirmed by the user
-    return [write_layer_nifti(path, data, meta.get("scale", (1.0,) * data.ndim),
-                              meta.get("translate", (0.0,) * data.ndim),
-                              meta.get("metadata") or {}, overwrite=True)]
+    scale = meta.get("scale", (1.0,) * data.ndim)
+    translate = meta.get("translate", (0.0,) * data.ndim)
+    return [write_layer_nifti(path, data, scale, translate,
+                              _with_grid(data, scale, translate, meta.get("metadata") or {}),
+                              overwrite=True)]
+
+
+def _with_grid(data, scale, translate, metadata: dict) -> dict:
+    """``metadata`` plus the true grid of the viewer layer this data sits on (a labels layer
+    painted on one of our images), so it is saved on exactly the image's grid."""
+    from .core.grid import GRID_KEY, Grid
+
+    if GRID_KEY in metadata or len(data.shape) < 3:
+        return metadata
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no viewer: written as shown
+        return metadata
+    for layer in [] if viewer is None else viewer.layers:
+        g = Grid.from_metadata(layer.metadata, data.shape[-3:], scale, translate)
+        if g is not None:
+            return {**metadata, GRID_KEY: g.to_metadata()}
+    return metadata
 
 
 def write_image_nifti(path: str, data, meta: dict) -> list[str]:

@@ -3,7 +3,9 @@
 Shapes live in world millimetres and images in voxel indices (napari #5817): every function
 here takes the shapes' vertices already converted to the image's *data* coordinates
 (``(slice, row, column)`` for 3D, ``(row, column)`` for 2D), which the napari adapter does
-through the image layer's transform. Vertices of one 3D shape must lie on one slice.
+through the image layer's transform. Vertices of one 3D shape must lie in one plane of the
+array: a slice of any of its three axes (a shape drawn on a sagittal or coronal view lies on
+a slice of axis 2 or 1), the plane found from the vertices or given as ``axis``.
 """
 
 from __future__ import annotations
@@ -11,24 +13,40 @@ from __future__ import annotations
 import numpy as np
 
 
-def shape_mask(vertices, shape, kind: str = "polygon") -> tuple[int | None, np.ndarray]:
+def plane_of(vertices, axis: int | None = None) -> int:
+    """The array axis a 3D shape's vertices are constant along (its slice axis).
+
+    ``axis`` is preferred when the vertices are constant along it (a rectangle drawn in the
+    plane the viewer shows); otherwise the one axis they are constant along."""
+    v = np.round(np.asarray(vertices, float)).astype(int)
+    flat = [k for k in range(v.shape[1]) if len(set(v[:, k].tolist())) == 1]
+    if axis is not None and axis in flat:
+        return axis
+    if flat:
+        return flat[0]
+    raise ValueError("a 3D shape must lie in one plane (draw it on a slice in 2D view)")
+
+
+def shape_mask(vertices, shape, kind: str = "polygon", *,
+               axis: int | None = None) -> tuple[int | None, np.ndarray]:
     """``(slice index or None, 2D boolean mask)`` of one shape on an image of ``shape``.
 
     ``kind``: ``rectangle``, ``polygon`` or ``ellipse`` (napari's shape types); paths and
-    lines have no inside and raise.
+    lines have no inside and raise. For 3D, the mask is in the plane of the two axes other
+    than the shape's slice axis (:func:`plane_of`; ``axis`` prefers one), in their order.
     """
     from skimage.draw import ellipse, polygon
 
     v = np.asarray(vertices, float)
     nd = len(shape)
     if nd == 3:
-        z = np.round(v[:, 0]).astype(int)
-        if len(set(z.tolist())) != 1:
-            raise ValueError("a 3D shape must lie on one slice (draw it on a slice in 2D view)")
-        k = int(z[0])
-        if not 0 <= k < shape[0]:
-            raise ValueError(f"shape on slice {k}, outside the image (0..{shape[0] - 1})")
-        rc, plane = v[:, 1:], shape[1:]
+        ax = plane_of(v, axis)
+        k = int(np.round(v[0, ax]))
+        if not 0 <= k < shape[ax]:
+            raise ValueError(f"shape on slice {k} of axis {ax}, outside the image "
+                             f"(0..{shape[ax] - 1})")
+        keep = [a for a in range(3) if a != ax]
+        rc, plane = v[:, keep], tuple(shape[a] for a in keep)
     elif nd == 2:
         k, rc, plane = None, v[:, -2:], shape
     else:
@@ -47,32 +65,49 @@ def shape_mask(vertices, shape, kind: str = "polygon") -> tuple[int | None, np.n
     return k, mask
 
 
-def shapes_to_labels(shapes, shape) -> np.ndarray:
+def shapes_to_labels(shapes, shape, *, axis: int | None = None) -> np.ndarray:
     """A label image: shape ``i`` (from 1) painted on its slice, later shapes on top.
 
-    ``shapes``: iterable of ``(vertices_in_data_coordinates, kind)``.
+    ``shapes``: iterable of ``(vertices_in_data_coordinates, kind)``; ``axis`` the preferred
+    slice axis (the plane shown when they were drawn).
     """
     out = np.zeros(shape, np.int32)
     for i, (verts, kind) in enumerate(shapes, start=1):
-        k, m = shape_mask(verts, shape, kind)
+        k, m = shape_mask(verts, shape, kind, axis=axis)
         if k is None:
             out[m] = i
         else:
-            out[k][m] = i
+            ax = plane_of(verts, axis)
+            idx = [slice(None)] * 3
+            idx[ax] = k
+            out[tuple(idx)][m] = i
     return out
 
 
-def roi_stats(image, shapes, spacing) -> list[dict]:
-    """Per shape: slice, pixels, area in mm^2, mean/min/max/std of the image inside (HU)."""
+def roi_stats(image, shapes, spacing=None, *, affine=None, axis: int | None = None
+              ) -> list[dict]:
+    """Per shape: plane axis and slice, pixels, area in mm^2, mean/min/max/std inside (HU).
+
+    ``spacing`` gives the pixel size of an axis-aligned grid; ``affine`` (4x4, data index ->
+    patient mm, e.g. :attr:`~napari_dicomtools.core.grid.Grid.index_to_lps`) the true one, so
+    areas are measured in the true (oblique, sheared) plane.
+    """
     img = np.asarray(image)
-    sp = np.asarray(spacing, float)[-2:]
+    sp = np.ones(img.ndim) if spacing is None else np.asarray(spacing, float)[-img.ndim:]
     rows = []
     for i, (verts, kind) in enumerate(shapes, start=1):
-        k, m = shape_mask(verts, img.shape, kind)
-        plane = img if k is None else img[k]
+        k, m = shape_mask(verts, img.shape, kind, axis=axis)
+        ax = None if k is None else plane_of(verts, axis)
+        plane = img if k is None else np.take(img, k, axis=ax)
         vals = np.asarray(plane)[m].astype(np.float64)
-        row = {"shape": i, "type": kind, "slice": k, "pixels": int(m.sum()),
-               "area_mm2": float(m.sum() * sp[0] * sp[1])}
+        keep = [a for a in range(img.ndim) if a != ax]
+        if affine is not None and img.ndim == 3:
+            a = np.asarray(affine, float)[:3, :3]
+            pix = float(np.linalg.norm(np.cross(a[:, keep[0]], a[:, keep[1]])))
+        else:
+            pix = float(sp[keep[-2]] * sp[keep[-1]])
+        row = {"shape": i, "type": kind, "axis": ax, "slice": k, "pixels": int(m.sum()),
+               "area_mm2": float(m.sum() * pix)}
         if vals.size:
             row.update(mean=float(vals.mean()), min=float(vals.min()), max=float(vals.max()),
                        std=float(vals.std()))

@@ -312,35 +312,28 @@ def world_affine_to_ras(scale, translate) -> np.ndarray:
 def layer_geometry(data, scale, translate, metadata=None):
     """Array ``(slice, row, column)`` (4D: leading time axis) and RAS affine for a napari layer.
 
-    A layer that our reader made and that still has its load-time transform is written on its
-    true (possibly oblique or sheared) grid: the display view is undone and ``affine_ras`` from
-    its metadata is used. Any other layer (a labels layer drawn on it, a layer from elsewhere,
-    or one the user moved) is written as shown: axis-aligned in world ``(z, y, x)`` LPS mm from
-    its own ``scale`` and ``translate``.
+    Always the true geometry (:class:`~napari_dicomtools.core.grid.Grid`): a layer the reader
+    made (or a labels layer on its grid) is written on exactly the original series grid, the
+    display view undone, as ``convert`` writes it; a derived layer (crop, resize, ...) with
+    the true affine composed with its own grid; a layer from elsewhere, or one the user
+    moved, as shown: axis-aligned in world ``(z, y, x)`` LPS mm from its ``scale`` and
+    ``translate``.
 
     Returns
     -------
     (numpy.ndarray or array-like, numpy.ndarray)
     """
-    metadata = metadata or {}
+    from .grid import Grid
+
     nd = len(data.shape)
     if nd not in (2, 3, 4):
         raise ValueError(f"expected a 2D, 3D or 4D layer, got shape {data.shape}")
     if nd == 2:
-        data = data[None]
-        scale = (1.0,) + tuple(scale)
-        translate = (0.0,) + tuple(translate)
-    lead = 1 if len(data.shape) == 4 else 0
-    dt = metadata.get("display_transform") or {}
-    aff = metadata.get("affine_ras")
-    if aff is not None and "axes" in dt and "scale" in dt and \
-            tuple(int(n) for n in data.shape[lead:lead + 3]) == tuple(dt.get("shape", ())) and \
-            np.allclose(np.asarray(scale, float)[-3:], dt["scale"]) and \
-            np.allclose(np.asarray(translate, float)[-3:], dt["translate"]):
-        t = geometry.DisplayTransform(tuple(dt["axes"]), tuple(dt["flips"]), tuple(dt["scale"]),
-                                      tuple(dt["translate"]))
-        return t.invert(data, leading=lead), np.asarray(aff, float)
-    return data, world_affine_to_ras(scale, translate)
+        return data[None], world_affine_to_ras((1.0,) + tuple(scale)[-2:],
+                                               (0.0,) + tuple(translate)[-2:])
+    lead = nd - 3
+    grid = Grid.of_layer(tuple(data.shape[lead:]), scale, translate, metadata)
+    return grid.nifti(data, leading=lead)
 
 
 def write_layer_nifti(path, data, scale, translate, metadata=None, *, overwrite=False,

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
-            objects: list | None = None) -> list[dict]:
+            objects: list | None = None, affine=None) -> list[dict]:
     """One row per label.
 
     Parameters
@@ -70,6 +70,12 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
             entry.update(mean=vals.mean(), min=vals.min(), max=vals.max(), std=vals.std())
         per[int(i)] = entry
     voxel = float(np.prod(sp))
+    aff = None
+    if affine is not None:
+        if nd != 3:
+            raise ValueError(f"affine needs 3D labels, got {nd}D")
+        aff = np.asarray(affine, float)
+        voxel = float(abs(np.linalg.det(aff[:3, :3])))
     rows = []
     for i in ids:
         e = per[int(i)]
@@ -84,7 +90,14 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
             row["volume_ml"] = float(count * voxel / 1000.0)
         else:
             row["area_mm2"] = float(count * voxel)
-        if direction is None:
+        if aff is not None:
+            corners = np.array([[(lo, hi)[b >> k & 1][k] - 0.5 for k in range(3)]
+                                for b in range(8)])
+            pts = corners @ aff[:3, :3].T + aff[:3, 3]
+            row["bbox_min_lps_mm"] = tuple(float(v) for v in pts.min(axis=0))
+            row["bbox_max_lps_mm"] = tuple(float(v) for v in pts.max(axis=0))
+            row["centroid_lps_mm"] = tuple(float(v) for v in aff[:3, :3] @ c + aff[:3, 3])
+        elif direction is None:
             row["bbox_min_mm"] = tuple(float(v) for v in org + (lo - 0.5) * sp)
             row["bbox_max_mm"] = tuple(float(v) for v in org + (hi - 0.5) * sp)
             world = org + c * sp

@@ -148,9 +148,10 @@ def bbox_of(mask, margin_mm: float = 0.0, spacing=None):
 
 
 def equalize(array, method: str = "global", *, clip_limit: float = 0.01,
-             per_slice: bool = True) -> np.ndarray:
+             per_slice: bool = True, axis: int = 0) -> np.ndarray:
     """Histogram equalization to float32 in 0..1: ``global`` or ``clahe`` (per slice for 3D
-    by default, as radiologists look at slices)."""
+    by default, as radiologists look at slices; ``axis`` is the array axis the slices are
+    taken along, e.g. the acquisition plane of a sagittal series)."""
     from skimage import exposure
 
     arr = np.asarray(array, np.float64)
@@ -162,13 +163,14 @@ def equalize(array, method: str = "global", *, clip_limit: float = 0.01,
     scaled = (arr - lo) / (hi - lo if hi > lo else 1.0)
     if arr.ndim == 3 and per_slice:
         return np.stack([exposure.equalize_adapthist(s, clip_limit=clip_limit)
-                         for s in scaled]).astype(np.float32)
+                         for s in np.moveaxis(scaled, axis, 0)], axis=axis).astype(np.float32)
     return exposure.equalize_adapthist(scaled, clip_limit=clip_limit).astype(np.float32)
 
 
 def denoise(array, spacing=None, *, method: str = "gaussian", sigma_mm: float = 1.0,
-            size_mm: float = 1.5, per_slice: bool = False) -> np.ndarray:
-    """Gaussian (``sigma_mm``) or median (``size_mm`` window) smoothing in millimetres."""
+            size_mm: float = 1.5, per_slice: bool = False, axis: int = 0) -> np.ndarray:
+    """Gaussian (``sigma_mm``) or median (``size_mm`` window) smoothing in millimetres
+    (``per_slice``: in the planes across ``axis`` only)."""
     from scipy import ndimage
 
     arr = np.asarray(array)
@@ -178,12 +180,12 @@ def denoise(array, spacing=None, *, method: str = "gaussian", sigma_mm: float = 
     if method == "gaussian":
         sig = sigma_mm / sp
         if per_slice and arr.ndim == 3:
-            sig[0] = 0
+            sig[axis] = 0
         out = ndimage.gaussian_filter(arr.astype(np.float32), sig)
     elif method == "median":
         size = np.maximum(1, np.round(size_mm / sp).astype(int) | 1)
         if per_slice and arr.ndim == 3:
-            size[0] = 1
+            size[axis] = 1
         out = ndimage.median_filter(arr, size=tuple(size))
     else:
         raise ValueError(f"method must be 'gaussian' or 'median', got {method!r}")

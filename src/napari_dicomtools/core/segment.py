@@ -80,13 +80,21 @@ def ball(radius_mm: float, spacing) -> np.ndarray:
     return dist <= 1.0
 
 
-def fill_holes(mask, per_slice: bool = False) -> np.ndarray:
-    """Fill enclosed holes, in 3D or slice by slice (lungs open at the hilum need 2D)."""
+def fill_holes(mask, per_slice: bool = False, *, axis: int = 0) -> np.ndarray:
+    """Fill enclosed holes, in 3D or slice by slice (lungs open at the hilum need 2D).
+
+    ``axis``: the array axis the slices are taken along (the plane the user reads in, e.g.
+    the acquisition plane of a sagittal series).
+    """
     from scipy import ndimage
 
     m = np.asarray(mask, bool)
     if per_slice and m.ndim == 3:
-        return np.stack([ndimage.binary_fill_holes(s) for s in m])
+        out = np.empty_like(m)
+        for k in range(m.shape[axis]):
+            idx = (slice(None),) * axis + (k,)
+            out[idx] = ndimage.binary_fill_holes(m[idx])
+        return out
     return ndimage.binary_fill_holes(m)
 
 
@@ -123,18 +131,20 @@ def label(mask, connectivity: int = 1) -> np.ndarray:
 
 
 def clear_border(labels, per_slice: bool = False, *, objects: list | None = None,
-                 copy: bool = True) -> np.ndarray:
+                 copy: bool = True, axis: int = 0) -> np.ndarray:
     """Remove components touching the image border (the table, the air outside the body).
 
     With ``per_slice`` (3D), only the in-plane border counts: objects cut by the first/last
-    slice of the stack are kept. ``objects`` (``scipy.ndimage.find_objects`` of ``labels``)
+    slice of the stack are kept; ``axis`` is the array axis the slices are taken along (the
+    plane the user reads in). ``objects`` (``scipy.ndimage.find_objects`` of ``labels``)
     saves a pass over the image and is updated (cleared entries become None); ``copy=False``
     edits ``labels`` in place.
     """
     lab = np.asarray(labels)
     if lab.dtype == bool:
         lab = label(lab)
-    axes = range(lab.ndim - 2, lab.ndim) if per_slice and lab.ndim == 3 else range(lab.ndim)
+    axes = [a for a in range(3) if a != axis] if per_slice and lab.ndim == 3 \
+        else range(lab.ndim)
     faces = []
     for ax in axes:  # the border faces as views: no full-size mask
         faces.append(np.take(lab, 0, axis=ax).ravel())
@@ -217,9 +227,12 @@ def relabel(labels) -> np.ndarray:
 def segment_steps(image, spacing=None, *, lower=None, upper=None, method: str = "manual",
                   preset: str | None = None, fill: bool = True, open_mm: float = 0.0,
                   close_mm: float = 0.0, border: bool = True, min_volume_mm3: float = 0.0,
-                  largest: int = 0, connectivity: int = 1) -> list:
+                  largest: int = 0, connectivity: int = 1, slice_axis: int = 0) -> list:
     """The chain of :func:`segment` as a list of one-argument callables (previous result ->
-    next), so a GUI can report progress and stop between stages."""
+    next), so a GUI can report progress and stop between stages.
+
+    Hole filling and border clearing work slice by slice along ``slice_axis`` (default 0,
+    the acquired slices of a volume; 1 or 2 for the other planes of a display view)."""
     arr = np.asarray(image)
     sp = _spacing(spacing, arr.ndim)
     steps = [lambda _: threshold(arr, lower, upper, method=method, preset=preset)]
@@ -228,10 +241,11 @@ def segment_steps(image, spacing=None, *, lower=None, upper=None, method: str = 
     if open_mm > 0:
         steps.append(lambda m: opening(m, open_mm, sp))
     if fill:
-        steps.append(lambda m: fill_holes(m, per_slice=arr.ndim == 3))
+        steps.append(lambda m: fill_holes(m, per_slice=arr.ndim == 3, axis=slice_axis))
     steps.append(lambda m: label(m, connectivity))
     if border:
-        steps.append(lambda lab: clear_border(lab, per_slice=arr.ndim == 3, copy=False))
+        steps.append(lambda lab: clear_border(lab, per_slice=arr.ndim == 3, copy=False,
+                                              axis=slice_axis))
     if min_volume_mm3 > 0:
         steps.append(lambda lab: remove_small(lab, min_volume_mm3, sp))
     if largest > 0:
@@ -245,7 +259,7 @@ def segment(image, spacing=None, *, progress=None, **options) -> np.ndarray:
 
     Options are those of :func:`segment_steps` (``lower``, ``upper``, ``method``,
     ``preset``, ``fill``, ``open_mm``, ``close_mm``, ``border``, ``min_volume_mm3``,
-    ``largest``, ``connectivity``). ``progress(step, total)`` is called after each stage.
+    ``largest``, ``connectivity``, ``slice_axis``). ``progress(step, total)`` is called after each stage.
     """
     steps = segment_steps(image, spacing, **options)
     state = None

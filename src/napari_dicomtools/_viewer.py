@@ -1,0 +1,306 @@
+"""napari adapter: make the viewer show DICOM the way radiologists read it, and tell the truth.
+
+One :class:`GeometryController` per viewer (:func:`install`, idempotent; the reader and the
+widgets install it):
+
+* a series opens in its **acquisition plane** (the slider over its own slices);
+* every plane is **upright and radiological** through napari's camera orientation: axial
+  anterior up and the patient's left on the screen's right, coronal superior up and left on
+  the right, sagittal superior up and anterior on the left (world axes are LPS ``(z, y, x)``,
+  so the vertical axis points *up* whenever it is S-I);
+* :func:`set_plane` switches axial/coronal/sagittal/acquisition keeping the point under the
+  cursor (keys Alt+1, Alt+2, Alt+3, Alt+0, and buttons in the *Planes & geometry* dock);
+* **no silent approximation**: an oblique or tilted layer raises a notification when it
+  arrives and a canvas notice while it is the active layer;
+* the **status bar** adds, for layers with a true grid, the voxel's original
+  ``(slice, row, column)`` index and its true LPS position in mm;
+* a labels layer created on the grid of one of our layers (napari's *New labels* button)
+  inherits that layer's true grid and provenance, so it is measured and saved on it.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from .core.grid import GRID_KEY, Grid
+
+PLANES = ("axial", "coronal", "sagittal")
+
+#: keys of layer.metadata that identify where data came from; derived layers keep them
+PROVENANCE_KEYS = ("patient_name", "patient_id", "study_uid", "series_uid",
+                   "frame_of_reference", "modality", "study_date", "study_description",
+                   "series_description", "series_number", "orientation")
+
+_CONTROLLERS: dict[int, GeometryController] = {}
+
+
+def layer_grid(layer, viewer=None) -> Grid | None:
+    """The true grid of a napari layer (3D spatial data), or None for 2D layers.
+
+    A layer without a stored grid that sits exactly on the display grid of one of our layers
+    (same spatial shape, scale and translate, e.g. labels drawn on it) gets that layer's grid;
+    any other layer is what napari shows (axis-aligned world mm)."""
+    nd = layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
+    if nd < 3:
+        return None
+    shape = tuple(layer.data.shape[nd - 3:nd])
+    g = Grid.from_metadata(layer.metadata, shape, layer.scale, layer.translate)
+    if g is not None:
+        return g
+    if viewer is not None:
+        for other in viewer.layers:
+            if other is layer or GRID_KEY not in other.metadata:
+                continue
+            g = Grid.from_metadata(other.metadata, shape, layer.scale, layer.translate)
+            if g is not None:
+                return g
+    return Grid.axis_aligned(layer.scale, layer.translate, shape)
+
+
+def plane_order(ndim: int, plane: str) -> tuple:
+    """``dims.order`` that shows ``plane`` (world axes are ``(..., z, y, x)`` LPS)."""
+    lead = list(range(ndim - 3))
+    z, y, x = ndim - 3, ndim - 2, ndim - 1
+    order = {"axial": [z, y, x], "coronal": [y, z, x], "sagittal": [x, z, y]}[plane]
+    return tuple(lead + order)
+
+
+def current_plane(viewer) -> str | None:
+    """The plane shown in 2D (by the slider's world axis), or None."""
+    ndim = viewer.dims.ndim
+    if ndim < 3:
+        return None
+    not_shown = [a for a in viewer.dims.order[:-2] if a >= ndim - 3]
+    if len(not_shown) != 1:
+        return None
+    return PLANES[not_shown[0] - (ndim - 3)]
+
+
+def _gridded(viewer):
+    return [lay for lay in viewer.layers if GRID_KEY in lay.metadata]
+
+
+def acquisition_plane(viewer, layer=None) -> str:
+    """The plane a layer (default: the active one, else the first of ours) was acquired in."""
+    if layer is None or GRID_KEY not in layer.metadata:
+        active = viewer.layers.selection.active
+        cands = ([active] if active is not None and GRID_KEY in active.metadata else []) + \
+            _gridded(viewer)
+        if not cands:
+            return "axial"
+        layer = cands[0]
+    return PLANES[int(layer.metadata[GRID_KEY].get("acquisition_axis", 0))]
+
+
+def set_plane(viewer, plane: str, *, keep_cursor: bool = True) -> str:
+    """Show ``plane`` (``axial``, ``coronal``, ``sagittal`` or ``acquisition``) upright and
+    radiological, through the point under the cursor (else the current point)."""
+    if plane == "acquisition":
+        plane = acquisition_plane(viewer)
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES + ('acquisition',)}, got {plane!r}")
+    ndim = viewer.dims.ndim
+    if ndim < 3:
+        return plane
+    point = np.asarray(viewer.dims.point, float)
+    if keep_cursor:
+        cur = np.asarray(viewer.cursor.position, float)
+        if cur.shape == point.shape and np.all(np.isfinite(cur)):
+            point = cur
+    if viewer.dims.ndisplay != 2:
+        viewer.dims.ndisplay = 2
+    order = plane_order(ndim, plane)
+    viewer.dims.order = order
+    slider = order[-3]
+    viewer.dims.set_point(slider, float(point[slider]))
+    update_orientation(viewer)
+    if keep_cursor:
+        viewer.camera.center = (0.0,) + tuple(float(point[a]) for a in order[-2:])
+    else:
+        viewer.reset_view()
+    return plane
+
+
+def update_orientation(viewer) -> None:
+    """Vertical axis up when it is S-I (coronal, sagittal), down when it is P-A (axial):
+    the radiological picture in every plane. Leaves viewers without our layers alone."""
+    if not _gridded(viewer):
+        return
+    ndim = viewer.dims.ndim
+    if viewer.dims.ndisplay != 2 or ndim < 3:
+        return
+    vertical = viewer.dims.order[-2]
+    want = ("up" if vertical == ndim - 3 else "down", "right")
+    if tuple(str(v) for v in viewer.camera.orientation2d) != want:
+        viewer.camera.orientation2d = want
+
+
+class GeometryController:
+    """Keeps one viewer radiological and honest; see the module docstring."""
+
+    def __init__(self, viewer):
+        self._viewer = weakref.ref(viewer)
+        self.notified: set[int] = set()
+        viewer.layers.events.inserted.connect(self._on_inserted)
+        viewer.dims.events.order.connect(self._on_dims)
+        viewer.dims.events.ndisplay.connect(self._on_dims)
+        viewer.layers.selection.events.active.connect(self._on_active)
+        for key, plane in (("Alt-1", "axial"), ("Alt-2", "coronal"), ("Alt-3", "sagittal"),
+                           ("Alt-0", "acquisition")):
+            viewer.bind_key(key, _plane_key(plane), overwrite=True)
+        for layer in list(viewer.layers):
+            self._adopt(layer)
+
+    @property
+    def viewer(self):
+        return self._viewer()
+
+    # -------------------------------------------------------------- events
+    def _on_inserted(self, event):
+        viewer = self.viewer
+        if viewer is None:
+            return
+        layer = event.value
+        first = GRID_KEY in layer.metadata and len(_gridded(viewer)) == 1
+        self._adopt(layer)
+        if first and viewer.dims.ndim >= 3:
+            set_plane(viewer, acquisition_plane(viewer, layer), keep_cursor=False)
+        self._notify_oblique(layer)
+        self._on_active()
+
+    def _on_dims(self, event=None):
+        viewer = self.viewer
+        if viewer is not None:
+            update_orientation(viewer)
+
+    def _on_active(self, event=None):
+        viewer = self.viewer
+        if viewer is None:
+            return
+        layer = viewer.layers.selection.active
+        text = ""
+        if layer is not None and GRID_KEY in layer.metadata:
+            g = layer_grid(layer, viewer)
+            if g is not None and g.display_error_mm > 0.5:
+                text = (f"{layer.name}: {g.residual_deg:.1f} deg oblique/tilted, shown "
+                        f"axis-aligned (up to {g.display_error_mm:.0f} mm off). Numbers use "
+                        "the true geometry; 'Resample to patient axes' for an exact view.")
+        overlay = text_overlay(viewer)
+        overlay.text = text
+        overlay.visible = bool(text)
+        if text:
+            overlay.color = "yellow"
+            overlay.font_size = 9
+
+    # -------------------------------------------------------------- helpers
+    def _adopt(self, layer):
+        """Inherit a grid and provenance for a layer drawn on one of ours; readout."""
+        viewer = self.viewer
+        if viewer is None:
+            return
+        if GRID_KEY not in layer.metadata and layer._type_string == "labels":
+            nd = layer.data.ndim
+            if nd >= 3:
+                shape = tuple(layer.data.shape[-3:])
+                for other in _gridded(viewer):
+                    if other is layer:
+                        continue
+                    g = Grid.from_metadata(other.metadata, shape, layer.scale, layer.translate)
+                    if g is not None:
+                        meta = dict(layer.metadata)
+                        meta[GRID_KEY] = g.to_metadata()
+                        meta.setdefault("derived_from", other.name)
+                        for k in PROVENANCE_KEYS:
+                            if k in other.metadata:
+                                meta.setdefault(k, other.metadata[k])
+                        layer.metadata = meta
+                        break
+        if GRID_KEY in layer.metadata and not getattr(layer, "_dicomtools_status", False):
+            _wrap_status(layer)
+
+    def _notify_oblique(self, layer):
+        if layer._type_string != "image" or GRID_KEY not in layer.metadata \
+                or id(layer) in self.notified:
+            return
+        viewer = self.viewer
+        g = layer_grid(layer, viewer)
+        if g is None or g.display_error_mm <= 0.5:
+            return
+        self.notified.add(id(layer))
+        from napari.utils.notifications import show_warning
+
+        from ._reader import oblique_notice
+
+        show_warning(oblique_notice(layer.name, g))
+
+
+def text_overlay(viewer):
+    """The canvas text overlay (napari >= 0.9 moved it under ``canvas.overlays``)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and "text" in overlays:
+        return overlays["text"]
+    return viewer.text_overlay
+
+
+def _plane_key(plane):
+    def press(viewer):
+        set_plane(viewer, plane)
+    press.__name__ = f"show_{plane}_plane"
+    press.__doc__ = f"Show the {plane} plane (upright, radiological)"
+    return press
+
+
+def _wrap_status(layer) -> None:
+    """Add the original voxel index and true LPS mm to the layer's status-bar text."""
+    original = layer.get_status
+
+    def get_status(position=None, *args, **kwargs):
+        status = original(position, *args, **kwargs)
+        try:
+            extra = true_position_text(layer, position, world=kwargs.get("world", False))
+        except Exception:  # noqa: BLE001 - the status bar must never break
+            extra = ""
+        if extra:
+            if isinstance(status, dict):
+                status = dict(status)
+                status["coordinates"] = f"{status.get('coordinates', '')} | {extra}"
+            else:
+                status = f"{status} | {extra}"
+        return status
+
+    layer.get_status = get_status
+    layer._dicomtools_status = True
+
+
+def true_position_text(layer, position, *, world: bool = True) -> str:
+    """``voxel (s, r, c) | LPS (x, y, z) mm`` of a position over ``layer`` from its true grid."""
+    if position is None:
+        return ""
+    g = layer_grid(layer)
+    if g is None:
+        return ""
+    pos = np.asarray(position, float)
+    data_pos = np.asarray(layer.world_to_data(pos) if world else pos, float)
+    nd = layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
+    idx = np.round(data_pos[nd - 3:nd])
+    if np.any(idx < 0) or np.any(idx >= np.asarray(g.shape)):
+        return ""
+    lps = g.lps(idx)
+    text = "LPS ({:.1f}, {:.1f}, {:.1f}) mm".format(*lps)
+    orig = g.original_index(idx)
+    if orig is not None:
+        text = "voxel (s, r, c) = ({:.0f}, {:.0f}, {:.0f}) | ".format(*orig) + text
+    return text
+
+
+def install(viewer) -> GeometryController:
+    """The viewer's controller (created once)."""
+    ctl = _CONTROLLERS.get(id(viewer))
+    if ctl is not None and ctl.viewer is viewer:
+        return ctl
+    ctl = GeometryController(viewer)
+    _CONTROLLERS[id(viewer)] = ctl
+    return ctl

@@ -309,6 +309,7 @@ def cmd_anonymize(args) -> int:
         shift_dates=args.shift_dates,
         clean_descriptors=args.clean_descriptors,
         skip_burned_in=args.skip_burned_in,
+        keep_unlisted_public=args.keep_unlisted_public,
     )
     bar = None
     state = {}
@@ -336,12 +337,18 @@ def cmd_anonymize(args) -> int:
         print(f"WARNING: {w.message}", file=sys.stderr)
     for path, reason in rep.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
+    summary = (f"{len(rep.written)} file(s) written under {out}, {len(rep.skipped)} skipped"
+               f" ({len(rep.failed)} could not be de-identified)")
     if not args.quiet:
-        print(f"{len(rep.written)} file(s) written under {out}, {len(rep.skipped)} skipped")
+        print(summary)
+    elif rep.failed:
+        print(summary, file=sys.stderr)
     if not rep.written:
         raise DicomToolsError(src, "nothing was anonymized (see the skipped files above)")
     clashes = [r for _, r in rep.skipped if "not overwriting" in r]
-    return 1 if clashes else 0
+    if clashes:
+        return 1
+    return 3 if rep.failed else 0
 
 
 def cmd_view(args) -> int:
@@ -427,7 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="De-identify every DICOM file under SRC into OUTDIR with "
                                    "the Basic Application Level Confidentiality Profile. "
                                    "Pixel data is not changed: check BurnedInAnnotation "
-                                   "warnings.")
+                                   "warnings. A file that cannot be de-identified is skipped "
+                                   "with its reason; the others are written.",
+                       epilog="exit status: 0 every DICOM file written (non-DICOM files "
+                              "skipped); 3 written, but some DICOM files could not be "
+                              "de-identified (listed on stderr); 1 nothing written, an "
+                              "output exists (use --force) or another error.")
     p.add_argument("src", help="DICOM file, folder or .zip")
     p.add_argument("outdir", help="output folder (never inside SRC)")
     p.add_argument("--key", help="secret making UIDs/pseudonyms reproducible across runs "
@@ -442,9 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retain-institution-identity", action="store_true")
     p.add_argument("--retain-uids", action="store_true", help="keep the original UIDs")
     p.add_argument("--clean-descriptors", action="store_true",
-                   help="keep descriptions, scrubbed of names, IDs and dates found in the file")
+                   help="keep descriptions, scrubbed of names and IDs found in the file, "
+                        "titled names (Dr X) and dates in common notations")
     p.add_argument("--skip-burned-in", action="store_true",
                    help="skip files with BurnedInAnnotation=YES instead of warning")
+    p.add_argument("--keep-unlisted-public", action="store_true",
+                   help="keep public attributes the profile's table does not list (default: "
+                        "removed unless known to be safe; UIDs are remapped either way)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_anonymize)

@@ -8,15 +8,23 @@ table offers a choice (``X/Z``, ``X/Z/D``, ``Z/D`` ...), the engine picks the ch
 the object valid without keeping information: ``D`` over ``Z`` over ``X``.
 
 What the engine does beyond the table (PS3.15 E.3 and lessons from other tools' leaks):
-* applies the rules recursively inside every sequence item;
+* applies the rules recursively inside every sequence item (PatientName/PatientID too, at
+  any depth: replaced by the pseudonym of the ID they hold);
+* removes public attributes that Table E.1-1 does not list unless they are known to be safe
+  (``data/deid_public_allowlist.json``: numbers, code strings, sequences, image pixel,
+  geometry and technique attributes, coded vocabulary), unless ``keep_unlisted_public``;
+  elements unknown to the data dictionary are always removed;
+* remaps every UI value that is not a well-known UID (pydicom's UID registry: SOP classes,
+  transfer syntaxes, coding schemes, ...) wherever it is, listed in E.1-1 or not;
 * removes all private elements (and their creators) unless ``retain_private``;
 * removes overlay (60xx) and curve (50xx) groups (their data can hold burned-in text);
 * rebuilds the file meta (new MediaStorageSOPInstanceUID, no AE titles, no private
   information) and zeroes the preamble (E.3.8);
 * remaps UIDs to ``2.25.<int>`` from a keyed hash (HMAC-SHA256): consistent within a run, and
-  across runs when the same key is given; well-known UIDs (SOP classes, transfer syntaxes,
-  coding schemes) are not remapped because they are never listed for ``U``;
-* replaces PatientName/PatientID with one pseudonym per patient (no trailing '^');
+  across runs when the same key is given; well-known UIDs are kept;
+* replaces PatientName/PatientID with one pseudonym per patient (no trailing '^'); other
+  person names get a neutral value (empty where the action allows ``Z``), never the pseudonym;
+* replaces an Encapsulated Document (E.1-1: ``D``) by a valid dummy document of its MIME type;
 * removes dates and times or, with ``shift_dates``, shifts every DA/DT by a per-patient
   number of days (same key), keeping intervals;
 * sets PatientIdentityRemoved=YES, DeidentificationMethod and
@@ -33,6 +41,9 @@ import json
 import os
 import re
 import secrets
+import sys
+import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,6 +51,7 @@ from functools import lru_cache
 from .errors import DicomToolsError
 
 _DATA = os.path.join(os.path.dirname(__file__), "data", "confidentiality_profile_attributes.json")
+_ALLOW = os.path.join(os.path.dirname(__file__), "data", "deid_public_allowlist.json")
 
 #: table column -> option name of :class:`Options`, and its CID 7050 code
 OPTION_COLUMNS = {
@@ -69,6 +81,11 @@ class Options:
     known to be safe (Table E.3.10-1), which is not bundled, so every private attribute is
     removed (``retain_private`` keeps them all, outside the profile, for trusted settings).
 
+    ``keep_unlisted_public``: keep public data-dictionary attributes that Table E.1-1 does
+    not list (the profile read literally). Default: they are removed unless the allow-list
+    ``data/deid_public_allowlist.json`` knows them to be safe. UIDs are remapped and
+    elements unknown to the data dictionary removed either way.
+
     ``key``: secret bytes/str making UID and pseudonym mapping reproducible across runs
     (keep it secret: with it the mapping can be recomputed). Without it a random key is used,
     so mappings are consistent within one :class:`Anonymizer` only.
@@ -84,6 +101,7 @@ class Options:
     clean_structured_content: bool = False
     clean_graphics: bool = False
     retain_private: bool = False  # NOT part of the profile: keeps every private element
+    keep_unlisted_public: bool = False  # keep dictionary attributes E.1-1 does not list
     skip_burned_in: bool = False
     key: bytes | str | None = None
     max_shift_days: int = 365
@@ -135,13 +153,113 @@ def rule_for(tag: int) -> Rule | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def public_allowlist() -> tuple[frozenset, frozenset, frozenset, dict]:
+    """The policy for public attributes Table E.1-1 does not list, from
+    ``data/deid_public_allowlist.json``.
+
+    Returns
+    -------
+    tuple
+        ``(kept VRs, excluded groups, kept tags, {tag: action letter})``.
+
+    Raises
+    ------
+    DicomToolsError
+        The data file is missing, or names a keyword the data dictionary does not know.
+    """
+    from pydicom.datadict import tag_for_keyword
+
+    try:
+        with open(_ALLOW, encoding="utf-8") as f:
+            rules = json.load(f)["rules"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DicomToolsError(_ALLOW, f"the public allow-list is unreadable ({exc})") from None
+
+    def tag(kw: str) -> int:
+        t = tag_for_keyword(kw)
+        if t is None:
+            raise DicomToolsError(_ALLOW, f"unknown keyword {kw!r}")
+        return int(t)
+
+    vrs = frozenset(rules["vr_kept"]["vrs"])
+    groups = frozenset(int(g, 16) for g in rules["groups_excluded"]["groups"])
+    kept = frozenset(tag(kw) for kws in rules["text_and_binary_kept"]["keywords"].values()
+                     for kw in kws)
+    replaced = {tag(kw): a for kw, a in rules["replaced"]["actions"].items()}
+    return vrs, groups, kept, replaced
+
+
+@lru_cache(maxsize=1)
+def _well_known() -> frozenset:
+    import pydicom.uid as puid
+    from pydicom._uid_dict import UID_dictionary
+
+    known = set(UID_dictionary)
+    for name in ("PrivateTransferSyntaxes", "AllTransferSyntaxes"):
+        known.update(str(u) for u in getattr(puid, name, ()))
+    return frozenset(known)
+
+
+def is_well_known_uid(value: str) -> bool:
+    """True for UIDs of pydicom's registry (SOP classes, transfer syntaxes, coding schemes,
+    well-known frames of reference ...): these identify a kind of thing, never a patient,
+    and are kept; every other UID is remapped."""
+    return str(value).strip().rstrip("\x00") in _well_known()
+
+
+_UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+
+
+def is_valid_uid(value) -> bool:
+    """True when ``value`` is one UID of the PS3.5 9.1 grammar (digits and dots, no leading
+    zeros, at most 64 characters): safe as a file name."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and \
+        _UID_RE.fullmatch(value) is not None
+
+
+def _in_dictionary(tag: int) -> bool:
+    from pydicom.datadict import dictionary_has_tag
+
+    return dictionary_has_tag(tag)
+
+
+def unlisted_action(tag: int, vr: str, options: Options | None = None) -> str:
+    """The action for a public attribute that Table E.1-1 does not list: ``K`` (kept, UIDs
+    still remapped), ``X`` (removed) or the letter of the allow-list's ``replaced`` table."""
+    opts = options or Options()
+    tag = int(tag)
+    if not _in_dictionary(tag):
+        return "X"
+    vrs, groups, kept, replaced = public_allowlist()
+    if tag in replaced and not opts.keep_unlisted_public:
+        return replaced[tag]
+    if opts.keep_unlisted_public or tag in kept:
+        return "K"
+    if vr in vrs and (tag >> 16) not in groups:
+        return "K"
+    return "X"
+
+
 def removed_by_profile(tag: int, options: Options | None = None) -> bool:
-    """True when the profile (with ``options``) would remove, empty or replace this tag's
-    value; used by metadata tables' ``--deidentify`` so both share one list."""
+    """True when the de-identification (with ``options``) would remove, empty or replace
+    this tag's value; used by metadata tables' ``--deidentify`` so both share one list."""
+    from pydicom.datadict import dictionary_VR
+
+    opts = options or Options()
+    tag = int(tag)
+    if tag >> 16 & 1:
+        return not opts.retain_private
     rule = rule_for(tag)
+    try:
+        vr = dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        vr = "UN"
     if rule is None:
-        return bool(int(tag) >> 16 & 1)  # private
-    return _action(rule, options or Options(), "") != "K"
+        if vr == "UI":
+            return not opts.retain_uids
+        return unlisted_action(tag, vr, opts) != "K"
+    return _action(rule, opts, vr) != "K"
 
 
 def _action(rule: Rule, opts: Options, vr: str) -> str:
@@ -153,7 +271,9 @@ def _action(rule: Rule, opts: Options, vr: str) -> str:
     choices = rule.basic.replace("*", "").split("/")
     if vr in ("UI", "SQ") and "U" in choices:
         return "U"  # U* on a sequence: keep it, remap the UIDs inside
-    for pref in ("D", "Z", "X"):
+    # person names: empty rather than a dummy that could be taken for a person
+    prefs = ("Z", "D", "X") if vr == "PN" else ("D", "Z", "X")
+    for pref in prefs:
         if pref in choices:
             return pref
     if "U" in choices:
@@ -162,7 +282,7 @@ def _action(rule: Rule, opts: Options, vr: str) -> str:
 
 
 #: VRs that can carry free text or names
-_FREE_TEXT = {"PN", "LO", "SH", "ST", "LT", "UT", "UC", "AE", "AS"}
+_FREE_TEXT = {"PN", "LO", "SH", "ST", "LT", "UT", "UC", "AE", "AS", "UR"}
 #: coded vocabulary kept inside strictly cleaned sequences (standard terms, not PHI)
 _CODE_KEYWORDS = {"CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning",
                   "LongCodeValue", "URNCodeValue", "MappingResource", "ContextIdentifier",
@@ -171,6 +291,14 @@ _CODE_KEYWORDS = {"CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", 
 
 _MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 10240,
             "UT": 1 << 20, "UC": 1 << 20, "AS": 4}
+#: a neutral person name (two components: not dciodvfy's "retired" single-component form)
+PN_DUMMY = "ANONYMIZED^"
+_PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
+_ENCAPSULATED_DOCUMENT = 0x00420011
+
+
+def _multi(value) -> bool:
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
 
 
 class Anonymizer:
@@ -190,15 +318,17 @@ class Anonymizer:
         self._key = k.encode("utf-8") if isinstance(k, str) else bytes(k)
         self.uid_map: dict[str, str] = {}
         self.warnings: list[str] = []
+        self._decisions: dict = {}
 
     # --- mappings ----------------------------------------------------------------------
     def _digest(self, kind: str, value: str) -> bytes:
         return hmac.new(self._key, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
 
     def uid(self, original: str) -> str:
-        """``2.25.<decimal>`` derived from the keyed hash of ``original`` (< 64 chars)."""
+        """``2.25.<decimal>`` derived from the keyed hash of ``original`` (< 64 chars).
+        Well-known UIDs (:func:`is_well_known_uid`) and empty values are returned as is."""
         original = str(original).strip().rstrip("\x00")
-        if not original:
+        if not original or original in _well_known():
             return original
         new = self.uid_map.get(original)
         if new is None:
@@ -206,9 +336,14 @@ class Anonymizer:
             self.uid_map[original] = new
         return new
 
+    def _uids(self, value):
+        if _multi(value):
+            return [self.uid(x) for x in value]
+        return self.uid(value) if value else value
+
     def pseudonym(self, patient_id: str, patient_name: str = "") -> str:
         """A stable patient pseudonym, e.g. ``ANON-3F9A2C71D0``, from ID (or name)."""
-        basis = (patient_id or "").strip() or (patient_name or "").strip() or "unknown"
+        basis = (patient_id or "").strip() or _norm_name(patient_name) or "unknown"
         return "ANON-" + self._digest("patient", basis).hex()[:10].upper()
 
     def date_offset_days(self, patient_id: str) -> int:
@@ -219,6 +354,18 @@ class Anonymizer:
     # --- the engine --------------------------------------------------------------------
     def dataset(self, ds, *, source: str = ""):
         """De-identify ``ds`` in place and return it (file meta rebuilt, preamble zeroed).
+
+        Parameters
+        ----------
+        ds : pydicom.Dataset
+            The data set; changed in place.
+        source : str
+            Its name, for messages only (never written into the data set).
+
+        Returns
+        -------
+        pydicom.Dataset
+            ``ds``.
 
         Raises
         ------
@@ -235,14 +382,16 @@ class Anonymizer:
                 raise DicomToolsError(source or None, "BurnedInAnnotation=YES; skipped")
             warnings.warn(msg, stacklevel=2)
             self.warnings.append(msg)
-        pid = str(ds.get("PatientID", "") or "")
-        pname = str(ds.get("PatientName", "") or "")
+        pid = _text(ds.get("PatientID", ""))
+        pname = _text(ds.get("PatientName", ""))
         ctx = {
             "pseudonym": self.pseudonym(pid, pname),
+            "pid": pid.strip(),
+            "pname": _norm_name(pname),
             "shift": self.date_offset_days(pid or pname) if self.options.shift_dates else None,
             "phi": _phi_tokens(ds),
         }
-        self._walk(ds, ctx)
+        self._walk(ds, ctx, top=True)
         ds.PatientIdentityRemoved = "YES"
         ds.PatientName = ctx["pseudonym"]
         ds.PatientID = ctx["pseudonym"]
@@ -250,13 +399,17 @@ class Anonymizer:
         # file meta: rebuilt, not cleaned (E.3.8)
         old = getattr(ds, "file_meta", None)
         ts = old.get("TransferSyntaxUID") if old is not None else None
+        if not ts:
+            ts = _transfer_syntax_read(ds)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "") or (
             old.get("MediaStorageSOPClassUID", "") if old is not None else "")
         if "SOPInstanceUID" not in ds and old is not None and \
                 old.get("MediaStorageSOPInstanceUID"):
-            ds.SOPInstanceUID = self.uid(old.MediaStorageSOPInstanceUID)
-        meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
+            ds.SOPInstanceUID = (old.MediaStorageSOPInstanceUID if self.options.retain_uids
+                                 else self.uid(old.MediaStorageSOPInstanceUID))
+        sop = ds.get("SOPInstanceUID", "")
+        meta.MediaStorageSOPInstanceUID = sop[0] if _multi(sop) and len(sop) else sop
         if ts:
             meta.TransferSyntaxUID = ts
         meta.ImplementationClassUID = "2.25.194726453104815309870346372395458219451"
@@ -284,7 +437,22 @@ class Anonymizer:
             items.append(it)
         ds.DeidentificationMethodCodeSequence = Sequence(items)
 
-    def _walk(self, ds, ctx, strict: bool = False):
+    def _decide(self, tag: int, vr: str) -> tuple[str, bool]:
+        """(action, listed in E.1-1) for a public tag and VR, cached per Anonymizer."""
+        key = (tag, vr)
+        d = self._decisions.get(key)
+        if d is None:
+            rule = rule_for(tag)
+            if rule is not None:
+                d = (_action(rule, self.options, vr), True)
+            elif vr == "UI":
+                d = ("K" if self.options.retain_uids else "U", False)
+            else:
+                d = (unlisted_action(tag, vr, self.options), False)
+            self._decisions[key] = d
+        return d
+
+    def _walk(self, ds, ctx, strict: bool = False, top: bool = False):
         """Apply the profile to every element of ``ds`` (recursively).
 
         ``strict`` is set inside sequences the profile replaces with dummies (``D``, e.g.
@@ -292,6 +460,7 @@ class Anonymizer:
         name and date value is replaced, whatever its tag; coded vocabulary is kept.
         """
         opts = self.options
+        item_pid = None
         for elem in list(ds):
             tag = int(elem.tag)
             group = tag >> 16
@@ -299,24 +468,49 @@ class Anonymizer:
                 if not opts.retain_private:
                     del ds[elem.tag]
                 continue
-            if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
-                del ds[elem.tag]  # curves and overlays: their bitmaps cannot be cleaned
+            if (tag & 0xFFFF) == 0 or group == 0x0002 or 0x5000 <= group <= 0x50FF or \
+                    0x6000 <= group <= 0x60FF:
+                # group lengths (stale once values change), a file meta element misplaced in
+                # the data set, curves and overlays (their bitmaps cannot be cleaned)
+                del ds[elem.tag]
                 continue
-            if tag in (0x00100010, 0x00100020):  # replaced by the pseudonym afterwards
+            if tag in (_PATIENT_NAME, _PATIENT_ID):
+                if not top:  # the top level gets the pseudonym afterwards
+                    if item_pid is None:
+                        item_pid = _text(ds.get("PatientID", "")).strip()
+                    self._patient(elem, ctx, item_pid)
                 continue
-            rule = rule_for(tag)
-            if rule is None:
-                if elem.VR == "SQ":
-                    for item in elem.value:
-                        self._walk(item, ctx, strict)
-                elif strict and elem.keyword not in _CODE_KEYWORDS:
-                    if elem.VR in _FREE_TEXT:
-                        self._apply(ds, elem, "D", ctx)
-                    elif elem.VR in ("DA", "DT", "TM"):
-                        self._apply(ds, elem, "D", ctx)
-                continue
-            action = _action(rule, opts, elem.VR)
+            vr = elem.VR
+            action, listed = self._decide(tag, vr)
+            if not listed:
+                if vr == "SQ":
+                    if action == "X":
+                        del ds[elem.tag]
+                    else:
+                        for item in elem.value:
+                            self._walk(item, ctx, strict)
+                    continue
+                if strict and elem.keyword not in _CODE_KEYWORDS and \
+                        (vr in _FREE_TEXT or vr in ("DA", "DT", "TM")):
+                    action = "D"
+                elif action == "K":
+                    continue
             self._apply(ds, elem, action, ctx, strict)
+
+    def _patient(self, elem, ctx, item_pid: str):
+        """PatientName/PatientID inside a sequence item: the pseudonym of the ID they hold
+        (the same as the top level's for the same patient)."""
+        value = _text(elem.value)
+        if not value.strip():
+            return
+        if int(elem.tag) == _PATIENT_ID:
+            elem.value = self.pseudonym(value.strip())
+        elif item_pid:
+            elem.value = self.pseudonym(item_pid)
+        elif _norm_name(value) == ctx["pname"]:
+            elem.value = ctx["pseudonym"]
+        else:
+            elem.value = self.pseudonym("", value)
 
     def _apply(self, ds, elem, action, ctx, strict: bool = False):
         vr = elem.VR
@@ -327,6 +521,8 @@ class Anonymizer:
             if vr == "SQ":
                 for item in elem.value:
                     self._walk(item, ctx, strict)
+            elif vr == "UI" and not self.options.retain_uids:
+                elem.value = self._uids(elem.value)
             return
         if vr == "SQ":
             if action == "Z":
@@ -340,35 +536,58 @@ class Anonymizer:
         if action == "Z":
             elem.value = None if vr not in ("OB", "OW", "UN") else b""
             return
+        if vr == "UI":  # U, D or C: a consistent new UID
+            elem.value = self._uids(elem.value)
+            return
         if action == "U":
-            if vr == "UI":
-                v = elem.value
-                if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
-                    elem.value = [self.uid(x) for x in v]
-                else:
-                    elem.value = self.uid(v)
-            else:
-                elem.value = _dummy(vr, ctx)
+            elem.value = _dummy(vr, ctx)
             return
         if action == "C":
             if vr in ("DA", "DT", "TM"):
                 elem.value = _shift(elem.value, vr, ctx["shift"]) if ctx["shift"] is not None \
                     else _dummy(vr, ctx)
-            elif vr in ("LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS"):
+            elif vr in ("LO", "SH", "ST", "LT", "UT", "UC", "CS"):
                 elem.value = _clean_text(elem.value, ctx["phi"])
+            elif vr == "PN":
+                elem.value = PN_DUMMY if elem.value else elem.value
             return
         # D
-        if vr in ("DA", "DT") and ctx["shift"] is not None:
+        if int(elem.tag) == _ENCAPSULATED_DOCUMENT:
+            _dummy_document(ds, elem)
+        elif vr in ("DA", "DT") and ctx["shift"] is not None:
             elem.value = _shift(elem.value, vr, ctx["shift"])
-        elif vr == "UI":
-            elem.value = self.uid(elem.value) if elem.value else elem.value
         else:
             elem.value = _dummy(vr, ctx)
 
 
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if _multi(value):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _norm_name(name) -> str:
+    """A person name without trailing empty components or padding, upper case: the same
+    person written ``Doe^John`` or ``DOE^JOHN^^^`` gives the same pseudonym."""
+    return re.sub(r"[\^\s=]+$", "", _text(name).strip()).upper()
+
+
+def _transfer_syntax_read(ds) -> str | None:
+    """The transfer syntax pydicom read a meta-less data set with."""
+    enc = getattr(ds, "original_encoding", None) or (None, None)
+    implicit, little = enc
+    if implicit is None:
+        return None
+    if implicit:
+        return "1.2.840.10008.1.2"
+    return "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"
+
+
 def _dummy(vr: str, ctx) -> object:
     if vr == "PN":
-        return ctx["pseudonym"]
+        return PN_DUMMY
     if vr == "DA":
         return "19000101"
     if vr == "DT":
@@ -390,11 +609,62 @@ def _dummy(vr: str, ctx) -> object:
     return "ANONYMIZED"[: _MAX_LEN.get(vr, 64)]
 
 
+def minimal_pdf(text: str = "Document removed by de-identification") -> bytes:
+    """A valid one-page PDF showing ``text`` (ASCII), with a correct cross-reference table."""
+    safe = re.sub(r"[^ -~]", "?", text).replace("\\", "\\\\").replace("(", "\\(") \
+        .replace(")", "\\)")
+    stream = f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode("ascii")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream +
+        b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n"
+            "%%EOF\n").encode()
+    return bytes(out)
+
+
+#: a dummy document per MIME type of Encapsulated Document (PS3.3 C.24.2)
+_DUMMY_DOCUMENTS = {
+    "text/xml": b'<?xml version="1.0" encoding="UTF-8"?>\n<ClinicalDocument '
+                b'xmlns="urn:hl7-org:v3"/>\n',
+    "model/stl": b"solid removed\nendsolid removed\n",
+    "model/obj": b"# removed by de-identification\n",
+    "model/mtl": b"# removed by de-identification\n",
+}
+
+
+def _dummy_document(ds, elem) -> None:
+    """E.1-1's ``D`` for Encapsulated Document (Type 1): a valid dummy document of the
+    declared MIME type (a one-page PDF otherwise), and its length updated."""
+    mime = _text(ds.get("MIMETypeOfEncapsulatedDocument", "")).strip().lower()
+    doc = _DUMMY_DOCUMENTS.get(mime)
+    if doc is None:
+        doc = minimal_pdf()
+        if "MIMETypeOfEncapsulatedDocument" in ds:
+            ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    if "EncapsulatedDocumentLength" in ds:
+        ds.EncapsulatedDocumentLength = len(doc)
+    elem.value = doc + (b"\0" if len(doc) % 2 else b"")
+
+
 def _shift(value, vr: str, days: int):
     if value in (None, ""):
         return value
-    values = value if isinstance(value, (list, tuple)) or type(value).__name__ == \
-        "MultiValue" else [value]
+    values = value if _multi(value) else [value]
     out = []
     for v in values:
         s = str(v).strip()
@@ -417,57 +687,157 @@ def _phi_tokens(ds) -> set[str]:
     tokens = set()
     for kw in ("PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate",
                "AccessionNumber", "ReferringPhysicianName", "PatientAddress",
-               "InstitutionName", "OperatorsName", "PerformingPhysicianName"):
+               "InstitutionName", "OperatorsName", "PerformingPhysicianName",
+               "PatientBirthName", "PatientMotherBirthName", "RequestingPhysician",
+               "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "StationName",
+               "InstitutionAddress", "InstitutionalDepartmentName", "StudyID"):
         v = ds.get(kw, None)
         if v is None:
             continue
-        for part in re.split(r"[\^\s,=/\\]+", str(v)):
+        for part in re.split(r"[\^\s,=/\\]+", _text(v)):
             if len(part) >= 2:
                 tokens.add(part.lower())
     return tokens
 
 
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_DAY = r"(?:[0-3]?\d)(?:st|nd|rd|th)?"
+#: dates as people write them in free text (PS3.15 E.3.5: descriptors keep no dates)
+_DATE_RE = re.compile("|".join([
+    r"\b\d{4}[-./]\d{1,2}[-./]\d{1,2}\b",                  # 2024-03-15, 2024.3.15
+    r"\b\d{1,2}[-./]\d{1,2}[-./]\d{2,4}\b",                # 15/03/2024, 15.03.2024, 3-15-24
+    rf"\b{_DAY}[\s\-./]*{_MONTH}\.?,?[\s\-./]*\d{{2,4}}\b",  # 15 Mar 2024, 15-Mar-2024
+    rf"\b{_MONTH}\.?[\s\-./]*{_DAY},?[\s\-./]*\d{{2,4}}\b",  # Mar 15 2024, March 15, 2024
+    rf"\b{_MONTH}\.?[\s\-./,]*(?:19|20)\d\d\b",            # March 2024
+    r"\b(?:19|20)\d{6}\b",                                 # 20240315
+]), re.IGNORECASE)
+_NAME_WORD = r"[A-Z][A-Za-z'\-]*\b\.?"
+#: a title and up to three capitalised name words after it: Dr X, Dr. X Y, Prof X ...
+_TITLE_RE = re.compile(
+    r"\b(?i:dr|drs|doctor|prof|professor|mr|mrs|ms|mx|miss|sir|dame|nurse|rev|sr|sra|dott|"
+    r"herr|frau|mme|mlle|m)\b\.?[\s\^]+(" + _NAME_WORD + r"(?:[\s\^]+" + _NAME_WORD +
+    r"){0,2})")
+#: a name followed by a degree: Smith MD, J. Smith, M.D.
+_DEGREE_RE = re.compile(r"\b(" + _NAME_WORD + r"(?:\s+" + _NAME_WORD + r")?),?\s+"
+                        r"(?:MD|M\.D\.|PhD|Ph\.D\.|RN|DO|MBBS|FRCR)\b")
+
+
+def _stars(m: re.Match, group: int = 0) -> str:
+    s, e = m.span(group)
+    whole = m.group(0)
+    a, b = s - m.start(), e - m.start()
+    return whole[:a] + re.sub(r"[^\s\^]", "*", whole[a:b]) + whole[b:]
+
+
 def _clean_text(value, phi: set[str]):
+    """Clean Descriptors (E.3.5): keep the text, scrub names and IDs seen in the header,
+    titled names (``Dr X``), dates in common notations and long digit runs."""
     if value is None:
         return value
+    if _multi(value):
+        return [_clean_text(v, phi) for v in value]
     text = str(value)
 
     def scrub(m):
         return "*" * len(m.group(0)) if m.group(0).lower() in phi else m.group(0)
 
     text = re.sub(r"[A-Za-z0-9]+", scrub, text)
-    # dates and long digit runs (IDs, phone numbers) are never clean
-    text = re.sub(r"\d{4}[-./]?\d{2}[-./]?\d{2}", "********", text)
+    text = _DATE_RE.sub(lambda m: "*" * len(m.group(0)), text)
+    text = _TITLE_RE.sub(lambda m: _stars(m, 1), text)
+    text = _DEGREE_RE.sub(lambda m: _stars(m, 1), text)
+    # long digit runs (IDs, phone numbers) are never clean
     text = re.sub(r"\d{5,}", lambda m: "*" * len(m.group(0)), text)
     return text
 
 
 @dataclass
 class Report:
-    """What :func:`anonymize_files` did."""
+    """What :func:`anonymize_files` did.
+
+    ``written``: output files. ``skipped``: every input not written, as ``(source,
+    reason)`` (non-DICOM files, DICOMDIRs, burned-in files when asked to skip, existing
+    outputs, malformed files). ``failed``: the subset of ``skipped`` that looked like DICOM
+    but could not be de-identified (malformed, unreadable, missing SOP Instance UID ...).
+    """
 
     written: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # (source, reason)
     warnings: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (source, reason), also in skipped
+
+
+def _safe_component(value, fallback_kind: str) -> str:
+    """A path component from a de-identified value: the value when it is one valid UID (or
+    a pseudonym of letters, digits and '-'), else a name derived from its hash."""
+    if is_valid_uid(value):
+        return value
+    if fallback_kind == "patient" and isinstance(value, str) and \
+            re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
+        return value
+    digest = hashlib.sha256(f"{fallback_kind}\0{_text(value)}".encode()).digest()
+    return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
 def output_path(out_dir: str, ds) -> str:
     """``out/<pseudonym>/<study uid>/<series uid>/<sop uid>.dcm``: built from the already
-    de-identified data set only, never from source names."""
-    parts = [str(ds.get("PatientID", "") or "ANON"), str(ds.get("StudyInstanceUID", "") or
-                                                        "study"),
-             str(ds.get("SeriesInstanceUID", "") or "series")]
-    safe = ["".join(c if c.isalnum() or c in ".-_" else "_" for c in p) for p in parts]
-    return os.path.join(out_dir, *safe, f"{ds.SOPInstanceUID}.dcm")
+    de-identified data set only, never from source names.
+
+    Every component is a validated UID (PS3.5 9.1 grammar) or pseudonym; anything else
+    (a crafted ``../x`` kept by ``--retain-uids``, a multi-valued SOP Instance UID) is
+    replaced by a UID derived from its hash, so the path always stays under ``out_dir``.
+
+    Raises
+    ------
+    DicomToolsError
+        The data set has no SOP Instance UID, or the path would leave ``out_dir``.
+    """
+    sop = ds.get("SOPInstanceUID", None)
+    if sop is None or not _text(sop).strip():
+        raise DicomToolsError(None, "no SOP Instance UID (Type 1): not de-identified")
+    parts = [_safe_component(_text(ds.get("PatientID", "")) or "ANON", "patient"),
+             _safe_component(_text(ds.get("StudyInstanceUID", "")) or "study", "study"),
+             _safe_component(_text(ds.get("SeriesInstanceUID", "")) or "series", "series"),
+             _safe_component(sop if not _multi(sop) else list(sop), "instance") + ".dcm"]
+    target = os.path.join(os.fspath(out_dir), *parts)
+    root = os.path.realpath(os.fspath(out_dir))
+    if not os.path.realpath(target).startswith(root.rstrip(os.sep) + os.sep):
+        raise DicomToolsError(target, f"would be written outside {out_dir}; refused")
+    return target
 
 
 def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
-                    overwrite: bool = False, progress=None) -> Report:
+                    overwrite: bool = False, progress=None,
+                    workers: int | None = None) -> Report:
     """De-identify every DICOM file under ``src`` into ``out_dir`` (never into ``src``).
 
     Non-DICOM files and DICOMDIRs are skipped with a reason (a DICOMDIR's records hold PHI
-    and would point at the source names); sources are only read. Large folders are
-    processed by a pool of processes (the keyed mappings make every worker agree).
+    and would point at the source names); sources are only read. A file that cannot be
+    de-identified (malformed, truncated, no SOP Instance UID ...) is skipped with its reason
+    and listed in ``Report.failed``; the others are written. Large folders are processed by
+    a pool of processes (the keyed mappings make every worker agree) whose workers end with
+    the calling process, even when it is killed.
+
+    Parameters
+    ----------
+    src : str, os.PathLike or list
+        File, folder, ``.zip`` (or ``archive.zip::member``), or a list of them.
+    out_dir : str or os.PathLike
+        Output folder, outside every source.
+    options : Options, optional
+        Profile options (default: the Basic Profile alone).
+    key : bytes or str, optional
+        Secret for reproducible UIDs/pseudonyms (default: ``options.key`` or random).
+    overwrite : bool
+        Replace existing outputs.
+    progress : callable, optional
+        ``progress(done, total)`` after each file.
+    workers : int, optional
+        Processes (default: up to 4 for 64 files or more, else 1).
+
+    Returns
+    -------
+    Report
     """
     from .export import refuse_inside_source
     from .scan import Skipped, Source, iter_sources
@@ -496,7 +866,9 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
         key = (options.key if options is not None else None) or secrets.token_bytes(32)
     report = Report(skipped=[(s.path, s.reason) for s in skipped])
     total = len(sources)
-    workers = min(4, os.cpu_count() or 1) if total >= 64 else 1
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if total >= 64 else 1
+    workers = max(1, min(int(workers), total or 1))
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -504,9 +876,9 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
 
         ctx = mp_context()
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(options, key)) as ex:
+                                 initargs=(options, key, os.getpid())) as ex:
             results = ex.map(_worker_one, sources, [out_dir] * total, [overwrite] * total,
-                             chunksize=16)
+                             chunksize=max(1, min(16, total // (4 * workers))))
             for i, res in enumerate(results):
                 _collect(report, res)
                 if progress is not None:
@@ -523,18 +895,47 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
 
 
 def _collect(report: Report, res):
-    target, skipped, warns = res
+    target, skipped, warns, failed = res
     if target is not None:
         report.written.append(target)
     if skipped is not None:
         report.skipped.append(skipped)
+        if failed:
+            report.failed.append(skipped)
     report.warnings.extend(warns)
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(options, key):
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when ``parent_pid`` does, even on ``kill -9``: the
+    kernel's parent-death signal on Linux (prctl PR_SET_PDEATHSIG), and everywhere a
+    daemon thread that watches the parent id."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 == PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # died before prctl took effect
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(options, key, parent_pid=None):
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     _WORKER["anon"] = Anonymizer(options, key=key)
 
 
@@ -543,7 +944,8 @@ def _worker_one(source, out_dir, overwrite):
 
 
 def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
-    """De-identify one file: (target or None, (source, reason) or None, warnings)."""
+    """De-identify one file: (target or None, (source, reason) or None, warnings, failed).
+    Never raises: whatever goes wrong with one file is that file's reason."""
     import pydicom
 
     from .export import atomic_output
@@ -551,26 +953,44 @@ def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
 
     name = str(source)
     caught: list[str] = []
+    looks_dicom = False
     try:
         with open_dicom(source) as (fp, _size, dicm):
+            looks_dicom = bool(dicm)
             try:
-                ds = pydicom.dcmread(fp, force=not dicm)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ds = pydicom.dcmread(fp, force=not dicm)
+                    ds.get("SOPInstanceUID")  # parse now, inside the open file
             except Exception as exc:  # noqa: BLE001 - pydicom raises anything on junk
                 raise DicomToolsError(name, f"not readable as DICOM ({exc})") from None
         if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
             raise DicomToolsError(name, "not a DICOM file (no SOP Class/Instance UID)")
+        looks_dicom = True
         if "DirectoryRecordSequence" in ds:
+            looks_dicom = False
             raise DicomToolsError(name, "DICOMDIR index not copied")
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            anon.dataset(ds, source=name)
+            try:
+                anon.dataset(ds, source=name)
+            except DicomToolsError as exc:
+                if "BurnedInAnnotation" in exc.reason:
+                    looks_dicom = False  # skipped on request, not a failure
+                raise
         caught = [str(x.message) for x in w if "BurnedInAnnotation" in str(x.message)]
         target = output_path(out_dir, ds)
         if os.path.exists(target) and not overwrite:
+            looks_dicom = False  # an existing output, not a bad input
             raise DicomToolsError(target, "exists; not overwriting (use --force)")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with atomic_output(target, overwrite) as tmp:
-            ds.save_as(tmp, enforce_file_format=True)
-        return target, None, caught
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds.save_as(tmp, enforce_file_format=True)
+        return target, None, caught, False
     except DicomToolsError as exc:
-        return None, (name, exc.reason), caught
+        return None, (name, exc.reason), caught, looks_dicom
+    except Exception as exc:  # noqa: BLE001 - one malformed file never ends the run
+        return None, (name, f"could not be de-identified ({type(exc).__name__}: {exc})"), \
+            caught, True

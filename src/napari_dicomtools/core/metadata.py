@@ -204,6 +204,7 @@ def metadata_table(path, tags: Iterable | None = None, level: str = "series", *,
     specs = [parse_tag(t) for t in (DEFAULT_TAGS if tags is None else tags)]
     tagmap = {t: (name, vr) for t, name, vr in specs}
     columns = [name for _, name, _ in specs]
+    known: set[str] = set()  # source paths, redacted from de-identified cells
     if level == "instance":
         from .scan import iter_sources
 
@@ -219,11 +220,18 @@ def metadata_table(path, tags: Iterable | None = None, level: str = "series", *,
             else _instance_rows(sources, tagmap)
         rows += [{"path": k.path, "error": k.reason} for k in skipped]
         order = list(INSTANCE_COLUMNS[:3]) + columns + ["error"]
+        known.update(str(r["path"]) for r in rows)
     else:
-        rows = _series_rows(path, tagmap)
+        rows = _series_rows(path, tagmap, known)
         order = columns + list(SERIES_COLUMNS)
     if deidentify:
         order = _deidentified_columns(order, specs)
+        known.update(os.fspath(p) for p in ([path] if isinstance(path, (str, os.PathLike))
+                                            else path))
+        for r in rows:
+            for col in ("problems", "error"):
+                if r.get(col):
+                    r[col] = redact_paths(str(r[col]), known)
     table = [{c: r.get(c, "") for c in order} for r in rows]
     if as_frame is None or as_frame:
         try:
@@ -236,12 +244,17 @@ def metadata_table(path, tags: Iterable | None = None, level: str = "series", *,
     return table
 
 
-def _series_rows(path, tagmap) -> list[dict]:
+def _series_rows(path, tagmap, known: set | None = None) -> list[dict]:
     import datetime as dt
 
     from .scan import scan
 
     series = scan(path)
+    if known is not None:  # for --deidentify: every path a message could repeat
+        known.update(str(f.instance.source) for s in series for f in s.frames)
+        known.update(str(f.instance.path) for s in series for f in s.frames)
+        known.update(k.path for s in series for k in s.skipped)
+        known.update(k.path for k in series.skipped)
     rows = []
     for s in series:
         try:
@@ -273,6 +286,35 @@ def _series_rows(path, tagmap) -> list[dict]:
                      "problems": "files outside any series: " + "; ".join(
                          k.reason for k in series.skipped[:5])})
     return rows
+
+
+_PATHLIKE = re.compile(r"[^\s;,()<>\"']*[/\\][^\s;,()<>\"']*|"
+                       r"[^\s;,()<>\"'/\\]+\.(?:dcm|dicom|ima|img|zip|nii|gz|tar)\b",
+                       re.IGNORECASE)
+
+
+def redact_paths(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` with every file path replaced by ``<file>``: the ``known`` paths first
+    (they may hold spaces), then anything that looks like a path or a file name. Paths are
+    identifying (patient names in folder names), so de-identified tables carry none.
+
+    Parameters
+    ----------
+    text : str
+        A message, e.g. a ``problems`` cell.
+    known : iterable of str
+        Paths that may occur in ``text``.
+
+    Returns
+    -------
+    str
+    """
+    for p in sorted({k for k in known if k}, key=len, reverse=True):
+        for variant in {p, os.path.abspath(p), os.path.basename(p)}:
+            if len(variant) > 2 and variant in text:
+                text = re.sub(r"(?<![\w.])" + re.escape(variant) + r"(?![\w])", "<file>",
+                              text)
+    return _PATHLIKE.sub("<file>", text)
 
 
 def _deidentified_columns(order, specs):

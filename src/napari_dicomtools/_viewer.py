@@ -304,3 +304,110 @@ def install(viewer) -> GeometryController:
     ctl = GeometryController(viewer)
     _CONTROLLERS[id(viewer)] = ctl
     return ctl
+
+
+# ---------------------------------------------------------------------------- dock widget
+
+
+def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
+    """A ``LayerDataTuple`` of ``layer`` resampled onto exact patient axes (its display is
+    then its geometry), with the source's provenance and a true grid."""
+    from .core.grid import resample_to_patient_axes
+
+    grid = layer_grid(layer, viewer)
+    if grid is None:
+        raise ValueError(f"{layer.name}: a 2D layer is already shown as it is")
+    is_labels = layer._type_string == "labels"
+    lead = layer.data.ndim - 3 - (1 if getattr(layer, "rgb", False) else 0)
+    if getattr(layer, "rgb", False):
+        raise ValueError(f"{layer.name}: RGB layers cannot be resampled here")
+    arr, out = resample_to_patient_axes(np.asarray(layer.data), grid, spacing,
+                                        order=0 if is_labels else 1,
+                                        cval=0 if is_labels else None, leading=lead)
+    meta = {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
+    meta.update(units=layer.metadata.get("units", ""), derived_from=layer.name,
+                history=list(layer.metadata.get("history", [])) + [
+                    {"op": "resample_to_patient_axes", "source": layer.name,
+                     "spacing": [float(v) for v in out.scale]}])
+    meta[GRID_KEY] = out.to_metadata()
+    kwargs = {"name": f"{layer.name} (patient axes)", "metadata": meta,
+              "scale": (1.0,) * lead + tuple(out.scale),
+              "translate": (0.0,) * lead + tuple(out.translate)}
+    if not is_labels:
+        kwargs["colormap"] = "gray"
+        kwargs["contrast_limits"] = tuple(layer.contrast_limits)
+    return arr, kwargs, "labels" if is_labels else "image"
+
+
+def make_geometry_widget(napari_viewer):
+    """The *Planes & geometry* dock: plane buttons (axial, coronal, sagittal, acquisition),
+    the active layer's geometry in words, and *Resample to patient axes* (in a worker)."""
+    from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+    from napari.qt.threading import thread_worker
+    from napari.utils.notifications import show_error, show_info
+
+    viewer = napari_viewer
+    install(viewer)
+    buttons = {p: PushButton(text=f"{p.capitalize()} ({k})") for p, k in
+               (("axial", "Alt+1"), ("coronal", "Alt+2"), ("sagittal", "Alt+3"),
+                ("acquisition", "Alt+0"))}
+    info = Label(value="")
+    layer_box = ComboBox(label="layer", choices=lambda _w=None: [
+        lay.name for lay in viewer.layers if lay._type_string in ("image", "labels")
+        and lay.data.ndim >= 3])
+    voxel = FloatSpinBox(label="voxel size (mm, 0 = acquired)", value=0.0, min=0.0,
+                         max=20.0, step=0.25)
+    resample = PushButton(text="Resample to patient axes")
+    box = Container(widgets=[*buttons.values(), info, layer_box, voxel, resample])
+    box.buttons, box.info, box.layer_box, box.voxel, box.resample = (
+        buttons, info, layer_box, voxel, resample)
+    box.worker = None
+
+    for plane, b in buttons.items():
+        b.clicked.connect(lambda *_, p=plane: set_plane(viewer, p, keep_cursor=False)
+                          if viewer.dims.ndim >= 3 else None)
+
+    def describe(event=None):
+        layer_box.reset_choices()
+        layer = viewer.layers.selection.active
+        if layer is not None and layer.name in layer_box.choices:
+            layer_box.value = layer.name
+        g = None if layer is None or layer.data.ndim < 3 else layer_grid(layer, viewer)
+        if g is None:
+            info.value = ""
+            return
+        plane = PLANES[g.acquisition_axis] if GRID_KEY in layer.metadata else "unknown"
+        exact = ("display is exact" if g.display_error_mm <= 0.5 else
+                 f"{g.residual_deg:.1f} deg off axes, up to {g.display_error_mm:.0f} mm")
+        info.value = f"{layer.name}: acquired {plane}; {exact}"
+
+    viewer.layers.selection.events.active.connect(describe)
+    viewer.layers.events.inserted.connect(describe)
+    viewer.layers.events.removed.connect(describe)
+    describe()
+
+    @resample.clicked.connect
+    def _resample():
+        try:
+            layer = viewer.layers[layer_box.value]
+        except (KeyError, ValueError):
+            show_error("choose a 3D image or labels layer")
+            return
+        spacing = voxel.value or None
+
+        @thread_worker(progress={"total": 0, "desc": "resampling to patient axes"})
+        def run():
+            return resample_layer_data(layer, viewer, spacing)
+
+        def done(res):
+            viewer._add_layer_from_data(*res)
+            show_info(f"{res[1]['name']}: exact on patient axes")
+
+        w = run()
+        w.returned.connect(done)
+        w.errored.connect(lambda exc: show_error(f"{layer.name}: {exc}"))
+        box.worker = w
+        w.start()
+
+    box.resample_now = _resample
+    return box

@@ -96,3 +96,18 @@ def test_shared_objects_give_the_same_answer():
     objects = ndimage.find_objects(lab)
     fast = sg.clear_border(lab.copy(), objects=objects, copy=False)
     assert measure(fast, img, (2.0, 1.0, 1.0), objects=objects) == ref
+
+
+def test_relabel_renumbers_in_order_copy_or_in_place():
+    from napari_dicomtools.core.segment import relabel
+
+    lab = np.array([[0, 5, 5], [2, 0, 9], [9, 2, 0]], np.int32)
+    out = relabel(lab)
+    assert out.tolist() == [[0, 2, 2], [1, 0, 3], [3, 1, 0]]
+    assert lab[0, 1] == 5  # the input is untouched by default
+    same = relabel(lab, copy=False)
+    assert same is lab and lab.tolist() == out.tolist()
+    consecutive = np.array([1, 0, 2, 2], np.int64)
+    assert relabel(consecutive).dtype == np.int32
+    assert relabel(consecutive).tolist() == [1, 0, 2, 2]
+    assert relabel(np.zeros((2, 2), np.int16)).tolist() == [[0, 0], [0, 0]]

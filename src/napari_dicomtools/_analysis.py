@@ -158,7 +158,7 @@ def _segment(
         for step in steps:
             state = step(state)
             yield  # a cancel request stops the chain here
-        return _derived(image, segment.relabel(state), "segment",
+        return _derived(image, state, "segment",
                         name=f"{image.name} segmentation", kind="labels", **params)
 
     return _started(run())

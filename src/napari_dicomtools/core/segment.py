@@ -212,16 +212,35 @@ def keep_largest(labels, n: int = 1) -> np.ndarray:
     return _drop(lab, drop)
 
 
-def relabel(labels) -> np.ndarray:
-    """Labels renumbered 1..N in order of first appearance (scan order), int32."""
+def relabel(labels, *, copy: bool = True, objects: list | None = None) -> np.ndarray:
+    """Labels renumbered 1..N keeping their order, int32.
+
+    Labels that are already 1..N come back as they are (copied unless ``copy=False``);
+    ``copy=False`` also renumbers an int32 array in place. No full-size temporary is made
+    beyond the result (presence comes from ``scipy.ndimage.find_objects``, or from
+    ``objects``, an up-to-date list of it, without a pass over the array).
+    """
+    from scipy import ndimage
+
     lab = np.asarray(labels)
-    if lab.size == 0 or lab.max() <= 0:
+    if lab.dtype != np.int32:
+        lab = lab.astype(np.int32)
+        copy = False
+    if lab.size == 0:
+        return lab.copy() if copy else lab
+    if objects is None:
+        objects = ndimage.find_objects(lab)
+    present = np.array([i + 1 for i, sl in enumerate(objects) if sl is not None], np.int64)
+    if present.size == 0:
         return np.zeros(lab.shape, np.int32)
-    values = np.nonzero(np.bincount(lab.ravel().astype(np.int64, copy=False)))[0]
-    values = values[values > 0]
-    lut = np.zeros(int(lab.max()) + 1, np.int32)
-    lut[values] = np.arange(1, len(values) + 1, dtype=np.int32)
-    return lut[lab]
+    if present.size == present[-1]:  # already consecutive
+        return lab.copy() if copy else lab
+    lut = np.zeros(int(present[-1]) + 1, np.int32)
+    lut[present] = np.arange(1, present.size + 1, dtype=np.int32)
+    if copy:
+        return lut[lab]
+    np.take(lut, lab, out=lab, mode="clip")  # element-wise: safe in place
+    return lab
 
 
 def segment_steps(image, spacing=None, *, lower=None, upper=None, method: str = "manual",
@@ -229,7 +248,8 @@ def segment_steps(image, spacing=None, *, lower=None, upper=None, method: str = 
                   close_mm: float = 0.0, border: bool = True, min_volume_mm3: float = 0.0,
                   largest: int = 0, connectivity: int = 1, slice_axis: int = 0) -> list:
     """The chain of :func:`segment` as a list of one-argument callables (previous result ->
-    next), so a GUI can report progress and stop between stages.
+    next), so a GUI can report progress and stop between stages. The last one returns the
+    final int32 labels numbered 1..N.
 
     Hole filling and border clearing work slice by slice along ``slice_axis`` (default 0,
     the acquired slices of a volume; 1 or 2 for the other planes of a display view)."""
@@ -242,14 +262,32 @@ def segment_steps(image, spacing=None, *, lower=None, upper=None, method: str = 
         steps.append(lambda m: opening(m, open_mm, sp))
     if fill:
         steps.append(lambda m: fill_holes(m, per_slice=arr.ndim == 3, axis=slice_axis))
-    steps.append(lambda m: label(m, connectivity))
+    ctx: dict = {}
+
+    def labelled(m):
+        from scipy import ndimage
+
+        lab = label(m, connectivity)
+        # one pass for the components' boxes, kept up to date by clear_border and used by
+        # relabel (see segment()), so neither scans the volume again
+        ctx["objects"] = ndimage.find_objects(lab)
+        return lab
+
+    steps.append(labelled)
     if border:
         steps.append(lambda lab: clear_border(lab, per_slice=arr.ndim == 3, copy=False,
-                                              axis=slice_axis))
+                                              axis=slice_axis, objects=ctx.get("objects")))
+    def stale(fn):  # these drop components without updating the boxes
+        def step(lab):
+            ctx.pop("objects", None)
+            return fn(lab)
+        return step
+
     if min_volume_mm3 > 0:
-        steps.append(lambda lab: remove_small(lab, min_volume_mm3, sp))
+        steps.append(stale(lambda lab: remove_small(lab, min_volume_mm3, sp)))
     if largest > 0:
-        steps.append(lambda lab: keep_largest(lab, largest))
+        steps.append(stale(lambda lab: keep_largest(lab, largest)))
+    steps.append(lambda lab: relabel(lab, copy=False, objects=ctx.pop("objects", None)))
     return steps
 
 
@@ -267,4 +305,4 @@ def segment(image, spacing=None, *, progress=None, **options) -> np.ndarray:
         state = step(state)
         if progress is not None:
             progress(i + 1, len(steps))
-    return relabel(state)
+    return state

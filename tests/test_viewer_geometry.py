@@ -63,7 +63,8 @@ def marker_series(folder, name):
     origin = CENTER - a @ np.array([(cols - 1) / 2, (rows - 1) / 2, (n - 1) / 2])
     k, i, j = np.meshgrid(np.arange(n), np.arange(rows), np.arange(cols), indexing="ij")
     lps = origin + np.stack([j, i, k], -1) @ a.T
-    values = np.full(SHAPE, 40, np.int16)
+    values = np.full(SHAPE, -1000, np.int16)  # air around an ellipsoidal body of 40 HU
+    values[np.sum(((lps - CENTER) / [22.0, 20.0, 26.0]) ** 2, axis=-1) <= 1] = 40
     values[np.linalg.norm(lps - MARKER, axis=-1) <= RADIUS] = 1000
     truth = write_series(folder, values, orientation=iop, tilt_deg=tilt, spacing=SPACING,
                          origin=tuple(origin), shuffle=True,
@@ -87,7 +88,7 @@ def _show_marker(viewer, layer):
 
 
 def _marker_on_screen(viewer):
-    """(right of the volume's centre?, above it?) for the white marker in a canvas grab."""
+    """(right of the body's centre?, above it?) for the white marker in a canvas grab."""
     shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
     white = np.all(shot > 235, axis=-1)
     lit = shot.max(axis=-1) > 60
@@ -275,6 +276,7 @@ def test_shapes_drawn_in_sagittal_plane_become_masks_and_rois(make_napari_viewer
     viewer = make_napari_viewer()
     layer = _open(viewer, tmp_path / "sag")
     assert viewer.dims.order[-3] == 2  # the slider walks L-R: a sagittal view
+    viewer.dims.set_point(2, CENTER[0])
     x = viewer.dims.point[2]
     # a 20 x 30 mm rectangle in the displayed (z, y) plane at the current x
     rect = np.array([[55.0, -30, x], [55, -10, x], [25, -10, x], [25, -30, x]])
@@ -282,7 +284,7 @@ def test_shapes_drawn_in_sagittal_plane_become_masks_and_rois(make_napari_viewer
     (row,) = roi_table(layer, shapes)
     assert row["axis"] == 2
     assert row["area_mm2"] == pytest.approx(20 * 30, rel=0.12)
-    assert row["mean"] == 40
+    assert row["mean"] == 40 and row["std"] == 0  # inside the body, away from the marker
     data, kwargs, kind = shapes_to_labels_widget(layer, shapes)
     assert kind == "labels" and data.shape == layer.data.shape
     k = int(round(layer.world_to_data((0, 0, x))[2]))

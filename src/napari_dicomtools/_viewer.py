@@ -184,15 +184,17 @@ class GeometryController:
         if layer is not None and GRID_KEY in layer.metadata:
             g = layer_grid(layer, viewer)
             if g is not None and g.display_error_mm > 0.5:
-                text = (f"{layer.name}: {g.residual_deg:.1f} deg oblique/tilted, shown "
-                        f"axis-aligned (up to {g.display_error_mm:.0f} mm off). Numbers use "
-                        "the true geometry; 'Resample to patient axes' for an exact view.")
+                text = (f"{g.residual_deg:.1f} deg oblique/tilted: shown axis-aligned, "
+                        f"up to {g.display_error_mm:.0f} mm off\nnumbers use the true "
+                        "geometry; Planes & geometry > Resample\nto patient axes for an "
+                        "exact view")
         overlay = text_overlay(viewer)
         overlay.text = text
         overlay.visible = bool(text)
         if text:
             overlay.color = "yellow"
             overlay.font_size = 9
+            overlay.position = "top_left"
 
     # -------------------------------------------------------------- helpers
     def _adopt(self, layer):
@@ -352,6 +354,7 @@ def make_geometry_widget(napari_viewer):
                (("axial", "Alt+1"), ("coronal", "Alt+2"), ("sagittal", "Alt+3"),
                 ("acquisition", "Alt+0"))}
     info = Label(value="")
+    info.native.setWordWrap(True)
     layer_box = ComboBox(label="layer", choices=lambda _w=None: [
         lay.name for lay in viewer.layers if lay._type_string in ("image", "labels")
         and lay.data.ndim >= 3])
@@ -380,6 +383,7 @@ def make_geometry_widget(napari_viewer):
         exact = ("display is exact" if g.display_error_mm <= 0.5 else
                  f"{g.residual_deg:.1f} deg off axes, up to {g.display_error_mm:.0f} mm")
         info.value = f"{layer.name}: acquired {plane}; {exact}"
+        info.tooltip = info.value
 
     viewer.layers.selection.events.active.connect(describe)
     viewer.layers.events.inserted.connect(describe)

@@ -111,3 +111,22 @@ def test_relabel_renumbers_in_order_copy_or_in_place():
     assert relabel(consecutive).dtype == np.int32
     assert relabel(consecutive).tolist() == [1, 0, 2, 2]
     assert relabel(np.zeros((2, 2), np.int16)).tolist() == [[0, 0], [0, 0]]
+
+
+def test_fill_holes_matches_scipy_in_every_plane():
+    from scipy import ndimage
+
+    from napari_dicomtools.core.segment import fill_holes
+
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        m = rng.random((6, int(rng.integers(3, 25)), int(rng.integers(3, 25)))) < 0.6
+        assert np.array_equal(fill_holes(m), ndimage.binary_fill_holes(m))
+        for ax in range(3):
+            ref = np.stack([ndimage.binary_fill_holes(s) for s in np.moveaxis(m, ax, 0)],
+                           axis=ax)
+            assert np.array_equal(fill_holes(m, per_slice=True, axis=ax), ref)
+    ring = np.zeros((7, 7), bool)
+    ring[1:6, 1:6] = True
+    ring[3, 3] = False
+    assert fill_holes(ring).all() == ring[1:6, 1:6].all() and fill_holes(ring)[3, 3]

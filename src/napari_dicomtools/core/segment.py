@@ -80,22 +80,36 @@ def ball(radius_mm: float, spacing) -> np.ndarray:
     return dist <= 1.0
 
 
+def _fill(m: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` by labelling instead of iterated dilation: a hole
+    is a background component (face-connected, as scipy's default) not touching the border.
+    Same result, several times faster on large slices."""
+    from scipy import ndimage
+
+    bg, n = ndimage.label(~m)
+    if n == 0:
+        return m.copy()
+    faces = [np.take(bg, i, axis=ax).ravel() for ax in range(bg.ndim) for i in (0, -1)]
+    outside = np.zeros(n + 1, bool)
+    outside[np.concatenate(faces)] = True
+    outside[0] = True  # label 0 is the foreground itself
+    return ~outside[bg] | m
+
+
 def fill_holes(mask, per_slice: bool = False, *, axis: int = 0) -> np.ndarray:
     """Fill enclosed holes, in 3D or slice by slice (lungs open at the hilum need 2D).
 
     ``axis``: the array axis the slices are taken along (the plane the user reads in, e.g.
     the acquisition plane of a sagittal series).
     """
-    from scipy import ndimage
-
     m = np.asarray(mask, bool)
     if per_slice and m.ndim == 3:
         out = np.empty_like(m)
         for k in range(m.shape[axis]):
             idx = (slice(None),) * axis + (k,)
-            out[idx] = ndimage.binary_fill_holes(m[idx])
+            out[idx] = _fill(m[idx])
         return out
-    return ndimage.binary_fill_holes(m)
+    return _fill(m)
 
 
 def opening(mask, radius_mm: float, spacing=None) -> np.ndarray:

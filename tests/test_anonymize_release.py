@@ -18,8 +18,10 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.datadict import dictionary_VR, get_entry
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 
 from napari_dicomtools.cli import main
@@ -43,7 +45,7 @@ MARKERS = [
     "PHINAMEDEEP", "PHIIDDEEP", "PHISRNAME", "PHISRID", "PHIDOCTOR", "PHIPERSON", "PHIOPERATOR",
     "PHIVERIFIER", "PHIDOCTITLE", "PHIDIRNAME", "PHIUNKNOWN", "PHIUTF16", "PHIPRIVATE",
     "PHIURL", "PHICOMPLETION", "PHIPDFTEXT", "PHIPATHNAME", "PHIOBSERVER", "PHITOPNAME",
-    "PHITOPID", BIRTH, MRN,
+    "PHITOPID", "PHINUMTEXT", BIRTH, MRN,
 ]
 PDF_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
 SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.22"  # Enhanced SR
@@ -66,6 +68,9 @@ def _common(ds, study_uid):
     ds.add_new(0x0010FFF0, "LO", "PHIUNKNOWN MRN " + MRN)  # not in the data dictionary
     ds.add_new(0x00121000, "OB", "PHIUTF16 name".encode("utf-16-le"))  # unknown, UTF-16
     ds.RetrieveURL = "https://pacs.example/PHIURL/" + MRN
+    # text where a number belongs (pydicom refuses to set it, so a raw element)
+    ds._dict[Tag(0x00180088)] = RawDataElement(Tag(0x00180088), "DS", 10, b"PHINUMTEXT", 0,
+                                               False, True)
     # nested names and IDs at depths 1..3
     deep = Dataset()
     deep.PatientName = "PHINAMEDEEP^Three"
@@ -617,3 +622,24 @@ def test_kill_9_of_the_parent_ends_its_workers(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "test-SR.dcm",
+                                  "JPEG2000.dcm", "MR_small_bigendian.dcm", "SC_rgb_jpeg.dcm",
+                                  "rtplan.dcm"])
+def test_fast_writer_writes_what_pydicom_writes(name):
+    """Kept elements are copied undecoded and replaced ones written as raw bytes: the file is
+    byte for byte what decoding everything and pydicom's save_as give."""
+    import io
+
+    from napari_dicomtools.core import anonymize as an
+
+    fast = pydicom.dcmread(get_testdata_file(name))
+    an.Anonymizer(key="k").dataset(fast)
+    slow = pydicom.dcmread(get_testdata_file(name))
+    for elem in slow.iterall():  # decode every element, as pydicom's writer would need
+        _ = elem.value
+    an.Anonymizer(key="k").dataset(slow)
+    ref = io.BytesIO()
+    slow.save_as(ref, enforce_file_format=True)
+    assert an.encode_file(fast) == ref.getvalue()

@@ -294,6 +294,9 @@ _MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 
 #: a neutral person name (two components: not dciodvfy's "retired" single-component form)
 PN_DUMMY = "ANONYMIZED^"
 _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
+#: VRs whose values are character strings: replaced without being decoded
+_RAW_TEXT_VRS = frozenset({"UI", "DA", "DT", "TM", "PN", "LO", "SH", "ST", "LT", "UT", "UC",
+                           "CS", "AS", "AE", "UR", "IS", "DS"})
 _ENCAPSULATED_DOCUMENT = 0x00420011
 
 
@@ -384,12 +387,20 @@ class Anonymizer:
             self.warnings.append(msg)
         pid = _text(ds.get("PatientID", ""))
         pname = _text(ds.get("PatientName", ""))
+        old = getattr(ds, "file_meta", None)
+        ts = old.get("TransferSyntaxUID") if old is not None else None
+        if not ts:
+            ts = _transfer_syntax_read(ds)
         ctx = {
+            "implicit": ts == "1.2.840.10008.1.2",
             "pseudonym": self.pseudonym(pid, pname),
             "pid": pid.strip(),
             "pname": _norm_name(pname),
             "shift": self.date_offset_days(pid or pname) if self.options.shift_dates else None,
-            "phi": _phi_tokens(ds),
+            # words to scrub from cleaned descriptors: only needed when something is cleaned
+            "phi": _phi_tokens(ds) if (self.options.clean_descriptors or
+                                       self.options.clean_structured_content or
+                                       self.options.clean_graphics) else set(),
         }
         self._walk(ds, ctx, top=True)
         ds.PatientIdentityRemoved = "YES"
@@ -397,10 +408,6 @@ class Anonymizer:
         ds.PatientID = ctx["pseudonym"]
         self._method(ds)
         # file meta: rebuilt, not cleaned (E.3.8)
-        old = getattr(ds, "file_meta", None)
-        ts = old.get("TransferSyntaxUID") if old is not None else None
-        if not ts:
-            ts = _transfer_syntax_read(ds)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "") or (
             old.get("MediaStorageSOPClassUID", "") if old is not None else "")
@@ -437,18 +444,22 @@ class Anonymizer:
             items.append(it)
         ds.DeidentificationMethodCodeSequence = Sequence(items)
 
-    def _decide(self, tag: int, vr: str) -> tuple[str, bool]:
-        """(action, listed in E.1-1) for a public tag and VR, cached per Anonymizer."""
+    def _decide(self, tag: int, vr: str) -> tuple[str, bool, bool]:
+        """(action, listed in E.1-1, coded vocabulary) for a public tag and VR, cached per
+        Anonymizer."""
         key = (tag, vr)
         d = self._decisions.get(key)
         if d is None:
+            from pydicom.datadict import keyword_for_tag
+
+            code = keyword_for_tag(tag) in _CODE_KEYWORDS
             rule = rule_for(tag)
             if rule is not None:
-                d = (_action(rule, self.options, vr), True)
+                d = (_action(rule, self.options, vr), True, code)
             elif vr == "UI":
-                d = ("K" if self.options.retain_uids else "U", False)
+                d = ("K" if self.options.retain_uids else "U", False, code)
             else:
-                d = (unlisted_action(tag, vr, self.options), False)
+                d = (unlisted_action(tag, vr, self.options), False, code)
             self._decisions[key] = d
         return d
 
@@ -458,44 +469,84 @@ class Anonymizer:
         ``strict`` is set inside sequences the profile replaces with dummies (``D``, e.g.
         Content Sequence) or asks to clean without a cleaner: there every free-text, person
         name and date value is replaced, whatever its tag; coded vocabulary is kept.
+
+        Elements are judged from their undecoded form where possible (tag and VR), so kept
+        values are written back byte for byte without being decoded (faster, and exact).
         """
         opts = self.options
         item_pid = None
-        for elem in list(ds):
-            tag = int(elem.tag)
-            group = tag >> 16
+        for tag in list(ds.keys()):
+            t = int(tag)
+            group = t >> 16
             if group & 1:  # private (creators included)
                 if not opts.retain_private:
-                    del ds[elem.tag]
+                    del ds[tag]
                 continue
-            if (tag & 0xFFFF) == 0 or group == 0x0002 or 0x5000 <= group <= 0x50FF or \
+            if (t & 0xFFFF) == 0 or group == 0x0002 or 0x5000 <= group <= 0x50FF or \
                     0x6000 <= group <= 0x60FF:
                 # group lengths (stale once values change), a file meta element misplaced in
                 # the data set, curves and overlays (their bitmaps cannot be cleaned)
-                del ds[elem.tag]
+                del ds[tag]
                 continue
-            if tag in (_PATIENT_NAME, _PATIENT_ID):
+            if t in (_PATIENT_NAME, _PATIENT_ID):
                 if not top:  # the top level gets the pseudonym afterwards
                     if item_pid is None:
                         item_pid = _text(ds.get("PatientID", "")).strip()
-                    self._patient(elem, ctx, item_pid)
+                    self._patient(ds[tag], ctx, item_pid)
                 continue
-            vr = elem.VR
-            action, listed = self._decide(tag, vr)
+            raw = ds.get_item(tag)
+            if raw.is_raw and ((raw.VR is None and not ctx["implicit"]) or _odd(raw)):
+                # read implicit but written explicit, or an odd or truncated value: decoded,
+                # so that pydicom writes it with its VR, true length and padding
+                raw = ds[tag]
+            vr = raw.VR
+            if vr in (None, "UN"):
+                vr = _dictionary_vr(t) or "UN"
+            action, listed, code = self._decide(t, vr)
             if not listed:
                 if vr == "SQ":
                     if action == "X":
-                        del ds[elem.tag]
+                        del ds[tag]
                     else:
-                        for item in elem.value:
+                        for item in ds[tag].value:
                             self._walk(item, ctx, strict)
                     continue
-                if strict and elem.keyword not in _CODE_KEYWORDS and \
-                        (vr in _FREE_TEXT or vr in ("DA", "DT", "TM")):
+                if strict and not code and (vr in _FREE_TEXT or vr in ("DA", "DT", "TM")):
                     action = "D"
                 elif action == "K":
+                    if vr in _NUMBER_RE and not _numbers_ok(
+                            _raw_strings(raw) if raw.is_raw else raw.value, _NUMBER_RE[vr]):
+                        del ds[tag]  # text where numbers belong: never kept
                     continue
-            self._apply(ds, elem, action, ctx, strict)
+            elif action == "K" and vr not in ("SQ", "UI"):
+                continue  # kept as read
+            if raw.is_raw and self._replace_raw(ds, tag, raw, vr, action, ctx):
+                continue
+            self._apply(ds, ds[tag], action, ctx, strict)
+
+    def _replace_raw(self, ds, tag, raw, vr: str, action: str, ctx) -> bool:
+        """Apply ``Z``, ``U`` and plain ``D`` to an undecoded text/UID element by writing its
+        new bytes directly (what pydicom would encode, without decoding the old value).
+        False when the element needs the general path (dates to shift, binary VRs, ...)."""
+        if vr not in _RAW_TEXT_VRS or raw.VR == "UN" or \
+                (action == "K" and self.options.retain_uids):
+            return False
+        if action == "Z":
+            new = b""
+        elif vr == "UI" and action in ("U", "D", "C", "K"):
+            old = (raw.value or b"").decode("latin-1").rstrip("\x00 ")
+            if not old:
+                return True
+            new = "\\".join(self.uid(v) for v in old.split("\\")).encode("ascii")
+        elif action in ("D", "U") and not (vr in ("DA", "DT") and ctx["shift"] is not None) \
+                and int(tag) != _ENCAPSULATED_DOCUMENT:
+            new = str(_dummy(vr, ctx)).encode("ascii")
+        else:
+            return False
+        if len(new) & 1:
+            new += b"\x00" if vr == "UI" else b" "
+        ds[tag] = raw._replace(length=len(new), value=new)
+        return True
 
     def _patient(self, elem, ctx, item_pid: str):
         """PatientName/PatientID inside a sequence item: the pseudonym of the ID they hold
@@ -558,6 +609,42 @@ class Anonymizer:
             elem.value = _shift(elem.value, vr, ctx["shift"])
         else:
             elem.value = _dummy(vr, ctx)
+
+
+_NUMBER_RE = {"DS": re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*"),
+              "IS": re.compile(r"\s*[+-]?\d+\s*")}
+
+
+@lru_cache(maxsize=4096)
+def _dictionary_vr(tag: int) -> str | None:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return None
+
+
+def _odd(raw) -> bool:
+    """An undecoded value whose length is odd or differs from its header (truncated)."""
+    if raw.length == 0xFFFFFFFF:
+        return False
+    n = len(raw.value) if raw.value is not None else 0
+    return bool(n & 1) or n != raw.length
+
+
+def _raw_strings(raw) -> list[str]:
+    """The values of an undecoded DS/IS element (ASCII by definition)."""
+    value = raw.value or b""
+    return value.decode("latin-1").rstrip("\x00 ").split("\\") if value else []
+
+
+def _numbers_ok(value, pattern: re.Pattern) -> bool:
+    """True when every value of a DS/IS element is a number of its grammar (PS3.5 6.2)."""
+    if value is None or value == "":
+        return True
+    return all(pattern.fullmatch(str(v)) is not None for v in (value if _multi(value)
+                                                               else [value]))
 
 
 def _text(value) -> str:
@@ -767,6 +854,112 @@ class Report:
     failed: list = field(default_factory=list)  # (source, reason), also in skipped
 
 
+_LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR",
+                              "UT", "SV", "UV"})
+
+
+def encode_file(ds) -> bytes:
+    """The DICOM file (preamble, ``DICM``, file meta, data set) for ``ds``: the bytes
+    ``ds.save_as(..., enforce_file_format=True)`` writes, made faster for the common case.
+
+    Elements still in their undecoded form (everything the profile keeps unchanged) are
+    copied byte for byte; decoded or changed elements, sequences and encapsulated pixel data
+    are encoded by pydicom's own element writer. Transfer syntaxes other than little endian
+    explicit/implicit VR (big endian, deflated, private), or a data set read with another
+    encoding or character set, go entirely through pydicom.
+    """
+    import io
+    import struct
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element, write_file_meta_info
+    from pydicom.uid import UID
+
+    meta = ds.file_meta
+    ts = UID(str(meta.get("TransferSyntaxUID", "")))
+    try:
+        simple = ts.is_transfer_syntax and not ts.is_private and ts.is_little_endian and \
+            not ts.is_deflated
+        implicit = ts.is_implicit_VR if simple else None
+    except (ValueError, AttributeError):
+        simple, implicit = False, None
+    if simple and (tuple(ds.original_encoding) != (implicit, True) or
+                   ds.original_character_set != getattr(ds, "_character_set", None)):
+        simple = False
+    if not simple:
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+    compressed = ts.is_compressed
+    fp = DicomBytesIO()
+    fp.write(ds.preamble or b"\x00" * 128)
+    fp.write(b"DICM")
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    quick = _encode_meta(meta)
+    if quick is None:
+        write_file_meta_info(fp, meta, enforce_standard=True)
+    else:
+        fp.write(quick)
+    fp.is_implicit_VR = implicit
+    encodings = ds.get("SpecificCharacterSet", "iso8859")
+    pack_tag = struct.Struct("<HH").pack
+    pack_short = struct.Struct("<H").pack
+    pack_long = struct.Struct("<L").pack
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue  # retired group lengths are not written (PS3.5 7.2)
+        elem = ds.get_item(tag)
+        value = elem.value if elem.is_raw else None
+        n = len(value) if isinstance(value, bytes) else -1
+        if elem.is_raw and n == elem.length and not n & 1 and \
+                (implicit or elem.VR is not None) and \
+                not (tag == 0x7FE00010 and compressed):
+            fp.write(pack_tag(tag.group, tag.element))
+            if implicit:
+                fp.write(pack_long(n))
+            elif elem.VR in _LONG_LENGTH_VRS:
+                fp.write(elem.VR.encode("ascii") + b"\0\0" + pack_long(n))
+            elif n <= 0xFFFF:
+                fp.write(elem.VR.encode("ascii") + pack_short(n))
+            else:  # too long for a short length: let pydicom handle it
+                fp.seek(-4, 1)
+                fp.truncate()
+                write_data_element(fp, ds[tag], encodings)
+                continue
+            fp.write(value)
+            continue
+        if tag == 0x7FE00010:
+            elem = ds[tag]
+            elem.is_undefined_length = compressed
+        write_data_element(fp, elem, encodings)
+    return fp.getvalue()
+
+
+def _encode_meta(meta) -> bytes | None:
+    """The file meta group as pydicom's ``write_file_meta_info`` encodes the meta that
+    :meth:`Anonymizer.dataset` builds (explicit VR little endian, group length first), or
+    None for anything else."""
+    import struct
+
+    order = ((0x00020002, "UI"), (0x00020003, "UI"), (0x00020010, "UI"), (0x00020012, "UI"),
+             (0x00020013, "SH"))
+    if set(meta.keys()) - {t for t, _ in order}:
+        return None
+    body = [struct.pack("<HH2sHL", 2, 1, b"OB", 0, 2) + b"\x00\x01"]
+    for tag, vr in order:
+        if tag not in meta:
+            continue
+        value = meta[tag].value
+        if not isinstance(value, str) or not value.isascii():
+            return None
+        raw = value.encode("ascii")
+        if len(raw) & 1:
+            raw += b"\x00" if vr == "UI" else b" "
+        body.append(struct.pack("<HH2sH", 2, tag & 0xFFFF, vr.encode(), len(raw)) + raw)
+    rest = b"".join(body)
+    return struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(rest)) + rest
+
+
 def _safe_component(value, fallback_kind: str) -> str:
     """A path component from a de-identified value: the value when it is one valid UID (or
     a pseudonym of letters, digits and '-'), else a name derived from its hash."""
@@ -800,10 +993,48 @@ def output_path(out_dir: str, ds) -> str:
              _safe_component(_text(ds.get("SeriesInstanceUID", "")) or "series", "series"),
              _safe_component(sop if not _multi(sop) else list(sop), "instance") + ".dcm"]
     target = os.path.join(os.fspath(out_dir), *parts)
-    root = os.path.realpath(os.fspath(out_dir))
-    if not os.path.realpath(target).startswith(root.rstrip(os.sep) + os.sep):
+    root = _realpath(os.fspath(out_dir))
+    where = os.path.join(_realpath(os.path.dirname(target)), parts[-1])
+    if not where.startswith(root.rstrip(os.sep) + os.sep):
         raise DicomToolsError(target, f"would be written outside {out_dir}; refused")
     return target
+
+
+_REALPATHS: dict[str, str] = {}
+
+
+def _realpath(folder: str) -> str:
+    """``os.path.realpath`` of a folder, remembered once the folder exists (a run writes
+    hundreds of files into a few folders)."""
+    real = _REALPATHS.get(folder)
+    if real is None:
+        real = os.path.realpath(folder)
+        if os.path.isdir(folder):
+            if len(_REALPATHS) > 4096:
+                _REALPATHS.clear()
+            _REALPATHS[folder] = real
+    return real
+
+
+def _write_new(target: str, data: bytes, overwrite: bool) -> None:
+    """Write ``data`` to a temporary file beside ``target``, then rename it into place
+    (no partial output under the final name); the folders are made as needed."""
+    import tempfile
+
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+    if not overwrite and os.path.exists(target):
+        raise DicomToolsError(target, "exists; not overwriting (use --force)")
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
@@ -869,6 +1100,7 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if total >= 64 else 1
     workers = max(1, min(int(workers), total or 1))
+    _warm_up()  # once here, so that forked workers share it instead of each redoing it
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -892,6 +1124,20 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     for msg in report.warnings:
         warnings.warn(msg, stacklevel=2)
     return report
+
+
+def _warm_up() -> None:
+    """Import pydicom's reader/writer and load the profile tables (about 0.3 s)."""
+    import pydicom.filereader  # noqa: F401
+    import pydicom.filewriter  # noqa: F401
+    from pydicom.datadict import keyword_for_tag
+
+    from . import scan  # noqa: F401
+
+    profile_table()
+    public_allowlist()
+    _well_known()
+    keyword_for_tag(0x00100010)
 
 
 def _collect(report: Report, res):
@@ -948,7 +1194,6 @@ def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
     Never raises: whatever goes wrong with one file is that file's reason."""
     import pydicom
 
-    from .export import atomic_output
     from .scan import open_dicom
 
     name = str(source)
@@ -983,11 +1228,10 @@ def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
         if os.path.exists(target) and not overwrite:
             looks_dicom = False  # an existing output, not a bad input
             raise DicomToolsError(target, "exists; not overwriting (use --force)")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with atomic_output(target, overwrite) as tmp:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds.save_as(tmp, enforce_file_format=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = encode_file(ds)
+        _write_new(target, data, overwrite)
         return target, None, caught, False
     except DicomToolsError as exc:
         return None, (name, exc.reason), caught, looks_dicom

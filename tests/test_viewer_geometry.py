@@ -339,3 +339,27 @@ def test_derived_layers_keep_patient_identity_and_true_grid(make_napari_viewer, 
     lps_dir = geometry.LPS_TO_RAS[:3, :3] @ ras[:3, :3]
     assert np.allclose(np.abs(lps_dir / np.linalg.norm(lps_dir, axis=0)),
                        np.abs(truth.direction[:, ::-1]), atol=1e-6)
+
+
+def test_4d_sagittal_series_opens_sagittally_with_time_slider(make_napari_viewer, tmp_path):
+    import pydicom
+
+    from napari_dicomtools._viewer import current_plane
+
+    uid = pydicom.uid.generate_uid()
+    for t in range(3):
+        tr = write_series(tmp_path / f"t{t}", np.full((6, 20, 24), 10 * t, np.int32),
+                          orientation=(0, 1, 0, 0, 0, -1), series_uid=uid)
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.TemporalPositionIdentifier = t + 1
+            ds.save_as(f)
+    viewer = make_napari_viewer()
+    layer = _open(viewer, tmp_path)
+    assert layer.data.ndim == 4
+    assert current_plane(viewer) == "sagittal"
+    assert viewer.dims.order[0] == 0  # time stays the outer slider
+    assert viewer.dims.nsteps[viewer.dims.order[1]] == 6  # the acquired slices
+    assert tuple(str(v) for v in viewer.camera.orientation2d) == ("up", "right")
+    status = layer.get_status(layer.data_to_world((2, 3, 4, 5)), world=True)
+    assert "LPS (" in (status["coordinates"] if isinstance(status, dict) else status)

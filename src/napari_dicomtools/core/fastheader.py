@@ -242,8 +242,14 @@ def _number(p: str, vr: str):
             return p
 
 
-def _skip_undefined(buf: bytes, pos: int, implicit: bool, end_tag: int) -> int:
+#: deeper sequence nesting is left to pydicom (which judges it; real files nest < 10 deep)
+MAX_DEPTH = 64
+
+
+def _skip_undefined(buf: bytes, pos: int, implicit: bool, end_tag: int, depth: int = 0) -> int:
     """Position just after the delimiter ``end_tag`` of an undefined-length value."""
+    if depth > 3 * MAX_DEPTH:  # three calls per level of nesting
+        raise Unsupported(f"sequences nested more than {MAX_DEPTH} deep")
     n = len(buf)
     while True:
         if pos + 8 > n:
@@ -256,16 +262,16 @@ def _skip_undefined(buf: bytes, pos: int, implicit: bool, end_tag: int) -> int:
             (length,) = struct.unpack_from("<I", buf, pos + 4)
             pos += 8
             if length == _UNDEF:
-                pos = _skip_dataset(buf, pos, implicit, _ITEM_END)
+                pos = _skip_dataset(buf, pos, implicit, _ITEM_END, depth + 1)
             else:
                 pos += length
             continue
         if end_tag == _SEQ_END:
             raise Unsupported(f"unexpected tag {tag:08X} inside a sequence")
-        pos = _skip_element(buf, pos, implicit)
+        pos = _skip_element(buf, pos, implicit, depth + 1)
 
 
-def _skip_dataset(buf, pos, implicit, end_tag):
+def _skip_dataset(buf, pos, implicit, end_tag, depth=0):
     n = len(buf)
     while True:
         if pos + 8 > n:
@@ -273,7 +279,7 @@ def _skip_dataset(buf, pos, implicit, end_tag):
         group, elem = struct.unpack_from("<HH", buf, pos)
         if ((group << 16) | elem) == end_tag:
             return pos + 8
-        pos = _skip_element(buf, pos, implicit)
+        pos = _skip_element(buf, pos, implicit, depth + 1)
 
 
 def _element_header(buf, pos, implicit):
@@ -296,11 +302,12 @@ def _element_header(buf, pos, implicit):
     return tag, vr.decode("ascii"), length, pos + 8
 
 
-def _skip_element(buf, pos, implicit):
+def _skip_element(buf, pos, implicit, depth=0):
     tag, vr, length, vpos = _element_header(buf, pos, implicit)
     if length == _UNDEF:
         if vr in (None, "SQ", "UN"):
-            return _skip_undefined(buf, vpos, implicit if vr != "UN" else True, _SEQ_END)
+            return _skip_undefined(buf, vpos, implicit if vr != "UN" else True, _SEQ_END,
+                                   depth + 1)
         raise Unsupported(f"undefined length for VR {vr}")
     return vpos + length
 

@@ -10,9 +10,8 @@ Within each resulting :class:`Series` the frames are ordered by geometry (see
 
 from __future__ import annotations
 
-import io
 import os
-import struct
+import stat
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -22,7 +21,22 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import DicomToolsError, NoImageError, NotDicomError, UnreadableDicomError
+from ._limits import (
+    FATAL,
+    MAX_DEFLATE_RATIO,
+    check_allocation,
+    file_kind,
+    format_bytes,
+    inflate_capped,
+    open_regular,
+)
+from .errors import (
+    DicomToolsError,
+    GeometryError,
+    NoImageError,
+    NotDicomError,
+    UnreadableDicomError,
+)
 from .geometry import SliceOrder, direction_matrix, order_slices, orientation_label
 
 # the largest image we agree to decode: 2**31 voxels (8 GiB of float32)
@@ -53,17 +67,49 @@ class Source:
         return cls(zpath, member) if sep and os.path.isfile(zpath) else cls(text)
 
     def open(self):
-        """A binary, seekable file object (caller closes it)."""
+        """A binary, seekable file object (caller closes it).
+
+        Regular files only (a FIFO, socket or device raises :class:`DicomToolsError` instead of
+        blocking). A zip member is streamed, never read whole: a member whose declared size
+        exceeds the memory available, or whose compression ratio no deflate stream can have
+        (a zip bomb), is refused before any of it is inflated.
+        """
         if self.member is None:
-            return open(self.path, "rb")
-        with zipfile.ZipFile(self.path) as zf:
-            return io.BytesIO(zf.read(self.member))
+            return open_regular(self.path)
+        open_regular(self.path).close()  # refuse a FIFO before zipfile opens it
+        try:
+            zf = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UnreadableDicomError(self.path, f"unreadable zip archive ({exc})") from None
+        try:
+            info = zf.getinfo(self.member)
+            _check_member(str(self), info)
+            return zf.open(info)
+        except KeyError:
+            raise UnreadableDicomError(str(self), "no such member in the archive") from None
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, ValueError) as exc:
+            raise UnreadableDicomError(str(self), f"zip member cannot be read ({exc})") \
+                from None
+        finally:
+            zf.close()  # the member file keeps the archive open until it is closed
 
     def size(self) -> int:
         if self.member is None:
             return os.path.getsize(self.path)
         with zipfile.ZipFile(self.path) as zf:
             return zf.getinfo(self.member).file_size
+
+
+def _check_member(name: str, info: zipfile.ZipInfo) -> None:
+    """Refuse a zip member that declares more than memory holds or an impossible ratio."""
+    size, packed = info.file_size, max(info.compress_size, 1)
+    if info.compress_type != zipfile.ZIP_STORED and size > 64 * 2**20 and \
+            size / packed > MAX_DEFLATE_RATIO:
+        raise UnreadableDicomError(
+            name, f"zip member declares {format_bytes(size)} from {format_bytes(packed)} "
+                  f"(ratio {size / packed:,.0f}:1, more than compression can reach): a zip "
+                  "bomb; refused")
+    check_allocation(name, size, "zip member", fraction=1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,6 +227,7 @@ class Instance:
     mosaic: tuple | None = None  # Siemens mosaic: (mosaic rows, mosaic columns, tiles per row)
     header: dict = field(default_factory=dict)  # small readable summary
     frames: list = field(default_factory=list)
+    file_size: int = 0  # bytes of the file (or zip member), for plausibility checks
 
     @property
     def path(self) -> str:
@@ -318,6 +365,89 @@ def _diffusion(ds, shared, default):
     return b, (tuple(g) if g else None)
 
 
+#: positions further than this from the origin (mm) are not on a patient (10 km)
+MAX_POSITION_MM = 1e7
+#: largest pixel or slice spacing believed (mm)
+MAX_SPACING_MM = 1e5
+#: largest |RescaleSlope| or |RescaleIntercept| believed (keeps float32 values finite)
+MAX_RESCALE = 1e20
+#: most frames one file may declare
+MAX_FRAMES = 1 << 18
+
+
+def check_orientation(iop, path=None) -> None:
+    """Raise :class:`GeometryError` unless ImageOrientationPatient (0020,0037) holds two
+    (nearly) unit, (nearly) perpendicular direction cosines.
+
+    Parameters
+    ----------
+    iop : sequence of 6 float
+        Row then column direction cosines (LPS).
+    path : str, optional
+        The file, for the error message.
+    """
+    v = np.asarray(iop, float)
+    if v.shape != (6,) or not np.all(np.isfinite(v)):
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} is not 6 finite "
+                                  "numbers")
+    r, c = v[:3], v[3:]
+    nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+    if nr < 1e-6 or nc < 1e-6:
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} has a zero "
+                                  "direction vector")
+    if abs(nr - 1) > 0.05 or abs(nc - 1) > 0.05:
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} is not made of unit "
+                                  f"vectors (lengths {nr:.3g} and {nc:.3g})")
+    if abs(float(r @ c)) / (nr * nc) > 0.05:
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)}: row and column "
+                                  "directions are not perpendicular")
+
+
+def _show(v) -> str:
+    try:
+        return "\\".join(f"{float(x):g}" for x in v)
+    except (TypeError, ValueError):
+        return repr(v)[:80]
+
+
+def _check_frames(inst: Instance) -> None:
+    """Reject geometry and value scaling that cannot be right (GeometryError/Unreadable).
+
+    Window values that are not finite are dropped (they only affect the display).
+    """
+    path = inst.path
+    checked_iop: set = set()
+    for fr in inst.frames:
+        if fr.orientation is not None and fr.orientation not in checked_iop:
+            check_orientation(fr.orientation, path)
+            checked_iop.add(fr.orientation)
+        if fr.position is not None:
+            p = np.asarray(fr.position, float)
+            if p.shape != (3,) or not np.all(np.isfinite(p)) or \
+                    np.max(np.abs(p)) > MAX_POSITION_MM:
+                raise GeometryError(path, f"ImagePositionPatient {_show(p)} is not a position "
+                                          f"on a patient (more than {MAX_POSITION_MM:g} mm "
+                                          "from the origin, or not finite)")
+        if fr.pixel_spacing is not None:
+            ps = fr.pixel_spacing
+            if not all(0 < float(x) <= MAX_SPACING_MM for x in ps):
+                raise GeometryError(path, f"PixelSpacing {_show(ps)} is not a positive "
+                                          f"spacing up to {MAX_SPACING_MM:g} mm")
+        for what, v in (("RescaleSlope", fr.slope), ("RescaleIntercept", fr.intercept)):
+            if not (np.isfinite(v) and abs(v) <= MAX_RESCALE):
+                raise UnreadableDicomError(path, f"{what} {v!r} is not a finite number up to "
+                                                 f"{MAX_RESCALE:g}")
+        if fr.window is not None and not all(np.isfinite(x) and abs(x) <= 1e30
+                                             for x in fr.window):
+            fr.window = None
+
+
+def _spacing_or_none(v) -> float | None:
+    """A slice spacing/thickness when it is a positive finite number of sane size."""
+    v = _f(v)
+    return v if v is not None and np.isfinite(v) and 0 < v <= MAX_SPACING_MM else None
+
+
 def _frames_geometry(inst: Instance, ds) -> list[Frame]:
     top_pos = _floats(ds.get("ImagePositionPatient", None), 3)
     top_iop = _floats(ds.get("ImageOrientationPatient", None), 6)
@@ -385,10 +515,16 @@ def _frames_geometry(inst: Instance, ds) -> list[Frame]:
 
     # classic multi-frame: RT dose / NM grids, or a cine loop at one position
     offsets = _as_list(ds.get("GridFrameOffsetVector", None)) or None
+    if offsets is not None and len(offsets) == n:
+        offsets = _floats(offsets, n)
+        if offsets is None:
+            raise GeometryError(inst.path, "GridFrameOffsetVector (3004,000C) holds values "
+                                           "that are not finite numbers")
     frames = []
     normal = None
     if top_iop:
         from .geometry import slice_normal
+        check_orientation(top_iop, inst.path)
         normal = slice_normal(top_iop)
     step = inst.spacing_between_slices
     for k in range(n):
@@ -434,15 +570,42 @@ def read_header(source: Source | str, *, fast: bool = True) -> Instance:
 
     Common files (preamble, little endian, no functional groups) go through
     :mod:`.fastheader`; everything else, and anything it declines, through pydicom. ``fast=False``
-    forces pydicom.
+    forces pydicom. A deflated data set is inflated incrementally under a memory cap.
 
     Raises
     ------
-    NotDicomError, UnreadableDicomError, NoImageError
-        With the file's path and the reason.
+    NotDicomError, UnreadableDicomError, NoImageError, GeometryError
+        With the file's path and the reason; nothing else (a malformed file of any kind ends
+        as one of these).
     """
     if not isinstance(source, Source):
         source = Source(os.fspath(source))
+    name = str(source)
+    try:
+        return _read_header(source, fast)
+    except DicomToolsError:
+        raise
+    except RecursionError:
+        raise UnreadableDicomError(name, "header cannot be parsed (sequences nested too "
+                                         "deeply)") from None
+    except MemoryError:
+        raise UnreadableDicomError(name, "header cannot be parsed (out of memory: absurd "
+                                         "declared lengths)") from None
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - parsers raise anything on hostile input
+        raise UnreadableDicomError(name, f"header cannot be parsed ({_exc_text(exc)})") \
+            from None
+
+
+def _exc_text(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    if len(msg) > 200:
+        msg = msg[:200] + "..."
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _read_header(source: Source, fast: bool) -> Instance:
     name = str(source)
     with open_dicom(source) as (fp, size, has_preamble):
         ds = None
@@ -451,29 +614,82 @@ def read_header(source: Source | str, *, fast: bool = True) -> Instance:
 
             try:
                 ds = fastheader.parse(fp, size)
-            except (fastheader.Unsupported, EOFError, struct.error, UnicodeDecodeError,
-                    ValueError):
+            except DicomToolsError:
+                raise
+            except Exception:  # noqa: BLE001 - anything odd: let pydicom judge the file
                 fp.seek(0)
                 ds = None
         if ds is not None:
             try:
                 return _instance_from_dataset(source, ds, size)
-            except fastheader.Unsupported:
+            except DicomToolsError:
+                raise
+            except Exception:  # noqa: BLE001 - Unsupported or odd values: use pydicom
                 fp.seek(0)
         import pydicom
         from pydicom.errors import InvalidDicomError
 
         try:
-            # 64 KB: Siemens CSA headers (needed for mosaics) stay in memory; pixel data is
-            # deferred, its offset kept
-            ds = pydicom.dcmread(fp, defer_size=65536, force=not has_preamble)
+            ds = read_deflated(fp, name) if has_preamble else None
+            if ds is None:
+                fp.seek(0)
+                # 64 KB: Siemens CSA headers (needed for mosaics) stay in memory; pixel data
+                # is deferred, its offset kept
+                ds = pydicom.dcmread(fp, defer_size=65536, force=not has_preamble)
+        except DicomToolsError:
+            raise
         except InvalidDicomError as exc:
             raise NotDicomError(name, f"not a DICOM file ({exc})") from None
-        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
-                NotImplementedError, OverflowError) as exc:
+        except RecursionError:
+            raise UnreadableDicomError(name, "header cannot be parsed (sequences nested too "
+                                             "deeply)") from None
+        except Exception as exc:  # noqa: BLE001 - struct/zlib/BytesLength/... on bad input
             raise UnreadableDicomError(name, f"header cannot be parsed "
-                                             f"({type(exc).__name__}: {exc})") from None
-        return _instance_from_dataset(source, ds, size)
+                                             f"({_exc_text(exc)})") from None
+        try:
+            return _instance_from_dataset(source, ds, size)
+        except DicomToolsError:
+            raise
+        except RecursionError:
+            raise UnreadableDicomError(name, "header cannot be interpreted (sequences nested "
+                                             "too deeply)") from None
+        except Exception as exc:  # noqa: BLE001 - odd values in a parsed header
+            raise UnreadableDicomError(name, f"header cannot be interpreted "
+                                             f"({_exc_text(exc)})") from None
+
+
+DEFLATED_UID = "1.2.840.10008.1.2.1.99"
+
+
+def read_deflated(fp, name: str, *, stop_before_pixels: bool = False):
+    """A pydicom Dataset from a Deflated Explicit VR Little Endian file, or None otherwise.
+
+    pydicom inflates such a data set whole with ``zlib.decompress``; a 2 MB file can inflate
+    to gigabytes. Here the stream is inflated incrementally and refused beyond half the
+    memory available. ``fp`` must be positioned at the start of a file with a preamble.
+    """
+    import pydicom
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+
+    fp.seek(0)
+    read_preamble(fp, False)
+    meta = _read_file_meta_info(fp)
+    ts = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
+    if ts != DEFLATED_UID:
+        return None
+    from ._limits import available_memory
+
+    cap = max(16 * 2**20, available_memory() // 2)
+    raw = inflate_capped(fp, cap, name)
+    buf = DicomBytesIO(raw)
+    del raw
+    # nothing deferred: a deferred value would be re-read from the (deflated) file on disk
+    ds = read_dataset(buf, False, True, defer_size=None,
+                      stop_when=(lambda tag, vr, length: tag == 0x7FE00010)
+                      if stop_before_pixels else None)
+    return pydicom.dataset.FileDataset(name, ds, preamble=b"\x00" * 128, file_meta=meta,
+                                       is_implicit_VR=False, is_little_endian=True)
 
 
 def _looks_like_raw_dicom(head: bytes) -> bool:
@@ -516,6 +732,9 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
     n_frames = _i(ds.get("NumberOfFrames", None), 1) or 1
     if n_frames < 1:
         n_frames = 1
+    if n_frames > MAX_FRAMES or n_frames > max(size, 1):
+        raise UnreadableDicomError(
+            name, f"absurd NumberOfFrames={n_frames:,} for a file of {size:,} bytes")
     voxels = rows * cols * n_frames * samples
     if voxels > MAX_VOXELS:
         raise UnreadableDicomError(
@@ -586,15 +805,17 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
         encapsulated=encapsulated,
         pixel_offset=pixel_offset,
         pixel_length=pixel_length,
-        slice_thickness=_f(ds.get("SliceThickness", None)),
-        spacing_between_slices=_f(ds.get("SpacingBetweenSlices", None)),
+        slice_thickness=_spacing_or_none(ds.get("SliceThickness", None)),
+        spacing_between_slices=_spacing_or_none(ds.get("SpacingBetweenSlices", None)),
         units=units,
         header=_summary(ds),
+        file_size=int(size),
     )
     if "MOSAIC" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
         _unpack_mosaic(inst, ds)
     else:
         inst.frames = _frames_of(inst, ds)
+    _check_frames(inst)
     return inst
 
 
@@ -1008,8 +1229,13 @@ def _uniform_runs(distances, rel_tol: float = 0.01, abs_tol: float = 0.01) -> li
     return [(a, b) for a, b in runs if b > a]
 
 
-def group_series(instances: Iterable[Instance], split_nonuniform: bool = False) -> list[Series]:
-    """Group parsed instances into ordered :class:`Series` (splitting where needed)."""
+def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
+                 skipped: list | None = None) -> list[Series]:
+    """Group parsed instances into ordered :class:`Series` (splitting where needed).
+
+    A group whose geometry cannot be ordered is left out; its files are appended to
+    ``skipped`` (when given) with the reason, and the other groups are still built.
+    """
     by_uid: dict[str, dict[tuple, list[Frame]]] = defaultdict(lambda: defaultdict(list))
     for inst in instances:
         for fr in inst.frames:
@@ -1019,7 +1245,20 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False) 
         keys = list(groups)
         for key in keys:
             split = _describe_split(key, keys) if len(keys) > 1 else ""
-            out.extend(_build(uid, groups[key], split, split_nonuniform=split_nonuniform))
+            try:
+                built = _build(uid, groups[key], split, split_nonuniform=split_nonuniform)
+                for b in built:  # properties the reader and `info` use at once
+                    _ = (b.spacing, b.direction, b.origin, b.label)
+            except FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - odd geometry: skip, keep the rest
+                reason = exc.reason if isinstance(exc, DicomToolsError) else _exc_text(exc)
+                if skipped is not None:
+                    for p in dict.fromkeys(f.instance.path for f in groups[key]):
+                        skipped.append(Skipped(p, f"series {uid} cannot be ordered into a "
+                                                  f"volume ({reason})"))
+                continue
+            out.extend(built)
     for s in out:
         if s.first.header.get("MosaicProblem"):
             s.problems.append("Siemens mosaic shown as one tiled 2D image: "
@@ -1039,10 +1278,20 @@ def iter_sources(path: str | os.PathLike) -> tuple[list[Source], list[Skipped]]:
     skipped: list[Skipped] = []
     if os.path.isdir(path):
         out = []
-        for root, dirs, files in os.walk(path):
+
+        def unreadable(err: OSError) -> None:
+            where = err.filename or path
+            skipped.append(Skipped(os.fspath(where),
+                                   f"folder cannot be read ({err.strerror or err})"))
+
+        for root, dirs, files in os.walk(path, onerror=unreadable):
             dirs.sort()
             for fn in sorted(files):
                 full = os.path.join(root, fn)
+                why = _not_regular(full)
+                if why:
+                    skipped.append(Skipped(full, why))
+                    continue
                 if fn.upper() == "DICOMDIR":
                     continue  # an index of files that the walk reaches anyway
                 if fn.lower().endswith(".zip") and zipfile.is_zipfile(full):
@@ -1054,11 +1303,25 @@ def iter_sources(path: str | os.PathLike) -> tuple[list[Source], list[Skipped]]:
         return out, skipped
     if not os.path.exists(path):
         raise DicomToolsError(path, "no such file or folder")
+    why = _not_regular(path)
+    if why:
+        return [], [Skipped(path, why)]
     if path.lower().endswith(".zip") and zipfile.is_zipfile(path):
         return _zip_sources(path)
     if os.path.basename(path).upper() == "DICOMDIR":
         return _dicomdir_sources(path)
     return [Source(path)], skipped
+
+
+def _not_regular(path: str) -> str:
+    """Why ``path`` is not a regular file we may open ("" when it is one)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(st.st_mode):
+        return ""
+    return f"not a regular file ({file_kind(st.st_mode)}); not opened"
 
 
 def _zip_sources(path: str):
@@ -1112,8 +1375,12 @@ def scan_iter(path: str | os.PathLike | Iterable, split_nonuniform: bool = False
             instances.append(read_header(src))
         except DicomToolsError as exc:
             skipped.append(Skipped(str(src), exc.reason))
+        except FATAL:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one bad file never ends the scan
+            skipped.append(Skipped(str(src), f"cannot be read ({_exc_text(exc)})"))
         yield i + 1, total
-    series = group_series(instances, split_nonuniform)
+    series = group_series(instances, split_nonuniform, skipped)
     for s in series:
         skipped.extend(s.skipped)
     return SeriesList(series, skipped)

@@ -1,0 +1,188 @@
+"""Resource limits for untrusted input: memory available, safe opening, capped inflation.
+
+Everything here exists so that a hostile or broken file costs seconds and a bounded amount of
+memory, and ends as a :class:`~.errors.DicomToolsError` naming the file, instead of a hang
+(a FIFO), an exhausted machine (a zip or deflate bomb, an absurd declared image size) or a
+dead process.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zlib
+
+from .errors import DicomToolsError, UnreadableDicomError
+
+#: exceptions that must never be swallowed by a "the decoder failed" handler
+FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+#: deflate cannot expand data more than ~1032:1; a higher declared ratio is a lie or a bomb
+MAX_DEFLATE_RATIO = 1100
+
+_CHUNK = 1 << 20
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _address_space_left() -> int | None:
+    """Bytes of address space left under ``RLIMIT_AS`` (None when unlimited)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    used = 0
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, soft - used)
+
+
+def _cgroup_left() -> int | None:
+    try:
+        with open("/sys/fs/cgroup/memory.max", "rb") as f:
+            raw = f.read().strip()
+        if raw == b"max":
+            return None
+        with open("/sys/fs/cgroup/memory.current", "rb") as f:
+            cur = int(f.read().strip())
+        return max(0, int(raw) - cur)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the least of the kernel's ``MemAvailable``,
+    the address space left under ``RLIMIT_AS`` and the cgroup's remaining memory.
+
+    Returns a large number (1 TiB) when none of them can be read.
+    """
+    vals = [v for v in (_meminfo_available(), _address_space_left(), _cgroup_left())
+            if v is not None]
+    return min(vals) if vals else 1 << 40
+
+
+def _fmt(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def format_bytes(n: float) -> str:
+    """``3221225472`` -> ``"3.0 GiB"``."""
+    return _fmt(float(n))
+
+
+def check_allocation(path, nbytes: int, what: str, fraction: float = 0.8) -> None:
+    """Refuse (with a one-line reason) to allocate ``nbytes`` when memory cannot hold it.
+
+    Raises
+    ------
+    UnreadableDicomError
+        When ``nbytes`` exceeds ``fraction`` of :func:`available_memory`.
+    """
+    avail = available_memory()
+    if nbytes > fraction * avail:
+        raise UnreadableDicomError(
+            path, f"{what} needs {format_bytes(nbytes)} but only {format_bytes(avail)} of "
+                  "memory is available; refusing to allocate it")
+
+
+def open_regular(path: str | os.PathLike):
+    """Open a regular file for reading without ever blocking.
+
+    FIFOs, sockets and device files are refused (``open()`` on a FIFO waits forever for a
+    writer): the file is opened non-blocking and checked with ``fstat`` before any read.
+
+    Raises
+    ------
+    DicomToolsError
+        Not a regular file.
+    OSError
+        The file cannot be opened.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DicomToolsError(path, f"not a regular file ({file_kind(st.st_mode)})")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """Human name of a non-regular file type (``"FIFO"``, ``"socket"``, ...)."""
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def inflate_capped(fp, cap: int, path) -> bytes:
+    """Inflate a raw deflate stream (DICOM's Deflated Explicit VR Little Endian) incrementally,
+    refusing as soon as the output would exceed ``cap`` bytes.
+
+    Raises
+    ------
+    UnreadableDicomError
+        Corrupt stream, or more than ``cap`` bytes of output (a deflate bomb).
+    """
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    while True:
+        chunk = fp.read(_CHUNK)
+        if not chunk:
+            break
+        data = chunk
+        while data:
+            try:
+                piece = d.decompress(data, _CHUNK)
+            except zlib.error as exc:
+                raise UnreadableDicomError(path, f"corrupt deflated data set ({exc})") from None
+            out += piece
+            if len(out) > cap:
+                raise UnreadableDicomError(
+                    path, f"deflated data set inflates to more than {format_bytes(cap)} "
+                          "(a deflate bomb, or more than memory allows); refused")
+            data = d.unconsumed_tail
+        if d.eof:
+            break
+    try:
+        out += d.flush()
+    except zlib.error as exc:
+        raise UnreadableDicomError(path, f"corrupt deflated data set ({exc})") from None
+    if len(out) > cap:
+        raise UnreadableDicomError(path, f"deflated data set inflates to more than "
+                                         f"{format_bytes(cap)}; refused")
+    return bytes(out)

@@ -403,10 +403,20 @@ class Anonymizer:
                                        self.options.clean_graphics) else set(),
         }
         self._walk(ds, ctx, top=True)
-        ds.PatientIdentityRemoved = "YES"
-        ds.PatientName = ctx["pseudonym"]
-        ds.PatientID = ctx["pseudonym"]
-        self._method(ds)
+        if ts is not None and str(ts) != "1.2.840.10008.1.2.2":  # little endian: raw bytes
+            implicit = ctx["implicit"]
+            for tag, vr, text in ((0x00100010, "PN", ctx["pseudonym"]),
+                                  (0x00100020, "LO", ctx["pseudonym"]),
+                                  (0x00120062, "CS", "YES"),
+                                  (0x00120063, "LO", self._method_text())):
+                _put_text(ds, tag, vr, text, implicit)
+            ds[0x00120064] = self._method_sequence(implicit)
+        else:
+            ds.PatientIdentityRemoved = "YES"
+            ds.PatientName = ctx["pseudonym"]
+            ds.PatientID = ctx["pseudonym"]
+            ds.DeidentificationMethod = self._method_text()
+            ds.DeidentificationMethodCodeSequence = self._method_items()
         # file meta: rebuilt, not cleaned (E.3.8)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "") or (
@@ -425,24 +435,49 @@ class Anonymizer:
         ds.preamble = b"\x00" * 128
         return ds
 
-    def _method(self, ds):
-        from pydicom.dataset import Dataset
-        from pydicom.sequence import Sequence
-
+    def _codes(self) -> list[tuple[str, str]]:
         codes = [BASIC_PROFILE_CODE]
         for _col, (attr, code, meaning) in OPTION_COLUMNS.items():
             if getattr(self.options, attr):
                 codes.append((code, meaning))
-        ds.DeidentificationMethod = ("napari-dicomtools: PS3.15 Annex E " +
-                                     "; ".join(m for _, m in codes))[:64]
+        return codes
+
+    def _method_text(self) -> str:
+        return ("napari-dicomtools: PS3.15 Annex E " +
+                "; ".join(m for _, m in self._codes()))[:64]
+
+    def _method_items(self):
+        """DeidentificationMethodCodeSequence: CID 7050 codes of the profile and options."""
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
         items = []
-        for code, meaning in codes:
+        for code, meaning in self._codes():
             it = Dataset()
             it.CodeValue = code
             it.CodingSchemeDesignator = "DCM"
             it.CodeMeaning = meaning
             items.append(it)
-        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        return Sequence(items)
+
+    def _method_sequence(self, implicit: bool):
+        """The code sequence as an undecoded element, encoded once per VR encoding."""
+        from pydicom.dataelem import DataElement, RawDataElement
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_data_element
+        from pydicom.tag import Tag
+
+        key = ("method", implicit)
+        raw = self._decisions.get(key)
+        if raw is None:
+            fp = DicomBytesIO()
+            fp.is_little_endian, fp.is_implicit_VR = True, implicit
+            write_data_element(fp, DataElement(0x00120064, "SQ", self._method_items()))
+            value = fp.getvalue()[8 if implicit else 12:]
+            raw = RawDataElement(Tag(0x00120064), None if implicit else "SQ", len(value),
+                                 value, 0, implicit, True)
+            self._decisions[key] = raw
+        return raw
 
     def _decide(self, tag: int, vr: str) -> tuple[str, bool, bool]:
         """(action, listed in E.1-1, coded vocabulary) for a public tag and VR, cached per
@@ -645,6 +680,19 @@ def _numbers_ok(value, pattern: re.Pattern) -> bool:
         return True
     return all(pattern.fullmatch(str(v)) is not None for v in (value if _multi(value)
                                                                else [value]))
+
+
+def _put_text(ds, tag: int, vr: str, text: str, implicit: bool) -> None:
+    """Set an ASCII text/UID value as an undecoded little-endian element (the bytes pydicom
+    would write: padded to even length with a space, or NUL for UI)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    value = text.encode("ascii")
+    if len(value) & 1:
+        value += b"\x00" if vr == "UI" else b" "
+    ds[tag] = RawDataElement(Tag(tag), None if implicit else vr, len(value), value, 0,
+                             implicit, True)
 
 
 def _text(value) -> str:
@@ -867,7 +915,21 @@ def encode_file(ds) -> bytes:
     are encoded by pydicom's own element writer. Transfer syntaxes other than little endian
     explicit/implicit VR (big endian, deflated, private), or a data set read with another
     encoding or character set, go entirely through pydicom.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        A data set with ``file_meta`` (as :meth:`Anonymizer.dataset` leaves it).
+
+    Returns
+    -------
+    bytes
     """
+    return b"".join(_encode_chunks(ds))
+
+
+def _encode_chunks(ds) -> list:
+    """:func:`encode_file` as a list of byte strings (large values are not copied)."""
     import io
     import struct
 
@@ -889,8 +951,9 @@ def encode_file(ds) -> bytes:
     if not simple:
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
-        return out.getvalue()
+        return [out.getvalue()]
     compressed = ts.is_compressed
+    chunks: list = []
     fp = DicomBytesIO()
     fp.write(ds.preamble or b"\x00" * 128)
     fp.write(b"DICM")
@@ -913,26 +976,29 @@ def encode_file(ds) -> bytes:
         n = len(value) if isinstance(value, bytes) else -1
         if elem.is_raw and n == elem.length and not n & 1 and \
                 (implicit or elem.VR is not None) and \
-                not (tag == 0x7FE00010 and compressed):
+                not (tag == 0x7FE00010 and compressed) and \
+                (implicit or elem.VR in _LONG_LENGTH_VRS or n <= 0xFFFF):
             fp.write(pack_tag(tag.group, tag.element))
             if implicit:
                 fp.write(pack_long(n))
             elif elem.VR in _LONG_LENGTH_VRS:
                 fp.write(elem.VR.encode("ascii") + b"\0\0" + pack_long(n))
-            elif n <= 0xFFFF:
+            else:
                 fp.write(elem.VR.encode("ascii") + pack_short(n))
-            else:  # too long for a short length: let pydicom handle it
-                fp.seek(-4, 1)
-                fp.truncate()
-                write_data_element(fp, ds[tag], encodings)
-                continue
-            fp.write(value)
+            if n > 65536:  # bulk data (pixels): handed on, not copied
+                chunks.append(fp.getvalue())
+                chunks.append(value)
+                fp = DicomBytesIO()
+                fp.is_little_endian, fp.is_implicit_VR = True, implicit
+            else:
+                fp.write(value)
             continue
         if tag == 0x7FE00010:
             elem = ds[tag]
             elem.is_undefined_length = compressed
         write_data_element(fp, elem, encodings)
-    return fp.getvalue()
+    chunks.append(fp.getvalue())
+    return chunks
 
 
 def _encode_meta(meta) -> bytes | None:
@@ -1016,9 +1082,9 @@ def _realpath(folder: str) -> str:
     return real
 
 
-def _write_new(target: str, data: bytes, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file beside ``target``, then rename it into place
-    (no partial output under the final name); the folders are made as needed."""
+def _write_new(target: str, chunks: list, overwrite: bool) -> None:
+    """Write the byte strings ``chunks`` to a temporary file beside ``target``, then rename
+    it into place (no partial output under the final name); folders are made as needed."""
     import tempfile
 
     folder = os.path.dirname(target)
@@ -1029,7 +1095,8 @@ def _write_new(target: str, data: bytes, overwrite: bool) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -1230,8 +1297,8 @@ def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
             raise DicomToolsError(target, "exists; not overwriting (use --force)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = encode_file(ds)
-        _write_new(target, data, overwrite)
+            chunks = _encode_chunks(ds)
+        _write_new(target, chunks, overwrite)
         return target, None, caught, False
     except DicomToolsError as exc:
         return None, (name, exc.reason), caught, looks_dicom

@@ -124,18 +124,21 @@ def open_regular(path: str | os.PathLike):
     OSError
         The file cannot be opened.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
-        | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(path, flags)
+    extra = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+    def opener(p, flags):
+        return os.open(p, flags | extra)
+
+    f = open(path, "rb", opener=opener)  # noqa: SIM115 - returned to the caller
     try:
-        st = os.fstat(fd)
+        st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise DicomToolsError(path, f"not a regular file ({file_kind(st.st_mode)})")
         if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+            os.set_blocking(f.fileno(), True)
+        return f
     except BaseException:
-        os.close(fd)
+        f.close()
         raise
 
 

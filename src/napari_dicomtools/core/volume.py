@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import geometry
-from .errors import DicomToolsError, NoSeriesError, UnreadableDicomError
+from ._limits import FATAL, check_allocation
+from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
 from .scan import Frame, Instance, Series, scan
 
 
@@ -272,33 +273,29 @@ def _read_native(fr: Frame, out: np.ndarray) -> None:
 
 
 def _decode_pydicom(fr: Frame) -> np.ndarray:
-    """Decode one frame with pydicom (compressed, bit-packed, colour, odd layouts)."""
-    import pydicom
-    from pydicom.pixels import pixel_array
-    from pydicom.uid import UID
+    """Decode one frame with pydicom (compressed, bit-packed, colour, odd layouts).
+
+    Decoders are chosen explicitly and isolated (see :mod:`._decode`): no malformed file can
+    raise anything but :class:`UnreadableDicomError` here, or kill the process.
+    """
+    from ._decode import decode_frame
 
     inst = fr.instance
+    index = fr.index if inst.n_frames > 1 else None
+    palette = inst.photometric == "PALETTE COLOR"
     try:
-        if inst.photometric == "PALETTE COLOR":
+        arr, ds = decode_frame(inst, index, palette_ds=palette)
+        if palette:
             from pydicom.pixels import apply_color_lut
 
-            with inst.source.open() as fp:
-                ds = pydicom.dcmread(fp, force=True)
-                arr = ds.pixel_array
-            if fr.index is not None and inst.n_frames > 1:
-                arr = arr[fr.index]
-            return apply_color_lut(arr, ds)
-        with inst.source.open() as fp:
-            arr = pixel_array(fp, index=fr.index if inst.n_frames > 1 else None,
-                              transfer_syntax_uid=UID(inst.transfer_syntax))
+            arr = apply_color_lut(arr, ds)
     except DicomToolsError:
         raise
-    except Exception as exc:  # noqa: BLE001 - decoders raise anything; name the file
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - LUT/decoder oddities: name the file
         where = f" frame {fr.index}" if fr.index is not None else ""
         msg = " ".join(str(exc).split()) or type(exc).__name__
-        if "no pixel data handler" in msg.lower() or "missing required dependencies" in \
-                msg.lower() or "no plugins" in msg.lower():
-            msg += " (install the compressed-data codecs: pip install 'napari-dicomtools[all]')"
         raise UnreadableDicomError(inst.path, f"pixel data{where} cannot be decoded: "
                                               f"{msg}") from None
     if arr.ndim == 3 and inst.samples == 1 and arr.shape[0] == 1:
@@ -372,7 +369,10 @@ class _LazyFrames:
         out = np.empty(idx.shape + self.plan.frame_shape, self.dtype)
         flat = out.reshape((-1,) + self.plan.frame_shape)
         for j, i in enumerate(idx.reshape(-1)):
-            self.plan.read_frame(int(i), flat[j])
+            err = _read_frame_safely(self.plan, int(i), flat[j])
+            if err is not None:  # as the eager read does: a blank frame and a warning
+                flat[j] = self.plan.lo if not self.plan.rgb else 0
+                warnings.warn(f"frame left blank: {err}", stacklevel=2)
         return out[(Ellipsis,) + tuple(key[n_lead:])] if len(key) > n_lead else out
 
 
@@ -628,11 +628,7 @@ def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
     failures = []
 
     def one(i):
-        try:
-            plan.read_frame(i, flat[i])
-            return None
-        except DicomToolsError as exc:
-            return exc
+        return _read_frame_safely(plan, i, flat[i])
 
     workers = min(2, os.cpu_count() or 1) if n > 8 else 1
     if workers == 1:
@@ -652,8 +648,89 @@ def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
     return failures
 
 
+def _read_frame_safely(plan: _Plan, i: int, out: np.ndarray) -> DicomToolsError | None:
+    """Decode frame ``i`` into ``out``; the error (always a DicomToolsError) or None."""
+    try:
+        plan.read_frame(i, out)
+        return None
+    except DicomToolsError as exc:
+        return exc
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - never let one frame escape as a crash
+        fr = plan.frames[i]
+        where = f" frame {fr.index}" if fr.index is not None else ""
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        return UnreadableDicomError(fr.instance.path, f"pixel data{where} cannot be read "
+                                                      f"({type(exc).__name__}: {msg})")
+
+
+def check_geometry(series: Series) -> None:
+    """Raise :class:`GeometryError` when a series' spacing, origin or direction cannot be
+    right (zero or non-finite spacing, a singular or non-finite direction matrix)."""
+    path = series.first.path
+    try:
+        sp = np.asarray(series.spacing, float)
+        origin = np.asarray(series.origin, float)
+        d = np.asarray(series.direction, float)
+    except GeometryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. parallel cosines in slice_normal
+        raise GeometryError(path, f"geometry cannot be computed ({exc})") from None
+    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise GeometryError(path, f"voxel spacing {tuple(sp.tolist())} mm is not positive "
+                                  "and finite")
+    if not np.all(np.isfinite(origin)):
+        raise GeometryError(path, f"origin {tuple(origin.tolist())} is not finite")
+    if d.shape != (3, 3) or not np.all(np.isfinite(d)) or abs(np.linalg.det(d)) < 1e-6:
+        raise GeometryError(path, "slice, row and column directions do not span 3D space")
+
+
 def _read_series(series: Series, lazy: bool, progress=None,
                  philips_precise: bool = False) -> Volume:
+    """Decode ``series`` into a :class:`Volume`; raises only :class:`DicomToolsError`."""
+    try:
+        check_geometry(series)
+        return _read_series_unchecked(series, lazy, progress, philips_precise)
+    except DicomToolsError:
+        raise
+    except MemoryError:
+        raise UnreadableDicomError(series.first.path, f"series {series.name!r} does not fit "
+                                                      "in memory") from None
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one bad series must not stop the others
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise UnreadableDicomError(series.first.path, f"series {series.name!r} cannot be "
+                                                      f"read ({type(exc).__name__}: {msg})") \
+            from None
+
+
+def _dask_name(series: Series, philips_precise: bool) -> str:
+    """A dask key unique to this file set, its order and the read options.
+
+    Two file sets sharing a SeriesInstanceUID, or the same files read with other options,
+    must never share cached chunks.
+    """
+    import hashlib
+
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(f"{series.uid}\0{series.split}\0{int(bool(philips_precise))}\0".encode())
+    stats: dict = {}
+    for f in series.frames:
+        src = f.instance.source
+        if src.path not in stats:
+            try:
+                st = os.stat(src.path)
+                stats[src.path] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+            except OSError:
+                stats[src.path] = "?"
+        h.update(f"{src}\0{f.index}\0{stats[src.path]}\0".encode("utf-8", "surrogateescape"))
+    return f"dicom-{h.hexdigest()}"
+
+
+def _read_series_unchecked(series: Series, lazy: bool, progress=None,
+                           philips_precise: bool = False) -> Volume:
     plan = _plan(series, philips_precise)
     n = len(series.frames)
     lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
@@ -663,14 +740,23 @@ def _read_series(series: Series, lazy: bool, progress=None,
         meta["scaling"] = "philips_precise"
         meta["window"] = None  # the stored window is in display units
         meta["units"] = ""
+    itemsize = np.dtype(plan.out_dtype).itemsize
+    frame_bytes = int(np.prod(plan.frame_shape, dtype=np.float64)) * itemsize
     if lazy:
         import dask.array as da
 
+        check_allocation(series.first.path, 2 * frame_bytes,
+                         f"one frame of series {series.name!r}")
         arr = da.from_array(_LazyFrames(plan, shape),
                             chunks=(1,) * len(lead) + plan.frame_shape,
-                            asarray=False, fancy=False, name=f"dicom-{series.uid}-{series.split}",
+                            asarray=False, fancy=False,
+                            name=_dask_name(series, philips_precise),
                             meta=np.empty((0,) * len(shape), plan.out_dtype))
     else:
+        total = float(np.prod(shape, dtype=np.float64)) * itemsize
+        check_allocation(series.first.path, int(total + frame_bytes),
+                         f"series {series.name!r} ({'x'.join(map(str, shape))} "
+                         f"{np.dtype(plan.out_dtype).name})")
         arr = _empty(shape, plan.out_dtype)
         flat = arr.reshape((n,) + plan.frame_shape)
         failures = _read_all(plan, flat, progress)

@@ -1,0 +1,223 @@
+"""Pixel-data decoding that a malformed file cannot turn into a dead process.
+
+pydicom 3 picks, for each transfer syntax, the first *available* decoding plugin in the order
+they were registered (``pydicom.pixels.get_decoder(uid).available_plugins``): GDCM comes first
+for JPEG, JPEG-LS and JPEG 2000. GDCM has segfaulted on a corrupted baseline JPEG, and
+pylibjpeg-rle raises ``pyo3_runtime.PanicException`` (a ``BaseException``) on bad RLE. So:
+
+* plugins are chosen explicitly (``decoding_plugin=``), in the order of :data:`PLUGIN_ORDER`:
+  pylibjpeg (libjpeg, openjpeg, rle), then Pillow / pyjpegls / pydicom's own RLE decoder;
+* every in-process attempt catches ``BaseException`` except ``KeyboardInterrupt``,
+  ``SystemExit`` and ``GeneratorExit``, and the next plugin is tried;
+* GDCM runs only when every other plugin declined, and then in a child process
+  (``python -m napari_dicomtools.core._decode``), so a native crash is a clean error;
+  ``NAPARI_DICOMTOOLS_GDCM=0`` turns that last resort off;
+* the size a frame declares is checked against available memory, and a frame declaring far
+  more pixels than its compressed bytes could encode (a 4 KB JPEG claiming 46000x46000) is
+  refused before any decoder allocates it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from ._limits import FATAL, check_allocation, format_bytes
+from .errors import DicomToolsError, UnreadableDicomError
+
+_JPEG = ("pillow", "pylibjpeg")  # libjpeg-turbo (OSS-Fuzzed) matches GDCM exactly
+_JPEG_LOSSLESS = ("pylibjpeg",)
+_JLS = ("pylibjpeg", "pyjpegls")
+_J2K = ("pylibjpeg", "pillow")
+
+#: in-process decoding plugins, in order of preference, per transfer syntax (GDCM is never
+#: used in process; see :func:`decode_frame`)
+PLUGIN_ORDER = {
+    "1.2.840.10008.1.2.4.50": _JPEG,  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": _JPEG,  # JPEG extended (12 bit)
+    "1.2.840.10008.1.2.4.57": _JPEG_LOSSLESS,
+    "1.2.840.10008.1.2.4.70": _JPEG_LOSSLESS,
+    "1.2.840.10008.1.2.4.80": _JLS,
+    "1.2.840.10008.1.2.4.81": _JLS,
+    "1.2.840.10008.1.2.4.90": _J2K,
+    "1.2.840.10008.1.2.4.91": _J2K,
+    "1.2.840.10008.1.2.4.201": ("pylibjpeg",),  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": ("pylibjpeg",),
+    "1.2.840.10008.1.2.4.203": ("pylibjpeg",),
+    "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),  # RLE lossless
+}
+
+#: a compressed frame may expand this much at most before we call its declared size a lie
+#: (only enforced for frames over :data:`RATIO_MIN_BYTES`)
+MAX_EXPANSION = 1000
+RATIO_MIN_BYTES = 256 * 2**20
+
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
+           "1.2.840.10008.1.2.1.99"}
+
+
+def gdcm_allowed() -> bool:
+    """GDCM as a last resort (in a child process) unless ``NAPARI_DICOMTOOLS_GDCM=0``."""
+    return os.environ.get("NAPARI_DICOMTOOLS_GDCM", "1").strip().lower() not in (
+        "0", "no", "off", "false")
+
+
+def _available(ts: str) -> list[str]:
+    from pydicom.pixels import get_decoder
+
+    try:
+        dec = get_decoder(ts)
+    except Exception:  # noqa: BLE001 - no decoder for this syntax at all
+        return []
+    return list(getattr(dec, "available_plugins", ()) or ())
+
+
+def frame_nbytes(inst) -> int:
+    """Decoded bytes of one frame as the header declares it."""
+    per = max(int(inst.bits_allocated), 8) // 8
+    return int(inst.rows) * int(inst.columns) * max(int(inst.samples), 1) * per
+
+
+def check_frame(inst) -> None:
+    """Refuse a frame whose declared size memory cannot hold, or that its compressed bytes
+    cannot plausibly encode (before any decoder allocates it)."""
+    nbytes = frame_nbytes(inst)
+    if inst.photometric == "PALETTE COLOR":
+        nbytes = int(inst.rows) * int(inst.columns) * 3 * 2
+    check_allocation(inst.path, 3 * nbytes, f"one {inst.columns}x{inst.rows} frame")
+    if inst.transfer_syntax not in _NATIVE and nbytes > RATIO_MIN_BYTES:
+        per_frame = max(1, int(getattr(inst, "file_size", 0) or 0) // max(inst.n_frames, 1))
+        if nbytes > MAX_EXPANSION * per_frame:
+            raise UnreadableDicomError(
+                inst.path, f"declares {inst.columns}x{inst.rows} pixels "
+                           f"({format_bytes(nbytes)} per frame) from about "
+                           f"{format_bytes(per_frame)} of compressed data; refused before "
+                           "decoding")
+
+
+def _exc_text(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    if len(msg) > 160:
+        msg = msg[:160] + "..."
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
+    """Decode frame ``index`` (None: the only frame) of ``inst`` with an explicit plugin.
+
+    Returns ``(array, dataset_or_None)``; the data set is returned when ``palette_ds`` asks
+    for it (to apply a palette colour LUT).
+
+    Raises
+    ------
+    UnreadableDicomError
+        Every decoder declined or crashed (each one's reason in the message), or the frame
+        declares an impossible size.
+    """
+    import pydicom
+    from pydicom.pixels import pixel_array
+    from pydicom.uid import UID
+
+    from .scan import DEFLATED_UID, read_deflated
+
+    check_frame(inst)
+    ts = inst.transfer_syntax
+    native = ts in _NATIVE
+    available = _available(ts)
+    plugins = [""] if native else [p for p in PLUGIN_ORDER.get(ts, ()) if p in available]
+    if not native and not PLUGIN_ORDER.get(ts):  # an unknown syntax: anything but GDCM
+        plugins = [p for p in available if p != "gdcm"]
+    errors = []
+    for plugin in plugins:
+        try:
+            with inst.source.open() as fp:
+                ds = None
+                if ts == DEFLATED_UID:
+                    ds = read_deflated(fp, inst.path)
+                elif palette_ds:
+                    ds = pydicom.dcmread(fp, force=True)
+                kwargs = {"decoding_plugin": plugin} if plugin else {}
+                if ds is not None:
+                    arr = pixel_array(ds, index=index, **kwargs)
+                else:
+                    arr = pixel_array(fp, index=index, transfer_syntax_uid=UID(ts), **kwargs)
+                return arr, ds
+        except DicomToolsError:
+            raise
+        except FATAL:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - PanicException, decoder errors, ...
+            errors.append(f"{plugin or 'pydicom'}: {_exc_text(exc)}")
+    if not native and "gdcm" in available and gdcm_allowed():
+        try:
+            arr = _gdcm_in_child(inst, index)
+            ds = None
+            if palette_ds:
+                with inst.source.open() as fp:
+                    ds = pydicom.dcmread(fp, force=True, stop_before_pixels=True)
+            return arr, ds
+        except UnreadableDicomError as exc:
+            errors.append(f"gdcm: {exc.reason}")
+    where = f" frame {index}" if index is not None else ""
+    if not errors:
+        errors.append(f"no decoder for transfer syntax {ts} (install the compressed-data "
+                      "codecs: pip install 'napari-dicomtools[all]')")
+    raise UnreadableDicomError(inst.path, f"pixel data{where} cannot be decoded: "
+                                          + "; ".join(errors))
+
+
+def _gdcm_in_child(inst, index: int | None) -> np.ndarray:
+    """Decode with GDCM in a child process (a segfault there is an error here)."""
+    import io
+
+    src = inst.source
+    data = None
+    if src.member is not None:
+        with src.open() as fp:
+            data = fp.read()
+    cmd = [sys.executable, "-m", "napari_dicomtools.core._decode", inst.transfer_syntax,
+           "-1" if index is None else str(int(index)), "-" if data is not None else src.path]
+    try:
+        proc = subprocess.run(cmd, input=data, capture_output=True, timeout=300,
+                              stdin=None if data is not None else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UnreadableDicomError(inst.path, "GDCM did not finish in 300 s") from None
+    except OSError as exc:
+        raise UnreadableDicomError(inst.path, f"GDCM child cannot start ({exc})") from None
+    if proc.returncode < 0:
+        raise UnreadableDicomError(inst.path, f"GDCM crashed (signal {-proc.returncode}) on "
+                                              "this file")
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UnreadableDicomError(inst.path, f"GDCM failed ({msg[-1] if msg else 'error'})")
+    try:
+        return np.load(io.BytesIO(proc.stdout), allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise UnreadableDicomError(inst.path, f"GDCM output unreadable ({exc})") from None
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m napari_dicomtools.core._decode TS INDEX PATH|-``: decode with GDCM and
+    write the frame as ``.npy`` to stdout."""
+    import io
+
+    from pydicom.pixels import pixel_array
+    from pydicom.uid import UID
+
+    ts, index, path = argv[0], int(argv[1]), argv[2]
+    src = io.BytesIO(sys.stdin.buffer.read()) if path == "-" else open(path, "rb")  # noqa: SIM115
+    with src:
+        arr = pixel_array(src, index=None if index < 0 else index,
+                          transfer_syntax_uid=UID(ts), decoding_plugin="gdcm")
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    sys.stdout.buffer.write(buf.getvalue())
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - runs in the child
+    sys.exit(_child_main(sys.argv[1:]))

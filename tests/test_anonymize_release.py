@@ -645,3 +645,29 @@ def test_fast_writer_writes_what_pydicom_writes(name):
     ref = io.BytesIO()
     slow.save_as(ref, enforce_file_format=True)
     assert an.encode_file(fast) == ref.getvalue()
+
+
+def test_malformed_lengths_cannot_smuggle_text(tmp_path):
+    """A damaged or crafted length makes a kept element swallow the elements after it: the
+    swallowed names must not be copied as that element's 'value'."""
+    src = tmp_path / "src"
+    truth = write_series(src, np.zeros((1, 8, 8), np.int16))
+    ds = pydicom.dcmread(truth.files[0])
+    swallowed = b"Scanner X \x10\x00\x10\x00\x0c\x00\x00\x00PHISWALLOW^A"  # LO + a PN element
+    ds._dict[Tag(0x00081090)] = RawDataElement(Tag(0x00081090), "LO", len(swallowed),
+                                               swallowed, 0, False, True)
+    binary = b"\x01\x00PHIBINARY!"  # US with VM 1 holding 12 bytes
+    ds._dict[Tag(0x00280106)] = RawDataElement(Tag(0x00280106), "US", len(binary), binary, 0,
+                                               False, True)
+    cs = b"ORIGINAL\\PHICSLONGVALUE1234"  # 18 characters: a CS value has at most 16
+    ds._dict[Tag(0x00080008)] = RawDataElement(Tag(0x00080008), "CS", len(cs), cs, 0, False,
+                                               True)
+    ds.save_as(truth.files[0])
+    rep = anonymize_files(src, tmp_path / "o", key="k")
+    data = open(rep.written[0], "rb").read()
+    for marker in (b"PHISWALLOW", b"PHIBINARY", b"PHICSLONG"):
+        assert marker not in data
+    out = pydicom.dcmread(rep.written[0])
+    for kw in ("ManufacturerModelName", "SmallestImagePixelValue", "ImageType"):
+        assert kw not in out, kw
+    assert out.Modality == ds.Modality and out.Rows == 8  # well-formed ones stay

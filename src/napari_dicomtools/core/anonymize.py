@@ -549,11 +549,12 @@ class Anonymizer:
                 if strict and not code and (vr in _FREE_TEXT or vr in ("DA", "DT", "TM")):
                     action = "D"
                 elif action == "K":
-                    if vr in _NUMBER_RE and not _numbers_ok(
-                            _raw_strings(raw) if raw.is_raw else raw.value, _NUMBER_RE[vr]):
-                        del ds[tag]  # text where numbers belong: never kept
+                    if not _kept_value_ok(raw, vr, t):
+                        del ds[tag]  # malformed: a value cannot be kept unseen
                     continue
             elif action == "K" and vr not in ("SQ", "UI"):
+                if not _kept_value_ok(raw, vr, t):
+                    del ds[tag]
                 continue  # kept as read
             if raw.is_raw and self._replace_raw(ds, tag, raw, vr, action, ctx):
                 continue
@@ -668,18 +669,71 @@ def _odd(raw) -> bool:
     return bool(n & 1) or n != raw.length
 
 
-def _raw_strings(raw) -> list[str]:
-    """The values of an undecoded DS/IS element (ASCII by definition)."""
-    value = raw.value or b""
-    return value.decode("latin-1").rstrip("\x00 ").split("\\") if value else []
+#: PS3.5 Table 6.2-1 maximum length of one value (DA, DT, TM: range matching forms)
+_TEXT_MAX = {"AE": 16, "AS": 4, "CS": 16, "DA": 18, "DS": 16, "DT": 54, "IS": 12, "LO": 64,
+             "PN": 194, "SH": 16, "TM": 28, "UI": 64, "ST": 1024, "LT": 10240}
+_TEXT_VRS = frozenset(_TEXT_MAX) | {"UC", "UR", "UT"}
+_ONE_VALUE_VRS = frozenset({"LT", "ST", "UT", "UR"})  # a backslash is text there
+_BIN_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8, "AT": 4}
+#: control characters: only ESC (character sets) in short text; TAB LF FF CR in long text
+_CTRL_SHORT = re.compile(rb"[\x00-\x1a\x1c-\x1f\x7f]")
+_CTRL_LONG = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
+_CS_CHARS = re.compile(rb"[ -\[\]-~]*")  # printable ASCII without backslash
 
 
-def _numbers_ok(value, pattern: re.Pattern) -> bool:
-    """True when every value of a DS/IS element is a number of its grammar (PS3.5 6.2)."""
-    if value is None or value == "":
+@lru_cache(maxsize=4096)
+def _vm_max(tag: int) -> int | None:
+    """The largest value multiplicity the data dictionary allows (None: unbounded)."""
+    from pydicom.datadict import dictionary_VM
+
+    try:
+        vm = dictionary_VM(tag)
+    except KeyError:
+        return None
+    m = re.fullmatch(r"(?:\d+-)?(\d+)", vm.strip())
+    return int(m.group(1)) if m else None
+
+
+def _kept_value_ok(elem, vr: str, tag: int) -> bool:
+    """True when a value kept unchanged is well formed for its VR and the dictionary's VM:
+    no control characters or over-long values in text, numbers in DS/IS, a length that fits
+    the multiplicity for binary numbers. A malformed length in a damaged or crafted file
+    makes a kept element swallow the elements after it (names included); such an element
+    is removed rather than copied."""
+    if vr not in _BIN_SIZE and vr not in _TEXT_VRS:
         return True
-    return all(pattern.fullmatch(str(v)) is not None for v in (value if _multi(value)
-                                                               else [value]))
+    if elem.is_raw:
+        data = elem.value or b""
+    else:
+        value = elem.value
+        if value is None or value == "":
+            return True
+        if vr in _BIN_SIZE:
+            n = len(value) if _multi(value) else 1
+            vm = _vm_max(tag)
+            return vm is None or n <= vm
+        data = _text(value).encode("utf-8", "replace")
+    if vr in _BIN_SIZE:
+        size = _BIN_SIZE[vr]
+        vm = _vm_max(tag)
+        return len(data) % size == 0 and (vm is None or len(data) <= vm * size)
+    data = data.rstrip(b" \x00")
+    if not data:
+        return True
+    if (_CTRL_LONG if vr in ("LT", "ST", "UT", "UC", "UR") else _CTRL_SHORT).search(data):
+        return False
+    values = [data] if vr in _ONE_VALUE_VRS else data.split(b"\\")
+    vm = _vm_max(tag)
+    if vm is not None and len(values) > vm:
+        return False
+    limit = _TEXT_MAX.get(vr)
+    if limit is not None and any(len(v) > limit for v in values):
+        return False
+    if vr == "CS" and not all(_CS_CHARS.fullmatch(v) for v in values):
+        return False
+    if vr in _NUMBER_RE:
+        return all(_NUMBER_RE[vr].fullmatch(v.decode("latin-1")) for v in values)
+    return True
 
 
 def _put_text(ds, tag: int, vr: str, text: str, implicit: bool) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Whole-process benchmark of `dicomtools anonymize` against dicognito on the 300-slice
-512x512 CT series from ../shared/make_ct_series.py, with identifying data planted where
+512x512 CT series from benchmarks/make_ct_series.py, with identifying data planted where
 attackers find it (names and IDs in nested sequences, an operator name, unlisted public
 attributes, a UTF-16 OB, private tags, UIDs embedding a birth date and an MRN), and a leak
 count of both outputs: every planted marker searched in every output byte (ASCII and

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Whole-process benchmark of `dicomtools convert` against dcm2niix and of
 `dicomtools anonymize` against dicognito, on the 300-slice 512x512 CT series from
-../shared/make_ct_series.py (warm page cache, best of --repeat).
+benchmarks/make_ct_series.py (warm page cache, best of --repeat).
 
 usage: python benchmarks/bench_convert.py [--data DIR] [--repeat 3]
 needs: pip install -e ".[bench]"   (dcm2niix, dicognito)

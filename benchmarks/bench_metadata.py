@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Headers-only metadata table of 2,000 files: `metadata_table(level="instance")` against a
 plain loop of `pydicom.dcmread` collecting the same tags; whole processes, warm cache, best of
---repeat. Files come from ../shared/make_ct_series.py (2,000 slices of 128x128).
+--repeat. Files come from benchmarks/make_ct_series.py (2,000 slices of 128x128).
 
 usage: python benchmarks/bench_metadata.py [--files 2000] [--repeat 3]
 """
@@ -16,7 +16,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MAKER = os.path.join(HERE, "..", "..", "shared", "make_ct_series.py")
+MAKER = os.path.join(HERE, "make_ct_series.py")
 TAGS = "PatientID,StudyDate,Modality,SeriesDescription,SliceThickness,KVP,InstanceNumber"
 
 PLAIN = """

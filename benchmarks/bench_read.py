@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Whole-process read benchmark: napari-dicomtools against the raw-bytes floor, a plain pydicom
-loop and SimpleITK, on the 300-slice 512x512 CT series from ../shared/make_ct_series.py.
+loop and SimpleITK, on the 300-slice 512x512 CT series from benchmarks/make_ct_series.py.
 
 Each contender runs as its own Python process (start-up and imports count, as a user waits),
 on a warm page cache, best of --repeat runs. Peak memory is the child's max RSS minus the max RSS
@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MAKER = os.path.join(HERE, "..", "..", "shared", "make_ct_series.py")
+MAKER = os.path.join(HERE, "make_ct_series.py")
 
 RAW = """
 import os, sys
@@ -119,7 +119,7 @@ def make_series(path: str, slices: int) -> None:
     if os.path.isdir(path) and len(os.listdir(path)) == slices:
         return
     if not os.path.exists(MAKER):
-        raise SystemExit(f"{MAKER}: not found (the shared data tools sit beside the repo)")
+        raise SystemExit(f"{MAKER}: not found")
     print(f"writing {slices} slices to {path} ...", flush=True)
     subprocess.run([sys.executable, MAKER, path, "--slices", str(slices), "--reverse"],
                    check=True)

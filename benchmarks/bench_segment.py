@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The public segmentation path the napari widgets call, against the same chain in plain
-scikit-image, on the 300-slice 512x512 CT series from ../shared/make_ct_series.py.
+scikit-image, on the 300-slice 512x512 CT series from benchmarks/make_ct_series.py.
 
 ours   : napari_dicomtools.core.segment.segment(image, spacing, preset="lung", ...) with the
          Segment widget's arguments (no closing/opening, clear border, no size filter, no

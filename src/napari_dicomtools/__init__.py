@@ -24,7 +24,13 @@ from .core import (
     scan,
 )
 
-__version__ = "0.1.0"
+try:  # one version source: git tags via hatch-vcs, recorded in the installed distribution
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _dist_version
+
+    __version__ = _dist_version("napari-dicomtools")
+except PackageNotFoundError:  # pragma: no cover - imported from a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DicomToolsError", "GeometryError", "NoImageError", "NoSeriesError", "NotDicomError",

@@ -18,6 +18,7 @@ from napari.types import LayerDataTuple
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ._viewer import PROVENANCE_KEYS, layer_grid
+from ._workspace import unique_name
 from .core import annotate, preprocess, segment
 from .core.export import WINDOW_PRESETS
 from .core.grid import GRID_KEY
@@ -26,6 +27,16 @@ from .core.measure import measure, write_measurements_csv
 PRESETS = Literal[tuple(segment.HU_PRESETS)]  # type: ignore[valid-type]
 WINDOWS = Literal[tuple(WINDOW_PRESETS)]  # type: ignore[valid-type]
 PLANE = Literal["acquisition", "axial", "coronal", "sagittal"]
+
+
+def HU(label: str):  # noqa: N802 - reads like a type in signatures
+    """A Hounsfield-unit field: the full range of the quantity (air to metal), not 0-999."""
+    return Annotated[float, {"label": label, "min": -32768.0, "max": 65535.0, "step": 10.0}]
+
+
+def MM(label: str, minimum: float = 0.0):  # noqa: N802
+    """A length in millimetres."""
+    return Annotated[float, {"label": label, "min": minimum, "max": 10000.0, "step": 0.5}]
 
 
 def _viewer():
@@ -75,6 +86,7 @@ def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None,
     sc, tr = _grid(layer)
     scale = tuple(sc if scale is None else scale)
     translate = tuple(tr if translate is None else translate)
+    name = unique_name(_viewer(), name)  # a re-run never replaces an earlier output
     meta = {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
     meta.update({
         "history": _history(layer, op, **params),
@@ -109,12 +121,15 @@ def _started(worker):
 
 def _check_3d_or_2d(layer):
     if layer is None:
-        raise ValueError("choose a layer first")
+        raise ValueError("Select an image layer first (open a DICOM series)")
     if getattr(layer, "rgb", False):
         raise ValueError(f"{layer.name}: RGB layers are not supported here")
+    if layer.data.ndim == 4:
+        raise ValueError(f"{layer.name} is 4D: pick a time point with Planes & geometry > "
+                         "Extract time point, then use the new 3D layer")
     if layer.data.ndim not in (2, 3):
         raise ValueError(f"{layer.name}: needs a 2D or 3D layer (this one is "
-                         f"{layer.data.ndim}D; pick a time point first)")
+                         f"{layer.data.ndim}D)")
 
 
 # ------------------------------------------------------------------------------ segmentation
@@ -124,15 +139,17 @@ def _segment(
     image: napari.layers.Image,
     method: Literal["HU preset", "manual HU range", "Otsu"] = "HU preset",
     preset: PRESETS = "soft_tissue",
-    lower_hu: float = -30.0,
-    upper_hu: float = 150.0,
-    close_mm: float = 0.0,
-    open_mm: float = 0.0,
+    lower_hu: HU("Lower (HU)") = -30.0,
+    upper_hu: HU("Upper (HU)") = 150.0,
+    close_mm: MM("Closing radius (mm)") = 0.0,
+    open_mm: MM("Opening radius (mm)") = 0.0,
     fill_holes: bool = True,
     clear_border: bool = True,
-    min_size_mm3: float = 0.0,
-    keep_largest: int = 0,
-    slice_plane: PLANE = "acquisition",
+    min_size_mm3: Annotated[float, {"label": "Min. size (mm³)", "min": 0.0, "max": 1e9,
+                                    "step": 10.0}] = 0.0,
+    keep_largest: Annotated[int, {"label": "Keep largest (0 = all)", "min": 0,
+                                  "max": 100000}] = 0,
+    slice_plane: Annotated[PLANE, {"label": "Slice plane"}] = "acquisition",
 ) -> FunctionWorker[LayerDataTuple]:
     """Threshold -> morphology -> fill holes -> components -> clear border -> size filter.
 
@@ -199,7 +216,9 @@ def segment_widget():
 def resize_widget(image: napari.layers.Image,
                   target: Literal["voxel size (mm)", "in-plane size (pixels)"] =
                   "voxel size (mm)",
-                  voxel_mm: float = 1.0, in_plane_pixels: int = 128,
+                  voxel_mm: MM("Voxel size (mm)", 0.01) = 1.0,
+                  in_plane_pixels: Annotated[int, {"label": "In-plane size (pixels)",
+                                                   "min": 2, "max": 16384}] = 128,
                   interpolation: Literal["linear", "nearest", "cubic"] = "linear"
                   ) -> FunctionWorker[LayerDataTuple]:
     """Resample to isotropic ``voxel_mm`` or to ``in_plane_pixels`` x ``in_plane_pixels``;
@@ -227,8 +246,12 @@ def resize_widget(image: napari.layers.Image,
 
 def normalize_widget(image: napari.layers.Image,
                      method: Literal["window", "minmax", "zscore", "percentile"] = "window",
-                     window: WINDOWS = "soft_tissue", low_percentile: float = 1.0,
-                     high_percentile: float = 99.0) -> LayerDataTuple:
+                     window: WINDOWS = "soft_tissue",
+                     low_percentile: Annotated[float, {"label": "Low percentile (%)",
+                                                       "min": 0.0, "max": 100.0}] = 1.0,
+                     high_percentile: Annotated[float, {"label": "High percentile (%)",
+                                                        "min": 0.0, "max": 100.0}] = 99.0
+                     ) -> LayerDataTuple:
     """Intensities to float32 (0..1, or z-scores) for models."""
     _check_3d_or_2d(image)
     out = preprocess.normalize(np.asarray(image.data), method, window=WINDOW_PRESETS[window],
@@ -241,7 +264,7 @@ def normalize_widget(image: napari.layers.Image,
 
 
 def crop_widget(image: napari.layers.Image, roi: napari.layers.Layer,
-                margin_mm: float = 0.0) -> LayerDataTuple:
+                margin_mm: MM("Margin (mm)") = 0.0) -> LayerDataTuple:
     """Crop to a shapes layer's rectangle/polygon (in-plane, every slice) or to the bounding
     box of a labels layer (3D), plus ``margin_mm``. The origin moves with the crop."""
     _check_3d_or_2d(image)
@@ -301,7 +324,8 @@ def equalize_widget(image: napari.layers.Image, method: Literal["global", "clahe
 
 def denoise_widget(image: napari.layers.Image,
                    method: Literal["gaussian", "median"] = "gaussian",
-                   sigma_mm: float = 1.0, median_size_mm: float = 1.5,
+                   sigma_mm: MM("Sigma (mm)") = 1.0,
+                   median_size_mm: MM("Median window (mm)") = 1.5,
                    per_slice: bool = False, slice_plane: PLANE = "acquisition"
                    ) -> FunctionWorker[LayerDataTuple]:
     """Gaussian or median smoothing with sizes in millimetres (in a worker thread);
@@ -395,7 +419,8 @@ class MeasureWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        self.container = _make_measure_widget(napari_viewer)
+        self.container = _make_measure_widget(getattr(napari_viewer, "__wrapped__",
+                                                      napari_viewer))
         QVBoxLayout(self).addWidget(self.container.native)
 
 

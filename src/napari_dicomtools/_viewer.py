@@ -150,6 +150,9 @@ class GeometryController:
         for key, plane in (("Alt-1", "axial"), ("Alt-2", "coronal"), ("Alt-3", "sagittal"),
                            ("Alt-0", "acquisition")):
             viewer.bind_key(key, _plane_key(plane), overwrite=True)
+        from ._workspace import setup_viewer
+
+        setup_viewer(viewer)
         for layer in list(viewer.layers):
             self._adopt(layer)
 
@@ -221,6 +224,10 @@ class GeometryController:
                         break
         if GRID_KEY in layer.metadata and not getattr(layer, "_dicomtools_status", False):
             _wrap_status(layer)
+        if GRID_KEY in layer.metadata or "window" in layer.metadata:
+            from ._workspace import setup_layer
+
+            setup_layer(viewer, layer)
 
     def _notify_oblique(self, layer):
         if layer._type_string != "image" or GRID_KEY not in layer.metadata \
@@ -262,7 +269,11 @@ def _wrap_status(layer) -> None:
     def get_status(position=None, *args, **kwargs):
         status = original(position, *args, **kwargs)
         try:
-            extra = true_position_text(layer, position, world=kwargs.get("world", False))
+            from ._workspace import window_text
+
+            extra = " | ".join(t for t in (
+                true_position_text(layer, position, world=kwargs.get("world", False)),
+                window_text(layer)) if t)
         except Exception:  # noqa: BLE001 - the status bar must never break
             extra = ""
         if extra:
@@ -300,6 +311,7 @@ def true_position_text(layer, position, *, world: bool = True) -> str:
 
 def install(viewer) -> GeometryController:
     """The viewer's controller (created once)."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # napari's PublicOnlyProxy
     ctl = _CONTROLLERS.get(id(viewer))
     if ctl is not None and ctl.viewer is viewer:
         return ctl
@@ -348,7 +360,7 @@ def make_geometry_widget(napari_viewer):
     from napari.qt.threading import thread_worker
     from napari.utils.notifications import show_error, show_info
 
-    viewer = napari_viewer
+    viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
     install(viewer)
     buttons = {p: PushButton(text=f"{p.capitalize()} ({k})") for p, k in
                (("axial", "Alt+1"), ("coronal", "Alt+2"), ("sagittal", "Alt+3"),

@@ -1,0 +1,198 @@
+"""The reading workspace (issue 14): window/level by mouse and keys, orientation letters, one
+panel with every tool, one-line refusals, no lost outputs, 3D/4D helpers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QEvent, QPointF, Qt
+from qtpy.QtGui import QMouseEvent
+from qtpy.QtWidgets import QApplication
+
+from napari_dicomtools.core.synthetic import phantom, write_series
+
+
+def _open(viewer, folder):
+    layer = viewer.open(str(folder), plugin="napari-dicomtools")[0]
+    QApplication.processEvents()
+    return layer
+
+
+def _notes_since(n0):
+    from napari.utils.notifications import notification_manager
+
+    return [str(r.message) for r in notification_manager.records[n0:]]
+
+
+def _n_notes():
+    from napari.utils.notifications import notification_manager
+
+    return len(notification_manager.records)
+
+
+def _mouse(widget, kind, pos, button, buttons):
+    ev = QMouseEvent(kind, QPointF(*pos), button, buttons, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, ev)
+    QApplication.processEvents()
+
+
+@pytest.fixture
+def ct_viewer(make_napari_viewer, tmp_path):
+    write_series(tmp_path / "ct", phantom((20, 64, 64)), spacing=(2.0, 0.8, 0.8))
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    layer = _open(viewer, tmp_path / "ct")
+    return viewer, layer
+
+
+def test_right_drag_on_the_canvas_changes_window_and_level(ct_viewer):
+    viewer, layer = ct_viewer
+    canvas = viewer.window._qt_viewer.canvas.native
+    c0, w0 = 40.0, 400.0
+    assert tuple(layer.contrast_limits) == (c0 - w0 / 2, c0 + w0 / 2)
+    # the slider's range is the data range, not the DICOM window
+    assert layer.contrast_limits_range[0] <= -1000 and layer.contrast_limits_range[1] >= 1000
+    x, y = canvas.width() // 2, canvas.height() // 2
+    right = Qt.MouseButton.RightButton
+    _mouse(canvas, QEvent.Type.MouseButtonPress, (x, y), right, right)
+    for k in range(1, 11):  # drag right (wider) and down (higher level)
+        _mouse(canvas, QEvent.Type.MouseMove, (x + 10 * k, y + 5 * k), Qt.MouseButton.NoButton,
+               right)
+    _mouse(canvas, QEvent.Type.MouseButtonRelease, (x + 100, y + 50), right,
+           Qt.MouseButton.NoButton)
+    lo, hi = layer.contrast_limits
+    center, width = (lo + hi) / 2, hi - lo
+    assert width > w0 + 100 and center > c0 + 50
+    # a left drag pans: the window stays
+    before = tuple(layer.contrast_limits)
+    left = Qt.MouseButton.LeftButton
+    _mouse(canvas, QEvent.Type.MouseButtonPress, (x, y), left, left)
+    _mouse(canvas, QEvent.Type.MouseMove, (x + 50, y + 50), Qt.MouseButton.NoButton, left)
+    _mouse(canvas, QEvent.Type.MouseButtonRelease, (x + 50, y + 50), left,
+           Qt.MouseButton.NoButton)
+    assert tuple(layer.contrast_limits) == before
+    # and the status bar tells the window
+    status = layer.get_status(viewer.dims.point, world=True)
+    text = status["coordinates"] if isinstance(status, dict) else status
+    assert f"W/L {width:.0f}/{center:.0f}" in text
+
+
+@pytest.mark.parametrize(("key", "window"), [("4", (-600.0, 1500.0)), ("8", (400.0, 1800.0))])
+def test_function_key_applies_a_window_preset(ct_viewer, qtbot, key, window):
+    viewer, layer = ct_viewer
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, getattr(Qt.Key, f"Key_F{key}"))
+    c, w = window
+    assert tuple(layer.contrast_limits) == pytest.approx((c - w / 2, c + w / 2))
+
+
+def test_orientation_letters_follow_the_plane(ct_viewer):
+    from napari_dicomtools._viewer import set_plane
+
+    viewer, _ = ct_viewer
+    letters = viewer.window._dicomtools_letters
+    assert letters.text() == {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+    set_plane(viewer, "coronal", keep_cursor=False)
+    assert letters.text() == {"top": "S", "bottom": "I", "left": "R", "right": "L"}
+    set_plane(viewer, "sagittal", keep_cursor=False)
+    assert letters.text() == {"top": "S", "bottom": "I", "left": "A", "right": "P"}
+    viewer.dims.ndisplay = 3
+    assert not letters.labels["top"].isVisible()
+
+
+def test_panel_refusals_are_one_line_notifications(make_napari_viewer):
+    from napari_dicomtools._panel import crop, resize, segment
+
+    viewer = make_napari_viewer()
+    n0 = _n_notes()
+    assert resize(None) is not None  # a worker that never runs: nothing added, no traceback
+    assert crop(None, None) == []
+    segment(None)
+    notes = _notes_since(n0)
+    assert notes == ["Select an image layer first (open a DICOM series)"] * 3
+    assert len(viewer.layers) == 0
+
+
+def test_4d_refusal_says_what_to_do_and_extract_makes_a_3d_layer(make_napari_viewer, tmp_path):
+    import pydicom
+
+    from napari_dicomtools._panel import make_view_tools, normalize
+
+    uid = pydicom.uid.generate_uid()
+    for t in range(3):
+        tr = write_series(tmp_path / f"t{t}", np.full((5, 16, 16), 100 * t, np.int32),
+                          series_uid=uid)
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.TemporalPositionIdentifier = t + 1
+            ds.save_as(f)
+    viewer = make_napari_viewer()
+    layer = _open(viewer, tmp_path)
+    n0 = _n_notes()
+    normalize(layer)
+    (note,) = _notes_since(n0)
+    assert "is 4D: pick a time point with Planes & geometry > Extract time point" in note
+    viewer.dims.set_point(0, 2)
+    tools = make_view_tools(viewer)
+    tools.extract()
+    new = viewer.layers[-1]
+    assert new.data.ndim == 3 and np.all(np.asarray(new.data) == 200)
+    assert new.metadata["series_uid"] == layer.metadata["series_uid"]
+    assert new.metadata["grid"] == layer.metadata["grid"]
+
+
+def test_rerunning_a_widget_never_replaces_its_output(ct_viewer, qtbot):
+    from napari_dicomtools._panel import make_panel
+
+    viewer, layer = ct_viewer
+    panel = make_panel(viewer)
+    viewer.window.add_dock_widget(panel, name="DICOM Tools")
+    form = panel.tools["normalize"]
+    form.image.value = layer
+    form()
+    form()
+    names = [lay.name for lay in viewer.layers]
+    assert names == [layer.name, f"{layer.name} normalized", f"{layer.name} normalized 2"]
+    seg = panel.tools["segment"]
+    seg.image.value = layer
+    for _ in range(2):
+        seg.method.value = "manual HU range"
+        seg.lower_hu.value = -950.0  # the full HU range is typeable
+        seg.upper_hu.value = 3000.0
+        n = len(viewer.layers)
+        seg()
+        qtbot.waitUntil(lambda n=n: len(viewer.layers) > n, timeout=20000)
+    assert seg.lower_hu.value == -950.0 and seg.upper_hu.value == 3000.0
+    assert [lay.name for lay in viewer.layers][-2:] == [
+        f"{layer.name} segmentation", f"{layer.name} segmentation 2"]
+
+
+def test_3d_preset_renders_bone_surface(ct_viewer):
+    from napari_dicomtools._workspace import render_3d
+
+    viewer, layer = ct_viewer
+    render_3d(viewer, layer, "bone")
+    assert viewer.dims.ndisplay == 3
+    assert str(layer.rendering) == "iso" and layer.iso_threshold == 300.0
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot[..., :3].max() > 100  # something is drawn
+
+
+def test_workspace_fits_1366x768_and_is_shown(ct_viewer):
+    from napari_dicomtools._panel import make_panel
+
+    viewer, layer = ct_viewer
+    panel = make_panel(viewer)
+    viewer.window.add_dock_widget(panel, name="DICOM Tools", area="right")
+    QApplication.processEvents()
+    win = viewer.window._qt_window
+    assert win.height() <= 768 and win.width() <= 1366
+    assert panel.count() == 6
+    folder = os.environ.get("NAPARI_DICOMTOOLS_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        viewer.dims.set_point(0, float(np.mean(viewer.dims.range[0][:2])))
+        win.grab().save(os.path.join(folder, "workspace.png"))

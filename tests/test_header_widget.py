@@ -77,3 +77,34 @@ def test_non_dicom_layer_says_so(make_napari_viewer):
     w = DicomHeaderWidget(viewer)
     assert "did not come from DICOM" in w.status.text()
     assert w.tree.topLevelItemCount() == 0
+
+
+def test_enhanced_multiframe_header_follows_every_frame(make_napari_viewer, tmp_path):
+    """An enhanced file with 60 frames: the status names the frame on screen at every slice,
+    the current frame's functional groups come first, and all 60 items can be inspected."""
+    from napari_dicomtools.core.synthetic import write_enhanced
+
+    values = np.arange(60)[:, None, None] * np.ones((1, 8, 10), np.int16)
+    write_enhanced(tmp_path / "enh.dcm", values)
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(tmp_path / "enh.dcm"), plugin="napari-dicomtools")[0]
+    w = DicomHeaderWidget(viewer)
+    slider = viewer.dims.order[-3]
+    frames = set()
+    for k in (0, 17, 59):
+        viewer.dims.set_current_step(slider, k)
+        QApplication.processEvents()
+        src = layer.metadata["frame_sources"][w.current_frame()]
+        assert w.status.text().endswith(f", frame {src[1]}")
+        frames.add(src[1])
+        top = [w.tree.topLevelItem(i) for i in range(w.tree.topLevelItemCount())]
+        pf = next(t for t in top if t.text(1) == "PerFrameFunctionalGroupsSequence")
+        assert pf.child(0).text(0) == f"Item {src[1] + 1}"
+        assert pf.child(0).text(1) == "current frame"
+    assert len(frames) == 3
+    pf = next(w.tree.topLevelItem(i) for i in range(w.tree.topLevelItemCount())
+              if w.tree.topLevelItem(i).text(1) == "PerFrameFunctionalGroupsSequence")
+    assert pf.child(pf.childCount() - 1).text(1).startswith("10 more item(s)")
+    pf.child(pf.childCount() - 1).setExpanded(True)  # what a click on the arrow does
+    labels = [pf.child(j).text(0) for j in range(pf.childCount())]
+    assert labels[-1] == "Item 60" and len(labels) == 61

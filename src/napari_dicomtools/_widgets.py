@@ -298,6 +298,10 @@ class DicomHeaderWidget(QWidget):
         row.addWidget(self.copy_value)
         row.addWidget(self.copy_path)
         lay.addLayout(row)
+        self.current_frame_index = None
+        self._frame = None
+        self._more: dict = {}
+        self.tree.itemExpanded.connect(self._on_expanded)
         self.viewer.layers.selection.events.active.connect(self._on_layer)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._on_layer()
@@ -344,7 +348,7 @@ class DicomHeaderWidget(QWidget):
         except Exception:  # noqa: BLE001 - a transform edge case must not break napari
             i = 0
         path, frame = layer.metadata["frame_sources"][i]
-        if path == self.current_path:
+        if (path, frame) == (self.current_path, self.current_frame_index):
             return
         self.show_file(path, frame, first=layer.metadata["frame_sources"][0][0])
 
@@ -366,8 +370,12 @@ class DicomHeaderWidget(QWidget):
             self._show_message(f"{path}: header cannot be read ({exc})")
             return
         self.current_path = path
+        self.current_frame_index = frame
+        self._frame = frame if frame is not None and "PerFrameFunctionalGroupsSequence" in ds \
+            else None
         where = f", frame {frame}" if frame is not None else ""
         self.status.setText(f"{self.layer.name if self.layer else ''}: {path}{where}")
+        self._more.clear()
         self.tree.clear()
         if getattr(ds, "file_meta", None) is not None and len(ds.file_meta):
             meta_item = QTreeWidgetItem(["(0002,xxxx)", "File Meta Information", "", ""])
@@ -399,7 +407,10 @@ class DicomHeaderWidget(QWidget):
             path = f"{prefix}{tag_text}"
             item = QTreeWidgetItem([tag_text, keyword, elem.VR, _value_text(elem)])
             item.setData(0, Qt.UserRole, path)
-            item.setData(3, Qt.UserRole, _value_text(elem, limit=1 << 20))
+            full = _value_text(elem, limit=1 << 20)
+            item.setData(3, Qt.UserRole, full)
+            if elem.VR != "SQ" and len(full) > 60:  # the whole value on hover, copy copies it
+                item.setToolTip(3, full[:4000] + ("…" if len(full) > 4000 else ""))
             if ref is not None and elem.VR != "SQ":
                 other = ref.get(tag)
                 if other is None or _value_text(other) != _value_text(elem):
@@ -414,17 +425,52 @@ class DicomHeaderWidget(QWidget):
                 parent.addChild(item)
             if elem.VR == "SQ":
                 items = list(elem.value)
-                for j, sub in enumerate(items[: self.MAX_ITEMS]):
-                    child = QTreeWidgetItem([f"Item {j + 1}", "", "", ""])
-                    child.setData(0, Qt.UserRole, f"{path}[{j}]")
+                current = self._frame if (parent is None and keyword ==
+                                          "PerFrameFunctionalGroupsSequence") else None
+                if current is not None and 0 <= current < len(items):
+                    # the frame on screen first, expanded: its position, orientation, values
+                    child = QTreeWidgetItem([f"Item {current + 1}", "current frame", "", ""])
+                    child.setData(0, Qt.UserRole, f"{path}[{current}]")
                     item.addChild(child)
-                    self._add(child, sub, None, f"{path}[{j}].")
-                if len(items) > self.MAX_ITEMS:
-                    item.addChild(QTreeWidgetItem(
-                        ["…", f"{len(items) - self.MAX_ITEMS} more item(s)", "", ""]))
+                    self._add(child, items[current], None, f"{path}[{current}].")
+                    item.setExpanded(True)
+                    child.setExpanded(True)
+                self._add_items(item, items, path, 0)
+
+    def _add_items(self, item, items, path, start):
+        """Sequence items ``start``... (MAX_ITEMS at a time; the rest load on demand)."""
+        stop = min(len(items), start + self.MAX_ITEMS)
+        for j in range(start, stop):
+            child = QTreeWidgetItem([f"Item {j + 1}", "", "", ""])
+            child.setData(0, Qt.UserRole, f"{path}[{j}]")
+            item.addChild(child)
+            self._add(child, items[j], None, f"{path}[{j}].")
+        if stop < len(items):
+            more = QTreeWidgetItem(["…", f"{len(items) - stop} more item(s): expand to load",
+                                    "", ""])
+            more.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
+            self._more[id(more)] = (more, item, items, path, stop)
+            item.addChild(more)
+
+    def _on_expanded(self, node):
+        job = self._more.pop(id(node), None)
+        if job is None:
+            return
+        _, parent, items, path, start = job
+        parent.removeChild(node)
+        self._add_items(parent, items, path, start)
+
+    def load_all_items(self):
+        """Load every pending sequence item (for scripts and tests)."""
+        while self._more:
+            node, parent, items, path, start = self._more.pop(next(iter(self._more)))
+            parent.removeChild(node)
+            self._add_items(parent, items, path, start)
 
     def _show_message(self, text):
         self.current_path = None
+        self.current_frame_index = None
+        self._more.clear()
         self.tree.clear()
         self.status.setText(text)
 

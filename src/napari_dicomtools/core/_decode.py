@@ -59,6 +59,12 @@ _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
            "1.2.840.10008.1.2.1.99"}
 
 
+# GDCM in a child costs a process start per frame: a file it failed on is not tried again,
+# and after five failures in a row (a folder of broken files) the fallback rests
+_GDCM_FAILED: set = set()
+_GDCM_STATE = {"failures_in_a_row": 0}
+
+
 def gdcm_allowed() -> bool:
     """GDCM as a last resort (in a child process) unless ``NAPARI_DICOMTOOLS_GDCM=0``."""
     return os.environ.get("NAPARI_DICOMTOOLS_GDCM", "1").strip().lower() not in (
@@ -136,7 +142,10 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
             with inst.source.open() as fp:
                 ds = None
                 if ts == DEFLATED_UID:
-                    ds = read_deflated(fp, inst.path)
+                    # the data set may hold the pixels plus a header: anything beyond a
+                    # generous allowance is a deflate bomb, refused while inflating
+                    need = frame_nbytes(inst) * max(inst.n_frames, 1)
+                    ds = read_deflated(fp, inst.path, cap=2 * need + 64 * 2**20)
                 elif palette_ds:
                     ds = pydicom.dcmread(fp, force=True)
                 kwargs = {"decoding_plugin": plugin} if plugin else {}
@@ -151,9 +160,11 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
             raise
         except BaseException as exc:  # noqa: BLE001 - PanicException, decoder errors, ...
             errors.append(f"{plugin or 'pydicom'}: {_exc_text(exc)}")
-    if not native and "gdcm" in available and gdcm_allowed():
+    if not native and "gdcm" in available and gdcm_allowed() and \
+            inst.path not in _GDCM_FAILED and _GDCM_STATE["failures_in_a_row"] < 5:
         try:
             arr = _gdcm_in_child(inst, index)
+            _GDCM_STATE["failures_in_a_row"] = 0
             ds = None
             if palette_ds:
                 with inst.source.open() as fp:
@@ -161,6 +172,8 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
             return arr, ds
         except UnreadableDicomError as exc:
             errors.append(f"gdcm: {exc.reason}")
+            _GDCM_FAILED.add(inst.path)
+            _GDCM_STATE["failures_in_a_row"] += 1
     where = f" frame {index}" if index is not None else ""
     if not errors:
         errors.append(f"no decoder for transfer syntax {ts} (install the compressed-data "

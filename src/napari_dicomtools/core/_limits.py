@@ -152,9 +152,13 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
-def inflate_capped(fp, cap: int, path) -> bytes:
+def inflate_capped(fp, cap: int, path, until: bytes | None = None) -> bytes:
     """Inflate a raw deflate stream (DICOM's Deflated Explicit VR Little Endian) incrementally,
     refusing as soon as the output would exceed ``cap`` bytes.
+
+    With ``until``, inflation stops at the first even offset where ``until`` occurs and the
+    output up to there is returned (a header read stops at Pixel Data: a bomb after it is
+    never inflated).
 
     Raises
     ------
@@ -164,20 +168,27 @@ def inflate_capped(fp, cap: int, path) -> bytes:
     d = zlib.decompressobj(-zlib.MAX_WBITS)
     out = bytearray()
     while True:
-        chunk = fp.read(_CHUNK)
-        if not chunk:
+        # small input pieces: each call copies its unconsumed input, so keep that short
+        data = fp.read(1 << 16)
+        if not data:
             break
-        data = chunk
         while data:
             try:
-                piece = d.decompress(data, _CHUNK)
+                piece = d.decompress(data, 4 * _CHUNK)
             except zlib.error as exc:
                 raise UnreadableDicomError(path, f"corrupt deflated data set ({exc})") from None
-            out += piece
-            if len(out) > cap:
+            if len(out) + len(piece) > cap:
                 raise UnreadableDicomError(
                     path, f"deflated data set inflates to more than {format_bytes(cap)} "
                           "(a deflate bomb, or more than memory allows); refused")
+            searched = max(0, len(out) - 16)
+            out += piece
+            if until is not None:
+                at = out.find(until, searched)
+                while at >= 0 and at % 2:
+                    at = out.find(until, at + 1)
+                if at >= 0:
+                    return bytes(out[:at])
             data = d.unconsumed_tail
         if d.eof:
             break

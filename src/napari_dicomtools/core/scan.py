@@ -630,7 +630,7 @@ def _read_header(source: Source, fast: bool) -> Instance:
         from pydicom.errors import InvalidDicomError
 
         try:
-            ds = read_deflated(fp, name) if has_preamble else None
+            ds = read_deflated(fp, name, header_only=True) if has_preamble else None
             if ds is None:
                 fp.seek(0)
                 # 64 KB: Siemens CSA headers (needed for mosaics) stay in memory; pixel data
@@ -643,6 +643,9 @@ def _read_header(source: Source, fast: bool) -> Instance:
         except RecursionError:
             raise UnreadableDicomError(name, "header cannot be parsed (sequences nested too "
                                              "deeply)") from None
+        except MemoryError:
+            raise UnreadableDicomError(name, "header cannot be parsed (element lengths larger "
+                                             "than memory allows)") from None
         except Exception as exc:  # noqa: BLE001 - struct/zlib/BytesLength/... on bad input
             raise UnreadableDicomError(name, f"header cannot be parsed "
                                              f"({_exc_text(exc)})") from None
@@ -653,24 +656,34 @@ def _read_header(source: Source, fast: bool) -> Instance:
         except RecursionError:
             raise UnreadableDicomError(name, "header cannot be interpreted (sequences nested "
                                              "too deeply)") from None
+        except MemoryError:
+            raise UnreadableDicomError(name, "header cannot be interpreted (an element declares "
+                                             "more bytes than the file or memory holds)") \
+                from None
         except Exception as exc:  # noqa: BLE001 - odd values in a parsed header
             raise UnreadableDicomError(name, f"header cannot be interpreted "
                                              f"({_exc_text(exc)})") from None
 
 
 DEFLATED_UID = "1.2.840.10008.1.2.1.99"
+#: most bytes a deflated data set may inflate to before its Pixel Data (a header)
+MAX_DEFLATED_HEADER = 256 * 2**20
 
 
-def read_deflated(fp, name: str, *, stop_before_pixels: bool = False):
+def read_deflated(fp, name: str, *, header_only: bool = False, cap: int | None = None):
     """A pydicom Dataset from a Deflated Explicit VR Little Endian file, or None otherwise.
 
     pydicom inflates such a data set whole with ``zlib.decompress``; a 2 MB file can inflate
-    to gigabytes. Here the stream is inflated incrementally and refused beyond half the
-    memory available. ``fp`` must be positioned at the start of a file with a preamble.
+    to gigabytes. Here the stream is inflated incrementally under a cap (by default a quarter
+    of the memory available). With ``header_only`` inflation stops at Pixel Data, which is
+    then represented by an empty placeholder (the scan needs only to know it is there).
+    ``fp`` must be positioned at the start of a file with a preamble.
     """
     import pydicom
     from pydicom.filebase import DicomBytesIO
     from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+
+    from ._limits import available_memory
 
     fp.seek(0)
     read_preamble(fp, False)
@@ -678,16 +691,23 @@ def read_deflated(fp, name: str, *, stop_before_pixels: bool = False):
     ts = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
     if ts != DEFLATED_UID:
         return None
-    from ._limits import available_memory
-
-    cap = max(16 * 2**20, available_memory() // 2)
-    raw = inflate_capped(fp, cap, name)
-    buf = DicomBytesIO(raw)
-    del raw
-    # nothing deferred: a deferred value would be re-read from the (deflated) file on disk
-    ds = read_dataset(buf, False, True, defer_size=None,
-                      stop_when=(lambda tag, vr, length: tag == 0x7FE00010)
-                      if stop_before_pixels else None)
+    limit = available_memory() // 4
+    cap = min(cap, limit) if cap is not None else limit
+    start = fp.tell()
+    raw = b""
+    if header_only:
+        raw = inflate_capped(fp, min(cap, MAX_DEFLATED_HEADER), name,
+                             until=b"\xe0\x7f\x10\x00")
+        try:
+            ds = read_dataset(DicomBytesIO(raw), False, True, defer_size=None)
+            ds.add_new(_PIXEL_TAG, "OB", b"")
+        except Exception:  # noqa: BLE001 - the marker was inside a value: inflate it all
+            raw = b""
+            fp.seek(start)
+    if not raw:
+        raw = inflate_capped(fp, cap, name)
+        # nothing deferred: a deferred value would be re-read from the (deflated) file on disk
+        ds = read_dataset(DicomBytesIO(raw), False, True, defer_size=None)
     return pydicom.dataset.FileDataset(name, ds, preamble=b"\x00" * 128, file_meta=meta,
                                        is_implicit_VR=False, is_little_endian=True)
 

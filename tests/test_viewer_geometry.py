@@ -186,7 +186,8 @@ def test_marker_measured_from_the_true_geometry(make_napari_viewer, tmp_path, na
     assert np.linalg.norm(np.asarray(row["centroid_lps_mm"]) - MARKER) < 1.0
     assert row["mean"] == 1000
     # what the user reads: the table cell
-    cells = dict(zip(w[5].column_headers, w[5].data[0], strict=True))
+    cells = dict(zip(w.table.column_headers, w.table.data[0], strict=True))
+    assert w.source_label.value == f"1 row(s) from {labels.name} on {layer.name}"
     assert float(cells["volume_ml"]) == pytest.approx(true_ml, rel=0.02)
 
 

@@ -196,3 +196,65 @@ def test_workspace_fits_1366x768_and_is_shown(ct_viewer):
         os.makedirs(folder, exist_ok=True)
         viewer.dims.set_point(0, float(np.mean(viewer.dims.range[0][:2])))
         win.grab().save(os.path.join(folder, "workspace.png"))
+
+
+def test_measurement_table_clears_on_error_and_csv_asks_before_overwriting(ct_viewer,
+                                                                           tmp_path):
+    from napari_dicomtools._analysis import MeasureWidget
+
+    viewer, layer = ct_viewer
+    viewer.add_labels((np.asarray(layer.data) > 200).astype(np.uint8), scale=layer.scale,
+                      translate=layer.translate, name="bone")
+    dock = MeasureWidget(viewer)
+    w = dock.container
+    w.labels_box.value = "bone"
+    w.measure()
+    assert w.rows and w.source_label.value.startswith("1 row(s) from bone")
+    n0 = _n_notes()
+    w.source_box.value = "shapes layer ROIs"
+    w.image_box.value = "(none)"
+    w.measure()
+    assert w.rows == [] and w.table.data.to_list() == [] and w.source_label.value == ""
+    assert _notes_since(n0) == ["ROI statistics need an image layer: choose one"]
+    w.source_box.value = "labels layer"
+    w.measure()
+    out = tmp_path / "m.csv"
+    out.write_text("keep me")
+    w[-2].value = str(out)  # the CSV path field
+    asked = []
+    w.confirm_overwrite = lambda p: asked.append(p) or False
+    w.save()
+    assert asked == [str(out)] and out.read_text() == "keep me"
+    w.confirm_overwrite = lambda p: True
+    w.save()
+    assert out.read_text().startswith("label,")
+
+
+def test_default_reader_covers_folders(make_napari_viewer, tmp_path, monkeypatch):
+    from napari.plugins.utils import get_preferred_reader
+    from napari.settings import get_settings
+
+    from napari_dicomtools._workspace import make_default_reader
+
+    viewer = make_napari_viewer()  # (its fixture gives fresh settings)
+    monkeypatch.setattr(get_settings().plugins, "extension2reader", {})
+    write_series(tmp_path / "study" / "ct", phantom((4, 16, 16)))
+    make_default_reader()
+    assert get_preferred_reader(str(tmp_path / "study")) == "napari-dicomtools"
+    assert get_preferred_reader(str(tmp_path / "a.dcm")) == "napari-dicomtools"
+    viewer.open(str(tmp_path / "study"), plugin=None)  # as a drop: the preference decides
+    assert len(viewer.layers) == 1 and "grid" in viewer.layers[0].metadata
+
+
+def test_writer_refusal_names_the_reason(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8, 3), np.uint8), rgb=True, name="photo")
+    n0 = _n_notes()
+    try:  # napari may or may not re-raise; the user must read the reason either way
+        viewer.layers.save(str(tmp_path / "x.nii.gz"), plugin="napari-dicomtools")
+    except Exception:  # noqa: BLE001
+        pass
+    assert not (tmp_path / "x.nii.gz").exists()
+    notes = _notes_since(n0)
+    assert any(n.startswith("Not saved:") and "RGB layers cannot be saved as NIfTI" in n
+               for n in notes), notes

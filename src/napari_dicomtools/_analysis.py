@@ -425,7 +425,7 @@ class MeasureWidget(QWidget):
 
 
 def _make_measure_widget(viewer):
-    from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, Table
+    from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
     from napari.utils.notifications import show_error, show_info
 
     def layers_of(kind):
@@ -455,35 +455,70 @@ def _make_measure_widget(viewer):
     viewer.layers.events.inserted.connect(refresh)
     viewer.layers.events.removed.connect(refresh)
 
+    source = Label(value="")
+    box.insert(box.index(table), source)
+    box.source_label = source
+    box.table = table
+
+    def confirm_overwrite(p) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(box.native, "Overwrite?",
+                                      f"{p} exists. Replace it?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    box.confirm_overwrite = confirm_overwrite
+
     @run.clicked.connect
     def _measure():
         try:
             img = None if image_box.value in (None, "(none)") else viewer.layers[image_box.value]
             if source_box.value.startswith("shapes"):
                 if img is None:
-                    raise ValueError("ROI statistics need an image layer")
-                rows = roi_table(img, viewer.layers[shapes_box.value])
+                    raise ValueError("ROI statistics need an image layer: choose one")
+                if not shapes_box.value:
+                    raise ValueError("No shapes layer: draw rectangles or polygons first")
+                what = shapes_box.value
+                rows = roi_table(img, viewer.layers[what])
             else:
                 if not labels_box.value:
-                    raise ValueError("no labels layer: segment or draw one first")
-                rows = measure_table(viewer.layers[labels_box.value], img)
+                    raise ValueError("No labels layer: segment or draw one first")
+                what = labels_box.value
+                rows = measure_table(viewer.layers[what], img)
         except (ValueError, KeyError) as exc:
-            show_error(str(exc))
+            box.rows = []  # never show numbers that no longer belong to the choice
+            table.value = []
+            source.value = ""
+            show_error(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc))
             return
         box.rows = rows
         table.value = [{k: (", ".join(f"{x:.2f}" for x in v) if isinstance(v, tuple) else
                             (round(v, 3) if isinstance(v, float) else v))
                         for k, v in r.items()} for r in rows]
-        show_info(f"{len(rows)} row(s) measured")
+        source.value = f"{len(rows)} row(s) from {what}" + (
+            f" on {img.name}" if img is not None else "")
+        show_info(f"{len(rows)} row(s) measured from {what}")
 
     @save.clicked.connect
     def _save():
+        import os
+
         if not box.rows:
-            show_error("measure first")
+            show_error("Measure first: the table is empty")
             return
+        target = str(path.value)
+        if target in ("", ".") or os.path.isdir(target):
+            show_error("Choose a CSV file name first")
+            return
+        overwrite = False
+        if os.path.exists(target):
+            if not box.confirm_overwrite(target):
+                show_info(f"not saved: {target} kept")
+                return
+            overwrite = True
         try:
-            write_measurements_csv(box.rows, str(path.value))
-            show_info(f"saved {path.value}")
+            write_measurements_csv(box.rows, target, overwrite=overwrite)
+            show_info(f"saved {target}")
         except Exception as exc:  # noqa: BLE001 - shown to the user
             show_error(str(exc))
 

@@ -78,7 +78,9 @@ def make_view_tools(viewer):
     fps = FloatSpinBox(label="Cine (frames/s)", value=10.0, min=0.5, max=100.0)
     play = PushButton(text="Play")
     stop = PushButton(text="Stop")
-    box = Container(widgets=[presets, apply_w, render, go3d, back2d, extract, fps, play, stop])
+    default = PushButton(text="Open DICOM and folders with DICOM Tools (no asking)")
+    box = Container(widgets=[presets, apply_w, render, go3d, back2d, extract, fps, play, stop,
+                             default])
 
     def active_image():
         layer = viewer.layers.selection.active
@@ -114,6 +116,14 @@ def make_view_tools(viewer):
     extract.clicked.connect(_extract)
     play.clicked.connect(_play)
     stop.clicked.connect(lambda *_: ws.stop_cine(viewer))
+
+    @user_facing
+    def _default() -> None:
+        ws.make_default_reader()
+        show_info("DICOM files, zip archives, DICOMDIRs and folders now open with DICOM "
+                  "Tools (Preferences > Plugins to change)")
+
+    default.clicked.connect(_default)
     box.apply_window, box.render, box.extract, box.play = _apply, _render, _extract, _play
     box.presets, box.render_box = presets, render
     return box

@@ -349,3 +349,21 @@ def cine(viewer, fps: float) -> None:
 
 def stop_cine(viewer) -> None:
     viewer.window._qt_viewer.dims.stop()
+
+
+#: what "make DICOM Tools the default reader" sets: DICOM files, zip archives, DICOMDIRs and
+#: folders (napari matches a folder as its path with a trailing separator)
+DEFAULT_READER_PATTERNS = ("*.dcm", "*.DCM", "*.dicom", "*.ima", "*.IMA", "*.zip",
+                           "*DICOMDIR", "*/")
+
+
+def make_default_reader() -> dict:
+    """Make napari open DICOM files, zips, DICOMDIRs and dropped folders with this plugin
+    without asking (napari's reader preferences; undo in Preferences > Plugins)."""
+    from napari.settings import get_settings
+
+    settings = get_settings().plugins
+    prefs = dict(settings.extension2reader)
+    prefs.update({p: "napari-dicomtools" for p in DEFAULT_READER_PATTERNS})
+    settings.extension2reader = prefs
+    return prefs

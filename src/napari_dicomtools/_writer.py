@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+
+from .core.errors import DicomToolsError
 from .core.export import write_layer_nifti
+
+
+def _reported(fn):
+    """Show a writer's refusal as its own notification (napari's save dialog otherwise only
+    says the writer failed), then let napari see the error too."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, OSError, DicomToolsError) as exc:
+            try:
+                from napari.utils.notifications import show_error
+
+                show_error(f"Not saved: {exc}")
+            except Exception:  # noqa: BLE001 - no napari: the exception says it all
+                pass
+            raise
+    return wrapper
 
 
 def _nifti(path: str, data, meta: dict) -> list[str]:
@@ -34,6 +55,7 @@ def _with_grid(data, scale, translate, metadata: dict) -> dict:
     return metadata
 
 
+@_reported
 def write_image_nifti(path: str, data, meta: dict) -> list[str]:
     """Image layer -> NIfTI on its true patient grid (sform/qform RAS, like dcm2niix)."""
     if meta.get("rgb"):
@@ -41,6 +63,7 @@ def write_image_nifti(path: str, data, meta: dict) -> list[str]:
     return _nifti(path, data, meta)
 
 
+@_reported
 def write_labels_nifti(path: str, data, meta: dict) -> list[str]:
     """Labels layer -> NIfTI in the same patient space as the image it was drawn on."""
     return _nifti(path, data, meta)
@@ -73,6 +96,7 @@ def _shapes_from_layer(data, meta) -> list[dict]:
     return out
 
 
+@_reported
 def write_png_layers(path: str, layer_data: list) -> list[str]:
     """One image layer (+ any shapes and labels layers) -> PNG(s) with annotations burned in.
 
@@ -97,6 +121,7 @@ def write_png_layers(path: str, layer_data: list) -> list[str]:
                             labels=labels[0] if labels else None, overwrite=True)
 
 
+@_reported
 def write_anonymized_series(path: str, data, meta: dict) -> list[str]:
     """Save the DICOM files behind an image layer, de-identified (PS3.15 Annex E basic
     profile), into the folder ``path`` without its ``.dcm`` suffix."""

@@ -67,6 +67,7 @@ def _common(ds, study_uid):
     ds.ReferencedFileID = ["R", "D", "PHIDIRNAME", "IM00001"]
     ds.add_new(0x0010FFF0, "LO", "PHIUNKNOWN MRN " + MRN)  # not in the data dictionary
     ds.add_new(0x00121000, "OB", "PHIUTF16 name".encode("utf-16-le"))  # unknown, UTF-16
+    ds.add_new(0x0008FFF2, "UI", LINK + ".77")  # a UID in an element no dictionary knows
     ds.RetrieveURL = "https://pacs.example/PHIURL/" + MRN
     # text where a number belongs (pydicom refuses to set it, so a raw element)
     ds._dict[Tag(0x00180088)] = RawDataElement(Tag(0x00180088), "DS", 10, b"PHINUMTEXT", 0,
@@ -319,7 +320,7 @@ def test_unlisted_public_removed_and_person_names_neutral(anon_out):
         ds = pydicom.dcmread(f)
         for kw in ("ReferencedFileID", "RetrieveURL", "CompletionFlagDescription"):
             assert kw not in ds, kw
-        assert 0x0010FFF0 not in ds and 0x00121000 not in ds
+        assert 0x0010FFF0 not in ds and 0x00121000 not in ds and 0x0008FFF2 not in ds
         assert not any(e.tag.is_private for e in ds.iterall())
         for e in ds.iterall():
             if e.VR == "PN" and e.tag != 0x00100010 and e.value:

@@ -491,6 +491,8 @@ class Anonymizer:
             rule = rule_for(tag)
             if rule is not None:
                 d = (_action(rule, self.options, vr), True, code)
+            elif not _in_dictionary(tag):
+                d = ("X", False, code)  # unknown to the dictionary: cannot be judged
             elif vr == "UI":
                 d = ("K" if self.options.retain_uids else "U", False, code)
             else:
@@ -517,10 +519,10 @@ class Anonymizer:
                 if not opts.retain_private:
                     del ds[tag]
                 continue
-            if (t & 0xFFFF) == 0 or group == 0x0002 or 0x5000 <= group <= 0x50FF or \
+            if (t & 0xFFFF) == 0 or group <= 0x0002 or 0x5000 <= group <= 0x50FF or \
                     0x6000 <= group <= 0x60FF:
-                # group lengths (stale once values change), a file meta element misplaced in
-                # the data set, curves and overlays (their bitmaps cannot be cleaned)
+                # group lengths (stale once values change), command or file meta elements
+                # misplaced in the data set, curves and overlays (bitmaps cannot be cleaned)
                 del ds[tag]
                 continue
             if t in (_PATIENT_NAME, _PATIENT_ID):

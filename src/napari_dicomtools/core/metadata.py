@@ -310,7 +310,8 @@ def redact_paths(text: str, known: Iterable[str] = ()) -> str:
     str
     """
     for p in sorted({k for k in known if k}, key=len, reverse=True):
-        for variant in {p, os.path.abspath(p), os.path.basename(p)}:
+        for variant in sorted({p, os.path.abspath(p), os.path.basename(p)}, key=len,
+                              reverse=True):  # whole paths before their file names
             if len(variant) > 2 and variant in text:
                 text = re.sub(r"(?<![\w.])" + re.escape(variant) + r"(?![\w])", "<file>",
                               text)

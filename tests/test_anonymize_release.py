@@ -559,6 +559,13 @@ def test_allowlist_names_real_dictionary_attributes():
     assert "LO" not in vrs and 0x0010 in groups and 0x0004 in groups
     assert all(get_entry(t) for t in kept | set(replaced))
     assert dictionary_VR(0x00420010) == "ST" and replaced[0x00420010] == "Z"
+    # metadata tables' --deidentify shares the decision
+    from napari_dicomtools.core.anonymize import removed_by_profile
+
+    assert removed_by_profile(0x0040A492)  # CompletionFlagDescription: unlisted free text
+    assert not removed_by_profile(0x0040A492, Options(keep_unlisted_public=True))
+    assert removed_by_profile(0x00081167)  # MultiFrameSourceSOPInstanceUID: remapped
+    assert not removed_by_profile(0x00180050) and not removed_by_profile(0x00181210)
 
 
 _KILL_SCRIPT = r"""

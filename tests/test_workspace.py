@@ -258,3 +258,62 @@ def test_writer_refusal_names_the_reason(make_napari_viewer, tmp_path):
     notes = _notes_since(n0)
     assert any(n.startswith("Not saved:") and "RGB layers cannot be saved as NIfTI" in n
                for n in notes), notes
+
+
+def test_scripted_session_every_tool_twice_loses_nothing(make_napari_viewer, tmp_path, qtbot):
+    """Open a study, then run every tool of the panel twice the way a click does: each run
+    adds its own layer, nothing is replaced, no error notification, no traceback."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    from napari_dicomtools._panel import make_panel
+
+    write_series(tmp_path / "study" / "ax", phantom((16, 48, 48)), spacing=(2.0, 0.8, 0.8),
+                 series_number=3)
+    write_series(tmp_path / "study" / "sag", phantom((12, 40, 36)), series_number=4,
+                 orientation=(0, 1, 0, 0, 0, -1))
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "study"), plugin="napari-dicomtools")
+    assert len(layers) == 2
+    panel = make_panel(viewer)
+    viewer.window.add_dock_widget(panel, name="DICOM Tools")
+    t = panel.tools
+    n0 = len(notification_manager.records)
+    image = layers[0]
+
+    def run_twice(form, **values):
+        for _ in range(2):
+            before = len(viewer.layers)
+            for k, v in values.items():
+                form[k].value = v
+            form()
+            qtbot.waitUntil(lambda b=before: len(viewer.layers) > b, timeout=30000)
+
+    run_twice(t["segment"], image=image, method="Otsu")
+    run_twice(t["resize"], image=image, voxel_mm=2.0)
+    run_twice(t["normalize"], image=image)
+    run_twice(t["equalize"], image=image)
+    run_twice(t["denoise"], image=image, method="median")
+    z, y, x = (np.asarray(image.extent.world).mean(axis=0))
+    shapes = viewer.add_shapes([np.array([[z, y - 10, x - 10], [z, y + 10, x - 10],
+                                          [z, y + 10, x + 10], [z, y - 10, x + 10]])],
+                               shape_type="rectangle", units=image.units)
+    run_twice(t["crop"], image=image, roi=shapes)
+    run_twice(t["shapes_to_labels"], image=image, shapes=shapes)
+    run_twice(t["augment"], image=image, labels=None, samples=2)
+    labels = next(lay for lay in viewer.layers if lay.name == f"{image.name} segmentation")
+    m = t["measure"].container
+    m.labels_box.value = labels.name
+    m.image_box.value = image.name
+    m.measure()
+    assert m.rows
+    for k in range(2):
+        viewer.layers.selection = {image}
+        t["export_dataset"].output_folder.value = tmp_path / f"ds{k}"
+        t["export_dataset"]()
+        assert (tmp_path / f"ds{k}").exists()
+    names = [lay.name for lay in viewer.layers]
+    assert len(names) == len(set(names))  # nothing replaced
+    assert len(names) == 2 + 2 * 8 + 1
+    bad = [r for r in notification_manager.records[n0:]
+           if r.severity >= NotificationSeverity.WARNING]
+    assert not bad, [str(r.message) for r in bad]

@@ -105,6 +105,9 @@ def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None,
         "translate": translate,
         "metadata": meta,
     }
+    units = tuple(str(u) for u in getattr(layer, "units", ()) or ())
+    if units and len(units) <= len(scale):  # same physical units (an extra leading axis:
+        kwargs["units"] = ("pixel",) * (len(scale) - len(units)) + units  # a sample index)
     if kind == "image":
         kwargs["colormap"] = "gray"
     return (data, kwargs, kind)

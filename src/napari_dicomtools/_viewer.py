@@ -346,7 +346,8 @@ def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
     meta[GRID_KEY] = out.to_metadata()
     kwargs = {"name": f"{layer.name} (patient axes)", "metadata": meta,
               "scale": (1.0,) * lead + tuple(out.scale),
-              "translate": (0.0,) * lead + tuple(out.translate)}
+              "translate": (0.0,) * lead + tuple(out.translate),
+              "units": tuple(str(u) for u in layer.units)}
     if not is_labels:
         kwargs["colormap"] = "gray"
         kwargs["contrast_limits"] = tuple(layer.contrast_limits)
@@ -387,7 +388,8 @@ def make_geometry_widget(napari_viewer):
         layer = viewer.layers.selection.active
         if layer is not None and layer.name in layer_box.choices:
             layer_box.value = layer.name
-        g = None if layer is None or layer.data.ndim < 3 else layer_grid(layer, viewer)
+        g = None if layer is None or layer._type_string not in ("image", "labels") \
+            or layer.data.ndim < 3 else layer_grid(layer, viewer)
         if g is None:
             info.value = ""
             return

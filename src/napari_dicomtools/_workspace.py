@@ -336,7 +336,8 @@ def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
     meta["derived_from"] = layer.name
     kwargs = {"name": unique_name(viewer, f"{layer.name} t{index}"), "metadata": meta,
               "scale": tuple(layer.scale)[1:], "translate": tuple(layer.translate)[1:],
-              "colormap": "gray", "contrast_limits": tuple(layer.contrast_limits)}
+              "colormap": "gray", "contrast_limits": tuple(layer.contrast_limits),
+              "units": tuple(str(u) for u in layer.units)[1:]}
     return np.asarray(layer.data[index]), kwargs, "image"
 
 

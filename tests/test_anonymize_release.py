@@ -45,7 +45,7 @@ MARKERS = [
     "PHINAMEDEEP", "PHIIDDEEP", "PHISRNAME", "PHISRID", "PHIDOCTOR", "PHIPERSON", "PHIOPERATOR",
     "PHIVERIFIER", "PHIDOCTITLE", "PHIDIRNAME", "PHIUNKNOWN", "PHIUTF16", "PHIPRIVATE",
     "PHIURL", "PHICOMPLETION", "PHIPDFTEXT", "PHIPATHNAME", "PHIOBSERVER", "PHITOPNAME",
-    "PHITOPID", "PHINUMTEXT", BIRTH, MRN,
+    "PHITOPID", "PHINUMTEXT", "PHICODEID", "PHICODENAME", "PHIINSTCODE", BIRTH, MRN,
 ]
 PDF_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
 SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.22"  # Enhanced SR
@@ -83,6 +83,12 @@ def _common(ds, study_uid):
     region.PatientID = "PHIIDDEEP1"
     region.AnatomicRegionModifierSequence = Sequence([mod])
     ds.AnatomicRegionSequence = Sequence([region])
+    # codes that are an identity (E.1-1: D / X/Z/D on the sequences)
+    person = _code("PHICODEID", "99HOSP", "PHICODENAME, operator")
+    operator = Dataset()
+    operator.PersonIdentificationCodeSequence = Sequence([person])
+    ds.OperatorIdentificationSequence = Sequence([operator])
+    ds.InstitutionCodeSequence = Sequence([_code("I1", "99HOSP", "PHIINSTCODE hospital")])
     # private elements with names and a UID
     block = ds.private_block(0x0029, "ACME 1.0", create=True)
     block.add_new(0x10, "LO", "PHIPRIVATE " + MRN)
@@ -422,10 +428,15 @@ def test_no_new_dciodvfy_errors(tmp_path):
     names = ["CT_small.dcm", "MR_small.dcm", "test-SR.dcm", "waveform_ecg.dcm"]
     for n in names:
         shutil.copy(get_testdata_file(n), src / n)
+    qa = os.path.join(os.path.dirname(__file__), "data", "dcm_qa")
+    for sub in ("philips_3DpCASL_enhanced", "philips_3DpCASL_classic"):
+        first = sorted(os.listdir(os.path.join(qa, sub, "dcm")))[0]
+        shutil.copy(os.path.join(qa, sub, "dcm", first), src / f"{sub}.dcm")
+        names.append(f"{sub}.dcm")  # enhanced MR; a Type 3 sequence the table empties
     _pdf_dataset().save_as(src / "pdf.dcm", enforce_file_format=True)
     anon = Anonymizer(key="k")
     rep = anonymize_files(src, tmp_path / "out", key="k")
-    assert len(rep.written) == 5
+    assert len(rep.written) == len(names) + 1
     seen_errors = 0
     for n in names + ["pdf.dcm"]:
         before = errors(src / n)

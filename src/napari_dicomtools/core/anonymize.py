@@ -168,26 +168,41 @@ def public_allowlist() -> tuple[frozenset, frozenset, frozenset, dict]:
     DicomToolsError
         The data file is missing, or names a keyword the data dictionary does not know.
     """
-    from pydicom.datadict import tag_for_keyword
-
-    try:
-        with open(_ALLOW, encoding="utf-8") as f:
-            rules = json.load(f)["rules"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise DicomToolsError(_ALLOW, f"the public allow-list is unreadable ({exc})") from None
-
-    def tag(kw: str) -> int:
-        t = tag_for_keyword(kw)
-        if t is None:
-            raise DicomToolsError(_ALLOW, f"unknown keyword {kw!r}")
-        return int(t)
-
+    rules = _allow_rules()
+    tag = _allow_tag
     vrs = frozenset(rules["vr_kept"]["vrs"])
     groups = frozenset(int(g, 16) for g in rules["groups_excluded"]["groups"])
     kept = frozenset(tag(kw) for kws in rules["text_and_binary_kept"]["keywords"].values()
                      for kw in kws)
     replaced = {tag(kw): a for kw, a in rules["replaced"]["actions"].items()}
     return vrs, groups, kept, replaced
+
+
+@lru_cache(maxsize=1)
+def _allow_rules() -> dict:
+    try:
+        with open(_ALLOW, encoding="utf-8") as f:
+            return json.load(f)["rules"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DicomToolsError(_ALLOW, f"the public allow-list is unreadable ({exc})") from None
+
+
+def _allow_tag(kw: str) -> int:
+    from pydicom.datadict import tag_for_keyword
+
+    t = tag_for_keyword(kw)
+    if t is None:
+        raise DicomToolsError(_ALLOW, f"unknown keyword {kw!r}")
+    return int(t)
+
+
+@lru_cache(maxsize=1)
+def _emptied_sequences() -> frozenset:
+    """Sequences whose E.1-1 action is ``X/Z`` and that are Type 2 where they occur: emptied
+    (Z) rather than removed; every other ``X/Z`` sequence is removed (an empty Type 3
+    sequence is invalid)."""
+    return frozenset(_allow_tag(kw) for kw in
+                     _allow_rules()["sequences_emptied"]["keywords"])
 
 
 @lru_cache(maxsize=1)
@@ -271,6 +286,12 @@ def _action(rule: Rule, opts: Options, vr: str) -> str:
     choices = rule.basic.replace("*", "").split("/")
     if vr in ("UI", "SQ") and "U" in choices:
         return "U"  # U* on a sequence: keep it, remap the UIDs inside
+    if vr == "SQ" and "D" not in choices and "X" in choices and "Z" in choices:
+        try:
+            tag = int(rule.tag.strip().strip("()").replace(",", ""), 16)
+        except ValueError:
+            tag = -1
+        return "Z" if tag in _emptied_sequences() else "X"
     # person names: empty rather than a dummy that could be taken for a person
     prefs = ("Z", "D", "X") if vr == "PN" else ("D", "Z", "X")
     for pref in prefs:
@@ -281,6 +302,10 @@ def _action(rule: Rule, opts: Options, vr: str) -> str:
     return choices[0] or "X"
 
 
+#: sequences (by keyword) whose codes identify a person or an organisation
+_IDENTITY_SQ = re.compile(r"Identification|Institution|Physician|Operator|Observer|Performer|"
+                          r"Participant|Person|Custodial|Author|Issuer|Identifier|Verifying|"
+                          r"Approver|Creator|Recipient|Interpreter")
 #: VRs that can carry free text or names
 _FREE_TEXT = {"PN", "LO", "SH", "ST", "LT", "UT", "UC", "AE", "AS", "UR"}
 #: coded vocabulary kept inside strictly cleaned sequences (standard terms, not PHI)
@@ -500,12 +525,15 @@ class Anonymizer:
             self._decisions[key] = d
         return d
 
-    def _walk(self, ds, ctx, strict: bool = False, top: bool = False):
+    def _walk(self, ds, ctx, strict: int = 0, top: bool = False):
         """Apply the profile to every element of ``ds`` (recursively).
 
         ``strict`` is set inside sequences the profile replaces with dummies (``D``, e.g.
         Content Sequence) or asks to clean without a cleaner: there every free-text, person
-        name and date value is replaced, whatever its tag; coded vocabulary is kept.
+        name and date value is replaced, whatever its tag; coded vocabulary is kept (1),
+        except in sequences that identify people or organisations (2: Person
+        Identification Code Sequence, Institution Code Sequence, observers ...), where codes
+        are the identity.
 
         Elements are judged from their undecoded form where possible (tag and VR), so kept
         values are written back byte for byte without being decoded (faster, and exact).
@@ -548,7 +576,8 @@ class Anonymizer:
                         for item in ds[tag].value:
                             self._walk(item, ctx, strict)
                     continue
-                if strict and not code and (vr in _FREE_TEXT or vr in ("DA", "DT", "TM")):
+                if strict and (strict > 1 or not code) and \
+                        (vr in _FREE_TEXT or vr in ("DA", "DT", "TM")):
                     action = "D"
                 elif action == "K":
                     if not _kept_value_ok(raw, vr, t):
@@ -601,7 +630,7 @@ class Anonymizer:
         else:
             elem.value = self.pseudonym("", value)
 
-    def _apply(self, ds, elem, action, ctx, strict: bool = False):
+    def _apply(self, ds, elem, action, ctx, strict: int = 0):
         vr = elem.VR
         if action == "X":
             del ds[elem.tag]
@@ -618,9 +647,13 @@ class Anonymizer:
                 elem.value = []
             else:
                 # U: keep, remap UIDs inside. D, or C (we have no structured-content
-                # cleaner): keep the structure, replace every free text/name/date inside.
+                # cleaner): keep the structure, replace every free text/name/date inside;
+                # in sequences that identify a person or organisation, the codes too.
+                level = strict
+                if action in ("D", "C"):
+                    level = max(strict, 2 if _IDENTITY_SQ.search(elem.keyword or "") else 1)
                 for item in elem.value:
-                    self._walk(item, ctx, strict or action in ("D", "C"))
+                    self._walk(item, ctx, level)
             return
         if action == "Z":
             elem.value = None if vr not in ("OB", "OW", "UN") else b""

@@ -65,3 +65,27 @@ def test_equalize_and_denoise():
     spikes = np.zeros((16, 16), np.int16)
     spikes[8, 8] = 1000
     assert pp.denoise(spikes, (1.0, 1.0), method="median", size_mm=3).max() == 0
+
+
+def test_denoise_in_child_processes_matches_and_cancels():
+    import time
+
+    from napari_dicomtools.core.preprocess import DenoiseJob, denoise, denoise_steps
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(-1000, 1000, (23, 30, 26)).astype(np.int16)
+    for kw in ({"method": "median", "size_mm": 3.0}, {"method": "gaussian", "sigma_mm": 1.2},
+               {"method": "median", "size_mm": 3.0, "per_slice": True, "axis": 1}):
+        ref = denoise(a, (1.0, 0.8, 0.8), **kw)
+        assert np.array_equal(DenoiseJob(a, (1.0, 0.8, 0.8), workers=3, **kw).result(), ref)
+        out, steps = denoise_steps(a, (1.0, 0.8, 0.8), chunk=4, **kw)
+        for step in steps:
+            step()
+        assert np.array_equal(out, ref)
+    big = rng.integers(0, 1000, (40, 160, 160)).astype(np.int16)
+    job = DenoiseJob(big, (1.0, 1.0, 1.0), method="median", size_mm=9.0)
+    t0 = time.perf_counter()
+    job.cancel()
+    assert time.perf_counter() - t0 < 1.0 and job.cancelled
+    with pytest.raises(RuntimeError, match="cancelled"):
+        job.result()

@@ -317,3 +317,28 @@ def test_scripted_session_every_tool_twice_loses_nothing(make_napari_viewer, tmp
     bad = [r for r in notification_manager.records[n0:]
            if r.severity >= NotificationSeverity.WARNING]
     assert not bad, [str(r.message) for r in bad]
+
+
+def test_median_denoise_shows_progress_and_cancels_within_a_second(make_napari_viewer,
+                                                                  tmp_path, qtbot):
+    import time
+
+    from napari_dicomtools._panel import denoise_widget
+
+    write_series(tmp_path / "ct", phantom((64, 128, 128)), spacing=(1.0, 0.8, 0.8))
+    viewer = make_napari_viewer()
+    layer = _open(viewer, tmp_path / "ct")
+    form = denoise_widget()
+    viewer.window.add_dock_widget(form)
+    form.image.value = layer
+    form.method.value = "median"
+    form.median_size_mm.value = 6.0  # a slow filter: 7x7x7 voxels
+    form()
+    worker = form.worker
+    qtbot.waitUntil(lambda: worker.is_running, timeout=5000)
+    t0 = time.perf_counter()
+    form.cancel_button.clicked.emit()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=5000)
+    assert time.perf_counter() - t0 < 1.5
+    QApplication.processEvents()
+    assert len(viewer.layers) == 1  # cancelled: no half-made layer

@@ -185,7 +185,7 @@ def _segment(
 
 
 def _segment_init(widget):
-    """Add a Cancel button that stops the running segmentation between stages."""
+    """Add a Cancel button that stops the widget's running worker between its steps."""
     from magicgui.widgets import PushButton
 
     cancel = PushButton(text="Cancel")
@@ -198,6 +198,9 @@ def _segment_init(widget):
     def stop():
         if widget.worker is not None:
             widget.worker.quit()
+            kill = getattr(widget.worker, "stop_job", None)
+            if kill is not None:  # work in child processes stops now, not at the next step
+                kill()
 
     widget.called.connect(remember)
     cancel.clicked.connect(stop)
@@ -340,16 +343,36 @@ def denoise_widget(image: napari.layers.Image,
     data = np.asarray(image.data)
     axis = slice_axis(image, slice_plane) if data.ndim == 3 else 0
 
+    options = dict(method=method, sigma_mm=sigma_mm, size_mm=median_size_mm,
+                   per_slice=per_slice, axis=axis)
+    holder: dict = {}
+
     @thread_worker(progress={"total": 0, "desc": "denoising"})
     def run():
-        out = preprocess.denoise(data, sc, method=method, sigma_mm=sigma_mm,
-                                 size_mm=median_size_mm, per_slice=per_slice, axis=axis)
+        if data.ndim == 3:
+            # child processes: every core, and a Cancel stops them at once
+            job = holder["job"] = preprocess.DenoiseJob(data, sc, **options)
+            while not job.poll(0.1):
+                yield
+            if job.cancelled:
+                return []  # nothing to add
+            out = job.result()
+        else:
+            out = preprocess.denoise(data, sc, **options)
         res = _derived(image, out, "denoise", name=f"{image.name} denoised", method=method,
                        sigma_mm=sigma_mm, size_mm=median_size_mm, per_slice=per_slice)
         res[1]["contrast_limits"] = tuple(image.contrast_limits)
         return res
 
-    return _started(run())
+    worker = run()
+
+    def stop():
+        if "job" in holder:
+            holder["job"].cancel()
+
+    worker.aborted.connect(stop)
+    worker.stop_job = stop
+    return _started(worker)
 
 
 # ------------------------------------------------------------------------------ annotation

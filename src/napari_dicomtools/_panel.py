@@ -31,6 +31,15 @@ def segment_widget():
     return w
 
 
+def denoise_widget():
+    """The denoising form with a Cancel button (Plugins menu entry)."""
+    from magicgui import magicgui
+
+    w = magicgui(denoise)
+    an._segment_init(w)
+    return w
+
+
 def _form(fn, **options):
     from magicgui import magicgui
 
@@ -152,7 +161,7 @@ def make_panel(napari_viewer):
         "normalize": _form(normalize),
         "crop": _form(crop),
         "equalize": _form(equalize),
-        "denoise": _form(denoise),
+        "denoise": denoise_widget(),
         "shapes_to_labels": _form(shapes_to_labels),
         "augment": _form(augment),
         "export_dataset": _form(export_dataset),

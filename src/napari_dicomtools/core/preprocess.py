@@ -167,28 +167,188 @@ def equalize(array, method: str = "global", *, clip_limit: float = 0.01,
     return exposure.equalize_adapthist(scaled, clip_limit=clip_limit).astype(np.float32)
 
 
-def denoise(array, spacing=None, *, method: str = "gaussian", sigma_mm: float = 1.0,
-            size_mm: float = 1.5, per_slice: bool = False, axis: int = 0) -> np.ndarray:
-    """Gaussian (``sigma_mm``) or median (``size_mm`` window) smoothing in millimetres
-    (``per_slice``: in the planes across ``axis`` only)."""
+def denoise_steps(array, spacing=None, *, method: str = "gaussian", sigma_mm: float = 1.0,
+                  size_mm: float = 1.5, per_slice: bool = False, axis: int = 0,
+                  chunk: int = 16) -> tuple[np.ndarray, list]:
+    """:func:`denoise` as ``(out, steps)``: ``out`` is the preallocated result and each step
+    (no argument) fills the next block of ``chunk`` slices along axis 0, reading a halo of
+    neighbours, so a GUI can show progress and stop between blocks. Running every step gives
+    exactly :func:`denoise`'s result."""
     from scipy import ndimage
 
     arr = np.asarray(array)
     sp = np.ones(arr.ndim) if spacing is None else np.asarray(spacing, float)
-    if per_slice and arr.ndim == 3:
-        sp = sp.copy()
     if method == "gaussian":
         sig = sigma_mm / sp
         if per_slice and arr.ndim == 3:
             sig[axis] = 0
-        out = ndimage.gaussian_filter(arr.astype(np.float32), sig)
+        halo = int(np.ceil(4.0 * sig[0])) + 1 if arr.ndim == 3 else 0  # scipy's truncate=4
+
+        def run(block):
+            return ndimage.gaussian_filter(block.astype(np.float32), sig)
     elif method == "median":
         size = np.maximum(1, np.round(size_mm / sp).astype(int) | 1)
         if per_slice and arr.ndim == 3:
             size[axis] = 1
-        out = ndimage.median_filter(arr, size=tuple(size))
+        halo = int(size[0] // 2) if arr.ndim == 3 else 0
+
+        def run(block):
+            return ndimage.median_filter(block, size=tuple(size))
     else:
         raise ValueError(f"method must be 'gaussian' or 'median', got {method!r}")
-    if arr.dtype.kind in "iu" and out.dtype.kind == "f":
-        out = np.round(out).astype(arr.dtype)
+    integral = arr.dtype.kind in "iu"
+    out_dtype = arr.dtype if (integral or method == "median") else np.float32
+    out = np.empty(arr.shape, out_dtype)
+    n = arr.shape[0] if arr.ndim == 3 else 1
+    chunk = max(int(chunk), 1)
+
+    def step_for(lo, hi):
+        def step():
+            if arr.ndim != 3:
+                res = run(arr)
+                out[...] = np.round(res) if integral and res.dtype.kind == "f" else res
+                return
+            a, b = max(lo - halo, 0), min(hi + halo, n)
+            # scipy's 'reflect' border is only right at the array's own ends: pad the
+            # block with real neighbours (the halo), filter, keep the middle
+            res = run(arr[a:b])[lo - a:lo - a + (hi - lo)]
+            out[lo:hi] = np.round(res) if integral and res.dtype.kind == "f" else res
+        return step
+
+    steps = [step_for(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+    return out, steps
+
+
+def denoise(array, spacing=None, *, method: str = "gaussian", sigma_mm: float = 1.0,
+            size_mm: float = 1.5, per_slice: bool = False, axis: int = 0) -> np.ndarray:
+    """Gaussian (``sigma_mm``) or median (``size_mm`` window) smoothing in millimetres
+    (``per_slice``: in the planes across ``axis`` only). Integer images stay integer."""
+    out, steps = denoise_steps(array, spacing, method=method, sigma_mm=sigma_mm,
+                               size_mm=size_mm, per_slice=per_slice, axis=axis,
+                               chunk=1 << 30)
+    for step in steps:
+        step()
     return out
+
+
+def _denoise_child(spec: dict) -> None:
+    """Child process: filter rows ``lo:hi`` (axis 0) of a shared input into a shared output."""
+    from multiprocessing import shared_memory
+
+    src = shared_memory.SharedMemory(name=spec["src"])
+    dst = shared_memory.SharedMemory(name=spec["dst"])
+    try:
+        arr = np.ndarray(spec["shape"], spec["dtype"], buffer=src.buf)
+        out = np.ndarray(spec["shape"], spec["out_dtype"], buffer=dst.buf)
+        lo, hi = spec["lo"], spec["hi"]
+        block_out, steps = denoise_steps(arr[max(lo - spec["halo"], 0):
+                                             min(hi + spec["halo"], arr.shape[0])],
+                                         spec["spacing"], chunk=1 << 30, **spec["options"])
+        for step in steps:
+            step()
+        a = max(lo - spec["halo"], 0)
+        out[lo:hi] = block_out[lo - a:hi - a]
+        del arr, out, block_out
+    finally:
+        src.close()
+        dst.close()
+
+
+class DenoiseJob:
+    """:func:`denoise` in child processes (one block of slices each, with a halo of real
+    neighbours), so it uses every core and can be cancelled at once (the children are
+    terminated). ``poll(timeout)`` -> finished?, ``cancel()``, ``result()``.
+
+    The result is identical to :func:`denoise`.
+    """
+
+    def __init__(self, array, spacing=None, *, workers: int | None = None, **options):
+        import os
+        from multiprocessing import shared_memory
+
+        from ._parallel import mp_context
+
+        arr = np.ascontiguousarray(array)
+        if arr.ndim != 3:
+            raise ValueError("DenoiseJob needs a 3D image")
+        probe, _ = denoise_steps(arr[:1], spacing, **options)
+        out_dtype = probe.dtype
+        sp = np.ones(3) if spacing is None else np.asarray(spacing, float)
+        if options.get("method", "gaussian") == "median":
+            size = np.maximum(1, np.round(options.get("size_mm", 1.5) / sp).astype(int) | 1)
+            halo = int(size[0] // 2)
+        else:
+            halo = int(np.ceil(4.0 * options.get("sigma_mm", 1.0) / sp[0])) + 1
+        if options.get("per_slice") and options.get("axis", 0) == 0:
+            halo = 0
+        self._src = shared_memory.SharedMemory(create=True, size=max(arr.nbytes, 1))
+        self._dst = shared_memory.SharedMemory(
+            create=True, size=max(int(np.prod(arr.shape)) * np.dtype(out_dtype).itemsize, 1))
+        np.ndarray(arr.shape, arr.dtype, buffer=self._src.buf)[...] = arr
+        self.shape, self.out_dtype = arr.shape, np.dtype(out_dtype)
+        n = arr.shape[0]
+        k = max(1, min(workers or os.cpu_count() or 1, n))
+        bounds = np.linspace(0, n, k + 1).astype(int)
+        ctx = mp_context()
+        self._procs = []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            spec = {"src": self._src.name, "dst": self._dst.name, "shape": arr.shape,
+                    "dtype": arr.dtype.str, "out_dtype": self.out_dtype.str, "lo": int(lo),
+                    "hi": int(hi), "halo": halo, "spacing": tuple(sp), "options": options}
+            p = ctx.Process(target=_denoise_child, args=(spec,), daemon=True)
+            p.start()
+            self._procs.append(p)
+        self.total = len(self._procs)
+        self.cancelled = False
+
+    def done(self) -> int:
+        """How many blocks are finished."""
+        return sum(1 for p in self._procs if not p.is_alive())
+
+    def poll(self, timeout: float = 0.1) -> bool:
+        """Wait up to ``timeout`` s; True when every block is finished."""
+        import time
+
+        end = time.monotonic() + timeout
+        for p in self._procs:
+            p.join(max(end - time.monotonic(), 0))
+        return all(not p.is_alive() for p in self._procs)
+
+    def cancel(self) -> None:
+        """Stop now: terminate the children, free the shared memory."""
+        self.cancelled = True
+        for p in self._procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self._procs:
+            p.join(1.0)
+        self._free()
+
+    def result(self) -> np.ndarray:
+        """The filtered image (waits for the children)."""
+        while not self.poll(0.5):
+            pass
+        if self.cancelled:
+            raise RuntimeError("denoising was cancelled")
+        failed = [p.exitcode for p in self._procs if p.exitcode != 0]
+        if failed:
+            self._free()
+            raise RuntimeError(f"denoising failed in a child process (exit codes {failed})")
+        out = np.ndarray(self.shape, self.out_dtype, buffer=self._dst.buf).copy()
+        self._free()
+        return out
+
+    def _free(self) -> None:
+        for shm in (getattr(self, "_src", None), getattr(self, "_dst", None)):
+            if shm is not None:
+                try:
+                    shm.close()
+                    shm.unlink()
+                except (FileNotFoundError, BufferError):
+                    pass
+        self._src = self._dst = None
+
+    def __del__(self):
+        if getattr(self, "_procs", None) and any(p.is_alive() for p in self._procs):
+            self.cancel()
+        self._free()

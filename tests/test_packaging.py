@@ -4,8 +4,9 @@
 the wheel with ``python -m build``, installs the wheel with no extras into a fresh virtual
 environment (no system site-packages; dependencies come from the package index, as for a napari
 hub install) and runs ``dicomtools info``, ``convert`` and ``png`` there on JPEG Lossless,
-JPEG 2000, JPEG-LS and RLE files from pydicom's bundled test data, comparing the decoded values
-with pydicom's in this environment. It takes a minute or two; deselect it with
+JPEG 2000, JPEG-LS and RLE files from pydicom's bundled test data (plus a grayscale CT encoded
+as JPEG Lossless by GDCM when GDCM is installed here), comparing the decoded values with
+pydicom's in this environment. It takes a minute or two; deselect it with
 ``-m "not packaging"`` for a quick local run. CI (``.ci/run``) runs it.
 """
 
@@ -159,10 +160,20 @@ def test_wheel_alone_reads_compressed_dicom(dists, tmp_path):
     assert set(info["absent"]) == {"napari", "qtpy", "PyQt5", "PyQt6", "PySide6", "gdcm"}, info
     assert Path(info["site"]).resolve() == venv.resolve()
 
+    cases = []
     for name, syntax, gray in COMPRESSED:
         src = get_testdata_file(name)
         assert src, f"{name} not bundled with this pydicom"
-        ds = pydicom.dcmread(src)
+        cases.append((name, Path(src), syntax, gray, pydicom.dcmread(src).pixel_array))
+    # grayscale CT in JPEG Lossless (what PACS exports use), encoded by GDCM when this
+    # environment has it (the testing extra does); the reference is the uncompressed original
+    jpll = _gdcm_jpeg_lossless(get_testdata_file("CT_small.dcm"), tmp_path / "CT_small_jpll.dcm")
+    if jpll is not None:
+        cases.append(("CT_small_jpll.dcm", jpll, "1.2.840.10008.1.2.4.70", True,
+                      pydicom.dcmread(get_testdata_file("CT_small.dcm")).pixel_array))
+
+    for name, src, syntax, gray, pixels in cases:
+        ds = pydicom.dcmread(src, stop_before_pixels=True)
         assert ds.file_meta.TransferSyntaxUID == syntax
         case = tmp_path / Path(name).stem
         (case / "in").mkdir(parents=True)
@@ -181,7 +192,7 @@ def test_wheel_alone_reads_compressed_dicom(dists, tmp_path):
         if not gray:  # RGB: the PNG holds the decoded pixels unchanged
             from PIL import Image
 
-            assert np.array_equal(np.asarray(Image.open(pngs[0])), ds.pixel_array), name
+            assert np.array_equal(np.asarray(Image.open(pngs[0])), pixels), name
             continue
 
         out = case / "out.nii.gz"
@@ -191,7 +202,29 @@ def test_wheel_alone_reads_compressed_dicom(dists, tmp_path):
 
         data = np.squeeze(np.asanyarray(nib.load(out).dataobj))  # (column, row)
         slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-        assert np.array_equal(data.T, ds.pixel_array * slope + intercept), name
+        assert np.array_equal(data.T, pixels * slope + intercept), name
+    assert len(cases) >= len(COMPRESSED)
+
+
+def _gdcm_jpeg_lossless(src, dst: Path) -> Path | None:
+    """`src` re-encoded as JPEG Lossless SV1 by GDCM in a child process (GDCM can abort on
+    odd input); None when GDCM is not installed here."""
+    code = (
+        "import sys, gdcm\n"
+        "r = gdcm.ImageReader(); r.SetFileName(sys.argv[1]); assert r.Read()\n"
+        "c = gdcm.ImageChangeTransferSyntax()\n"
+        "c.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))\n"
+        "c.SetInput(r.GetImage()); assert c.Change()\n"
+        "w = gdcm.ImageWriter(); w.SetFileName(sys.argv[2]); w.SetFile(r.GetFile())\n"
+        "w.SetImage(c.GetOutput()); assert w.Write()\n"
+    )
+    import importlib.util
+
+    if importlib.util.find_spec("gdcm") is None:
+        return None
+    r = _run([sys.executable, "-c", code, src, dst], timeout=120)
+    assert r.returncode == 0 and dst.is_file(), r.stderr
+    return dst
 
 
 def test_npe2_manifest_valid():

@@ -10,6 +10,7 @@ Within each resulting :class:`Series` the frames are ordered by geometry (see
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import zipfile
@@ -84,7 +85,7 @@ class Source:
         try:
             info = zf.getinfo(self.member)
             _check_member(str(self), info)
-            return zf.open(info)
+            return _MemberStream(zf.open(info))
         except KeyError:
             raise UnreadableDicomError(str(self), "no such member in the archive") from None
         except (RuntimeError, NotImplementedError, zipfile.BadZipFile, ValueError) as exc:
@@ -98,6 +99,42 @@ class Source:
             return os.path.getsize(self.path)
         with zipfile.ZipFile(self.path) as zf:
             return zf.getinfo(self.member).file_size
+
+
+class _MemberStream(io.RawIOBase):
+    """A zip member as a seekable stream *without* a ``name``: pydicom re-reads deferred
+    values from ``fp.name`` once the stream is closed, which for a member would be a path
+    relative to the working directory (another file, or none)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def readinto(self, b) -> int:
+        data = self._f.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            super().close()
 
 
 def _check_member(name: str, info: zipfile.ZipInfo) -> None:
@@ -1368,10 +1405,12 @@ def _dicomdir_sources(path: str):
     out, skipped = [], []
     for inst in fs:
         p = os.fspath(inst.path)
-        if os.path.exists(p):
-            out.append(Source(p))
-        else:
+        if not os.path.exists(p):
             skipped.append(Skipped(p, "listed in the DICOMDIR but missing on disk"))
+        elif _not_regular(p):
+            skipped.append(Skipped(p, _not_regular(p)))
+        else:
+            out.append(Source(p))
     return out, skipped
 
 

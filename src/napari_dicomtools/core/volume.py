@@ -318,6 +318,7 @@ def _precise(frames: list) -> list:
 
 
 def _plan(series: Series, philips_precise: bool = False) -> _Plan:
+    check_geometry(series)  # writers that stream frames start here too
     frames = _precise(series.frames) if philips_precise else series.frames
     inst0 = frames[0].instance
     rgb = series.is_rgb
@@ -690,7 +691,6 @@ def _read_series(series: Series, lazy: bool, progress=None,
                  philips_precise: bool = False) -> Volume:
     """Decode ``series`` into a :class:`Volume`; raises only :class:`DicomToolsError`."""
     try:
-        check_geometry(series)
         return _read_series_unchecked(series, lazy, progress, philips_precise)
     except DicomToolsError:
         raise

@@ -404,3 +404,28 @@ def test_rle_panic_is_caught(tmp_path):
             read_volume(s)
         except DicomToolsError as exc:
             _one_line(exc.reason)
+
+
+def test_safe_dcmread_for_other_readers(tmp_path, monkeypatch):
+    """``safe_dcmread`` (for header inspectors, metadata tables, the anonymizer) reads a
+    normal deflated file and refuses a deflate bomb instead of inflating it whole."""
+    from napari_dicomtools.core.errors import UnreadableDicomError
+    from napari_dicomtools.core.scan import safe_dcmread
+
+    with open(get_testdata_file("image_dfl.dcm"), "rb") as f:
+        ds = safe_dcmread(f, "image_dfl.dcm")
+    ref = pydicom.dcmread(get_testdata_file("image_dfl.dcm"))
+    assert ds.Rows == ref.Rows and ds.PixelData == ref.PixelData
+    with open(get_testdata_file("image_dfl.dcm"), "rb") as f:
+        head = safe_dcmread(f, "image_dfl.dcm", stop_before_pixels=True)
+    assert "PixelData" not in head and head.Rows == ref.Rows
+    with open(get_testdata_file("CT_small.dcm"), "rb") as f:
+        assert safe_dcmread(f, "ct", stop_before_pixels=True).Rows == 128
+    p = tmp_path / "dfl_head.dcm"
+    _deflated_dicom(p, 32, before_pixels=True)  # 512 MiB private element before the pixels
+    import importlib
+
+    scan_mod = importlib.import_module("napari_dicomtools.core.scan")
+    monkeypatch.setattr(scan_mod, "MAX_DEFLATED_HEADER", 64 * 2**20)
+    with open(p, "rb") as f, pytest.raises(UnreadableDicomError, match="deflate"):
+        safe_dcmread(f, str(p), stop_before_pixels=True)

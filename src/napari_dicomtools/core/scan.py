@@ -749,6 +749,35 @@ def read_deflated(fp, name: str, *, header_only: bool = False, cap: int | None =
                                        is_implicit_VR=False, is_little_endian=True)
 
 
+def safe_dcmread(fp, name: str, *, stop_before_pixels: bool = False, **kwargs):
+    """``pydicom.dcmread`` that cannot be made to inflate a deflate bomb.
+
+    pydicom inflates a Deflated Explicit VR Little Endian data set whole, even with
+    ``stop_before_pixels``. Such files are read with :func:`read_deflated` instead (inflation
+    stops at Pixel Data when ``stop_before_pixels``; otherwise it is capped by available
+    memory); every other file goes to ``pydicom.dcmread(fp, stop_before_pixels=..., **kwargs)``
+    unchanged (``specific_tags`` and ``defer_size`` only apply there).
+
+    Raises
+    ------
+    UnreadableDicomError
+        A corrupt or oversized deflate stream (anything pydicom raises otherwise).
+    """
+    import pydicom
+
+    pos = fp.tell()
+    head = fp.read(132)
+    fp.seek(pos)
+    if len(head) == 132 and head[128:132] == b"DICM" and pos == 0:
+        ds = read_deflated(fp, name, header_only=stop_before_pixels)
+        if ds is not None:
+            if stop_before_pixels and _PIXEL_TAG in ds:
+                del ds[_PIXEL_TAG]
+            return ds
+        fp.seek(pos)
+    return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels, **kwargs)
+
+
 def _looks_like_raw_dicom(head: bytes) -> bool:
     """A data set without preamble: starts with a group 0002/0008 tag, either endianness."""
     if len(head) < 8:

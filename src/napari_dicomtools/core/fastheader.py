@@ -242,6 +242,9 @@ def _number(p: str, vr: str):
             return p
 
 
+#: the fast path never holds more header than this (pydicom streams past big values)
+MAX_HEADER_BYTES = 64 * 2**20
+
 #: deeper sequence nesting is left to pydicom (which judges it; real files nest < 10 deep)
 MAX_DEPTH = 64
 
@@ -334,6 +337,8 @@ def parse(fp, size: int, chunk: int = 16384, extra: dict | None = None) -> FastD
         except EOFError:
             if len(buf) >= size:
                 raise
+            if len(buf) >= MAX_HEADER_BYTES:
+                raise Unsupported("header larger than the fast path reads") from None
             more = fp.read(max(len(buf), chunk))
             if not more:
                 raise

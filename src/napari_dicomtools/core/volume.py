@@ -2,7 +2,10 @@
 
 Native (uncompressed) pixel data is read straight from the file offsets found while scanning,
 into the final array, so an eager read costs little more than reading the bytes. Compressed
-transfer syntaxes go through pydicom's decoders (pylibjpeg, openjpeg, RLE, GDCM when present).
+transfer syntaxes go through pydicom's decoders with an explicit plugin order (Pillow or
+pylibjpeg/openjpeg, pyjpegls, pydicom's RLE; GDCM only as a last resort, in a child process:
+see :mod:`._decode`). A series' declared size is checked against available memory before
+anything is allocated, and every failure is a :class:`~.errors.DicomToolsError`.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def rule_for(tag: int) -> Rule | None:
 @lru_cache(maxsize=1)
 def public_allowlist() -> tuple[frozenset, frozenset, frozenset, dict]:
     """The policy for public attributes Table E.1-1 does not list, from
-    ``data/deid_public_allowlist.json``.
+    ``data/deid_public_allowlist.json`` (its README gives the provenance).
 
     Returns
     -------
@@ -219,7 +219,17 @@ def _well_known() -> frozenset:
 def is_well_known_uid(value: str) -> bool:
     """True for UIDs of pydicom's registry (SOP classes, transfer syntaxes, coding schemes,
     well-known frames of reference ...): these identify a kind of thing, never a patient,
-    and are kept; every other UID is remapped."""
+    and are kept; every other UID is remapped.
+
+    Parameters
+    ----------
+    value : str
+        A UID (trailing NUL/space padding ignored).
+
+    Returns
+    -------
+    bool
+    """
     return str(value).strip().rstrip("\x00") in _well_known()
 
 
@@ -228,7 +238,17 @@ _UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
 def is_valid_uid(value) -> bool:
     """True when ``value`` is one UID of the PS3.5 9.1 grammar (digits and dots, no leading
-    zeros, at most 64 characters): safe as a file name."""
+    zeros, at most 64 characters): safe as a file name.
+
+    Parameters
+    ----------
+    value : object
+        Anything; only a ``str`` can be valid (a list of UIDs is not one UID).
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(value, str) and 0 < len(value) <= 64 and \
         _UID_RE.fullmatch(value) is not None
 
@@ -240,8 +260,23 @@ def _in_dictionary(tag: int) -> bool:
 
 
 def unlisted_action(tag: int, vr: str, options: Options | None = None) -> str:
-    """The action for a public attribute that Table E.1-1 does not list: ``K`` (kept, UIDs
-    still remapped), ``X`` (removed) or the letter of the allow-list's ``replaced`` table."""
+    """The action for a public attribute that Table E.1-1 does not list.
+
+    Parameters
+    ----------
+    tag : int
+        The attribute tag.
+    vr : str
+        Its value representation (as read, or the dictionary's).
+    options : Options, optional
+        ``keep_unlisted_public`` keeps every data-dictionary attribute.
+
+    Returns
+    -------
+    str
+        ``K`` (kept; UIDs are still remapped), ``X`` (removed), or the action letter of the
+        allow-list's ``replaced`` table.
+    """
     opts = options or Options()
     tag = int(tag)
     if not _in_dictionary(tag):
@@ -258,7 +293,19 @@ def unlisted_action(tag: int, vr: str, options: Options | None = None) -> str:
 
 def removed_by_profile(tag: int, options: Options | None = None) -> bool:
     """True when the de-identification (with ``options``) would remove, empty or replace
-    this tag's value; used by metadata tables' ``--deidentify`` so both share one list."""
+    this tag's value; used by metadata tables' ``--deidentify`` so both share one list.
+
+    Parameters
+    ----------
+    tag : int
+        The attribute tag.
+    options : Options, optional
+        Profile options (default: the Basic Profile alone).
+
+    Returns
+    -------
+    bool
+    """
     from pydicom.datadict import dictionary_VR
 
     opts = options or Options()
@@ -834,7 +881,18 @@ def _dummy(vr: str, ctx) -> object:
 
 
 def minimal_pdf(text: str = "Document removed by de-identification") -> bytes:
-    """A valid one-page PDF showing ``text`` (ASCII), with a correct cross-reference table."""
+    """A valid one-page PDF showing ``text``, with a correct cross-reference table: the
+    dummy that replaces an Encapsulated Document (E.1-1 action ``D``, Type 1).
+
+    Parameters
+    ----------
+    text : str
+        The one line shown (non-ASCII characters become ``?``).
+
+    Returns
+    -------
+    bytes
+    """
     safe = re.sub(r"[^ -~]", "?", text).replace("\\", "\\\\").replace("(", "\\(") \
         .replace(")", "\\)")
     stream = f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode("ascii")
@@ -1134,6 +1192,17 @@ def output_path(out_dir: str, ds) -> str:
     Every component is a validated UID (PS3.5 9.1 grammar) or pseudonym; anything else
     (a crafted ``../x`` kept by ``--retain-uids``, a multi-valued SOP Instance UID) is
     replaced by a UID derived from its hash, so the path always stays under ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The output folder.
+    ds : pydicom.Dataset
+        The de-identified data set.
+
+    Returns
+    -------
+    str
 
     Raises
     ------

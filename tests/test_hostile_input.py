@@ -455,3 +455,32 @@ def test_one_bad_file_does_not_stop_the_folder(tmp_path):
     assert any("fifo.dcm" in s.path and "FIFO" in s.reason for s in found.skipped)
     vols = read_volumes(d)
     assert any(v.metadata["modality"] == "CT" for v in vols)
+
+
+def test_napari_reader_opens_the_good_series_of_a_hostile_folder(tmp_path, monkeypatch):
+    """The napari reader: bad headers are skipped, an undecodable series is left out with a
+    warning, the good CT becomes a layer; nothing but warnings escapes."""
+    import shutil
+    import warnings
+
+    from napari_dicomtools._reader import read_dicom
+
+    monkeypatch.setenv("NAPARI_DICOMTOOLS_GDCM", "0")
+    d = tmp_path / "hostile"
+    d.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), d / "good.dcm")
+    rng = random.Random(SEED)
+    mr = get_testdata_file("MR_small.dcm")
+    (d / "nest.dcm").write_bytes(deep_nesting(3000, False))
+    (d / "spacing.dcm").write_bytes(semantic(mr, "PixelSpacing", ["0", "0"], rng))
+    (d / "slope.dcm").write_bytes(semantic(mr, "RescaleSlope", "nan", rng))
+    jpeg = bytearray(open(get_testdata_file("SC_rgb_dcmtk_+eb+cy+np.dcm"), "rb").read())
+    px = _pixel_start(bytes(jpeg))
+    jpeg[px + 40:] = bytes(len(jpeg) - px - 40)  # codestream zeroed: scans, cannot decode
+    (d / "jpeg.dcm").write_bytes(bytes(jpeg))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = read_dicom(str(d))
+    assert [kw["metadata"]["modality"] for _, kw, _ in layers] == ["CT"]
+    text = " ".join(str(w.message) for w in caught)
+    assert "jpeg.dcm" in text and "not opened" in text

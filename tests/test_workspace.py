@@ -342,3 +342,53 @@ def test_median_denoise_shows_progress_and_cancels_within_a_second(make_napari_v
     assert time.perf_counter() - t0 < 1.5
     QApplication.processEvents()
     assert len(viewer.layers) == 1  # cancelled: no half-made layer
+
+
+def test_dropping_many_dicom_files_opens_series_not_one_layer_per_file(make_napari_viewer,
+                                                                      tmp_path):
+    from qtpy.QtCore import QMimeData, QUrl
+    from qtpy.QtGui import QDropEvent
+
+    a = write_series(tmp_path / "a", phantom((6, 16, 16)), series_number=3)
+    b = write_series(tmp_path / "b", phantom((5, 16, 16)), series_number=4)
+    viewer = make_napari_viewer(show=True)
+    from napari_dicomtools._viewer import install
+
+    install(viewer)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(f) for f in a.files + b.files])
+    target = viewer.window._qt_viewer
+    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                    Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    target.dropEvent(ev)  # what Qt calls when the files are released over the viewer
+    QApplication.processEvents()
+    assert sorted(lay.data.shape[0] for lay in viewer.layers) == [5, 6]  # two series
+
+
+def test_browser_cancels_and_centres_on_the_first_opened_series(make_napari_viewer, tmp_path,
+                                                               qtbot):
+    from napari_dicomtools._widgets import DicomBrowser
+
+    write_series(tmp_path / "s" / "a", phantom((6, 32, 32)), series_number=3,
+                 origin=(-38.0, -38.0, -60.0))
+    write_series(tmp_path / "s" / "b", phantom((6, 32, 32)), series_number=4,
+                 origin=(200.0, 200.0, 300.0))  # far away: the view must not split them
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    w.scan(str(tmp_path / "s"))
+    qtbot.waitUntil(lambda: len(w.series) == 2 and not w.cancel_button.isEnabled(),
+                    timeout=20000)
+    w.open_selected(list(w.series))
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2 and not w.cancel_button.isEnabled(),
+                    timeout=20000)
+    QApplication.processEvents()
+    first = viewer.layers[0]  # the first series opened
+    assert viewer.layers.selection.active is first
+    lo, hi = np.asarray(first.extent.world)
+    assert np.allclose(viewer.camera.center[-2:], ((lo + hi) / 2)[-2:])
+    assert lo[0] <= viewer.dims.point[0] <= hi[0]
+    # a scan can be cancelled: the button is live while it runs, the browser idle after
+    w.scan(str(tmp_path / "s"))
+    assert w.cancel_button.isEnabled()
+    w.cancel()
+    qtbot.waitUntil(lambda: not w.cancel_button.isEnabled(), timeout=20000)

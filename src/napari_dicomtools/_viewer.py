@@ -153,6 +153,7 @@ class GeometryController:
         from ._workspace import setup_viewer
 
         setup_viewer(viewer)
+        self._drop_filter = _install_drop_filter(viewer)
         for layer in list(viewer.layers):
             self._adopt(layer)
 
@@ -252,6 +253,46 @@ def text_overlay(viewer):
     if overlays is not None and "text" in overlays:
         return overlays["text"]
     return viewer.text_overlay
+
+
+def dicom_files_dropped(paths) -> list[str] | None:
+    """The paths when a drop is two or more DICOM files (to open as series together), else
+    None (napari handles it: one file, folders, other formats)."""
+    import os
+
+    from ._reader import _looks_dicom_file
+
+    files = [os.fspath(p) for p in paths]
+    if len(files) < 2 or not all(os.path.isfile(f) for f in files):
+        return None
+    return files if all(_looks_dicom_file(f) for f in files) else None
+
+
+def _install_drop_filter(viewer):
+    """Dropping many DICOM files opens them as series (one reader call over all of them), not
+    one layer per file as napari does for a multi-file drop. Wraps napari's drop handler
+    (``QtViewer._open_from_list_of_urls_data``) when it exists; anything that is not two or
+    more DICOM files goes on to napari unchanged."""
+    window = getattr(viewer, "window", None)
+    qt_viewer = getattr(window, "_qt_viewer", None) if window is not None else None
+    current = getattr(qt_viewer, "_open_from_list_of_urls_data", None)
+    original = getattr(type(qt_viewer), "_open_from_list_of_urls_data", None)
+    if original is None or getattr(current, "_dicomtools", False):
+        return None
+    ref = weakref.ref(viewer)
+    qt_ref = weakref.ref(qt_viewer)  # no reference cycle: the viewer can be freed
+
+    def open_urls(urls_list, *args, **kwargs):
+        urls = [u.toLocalFile() for u in urls_list if u.isLocalFile()]
+        files = dicom_files_dropped(urls) if len(urls) == len(urls_list) else None
+        v = ref()
+        if files is None or v is None:
+            return original(qt_ref(), urls_list, *args, **kwargs)
+        return v.open(files, stack=True, plugin="napari-dicomtools")
+
+    open_urls._dicomtools = True
+    qt_viewer._open_from_list_of_urls_data = open_urls
+    return open_urls
 
 
 def _plane_key(plane):

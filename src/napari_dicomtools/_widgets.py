@@ -46,9 +46,13 @@ class DicomBrowser(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.series: SeriesList = SeriesList()
         self._worker = None
+        self._opened: list = []
+        from ._viewer import install
+
+        install(self.viewer)
 
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("folder, DICOM file, .zip or DICOMDIR")
@@ -67,10 +71,19 @@ class DicomBrowser(QWidget):
         self.tree.setHeaderLabels(_COLUMNS)
         self.tree.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.tree.itemDoubleClicked.connect(lambda item, col: self.open_selected())
+        from qtpy.QtWidgets import QHeaderView
+
+        header = self.tree.header()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # drag to resize
+        header.setStretchLastSection(True)
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         self.lazy_box = QCheckBox("Lazy (decode slices on demand)")
         self.open_button = QPushButton("Open selected")
         self.open_button.clicked.connect(lambda: self.open_selected())
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         self.status = QLabel("Choose a folder and press Scan.")
@@ -82,6 +95,7 @@ class DicomBrowser(QWidget):
         bottom = QHBoxLayout()
         bottom.addWidget(self.lazy_box)
         bottom.addWidget(self.open_button)
+        bottom.addWidget(self.cancel_button)
         lay.addLayout(bottom)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -146,8 +160,7 @@ class DicomBrowser(QWidget):
                 s.name, s.modality, str(s.n_slices) + (f" x {s.n_time}" if s.n_time > 1 else ""),
                 dims, _fmt_spacing(s.spacing), s.orientation_label])
             item.setData(0, _SERIES_ROLE, idx)
-            if s.problems:
-                item.setToolTip(0, "\n".join(s.problems))
+            item.setToolTip(0, "\n".join([s.name, *s.problems]))
             studies[skey].addChild(item)
         if series.skipped:
             sk = QTreeWidgetItem([f"Skipped files ({len(series.skipped)})"])
@@ -159,6 +172,8 @@ class DicomBrowser(QWidget):
             self.tree.addTopLevelItem(sk)
         for c in range(len(_COLUMNS)):
             self.tree.resizeColumnToContents(c)
+            # long names are elided (full text in the tooltip), never wider than 280 px
+            self.tree.setColumnWidth(c, min(self.tree.columnWidth(c), 280))
         self.status.setText(f"{len(series)} series" + (
             f", {len(series.skipped)} file(s) skipped (see the list)" if series.skipped else ""))
 
@@ -176,7 +191,7 @@ class DicomBrowser(QWidget):
         from napari.qt.threading import create_worker
 
         from ._reader import volume_to_layer_data
-        from .core.volume import _read_series
+        from .core.volume import read_volume
 
         chosen = list(series) if series is not None else self.selected_series()
         if not chosen:
@@ -188,7 +203,7 @@ class DicomBrowser(QWidget):
             for k, s in enumerate(chosen):
                 yield ("progress", k, len(chosen))
                 try:
-                    vol = _read_series(s, lazy=lazy)
+                    vol = read_volume(s, lazy=lazy)
                 except DicomToolsError as exc:
                     yield ("error", str(exc), None)
                     continue
@@ -199,7 +214,9 @@ class DicomBrowser(QWidget):
         worker.yielded.connect(self._on_open_yield)
         worker.errored.connect(self._on_error)
         self._set_busy(True, f"Opening {len(chosen)} series…")
+        self._opened = []
         worker.finished.connect(lambda: self._set_busy(False, "Done."))
+        worker.finished.connect(self._centre_on_first)
         self._worker = worker
         worker.start()
         return worker
@@ -216,7 +233,38 @@ class DicomBrowser(QWidget):
             show_warning(a)
         else:
             data, kwargs, _ = a
-            self.viewer.add_image(data, **kwargs)
+            self._opened.append(self.viewer.add_image(data, **kwargs))
+
+    def _centre_on_first(self):
+        """After opening several series, show the first one: its plane, its middle slice,
+        centred and zoomed to it."""
+        if not self._opened:
+            return
+        from ._viewer import acquisition_plane, set_plane
+
+        first = self._opened[0]
+        if first not in self.viewer.layers:
+            return
+        self.viewer.layers.selection.active = first
+        if self.viewer.dims.ndim >= 3 and first.ndim >= 3:
+            set_plane(self.viewer, acquisition_plane(self.viewer, first), keep_cursor=False)
+        lo, hi = np.asarray(first.extent.world, float)
+        centre = (lo + hi) / 2.0
+        off = self.viewer.dims.ndim - len(centre)
+        for k, c in enumerate(centre):
+            self.viewer.dims.set_point(off + k, float(c))
+        shown = list(self.viewer.dims.order[-2:])
+        self.viewer.camera.center = (0.0,) + tuple(float(centre[a - off]) for a in shown)
+        size = max(float(hi[a - off] - lo[a - off]) for a in shown)
+        canvas = min(getattr(self.viewer, "_canvas_size", (512, 512)))
+        if size > 0:
+            self.viewer.camera.zoom = 0.9 * canvas / size
+
+    def cancel(self):
+        """Stop the running scan or open (within one file)."""
+        if self._worker is not None:
+            self._worker.quit()
+            self.status.setText("Cancelled.")
 
     # ------------------------------------------------------------------ misc
     def _on_error(self, exc):
@@ -228,6 +276,7 @@ class DicomBrowser(QWidget):
             self.progress.setValue(0)
         self.scan_button.setEnabled(not busy)
         self.open_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
         if text:
             self.status.setText(text)
 

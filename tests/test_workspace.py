@@ -52,6 +52,7 @@ def test_right_drag_on_the_canvas_changes_window_and_level(ct_viewer):
     canvas = viewer.window._qt_viewer.canvas.native
     c0, w0 = 40.0, 400.0
     assert tuple(layer.contrast_limits) == (c0 - w0 / 2, c0 + w0 / 2)
+    assert layer.colorbar.visible and viewer.canvas.overlays["scale_bar"].visible
     # the slider's range is the data range, not the DICOM window
     assert layer.contrast_limits_range[0] <= -1000 and layer.contrast_limits_range[1] >= 1000
     x, y = canvas.width() // 2, canvas.height() // 2

@@ -257,6 +257,10 @@ def setup_layer(viewer, layer) -> None:
         layer.contrast_limits_range = (min(lo, clo), max(hi, chi))
         layer.contrast_limits = (clo, chi)
         layer.mouse_drag_callbacks.append(window_level_drag)
+        try:  # the values behind the grey levels (HU for CT), as radiology viewers show
+            layer.colorbar.visible = True
+        except Exception:  # noqa: BLE001 - cosmetic, older napari
+            pass
     try:  # units come from the layers (mm)
         bar = viewer.canvas.overlays["scale_bar"] if hasattr(viewer, "canvas") \
             else viewer.scale_bar

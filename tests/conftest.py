@@ -37,3 +37,17 @@ def ct_folder(tmp_path):
     d = tmp_path / "ct"
     truth = write_series(d, phantom((30, 64, 64)), spacing=(1.25, 0.7, 0.7))
     return d, truth
+
+
+def write_4d(folder, volumes, **kw):
+    """A 4D series: one ``write_series`` per volume (same SeriesInstanceUID) under
+    ``folder/t<k>``, each file tagged with TemporalPositionIdentifier k + 1."""
+    import pydicom
+
+    uid = pydicom.uid.generate_uid()
+    for t, values in enumerate(volumes):
+        tr = write_series(folder / f"t{t}", values, series_uid=uid, **kw)
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.TemporalPositionIdentifier = t + 1
+            ds.save_as(f)

@@ -14,6 +14,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import write_4d
 
 from napari_dicomtools.core import geometry
 from napari_dicomtools.core.grid import GRID_KEY, Grid, resample_to_patient_axes
@@ -343,18 +344,9 @@ def test_derived_layers_keep_patient_identity_and_true_grid(make_napari_viewer, 
 
 
 def test_4d_sagittal_series_opens_sagittally_with_time_slider(make_napari_viewer, tmp_path):
-    import pydicom
-
     from napari_dicomtools._viewer import current_plane
 
-    uid = pydicom.uid.generate_uid()
-    for t in range(3):
-        tr = write_series(tmp_path / f"t{t}", np.full((6, 20, 24), 10 * t, np.int32),
-                          orientation=(0, 1, 0, 0, 0, -1), series_uid=uid)
-        for f in tr.files:
-            ds = pydicom.dcmread(f)
-            ds.TemporalPositionIdentifier = t + 1
-            ds.save_as(f)
+    write_4d(tmp_path, [np.full((6, 20, 24), 10 * t, np.int32) for t in range(3)], orientation=(0, 1, 0, 0, 0, -1))
     viewer = make_napari_viewer()
     layer = _open(viewer, tmp_path)
     assert layer.data.ndim == 4

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import write_4d
 from qtpy.QtCore import QEvent, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
 from qtpy.QtWidgets import QApplication
@@ -118,18 +119,9 @@ def test_panel_refusals_are_one_line_notifications(make_napari_viewer):
 
 
 def test_4d_refusal_says_what_to_do_and_extract_makes_a_3d_layer(make_napari_viewer, tmp_path):
-    import pydicom
-
     from napari_dicomtools._panel import make_view_tools, normalize
 
-    uid = pydicom.uid.generate_uid()
-    for t in range(3):
-        tr = write_series(tmp_path / f"t{t}", np.full((5, 16, 16), 100 * t, np.int32),
-                          series_uid=uid)
-        for f in tr.files:
-            ds = pydicom.dcmread(f)
-            ds.TemporalPositionIdentifier = t + 1
-            ds.save_as(f)
+    write_4d(tmp_path, [np.full((5, 16, 16), 100 * t, np.int32) for t in range(3)])
     viewer = make_napari_viewer()
     layer = _open(viewer, tmp_path)
     n0 = _n_notes()

@@ -11,6 +11,7 @@ Within each resulting :class:`Series` the frames are ordered by geometry (see
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 import zipfile
@@ -423,19 +424,22 @@ def check_orientation(iop, path=None) -> None:
     path : str, optional
         The file, for the error message.
     """
-    v = np.asarray(iop, float)
-    if v.shape != (6,) or not np.all(np.isfinite(v)):
+    try:
+        v = [float(x) for x in iop]
+    except (TypeError, ValueError):
+        v = []
+    if len(v) != 6 or not all(math.isfinite(x) for x in v):
         raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} is not 6 finite "
                                   "numbers")
     r, c = v[:3], v[3:]
-    nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+    nr, nc = math.sqrt(sum(x * x for x in r)), math.sqrt(sum(x * x for x in c))
     if nr < 1e-6 or nc < 1e-6:
         raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} has a zero "
                                   "direction vector")
     if abs(nr - 1) > 0.05 or abs(nc - 1) > 0.05:
         raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} is not made of unit "
                                   f"vectors (lengths {nr:.3g} and {nc:.3g})")
-    if abs(float(r @ c)) / (nr * nc) > 0.05:
+    if abs(sum(a * b for a, b in zip(r, c, strict=True))) / (nr * nc) > 0.05:
         raise GeometryError(path, f"ImageOrientationPatient {_show(iop)}: row and column "
                                   "directions are not perpendicular")
 
@@ -459,9 +463,8 @@ def _check_frames(inst: Instance) -> None:
             check_orientation(fr.orientation, path)
             checked_iop.add(fr.orientation)
         if fr.position is not None:
-            p = np.asarray(fr.position, float)
-            if p.shape != (3,) or not np.all(np.isfinite(p)) or \
-                    np.max(np.abs(p)) > MAX_POSITION_MM:
+            p = [float(x) for x in fr.position]
+            if len(p) != 3 or not all(abs(x) <= MAX_POSITION_MM for x in p):  # NaN fails
                 raise GeometryError(path, f"ImagePositionPatient {_show(p)} is not a position "
                                           f"on a patient (more than {MAX_POSITION_MM:g} mm "
                                           "from the origin, or not finite)")
@@ -471,11 +474,10 @@ def _check_frames(inst: Instance) -> None:
                 raise GeometryError(path, f"PixelSpacing {_show(ps)} is not a positive "
                                           f"spacing up to {MAX_SPACING_MM:g} mm")
         for what, v in (("RescaleSlope", fr.slope), ("RescaleIntercept", fr.intercept)):
-            if not (np.isfinite(v) and abs(v) <= MAX_RESCALE):
+            if not abs(v) <= MAX_RESCALE:  # NaN and inf fail too
                 raise UnreadableDicomError(path, f"{what} {v!r} is not a finite number up to "
                                                  f"{MAX_RESCALE:g}")
-        if fr.window is not None and not all(np.isfinite(x) and abs(x) <= 1e30
-                                             for x in fr.window):
+        if fr.window is not None and not all(abs(x) <= 1e30 for x in fr.window):
             fr.window = None
 
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_dicomtools.cli import main
+from napari_dicomtools.cli import main, output_names
 from napari_dicomtools.core import export
 from napari_dicomtools.core.errors import DicomToolsError
 from napari_dicomtools.core.export import (
@@ -239,3 +239,198 @@ def test_cli_never_writes_through_a_symlinked_source(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(_one_line(err)) == 4 and err.count("inside the source") == 4
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+# ------------------------------------------------------------------ the command line
+
+
+@pytest.fixture
+def three_series(tmp_path):
+    src = tmp_path / "src"
+    for n, desc in ((1, "first"), (2, "second"), (3, "third")):
+        _small_ct(src / desc, series_number=n, description=desc,
+                  series_uid=f"1.2.3.{n}", prefix=f"S{n}")
+    return src
+
+
+def test_convert_goes_on_after_a_full_disk(three_series, tmp_path, monkeypatch, capsys):
+    real = export._open_output
+
+    def full_on_second(tmp, gz, level):
+        f = real(tmp, gz, level)
+        if "2_second" in str(calls) or len(calls) == 1:
+            f.close()
+            calls.append(tmp)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        calls.append(tmp)
+        return f
+
+    calls: list = []
+    monkeypatch.setattr(export, "_open_output", full_on_second)
+    out = tmp_path / "out"
+    assert main(["convert", str(three_series), str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    lines = _one_line(err)
+    assert "No space left on device" in lines[0] and "2_second.nii.gz" in lines[0]
+    assert "1 of 3 volume(s) not written" in lines[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["1_first.nii.gz", "3_third.nii.gz"]
+
+
+def test_convert_read_only_outdir_is_one_line(three_series, tmp_path, monkeypatch, capsys):
+    real_open = os.open
+    out = tmp_path / "ro"
+    out.mkdir()
+
+    def read_only(path, *a, **k):
+        if str(path).startswith(str(out)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(export.os, "open", read_only)
+    assert main(["convert", str(three_series), str(out), "-q"]) == 1
+    lines = _one_line(capsys.readouterr().err)
+    assert len(lines) == 4 and all("Read-only file system" in ln for ln in lines[:3])
+    assert list(out.iterdir()) == []
+
+
+def test_convert_unwritable_parent_is_one_line(three_series, tmp_path, monkeypatch, capsys):
+    def refuse(path, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(os, "mkdir", refuse)
+    assert main(["convert", str(three_series), str(tmp_path / "new" / "out"), "-q"]) == 1
+    (line,) = _one_line(capsys.readouterr().err)
+    assert "Permission denied" in line and "cannot create the folder" in line
+
+
+def test_convert_force_onto_a_folder_is_one_line(tmp_path, capsys):
+    src = _small_ct(tmp_path / "src")
+    (tmp_path / "o.nii.gz").mkdir()
+    assert main(["convert", str(src), str(tmp_path / "o.nii.gz"), "--force", "-q"]) == 1
+    (line, *_) = _one_line(capsys.readouterr().err)
+    assert "is a folder" in line
+
+
+def test_convert_creates_missing_parents_of_a_file(tmp_path, capsys):
+    src = _small_ct(tmp_path / "src")
+    target = tmp_path / "new" / "deeper" / "ct.nii.gz"
+    assert main(["convert", str(src), str(target), "-q"]) == 0
+    assert target.stat().st_size > 352
+
+
+@pytest.mark.parametrize("desc", ["L" * 300, "\U0001d538" * 80, "\u00e9" * 200])
+def test_convert_and_png_with_long_descriptions(tmp_path, desc, capsys):
+    import pydicom
+
+    src = _small_ct(tmp_path / "src")
+    for f in src.iterdir():  # UTF-8 descriptions (the synthetic writer stores Latin-1)
+        ds = pydicom.dcmread(f)
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.SeriesDescription = desc
+        ds.save_as(f)
+    assert main(["convert", str(src), str(tmp_path / "nii"), "-q"]) == 0
+    (f,) = (tmp_path / "nii").iterdir()
+    assert len(f.name.encode()) <= 255 and f.name.endswith(".nii.gz")
+    assert f.name.startswith("3_" + desc[:10])
+    assert main(["png", str(src), str(tmp_path / "png"), "-q"]) == 0
+    (d,) = (tmp_path / "png").iterdir()
+    assert len(d.name.encode()) <= 255 and len(list(d.glob("*.png"))) == 4
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_long_names_stay_unique(tmp_path):
+    class S:
+        number, modality, split = 1, "CT", None
+        description = "x" * 400
+
+    names = output_names([S(), S()])
+    assert names[0] != names[1]
+    assert all(len((n + ".nii.gz").encode()) <= 255 for n in names)
+
+
+def test_racing_converts_one_wins_the_other_says_exists(tmp_path):
+    import subprocess
+    import sys
+
+    src = _small_ct(tmp_path / "src")
+    out = tmp_path / "out"
+    # both pass the early check before either publishes: the exclusive link decides
+    code = ("import os, sys, time\n"
+            "from napari_dicomtools.core import export\n"
+            "from napari_dicomtools.cli import main\n"
+            "real = os.link\n"
+            "def link(a, b, **k):\n"
+            "    open(sys.argv[3], 'a').close()\n"
+            "    while len(os.listdir(os.path.dirname(sys.argv[3]))) < 2:\n"
+            "        time.sleep(0.02)\n"
+            "    return real(a, b, **k)\n"
+            "export.os.link = link\n"
+            "sys.exit(main(['convert', sys.argv[1], sys.argv[2], '-q']))\n")
+    (tmp_path / "flags").mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(src), str(out),
+                               str(tmp_path / "flags" / str(k))],
+                              stderr=subprocess.PIPE, text=True) for k in range(2)]
+    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0, 1], results
+    err = next(e for rc, e in results if rc == 1)
+    assert "exists" in err and "Traceback" not in err
+    assert [p.name for p in out.iterdir()] == ["3_Synthetic_phantom.nii.gz"]
+
+
+def test_png_force_leaves_no_stale_slices(tmp_path, capsys):
+    src = _small_ct(tmp_path / "src")
+    out = tmp_path / "png"
+    assert main(["png", str(src), str(out), "-q"]) == 0
+    (folder,) = out.iterdir()
+    (folder / "mine.png").write_bytes(b"not ours")
+    assert len(list(folder.glob("axial_*.png"))) == 4
+    assert main(["png", str(src), str(out), "--slices", "1", "-q"]) == 1  # exists
+    assert main(["png", str(src), str(out), "--slices", "1", "--force", "-q"]) == 0
+    assert sorted(p.name for p in folder.glob("*.png")) == ["axial_0001.png", "mine.png"]
+    assert main(["png", str(src), str(out), "--axis", "coronal", "--slices", "2", "--force",
+                 "-q"]) == 0
+    assert sorted(p.name for p in folder.glob("*.png")) == ["coronal_0002.png", "mine.png"]
+
+
+def test_png_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    src = _small_ct(tmp_path / "src")
+
+    def full(self, fp, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert main(["png", str(src), str(tmp_path / "png"), "-q"]) == 1
+    (line,) = _one_line(capsys.readouterr().err)
+    assert "No space left on device" in line and "axial_0000.png" in line
+
+
+def test_info_csv_full_disk_and_folder(tmp_path, monkeypatch, capsys):
+    src = _small_ct(tmp_path / "src")
+    (tmp_path / "t.csv").mkdir()
+    assert main(["info", str(src), "--tags", "Modality", "--csv", str(tmp_path / "t.csv"),
+                 "--force"]) == 1
+    assert "is a folder" in _one_line(capsys.readouterr().err)[0]
+    real_open = open
+
+    def full(file, mode="r", *a, **k):
+        if "w" in mode and PARTIAL_PREFIX in str(file):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr("builtins.open", full)
+    assert main(["info", str(src), "--tags", "Modality", "--csv",
+                 str(tmp_path / "x" / "t.csv")]) == 1
+    assert "No space left" in _one_line(capsys.readouterr().err)[0]
+    assert not (tmp_path / "x" / "t.csv").exists()
+
+
+def test_info_escapes_control_characters(tmp_path, capsys):
+    src = _small_ct(tmp_path / "src", description="evil\nPatient FAKE [\x1b[31m]",
+                    patient=("Bad\rName", "ID\x071"))
+    assert main(["info", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert "evil\\nPatient FAKE" in out and "Bad\\rName" in out and "ID\\x071" in out
+    assert not any(ln.startswith("Patient FAKE") for ln in out.splitlines())

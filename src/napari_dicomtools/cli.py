@@ -17,6 +17,37 @@ import sys
 
 from .core.errors import DicomToolsError
 
+_INVISIBLE = {0x2028, 0x2029, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def printable(text) -> str:
+    r"""``text`` with control characters escaped (``\n``, ``\x1b``, ``\u202e``...), so a
+    name read from a file can neither break a listing into several lines nor drive the
+    terminal.
+
+    Examples
+    --------
+    >>> print(printable("a\nb"))
+    a\nb
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        o = ord(c)
+        if o < 32 or 0x7F <= o < 0xA0 or o in _INVISIBLE or (0xD800 <= o < 0xE000):
+            out.append(repr(c)[1:-1] if c in "\n\r\t" else
+                       (f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _err(exc) -> str:
+    """The one line printed for an error."""
+    return "dicomtools: " + printable(str(exc).strip())
+
 
 def _progress_scan(path, quiet: bool, split_nonuniform: bool = False):
     from .core.scan import scan_iter
@@ -81,7 +112,7 @@ def cmd_info_table(args) -> int:
             _check_not_into_source(args.csv, args.path)
             write_csv(table, args.csv, overwrite=args.force)
             if not args.quiet:
-                print(f"{args.csv}: {len(table)} row(s)")
+                print(printable(f"{args.csv}: {len(table)} row(s)"))
             return 0 if table else 1
     import csv as _csv
 
@@ -109,23 +140,25 @@ def cmd_info(args) -> int:
     for s in series:
         if (s.patient_id, s.patient_name) != last_patient:
             last_patient = (s.patient_id, s.patient_name)
-            print(f"Patient {s.patient_name or '(no name)'} [{s.patient_id}]")
+            print(printable(f"Patient {s.patient_name or '(no name)'} [{s.patient_id}]"))
             last_study = None
         if s.study_uid != last_study:
             last_study = s.study_uid
-            print(f"  Study {s.study_date} {s.study_description}".rstrip())
+            print(printable(f"  Study {s.study_date} {s.study_description}".rstrip()))
         sp = s.spacing
         dims = "x".join(str(x) for x in s.shape)
-        print(f"    {s.name}: {s.modality} {dims} voxels, {sp[2]:.4g} x {sp[1]:.4g} x "
-              f"{sp[0]:.4g} mm, {s.orientation_label}, {len(s.files)} file(s)")
+        print(printable(f"    {s.name}: {s.modality} {dims} voxels, {sp[2]:.4g} x "
+                        f"{sp[1]:.4g} x {sp[0]:.4g} mm, {s.orientation_label}, "
+                        f"{len(s.files)} file(s)"))
         for p in s.problems:
-            print(f"      ! {p}")
+            print(printable(f"      ! {p}"))
     if series.skipped:
         print(f"Skipped {len(series.skipped)} file(s):")
         for k in series.skipped:
-            print(f"  {k.path}: {k.reason}")
+            print(printable(f"  {k.path}: {k.reason}"))
     if not series:
-        print(f"dicomtools: {args.path}: no loadable DICOM image series", file=sys.stderr)
+        print(printable(f"dicomtools: {args.path}: no loadable DICOM image series"),
+              file=sys.stderr)
         return 1
     return 0
 
@@ -137,18 +170,44 @@ def _safe_name(text: str) -> str:
     return keep.strip("_.") or "series"
 
 
+#: bytes of a name left for ``_<n>`` and ``.nii.gz`` within a file system's 255
+_NAME_BUDGET = 240
+
+
 def output_names(series) -> list[str]:
-    """dcm2niix-like ``%s_%p`` names (series number, description), unique within the list."""
+    """dcm2niix-like ``%s_%p`` names (series number, description), unique within the list.
+
+    Names are cut to 240 bytes of UTF-8 (on a character boundary, the split suffix kept), so
+    a long SeriesDescription or four-byte characters still give a valid file name with room
+    for a ``_<n>`` suffix and ``.nii.gz``.
+    """
+    from .core.export import fit_name
+
     names, seen = [], {}
     for s in series:
         base = _safe_name(f"{s.number if s.number is not None else 0}_"
                           f"{s.description or s.modality or 'DICOM'}")
+        tail = ""
         if s.split:
-            base += "_" + _safe_name(s.split.replace(", ", "_").replace(" ", ""))
+            tail = "_" + _safe_name(s.split.replace(", ", "_").replace(" ", ""))
+            tail = fit_name(tail, 64)
+        base = fit_name(base, _NAME_BUDGET - len(tail.encode("utf-8"))) + tail
         n = seen.get(base, 0)
         seen[base] = n + 1
         names.append(base if n == 0 else f"{base}_{n + 1}")
     return names
+
+
+def _makedirs(folder: str) -> None:
+    """``os.makedirs`` whose failure (read-only, permission, a file in the way) is one
+    :class:`DicomToolsError`."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:
+        raise DicomToolsError(folder, "exists and is not a folder") from None
+    except OSError as exc:
+        raise DicomToolsError(exc.filename or folder,
+                              f"cannot create the folder: {exc.strerror or exc}") from None
 
 
 def _check_not_into_source(out: str, src: str):
@@ -166,7 +225,7 @@ def cmd_convert(args) -> int:
     _check_not_into_source(out, src)
     series = _progress_scan(src, args.quiet, args.split_nonuniform)
     for k in series.skipped:
-        print(f"skipped {k.path}: {k.reason}", file=sys.stderr)
+        print(printable(f"skipped {k.path}: {k.reason}"), file=sys.stderr)
     series = [s for s in series if not s.is_rgb]
     if not series:
         raise DicomToolsError(src, "no convertible (grayscale) DICOM image series")
@@ -177,7 +236,7 @@ def cmd_convert(args) -> int:
     if single:
         targets = [out]
     else:
-        os.makedirs(out, exist_ok=True)
+        _makedirs(out)
         ext = ".nii" if args.no_gzip else ".nii.gz"
         targets = [os.path.join(out, n + ext) for n in output_names(series)]
     if not args.force:
@@ -205,16 +264,18 @@ def cmd_convert(args) -> int:
                 write_series_nifti(s, target, overwrite=args.force,
                                    philips_precise=args.philips_precise)
             if not args.quiet:
-                print(f"{target}: {s.label}")
+                print(printable(f"{target}: {s.label}"))
             for p in s.problems:
-                print(f"  ! {p}", file=sys.stderr)
-        except DicomToolsError as exc:
-            failed += 1
-            print(f"dicomtools: {exc}".splitlines()[0], file=sys.stderr)
+                print(printable(f"  ! {p}"), file=sys.stderr)
+        except (DicomToolsError, OSError, ValueError, MemoryError) as exc:
+            failed += 1  # report, and go on with the next series
+            print(_err(exc), file=sys.stderr)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    if failed:
+        print(f"dicomtools: {failed} of {len(series)} volume(s) not written", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -259,7 +320,7 @@ def cmd_png(args) -> int:
         raise DicomToolsError(None, f"--slices wants e.g. 10,20 or 10:20, got {args.slices!r}") from None
     series = _progress_scan(src, args.quiet)
     for k in series.skipped:
-        print(f"skipped {k.path}: {k.reason}", file=sys.stderr)
+        print(printable(f"skipped {k.path}: {k.reason}"), file=sys.stderr)
     if not series:
         raise DicomToolsError(src, "no loadable DICOM image series")
     failed = 0
@@ -282,10 +343,10 @@ def cmd_png(args) -> int:
                                axis=args.axis, slices=slices, overwrite=args.force,
                                progress=tick)
             if not args.quiet:
-                print(f"{folder}: {len(files)} PNG ({args.axis}) from {s.label}")
-        except (DicomToolsError, ValueError) as exc:
+                print(printable(f"{folder}: {len(files)} PNG ({args.axis}) from {s.label}"))
+        except (DicomToolsError, ValueError, OSError, MemoryError) as exc:
             failed += 1
-            print(f"dicomtools: {exc}".splitlines()[0], file=sys.stderr)
+            print(_err(exc), file=sys.stderr)
         finally:
             if bar is not None:
                 bar.close()
@@ -482,7 +543,11 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except DicomToolsError as exc:
-        print(f"dicomtools: {exc}".splitlines()[0], file=sys.stderr)
+        print(_err(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file-system refusal no writer turned into a DicomToolsError
+        where = exc.filename or ""
+        print(_err(f"{where}: {exc.strerror or exc}" if where else exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -746,6 +746,13 @@ def export_png(volume, out_dir, *, window=None, preset: str | None = None,
     -------
     list of str
         The files written.
+
+    Notes
+    -----
+    With ``overwrite``, the folder's earlier slices named as this function names them
+    (``axial|coronal|sagittal|<prefix>_NNNN.png``) that this export did not rewrite are
+    removed once it has succeeded, so the folder never mixes slices of two exports; other
+    files are never touched.
     """
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
@@ -760,12 +767,18 @@ def export_png(volume, out_dir, *, window=None, preset: str | None = None,
     bad = [i for i in idx if not 0 <= i < n]
     if bad:
         raise ValueError(f"slice index {bad[0]} out of range 0..{n - 1} for {axis}")
-    names = [os.path.join(os.fspath(out_dir), f"{prefix or axis}_{i:04d}.png") for i in idx]
+    stem = fit_name(prefix or axis, NAME_MAX - 16)
+    names = [os.path.join(os.fspath(out_dir), f"{stem}_{i:04d}.png") for i in idx]
     if not overwrite:
         clash = [p for p in names if os.path.exists(p)]
         if clash:
             raise DicomToolsError(clash[0], "exists; not overwriting (use overwrite=True / --force)")
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise DicomToolsError(exc.filename or out_dir, _reason(exc, "cannot create the "
+                                                                    "folder")) from None
+    previous = _own_pngs(out_dir, stem) if overwrite else []
     out = []
     for j, (i, name) in enumerate(zip(idx, names, strict=True)):
         plane, pix, _ = slice_plane(view, scale, axis, i)
@@ -773,7 +786,30 @@ def export_png(volume, out_dir, *, window=None, preset: str | None = None,
         out.append(write_png(name, img, overwrite=overwrite))
         if progress is not None:
             progress(j + 1, len(idx))
+    new = {os.path.basename(p) for p in out}
+    if overwrite:  # our own earlier PNGs that this run did not rewrite are stale
+        for n in sorted(set(previous) - new):
+            try:
+                os.unlink(os.path.join(os.fspath(out_dir), n))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise DicomToolsError(exc.filename, _reason(exc, "cannot remove an earlier "
+                                                                 "output")) from None
     return out
+
+
+def _own_pngs(out_dir, stem: str) -> list[str]:
+    """Names in ``out_dir`` that :func:`export_png` writes (``axial_0007.png``, any axis, or
+    ``<stem>_0007.png``): regular files only."""
+    import re
+
+    pat = re.compile(rf"(?:axial|coronal|sagittal|{re.escape(stem)})_\d{{4,}}\.png")
+    try:
+        entries = list(os.scandir(out_dir))
+    except OSError:
+        return []
+    return [e.name for e in entries if pat.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
 
 
 def export_annotated(image, image_scale, image_translate, path, *, window, rgb=False,

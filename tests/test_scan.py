@@ -252,3 +252,33 @@ def test_nonuniform_stack_split_on_request(make_series):
     assert [p.split for p in parts] == ["part 1", "part 2"]
     assert all(p.order.uniform for p in parts)
     assert read_volume(parts[1]).origin[2] == pytest.approx(truth.origin[2] + 7 * 2.5)
+
+
+def test_zip_is_opened_once_per_scan_not_once_per_member(tmp_path, monkeypatch):
+    """A zip of N members used to be re-opened (central directory re-read) twice per member:
+    O(N^2). The archive is now opened once and cached (keyed by size/mtime/process)."""
+    import zipfile
+
+    from napari_dicomtools.core.synthetic import phantom, write_series
+
+    write_series(tmp_path / "f", phantom((120, 8, 8)))
+    z = tmp_path / "series.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted((tmp_path / "f").iterdir()):
+            zf.write(p, f"d/{p.name}")
+    opened = []
+    real_init = zipfile.ZipFile.__init__
+
+    def counting_init(self, *a, **kw):
+        opened.append(a[0] if a else kw.get("file"))
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", counting_init)
+    (s,) = scan(z)
+    assert s.shape == (120, 8, 8)
+    assert len(opened) <= 2, len(opened)
+    # a rewritten archive is not served from the cache
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("other.txt", "not dicom at all")
+    found = scan(z)
+    assert not found and found.skipped[0].path.endswith("other.txt")

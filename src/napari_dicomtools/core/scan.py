@@ -14,6 +14,7 @@ import io
 import math
 import os
 import stat
+import threading
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -78,28 +79,64 @@ class Source:
         """
         if self.member is None:
             return open_regular(self.path)
-        open_regular(self.path).close()  # refuse a FIFO before zipfile opens it
-        try:
-            zf = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise UnreadableDicomError(self.path, f"unreadable zip archive ({exc})") from None
+        zf = _archive(self.path)
         try:
             info = zf.getinfo(self.member)
             _check_member(str(self), info)
-            return _MemberStream(zf.open(info))
+            with _ZIP_LOCK:
+                return _MemberStream(zf.open(info))
         except KeyError:
             raise UnreadableDicomError(str(self), "no such member in the archive") from None
-        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, ValueError) as exc:
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, ValueError,
+                OSError) as exc:
             raise UnreadableDicomError(str(self), f"zip member cannot be read ({exc})") \
                 from None
-        finally:
-            zf.close()  # the member file keeps the archive open until it is closed
 
     def size(self) -> int:
         if self.member is None:
             return os.path.getsize(self.path)
-        with zipfile.ZipFile(self.path) as zf:
-            return zf.getinfo(self.member).file_size
+        try:
+            return _archive(self.path).getinfo(self.member).file_size
+        except KeyError:
+            raise UnreadableDicomError(str(self), "no such member in the archive") from None
+
+
+# Open archives, so a zip of N members is not re-read N times (its central directory alone
+# is O(N)): keyed by identity, size and mtime (a rewritten archive is reopened) and by process
+# (a forked worker must not share the parent's file offset).
+_ZIP_LOCK = threading.RLock()
+_ZIP_CACHE: dict = {}
+_ZIP_CACHE_SIZE = 2
+
+
+def _archive(path: str) -> zipfile.ZipFile:
+    """The (cached) open :class:`zipfile.ZipFile` of a regular file ``path``.
+
+    Raises
+    ------
+    DicomToolsError
+        Not a regular file, or not a readable zip archive.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise UnreadableDicomError(path, f"cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DicomToolsError(path, f"not a regular file ({file_kind(st.st_mode)})")
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, os.getpid())
+    with _ZIP_LOCK:
+        zf = _ZIP_CACHE.get(key)
+        if zf is not None:
+            return zf
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise UnreadableDicomError(path, f"unreadable zip archive ({exc})") from None
+        while len(_ZIP_CACHE) >= _ZIP_CACHE_SIZE:
+            # dropped, not closed: member streams still open keep the file open
+            _ZIP_CACHE.pop(next(iter(_ZIP_CACHE)))
+        _ZIP_CACHE[key] = zf
+        return zf
 
 
 class _MemberStream(io.RawIOBase):
@@ -1415,13 +1452,13 @@ def _not_regular(path: str) -> str:
 def _zip_sources(path: str):
     out = []
     try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.is_dir() or os.path.basename(info.filename).upper() == "DICOMDIR":
-                    continue
-                out.append(Source(path, info.filename))
-    except (zipfile.BadZipFile, OSError) as exc:
-        return [], [Skipped(path, f"unreadable zip archive ({exc})")]
+        zf = _archive(path)
+    except DicomToolsError as exc:
+        return [], [Skipped(path, exc.reason)]
+    for info in zf.infolist():
+        if info.is_dir() or os.path.basename(info.filename).upper() == "DICOMDIR":
+            continue
+        out.append(Source(path, info.filename))
     return out, []
 
 

@@ -254,19 +254,17 @@ def three_series(tmp_path):
 
 
 def test_convert_goes_on_after_a_full_disk(three_series, tmp_path, monkeypatch, capsys):
-    real = export._open_output
+    real = export._write_nifti_frames
 
-    def full_on_second(tmp, gz, level):
-        f = real(tmp, gz, level)
-        if "2_second" in str(calls) or len(calls) == 1:
-            f.close()
-            calls.append(tmp)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        calls.append(tmp)
-        return f
+    def full_on_second(path, header, frames, **kw):
+        if "2_second" not in path:
+            return real(path, header, frames, **kw)
+        with atomic_output(path, kw["overwrite"]) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(header)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    calls: list = []
-    monkeypatch.setattr(export, "_open_output", full_on_second)
+    monkeypatch.setattr(export, "_write_nifti_frames", full_on_second)
     out = tmp_path / "out"
     assert main(["convert", str(three_series), str(out), "-q"]) == 1
     err = capsys.readouterr().err
@@ -434,3 +432,39 @@ def test_info_escapes_control_characters(tmp_path, capsys):
     assert "\x1b" not in out and "\r" not in out and "\x07" not in out
     assert "evil\\nPatient FAKE" in out and "Bad\\rName" in out and "ID\\x071" in out
     assert not any(ln.startswith("Patient FAKE") for ln in out.splitlines())
+
+
+def test_nifti_gz_streams_a_few_frames_ahead_of_a_slow_writer(tmp_path, monkeypatch):
+    """Decoding must not race ahead of gzip and hold the whole volume (issue 11)."""
+    from napari_dicomtools.core import volume
+    from napari_dicomtools.core.scan import scan
+
+    write_series(tmp_path / "src", np.zeros((24, 8, 10), np.int16))
+    (series,) = scan(tmp_path / "src")
+    state = {"decoded": 0, "written": 0, "most": 0}
+    real_read, real_open = volume._Plan.read_frame, export._open_output
+
+    def read(self, i, out=None):
+        state["decoded"] += 1
+        return real_read(self, i, out)
+
+    class Slow:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, b):
+            time.sleep(0.01)
+            state["written"] += 1
+            state["most"] = max(state["most"], state["decoded"] - state["written"])
+            return self.f.write(b)
+
+    monkeypatch.setattr(volume._Plan, "read_frame", read)
+    monkeypatch.setattr(export, "_open_output", lambda *a: Slow(real_open(*a)))
+    export.write_series_nifti(series, tmp_path / "o.nii.gz")
+    assert state["written"] == 25 and state["most"] <= 6, state

@@ -416,6 +416,7 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
                        philips_precise: bool = False) -> str:
     """Stream a :class:`Series` straight from DICOM to NIfTI: frames are decoded (two
     threads) and written in order, so memory stays at a few slices whatever the size."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from .volume import _plan
@@ -432,8 +433,22 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
                        repetition_time=tr, description=series.name)
 
     def frames():
+        # at most `ahead` decoded frames wait for the writer: Executor.map would submit all
+        # of them at once, and behind a slow gzip writer the whole volume piled up in memory
+        ahead = 4
         with ThreadPoolExecutor(2) as ex:
-            yield from ex.map(plan.read_frame, range(n))
+            pending = deque(ex.submit(plan.read_frame, i) for i in range(min(ahead, n)))
+            nxt = len(pending)
+            try:
+                while pending:
+                    frame = pending.popleft().result()
+                    if nxt < n:
+                        pending.append(ex.submit(plan.read_frame, nxt))
+                        nxt += 1
+                    yield frame
+            finally:
+                for f in pending:
+                    f.cancel()
 
     _write_nifti_frames(path, hdr, frames(), overwrite=overwrite,
                         compress_level=compress_level)

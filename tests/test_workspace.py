@@ -385,3 +385,32 @@ def test_browser_cancels_and_centres_on_the_first_opened_series(make_napari_view
     assert w.cancel_button.isEnabled()
     w.cancel()
     qtbot.waitUntil(lambda: not w.cancel_button.isEnabled(), timeout=20000)
+
+
+def test_lazy_layer_is_decoded_in_the_worker_not_the_gui_thread(make_napari_viewer, qtbot):
+    """A lazily opened series must not be decoded on the GUI thread by a widget."""
+    import threading
+
+    import dask.array as da
+
+    from napari_dicomtools._analysis import _segment
+
+    threads = set()
+
+    def decode(block):
+        threads.add(threading.current_thread().name)
+        return block
+
+    base = da.from_array(phantom((8, 32, 32)).astype(np.int16), chunks=(1, 32, 32))
+    lazy = base.map_blocks(decode, dtype=np.int16)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(lazy, scale=(2.0, 0.8, 0.8), contrast_limits=(-160, 240))
+    QApplication.processEvents()
+    threads.clear()  # napari itself decodes the slice it shows
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):  # blocks decode in the calling thread
+        worker = _segment(layer, method="Otsu")
+        with qtbot.waitSignal(worker.returned, timeout=20000):
+            pass
+    assert threads and threading.main_thread().name not in threads

@@ -163,17 +163,21 @@ def _segment(
     from napari.qt.threading import thread_worker
 
     _check_3d_or_2d(image)
-    data = np.asarray(image.data)
+    raw = image.data  # decoded in the worker: a lazy series never freezes the viewer
     spacing, _ = _grid(image)
     kw = {"preset": preset} if method == "HU preset" else (
         {"method": "otsu"} if method == "Otsu" else {"lower": lower_hu, "upper": upper_hu})
     params = dict(kw, close_mm=close_mm, open_mm=open_mm, fill=fill_holes,
                   border=clear_border, min_volume_mm3=min_size_mm3, largest=keep_largest,
-                  slice_axis=slice_axis(image, slice_plane) if data.ndim == 3 else 0)
-    steps = segment.segment_steps(data, spacing, **params)
+                  slice_axis=slice_axis(image, slice_plane) if raw.ndim == 3 else 0)
+    n_steps = len(segment.segment_steps(np.zeros((1,) * raw.ndim, np.int16), spacing,
+                                        **params))
 
-    @thread_worker(progress={"total": len(steps), "desc": "segmenting"})
+    @thread_worker(progress={"total": n_steps + 1, "desc": "segmenting"})
     def run():
+        data = np.asarray(raw)
+        yield
+        steps = segment.segment_steps(data, spacing, **params)
         state = None
         for step in steps:
             state = step(state)
@@ -234,13 +238,13 @@ def resize_widget(image: napari.layers.Image,
     _check_3d_or_2d(image)
     sc, tr = _grid(image)
     order = {"nearest": 0, "linear": 1, "cubic": 3}[interpolation]
-    data = np.asarray(image.data)
+    raw = image.data  # decoded in the worker
     kw = {"new_spacing": voxel_mm} if target.startswith("voxel") else {
         "shape": (in_plane_pixels, in_plane_pixels)}
 
     @thread_worker(progress={"total": 0, "desc": "resizing"})
     def run():
-        r = preprocess.resize(data, sc, tr, order=order, **kw)
+        r = preprocess.resize(np.asarray(raw), sc, tr, order=order, **kw)
         params = {k: v for k, v in r.history[-1].items() if k != "op"}
         res = _derived(image, r.array, "resize", name=f"{image.name} resized",
                        scale=r.spacing, translate=r.origin, **params)
@@ -313,12 +317,12 @@ def equalize_widget(image: napari.layers.Image, method: Literal["global", "clahe
     from napari.qt.threading import thread_worker
 
     _check_3d_or_2d(image)
-    data = np.asarray(image.data)
-    axis = slice_axis(image, slice_plane) if data.ndim == 3 else 0
+    raw = image.data  # decoded in the worker
+    axis = slice_axis(image, slice_plane) if raw.ndim == 3 else 0
 
     @thread_worker(progress={"total": 0, "desc": "equalizing"})
     def run():
-        out = preprocess.equalize(data, method, clip_limit=clip_limit, axis=axis)
+        out = preprocess.equalize(np.asarray(raw), method, clip_limit=clip_limit, axis=axis)
         res = _derived(image, out, "equalize", name=f"{image.name} equalized", method=method,
                        clip_limit=clip_limit)
         res[1]["contrast_limits"] = (0.0, 1.0)
@@ -340,15 +344,15 @@ def denoise_widget(image: napari.layers.Image,
 
     _check_3d_or_2d(image)
     sc, _ = _grid(image)
-    data = np.asarray(image.data)
-    axis = slice_axis(image, slice_plane) if data.ndim == 3 else 0
-
+    raw = image.data  # decoded in the worker
+    axis = slice_axis(image, slice_plane) if raw.ndim == 3 else 0
     options = dict(method=method, sigma_mm=sigma_mm, size_mm=median_size_mm,
                    per_slice=per_slice, axis=axis)
     holder: dict = {}
 
     @thread_worker(progress={"total": 0, "desc": "denoising"})
     def run():
+        data = np.asarray(raw)
         if data.ndim == 3:
             # child processes: every core, and a Cancel stops them at once
             job = holder["job"] = preprocess.DenoiseJob(data, sc, **options)
@@ -576,13 +580,13 @@ def augment_widget(image: napari.layers.Image, labels: napari.layers.Labels | No
                         brightness=brightness, contrast=contrast,
                         gamma=(gamma_min, gamma_max), noise_sigma=noise_sigma,
                         crop_shape=(crop_pixels, crop_pixels) if crop_pixels > 0 else None)
-    data = np.asarray(image.data)
-    lab_data = None if labels is None else np.asarray(labels.data)
+    raw, lab_raw = image.data, None if labels is None else labels.data  # decoded in the worker
     sc, tr = _grid(image)
 
     @thread_worker(progress={"total": 0, "desc": "augmenting"})
     def run():
-        out = augment(data, lab_data, n=samples, seed=seed, config=cfg)
+        out = augment(np.asarray(raw), None if lab_raw is None else np.asarray(lab_raw),
+                      n=samples, seed=seed, config=cfg)
         img = _derived(image, np.stack([a for a, _, _ in out]), "augment",
                        name=f"{image.name} augmented", scale=(1.0, *sc),
                        translate=(0.0, *tr), on_grid=False, seed=seed,

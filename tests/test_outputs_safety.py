@@ -468,3 +468,80 @@ def test_nifti_gz_streams_a_few_frames_ahead_of_a_slow_writer(tmp_path, monkeypa
     monkeypatch.setattr(export, "_open_output", lambda *a: Slow(real_open(*a)))
     export.write_series_nifti(series, tmp_path / "o.nii.gz")
     assert state["written"] == 25 and state["most"] <= 6, state
+
+
+# ------------------------------------------------------------------ every writer
+
+
+def _writers():
+    """name -> writer(src_folder, out_folder, overwrite) returning the written paths."""
+    from napari_dicomtools.core import dataset, measure, metadata
+    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.volume import read_volume
+
+    def vol(src):
+        return read_volume(src)
+
+    def case(src):
+        v = vol(src)
+        return [{"image": np.asarray(v.array), "affine_ras": v.affine_ras,
+                 "labels": (np.asarray(v.array) > 100).astype(np.uint8), "patient": "p",
+                 "name": "c", "window": (40, 400)}]
+
+    return {
+        "write_nifti": lambda s, o, f: [export.write_nifti(vol(s), o / "a.nii.gz",
+                                                           overwrite=f)],
+        "write_series_nifti": lambda s, o, f: [export.write_series_nifti(
+            scan(s)[0], o / "a.nii", overwrite=f)],
+        "write_layer_nifti_affine": lambda s, o, f: [export.write_layer_nifti_affine(
+            o / "l.nii.gz", np.zeros((2, 3, 4), np.uint8), np.eye(4), overwrite=f)],
+        "write_png": lambda s, o, f: [export.write_png(o / "a.png", np.zeros((4, 5), np.uint8),
+                                                       overwrite=f)],
+        "export_png": lambda s, o, f: export.export_png(vol(s), o / "png", window=(40, 400),
+                                                        overwrite=f),
+        "export_annotated": lambda s, o, f: export.export_annotated(
+            np.zeros((2, 4, 5)), (1, 1, 1), (0, 0, 0), o / "ann.png", window=(0, 1),
+            overwrite=f),
+        "write_csv": lambda s, o, f: [metadata.write_csv([{"a": 1}], o / "t.csv",
+                                                         overwrite=f)],
+        "write_measurements_csv": lambda s, o, f: [measure.write_measurements_csv(
+            [{"label": 1, "volume_ml": 2.0}], o / "m.csv", overwrite=f)],
+        "export_nnunet": lambda s, o, f: [dataset.export_nnunet(case(s), o, overwrite=f)],
+        "export_2d": lambda s, o, f: [dataset.export_2d(case(s), o / "d2", overwrite=f)],
+    }
+
+
+WRITERS = list(_writers())
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_every_writer_mode_exists_and_full_disk(name, tmp_path, monkeypatch):
+    import builtins
+
+    write = _writers()[name]
+    src = _small_ct(tmp_path / "src")
+    out = tmp_path / "out"
+    old = os.umask(0o027)
+    try:
+        paths = write(src, out / "new", False)  # missing parents are created
+    finally:
+        os.umask(old)
+    files = [os.path.join(dp, f) for dp, _, fs in os.walk(out) for f in fs]
+    assert files and all(os.stat(f).st_mode & 0o777 == 0o640 for f in files), name
+    assert not any(PARTIAL_PREFIX in f for f in files)
+    with pytest.raises(DicomToolsError, match="exist"):
+        write(src, out / "new", False)
+    assert all(os.path.exists(p) for p in paths)
+
+    real_open = builtins.open
+
+    def full(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax") and PARTIAL_PREFIX in os.fspath(file):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full)
+    with pytest.raises(DicomToolsError, match="No space left on device"):
+        write(src, out / "full", False)
+    left = [f for dp, _, fs in os.walk(out / "full") for f in fs]
+    assert not any(PARTIAL_PREFIX in f for f in left), left

@@ -64,7 +64,12 @@ def export_nnunet(cases, out_root, *, dataset_id: int = 1, name: str = "DicomToo
     """
     from .export import write_layer_nifti_affine
 
+    if any(c in str(name) for c in "/\\\0") or str(name) in ("", ".", ".."):
+        raise DicomToolsError(name, "dataset names may not contain '/', '\\' or NUL (the "
+                                    "dataset folder stays inside the output folder)")
     folder = os.path.join(os.fspath(out_root), f"Dataset{int(dataset_id):03d}_{name}")
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise DicomToolsError(folder, "exists and is not a folder")
     if os.path.exists(folder) and os.listdir(folder) and not overwrite:
         raise DicomToolsError(folder, "exists and is not empty; not overwriting")
     cases = list(cases)
@@ -165,6 +170,5 @@ def export_2d(cases, out_dir, *, axis: str = "axial", window=None, preset: str |
 def _save_png(Image, path, arr, overwrite):  # noqa: N803 - PIL module passed in
     from .export import atomic_output
 
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_output(path, overwrite) as tmp:
+    with atomic_output(path, overwrite) as tmp:  # creates the folder
         Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")

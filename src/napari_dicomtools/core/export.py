@@ -541,7 +541,7 @@ def write_layer_nifti(path, data, scale, translate, metadata=None, *, overwrite=
 def write_layer_nifti_affine(path, array, affine_ras, *, overwrite: bool = False,
                              compress_level: int = 1, repetition_time=None) -> str:
     """Write a ``(slice, row, column)`` (or 4D) array with a RAS affine of voxel ``(column,
-    row, slice)`` as NIfTI, creating the folder if needed."""
+    row, slice)`` as NIfTI, creating the folder if needed (:func:`atomic_output`)."""
     path = _nifti_path(path)
     arr = np.asarray(array)
     dtype = arr.dtype
@@ -549,7 +549,6 @@ def write_layer_nifti_affine(path, array, affine_ras, *, overwrite: bool = False
         dtype = np.dtype(np.uint8)
     elif dtype == np.int64 and _fits_int32(arr):
         dtype = np.dtype(np.int32)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     hdr = nifti_header(arr.shape[::-1], dtype, affine_ras, repetition_time=repetition_time)
     flat = arr.reshape((-1,) + arr.shape[-2:])
     _write_nifti_frames(path, hdr, (f.astype(dtype, copy=False) for f in flat),

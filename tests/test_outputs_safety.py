@@ -545,3 +545,27 @@ def test_every_writer_mode_exists_and_full_disk(name, tmp_path, monkeypatch):
         write(src, out / "full", False)
     left = [f for dp, _, fs in os.walk(out / "full") for f in fs]
     assert not any(PARTIAL_PREFIX in f for f in left), left
+
+
+def test_png_refuses_a_series_folder_symlinked_into_the_source(tmp_path, capsys):
+    src = _small_ct(tmp_path / "src")
+    out = tmp_path / "png"
+    out.mkdir()
+    (out / "3_Synthetic_phantom").symlink_to(src)
+    before = sorted(p.name for p in src.iterdir())
+    assert main(["png", str(src), str(out), "-q"]) == 1
+    assert "inside the source" in _one_line(capsys.readouterr().err)[0]
+    assert sorted(p.name for p in src.iterdir()) == before
+
+
+def test_diffusion_sidecars_are_checked_before_the_volume(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_dicomtools.core.volume import read_volume
+
+    vol = read_volume(_small_ct(tmp_path / "src"))
+    (tmp_path / "d.bval").write_text("old")
+    vol.series = SimpleNamespace(diffusion=[(0, None)])
+    with pytest.raises(DicomToolsError, match="d.bval: exists"):
+        export.write_nifti(vol, tmp_path / "d.nii.gz")
+    assert not (tmp_path / "d.nii.gz").exists()

@@ -328,6 +328,7 @@ def cmd_png(args) -> int:
         folder = os.path.join(out, name)
         bar = None
         try:
+            _check_not_into_source(folder, src)  # e.g. a symlinked series folder
             vol = _read_series(s, lazy=False)
             if not args.quiet and sys.stderr.isatty():
                 from tqdm import tqdm

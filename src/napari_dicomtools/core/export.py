@@ -403,10 +403,12 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
     hdr = nifti_header(tuple(arr.shape)[::-1], dtype, volume.affine_ras,
                        repetition_time=_tr_seconds(volume.metadata),
                        description=str(volume.metadata.get("name", "")))
+    series = volume.series
+    if series is not None and series.diffusion and len(series.diffusion) == volume.n_time:
+        _refuse_existing_sidecars(path, overwrite)
     flat = arr.reshape((-1,) + tuple(arr.shape[-2:]))
     frames = (np.asarray(flat[i]).astype(dtype, copy=False) for i in range(flat.shape[0]))
     _write_nifti_frames(path, hdr, frames, overwrite=overwrite, compress_level=compress_level)
-    series = volume.series
     if series is not None and series.diffusion and len(series.diffusion) == volume.n_time:
         write_bvals_bvecs(series.diffusion, volume.affine_ras, path, overwrite=overwrite)
     return path
@@ -431,6 +433,9 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
     tr = _tr_seconds({"header": series.first.header}) if series.n_time > 1 else None
     hdr = nifti_header((lead + plan.frame_shape)[::-1], plan.out_dtype, aff,
                        repetition_time=tr, description=series.name)
+
+    if series.diffusion:
+        _refuse_existing_sidecars(path, overwrite)
 
     def frames():
         # at most `ahead` decoded frames wait for the writer: Executor.map would submit all
@@ -477,6 +482,17 @@ def bvecs_in_voxel_frame(gradients, affine_ras) -> np.ndarray:
         out[0] = -out[0]
     out[np.abs(out) < 1e-12] = 0.0
     return out
+
+
+def _refuse_existing_sidecars(path: str, overwrite: bool) -> None:
+    """Refuse before writing a diffusion NIfTI whose ``.bval``/``.bvec`` exist already."""
+    if overwrite:
+        return
+    stem = path[:-7] if path.endswith(".nii.gz") else path[:-4]
+    for ext in (".bval", ".bvec"):
+        if os.path.lexists(stem + ext):
+            raise DicomToolsError(stem + ext, "exists; not overwriting (use overwrite=True / "
+                                              "--force)")
 
 
 def write_bvals_bvecs(diffusion, affine_ras, nifti_path, *, overwrite: bool = False):

@@ -163,15 +163,34 @@ def test_rerunning_a_widget_never_replaces_its_output(ct_viewer, qtbot):
         f"{layer.name} segmentation", f"{layer.name} segmentation 2"]
 
 
-def test_3d_preset_renders_bone_surface(ct_viewer):
-    from napari_dicomtools._workspace import render_3d
+@pytest.mark.parametrize("preset", ["bone", "skin", "vessels (MIP)",
+                                    "soft tissue (attenuated MIP)"])
+def test_3d_presets_render(ct_viewer, preset):
+    from napari_dicomtools._workspace import RENDER_PRESETS, render_3d
 
     viewer, layer = ct_viewer
-    render_3d(viewer, layer, "bone")
-    assert viewer.dims.ndisplay == 3
-    assert str(layer.rendering) == "iso" and layer.iso_threshold == 300.0
+    render_3d(viewer, layer, preset)
+    p = RENDER_PRESETS[preset]
+    assert viewer.dims.ndisplay == 3 and str(layer.rendering) == p["rendering"]
+    if "iso_threshold" in p:
+        assert layer.iso_threshold == p["iso_threshold"]
+    else:
+        assert tuple(layer.contrast_limits) == pytest.approx(p["contrast_limits"])
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot[..., :3].max() > 100  # something is drawn
+
+
+def test_cine_plays_the_slices_and_stops(ct_viewer, qtbot):
+    from napari_dicomtools._workspace import cine, stop_cine
+
+    viewer, _ = ct_viewer
+    slider = viewer.dims.order[-3]
+    start = viewer.dims.current_step[slider]
+    cine(viewer, 20.0)
+    qtbot.waitUntil(lambda: viewer.dims.current_step[slider] != start, timeout=5000)
+    assert viewer.window._qt_viewer.dims.is_playing
+    stop_cine(viewer)
+    qtbot.waitUntil(lambda: not viewer.window._qt_viewer.dims.is_playing, timeout=5000)
 
 
 def test_workspace_fits_1366x768_and_is_shown(ct_viewer):

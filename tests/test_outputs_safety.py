@@ -569,3 +569,49 @@ def test_diffusion_sidecars_are_checked_before_the_volume(tmp_path):
     with pytest.raises(DicomToolsError, match="d.bval: exists"):
         export.write_nifti(vol, tmp_path / "d.nii.gz")
     assert not (tmp_path / "d.nii.gz").exists()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 256 KB tmpfs (needs root and permission to mount; skipped otherwise)."""
+    import subprocess
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+            capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_real_full_and_read_only_file_system(tiny_tmpfs, tmp_path, capsys):
+    import subprocess
+
+    src = tmp_path / "src"
+    for n in (1, 2):
+        write_series(src / f"s{n}", np.full((6, 64, 64), n, np.int16), series_number=n,
+                     description=f"d{n}", series_uid=f"1.2.3.{n}", prefix=f"S{n}")
+    allsrc = tmp_path / "all"
+    for n in (1, 2):
+        write_series(allsrc / f"s{n}", np.full((6, 64, 64), n, np.int16), series_number=n,
+                     description=f"d{n}", series_uid=f"1.2.3.{n}", prefix=f"S{n}")
+    write_series(allsrc / "big", np.arange(30 * 64 * 64, dtype=np.int16).reshape(30, 64, 64),
+                 series_number=9, description="big", series_uid="1.2.3.9")
+    # 240 KB does not fit next to the two small volumes: one line, the others written
+    assert main(["convert", str(allsrc), str(tiny_tmpfs / "out"), "--no-gzip", "-q"]) == 1
+    lines = _one_line(capsys.readouterr().err)
+    assert len(lines) == 2 and "cannot write: No space left on device" in lines[0]
+    assert "1 of 3 volume(s) not written" in lines[1]
+    assert len(list((tiny_tmpfs / "out").iterdir())) == 2  # no partial file left
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], check=True)
+    assert main(["convert", str(src), str(tiny_tmpfs / "out" / "x"), "-q"]) == 1
+    assert main(["png", str(src), str(tiny_tmpfs / "png"), "-q"]) == 1
+    assert main(["info", str(src), "--tags", "Modality", "--csv",
+                 str(tiny_tmpfs / "t.csv")]) == 1
+    lines = _one_line(capsys.readouterr().err)
+    assert all("Read-only file system" in ln for ln in lines), lines
+    assert f"{tiny_tmpfs / 't.csv'}: cannot write" in lines[-1]

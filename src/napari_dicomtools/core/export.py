@@ -217,7 +217,10 @@ def atomic_output(path, overwrite: bool = False):
         _publish(tmp, path, overwrite)
         tmp = None
     except OSError as exc:
-        where = exc.filename if exc.filename and exc.filename not in (tmp, folder) else path
+        name = os.fspath(exc.filename) if exc.filename else ""
+        ours = (not name or os.path.basename(name).startswith(PARTIAL_PREFIX)
+                or os.path.abspath(path).startswith(os.path.abspath(name)))
+        where = path if ours else name  # the output, unless a source file failed
         if isinstance(exc, IsADirectoryError) and where == path:
             raise DicomToolsError(path, "is a folder; not replacing it with a file") from None
         raise DicomToolsError(where, _reason(exc, "cannot write" if where == path

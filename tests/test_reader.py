@@ -232,3 +232,24 @@ def test_volume_to_layer_data_4d(make_series, tmp_path):
     data, kwargs, _ = volume_to_layer_data(vol)
     assert data.shape == (2, 4, 20, 24) and len(kwargs["scale"]) == 4
     assert kwargs["axis_labels"][0] == "volume"
+
+
+def test_reader_getter_never_blocks_on_a_fifo(tmp_path, make_series):
+    """A FIFO sorting before the DICOM files (also one named like a zip) is passed over."""
+    import os
+    import threading
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    os.mkfifo(folder / "0000_pipe")
+    os.mkfifo(folder / "0001_pipe.zip")
+    truth = make_series("mixed/ct")
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", napari_get_reader(str(folder))),
+                         daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the reader getter blocked on a FIFO"
+    assert callable(result["r"])
+    assert napari_get_reader(str(folder / "0000_pipe")) is None
+    assert truth.files

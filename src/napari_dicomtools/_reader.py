@@ -26,7 +26,14 @@ _DICOM_EXT = (".dcm", ".dicom", ".dic", ".ima")
 
 
 def _looks_dicom_file(path: str) -> bool:
+    import stat
+
     name = os.path.basename(path)
+    try:  # FIFOs, sockets, devices: never opened (open() on a FIFO blocks forever)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
     if name.upper() == "DICOMDIR" or name.lower().endswith(_DICOM_EXT):
         return True
     try:
@@ -38,7 +45,11 @@ def _looks_dicom_file(path: str) -> bool:
 
 
 def _looks_dicom_zip(path: str) -> bool:
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named *.zip would block
+            return False
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist()[:50]:
                 if info.is_dir():

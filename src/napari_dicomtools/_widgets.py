@@ -287,12 +287,11 @@ class DicomBrowser(QWidget):
 
 def read_full_header(path: str):
     """The whole header (no pixel data) of a file or ``archive.zip::member``."""
-    import pydicom
-
-    from .core.scan import Source, open_dicom
+    from .core.scan import Source, open_dicom, safe_dcmread
 
     with open_dicom(Source.from_string(path)) as (fp, _size, dicm):
-        return pydicom.dcmread(fp, stop_before_pixels=True, force=not dicm)
+        # never inflates a deflate bomb whole
+        return safe_dcmread(fp, path, stop_before_pixels=True, force=not dicm)
 
 
 def _value_text(elem, limit: int = 200) -> str:

@@ -1417,9 +1417,7 @@ def _worker_one(source, out_dir, overwrite):
 def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
     """De-identify one file: (target or None, (source, reason) or None, warnings, failed).
     Never raises: whatever goes wrong with one file is that file's reason."""
-    import pydicom
-
-    from .scan import open_dicom
+    from .scan import open_dicom, safe_dcmread
 
     name = str(source)
     caught: list[str] = []
@@ -1430,7 +1428,7 @@ def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    ds = pydicom.dcmread(fp, force=not dicm)
+                    ds = safe_dcmread(fp, name, force=not dicm)  # no deflate bombs
                     ds.get("SOPInstanceUID")  # parse now, inside the open file
             except Exception as exc:  # noqa: BLE001 - pydicom raises anything on junk
                 raise DicomToolsError(name, f"not readable as DICOM ({exc})") from None

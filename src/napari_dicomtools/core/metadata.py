@@ -115,11 +115,11 @@ def read_tags(source, tags: dict) -> dict:
                 fp.seek(0)
             except Exception:  # noqa: BLE001 - struct errors on garbage: let pydicom judge
                 fp.seek(0)
-        import pydicom
+        from .scan import safe_dcmread
 
-        try:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not dicm,
-                                 specific_tags=list(wanted))
+        try:  # (a deflated file is inflated only up to its Pixel Data, with a cap)
+            ds = safe_dcmread(fp, name, stop_before_pixels=True, force=not dicm,
+                              specific_tags=list(wanted))
         except Exception as exc:  # noqa: BLE001
             raise UnreadableDicomError(name, f"header cannot be parsed "
                                              f"({type(exc).__name__}: {exc})") from None

@@ -188,3 +188,12 @@ def test_streamed_series_equals_volume_writer(make_series, tmp_path):
     a, b = nib.load(tmp_path / "a.nii.gz"), nib.load(tmp_path / "b.nii.gz")
     assert np.array_equal(a.affine, b.affine)
     assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+
+
+def test_nifti_refuses_dimensions_over_int16_with_a_reason(tmp_path):
+    from napari_dicomtools.core.errors import DicomToolsError
+    from napari_dicomtools.core.export import nifti_header
+
+    with pytest.raises(DicomToolsError, match="over 32767 does not fit NIfTI-1"):
+        nifti_header((40000, 2, 1), np.dtype(np.int16), np.eye(4))
+    assert len(nifti_header((32767, 2, 1), np.dtype(np.int16), np.eye(4))) >= 348

@@ -1241,25 +1241,15 @@ def _realpath(folder: str) -> str:
 
 
 def _write_new(target: str, chunks: list, overwrite: bool) -> None:
-    """Write the byte strings ``chunks`` to a temporary file beside ``target``, then rename
-    it into place (no partial output under the final name); folders are made as needed."""
-    import tempfile
+    """Write the byte strings ``chunks`` to ``target`` through
+    :func:`~napari_dicomtools.core.export.atomic_output`: no partial output under the final
+    name, of two racing writers one wins, the mode ``open()`` gives, folders made as needed,
+    file-system refusals as one :class:`DicomToolsError`."""
+    from .export import atomic_output
 
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        os.makedirs(folder, exist_ok=True)
-    if not overwrite and os.path.exists(target):
-        raise DicomToolsError(target, "exists; not overwriting (use --force)")
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(target, overwrite) as tmp, open(tmp, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
 
 
 def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,

@@ -298,6 +298,9 @@ def nifti_header(shape_xyzt, dtype, affine_ras, *, repetition_time: float | None
         raise ValueError(f"dtype {dt} cannot be stored in NIfTI-1")
     aff = np.asarray(affine_ras, float)
     b, c, d, qfac, zooms = _quatern(aff)
+    if any(int(n) > 32767 for n in shape_xyzt):  # NIfTI-1 dimensions are int16
+        raise DicomToolsError(str(tuple(int(n) for n in shape_xyzt)),
+                              "a dimension over 32767 does not fit NIfTI-1; not written")
     dim = [len(shape_xyzt)] + [int(n) for n in shape_xyzt] + [1] * (7 - len(shape_xyzt))
     pixdim = [qfac, *[float(z) for z in zooms], float(repetition_time or 0.0), 0.0, 0.0, 0.0]
     if len(shape_xyzt) == 4 and not repetition_time:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import write_4d
 
+from napari_dicomtools._viewer import camera_of
 from napari_dicomtools.core import geometry
 from napari_dicomtools.core.grid import GRID_KEY, Grid, resample_to_patient_axes
 from napari_dicomtools.core.synthetic import phantom, write_series
@@ -113,7 +114,7 @@ def test_series_opens_in_acquisition_plane_upright_radiological(make_napari_view
     # the slider steps through the acquired slices, one by one
     slider = viewer.dims.order[-3]
     assert viewer.dims.nsteps[slider] == SHAPE[0]
-    assert viewer.camera.orientation2d[0] == ("down" if plane == "axial" else "up")
+    assert camera_of(viewer).orientation2d[0] == ("down" if plane == "axial" else "up")
     _show_marker(viewer, layer)
     assert _marker_on_screen(viewer) == QUADRANT[plane]
     folder = os.environ.get("NAPARI_DICOMTOOLS_SCREENSHOTS")
@@ -155,10 +156,10 @@ def test_plane_switch_keeps_the_point_under_the_cursor(make_napari_viewer, tmp_p
     assert abs(viewer.dims.point[2] - cursor[2]) <= 1.25 / 2 + 1e-6
     set_plane(viewer, "coronal")
     assert abs(viewer.dims.point[1] - cursor[1]) <= 1.25 / 2 + 1e-6
-    assert tuple(str(v) for v in viewer.camera.orientation2d) == ("up", "right")
+    assert tuple(str(v) for v in camera_of(viewer).orientation2d) == ("up", "right")
     set_plane(viewer, "acquisition")
     assert current_plane(viewer) == "axial"
-    assert tuple(str(v) for v in viewer.camera.orientation2d) == ("down", "right")
+    assert tuple(str(v) for v in camera_of(viewer).orientation2d) == ("down", "right")
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -353,6 +354,6 @@ def test_4d_sagittal_series_opens_sagittally_with_time_slider(make_napari_viewer
     assert current_plane(viewer) == "sagittal"
     assert viewer.dims.order[0] == 0  # time stays the outer slider
     assert viewer.dims.nsteps[viewer.dims.order[1]] == 6  # the acquired slices
-    assert tuple(str(v) for v in viewer.camera.orientation2d) == ("up", "right")
+    assert tuple(str(v) for v in camera_of(viewer).orientation2d) == ("up", "right")
     status = layer.get_status(layer.data_to_world((2, 3, 4, 5)), world=True)
     assert "LPS (" in (status["coordinates"] if isinstance(status, dict) else status)

@@ -12,6 +12,7 @@ from qtpy.QtCore import QEvent, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
 from qtpy.QtWidgets import QApplication
 
+from napari_dicomtools._viewer import camera_of
 from napari_dicomtools.core.synthetic import phantom, write_series
 
 
@@ -397,7 +398,7 @@ def test_browser_cancels_and_centres_on_the_first_opened_series(make_napari_view
     first = viewer.layers[0]  # the first series opened
     assert viewer.layers.selection.active is first
     lo, hi = np.asarray(first.extent.world)
-    assert np.allclose(viewer.camera.center[-2:], ((lo + hi) / 2)[-2:])
+    assert np.allclose(camera_of(viewer).center[-2:], ((lo + hi) / 2)[-2:])
     assert lo[0] <= viewer.dims.point[0] <= hi[0]
     # a scan can be cancelled: the button is live while it runs, the browser idle after
     w.scan(str(tmp_path / "s"))

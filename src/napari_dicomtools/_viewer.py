@@ -36,6 +36,14 @@ PROVENANCE_KEYS = ("patient_name", "patient_id", "study_uid", "series_uid",
 _CONTROLLERS: dict[int, GeometryController] = {}
 
 
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera``
+    before)."""
+    scene = getattr(viewer, "scene", None)
+    camera = getattr(scene, "camera", None) if scene is not None else None
+    return camera if camera is not None else viewer.camera
+
+
 def layer_grid(layer, viewer=None) -> Grid | None:
     """The true grid of a napari layer (3D spatial data), or None for 2D layers.
 
@@ -117,7 +125,7 @@ def set_plane(viewer, plane: str, *, keep_cursor: bool = True) -> str:
     viewer.dims.set_point(slider, float(point[slider]))
     update_orientation(viewer)
     if keep_cursor:
-        viewer.camera.center = (0.0,) + tuple(float(point[a]) for a in order[-2:])
+        camera_of(viewer).center = (0.0,) + tuple(float(point[a]) for a in order[-2:])
     else:
         viewer.reset_view()
     return plane
@@ -133,8 +141,8 @@ def update_orientation(viewer) -> None:
         return
     vertical = viewer.dims.order[-2]
     want = ("up" if vertical == ndim - 3 else "down", "right")
-    if tuple(str(v) for v in viewer.camera.orientation2d) != want:
-        viewer.camera.orientation2d = want
+    if tuple(str(v) for v in camera_of(viewer).orientation2d) != want:
+        camera_of(viewer).orientation2d = want
 
 
 class GeometryController:

@@ -254,11 +254,13 @@ class DicomBrowser(QWidget):
         for k, c in enumerate(centre):
             self.viewer.dims.set_point(off + k, float(c))
         shown = list(self.viewer.dims.order[-2:])
-        self.viewer.camera.center = (0.0,) + tuple(float(centre[a - off]) for a in shown)
+        from ._viewer import camera_of
+
+        camera_of(self.viewer).center = (0.0,) + tuple(float(centre[a - off]) for a in shown)
         size = max(float(hi[a - off] - lo[a - off]) for a in shown)
         canvas = min(getattr(self.viewer, "_canvas_size", (512, 512)))
         if size > 0:
-            self.viewer.camera.zoom = 0.9 * canvas / size
+            camera_of(self.viewer).zoom = 0.9 * canvas / size
 
     def cancel(self):
         """Stop the running scan or open (within one file)."""

@@ -176,7 +176,9 @@ def orientation_letters(viewer) -> dict | None:
     v, h = vertical - (ndim - 3), horizontal - (ndim - 3)
     if v < 0 or h < 0:
         return None
-    up, right = (str(x) for x in viewer.camera.orientation2d)
+    from ._viewer import camera_of
+
+    up, right = (str(x) for x in camera_of(viewer).orientation2d)
     # the screen's bottom shows increasing vertical world values when the axis points down
     bottom, top = (_POSITIVE[v], _NEGATIVE[v]) if up == "down" else (_NEGATIVE[v], _POSITIVE[v])
     right_l, left_l = (_POSITIVE[h], _NEGATIVE[h]) if right == "right" else \
@@ -205,7 +207,9 @@ class OrientationLetters:
             self.labels[side] = lab
         viewer.dims.events.order.connect(self.update)
         viewer.dims.events.ndisplay.connect(self.update)
-        viewer.camera.events.orientation.connect(self.update)
+        from ._viewer import camera_of
+
+        camera_of(viewer).events.orientation.connect(self.update)
         viewer.layers.events.inserted.connect(self.update)
         viewer.layers.events.removed.connect(self.update)
         self._filter = _ResizeFilter(self, canvas)

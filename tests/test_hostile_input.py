@@ -484,3 +484,26 @@ def test_napari_reader_opens_the_good_series_of_a_hostile_folder(tmp_path, monke
     assert [kw["metadata"]["modality"] for _, kw, _ in layers] == ["CT"]
     text = " ".join(str(w.message) for w in caught)
     assert "jpeg.dcm" in text and "not opened" in text
+
+
+def test_cli_never_prints_a_traceback_on_the_fuzz_corpus(tmp_path):
+    """`dicomtools info`, `convert` and `png` over the whole mutant folder (GDCM off, in a
+    child under 2 GiB): exit codes 0 or 1, one-line reasons, never a Python traceback."""
+    import resource
+    import subprocess
+    import sys
+
+    make_mutants(str(tmp_path / "mutants"), per_seed=6)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    env = dict(os.environ, NAPARI_DICOMTOOLS_GDCM="0")
+    for args in (["info", str(tmp_path / "mutants")],
+                 ["convert", str(tmp_path / "mutants"), str(tmp_path / "nii")],
+                 ["png", str(tmp_path / "mutants"), str(tmp_path / "png")]):
+        r = subprocess.run([sys.executable, "-m", "napari_dicomtools", *args],
+                           capture_output=True, text=True, timeout=240, env=env,
+                           preexec_fn=limit)
+        assert "Traceback" not in r.stderr + r.stdout, (args[0], r.stderr[-2000:])
+        assert r.returncode in (0, 1), (args[0], r.returncode, r.stderr[-500:])

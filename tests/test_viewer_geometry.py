@@ -225,6 +225,7 @@ def test_oblique_layer_is_announced_and_resampled_exactly(make_napari_viewer, tm
     assert 20 < g.residual_deg < 25 and g.display_error_mm > 5
     assert overlay.visible and f"{g.residual_deg:.1f} deg oblique" in overlay.text
     assert f"up to {g.display_error_mm:.0f} mm off" in overlay.text
+    assert max(len(line) for line in overlay.text.splitlines()) <= 40
     assert any("oblique" in p for p in layer.metadata["problems"])
     w = make_geometry_widget(viewer)
     assert "acquired axial" in w.info.value and "deg off axes" in w.info.value

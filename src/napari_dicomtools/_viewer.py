@@ -196,10 +196,11 @@ class GeometryController:
         if layer is not None and GRID_KEY in layer.metadata:
             g = layer_grid(layer, viewer)
             if g is not None and g.display_error_mm > 0.5:
-                text = (f"{g.residual_deg:.1f} deg oblique/tilted: shown axis-aligned, "
-                        f"up to {g.display_error_mm:.0f} mm off\nnumbers use the true "
-                        "geometry; Planes & geometry > Resample\nto patient axes for an "
-                        "exact view")
+                # short lines: the notice stays clear of the orientation letter at the top
+                text = (f"{g.residual_deg:.1f} deg oblique/tilted, shown\n"
+                        f"axis-aligned (up to {g.display_error_mm:.0f} mm off);\n"
+                        "numbers use the true geometry.\n"
+                        "Exact view: Resample to patient axes")
         overlay = text_overlay(viewer)
         overlay.text = text
         overlay.visible = bool(text)

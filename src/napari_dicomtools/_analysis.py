@@ -17,7 +17,7 @@ from napari.qt.threading import FunctionWorker
 from napari.types import LayerDataTuple
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ._viewer import PROVENANCE_KEYS, layer_grid
+from ._viewer import layer_grid, layer_units, provenance
 from ._workspace import unique_name
 from .core import annotate, preprocess, segment
 from .core.export import WINDOW_PRESETS
@@ -87,7 +87,7 @@ def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None,
     scale = tuple(sc if scale is None else scale)
     translate = tuple(tr if translate is None else translate)
     name = unique_name(_viewer(), name)  # a re-run never replaces an earlier output
-    meta = {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
+    meta = provenance(layer)
     meta.update({
         "history": _history(layer, op, **params),
         "derived_from": layer.name,
@@ -105,7 +105,7 @@ def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None,
         "translate": translate,
         "metadata": meta,
     }
-    units = tuple(str(u) for u in getattr(layer, "units", ()) or ())
+    units = layer_units(layer)
     if units and len(units) <= len(scale):  # same physical units (an extra leading axis:
         kwargs["units"] = ("pixel",) * (len(scale) - len(units)) + units  # a sample index)
     if kind == "image":
@@ -188,7 +188,7 @@ def _segment(
     return _started(run())
 
 
-def _segment_init(widget):
+def _add_cancel_button(widget):
     """Add a Cancel button that stops the widget's running worker between its steps."""
     from magicgui.widgets import PushButton
 
@@ -210,14 +210,6 @@ def _segment_init(widget):
     cancel.clicked.connect(stop)
     widget.cancel_button = cancel
 
-
-def segment_widget():
-    """Widget factory (napari calls it): the segmentation form with a Cancel button."""
-    from magicgui import magicgui
-
-    w = magicgui(_segment)
-    _segment_init(w)
-    return w
 
 
 # ------------------------------------------------------------------------------ preprocessing

@@ -22,22 +22,23 @@ augment = user_facing(an.augment_widget)
 export_dataset = user_facing(an.export_dataset_widget)
 
 
-def segment_widget():
-    """The segmentation form with a Cancel button (Plugins menu entry)."""
+def _cancellable(fn):
+    """A magicgui form of ``fn`` (which returns a worker) with a Cancel button."""
     from magicgui import magicgui
 
-    w = magicgui(segment)
-    an._segment_init(w)
+    w = magicgui(fn)
+    an._add_cancel_button(w)
     return w
+
+
+def segment_widget():
+    """The segmentation form with a Cancel button (Plugins menu entry)."""
+    return _cancellable(segment)
 
 
 def denoise_widget():
     """The denoising form with a Cancel button (Plugins menu entry)."""
-    from magicgui import magicgui
-
-    w = magicgui(denoise)
-    an._segment_init(w)
-    return w
+    return _cancellable(denoise)
 
 
 def _form(fn, **options):

@@ -26,13 +26,8 @@ _DICOM_EXT = (".dcm", ".dicom", ".dic", ".ima")
 
 
 def _looks_dicom_file(path: str) -> bool:
-    import stat
-
     name = os.path.basename(path)
-    try:  # FIFOs, sockets, devices: never opened (open() on a FIFO blocks forever)
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return False
-    except OSError:
+    if not os.path.isfile(path):  # FIFOs, sockets, devices: open() on a FIFO blocks forever
         return False
     if name.upper() == "DICOMDIR" or name.lower().endswith(_DICOM_EXT):
         return True
@@ -45,11 +40,9 @@ def _looks_dicom_file(path: str) -> bool:
 
 
 def _looks_dicom_zip(path: str) -> bool:
-    import stat
-
+    if not os.path.isfile(path):  # a FIFO named *.zip would block
+        return False
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named *.zip would block
-            return False
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist()[:50]:
                 if info.is_dir():

@@ -36,6 +36,16 @@ PROVENANCE_KEYS = ("patient_name", "patient_id", "study_uid", "series_uid",
 _CONTROLLERS: dict[int, GeometryController] = {}
 
 
+def provenance(layer) -> dict:
+    """The identity keys (:data:`PROVENANCE_KEYS`) a layer made from ``layer`` keeps."""
+    return {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
+
+
+def layer_units(layer) -> tuple:
+    """The layer's per-axis units as plain strings (for a derived layer's ``units``)."""
+    return tuple(str(u) for u in getattr(layer, "units", ()) or ())
+
+
 def camera_of(viewer):
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera``
     before)."""
@@ -227,9 +237,8 @@ class GeometryController:
                         meta = dict(layer.metadata)
                         meta[GRID_KEY] = g.to_metadata()
                         meta.setdefault("derived_from", other.name)
-                        for k in PROVENANCE_KEYS:
-                            if k in other.metadata:
-                                meta.setdefault(k, other.metadata[k])
+                        for k, value in provenance(other).items():
+                            meta.setdefault(k, value)
                         layer.metadata = meta
                         break
         if GRID_KEY in layer.metadata and not getattr(layer, "_dicomtools_status", False):
@@ -388,7 +397,7 @@ def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
     arr, out = resample_to_patient_axes(np.asarray(layer.data), grid, spacing,
                                         order=0 if is_labels else 1,
                                         cval=0 if is_labels else None, leading=lead)
-    meta = {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
+    meta = provenance(layer)
     meta.update(units=layer.metadata.get("units", ""), derived_from=layer.name,
                 history=list(layer.metadata.get("history", [])) + [
                     {"op": "resample_to_patient_axes", "source": layer.name,
@@ -397,7 +406,7 @@ def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
     kwargs = {"name": f"{layer.name} (patient axes)", "metadata": meta,
               "scale": (1.0,) * lead + tuple(out.scale),
               "translate": (0.0,) * lead + tuple(out.translate),
-              "units": tuple(str(u) for u in layer.units)}
+              "units": layer_units(layer)}
     if not is_labels:
         kwargs["colormap"] = "gray"
         kwargs["contrast_limits"] = tuple(layer.contrast_limits)

@@ -325,7 +325,7 @@ def render_3d(viewer, layer, preset: str) -> None:
 def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
     """A ``LayerDataTuple`` of one time point of a 4D layer (default: the one on screen),
     with the layer's true grid and identity."""
-    from ._viewer import PROVENANCE_KEYS
+    from ._viewer import layer_units, provenance
 
     if layer is None or layer.data.ndim != 4:
         raise ValueError("Select a 4D image layer to extract a time point from")
@@ -335,7 +335,7 @@ def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
     n = layer.data.shape[0]
     if not 0 <= index < n:
         raise ValueError(f"time point {index} outside 0..{n - 1}")
-    meta = {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
+    meta = provenance(layer)
     for k in (GRID_KEY, "units", "window", "value_range"):
         if k in layer.metadata:
             meta[k] = layer.metadata[k]
@@ -345,7 +345,7 @@ def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
     kwargs = {"name": unique_name(viewer, f"{layer.name} t{index}"), "metadata": meta,
               "scale": tuple(layer.scale)[1:], "translate": tuple(layer.translate)[1:],
               "colormap": "gray", "contrast_limits": tuple(layer.contrast_limits),
-              "units": tuple(str(u) for u in layer.units)[1:]}
+              "units": layer_units(layer)[1:]}
     return np.asarray(layer.data[index]), kwargs, "image"
 
 

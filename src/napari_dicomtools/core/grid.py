@@ -71,16 +71,8 @@ class Grid:
         shape = tuple(int(n) for n in shape[:3])
         dt = geometry.display_transform(spacing, origin, direction, shape)
         orig_to_lps = geometry.affine_lps(spacing, origin, direction) @ _REVERSE
-        # view index v -> original index: orig[axes[w]] = v[w] or (n - 1 - v[w]) when flipped
-        q = np.zeros((4, 4))
-        q[3, 3] = 1.0
-        for w, k in enumerate(dt.axes):
-            if dt.flips[w]:
-                q[k, w] = -1.0
-                q[k, 3] = shape[k] - 1
-            else:
-                q[k, w] = 1.0
         view_shape = tuple(shape[k] for k in dt.axes)
+        q = _original_from_view(dt, view_shape)
         return cls(orig_to_lps @ q, view_shape, tuple(dt.scale), tuple(dt.translate), dt)
 
     @classmethod
@@ -205,25 +197,14 @@ class Grid:
 
     def box_lps(self, lo, hi) -> tuple[np.ndarray, np.ndarray]:
         """LPS axis-aligned bounds of the voxel box ``[lo, hi)`` (outer voxel faces)."""
-        lo = np.asarray(lo, float) - 0.5
-        hi = np.asarray(hi, float) - 0.5
-        corners = np.array([[(lo, hi)[b >> k & 1][k] for k in range(3)] for b in range(8)])
-        p = self.lps(corners)
-        return p.min(axis=0), p.max(axis=0)
+        return box_bounds(self.index_to_lps, lo, hi)
 
     def original_index(self, index) -> np.ndarray | None:
         """``(slice, row, column)`` index in the original array, when the data is a view."""
         if self.display is None:
             return None
-        idx = np.asarray(index, float)
-        out = np.empty_like(idx)
-        orig_shape = [0, 0, 0]
-        for w, k in enumerate(self.display.axes):
-            orig_shape[k] = self.shape[w]
-        for w, k in enumerate(self.display.axes):
-            out[..., k] = orig_shape[k] - 1 - idx[..., w] if self.display.flips[w] \
-                else idx[..., w]
-        return out
+        q = _original_from_view(self.display, self.shape)
+        return np.asarray(index, float) @ q[:3, :3].T + q[:3, 3]
 
     # ------------------------------------------------------------------ writing
     def nifti(self, data, leading: int = 0):
@@ -232,21 +213,35 @@ class Grid:
         exactly the grid ``convert`` writes), else the data as it is with the true affine."""
         if self.display is not None:
             arr = self.display.invert(data, leading=leading)
-            orig_idx_to_lps = self.index_to_lps @ self._view_from_original()
+            view_from_original = np.linalg.inv(_original_from_view(self.display, self.shape))
+            orig_idx_to_lps = self.index_to_lps @ view_from_original
             return arr, geometry.LPS_TO_RAS @ orig_idx_to_lps @ _REVERSE
         return data, geometry.LPS_TO_RAS @ self.index_to_lps @ _REVERSE
 
-    def _view_from_original(self) -> np.ndarray:
-        """Homogeneous map original ``(slice, row, column)`` index -> view index."""
-        m = np.zeros((4, 4))
-        m[3, 3] = 1.0
-        for w, k in enumerate(self.display.axes):
-            if self.display.flips[w]:
-                m[w, k] = -1.0
-                m[w, 3] = self.shape[w] - 1
-            else:
-                m[w, k] = 1.0
-        return m
+
+def _original_from_view(display: geometry.DisplayTransform, view_shape) -> np.ndarray:
+    """Homogeneous map from a view index to the original ``(slice, row, column)`` index:
+    ``orig[axes[w]] = v[w]``, or ``n - 1 - v[w]`` along a flipped axis."""
+    q = np.zeros((4, 4))
+    q[3, 3] = 1.0
+    for w, k in enumerate(display.axes):
+        if display.flips[w]:
+            q[k, w] = -1.0
+            q[k, 3] = view_shape[w] - 1
+        else:
+            q[k, w] = 1.0
+    return q
+
+
+def box_bounds(index_to_lps, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """LPS axis-aligned bounds of the voxel box ``[lo, hi)`` (outer voxel faces) under a
+    4x4 index -> LPS affine."""
+    lo = np.asarray(lo, float) - 0.5
+    hi = np.asarray(hi, float) - 0.5
+    corners = np.array([[(lo, hi)[b >> k & 1][k] for k in range(3)] for b in range(8)])
+    a = np.asarray(index_to_lps, float)
+    p = corners @ a[:3, :3].T + a[:3, 3]
+    return p.min(axis=0), p.max(axis=0)
 
 
 def resample_to_patient_axes(data, grid: Grid, spacing=None, *, order: int = 1,

@@ -40,6 +40,8 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
     """
     from scipy import ndimage
 
+    from .grid import box_bounds
+
     lab = np.asarray(labels)
     nd = lab.ndim
     sp = np.ones(nd) if spacing is None else np.asarray(spacing, float)[-nd:]
@@ -91,11 +93,9 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
         else:
             row["area_mm2"] = float(count * voxel)
         if aff is not None:
-            corners = np.array([[(lo, hi)[b >> k & 1][k] - 0.5 for k in range(3)]
-                                for b in range(8)])
-            pts = corners @ aff[:3, :3].T + aff[:3, 3]
-            row["bbox_min_lps_mm"] = tuple(float(v) for v in pts.min(axis=0))
-            row["bbox_max_lps_mm"] = tuple(float(v) for v in pts.max(axis=0))
+            bmin, bmax = box_bounds(aff, lo, hi)
+            row["bbox_min_lps_mm"] = tuple(float(v) for v in bmin)
+            row["bbox_max_lps_mm"] = tuple(float(v) for v in bmax)
             row["centroid_lps_mm"] = tuple(float(v) for v in aff[:3, :3] @ c + aff[:3, 3])
         elif direction is None:
             row["bbox_min_mm"] = tuple(float(v) for v in org + (lo - 0.5) * sp)

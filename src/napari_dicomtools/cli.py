@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -533,7 +534,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="save a screenshot of the window and exit (works under xvfb-run)")
     p.set_defaults(func=cmd_view)
+    for module in _SUBCOMMAND_MODULES:
+        importlib.import_module(module).add_subcommands(sub)
     return ap
+
+
+#: modules adding subcommands, each through ``add_subcommands(subparsers)``
+_SUBCOMMAND_MODULES = (
+    "napari_dicomtools._cli_objects",  # seg, rtstruct, sr (DICOM annotation objects)
+    "napari_dicomtools._cli_pacs",  # pacs echo|find|get|send
+    "napari_dicomtools._cli_batch",  # batch work on a Dask cluster
+)
 
 
 def main(argv=None) -> int:

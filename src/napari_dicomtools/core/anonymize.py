@@ -8,6 +8,7 @@ table offers a choice (``X/Z``, ``X/Z/D``, ``Z/D`` ...), the engine picks the ch
 the object valid without keeping information: ``D`` over ``Z`` over ``X``.
 
 What the engine does beyond the table (PS3.15 E.3 and lessons from other tools' leaks):
+
 * applies the rules recursively inside every sequence item (PatientName/PatientID too, at
   any depth: replaced by the pseudonym of the ID they hold);
 * removes public attributes that Table E.1-1 does not list unless they are known to be safe

@@ -444,7 +444,7 @@ def _diffusion(ds, shared, default):
 MAX_POSITION_MM = 1e7
 #: largest pixel or slice spacing believed (mm)
 MAX_SPACING_MM = 1e5
-#: largest |RescaleSlope| or |RescaleIntercept| believed (keeps float32 values finite)
+#: largest absolute RescaleSlope or RescaleIntercept believed (keeps float32 values finite)
 MAX_RESCALE = 1e20
 #: most frames one file may declare
 MAX_FRAMES = 1 << 18

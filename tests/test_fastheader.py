@@ -1,6 +1,8 @@
 """The fast header path must see exactly what pydicom sees, or decline."""
 
+import gzip
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -10,10 +12,49 @@ from napari_dicomtools.core import fastheader
 from napari_dicomtools.core.errors import DicomToolsError
 from napari_dicomtools.core.scan import read_header
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 
-def _files():
-    folder = os.path.dirname(get_testdata_file("CT_small.dcm"))  # bundled files, no download
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".dcm"))
+
+def _walk(folder):
+    for root, _dirs, names in os.walk(folder):
+        for n in names:
+            yield os.path.join(root, n)
+
+
+def _corpora():
+    """Every file of pydicom's bundled test data (DICOM or not, any depth), nibabel's DICOM test
+    files and the vendored real scanner data under tests/data, as (id, path)."""
+    pydicom_data = os.path.dirname(get_testdata_file("CT_small.dcm"))  # bundled, no download
+    for p in _walk(pydicom_data):
+        yield "pydicom/" + os.path.relpath(p, pydicom_data), p
+    try:
+        import nibabel
+    except ImportError:
+        pass
+    else:
+        nib_data = os.path.join(os.path.dirname(nibabel.__file__), "nicom", "tests", "data")
+        for p in _walk(nib_data):
+            if p.endswith((".dcm", ".dcm.gz")):
+                yield "nibabel/" + os.path.relpath(p, nib_data), p
+    local = os.path.join(HERE, "data")
+    for p in _walk(local):
+        if not p.endswith((".txt", ".md", ".json", ".nii", ".gz", ".bval", ".bvec", ".py")) \
+                and "LICENSE" not in os.path.basename(p).upper():
+            yield "tests/data/" + os.path.relpath(p, local), p
+
+
+CORPUS = sorted(_corpora())
+
+
+@pytest.fixture
+def corpus_file(request, tmp_path):
+    path = request.param
+    if path.endswith(".gz"):  # nibabel ships some files gzipped
+        out = tmp_path / os.path.basename(path)[:-3]
+        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return str(out)
+    return path
 
 
 def _facts(inst):
@@ -35,8 +76,17 @@ def _norm(v):
         return str(v)
 
 
-@pytest.mark.parametrize("path", _files(), ids=os.path.basename)
-def test_fast_header_matches_pydicom(path):
+def test_corpus_is_broad():
+    names = [name for name, _ in CORPUS]
+    assert sum(n.startswith("pydicom/") for n in names) > 150
+    assert any(n.startswith("pydicom/") and "/" in n[len("pydicom/"):] for n in names)  # subfolders
+    assert any(n.startswith("tests/data/") for n in names)
+
+
+@pytest.mark.parametrize("corpus_file", [p for _, p in CORPUS], indirect=True,
+                         ids=[name for name, _ in CORPUS])
+def test_fast_header_matches_pydicom(corpus_file):
+    path = corpus_file
     try:
         slow = read_header(path, fast=False)
     except DicomToolsError as exc:
@@ -72,3 +122,21 @@ def test_fast_path_declines_without_preamble(tmp_path):
     p.write_bytes(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" + b"\0" * 200)
     with open(p, "rb") as f, pytest.raises(fastheader.Unsupported):
         fastheader.parse(f, os.path.getsize(p))
+
+
+def test_fast_parser_takes_most_of_the_corpus(tmp_path):
+    """The differential test above only means something where the fast parser did not decline:
+    it must take the plain files of every corpus (it declines only what it cannot parse exactly)."""
+    taken = {"pydicom": 0, "nibabel": 0, "tests": 0}
+    for name, path in CORPUS:
+        if path.endswith(".gz"):
+            continue
+        try:
+            with open(path, "rb") as f:
+                fastheader.parse(f, os.path.getsize(path))
+        except Exception:  # noqa: BLE001 - Unsupported, or not DICOM at all
+            continue
+        taken[name.split("/", 1)[0]] += 1
+    assert taken["pydicom"] >= 120, taken
+    assert taken["nibabel"] >= 3, taken
+    assert taken["tests"] >= 40, taken

@@ -26,6 +26,7 @@ from napari_dicomtools.core.export import (
     fit_name,
     refuse_inside_source,
 )
+from napari_dicomtools.core.naming import sanitize
 from napari_dicomtools.core.synthetic import write_series
 
 
@@ -329,7 +330,7 @@ def test_convert_and_png_with_long_descriptions(tmp_path, desc, capsys):
     assert main(["convert", str(src), str(tmp_path / "nii"), "-q"]) == 0
     (f,) = (tmp_path / "nii").iterdir()
     assert len(f.name.encode()) <= 255 and f.name.endswith(".nii.gz")
-    assert f.name.startswith("3_" + desc[:10])
+    assert f.name.startswith("3_" + sanitize(desc)[:10])
     assert main(["png", str(src), str(tmp_path / "png"), "-q"]) == 0
     (d,) = (tmp_path / "png").iterdir()
     assert len(d.name.encode()) <= 255 and len(list(d.glob("*.png"))) == 4
@@ -337,11 +338,17 @@ def test_convert_and_png_with_long_descriptions(tmp_path, desc, capsys):
 
 
 def test_long_names_stay_unique(tmp_path):
-    class S:
-        number, modality, split = 1, "CT", None
-        description = "x" * 400
+    import pydicom
 
-    names = output_names([S(), S()])
+    from napari_dicomtools import scan
+
+    for k in (1, 2):  # two series with one long name
+        for f in _small_ct(tmp_path / f"src{k}").iterdir():
+            ds = pydicom.dcmread(f)
+            ds.SeriesInstanceUID = f"1.2.3.{k}"
+            ds.SeriesDescription = "x" * 400
+            ds.save_as(f)
+    names = output_names(scan(tmp_path))
     assert names[0] != names[1]
     assert all(len((n + ".nii.gz").encode()) <= 255 for n in names)
 

@@ -164,39 +164,12 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _safe_name(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip())
-    while "__" in keep:
-        keep = keep.replace("__", "_")
-    return keep.strip("_.") or "series"
+def output_names(series, pattern: str | None = None, folder: str = "") -> list[str]:
+    """dcm2niix-compatible names (``-f`` pattern, default ``%s_%p``), unique within the list;
+    see :func:`napari_dicomtools.core.naming.output_names`."""
+    from .core.naming import output_names as _names
 
-
-#: bytes of a name left for ``_<n>`` and ``.nii.gz`` within a file system's 255
-_NAME_BUDGET = 240
-
-
-def output_names(series) -> list[str]:
-    """dcm2niix-like ``%s_%p`` names (series number, description), unique within the list.
-
-    Names are cut to 240 bytes of UTF-8 (on a character boundary, the split suffix kept), so
-    a long SeriesDescription or four-byte characters still give a valid file name with room
-    for a ``_<n>`` suffix and ``.nii.gz``.
-    """
-    from .core.export import fit_name
-
-    names, seen = [], {}
-    for s in series:
-        base = _safe_name(f"{s.number if s.number is not None else 0}_"
-                          f"{s.description or s.modality or 'DICOM'}")
-        tail = ""
-        if s.split:
-            tail = "_" + _safe_name(s.split.replace(", ", "_").replace(" ", ""))
-            tail = fit_name(tail, 64)
-        base = fit_name(base, _NAME_BUDGET - len(tail.encode("utf-8"))) + tail
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        names.append(base if n == 0 else f"{base}_{n + 1}")
-    return names
+    return _names(series, pattern, folder)
 
 
 def _makedirs(folder: str) -> None:
@@ -239,7 +212,11 @@ def cmd_convert(args) -> int:
     else:
         _makedirs(out)
         ext = ".nii" if args.no_gzip else ".nii.gz"
-        targets = [os.path.join(out, n + ext) for n in output_names(series)]
+        folder = os.path.basename(os.path.normpath(os.path.abspath(src)))
+        if not os.path.isdir(src):
+            folder = os.path.basename(os.path.dirname(os.path.abspath(src)))
+        targets = [os.path.join(out, *n.split("/")) + ext
+                   for n in output_names(series, args.filename, folder)]
     if not args.force:
         clash = [t for t in targets if os.path.exists(t)]
         if clash:
@@ -463,8 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="DICOM -> NIfTI, one file per volume (like dcm2niix)")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
     p.add_argument("out", help="OUT.nii[.gz] for a single volume, otherwise a folder "
-                               "(created if needed) with files named <number>_<description>")
+                               "(created if needed) with files named as dcm2niix does")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-f", "--filename", metavar="PATTERN", default="%s_%p",
+                   help="output names as dcm2niix -f: %%s series number, %%p protocol, "
+                        "%%d description, %%i patient ID, %%n patient name, %%t study date "
+                        "and time, %%e echo, %%f input folder, %%r instance, %%u acquisition, "
+                        "%%m/%%v vendor, %%z sequence, %%g accession, %%x study ID, %%j/%%k "
+                        "series/study UID; '/' makes sub-folders (default: %%s_%%p)")
     p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--uniform", action="store_true",

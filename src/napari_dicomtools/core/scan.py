@@ -319,7 +319,8 @@ _SUMMARY_KEYWORDS = (
     "EchoTime", "InversionTime", "FlipAngle", "SequenceName", "ScanningSequence",
     "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PhotometricInterpretation",
     "BitsStored", "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter",
-    "WindowWidth", "GantryDetectorTilt",
+    "WindowWidth", "GantryDetectorTilt", "StudyID", "ImageComments",
+    "PerformedProcedureStepDescription",
 )
 
 

@@ -1,0 +1,286 @@
+"""Output file names like dcm2niix's ``-f`` patterns, suffixes and sanitising.
+
+dcm2niix names each volume from a pattern of ``%`` codes (``-f``), adds suffixes that tell
+the parts of one series apart (``_e2`` echo, ``_ph`` phase, ``_real``, ``_imaginary``,
+``_i00001`` non-parallel image, ``_c<coil>`` coil) and replaces characters that are unsafe in
+file names with ``_``. Matching it keeps pipelines (BIDS converters, lab scripts) that expect
+dcm2niix's names working when they switch converter.
+
+Codes (as ``dcm2niix -h`` documents them): ``%a`` coil name, ``%b`` base name of the first
+file, ``%c`` ImageComments, ``%d`` SeriesDescription, ``%e`` echo number, ``%f`` input folder
+name, ``%g`` AccessionNumber, ``%i`` PatientID, ``%j`` SeriesInstanceUID, ``%k``
+StudyInstanceUID, ``%l`` PerformedProcedureStepDescription, ``%m`` manufacturer (2 letters),
+``%n`` PatientName, ``%o`` SOPInstanceUID, ``%p`` ProtocolName, ``%q`` ScanningSequence, ``%r``
+InstanceNumber, ``%s`` SeriesNumber, ``%t`` study date and time, ``%u`` AcquisitionNumber,
+``%v`` vendor, ``%x`` StudyID, ``%z`` SequenceName; ``%3s``/``%3r`` zero-pad to 3 digits.
+A ``/`` in the pattern makes sub-folders (``%i/%s_%p``).
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+
+#: dcm2niix's default in this project (dcm2niix itself defaults to ``%f_%p_%t_%s``)
+DEFAULT_PATTERN = "%s_%p"
+
+#: bytes of a name left for suffixes and ``.nii.gz`` within a file system's 255
+NAME_BUDGET = 240
+
+_UNSAFE = set('\\/ <>:;"$*|?`')
+
+_VENDORS = {  # first two letters of Manufacturer -> (%m, %v), as dcm2niix
+    "SI": ("Si", "Siemens"), "CP": ("Si", "Siemens"), "GE": ("GE", "GE"),
+    "PH": ("Ph", "Philips"), "TO": ("To", "Toshiba"), "CA": ("Ca", "Canon"),
+    "UI": ("UI", "UIH"), "BR": ("Br", "Bruker"), "HY": ("Hy", "Hyperfine"),
+    "ME": ("Me", "Mediso"), "MR": ("MR", "MRsolutions"),
+}
+
+
+def sanitize(text: str) -> str:
+    """``text`` made safe as one file-name component, as dcm2niix does: path separators,
+    spaces, ``<>:;"$*|?``` and control characters become ``_``, runs of ``_`` collapse,
+    a leading ``.`` becomes ``_``; accented Latin letters lose their accent (dcm2niix maps
+    ISO 8859-1 letters the same way) and other non-ASCII characters become ``_``.
+
+    Examples
+    --------
+    >>> sanitize("T1 MPRAGE: sag/iso")
+    'T1_MPRAGE_sag_iso'
+    >>> sanitize("Pérfusion  (ASL)")
+    'Perfusion_(ASL)'
+    >>> sanitize("脳 T2 ＦＬＡＩＲ°")
+    '脳_T2_FLAIR_'
+    """
+    out = []
+    for c in str(text):
+        if ord(c) > 127:
+            d = unicodedata.normalize("NFKD", c)
+            if d[0].isascii() and all(unicodedata.combining(x) for x in d[1:]):
+                c = d[0]  # é -> e, as dcm2niix maps ISO 8859-1 letters
+            elif not c.isalnum():
+                c = "_"  # other scripts' letters and digits stay
+        if c in _UNSAFE or ord(c) < 32 or ord(c) == 127:
+            c = "_"
+        if c == "_" and out and out[-1] == "_":
+            continue
+        out.append(c)
+    name = "".join(out)
+    if name.startswith("."):
+        name = "_" + name[1:]
+    return name
+
+
+def _echo_of(series) -> int | None:
+    fr = series.frames[0]
+    echo = getattr(fr, "echo", None)
+    return echo if echo is not None else getattr(series.first, "echo_number", None)
+
+
+def _component_of(series) -> str:
+    from .scan import image_component
+
+    fr = series.frames[0]
+    comp = getattr(fr, "component", None)
+    return comp if comp is not None else image_component(series.first.image_type)
+
+
+def _protocol(inst) -> str:
+    """ProtocolName, else SeriesDescription, else SequenceName (not for Siemens, whose
+    sequence name changes per volume), with ``_MoCo`` for Siemens motion-corrected series."""
+    h = inst.header
+    p = h.get("ProtocolName", "") or ""
+    p = ("\\".join(p) if isinstance(p, (list, tuple)) else str(p)).strip()
+    if not p:
+        p = (inst.series_description or "").strip()
+    if not p and not str(h.get("Manufacturer", "")).upper().startswith("SI"):
+        p = str(h.get("SequenceName", "") or "").strip()
+    if len(p) > 1 and "_MOCO_" in "_".join(inst.image_type).upper():
+        p += "_MoCo"
+    return p
+
+
+def _date_time(inst) -> str:
+    """dcm2niix's ``%t``: StudyDate x 10^6 + StudyTime, rounded to a whole second."""
+    def num(v):
+        try:
+            return float(str(v).strip() or 0)
+        except ValueError:
+            return 0.0
+    h = inst.header
+    return f"{num(inst.study_date or h.get('StudyDate', '')) * 1e6 + num(h.get('StudyTime', '')):.0f}"
+
+
+def _vendor(series, which: int) -> str:
+    manu = str(series.first.header.get("Manufacturer", "") or "").strip().upper()[:2]
+    return _VENDORS.get(manu, ("NA", "NA"))[which]
+
+
+def _header(kw: str):
+    return lambda s, folder: s.first.header.get(kw, "")
+
+
+#: code -> value(series, input folder name), as dcm2niix's nii_createFilename
+_CODES = {
+    "A": _header("CoilName"),
+    "B": lambda s, folder: os.path.basename(_first_image(s).instance.path),
+    "C": _header("ImageComments"),
+    "D": lambda s, folder: s.first.series_description,
+    "E": lambda s, folder: _echo_of(s) or 0,
+    "F": lambda s, folder: folder,
+    "G": _header("AccessionNumber"),
+    "I": lambda s, folder: s.first.patient_id,
+    "J": lambda s, folder: s.first.series_uid,
+    "K": lambda s, folder: s.first.study_uid,
+    "L": _header("PerformedProcedureStepDescription"),
+    "M": lambda s, folder: _vendor(s, 0),
+    "N": lambda s, folder: s.first.patient_name,
+    "O": lambda s, folder: s.first.sop_uid,
+    "P": lambda s, folder: _protocol(s.first),
+    "Q": _header("ScanningSequence"),
+    "R": lambda s, folder: _first_instance_number(s),
+    "S": lambda s, folder: _series_number(s),
+    "T": lambda s, folder: _date_time(s.first),
+    "U": lambda s, folder: s.first.acquisition_number or 0,
+    "V": lambda s, folder: _vendor(s, 1),
+    "X": _header("StudyID"),
+    "Z": _header("SequenceName"),
+}
+
+
+def _value(code: str, series, folder: str) -> str:
+    get = _CODES.get(code)
+    v = get(series, folder) if get else ""
+    if isinstance(v, (list, tuple)):
+        return "\\".join(str(x) for x in v)
+    return "" if v is None else str(v)
+
+
+def _series_number(series) -> int:
+    n = series.first.series_number
+    return n if n is not None else 0
+
+
+def _first_image(series):
+    """The frame with the lowest InstanceNumber (dcm2niix names a series after it)."""
+    return min(series.frames, key=lambda f: (f.instance.instance_number is None,
+                                             f.instance.instance_number or 0))
+
+
+def _first_instance_number(series) -> int:
+    n = _first_image(series).instance.instance_number
+    return 1 if n is None else n
+
+
+def expand(pattern: str, series, folder: str = "") -> tuple[str, set]:
+    """The pattern with its ``%`` codes replaced, and the set of codes used (upper case).
+
+    Values are not sanitised yet; ``/`` in the pattern is kept as ``\\a`` so that a ``/``
+    inside a value (``fMRI/bold``) does not make a folder.
+    """
+    out, used = [], set()
+    i = 0
+    pattern = pattern.replace("\\", "\a").replace("/", "\a")
+    while i < len(pattern):
+        c = pattern[i]
+        if c != "%":
+            out.append(c)
+            i += 1
+            continue
+        code = pattern[i + 1].upper() if i + 1 < len(pattern) else "P"
+        i += 2
+        if code.isdigit() and i < len(pattern) and pattern[i].upper() in "SR":
+            what = pattern[i].upper()
+            i += 1
+            used.add(what)
+            num = _series_number(series) if what == "S" else _first_instance_number(series)
+            out.append(f"{num:0{int(code)}d}")
+            continue
+        used.add(code)
+        out.append(_value(code, series, folder))
+    return "".join(out), used
+
+
+def suffixes(series, used: set, multi_echo: bool) -> str:
+    """dcm2niix's post-fixes for what the pattern does not already say, in its order:
+    ``_e<n>`` (echo), ``_i<nnnnn>`` (non-parallel images), ``_imaginary``, ``_real``,
+    ``_ph``; then our own labels for parts dcm2niix would not separate (acquisitions,
+    non-uniform parts, sizes, colour)."""
+    tail = []
+    echo = _echo_of(series)
+    if "E" not in used and echo is not None and (multi_echo or echo > 1):
+        tail.append(f"_e{echo}")
+    split = [p.strip() for p in (series.split or "").split(",") if p.strip()]
+    labels = _split_labels(series, split)
+    if "orientation" in labels and "R" not in used:
+        tail.append(f"_i{_first_instance_number(series):05d}")
+    comp = _component_of(series)
+    if comp == "imaginary":
+        tail.append("_imaginary")
+    elif comp == "real":
+        tail.append("_real")
+    elif comp == "ph":
+        tail.append("_ph")
+    tail.extend("_" + sanitize(x.replace(" ", "")) for x in labels.get("other", []))
+    return "".join(tail)
+
+
+def _split_labels(series, split: list[str]) -> dict:
+    """Sort the parts of ``series.split`` into the ones dcm2niix has a suffix for (echo,
+    component: already said by the suffixes; orientation: ``_i``) and the others."""
+    from .scan import orientation_label
+
+    out: dict = {"other": []}
+    known = {f"e{_echo_of(series)}", _component_of(series)}
+    orient = orientation_label(series.orientation) if series.orientation else "no orientation"
+    for part in split:
+        if part in known:
+            continue
+        if part == orient:
+            out["orientation"] = True
+            continue
+        out["other"].append(part)
+    return out
+
+
+def output_names(series, pattern: str | None = None, folder: str = "") -> list[str]:
+    """One name per series (without extension), as dcm2niix names them with ``-f pattern``.
+
+    Parameters
+    ----------
+    series : list of Series
+    pattern : str, optional
+        dcm2niix ``%`` codes (default ``%s_%p``); ``/`` separates sub-folders.
+    folder : str
+        Name of the input folder, for ``%f``.
+
+    Returns
+    -------
+    list of str
+        Relative paths (``/``-separated when the pattern makes folders), unique within the
+        list: a repeated name gets ``a``, ``b``, ... as dcm2niix appends, then ``_<n>``.
+        Each component is cut to fit 255 bytes of UTF-8 with its suffixes and ``.nii.gz``.
+    """
+    from .export import fit_name
+
+    pattern = pattern or DEFAULT_PATTERN
+    echoes: dict = {}
+    for s in series:
+        echoes.setdefault(s.uid, set()).add(_echo_of(s))
+    names, seen = [], set()
+    for s in series:
+        raw, used = expand(pattern, s, folder)
+        tail = fit_name(suffixes(s, used, len(echoes[s.uid] - {None}) > 1), 64)
+        parts = [sanitize(p) for p in raw.split("\a")]
+        parts = ["_" if p in ("", ".", "..") else p for p in parts[:-1]] + [parts[-1]]
+        parts = [fit_name(p, NAME_BUDGET) for p in parts]
+        stem = fit_name(parts[-1], NAME_BUDGET - len(tail.encode("utf-8"))) + tail
+        stem = sanitize(stem) or "dcm2nii_invalidName"
+        base = "/".join(parts[:-1] + [stem])
+        name, i = base, 0
+        while name.lower() in seen:
+            name = base + (chr(ord("a") + i) if i < 26 else f"_{i - 24}")
+            i += 1
+        seen.add(name.lower())
+        names.append(name)
+    return names

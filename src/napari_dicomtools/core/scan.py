@@ -1006,6 +1006,10 @@ class Skipped:
         return f"{self.path}: {self.reason}"
 
 
+#: SOP Class UID -> kind of the non-image objects that scan() lists as series (issue 15)
+OBJECT_KINDS = {"1.2.840.10008.5.1.4.1.1.66.4": "SEG"}
+
+
 @dataclass
 class Series:
     """One loadable image volume (a series, or one part of a split series).
@@ -1063,6 +1067,12 @@ class Series:
     @property
     def frame_of_reference(self) -> str:
         return self.first.frame_of_reference
+
+    @property
+    def kind(self) -> str:
+        """``"IMAGE"``, or the annotation object the series holds (``"SEG"``, ...): those
+        are read with their own functions (:func:`~.seg.read_segmentation`), not as images."""
+        return OBJECT_KINDS.get(self.first.sop_class, "IMAGE")
 
     @property
     def files(self) -> list[str]:

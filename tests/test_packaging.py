@@ -6,7 +6,9 @@ environment (no system site-packages; dependencies come from the package index, 
 hub install) and runs ``dicomtools info``, ``convert`` and ``png`` there on JPEG Lossless,
 JPEG 2000, JPEG-LS and RLE files from pydicom's bundled test data (plus a grayscale CT encoded
 as JPEG Lossless by GDCM when GDCM is installed here), comparing the decoded values with
-pydicom's in this environment. It takes a minute or two; deselect it with
+pydicom's in this environment. ``test_core_tests_pass_against_installed_wheel`` runs the core
+test modules, copied out of the repository, against that installed wheel. They take two
+minutes or so; deselect it with
 ``-m "not packaging"`` for a quick local run. CI (``.ci/run``) runs it.
 """
 
@@ -130,21 +132,31 @@ def test_sdist_and_wheel_contents(dists):
                    for r in base), base
 
 
+@pytest.fixture(scope="module")
+def wheel_venv(dists, tmp_path_factory):
+    """A fresh venv (no system site-packages) with only `pip install <wheel>`, no extras."""
+    _, wheel = dists
+    venv = tmp_path_factory.mktemp("wheel") / "venv"
+    r = _run([sys.executable, "-m", "venv", venv], env=_clean_env())  # no system site-packages
+    if r.returncode != 0:
+        pytest.skip(f"cannot create a virtual environment: {r.stderr.strip()[-300:]}")
+    env = _clean_env(venv)
+    _check(_run([venv / "bin" / "python", "-m", "pip", "install", "-q", wheel], env=env),
+           f"pip install {wheel.name}")
+    return venv
+
+
 @pytest.mark.packaging
-def test_wheel_alone_reads_compressed_dicom(dists, tmp_path):
+def test_wheel_alone_reads_compressed_dicom(dists, wheel_venv, tmp_path):
     """`pip install <wheel>` (no extras) in a fresh venv reads compressed DICOM with the CLI."""
     import pydicom
     from pydicom.data import get_testdata_file
 
     _, wheel = dists
-    venv = tmp_path / "venv"
-    r = _run([sys.executable, "-m", "venv", venv], env=_clean_env())  # no system site-packages
-    if r.returncode != 0:
-        pytest.skip(f"cannot create a virtual environment: {r.stderr.strip()[-300:]}")
+    venv = wheel_venv
     py = venv / "bin" / "python"
     cli = venv / "bin" / "dicomtools"
     env = _clean_env(venv)
-    _check(_run([py, "-m", "pip", "install", "-q", wheel], env=env), f"pip install {wheel.name}")
 
     # the bare install: no napari, no Qt, no GDCM; pylibjpeg decodes
     probe = ("import importlib.metadata as m, importlib.util as u, sys, json, napari_dicomtools;"
@@ -204,6 +216,56 @@ def test_wheel_alone_reads_compressed_dicom(dists, tmp_path):
         slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
         assert np.array_equal(data.T, pixels * slope + intercept), name
     assert len(cases) >= len(COMPRESSED)
+
+
+#: core test modules that need nothing but the base install (plus pytest); napari tests in them
+#: skip through the stand-in fixture below
+CORE_TESTS = ["conftest.py", "test_scan.py", "test_volume.py", "test_geometry.py", "test_grid.py",
+              "test_export.py", "test_metadata.py", "test_anonymize.py", "test_fastheader.py",
+              "test_segment.py", "test_preprocess.py", "test_png.py", "test_outputs_safety.py"]
+
+_NO_NAPARI_PLUGIN = '''
+import pytest
+
+
+@pytest.fixture
+def make_napari_viewer():
+    pytest.skip("napari is not installed (base install)")
+
+
+@pytest.fixture
+def qtbot():
+    pytest.skip("Qt is not installed (base install)")
+'''
+
+
+@pytest.mark.packaging
+def test_core_tests_pass_against_installed_wheel(wheel_venv, tmp_path):
+    """The core tests, copied out of the repository, pass against the installed wheel: what the
+    wheel ships (data files, manifest, modules) is what the tests exercise, not the source tree."""
+    if not IN_REPO:
+        pytest.skip("not running from a source checkout")
+    env = _clean_env(wheel_venv)
+    py = wheel_venv / "bin" / "python"
+    _check(_run([py, "-m", "pip", "install", "-q", "pytest"], env=env), "pip install pytest")
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name in CORE_TESTS:
+        shutil.copy(ROOT / "tests" / name, suite / name)
+    if (ROOT / "tests" / "data").is_dir():
+        shutil.copytree(ROOT / "tests" / "data", suite / "data")
+    (suite / "no_napari_here.py").write_text(_NO_NAPARI_PLUGIN, encoding="utf-8")
+    env["PYTHONPATH"] = str(suite)  # the stand-in plugin only; the package comes from the venv
+    r = _run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no_napari_here",
+              "-W", "ignore::DeprecationWarning", *CORE_TESTS[1:]],
+             env=env, cwd=suite, timeout=900)
+    tail = (r.stdout + r.stderr)[-3000:]
+    assert r.returncode == 0, tail
+    counts = re.search(r"(\d+) passed", tail)
+    assert counts and int(counts.group(1)) > 150, tail
+    where = _run([py, "-c", "import napari_dicomtools; print(napari_dicomtools.__file__)"],
+                 env=env, cwd=suite)
+    assert str(wheel_venv.resolve()) in str(Path(where.stdout.strip()).resolve()), where.stdout
 
 
 def _gdcm_jpeg_lossless(src, dst: Path) -> Path | None:

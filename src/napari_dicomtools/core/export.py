@@ -233,99 +233,88 @@ def atomic_output(path, overwrite: bool = False):
                 pass
 
 
-_NIFTI_DTYPES = {
-    np.dtype(np.uint8): 2, np.dtype(np.int16): 4, np.dtype(np.int32): 8,
-    np.dtype(np.float32): 16, np.dtype(np.float64): 64, np.dtype(np.int8): 256,
-    np.dtype(np.uint16): 512, np.dtype(np.uint32): 768, np.dtype(np.int64): 1024,
-    np.dtype(np.uint64): 1280,
-}
-
-
-def _quatern(affine: np.ndarray):
-    """NIfTI qform parameters (b, c, d, qfac, zooms) of the closest rotation (polar
-    decomposition, as nifti1_io and nibabel do)."""
-    m = np.asarray(affine, float)[:3, :3]
-    zooms = np.linalg.norm(m, axis=0)
-    zooms[zooms == 0] = 1.0
-    r = m / zooms
-    u, _, vt = np.linalg.svd(r)
-    r = u @ vt
-    qfac = 1.0
-    if np.linalg.det(r) < 0:
-        qfac = -1.0
-        r[:, 2] = -r[:, 2]
-    t = np.trace(r)  # rotation matrix -> unit quaternion (a, b, c, d) with a >= 0
-    if t > 0:
-        a = 0.5 * np.sqrt(1.0 + t)
-        b = (r[2, 1] - r[1, 2]) / (4 * a)
-        c = (r[0, 2] - r[2, 0]) / (4 * a)
-        d = (r[1, 0] - r[0, 1]) / (4 * a)
-    else:
-        k = int(np.argmax(np.diag(r)))
-        if k == 0:
-            b = 0.5 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-            a = (r[2, 1] - r[1, 2]) / (4 * b)
-            c = (r[0, 1] + r[1, 0]) / (4 * b)
-            d = (r[0, 2] + r[2, 0]) / (4 * b)
-        elif k == 1:
-            c = 0.5 * np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-            a = (r[0, 2] - r[2, 0]) / (4 * c)
-            b = (r[0, 1] + r[1, 0]) / (4 * c)
-            d = (r[1, 2] + r[2, 1]) / (4 * c)
-        else:
-            d = 0.5 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-            a = (r[1, 0] - r[0, 1]) / (4 * d)
-            b = (r[0, 2] + r[2, 0]) / (4 * d)
-            c = (r[1, 2] + r[2, 1]) / (4 * d)
-        if a < 0:
-            b, c, d = -b, -c, -d
-    return float(b), float(c), float(d), qfac, zooms
+#: NIfTI's colour voxel types (datatype 128 RGB24, 2304 RGBA32), as nibabel reads them: a
+#: ``(..., 3)`` / ``(..., 4)`` uint8 array is written as one such voxel per pixel
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+RGBA32 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")])
 
 
 def nifti_header(shape_xyzt, dtype, affine_ras, *, repetition_time: float | None = None,
                  description: str = "") -> bytes:
     """The 352 bytes (NIfTI-1 header + empty extension flag) of a single-file ``.nii``.
 
+    Built by nibabel (:class:`nibabel.Nifti1Header`) in the machine's byte order: the data
+    block written after it must be in native byte order too (see :func:`native_dtype`).
     ``shape_xyzt`` is the NIfTI shape (columns, rows, slices[, time]); sform and qform both
-    carry ``affine_ras`` with code 1 (scanner), units mm and s, like dcm2niix. Written
-    without nibabel, whose import alone costs more than converting a CT series.
-    """
-    import struct
+    carry ``affine_ras`` with code 1 (scanner; the qform is the closest rotation, by polar
+    decomposition), units mm and s, like dcm2niix. ``dtype`` is any numeric dtype NIfTI-1
+    stores, or :data:`RGB24` / :data:`RGBA32` for colour.
 
-    dt = np.dtype(dtype)
-    code = _NIFTI_DTYPES.get(dt.newbyteorder("="))
-    if code is None:
-        raise ValueError(f"dtype {dt} cannot be stored in NIfTI-1")
+    Raises
+    ------
+    ValueError
+        ``dtype`` has no NIfTI-1 code.
+    DicomToolsError
+        A dimension over 32767 (NIfTI-1 dimensions are int16).
+    """
+    import nibabel as nib
+
+    dt = native_dtype(dtype)
+    shape = tuple(int(n) for n in shape_xyzt)
+    if any(n > 32767 for n in shape):
+        raise DicomToolsError(str(shape), "a dimension over 32767 does not fit NIfTI-1; "
+                                          "not written")
+    hdr = nib.Nifti1Header()  # native endianness, magic n+1
+    try:
+        hdr.set_data_dtype(dt)
+    except nib.spatialimages.HeaderDataError:
+        raise ValueError(f"dtype {dt} cannot be stored in NIfTI-1") from None
+    hdr.set_data_shape(shape)
     aff = np.asarray(affine_ras, float)
-    b, c, d, qfac, zooms = _quatern(aff)
-    if any(int(n) > 32767 for n in shape_xyzt):  # NIfTI-1 dimensions are int16
-        raise DicomToolsError(str(tuple(int(n) for n in shape_xyzt)),
-                              "a dimension over 32767 does not fit NIfTI-1; not written")
-    dim = [len(shape_xyzt)] + [int(n) for n in shape_xyzt] + [1] * (7 - len(shape_xyzt))
-    pixdim = [qfac, *[float(z) for z in zooms], float(repetition_time or 0.0), 0.0, 0.0, 0.0]
-    if len(shape_xyzt) == 4 and not repetition_time:
-        pixdim[4] = 1.0
-    hdr = struct.pack(
-        "<i10s18sihcB8h3fhhhh8ffffhBBffffii80s24shh6f4f4f4f16s4s",
-        348, b"", b"", 0, 0, b"r", 0,
-        *dim,
-        0.0, 0.0, 0.0, 0,
-        code, dt.itemsize * 8, 0,
-        *pixdim,
-        352.0,
-        1.0, 0.0,
-        0, 0, 10,  # slice_end, slice_code, xyzt_units = mm (2) + s (8)
-        0.0, 0.0, 0.0, 0.0,
-        0, 0,
-        description.encode("ascii", "replace")[:79], b"",
-        1, 1,
-        b, c, d, float(aff[0, 3]), float(aff[1, 3]), float(aff[2, 3]),
-        *aff[0, :4], *aff[1, :4], *aff[2, :4],
-        b"", b"n+1\0",
-    )
-    if len(hdr) != 348:
-        raise AssertionError(f"NIfTI header packed to {len(hdr)} bytes")
-    return hdr + b"\0\0\0\0"
+    hdr.set_qform(aff, code=1)
+    hdr.set_sform(aff, code=1)
+    hdr.set_xyzt_units("mm", "sec")
+    if len(shape) == 4 or repetition_time:
+        hdr["pixdim"][4] = float(repetition_time or 1.0)
+    hdr["descrip"] = description.encode("ascii", "replace")[:79]
+    hdr.set_data_offset(352)
+    block = hdr.binaryblock
+    if len(block) != 348:
+        raise AssertionError(f"NIfTI header packed to {len(block)} bytes")
+    return block + b"\0\0\0\0"
+
+
+def native_dtype(dtype) -> np.dtype:
+    """``dtype`` in the machine's byte order (structured colour types unchanged)."""
+    dt = np.dtype(dtype)
+    return dt if dt.fields else dt.newbyteorder("=")
+
+
+def _colour_dtype(arr, where) -> np.dtype:
+    """:data:`RGB24`/:data:`RGBA32` for an ``(..., 3|4)`` array of 8-bit values.
+
+    16-bit colour (palette LUTs) is accepted when it is exactly 8-bit data scaled by 257 (or
+    already within 0..255); anything else would lose precision and is refused.
+    """
+    if arr.shape[-1] not in (3, 4):
+        raise DicomToolsError(where, f"a colour image needs 3 or 4 samples per pixel, not "
+                                     f"{arr.shape[-1]}")
+    if np.dtype(arr.dtype).kind not in "ub":
+        raise DicomToolsError(where, f"colour NIfTI (RGB24) holds 8-bit samples, not "
+                                     f"{np.dtype(arr.dtype).name}")
+    return RGB24 if arr.shape[-1] == 3 else RGBA32
+
+
+def _to_uint8_colour(frame: np.ndarray, where) -> np.ndarray:
+    """One colour frame as uint8 (see :func:`_colour_dtype`), never approximated."""
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.bool_ or (frame.size == 0 or frame.max() <= 255):
+        return frame.astype(np.uint8)
+    if not np.any(frame % 257):
+        return (frame // 257).astype(np.uint8)
+    raise DicomToolsError(where, "16-bit colour cannot be stored as NIfTI RGB24 without "
+                                 "losing precision; not written")
 
 
 def _open_output(tmp: str, gz: bool, level: int):
@@ -379,14 +368,41 @@ def _fits_int32(arr) -> bool:
         np.int32).max)
 
 
+def _nifti_layout(arr, path: str, rgb: bool):
+    """``(nifti_shape, voxel_dtype, frames)`` for a ``(..., row, column[, sample])`` array:
+    frames are the 2D (or 2D colour) planes in C order, converted to the voxel dtype in
+    native byte order one at a time (a lazy array is never loaded whole)."""
+    if rgb:
+        dtype = _colour_dtype(arr, path)
+        flat = arr.reshape((-1,) + tuple(arr.shape[-3:]))
+        shape = tuple(arr.shape[:-1])[::-1]
+
+        def conv(f):
+            return _to_uint8_colour(np.asarray(f), path)
+    else:
+        dtype = np.dtype(arr.dtype)
+        if dtype == np.bool_:
+            dtype = np.dtype(np.uint8)
+        elif dtype == np.int64 and _fits_int32(arr):
+            dtype = np.dtype(np.int32)
+        dtype = native_dtype(dtype)
+        flat = arr.reshape((-1,) + tuple(arr.shape[-2:]))
+        shape = tuple(arr.shape)[::-1]
+
+        def conv(f):
+            return np.asarray(f).astype(dtype, copy=False)
+    return shape, dtype, (conv(flat[i]) for i in range(flat.shape[0]))
+
+
 def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 1) -> str:
     """Write a :class:`Volume` as NIfTI-1 (``.nii`` or ``.nii.gz``), as dcm2niix would.
 
     Parameters
     ----------
     volume : Volume
-        3D or 4D, grayscale (RGB volumes are refused with a clear error); a lazy (dask)
-        volume is written slice by slice without loading it whole.
+        3D or 4D; a colour volume (``(..., 3)`` 8-bit RGB) is written as datatype RGB24
+        (128), one packed RGB triplet per voxel, as dcm2niix writes it. A lazy (dask) volume
+        is written slice by slice without loading it whole.
     path : str or os.PathLike
         Ends in ``.nii`` or ``.nii.gz``.
     overwrite : bool
@@ -400,20 +416,13 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
         The path written.
     """
     path = _nifti_path(path)
-    if volume.rgb:
-        raise DicomToolsError(path, "RGB images cannot be written as NIfTI here; use PNG")
-    arr = volume.array
-    dtype = np.dtype(arr.dtype)
-    if dtype == np.int64 and _fits_int32(arr):
-        dtype = np.dtype(np.int32)
-    hdr = nifti_header(tuple(arr.shape)[::-1], dtype, volume.affine_ras,
+    shape, dtype, frames = _nifti_layout(volume.array, path, volume.rgb)
+    hdr = nifti_header(shape, dtype, volume.affine_ras,
                        repetition_time=_tr_seconds(volume.metadata),
                        description=str(volume.metadata.get("name", "")))
     series = volume.series
     if series is not None and series.diffusion and len(series.diffusion) == volume.n_time:
         _refuse_existing_sidecars(path, overwrite)
-    flat = arr.reshape((-1,) + tuple(arr.shape[-2:]))
-    frames = (np.asarray(flat[i]).astype(dtype, copy=False) for i in range(flat.shape[0]))
     _write_nifti_frames(path, hdr, frames, overwrite=overwrite, compress_level=compress_level)
     if series is not None and series.diffusion and len(series.diffusion) == volume.n_time:
         write_bvals_bvecs(series.diffusion, volume.affine_ras, path, overwrite=overwrite)
@@ -423,7 +432,8 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
 def write_series_nifti(series, path, *, overwrite: bool = False, compress_level: int = 1,
                        philips_precise: bool = False) -> str:
     """Stream a :class:`Series` straight from DICOM to NIfTI: frames are decoded (two
-    threads) and written in order, so memory stays at a few slices whatever the size."""
+    threads) and written in order, so memory stays at a few slices whatever the size.
+    Colour series are written as RGB24 (see :func:`write_nifti`)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -431,14 +441,16 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
 
     path = _nifti_path(path)
     plan = _plan(series, philips_precise)
-    if plan.rgb:
-        raise DicomToolsError(path, "RGB images cannot be written as NIfTI here; use PNG")
     n = len(series.frames)
     lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
     aff = geometry.affine_ras(series.spacing, series.origin, series.direction)
     tr = _tr_seconds({"header": series.first.header}) if series.n_time > 1 else None
-    hdr = nifti_header((lead + plan.frame_shape)[::-1], plan.out_dtype, aff,
-                       repetition_time=tr, description=series.name)
+    if plan.rgb:
+        dtype = _colour_dtype(np.empty((0,) + plan.frame_shape, plan.out_dtype), path)
+        shape = (lead + plan.frame_shape[:-1])[::-1]
+    else:
+        dtype, shape = plan.out_dtype, (lead + plan.frame_shape)[::-1]
+    hdr = nifti_header(shape, dtype, aff, repetition_time=tr, description=series.name)
 
     if series.diffusion:
         _refuse_existing_sidecars(path, overwrite)
@@ -456,7 +468,7 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
                     if nxt < n:
                         pending.append(ex.submit(plan.read_frame, nxt))
                         nxt += 1
-                    yield frame
+                    yield _to_uint8_colour(frame, path) if plan.rgb else frame
             finally:
                 for f in pending:
                     f.cancel()
@@ -561,20 +573,19 @@ def write_layer_nifti(path, data, scale, translate, metadata=None, *, overwrite=
 
 
 def write_layer_nifti_affine(path, array, affine_ras, *, overwrite: bool = False,
-                             compress_level: int = 1, repetition_time=None) -> str:
+                             compress_level: int = 1, repetition_time=None,
+                             rgb: bool = False) -> str:
     """Write a ``(slice, row, column)`` (or 4D) array with a RAS affine of voxel ``(column,
-    row, slice)`` as NIfTI, creating the folder if needed (:func:`atomic_output`)."""
+    row, slice)`` as NIfTI, creating the folder if needed (:func:`atomic_output`).
+
+    ``rgb=True``: the array is ``(..., row, column, 3)`` 8-bit colour, written as RGB24.
+    Any byte order is accepted; the file is in native byte order.
+    """
     path = _nifti_path(path)
-    arr = np.asarray(array)
-    dtype = arr.dtype
-    if dtype == np.bool_:
-        dtype = np.dtype(np.uint8)
-    elif dtype == np.int64 and _fits_int32(arr):
-        dtype = np.dtype(np.int32)
-    hdr = nifti_header(arr.shape[::-1], dtype, affine_ras, repetition_time=repetition_time)
-    flat = arr.reshape((-1,) + arr.shape[-2:])
-    _write_nifti_frames(path, hdr, (f.astype(dtype, copy=False) for f in flat),
-                        overwrite=overwrite, compress_level=compress_level)
+    shape, dtype, frames = _nifti_layout(np.asarray(array), path, rgb)
+    hdr = nifti_header(shape, dtype, affine_ras, repetition_time=repetition_time)
+    _write_nifti_frames(path, hdr, frames, overwrite=overwrite,
+                        compress_level=compress_level)
     return path
 
 

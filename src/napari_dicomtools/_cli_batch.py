@@ -1,7 +1,143 @@
-"""``dicomtools`` subcommands for batch work over many inputs on Dask distributed (issue 17)."""
+"""Batch work over many inputs on Dask distributed (issue 17), wired into ``convert`` and
+``anonymize``.
+
+``dicomtools convert`` and ``dicomtools anonymize`` take several inputs (folders, files,
+``.zip`` archives, DICOMDIRs, list files of paths) and ``--workers N`` / ``--scheduler
+ADDRESS``. With one input and neither option they behave as before; otherwise the job runs
+through :func:`napari_dicomtools.core.batch.run_batch`: a manifest in the output folder
+makes it resumable (rerun the same command after an interruption).
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+
+_BATCH_HELP = ("several inputs, a list file, --workers or --scheduler make a batch job on "
+               "Dask distributed: resumable (a manifest in the output folder; rerun the same "
+               "command to continue), one task per series")
+
+
+def _add_batch_options(p) -> None:
+    g = p.add_argument_group("batch (Dask distributed)", _BATCH_HELP)
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes on this machine (default: one per core; 0: in "
+                        "this process)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://head-node:8786 (inputs and "
+                        "output on a file system every worker sees)")
+
+
+def _many(p, dest: str, help_text: str) -> None:
+    """Let the positional ``dest`` of ``p`` take one or more paths."""
+    for action in p._actions:
+        if action.dest == dest:
+            action.nargs = "+"
+            action.help = help_text
+            return
+    raise LookupError(dest)
+
 
 def add_subcommands(sub) -> None:
-    """Add this module's subcommands to the ``dicomtools`` parser's subparsers."""
+    """Make ``convert`` and ``anonymize`` (added by cli.py) accept many inputs and the
+    batch options."""
+    inputs = ("DICOM files, folders, .zip, DICOMDIR, or a list file (*.txt, one path a "
+              "line); several are one batch job")
+    for name, dest, func in (("convert", "path", _convert), ("anonymize", "src", _anonymize)):
+        p = sub.choices[name]
+        _many(p, dest, inputs)
+        _add_batch_options(p)
+        p.set_defaults(func=func, _single=p.get_default("func"))
+        p.epilog = ((p.epilog + " ") if p.epilog else "") + (
+            "Batch jobs exit with 0 when every series was written (or done before), 3 when "
+            "some series failed (listed with their reasons), 1 on other errors, 130 when "
+            "interrupted (rerun to continue).")
+
+
+def _is_batch(args, paths) -> bool:
+    from .core.batch import LIST_SUFFIXES
+
+    return (len(paths) > 1 or args.workers is not None or args.scheduler is not None
+            or any(p.startswith("@") or p.lower().endswith(LIST_SUFFIXES) for p in paths))
+
+
+def _convert(args) -> int:
+    from .core.batch import ConvertOptions
+
+    if not _is_batch(args, args.path):
+        args.path = args.path[0]
+        return args._single(args)
+    from .core.errors import DicomToolsError
+
+    if args.out.endswith((".nii", ".nii.gz")):
+        raise DicomToolsError(args.out, "a batch job writes a folder of NIfTI files; give "
+                                        "a folder")
+    opts = ConvertOptions(gzip=not args.no_gzip, split_nonuniform=args.split_nonuniform,
+                          uniform=args.uniform, correct_tilt=args.correct_tilt,
+                          philips_precise=args.philips_precise)
+    return _run("convert", args.path, args.out, args, options=opts)
+
+
+def _anonymize(args) -> int:
+    from .cli import anonymize_options
+
+    if not _is_batch(args, args.src):
+        args.src = args.src[0]
+        return args._single(args)
+    key = args.key or os.environ.get("DICOMTOOLS_ANON_KEY")
+    if key is None and not args.quiet:
+        print("dicomtools: no --key (or DICOMTOOLS_ANON_KEY): UIDs and pseudonyms are "
+              "random for this run, so an interrupted job cannot be resumed", file=sys.stderr)
+    return _run("anonymize", args.src, args.outdir, args, options=anonymize_options(args),
+                key=key)
+
+
+def _run(kind: str, inputs, out, args, **kw) -> int:
+    from .cli import printable
+    from .core.batch import run_batch
+
+    bars: dict = {}
+    tty = not args.quiet and sys.stderr.isatty()
+
+    def progress(phase, done, total):
+        if not tty:
+            return
+        bar = bars.get(phase)
+        if bar is None:
+            from tqdm import tqdm
+
+            for other in bars.values():
+                other.close()
+            unit = "file" if phase == "scanning" else "series"
+            bar = bars[phase] = tqdm(total=total, unit=unit, desc=phase, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    def started(link):
+        if link and not args.quiet:
+            print(f"dask dashboard: {link}", file=sys.stderr)
+
+    try:
+        summary = run_batch(kind, inputs, out, force=args.force, workers=args.workers,
+                            scheduler=args.scheduler, progress=progress, on_start=started,
+                            **kw)
+    except KeyboardInterrupt:
+        print(f"\ndicomtools: interrupted; finished series are recorded in {out}: run the "
+              "same command again to continue", file=sys.stderr)
+        raise
+    finally:
+        for bar in bars.values():
+            bar.close()
+    for path, reason in summary.unreadable:
+        print(printable(f"skipped {path}: {reason}"), file=sys.stderr)
+    for msg in dict.fromkeys(summary.warnings):
+        print(printable(f"WARNING: {msg}"), file=sys.stderr)
+    for label, reason in summary.failures:
+        print(printable(f"FAILED {label}: {reason}"), file=sys.stderr)
+    if not args.quiet:
+        print(printable(f"{summary}; {summary.outputs} file(s) written under {out}"))
+    if summary.total == 0:
+        from .core.errors import DicomToolsError
+
+        raise DicomToolsError(None, f"no {'convertible ' if kind == 'convert' else ''}"
+                                    "DICOM series in the inputs")
+    return 3 if summary.failed else 0

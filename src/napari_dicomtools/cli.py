@@ -332,15 +332,12 @@ def cmd_png(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_anonymize(args) -> int:
-    from .core.anonymize import Options, anonymize_files
+def anonymize_options(args):
+    """The profile :class:`~napari_dicomtools.core.anonymize.Options` of ``anonymize``'s
+    command-line flags."""
+    from .core.anonymize import Options
 
-    src, out = os.fspath(args.src), os.fspath(args.outdir)
-    if not os.path.exists(src):
-        raise DicomToolsError(src, "no such file or folder")
-    _check_not_into_source(out, src)
-    key = args.key or os.environ.get("DICOMTOOLS_ANON_KEY")
-    opts = Options(
+    return Options(
         retain_uids=args.retain_uids,
         retain_device_identity=args.retain_device_identity,
         retain_institution_identity=args.retain_institution_identity,
@@ -351,6 +348,17 @@ def cmd_anonymize(args) -> int:
         skip_burned_in=args.skip_burned_in,
         keep_unlisted_public=args.keep_unlisted_public,
     )
+
+
+def cmd_anonymize(args) -> int:
+    from .core.anonymize import anonymize_files
+
+    src, out = os.fspath(args.src), os.fspath(args.outdir)
+    if not os.path.exists(src):
+        raise DicomToolsError(src, "no such file or folder")
+    _check_not_into_source(out, src)
+    key = args.key or os.environ.get("DICOMTOOLS_ANON_KEY")
+    opts = anonymize_options(args)
     bar = None
     state = {}
 

@@ -298,3 +298,123 @@ def write_enhanced(path, values, *, spacing=(2.0, 0.8, 0.8), origin=(-20.0, -20.
     direction = np.column_stack([normal, c, r])
     return Truth(values, tuple(float(x) for x in spacing), np.asarray(origin, float), direction,
                  [os.fspath(path)])
+
+
+@dataclass
+class Archive:
+    """What :func:`make_archive` wrote: the truth a batch job is checked against.
+
+    ``series`` maps each SeriesInstanceUID to its files; ``bad_series`` are series whose
+    headers are fine but whose pixel data cannot be decoded (a conversion must fail them,
+    alone); ``corrupt`` are files that are not readable DICOM (truncated, not DICOM at all);
+    ``duplicates`` are byte copies of files listed in ``series``, under other names.
+    """
+
+    root: str
+    series: dict  # series uid -> list of files
+    patients: list
+    bad_series: list
+    corrupt: list
+    duplicates: list
+
+    @property
+    def files(self) -> list:
+        """Every file written, sorted."""
+        out = [f for fs in self.series.values() for f in fs]
+        return sorted(out + self.corrupt + self.duplicates)
+
+
+def make_archive(root, patients: int = 3, studies: int = 2, series: int = 3, *,
+                 slices: int = 6, size: int = 16, corrupt: int = 2, duplicates: int = 2,
+                 bad_series: int = 1, seed: int = 0) -> Archive:
+    """Write a research archive: ``patients`` x ``studies`` x ``series`` small CT/MR series.
+
+    The layout is ``root/P<i>/S<j>/<k>_<modality>/IM*.dcm``; modalities alternate CT/MR,
+    geometry and values vary per series (each series is a :func:`write_series` call, so
+    its geometry is known exactly). Added for realism: ``corrupt`` broken files (truncated
+    headers and a text file) in patient folders, ``duplicates`` byte copies of existing
+    files in a ``copies`` folder, and ``bad_series`` RLE-compressed series whose pixel
+    fragments are garbage (headers intact). With the defaults: 18 series, about 110 files.
+    ``patients=50, studies=4, series=5, slices=20`` gives the 20,000-file benchmark archive.
+
+    Returns
+    -------
+    Archive
+    """
+    import shutil
+
+    from pydicom.uid import RLELossless, generate_uid
+
+    root = os.fspath(root)
+    if os.path.exists(root) and os.listdir(root):
+        raise FileExistsError(f"{root}: not empty; make_archive never overwrites")
+    rng = np.random.default_rng(seed)
+    out: dict = {}
+    pats = []
+    n_total = patients * studies * series
+    bad_at = set(np.linspace(0, n_total - 1, bad_series, dtype=int).tolist()) \
+        if bad_series else set()
+    bad: list = []
+    k_all = 0
+    base = phantom((slices, size, size), seed=seed, noise=0)
+    for p in range(patients):
+        pid = f"PAT{p:05d}"
+        pats.append(pid)
+        for s in range(studies):
+            study_uid = generate_uid()
+            for k in range(series):
+                mod = "CT" if (s + k) % 2 == 0 else "MR"
+                values = base + rng.integers(-20, 20, size=base.shape)
+                if mod == "MR":
+                    values = np.clip(values + 1024, 0, 4000)
+                uid = generate_uid()
+                folder = os.path.join(root, f"P{p:03d}", f"S{s}", f"{k + 1}_{mod}")
+                is_bad = k_all in bad_at
+                tr = write_series(
+                    folder, values, modality=mod, series_number=k + 1,
+                    description=f"{mod} {'axial' if k % 2 == 0 else 'thin'} {k + 1}",
+                    spacing=(2.0 + 0.5 * (k % 3), 0.7 + 0.1 * p % 3, 0.7 + 0.1 * p % 3),
+                    origin=(-5.0 * p, 3.0 * s, -10.0 * k), series_uid=uid,
+                    study_uid=study_uid, patient=(f"Archive^Patient{p}", pid),
+                    intercept=-1024.0 if mod == "CT" else 0.0, seed=seed + k_all,
+                    window=None if mod == "MR" else (40, 400),
+                    transfer_syntax=RLELossless if is_bad else None)
+                if is_bad:
+                    _garble_pixels(tr.files[len(tr.files) // 2])
+                    bad.append(uid)
+                out[uid] = tr.files
+                k_all += 1
+    files = [f for fs in out.values() for f in fs]
+    broken = []
+    for i in range(corrupt):
+        target = os.path.join(root, f"P{i % patients:03d}", f"broken{i}.dcm")
+        if i % 2 == 0:  # a truncated copy: preamble, DICM and part of the header
+            with open(files[(7 * i) % len(files)], "rb") as f:
+                head = f.read(200)
+            with open(target, "wb") as f:
+                f.write(head)
+        else:
+            with open(target, "w") as f:
+                f.write("not a DICOM file\n")
+        broken.append(target)
+    copies = []
+    if duplicates:
+        os.makedirs(os.path.join(root, "copies"), exist_ok=True)
+    for i in range(duplicates):
+        src = files[(13 * i + 5) % len(files)]
+        target = os.path.join(root, "copies", f"copy{i}.dcm")
+        shutil.copyfile(src, target)
+        copies.append(target)
+    return Archive(root, out, pats, bad, broken, copies)
+
+
+def _garble_pixels(path) -> None:
+    """Overwrite the bytes of an encapsulated Pixel Data fragment with noise (the length
+    kept), so that the header reads but the frame cannot be decoded."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    at = data.rfind(b"\xfe\xff\x00\xe0")  # the last item tag: the frame's fragment
+    start = at + 8
+    data[start:start + 64] = b"\xff" * 64  # an RLE header claiming 4294967295 segments
+    with open(path, "wb") as f:
+        f.write(bytes(data))

@@ -1,0 +1,725 @@
+"""Batch convert and anonymize of whole archives, on Dask distributed or in this process.
+
+One engine for both jobs. Headers are read in parallel (chunks of files per task), grouped
+into series on the client, and each series is converted or de-identified as **one task**,
+so a worker process serves thousands of series without per-call start-up. The client keeps
+a **manifest** in the output folder (``dicomtools-manifest.csv``, one row per finished
+series, appended and flushed as results arrive): a rerun skips series already done whose
+source files (path, size, mtime) are unchanged and retries the others. Outputs are written
+atomically (:func:`~napari_dicomtools.core.export.atomic_output`), their names depend only
+on the data (and, for anonymization, on the key), so a series redone after a killed worker
+or a Ctrl-C replaces its own partial work and is never written twice.
+
+Where the work runs:
+
+* ``client=``: a ``distributed.Client`` you made (any cluster: SSH, Kubernetes, SLURM via
+  dask-jobqueue); ``scheduler="tcp://host:8786"``: connect to one; ``workers=N``: a
+  :class:`distributed.LocalCluster` of ``N`` single-threaded processes (default: one per
+  core); ``workers=0``: everything in this process, no Dask at all.
+
+Input and output paths must be visible to every worker under the same names (a shared file
+system on a multi-node cluster).
+
+Examples
+--------
+>>> from napari_dicomtools.core.batch import run_batch                    # doctest: +SKIP
+>>> s = run_batch("convert", ["/archive/2019", "/archive/2020"], "/nifti", workers=2)
+>>> s.succeeded, s.failed, s.skipped                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import DicomToolsError
+
+#: the journal of finished series, in the output folder
+MANIFEST = "dicomtools-manifest.csv"
+#: what the job is (kind, options, key fingerprint), checked on every rerun
+JOBFILE = "dicomtools-job.json"
+FIELDS = ("task", "series_uid", "split", "status", "outputs", "error", "n_files",
+          "sources", "worker", "seconds", "finished")
+#: files whose headers one scan task reads
+SCAN_CHUNK = 200
+#: extensions of a text file listing inputs, one path a line
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+KINDS = ("convert", "anonymize")
+
+
+@dataclass
+class ConvertOptions:
+    """Options of a batch conversion (as ``dicomtools convert``)."""
+
+    gzip: bool = True
+    split_nonuniform: bool = False
+    uniform: bool = False
+    correct_tilt: bool = False
+    philips_precise: bool = False
+
+
+@dataclass
+class Summary:
+    """What :func:`run_batch` did.
+
+    ``succeeded``/``failed``: series processed in this run; ``skipped``: series already done
+    by an earlier run (unchanged sources, outputs present); ``failures``: ``(series, reason)``;
+    ``unreadable``: ``(file, reason)`` of files left out while reading headers (not DICOM,
+    truncated, duplicates, colour images a conversion cannot write...).
+    """
+
+    kind: str
+    out: str
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    files: int = 0
+    outputs: int = 0
+    failures: list = field(default_factory=list)
+    unreadable: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    seconds: float = 0.0
+    dashboard: str | None = None
+
+    def __str__(self) -> str:
+        return (f"{self.kind}: {self.total} series: {self.succeeded} succeeded, "
+                f"{self.failed} failed, {self.skipped} skipped (done before); "
+                f"{self.files} file(s) read, {len(self.unreadable)} left out; "
+                f"{self.seconds:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def expand_inputs(inputs: str | os.PathLike | Iterable) -> list[str]:
+    """Folders, files, zips and DICOMDIRs as given, with every list file (``*.txt``,
+    ``*.lst``, ``*.list`` or ``@file``) replaced by the paths it lists: one a line, blank
+    lines and ``#`` comments ignored, relative paths taken from the list file's folder.
+
+    Raises
+    ------
+    DicomToolsError
+        A path (or a listed path) does not exist, or a list file cannot be read.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    out: list[str] = []
+    for item in items:
+        p = os.fspath(item)
+        listed = p.startswith("@") or (p.lower().endswith(LIST_SUFFIXES) and os.path.isfile(p))
+        if not listed:
+            if not os.path.lexists(p.partition("::")[0]):
+                raise DicomToolsError(p, "no such file or folder")
+            out.append(p)
+            continue
+        lst = p[1:] if p.startswith("@") else p
+        try:
+            with open(lst, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DicomToolsError(lst, f"list of inputs cannot be read ({exc})") from None
+        base = os.path.dirname(os.path.abspath(lst))
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            q = line if os.path.isabs(line) else os.path.join(base, line)
+            if not os.path.lexists(q.partition("::")[0]):
+                raise DicomToolsError(lst, f"line {n}: {line}: no such file or folder")
+            out.append(q)
+    return list(dict.fromkeys(out))
+
+
+def _stat(source) -> tuple[int, int]:
+    """(size, mtime in ns) of a source file (of the archive for a zip member)."""
+    try:
+        st = os.stat(source.path)
+    except OSError:
+        return -1, -1
+    return (st.st_size if source.member is None else source.size()), st.st_mtime_ns
+
+
+def _scan_chunk(sources: list, want_uids: bool = False) -> list:
+    """Read the headers of ``sources`` (a task): per file ``(source, size, mtime_ns,
+    Instance or None, series uid or None, sop uid or None, reason or None)``; with
+    ``want_uids``, the UIDs of DICOM files without a loadable image too."""
+    from ._limits import FATAL
+    from .errors import NotDicomError
+    from .scan import read_header
+
+    out = []
+    for src in sources:
+        size, mtime = _stat(src)
+        try:
+            inst = read_header(src)
+            out.append((src, size, mtime, inst, inst.series_uid, inst.sop_uid, None))
+        except NotDicomError as exc:
+            out.append((src, size, mtime, None, None, None, exc.reason))
+        except DicomToolsError as exc:  # SR, RT, odd geometry...: still anonymized
+            uids = _uids(src) if want_uids else (None, None)
+            out.append((src, size, mtime, None, *uids, exc.reason))
+        except FATAL:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one bad file never ends the scan
+            out.append((src, size, mtime, None, None, None, f"cannot be read ({exc})"))
+    return out
+
+
+def _uids(src) -> tuple:
+    """(SeriesInstanceUID, SOPInstanceUID) of a DICOM file without an image, or Nones."""
+    from .scan import open_dicom, safe_dcmread
+
+    try:
+        with open_dicom(src) as (fp, _size, dicm):
+            ds = safe_dcmread(fp, str(src), stop_before_pixels=True, force=not dicm,
+                              specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
+            uids = (str(ds.get("SeriesInstanceUID", "") or "").strip() or None,
+                    str(ds.get("SOPInstanceUID", "") or "").strip() or None)
+    except Exception:  # noqa: BLE001 - not readable: anonymized alone, which says why
+        return None, None
+    return uids
+
+
+# --------------------------------------------------------------------------------------------
+# tasks (run on the workers; they never raise for a bad series: the reason is the result)
+
+
+def _where() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _done(t0: float, outputs: list, error: str = "") -> dict:
+    return {"status": "failed" if error else "done", "outputs": outputs, "error": error,
+            "worker": _where(), "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _convert_task(series, target: str, overwrite: bool, opts: ConvertOptions) -> dict:
+    """Write one series as NIfTI (and .bval/.bvec for diffusion)."""
+    from ._limits import FATAL
+    from .export import write_nifti, write_series_nifti
+
+    t0 = time.perf_counter()
+    try:
+        tilt = bool(opts.correct_tilt and series.order is not None and series.order.tilt_deg)
+        gaps = bool(opts.uniform and series.order is not None and not series.order.uniform)
+        if tilt or gaps:
+            from .volume import read_volume
+
+            vol = read_volume(series, correct_tilt=tilt, uniform_spacing=gaps,
+                              philips_precise=opts.philips_precise)
+            path = write_nifti(vol, target, overwrite=overwrite)
+        else:
+            path = write_series_nifti(series, target, overwrite=overwrite,
+                                      philips_precise=opts.philips_precise)
+    except FATAL:
+        raise
+    except DicomToolsError as exc:
+        return _done(t0, [], str(exc))
+    except BaseException as exc:  # noqa: BLE001 - a bad series fails alone
+        return _done(t0, [], f"{series.files[0]}: {type(exc).__name__}: {exc}")
+    stem = path[:-7] if path.endswith(".nii.gz") else path[:-4]
+    sidecars = [stem + e for e in (".bval", ".bvec") if series.diffusion]
+    return _done(t0, [path, *sidecars])
+
+
+def _anonymize_task(sources: list, out: str, options, key: bytes, overwrite: bool) -> dict:
+    """De-identify the files of one series (or of one chunk of files without a series)."""
+    import warnings
+
+    from .anonymize import Anonymizer, _one, _warm_up
+
+    t0 = time.perf_counter()
+    _warm_up()
+    anon = Anonymizer(options, key=key)
+    outputs, errors, notes, warns = [], [], [], []
+    for src in sources:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            target, skipped, w, failed = _one(anon, src, out, overwrite)
+        warns.extend(w)
+        if target is not None:
+            outputs.append(target)
+        elif failed:
+            errors.append(f"{skipped[0]}: {skipped[1]}")
+        elif skipped is not None:
+            notes.append(skipped)
+    res = _done(t0, outputs, "; ".join(errors))
+    res["notes"], res["warnings"] = notes, warns
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# the manifest
+
+
+def _key_fingerprint(key: bytes) -> str:
+    import hmac
+
+    return hmac.new(key, b"dicomtools batch manifest", hashlib.sha256).hexdigest()[:16]
+
+
+class Manifest:
+    """The job's journal in ``out``: read at start, one row appended per finished series.
+
+    Holding it open takes an exclusive lock, so two jobs never write one output folder.
+    """
+
+    def __init__(self, out: str, job: dict, force: bool):
+        self.path = os.path.join(out, MANIFEST)
+        self.jobfile = os.path.join(out, JOBFILE)
+        self.previous: dict[str, dict] = {}
+        self.resumed = False
+        self.job = job
+        old = self._read_job()
+        if old is not None and not force:
+            self._check_same(out, old, job)
+            self.resumed = True
+        self._f = open(self.path, "a+" if self.resumed else "w",  # noqa: SIM115
+                       newline="", encoding="utf-8")
+        self._lock()
+        if self.resumed:
+            self._f.seek(0)
+            for row in csv.DictReader(self._f):
+                if row.get("task"):
+                    self.previous[row["task"]] = row  # the last row of a task wins
+            self._f.seek(0, os.SEEK_END)
+        self._w = csv.DictWriter(self._f, fieldnames=FIELDS)
+        if self._f.tell() == 0:
+            self._w.writeheader()
+        self._synced = time.monotonic()
+
+    @staticmethod
+    def _check_same(out: str, old: dict, job: dict) -> None:
+        hint = "; give the same to resume it, or use --force to start over (replacing outputs)"
+        if old.get("kind") != job["kind"]:
+            raise DicomToolsError(out, f"holds a batch {old.get('kind')} job, not "
+                                       f"{job['kind']}; use another output folder")
+        if old.get("key") != job["key"]:
+            raise DicomToolsError(out, "holds a job made with another anonymization key "
+                                       "(or a random one)" + hint)
+        if old.get("options") != job["options"]:
+            diff = sorted(k for k in {**old.get("options", {}), **job["options"]}
+                          if old.get("options", {}).get(k) != job["options"].get(k))
+            raise DicomToolsError(out, f"holds a job made with other options "
+                                       f"({', '.join(diff)})" + hint)
+
+    def start(self) -> None:
+        """Record what the job is, once it is sure to run: from now on the files at its
+        targets are its own."""
+        tmp = self.jobfile + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.job, f, indent=1)
+        os.replace(tmp, self.jobfile)
+
+    def _read_job(self):
+        try:
+            with open(self.jobfile, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise DicomToolsError(self.jobfile, f"cannot be read ({exc}); use --force to "
+                                                "start over") from None
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock
+            return
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._f.close()
+            raise DicomToolsError(self.path, "another job is writing to this output folder "
+                                             "(locked)") from None
+
+    def is_done(self, task: str, sources: str) -> bool:
+        """Finished before, with the same sources, and its outputs still there."""
+        row = self.previous.get(task)
+        if row is None or row["status"] != "done" or row.get("sources") != sources:
+            return False
+        return all(os.path.exists(p) for p in json.loads(row["outputs"] or "[]"))
+
+    def record(self, task: str, meta: dict, res: dict) -> None:
+        row = {**meta, "task": task, "status": res["status"],
+               "outputs": json.dumps(res["outputs"]), "error": res["error"],
+               "worker": res["worker"], "seconds": res["seconds"],
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self._w.writerow({k: row.get(k, "") for k in FIELDS})
+        self._f.flush()  # a killed client loses no finished series
+        if time.monotonic() - self._synced > 5:
+            os.fsync(self._f.fileno())
+            self._synced = time.monotonic()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+
+def read_manifest(out) -> list[dict]:
+    """The manifest rows of a batch output folder (the last row per series), with
+    ``outputs`` and ``sources`` decoded; ``pandas.DataFrame(read_manifest(out))`` tabulates
+    them."""
+    rows: dict[str, dict] = {}
+    with open(os.path.join(os.fspath(out), MANIFEST), newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            rows[row["task"]] = row
+    for row in rows.values():
+        row["outputs"] = json.loads(row["outputs"] or "[]")
+        row["sources"] = json.loads(row["sources"] or "[]")
+    return list(rows.values())
+
+
+# --------------------------------------------------------------------------------------------
+# where tasks run
+
+
+class _InProcess:
+    """The executor of ``workers=0``: tasks run here, one after the other."""
+
+    dashboard_link = None
+
+    def run(self, fn, args_list):
+        for i, args in enumerate(args_list):
+            yield i, fn(*args), None
+
+
+class _Dask:
+    def __init__(self, client):
+        self.client = client
+        self.dashboard_link = getattr(client, "dashboard_link", None)
+
+    def run(self, fn, args_list):
+        from distributed import as_completed
+
+        futures = [self.client.submit(fn, *args, pure=False) for args in args_list]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut, res in as_completed(futures, with_results=True, raise_errors=False):
+                if isinstance(res, BaseException):
+                    yield index[fut.key], None, res
+                else:
+                    yield index[fut.key], res, None
+                fut.release()
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+
+def _executor(workers, scheduler, client):
+    """(executor, cleanup) for the requested place of work."""
+    if client is not None:
+        return _Dask(client), lambda: None
+    if scheduler:
+        from distributed import Client
+
+        try:
+            c = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise DicomToolsError(None, f"cannot reach the Dask scheduler at {scheduler} "
+                                        f"({exc})") from None
+        return _Dask(c), c.close
+    if workers == 0:
+        return _InProcess(), lambda: None
+    from distributed import Client, LocalCluster
+
+    n = workers or (os.cpu_count() or 1)
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=40)
+    c = Client(cluster)
+
+    def close():
+        c.close()
+        cluster.close()
+
+    return _Dask(c), close
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+
+
+def _short(text: str, n: int = 60) -> str:
+    keep = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in str(text).strip())
+    return "_".join(p for p in keep.split("_") if p)[:n].strip("._") or "x"
+
+
+def convert_targets(series: Sequence, out: str, ext: str = ".nii.gz") -> list[str]:
+    """Output file of each series: ``<PatientID>/<StudyDate>_<study hash>/<number>_
+    <description>[_<split>].nii.gz``, unique (``_2``, ``_3``... for clashes, in series
+    order), from header values only, so a rerun names every series the same way."""
+    from .export import fit_name
+
+    names, seen = [], defaultdict(int)
+    for s in series:
+        study = hashlib.sha1(s.study_uid.encode()).hexdigest()[:8]
+        folder = os.path.join(_short(s.patient_id or "NOID"),
+                              f"{_short(s.study_date or 'nodate', 8)}_{study}")
+        base = _short(f"{s.number if s.number is not None else 0}_"
+                      f"{s.description or s.modality or 'DICOM'}", 120)
+        if s.split:
+            base += "_" + _short(s.split, 60)
+        base = fit_name(base, 200)
+        seen[(folder, base)] += 1
+        n = seen[(folder, base)]
+        names.append(os.path.join(out, folder, (base if n == 1 else f"{base}_{n}") + ext))
+    return names
+
+
+def _job_description(kind, options, key) -> dict:
+    opts = dataclasses.asdict(options) if options is not None else {}
+    opts.pop("key", None)
+    return {"kind": kind, "options": opts,
+            "key": _key_fingerprint(key) if key is not None else None,
+            "version": 1}
+
+
+def _partials_cleanup(folders: Iterable[str]) -> None:
+    """Remove temporary files of writers that died (killed workers) from ``folders``:
+    called when every task has ended, so none of them is still being written."""
+    from .export import clean_stale_partials
+
+    for d in set(folders):
+        clean_stale_partials(d, older_than=0)
+
+
+def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None = None,
+              force: bool = False, workers: int | None = None, scheduler: str | None = None,
+              client=None, progress: Callable | None = None,
+              on_start: Callable | None = None) -> Summary:
+    """Convert (``kind="convert"``) or de-identify (``kind="anonymize"``) many inputs.
+
+    Parameters
+    ----------
+    kind : {"convert", "anonymize"}
+    inputs : path or list of paths
+        Folders, files, ``.zip`` archives, DICOMDIRs, list files (see :func:`expand_inputs`).
+    out : path
+        Output folder (outside every input), holding the manifest.
+    options : ConvertOptions or anonymize.Options, optional
+    key : bytes or str, optional
+        Anonymization secret (default: ``options.key``, else random: such a job cannot be
+        resumed, as a rerun would map UIDs differently).
+    force : bool
+        Start over: ignore the manifest and replace existing outputs.
+    workers : int, optional
+        Processes of a LocalCluster (default: one per core); 0: in this process.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``).
+    client : distributed.Client, optional
+        An existing client (wins over ``scheduler`` and ``workers``).
+    progress : callable, optional
+        ``progress(phase, done, total)``, phase ``"scanning"`` or ``"convert"``/
+        ``"anonymize"``.
+    on_start : callable, optional
+        ``on_start(dashboard_link or None)`` once the cluster is up.
+
+    Returns
+    -------
+    Summary
+
+    Raises
+    ------
+    DicomToolsError
+        Bad inputs, an output inside an input, a job of another kind/options/key in ``out``,
+        an unreachable scheduler, or (convert) existing outputs without ``force``.
+    KeyboardInterrupt
+        Passed on after the manifest is closed: a rerun continues where this one stopped.
+    """
+    from .export import refuse_inside_source
+    from .scan import iter_sources
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    t_start = time.perf_counter()
+    out = os.path.abspath(os.fspath(out))
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise DicomToolsError(None, "no inputs given")
+    for p in paths:
+        refuse_inside_source(out, p.partition("::")[0])
+    if kind == "convert":
+        options = options or ConvertOptions()
+    else:
+        from .anonymize import Options
+
+        options = options or Options()
+        key = key if key is not None else options.key
+        resumable = key is not None
+        if key is None:
+            import secrets
+
+            key = secrets.token_bytes(32)
+        key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DicomToolsError(out, "exists and is not a folder")
+    os.makedirs(out, exist_ok=True)
+    job = _job_description(kind, options, key if kind == "anonymize" else None)
+    if kind == "anonymize" and not resumable:
+        job["key"] = "random:" + job["key"]  # never matches: a random key cannot resume
+    summary = Summary(kind, out)
+    if kind == "anonymize" and not force and not os.path.exists(os.path.join(out, JOBFILE)):
+        # the names of de-identified files are known only once written: start in a folder
+        # holding nothing else, so that every file in it is this job's
+        with os.scandir(out) as it:
+            other = next((e.path for e in it if e.name != MANIFEST), None)
+        if other is not None:
+            raise DicomToolsError(out, f"is not empty ({other}); a batch anonymization "
+                                       "writes into a new or empty folder (or use --force)")
+    manifest = Manifest(out, job, force)
+    executor, cleanup = None, lambda: None
+    try:
+        sources, skipped = [], []
+        for p in paths:
+            s, k = iter_sources(p)
+            sources.extend(s)
+            skipped.extend(k)
+        summary.files = len(sources)
+        executor, cleanup = _executor(workers, scheduler, client)
+        summary.dashboard = executor.dashboard_link
+        if on_start is not None:
+            on_start(summary.dashboard)
+        # 1. headers, in parallel
+        chunks = [sources[i:i + SCAN_CHUNK] for i in range(0, len(sources), SCAN_CHUNK)]
+        rows, done = [], 0
+        for _i, res, err in executor.run(_scan_chunk,
+                                             [(c, kind == "anonymize") for c in chunks]):
+            if err is not None:
+                raise DicomToolsError(None, f"reading headers failed on a worker ({err})")
+            rows.extend(res)
+            done += len(res)
+            if progress is not None:
+                progress("scanning", done, len(sources))
+        stats = {str(r[0]): [str(r[0]), r[1], r[2]] for r in rows}
+        # 2. tasks
+        if kind == "convert":
+            tasks = _convert_plan(rows, skipped, out, options)
+        else:
+            tasks = _anonymize_plan(rows, skipped)
+        summary.unreadable = [(k.path, k.reason) for k in skipped]
+        summary.total = len(tasks)
+        # Outputs existing when a job starts are refused (unless ``force`` or resumed); past
+        # that check every file at a target is this job's own (an earlier attempt of a task
+        # on a killed worker, or of an interrupted run), so tasks replace them.
+        own = force or manifest.resumed
+        todo = []
+        for t in tasks:
+            t["meta"]["sources"] = json.dumps([stats[f] for f in t["files"]])
+            if not force and manifest.is_done(t["task"], t["meta"]["sources"]):
+                summary.skipped += 1
+            else:
+                todo.append(t)
+        if kind == "convert" and not own:
+            clash = [t["target"] for t in todo if os.path.lexists(t["target"])]
+            if clash:
+                raise DicomToolsError(clash[0], "exists; not overwriting (use --force)")
+        # 3. the work
+        manifest.start()
+        if kind == "convert":
+            args = [(t["series"], t["target"], True, options) for t in todo]
+            fn = _convert_task
+        else:
+            args = [(t["sources"], out, options, key, True) for t in todo]
+            fn = _anonymize_task
+        folders = set()
+        for n, (i, res, err) in enumerate(executor.run(fn, args), 1):
+            t = todo[i]
+            if err is not None:  # the worker died every time it tried (out of memory?)
+                res = {"status": "failed", "outputs": [], "worker": "", "seconds": "",
+                       "error": f"{t['label']}: the task could not finish ({type(err).__name__}"
+                                f": {err})"}
+            manifest.record(t["task"], t["meta"], res)
+            folders.update(os.path.dirname(p) for p in res["outputs"])
+            if kind == "convert":
+                folders.add(os.path.dirname(t["target"]))
+            summary.outputs += len(res["outputs"])
+            summary.warnings.extend(res.get("warnings", ()))
+            summary.unreadable.extend(res.get("notes", ()))
+            if res["status"] == "done":
+                summary.succeeded += 1
+            else:
+                summary.failed += 1
+                summary.failures.append((t["label"], res["error"]))
+            if progress is not None:
+                progress(kind, n, len(todo))
+        _partials_cleanup(folders)
+    finally:
+        manifest.close()
+        cleanup()
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _convert_plan(rows, skipped, out, options: ConvertOptions) -> list[dict]:
+    from .scan import Skipped, group_series
+
+    instances = []
+    for src, _size, _mtime, inst, _uid, _sop, reason in rows:
+        if inst is None:
+            skipped.append(Skipped(str(src), reason))
+        else:
+            instances.append(inst)
+    series = group_series(instances, options.split_nonuniform, skipped)
+    for s in series:
+        skipped.extend(s.skipped)
+    gray = []
+    for s in series:
+        if s.is_rgb:
+            skipped.extend(Skipped(f, "colour image: not written as NIfTI (use png)")
+                           for f in s.files)
+        else:
+            gray.append(s)
+    targets = convert_targets(gray, out, ".nii.gz" if options.gzip else ".nii")
+    tasks = []
+    for s, target in zip(gray, targets, strict=True):
+        files = sorted(set(s.files))
+        tasks.append({"task": f"{s.uid}|{s.split}" if s.split else s.uid, "series": s,
+                      "target": target, "files": files, "label": s.label,
+                      "meta": {"series_uid": s.uid, "split": s.split, "n_files": len(files)}})
+    return tasks
+
+
+def _anonymize_plan(rows, skipped) -> list[dict]:
+    """One task per SeriesInstanceUID (duplicate SOP instances left out); files without a
+    series (not DICOM, unreadable) in chunks, so each gets its reason from the anonymizer."""
+    from .scan import Skipped
+
+    by_series: dict[str, list] = defaultdict(list)
+    loose = []
+    seen: dict = {}
+    for src, _size, _mtime, _inst, uid, sop, _reason in sorted(rows, key=lambda r: str(r[0])):
+        if uid is None:
+            loose.append(src)
+            continue
+        if sop and (uid, sop) in seen:
+            skipped.append(Skipped(str(src), f"duplicate of {seen[(uid, sop)]} (same "
+                                             "SOPInstanceUID); written once"))
+            continue
+        seen[(uid, sop)] = str(src)
+        by_series[uid].append(src)
+    tasks = []
+    for uid in sorted(by_series):
+        srcs = by_series[uid]
+        files = [str(s) for s in srcs]
+        tasks.append({"task": uid, "sources": srcs, "files": files,
+                      "label": f"series {uid} ({len(files)} files)",
+                      "meta": {"series_uid": uid, "n_files": len(files)}})
+    for i in range(0, len(loose), SCAN_CHUNK):
+        part = loose[i:i + SCAN_CHUNK]
+        files = [str(s) for s in part]
+        tid = "files:" + hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
+        tasks.append({"task": tid, "sources": part, "files": files,
+                      "label": f"{len(files)} file(s) without a series",
+                      "meta": {"n_files": len(files)}})
+    return tasks
+

@@ -1,0 +1,234 @@
+"""Batch convert/anonymize on Dask distributed: a 2-worker LocalCluster (processes) against
+the single-process result, a worker killed mid-job, an interrupted job resumed."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from napari_dicomtools.core.batch import (
+    MANIFEST,
+    ConvertOptions,
+    expand_inputs,
+    read_manifest,
+    run_batch,
+)
+from napari_dicomtools.core.errors import DicomToolsError
+from napari_dicomtools.core.synthetic import make_archive
+
+KEY = "batch-test-secret"
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return make_archive(tmp_path_factory.mktemp("arch") / "archive")
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=40)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def reference(archive, tmp_path_factory):
+    """The single-process (``workers=0``) conversion of the archive."""
+    out = tmp_path_factory.mktemp("ref") / "nifti"
+    summary = run_batch("convert", [archive.root], out, workers=0)
+    return out, summary
+
+
+def tree(root, skip=(MANIFEST, "dicomtools-job.json")) -> dict:
+    """{relative path: content} of every file under ``root`` (.nii.gz decompressed: the
+    gzip header carries a time stamp)."""
+    out = {}
+    for dp, _dns, fns in os.walk(root):
+        for fn in fns:
+            if fn in skip:
+                continue
+            p = os.path.join(dp, fn)
+            with (gzip.open if fn.endswith(".gz") else open)(p, "rb") as f:
+                out[os.path.relpath(p, root)] = f.read()
+    return out
+
+
+def test_archive_has_the_promised_content(archive):
+    from napari_dicomtools.core.scan import scan
+
+    assert len(archive.series) == 18 and len(archive.bad_series) == 1
+    series = scan(archive.root)
+    assert sorted({s.uid for s in series}) == sorted(archive.series)
+    reasons = {k.path: k.reason for k in series.skipped}
+    for f in archive.corrupt:
+        assert "not a DICOM file" in reasons[f]
+    for f in archive.duplicates:
+        assert reasons[f].startswith("duplicate of")
+
+
+def test_list_file_inputs(tmp_path, archive):
+    lst = tmp_path / "inputs.txt"
+    lst.write_text(f"# two patients\n{archive.root}/P000\n\n{archive.root}/P001\n")
+    assert expand_inputs([lst, f"{archive.root}/P000"]) == [f"{archive.root}/P000",
+                                                            f"{archive.root}/P001"]
+    (tmp_path / "P000").mkdir()  # relative lines are taken from the list's folder
+    lst.write_text("P000\nnope\n")
+    with pytest.raises(DicomToolsError, match=r"line 2: nope: no such file"):
+        expand_inputs([f"@{lst}"])
+
+
+def test_single_process_convert_is_correct(reference, archive):
+    import nibabel as nib
+
+    from napari_dicomtools.core.volume import read_volume
+
+    out, summary = reference
+    assert (summary.total, summary.succeeded, summary.failed) == (18, 17, 1)
+    (label, reason), = summary.failures
+    bad = archive.series[archive.bad_series[0]]
+    assert "pixel data cannot be decoded" in reason and any(f in reason for f in bad)
+    rows = {r["series_uid"]: r for r in read_manifest(out)}
+    assert rows[archive.bad_series[0]]["status"] == "failed"
+    assert all(len(r["outputs"]) == 1 for u, r in rows.items() if u != archive.bad_series[0])
+    # one output checked against the values the generator wrote (HU, geometric order)
+    row = next(r for r in rows.values() if r["outputs"] and "PAT00001" in r["outputs"][0]
+               and r["outputs"][0].endswith("1_MR_axial_1.nii.gz"))
+    img = nib.load(row["outputs"][0])
+    vol = read_volume(archive.series[row["series_uid"]][0].rsplit("/", 1)[0])
+    assert img.shape == (16, 16, 6)
+    np.testing.assert_array_equal(np.asarray(img.dataobj).T, vol.array)
+    np.testing.assert_allclose(img.affine, vol.affine_ras, atol=1e-4)
+    assert len(row["sources"]) == 6 and all(s[1] > 0 for s in row["sources"])
+
+
+def test_two_workers_convert_equals_single_process(client, archive, reference, tmp_path):
+    ref_out, _ = reference
+    out = tmp_path / "nifti"
+    summary = run_batch("convert", [archive.root], out, client=client)
+    assert (summary.succeeded, summary.failed, summary.skipped) == (17, 1, 0)
+    got, want = tree(out), tree(ref_out)
+    assert len(want) == 17 and got == want
+    workers = {r["worker"] for r in read_manifest(out)}
+    assert workers <= {f"{os.uname().nodename}:{p}" for p in client.run(os.getpid).values()}
+
+
+def test_two_workers_anonymize_equals_single_process(client, archive, tmp_path):
+    from napari_dicomtools.core.anonymize import anonymize_files
+
+    rep = anonymize_files(archive.root, tmp_path / "single", key=KEY, workers=1)
+    summary = run_batch("anonymize", [archive.root], tmp_path / "dask", key=KEY,
+                        client=client)
+    got, want = tree(tmp_path / "dask"), tree(tmp_path / "single")
+    assert len(want) == len(rep.written) == 108 and got == want
+    assert summary.outputs == 108 and summary.succeeded == 18
+    assert all(b"Archive^Patient" not in v for v in got.values())
+
+
+def test_killed_worker_job_completes_exactly_once(client, archive, reference, tmp_path):
+    out = tmp_path / "nifti"
+    pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    killed = []
+
+    def progress(phase, done, total):
+        if phase == "convert" and not killed:
+            os.kill(victim, signal.SIGKILL)  # mid-job: 17 series still to do
+            killed.append(done)
+
+    summary = run_batch("convert", [archive.root], out, client=client, progress=progress)
+    assert killed == [1]
+    assert (summary.succeeded, summary.failed) == (17, 1)
+    rows = read_manifest(out)
+    with open(out / MANIFEST) as f:
+        assert len(f.read().splitlines()) == 1 + 18  # one row per series, none twice
+    assert victim not in {int(r["worker"].rsplit(":", 1)[1]) for r in rows if r["worker"]} \
+        or len(rows) == 18
+    assert tree(out) == tree(reference[0])  # nothing missing, no partial file left
+
+
+def test_interrupted_job_resumes_where_it_stopped(client, archive, tmp_path):
+    out = tmp_path / "anon"
+
+    def interrupt(phase, done, total):
+        if phase == "anonymize" and done == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch("anonymize", [archive.root], out, key=KEY, client=client,
+                  progress=interrupt)
+    first = read_manifest(out)
+    assert len(first) == 6
+    finished = sum(r["status"] == "done" for r in first)
+    seen = []
+    summary = run_batch("anonymize", [archive.root], out, key=KEY, client=client,
+                        progress=lambda p, d, t: seen.append((p, t)))
+    assert summary.skipped == finished
+    assert summary.succeeded + summary.failed == 19 - finished
+    assert seen[-1] == ("anonymize", 19 - finished)  # only the unfinished series ran
+    ref = tmp_path / "ref"
+    run_batch("anonymize", [archive.root], ref, key=KEY, workers=0)
+    assert tree(out) == tree(ref)
+
+
+def test_rerun_redoes_changed_series_and_checks_the_key(archive, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(f"{archive.root}/P002", src)
+    out = tmp_path / "anon"
+    first = run_batch("anonymize", [src], out, key=KEY, workers=0)
+    assert (first.succeeded, first.failed) == (6, 0)
+    touched = next(p for p in src.rglob("*.dcm"))
+    os.utime(touched, ns=(1, 1))
+    again = run_batch("anonymize", [src], out, key=KEY, workers=0)
+    assert (again.succeeded, again.skipped) == (1, 5)
+    with pytest.raises(DicomToolsError, match="another anonymization key"):
+        run_batch("anonymize", [src], out, key="other", workers=0)
+    with pytest.raises(DicomToolsError, match="holds a batch anonymize job, not convert"):
+        run_batch("convert", [src], out, workers=0)
+    fresh = run_batch("anonymize", [src], out, key="other", workers=0, force=True)
+    assert (fresh.succeeded, fresh.skipped) == (6, 0)
+
+
+def test_convert_refuses_existing_outputs_without_force(archive, reference, tmp_path):
+    ref_out, _ = reference
+    rel = next(iter(tree(ref_out)))
+    out = tmp_path / "nifti"
+    (out / os.path.dirname(rel)).mkdir(parents=True)
+    (out / rel).write_bytes(b"precious")
+    with pytest.raises(DicomToolsError, match="exists; not overwriting"):
+        run_batch("convert", [f"{archive.root}/P000", f"{archive.root}/P001"], out,
+                  workers=0, options=ConvertOptions())
+    assert (out / rel).read_bytes() == b"precious"
+    with pytest.raises(DicomToolsError, match="is not empty"):
+        run_batch("anonymize", [f"{archive.root}/P000"], out, key=KEY, workers=0)
+    assert (out / rel).read_bytes() == b"precious"
+
+
+def test_cli_batch_convert(archive, tmp_path, capsys):
+    from napari_dicomtools.cli import main
+
+    lst = tmp_path / "inputs.txt"
+    lst.write_text(f"{archive.root}/P000\n{archive.root}/P001\n")
+    out = tmp_path / "nifti"
+    rc = main(["convert", str(lst), f"{archive.root}/P002", str(out), "--workers", "0",
+               "--no-gzip"])
+    cap = capsys.readouterr()
+    assert rc == 3  # the undecodable series failed, alone
+    assert "17 succeeded, 1 failed, 0 skipped" in cap.out
+    assert "FAILED" in cap.err and "pixel data cannot be decoded" in cap.err
+    assert len(list(out.rglob("*.nii"))) == 17
+    rc = main(["convert", str(lst), f"{archive.root}/P002", str(out), "--workers", "0",
+               "--no-gzip"])
+    assert rc == 3 and "0 succeeded, 1 failed, 17 skipped" in capsys.readouterr().out
+    # one input and no batch option: the single-folder command as before
+    rc = main(["convert", f"{archive.root}/P002/S0/1_CT", str(tmp_path / "one.nii")])
+    assert rc == 0 and (tmp_path / "one.nii").exists()

@@ -105,6 +105,30 @@ class Orthanc:
             return ""
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even killed (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+_SHARED: list = []
+
+
+def shared() -> Orthanc:
+    """One Orthanc for the whole test session (started on first use, stopped at exit)."""
+    if not _SHARED or _SHARED[0].process.poll() is not None:
+        import atexit
+
+        _SHARED[:] = [start_orthanc()]
+        atexit.register(_SHARED[0].stop)
+    return _SHARED[0]
+
+
 def start_orthanc(folder: str | None = None, *, timeout: float = 60) -> Orthanc:
     """Start Orthanc on free 127.0.0.1 ports; return once ``/system`` answers."""
     why = available()
@@ -147,7 +171,7 @@ def start_orthanc(folder: str | None = None, *, timeout: float = 60) -> Orthanc:
         json.dump(config, f, indent=1)
     log = open(os.path.join(folder, "orthanc.log"), "wb")  # noqa: SIM115 (lives with the process)
     proc = subprocess.Popen([ORTHANC, "--no-jobs", cfg], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=folder, start_new_session=True)
+                            cwd=folder, preexec_fn=_die_with_parent)
     log.close()
     server = Orthanc(folder, http_port, dicom_port, move_port, proc, owned=owned)
     deadline = time.monotonic() + timeout

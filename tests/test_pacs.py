@@ -7,6 +7,7 @@ import stat
 import threading
 
 import numpy as np
+import orthanc_server
 import pydicom
 import pytest
 
@@ -14,17 +15,13 @@ from napari_dicomtools.core import pacs
 from napari_dicomtools.core.synthetic import phantom, write_series
 from napari_dicomtools.core.volume import read_volume
 
-import orthanc_server
-
 pytestmark = pytest.mark.skipif(orthanc_server.available() is not None,
                                 reason=str(orthanc_server.available()))
 
 
 @pytest.fixture(scope="session")
 def orthanc():
-    server = orthanc_server.start_orthanc()
-    yield server
-    server.stop()
+    return orthanc_server.shared()
 
 
 def web_profile(server, **kw):

@@ -394,8 +394,16 @@ class _Dimse:
 
     def _why(self, assoc) -> str:
         p = self.profile
-        if assoc.is_rejected:
-            prim = assoc.acceptor.primitive
+        prim = assoc.acceptor.primitive
+        if not assoc.is_rejected:
+            # pynetdicom races a server that rejects and hangs up at once: the socket reads
+            # closed before the rejection is taken from the queue, and the association looks
+            # like a failed connection; the rejection is still queued
+            queued = getattr(getattr(assoc, "dul", None), "to_user_queue", None)
+            for item in list(getattr(queued, "queue", ())):
+                if getattr(item, "result", None) in (0x01, 0x02):
+                    prim = item
+        if assoc.is_rejected or getattr(prim, "result", None) in (0x01, 0x02):
             reason = getattr(prim, "reason_str", "") or "no reason given"
             diag = getattr(prim, "diagnostic", None)
             if diag == 7 or "called" in reason.lower():
@@ -665,6 +673,25 @@ def _num(text) -> float:
         return float(text)
     except (TypeError, ValueError):
         return float("inf")
+
+
+def locate_series(profile: ServerProfile, series_uid: str,
+                  protocol: str | None = None) -> Hit:
+    """The series ``series_uid`` as the server describes it (its study UID, count...)."""
+    protocol = protocol or ("dicomweb" if profile.dicomweb_url else "dimse")
+    _need(profile, protocol)
+    series_uid = _check_uid(series_uid, "SeriesInstanceUID", profile.label)
+    if protocol == "dicomweb":
+        hits = _qido(profile, "series", {"SeriesInstanceUID": series_uid}, None)
+    else:
+        with _Dimse(profile, [(_STUDY_ROOT_FIND, None)]) as assoc:
+            rows = _cfind(assoc, profile, "series", {"SeriesInstanceUID": series_uid},
+                          _SERIES_KEYS + _STUDY_KEYS[:2])
+        hits = [_hit("series", d) for d in rows]
+    hits = [h for h in hits if h.series_uid == series_uid]
+    if not hits:
+        raise PacsError(profile.label, f"no series {series_uid} on the server")
+    return hits[0]
 
 
 def list_instances(profile: ServerProfile, study_uid: str, series_uid: str,

@@ -169,35 +169,36 @@ class ServerProfile:
         return cls(**d)
 
 
+def _user_folder(xdg: str, linux: str, mac: str, win_env: str, win: str) -> str:
+    """The platform's per-user folder for dicomtools (XDG on Linux)."""
+    if sys.platform == "win32":
+        base = os.environ.get(win_env) or os.path.expanduser(win)
+    elif sys.platform == "darwin":
+        base = os.path.expanduser(mac)
+    else:
+        base = os.environ.get(xdg) or os.path.expanduser(linux)
+    return os.path.join(base, "dicomtools")
+
+
 def config_path() -> str:
     """Where server profiles are stored: ``$DICOMTOOLS_PACS_CONFIG``, else the user's
     configuration folder (``~/.config/dicomtools/pacs.json`` on Linux, honouring
     ``XDG_CONFIG_HOME``; ``~/Library/Application Support/dicomtools`` on macOS;
     ``%APPDATA%\\dicomtools`` on Windows)."""
-    env = os.environ.get("DICOMTOOLS_PACS_CONFIG")
-    if env:
-        return env
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.expanduser("~\\AppData\\Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return os.path.join(base, "dicomtools", "pacs.json")
+    if os.environ.get("DICOMTOOLS_PACS_CONFIG"):
+        return os.environ["DICOMTOOLS_PACS_CONFIG"]
+    return os.path.join(_user_folder("XDG_CONFIG_HOME", "~/.config",
+                                     "~/Library/Application Support", "APPDATA",
+                                     "~\\AppData\\Roaming"), "pacs.json")
 
 
 def default_cache() -> str:
-    """The retrieve cache: ``$DICOMTOOLS_PACS_CACHE``, else the user's cache folder."""
-    env = os.environ.get("DICOMTOOLS_PACS_CACHE")
-    if env:
-        return env
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Caches")
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "dicomtools", "pacs")
+    """The retrieve cache: ``$DICOMTOOLS_PACS_CACHE``, else the user's cache folder
+    (``~/.cache/dicomtools/pacs`` on Linux, honouring ``XDG_CACHE_HOME``)."""
+    if os.environ.get("DICOMTOOLS_PACS_CACHE"):
+        return os.environ["DICOMTOOLS_PACS_CACHE"]
+    return os.path.join(_user_folder("XDG_CACHE_HOME", "~/.cache", "~/Library/Caches",
+                                     "LOCALAPPDATA", "~\\AppData\\Local"), "pacs")
 
 
 def load_profiles(path=None) -> dict[str, ServerProfile]:

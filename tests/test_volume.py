@@ -161,7 +161,10 @@ def _expected(ds, frame_index):
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         arr = arr[frame_index]
     if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
-        return apply_color_lut(arr, ds)
+        rgb = apply_color_lut(arr, ds)  # 16-bit LUT entries are read as 8-bit colours
+        if rgb.dtype.itemsize > 1:
+            rgb = np.round(rgb.astype(np.float64) * 255 / 65535)
+        return rgb
     if ds.get("SamplesPerPixel", 1) == 1:
         arr = apply_modality_lut(arr, ds)
         if "DoseGridScaling" in ds:

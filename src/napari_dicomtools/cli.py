@@ -85,6 +85,7 @@ def _series_dict(s) -> dict:
         "series_description": s.description,
         "split": s.split,
         "modality": s.modality,
+        "colour": s.colour or None,
         "shape": list(s.shape),
         "spacing_mm": [round(x, 6) for x in s.spacing],
         "orientation": s.orientation_label,
@@ -125,6 +126,13 @@ def cmd_info_table(args) -> int:
     return 0 if table else 1
 
 
+def _colour_text(s) -> str:
+    """How a colour series is stored and what ``convert`` makes of it."""
+    if s.colour == "PALETTE COLOR":
+        return "palette colour, converted through its lookup table to RGB"
+    return f"{s.colour}, written as RGB"
+
+
 def cmd_info(args) -> int:
     if not os.path.exists(os.fspath(args.path)):
         raise DicomToolsError(args.path, "no such file or folder")
@@ -148,7 +156,8 @@ def cmd_info(args) -> int:
             print(printable(f"  Study {s.study_date} {s.study_description}".rstrip()))
         sp = s.spacing
         dims = "x".join(str(x) for x in s.shape)
-        print(printable(f"    {s.name}: {s.modality} {dims} voxels, {sp[2]:.4g} x "
+        colour = f", colour ({_colour_text(s)})" if s.colour else ""
+        print(printable(f"    {s.name}: {s.modality} {dims} voxels{colour}, {sp[2]:.4g} x "
                         f"{sp[1]:.4g} x {sp[0]:.4g} mm, {s.orientation_label}, "
                         f"{len(s.files)} file(s)"))
         for p in s.problems:
@@ -200,9 +209,8 @@ def cmd_convert(args) -> int:
     series = _progress_scan(src, args.quiet, args.split_nonuniform)
     for k in series.skipped:
         print(printable(f"skipped {k.path}: {k.reason}"), file=sys.stderr)
-    series = [s for s in series if not s.is_rgb]
     if not series:
-        raise DicomToolsError(src, "no convertible (grayscale) DICOM image series")
+        raise DicomToolsError(src, "no convertible DICOM image series")
     single = out.endswith((".nii", ".nii.gz"))
     if single and len(series) > 1:
         raise DicomToolsError(out, f"is one file but {src} holds {len(series)} volumes; "

@@ -1096,6 +1096,12 @@ class Series:
         return self.first.samples == 3 or self.first.photometric == "PALETTE COLOR"
 
     @property
+    def colour(self) -> str:
+        """The colour model of a colour series (``"RGB"``, ``"YBR_FULL_422"``, ``"PALETTE
+        COLOR"``...), ``""`` for grayscale."""
+        return self.first.photometric if self.is_rgb else ""
+
+    @property
     def shape(self) -> tuple:
         s = (self.n_slices, self.rows, self.columns)
         return ((self.n_time,) + s) if self.n_time > 1 else s

@@ -148,6 +148,8 @@ class _Plan:
         inst = fr.instance
         if self.rgb:
             arr = _decode_pydicom(fr)
+            if self.palette and arr.dtype.itemsize > 1:
+                arr = _palette_to_8bit(arr)
             out[...] = arr.reshape(self.frame_shape)
             return out
         if inst.mosaic is not None:
@@ -186,6 +188,12 @@ class _Plan:
         r0 = (fr.index // per_row) * inst.rows
         c0 = (fr.index % per_row) * inst.columns
         return plane[r0:r0 + inst.rows, c0:c0 + inst.columns]
+
+
+def _palette_to_8bit(rgb: np.ndarray) -> np.ndarray:
+    """Colours from a 16-bit palette LUT as 8-bit RGB (rounded: 65535 -> 255), the depth of
+    a screen, PNG and NIfTI RGB24."""
+    return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def _mosaic_plane(inst: Instance) -> np.ndarray:
@@ -328,9 +336,8 @@ def _plan(series: Series, philips_precise: bool = False) -> _Plan:
     palette = inst0.photometric == "PALETTE COLOR"
     shape = (inst0.rows, inst0.columns) + ((3,) if rgb else ())
     if rgb:
-        if palette:
-            # palette LUT entries may be 16 bit even for 8-bit indices
-            dtype = np.dtype(np.uint16)
+        if palette:  # applied LUT colours, 16-bit entries scaled to 8 bits
+            dtype = np.dtype(np.uint8)
         else:
             dtype = np.dtype({8: np.uint8, 16: np.uint16}.get(inst0.bits_allocated, np.uint32))
         return _Plan(frames, dtype, shape, 0, float(np.iinfo(dtype).max), False, True, palette)

@@ -255,10 +255,11 @@ class Frame:
     temporal: tuple = ()  # ordering keys within one position (4D)
     acquisition: int | None = None
     philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
-    echo: int | None = None  # enhanced MR: echo rank from the per-frame EffectiveEchoTime
+    echo: int | None = None  # enhanced MR: Siemens ICE echo, else the rank of echo_time
     component: str | None = None  # enhanced: per-frame ComplexImageComponent (ph/real/...)
     bvalue: float | None = None  # DiffusionBValue (0018,9087)
     bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
+    echo_time: float | None = None  # enhanced MR: per-frame EffectiveEchoTime (0018,9082)
 
 
 @dataclass
@@ -577,12 +578,10 @@ def _frames_geometry(inst: Instance, ds) -> list[Frame]:
             te = _f(_fg_value(pf, shared, "MREchoSequence", "EffectiveEchoTime"))
             cic = _text(_fg_value(pf, shared, "MRImageFrameTypeSequence",
                                   "ComplexImageComponent")).upper()
-            frames[-1].echo = te  # turned into a rank below
+            frames[-1].echo_time = te  # ranked over the whole series in group_series
+            frames[-1].echo = _siemens_ice_echo(pf)
             frames[-1].component = {"PHASE": "ph", "REAL": "real",
                                     "IMAGINARY": "imaginary"}.get(cic, "")
-        tes = sorted({f.echo for f in frames if f.echo is not None})
-        for f in frames:
-            f.echo = (tes.index(f.echo) + 1) if f.echo is not None and len(tes) > 1 else None
         return frames
 
     if n == 1:
@@ -615,6 +614,42 @@ def _frames_geometry(inst: Instance, ds) -> list[Frame]:
                             tuple(ps) if ps else None, slope, intercept, window,
                             (0, 0.0, "", 0, k), acq))
     return frames
+
+
+def _siemens_ice_echo(per_frame) -> int | None:
+    """Echo number of a Siemens XA enhanced frame: the second field of its ICE dimensions
+    (0021,1106) ``X_2_1_...`` in the per-frame (0021,11FE) item, as dcm2niix reads it."""
+    if per_frame is None or 0x002111FE not in per_frame:
+        return None
+    try:
+        item = per_frame[0x002111FE].value[0]
+        creator = item.get(0x00210011)
+        if creator is None or "SIEMENS MR SDI" not in str(creator.value).upper():
+            return None
+        ice = item.get(0x00211106)
+        fields = str(ice.value if ice is not None else "").split("_")
+        echo = int(fields[1]) if len(fields) > 1 else None
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+    return echo if echo and echo > 0 else None
+
+
+def _rank_echoes(instances) -> None:
+    """Echo numbers of enhanced frames that only carry an echo time: the rank of their
+    EffectiveEchoTime among all the echo times of their series, across files (Siemens XA
+    writes one enhanced file per echo), left None when the series has a single one."""
+    times: dict = defaultdict(set)
+    for inst in instances:
+        for fr in inst.frames:
+            if fr.echo is None and fr.echo_time is not None:
+                times[inst.series_uid].add(round(fr.echo_time, 4))
+    for inst in instances:
+        tes = sorted(times.get(inst.series_uid, ()))
+        if len(tes) < 2:
+            continue
+        for fr in inst.frames:
+            if fr.echo is None and fr.echo_time is not None:
+                fr.echo = tes.index(round(fr.echo_time, 4)) + 1
 
 
 @contextmanager
@@ -1378,6 +1413,8 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
     A group whose geometry cannot be ordered is left out; its files are appended to
     ``skipped`` (when given) with the reason, and the other groups are still built.
     """
+    instances = list(instances)
+    _rank_echoes(instances)
     by_uid: dict[str, dict[tuple, list[Frame]]] = defaultdict(lambda: defaultdict(list))
     for inst in instances:
         for fr in inst.frames:

@@ -10,10 +10,19 @@ a slice of axis 2 or 1), the plane found from the vertices or given as ``axis``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["plane_of", "roi_stats", "shape_mask", "shapes_to_labels"]
+
+#: one shape: its vertices in the image's data coordinates and napari's shape type
+Shape = tuple[ArrayLike, str]
 
 
-def plane_of(vertices, axis: int | None = None) -> int:
+def plane_of(vertices: ArrayLike, axis: int | None = None) -> int:
     """The array axis a 3D shape's vertices are constant along (its slice axis).
 
     ``axis`` is preferred when the vertices are constant along it (a rectangle drawn in the
@@ -27,8 +36,8 @@ def plane_of(vertices, axis: int | None = None) -> int:
     raise ValueError("a 3D shape must lie in one plane (draw it on a slice in 2D view)")
 
 
-def shape_mask(vertices, shape, kind: str = "polygon", *,
-               axis: int | None = None) -> tuple[int | None, np.ndarray]:
+def shape_mask(vertices: ArrayLike, shape: Sequence[int], kind: str = "polygon", *,
+               axis: int | None = None) -> tuple[int | None, NDArray[np.bool_]]:
     """``(slice index or None, 2D boolean mask)`` of one shape on an image of ``shape``.
 
     ``kind``: ``rectangle``, ``polygon`` or ``ellipse`` (napari's shape types); paths and
@@ -48,7 +57,7 @@ def shape_mask(vertices, shape, kind: str = "polygon", *,
         keep = [a for a in range(3) if a != ax]
         rc, plane = v[:, keep], tuple(shape[a] for a in keep)
     elif nd == 2:
-        k, rc, plane = None, v[:, -2:], shape
+        k, rc, plane = None, v[:, -2:], tuple(shape)
     else:
         raise ValueError(f"annotations need a 2D or 3D image, got {nd}D")
     mask = np.zeros(plane, bool)
@@ -65,7 +74,8 @@ def shape_mask(vertices, shape, kind: str = "polygon", *,
     return k, mask
 
 
-def shapes_to_labels(shapes, shape, *, axis: int | None = None) -> np.ndarray:
+def shapes_to_labels(shapes: Iterable[Shape], shape: Sequence[int], *,
+                     axis: int | None = None) -> NDArray[np.int32]:
     """A label image: shape ``i`` (from 1) painted on its slice, later shapes on top.
 
     ``shapes``: iterable of ``(vertices_in_data_coordinates, kind)``; ``axis`` the preferred
@@ -78,14 +88,15 @@ def shapes_to_labels(shapes, shape, *, axis: int | None = None) -> np.ndarray:
             out[m] = i
         else:
             ax = plane_of(verts, axis)
-            idx = [slice(None)] * 3
+            idx: list[slice | int] = [slice(None)] * 3
             idx[ax] = k
             out[tuple(idx)][m] = i
     return out
 
 
-def roi_stats(image, shapes, spacing=None, *, affine=None, axis: int | None = None
-              ) -> list[dict]:
+def roi_stats(image: ArrayLike, shapes: Iterable[Shape], spacing: ArrayLike | None = None, *,
+              affine: ArrayLike | None = None, axis: int | None = None
+              ) -> list[dict[str, Any]]:
     """Per shape: plane axis and slice, pixels, area in mm^2, mean/min/max/std inside (HU).
 
     ``spacing`` gives the pixel size of an axis-aligned grid; ``affine`` (4x4, data index ->
@@ -94,7 +105,7 @@ def roi_stats(image, shapes, spacing=None, *, affine=None, axis: int | None = No
     """
     img = np.asarray(image)
     sp = np.ones(img.ndim) if spacing is None else np.asarray(spacing, float)[-img.ndim:]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, (verts, kind) in enumerate(shapes, start=1):
         k, m = shape_mask(verts, img.shape, kind, axis=axis)
         ax = None if k is None else plane_of(verts, axis)
@@ -106,7 +117,7 @@ def roi_stats(image, shapes, spacing=None, *, affine=None, axis: int | None = No
             pix = float(np.linalg.norm(np.cross(a[:, keep[0]], a[:, keep[1]])))
         else:
             pix = float(sp[keep[-2]] * sp[keep[-1]])
-        row = {"shape": i, "type": kind, "axis": ax, "slice": k, "pixels": int(m.sum()),
+        row: dict[str, Any] = {"shape": i, "type": kind, "axis": ax, "slice": k, "pixels": int(m.sum()),
                "area_mm2": float(m.sum() * pix)}
         if vals.size:
             row.update(mean=float(vals.mean()), min=float(vals.min()), max=float(vals.max()),

@@ -8,8 +8,15 @@ a sample can be regenerated exactly; geometric transforms act on image and label
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["AugmentConfig", "apply", "augment", "config_dict", "draw_params"]
+
+#: one sample's parameters: plain numbers, JSON-serializable
+Params = dict[str, Any]
 
 
 @dataclass
@@ -21,14 +28,14 @@ class AugmentConfig:
     max_angle_deg: float = 10.0  # small rotations, uniform in [-a, a]
     brightness: float = 0.1  # shift, as a fraction of the intensity range
     contrast: float = 0.1  # scale around the mean, 1 +/- c
-    gamma: tuple = (0.8, 1.25)  # on the range-normalized image
+    gamma: tuple[float, float] = (0.8, 1.25)  # on the range-normalized image
     noise_sigma: float = 0.0  # Gaussian noise, in image units (HU)
-    crop_shape: tuple | None = None  # random crop of this in-plane size
+    crop_shape: tuple[int, int] | None = None  # random crop of this in-plane size
 
 
-def draw_params(rng: np.random.Generator, shape, cfg: AugmentConfig) -> dict:
+def draw_params(rng: np.random.Generator, shape: tuple[int, ...], cfg: AugmentConfig) -> Params:
     """One sample's parameters (plain numbers: JSON-serializable)."""
-    p = {
+    p: Params = {
         "flip_rows": bool(cfg.flip and rng.random() < 0.5),
         "flip_cols": bool(cfg.flip and rng.random() < 0.5),
         # quarter turns keep the shape only for square planes: half turns otherwise
@@ -53,7 +60,8 @@ def draw_params(rng: np.random.Generator, shape, cfg: AugmentConfig) -> dict:
     return p
 
 
-def apply(image, labels, params: dict):
+def apply(image: ArrayLike, labels: ArrayLike | None,
+          params: Params) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
     """Apply one sample's ``params`` to ``image`` (and ``labels``); returns both."""
     from scipy import ndimage
 
@@ -64,7 +72,7 @@ def apply(image, labels, params: dict):
     lo, hi = float(img.min()), float(img.max())
     out = img.astype(np.float32)
 
-    def geo(a, order, cval):
+    def geo(a: NDArray[Any], order: int, cval: float) -> NDArray[Any]:
         if params["flip_rows"]:
             a = a[..., ::-1, :]
         if params["flip_cols"]:
@@ -95,8 +103,9 @@ def apply(image, labels, params: dict):
     return out.astype(np.float32), lab
 
 
-def augment(image, labels=None, *, n: int = 1, seed: int = 0,
-            config: AugmentConfig | None = None) -> list[tuple]:
+def augment(image: ArrayLike, labels: ArrayLike | None = None, *, n: int = 1, seed: int = 0,
+            config: AugmentConfig | None = None,
+            ) -> list[tuple[NDArray[np.float32], NDArray[Any] | None, Params]]:
     """``n`` augmented samples ``(image, labels, params)``: the same seed gives the same
     samples, and ``apply(image, labels, params)`` regenerates any one of them."""
     cfg = config or AugmentConfig()
@@ -109,5 +118,6 @@ def augment(image, labels=None, *, n: int = 1, seed: int = 0,
     return out
 
 
-def config_dict(cfg: AugmentConfig) -> dict:
+def config_dict(cfg: AugmentConfig) -> dict[str, Any]:
+    """The configuration as a plain dict (for a dataset's JSON record)."""
     return asdict(cfg)

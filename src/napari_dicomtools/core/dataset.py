@@ -13,25 +13,41 @@ import csv
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .errors import DicomToolsError
 
+if TYPE_CHECKING:
+    from .volume import Volume
 
-def case_from_volume(volume, labels=None, name: str | None = None) -> dict:
+__all__ = ["case_from_volume", "export_2d", "export_nnunet", "split_by_patient"]
+
+#: one case: see the module's docstring for its keys
+Case = dict[str, Any]
+
+
+def case_from_volume(volume: Volume, labels: ArrayLike | None = None,
+                     name: str | None = None) -> Case:
     """A case from a :class:`Volume` (and an optional label array on its grid)."""
-    if labels is not None and np.shape(labels) != tuple(volume.array.shape):
+    array: Any = volume.array  # numpy or dask
+    shape = tuple(array.shape)
+    if labels is not None and np.shape(labels) != shape:
         raise ValueError(f"labels {np.shape(labels)} not on the volume's grid "
-                         f"{tuple(volume.array.shape)}")
-    return {"image": np.asarray(volume.array), "affine_ras": volume.affine_ras,
+                         f"{shape}")
+    return {"image": np.asarray(array), "affine_ras": volume.affine_ras,
             "labels": None if labels is None else np.asarray(labels),
             "patient": volume.metadata.get("patient_id") or "unknown",
             "name": name or volume.metadata.get("name", "case"),
             "window": volume.window}
 
 
-def split_by_patient(patients, val_fraction: float = 0.2, seed: int = 0) -> dict:
+def split_by_patient(patients: Iterable[str], val_fraction: float = 0.2,
+                     seed: int = 0) -> dict[str, str]:
     """``{patient: "train" | "val"}``, deterministic for a seed; at least one patient on each
     side when there are two or more. Every case of a patient lands on the same side."""
     uniq = sorted(set(patients))
@@ -48,14 +64,15 @@ def split_by_patient(patients, val_fraction: float = 0.2, seed: int = 0) -> dict
     return {p: ("val" if p in val else "train") for p in uniq}
 
 
-def _case_id(case: dict, index: int) -> str:
+def _case_id(case: Case, index: int) -> str:
     """Case identifier without PHI: a counter and a short hash of patient + name."""
     h = hashlib.sha256(f"{case['patient']}\0{case['name']}".encode()).hexdigest()[:8]
     return f"case_{index:04d}_{h}"
 
 
-def export_nnunet(cases, out_root, *, dataset_id: int = 1, name: str = "DicomTools",
-                  channel: str = "CT", label_names: dict | None = None,
+def export_nnunet(cases: Iterable[Case], out_root: str | os.PathLike[str], *,
+                  dataset_id: int = 1, name: str = "DicomTools",
+                  channel: str = "CT", label_names: Mapping[int, str] | None = None,
                   val_fraction: float = 0.2, seed: int = 0, overwrite: bool = False) -> str:
     """Write ``Dataset{id:03d}_{name}/`` with imagesTr, labelsTr, dataset.json and
     ``splits_final.json`` (one fold: train/val by patient, nnU-Net's format).
@@ -76,7 +93,9 @@ def export_nnunet(cases, out_root, *, dataset_id: int = 1, name: str = "DicomToo
     if not cases:
         raise DicomToolsError(folder, "no cases to export")
     split = split_by_patient([c["patient"] for c in cases], val_fraction, seed)
-    train, val, n_tr, max_label = [], [], 0, 0
+    train: list[str] = []
+    val: list[str] = []
+    n_tr = max_label = 0
     for i, case in enumerate(cases):
         cid = _case_id(case, i)
         labeled = case.get("labels") is not None
@@ -107,7 +126,7 @@ def export_nnunet(cases, out_root, *, dataset_id: int = 1, name: str = "DicomToo
     return folder
 
 
-def _write_json(path, obj, overwrite):
+def _write_json(path: str, obj: object, overwrite: bool) -> None:
     from .export import atomic_output
 
     with atomic_output(path, overwrite) as tmp:
@@ -115,7 +134,8 @@ def _write_json(path, obj, overwrite):
             json.dump(obj, f, indent=2)
 
 
-def export_2d(cases, out_dir, *, axis: str = "axial", window=None, preset: str | None = None,
+def export_2d(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, axis: str = "axial",
+              window: tuple[float, float] | None = None, preset: str | None = None,
               val_fraction: float = 0.2, seed: int = 0, only_labeled_slices: bool = False,
               overwrite: bool = False) -> str:
     """PNG slices (windowed, square pixels) and label PNGs, with ``manifest.csv``:
@@ -133,7 +153,7 @@ def export_2d(cases, out_dir, *, axis: str = "axial", window=None, preset: str |
         raise ValueError("2D export is axial (slice-wise) for now; reformat first")
     cases = list(cases)
     split = split_by_patient([c["patient"] for c in cases], val_fraction, seed)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases):
         cid = _case_id(case, i)
         img = np.asarray(case["image"])
@@ -167,7 +187,8 @@ def export_2d(cases, out_dir, *, axis: str = "axial", window=None, preset: str |
     return manifest
 
 
-def _save_png(Image, path, arr, overwrite):  # noqa: N803 - PIL module passed in
+def _save_png(Image: ModuleType, path: str, arr: NDArray[Any],  # noqa: N803 - PIL module
+              overwrite: bool) -> None:
     from .export import atomic_output
 
     with atomic_output(path, overwrite) as tmp:  # creates the folder

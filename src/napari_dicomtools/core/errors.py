@@ -8,6 +8,11 @@ the command line names the file without further formatting.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["DicomToolsError", "GeometryError", "NoImageError", "NoSeriesError", "NotDicomError",
+           "UnreadableDicomError"]
 
 
 class DicomToolsError(Exception):
@@ -21,7 +26,7 @@ class DicomToolsError(Exception):
         What is wrong, in words a user can act on.
     """
 
-    def __init__(self, path: str | os.PathLike | None, reason: str):
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
         self.path = None if path is None else os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
@@ -42,7 +47,8 @@ class NoImageError(DicomToolsError):
 class NoSeriesError(DicomToolsError):
     """A path held no loadable image series; ``skipped`` lists every file and why."""
 
-    def __init__(self, path, reason, skipped=()):
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str,
+                 skipped: Iterable[Any] = ()) -> None:
         self.skipped = list(skipped)
         super().__init__(path, reason)
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import csv
 import os
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["measure", "write_measurements_csv"]
 
 
-def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
-            objects: list | None = None, affine=None) -> list[dict]:
+def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLike | None = None,
+            origin: ArrayLike | None = None, direction: ArrayLike | None = None, *,
+            objects: list[tuple[slice, ...] | None] | None = None,
+            affine: ArrayLike | None = None) -> list[dict[str, Any]]:
     """One row per label.
 
     Parameters
@@ -55,9 +61,10 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
     slices = objects if objects is not None else ndimage.find_objects(lab)  # no sorting
     ids = [i + 1 for i, sl in enumerate(slices) if sl is not None]
     img = None if image is None else np.asarray(image)
-    per = {}
+    per: dict[int, dict[str, Any]] = {}
     for i in ids:
         sl = slices[int(i) - 1]
+        assert sl is not None  # ids holds only labels present
         mask = lab[sl] == i
         n = int(mask.sum())
         # centroid from the mask's projections on each axis: no index arrays
@@ -66,7 +73,7 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
             other = tuple(k for k in range(nd) if k != ax)
             prof = mask.sum(axis=other)
             c.append(float((prof * (np.arange(len(prof)) + sl[ax].start)).sum() / n))
-        entry = {"n": n, "c": np.asarray(c), "sl": sl}
+        entry: dict[str, Any] = {"n": n, "c": np.asarray(c), "sl": sl}
         if img is not None:
             vals = img[sl][mask].astype(np.float64)
             entry.update(mean=vals.mean(), min=vals.min(), max=vals.max(), std=vals.std())
@@ -78,7 +85,7 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
             raise ValueError(f"affine needs 3D labels, got {nd}D")
         aff = np.asarray(affine, float)
         voxel = float(abs(np.linalg.det(aff[:3, :3])))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in ids:
         e = per[int(i)]
         sl = e["sl"]
@@ -86,7 +93,7 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
         hi = np.array([x.stop for x in sl], float)
         c = e["c"]
         count = e["n"]
-        row = {"label": int(i), "voxels": count}
+        row: dict[str, Any] = {"label": int(i), "voxels": count}
         if nd == 3:
             row["volume_mm3"] = float(count * voxel)
             row["volume_ml"] = float(count * voxel / 1000.0)
@@ -117,7 +124,8 @@ def measure(labels, image=None, spacing=None, origin=None, direction=None, *,
     return rows
 
 
-def write_measurements_csv(rows: list[dict], path, *, overwrite: bool = False) -> str:
+def write_measurements_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str], *,
+                           overwrite: bool = False) -> str:
     """Measurements as CSV (tuples as ``a;b;c``), refusing to overwrite."""
     from .export import atomic_output
 

@@ -358,3 +358,166 @@ def test_4d_sagittal_series_opens_sagittally_with_time_slider(make_napari_viewer
     assert tuple(str(v) for v in camera_of(viewer).orientation2d) == ("up", "right")
     status = layer.get_status(layer.data_to_world((2, 3, 4, 5)), world=True)
     assert "LPS (" in (status["coordinates"] if isinstance(status, dict) else status)
+
+
+# ------------------------------------------------------------------ linked orthogonal views
+
+
+def _white_centroid(shot):
+    """(x, y) canvas pixel of the white marker (the largest white blob, not the scale bar's
+    text) in a canvas grab (RGBA array)."""
+    from scipy import ndimage
+
+    white = np.all(shot[..., :3].astype(int) > 235, axis=-1)
+    blobs, n = ndimage.label(white)
+    assert n > 0, "marker not visible"
+    sizes = ndimage.sum(white, blobs, range(1, n + 1))
+    assert sizes.max() > 50, "marker not visible"
+    y, x = np.argwhere(blobs == 1 + int(np.argmax(sizes))).mean(axis=0)
+    return x, y
+
+
+def _click(canvas, x, y):
+    from qtpy.QtCore import QEvent, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtWidgets import QApplication
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    for kind, buttons in ((QEvent.Type.MouseButtonPress, left),
+                          (QEvent.Type.MouseButtonRelease, none)):
+        ev = QMouseEvent(kind, QPointF(x, y), left, buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(canvas, ev)
+        QApplication.processEvents()
+
+
+def test_orthogonal_views_are_radiological_and_linked_by_clicks_and_sliders(
+        make_napari_viewer, tmp_path):
+    """The View tab's toggle shows coronal and sagittal beside the axial canvas, each
+    upright and radiological with its letters; clicking the marker in one view brings the
+    others to the marker's slices; a side view's slider moves the shared point."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_dicomtools._ortho import PLANE_COLOURS, orthogonal_views
+    from napari_dicomtools._panel import make_panel
+
+    marker_series(tmp_path / "ax", "axial")
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    layer = _open(viewer, tmp_path / "ax")
+    panel = make_panel(viewer)
+    viewer.window.add_dock_widget(panel, name="DICOM Tools", area="right")
+    panel.tools["geometry"].ortho.value = True  # the user ticks "Orthogonal views"
+    for _ in range(3):
+        QApplication.processEvents()
+    ortho = orthogonal_views(viewer)
+    assert ortho is not None and ortho.planes == ("coronal", "sagittal")
+    assert [t.text() for t in ortho.titles] == ["Coronal", "Sagittal"]
+    cor, sag = ortho.models
+    assert [lay.data is layer.data for lay in cor.layers] == [True]  # shared, not copied
+    assert cor.dims.order == (1, 0, 2) and sag.dims.order == (2, 0, 1)
+    assert ortho.letters[0].text() == {"top": "S", "bottom": "I", "left": "R", "right": "L"}
+    assert ortho.letters[1].text() == {"top": "S", "bottom": "I", "left": "A", "right": "P"}
+
+    # start away from the marker: the centre of the volume
+    viewer.dims.set_point(range(3), tuple(CENTER[::-1]))
+    QApplication.processEvents()
+    assert np.allclose(cor.dims.point, viewer.dims.point)
+    marker_world = MARKER[::-1]  # world (z, y, x) = LPS reversed
+    assert abs(viewer.dims.point[0] - marker_world[0]) > 5
+
+    # the coronal view at the marker's y shows it superior and to the left (upper right)
+    sag.dims.set_point(1, marker_world[1])  # a side view moves the shared point too
+    QApplication.processEvents()
+    assert abs(viewer.dims.point[1] - marker_world[1]) <= SPACING[1] / 2 + 1e-6
+    cor_qv = ortho.qt_viewers[0]
+    shot = cor_qv.screenshot(flash=False)
+    x, y = _white_centroid(shot)
+    assert x > shot.shape[1] / 2 and y < shot.shape[0] / 2
+    # a click on the marker in the coronal view moves the axial slice and the sagittal one
+    _click(cor_qv.canvas.native, x * cor_qv.canvas.native.width() / shot.shape[1],
+           y * cor_qv.canvas.native.height() / shot.shape[0])
+    point = np.asarray(viewer.dims.point)
+    assert abs(point[0] - marker_world[0]) < RADIUS / 2  # axial slice through the marker
+    assert abs(point[2] - marker_world[2]) < RADIUS / 2  # sagittal slice too
+    assert np.allclose(sag.dims.point, point) and np.allclose(cor.dims.point, point)
+    QApplication.processEvents()
+    # the axial canvas now shows the marker, upper right (anterior, patient left)
+    assert _marker_on_screen(viewer) == QUADRANT["axial"]
+    # the sagittal view shows it upper left (superior, anterior), crossed by the axial line
+    sag_shot = ortho.qt_viewers[1].screenshot(flash=False)
+    sx, sy = _white_centroid(sag_shot)
+    assert sx < sag_shot.shape[1] / 2 and sy < sag_shot.shape[0] / 2
+    axial_line = ortho.crosshairs[2].positions["axial"]
+    assert np.allclose(axial_line[:, 1], point[0])  # horizontal, at the axial slice
+    red = np.all(np.abs(sag_shot[..., :3].astype(int)
+                        - [int(PLANE_COLOURS["axial"][i:i + 2], 16) for i in (1, 3, 5)])
+                 < 40, axis=-1)
+    assert red.sum() > sag_shot.shape[1] / 3  # the red axial line is drawn across the view
+
+    # a click on the marker in the main (axial) canvas moves the coronal and sagittal slices
+    viewer.dims.set_point([1, 2], tuple(CENTER[::-1][1:]))  # away from the marker again
+    QApplication.processEvents()
+    main = viewer.window._qt_viewer.canvas.native
+    full = viewer.screenshot(canvas_only=True, flash=False)
+    mx, my = _white_centroid(full)
+    before = np.asarray(viewer.dims.point)
+    _click(main, mx * main.width() / full.shape[1], my * main.height() / full.shape[0])
+    after = np.asarray(viewer.dims.point)
+    assert after[0] == before[0]  # the axial slice stays
+    assert np.all(np.abs(after[1:] - marker_world[1:]) < RADIUS / 2)
+    assert np.allclose(cor.dims.point, after) and np.allclose(sag.dims.point, after)
+
+    # switching the main canvas to coronal puts axial and sagittal beside it
+    from napari_dicomtools._viewer import set_plane
+
+    set_plane(viewer, "coronal", keep_cursor=False)
+    QApplication.processEvents()
+    assert ortho.planes == ("axial", "sagittal")
+    assert ortho.models[0].dims.order == (0, 1, 2)
+    assert ortho.letters[0].text() == {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+    set_plane(viewer, "axial", keep_cursor=False)
+
+    folder = os.environ.get("NAPARI_DICOMTOOLS_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        viewer.dims.set_point(range(3), tuple(marker_world))
+        QApplication.processEvents()
+        viewer.window._qt_window.grab().save(os.path.join(folder, "orthogonal_views.png"))
+
+    # unticking removes the views and the main canvas takes the room back
+    panel.tools["geometry"].ortho.value = False
+    QApplication.processEvents()
+    assert orthogonal_views(viewer) is None
+    assert viewer.window._qt_window.centralWidget().layout().count() == 1
+    assert len(viewer.mouse_drag_callbacks) == 0 or all(
+        "click" not in getattr(cb, "__name__", "") for cb in viewer.mouse_drag_callbacks)
+
+
+def test_orthogonal_views_follow_layers_and_refuse_2d(make_napari_viewer, tmp_path):
+    """Window changes, new labels and painting reach the side views; removing a layer
+    removes its copies; with no volume the toggle says what to do; closing the viewer
+    with the views open leaks nothing (napari's fixture checks its QtViewers)."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_dicomtools._ortho import show_orthogonal_views
+
+    viewer = make_napari_viewer(show=True)
+    with pytest.raises(ValueError, match="Open a 3D series"):
+        show_orthogonal_views(viewer)
+    marker_series(tmp_path / "ax", "axial")
+    layer = _open(viewer, tmp_path / "ax")
+    ortho = show_orthogonal_views(viewer)
+    QApplication.processEvents()
+    cor = ortho.models[0]
+    layer.contrast_limits = (-100.0, 100.0)
+    assert tuple(cor.layers[0].contrast_limits) == (-100.0, 100.0)
+    labels = viewer.add_labels(np.zeros(layer.data.shape, np.uint8), scale=layer.scale,
+                               translate=layer.translate, name="mask")
+    assert [lay.name for lay in cor.layers] == [layer.name, "mask"]
+    assert cor.layers["mask"].metadata.get("grid") == labels.metadata.get("grid")
+    labels.data[:, 10:20, 10:20] = 1
+    labels.events.data(value=labels.data)
+    assert cor.layers["mask"].data is labels.data
+    viewer.layers.remove(labels)
+    assert [lay.name for lay in cor.layers] == [layer.name]
+    assert show_orthogonal_views(viewer) is ortho  # idempotent

@@ -416,9 +416,9 @@ def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
 def make_geometry_widget(napari_viewer):
     """The *Planes & geometry* dock: plane buttons (axial, coronal, sagittal, acquisition),
     the active layer's geometry in words, and *Resample to patient axes* (in a worker)."""
-    from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+    from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
     from napari.qt.threading import thread_worker
-    from napari.utils.notifications import show_error, show_info
+    from napari.utils.notifications import show_error, show_info, show_warning
 
     viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
     install(viewer)
@@ -433,14 +433,29 @@ def make_geometry_widget(napari_viewer):
     voxel = FloatSpinBox(label="voxel size (mm, 0 = acquired)", value=0.0, min=0.0,
                          max=20.0, step=0.25)
     resample = PushButton(text="Resample to patient axes")
-    box = Container(widgets=[*buttons.values(), info, layer_box, voxel, resample])
+    ortho = CheckBox(text="Orthogonal views (linked axial, coronal, sagittal)", value=False)
+    box = Container(widgets=[*buttons.values(), ortho, info, layer_box, voxel, resample])
     box.buttons, box.info, box.layer_box, box.voxel, box.resample = (
         buttons, info, layer_box, voxel, resample)
+    box.ortho = ortho
     box.worker = None
 
     for plane, b in buttons.items():
         b.clicked.connect(lambda *_, p=plane: set_plane(viewer, p, keep_cursor=False)
                           if viewer.dims.ndim >= 3 else None)
+
+    @ortho.changed.connect
+    def _ortho(on: bool):
+        from ._ortho import orthogonal_views, show_orthogonal_views
+
+        try:
+            show_orthogonal_views(viewer, bool(on))
+        except ValueError as exc:
+            show_warning(str(exc))
+        shown = orthogonal_views(viewer) is not None
+        if ortho.value != shown:
+            with ortho.changed.blocked():
+                ortho.value = shown
 
     def describe(event=None):
         layer_box.reset_choices()

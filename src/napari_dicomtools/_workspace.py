@@ -187,14 +187,18 @@ def orientation_letters(viewer) -> dict | None:
 
 
 class OrientationLetters:
-    """Four labels at the canvas edges (Qt children of the canvas), kept up to date."""
+    """Four labels at the canvas edges (Qt children of the canvas), kept up to date.
 
-    def __init__(self, viewer):
+    ``viewer`` is a napari viewer or ``ViewerModel``; ``canvas`` its canvas widget (default:
+    the viewer window's)."""
+
+    def __init__(self, viewer, canvas=None):
         from qtpy.QtCore import Qt
         from qtpy.QtWidgets import QLabel
 
         self._viewer = weakref.ref(viewer)
-        canvas = viewer.window._qt_viewer.canvas.native
+        if canvas is None:
+            canvas = viewer.window._qt_viewer.canvas.native
         self.canvas = canvas
         self.labels = {}
         for side in ("top", "bottom", "left", "right"):

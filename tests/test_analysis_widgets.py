@@ -149,3 +149,88 @@ def test_segmentation_can_be_cancelled(ct, qtbot):
     qtbot.wait(200)
     assert seg.worker.abort_requested
     assert len(viewer.layers) == n  # nothing added
+
+
+# ------------------------------------------------ gantry-tilted (sheared) grids: true mm sizes
+
+
+@pytest.fixture
+def tilted(make_napari_viewer, tmp_path):
+    """An 18-degree gantry-tilted CT (a 6 mm marker sphere): the display's slice step is
+    the 2.10 mm between slice origins, the true slice spacing 2.0 mm."""
+    from test_viewer_geometry import marker_series
+
+    from napari_dicomtools._viewer import layer_grid
+
+    _, values = marker_series(tmp_path / "t18", "tilted18")
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(tmp_path / "t18"), plugin="napari-dicomtools")[0]
+    g = layer_grid(layer, viewer)
+    assert np.prod(layer.scale) / g.voxel_volume_mm3 > 1.04  # the display is 5 % off
+    return viewer, layer, g, values
+
+
+def test_tilted_min_size_uses_the_true_voxel_volume(tilted, qtbot):
+    viewer, image, g, values = tilted
+    marker_mm3 = (values == 1000).sum() * g.voxel_volume_mm3
+    seg = _dock(viewer, "Segmentation")
+    kept = []
+    for factor in (0.98, 1.02):  # just under / over the marker's true volume
+        n = len(viewer.layers)
+        seg(image=image, method="manual HU range", lower_hu=500.0, upper_hu=2000.0,
+            fill_holes=False, clear_border=False, min_size_mm3=factor * marker_mm3)
+        qtbot.waitUntil(lambda n=n: len(viewer.layers) == n + 1, timeout=30000)
+        kept.append(int((np.asarray(viewer.layers[-1].data) > 0).sum()))
+    assert kept == [(values == 1000).sum(), 0]
+
+
+def test_tilted_radii_and_margins_are_true_millimetres(tilted, qtbot):
+    from napari_dicomtools.core import segment
+
+    viewer, image, g, _ = tilted
+    m = g.linear
+    # the closing/opening ball: exactly the lattice offsets within r mm, on the sheared grid
+    se = segment.ball(3.0, m)
+    c = np.array(se.shape) // 2
+    wide = np.stack(np.meshgrid(*(np.arange(-6, 7),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    inside = {tuple(k) for k in wide if np.linalg.norm(m @ k) <= 3.0}
+    assert {tuple(k - c) for k in np.argwhere(se)} == inside
+    # crop to the marker's mask + 4.1 mm: the slice axis grows by ceil(4.1 / 2.0) = 3
+    # slices each side (the true 2.0 mm slice spacing; the display's 2.10 mm gives 2)
+    seg = _dock(viewer, "Segmentation")
+    seg(image=image, method="manual HU range", lower_hu=500.0, upper_hu=2000.0,
+        fill_holes=False, clear_border=False)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=30000)
+    mask = viewer.layers[-1]
+    nz = np.argwhere(np.asarray(mask.data) > 0)
+    extent = nz.max(axis=0) - nz.min(axis=0) + 1
+    _dock(viewer, "Crop")(image=image, roi=mask, margin_mm=4.1)
+    crop = viewer.layers[-1]
+    pad = (np.array(crop.data.shape) - extent) / 2
+    assert pad[0] == 3
+    planes = 1.0 / np.linalg.norm(np.linalg.inv(m), axis=1)  # true distance between planes
+    assert np.all(pad * planes >= 4.1) and np.all((pad - 1) * planes < 4.1)
+
+
+def test_tilted_per_slice_denoise_sigma_is_true_millimetres(tilted, qtbot):
+    """A point blurred slice by slice in the sagittal plane (where the tilt shears the
+    pixels) spreads as a sigma-mm Gaussian of the true geometry: its variance along each
+    in-plane axis is sigma² x the inverse Gram matrix of the plane's true step vectors."""
+    viewer, image, g, _ = tilted
+    impulse = np.zeros(image.data.shape, np.float32)
+    impulse[12, 24, 24] = 1000.0
+    point = viewer.add_image(impulse, scale=image.scale, translate=image.translate,
+                             metadata={"grid": image.metadata["grid"]}, name="point")
+    sigma = 2.0
+    n = len(viewer.layers)
+    _dock(viewer, "Denoise")(image=point, method="gaussian", sigma_mm=sigma, per_slice=True,
+                             slice_plane="sagittal")
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 1, timeout=30000)
+    out = np.asarray(viewer.layers[-1].data, float)[:, :, 24]
+    assert out.sum() == pytest.approx(1000.0, rel=1e-3)
+    idx = np.indices(out.shape).reshape(2, -1)
+    w = out.ravel() / out.sum()
+    var = [(w * (idx[a] - (w * idx[a]).sum()) ** 2).sum() for a in (0, 1)]
+    in_plane = g.linear[:, :2]  # true mm step vectors of data axes 0 and 1
+    expected = sigma ** 2 * np.diag(np.linalg.inv(in_plane.T @ in_plane))
+    assert np.allclose(var, expected, rtol=0.02)

@@ -72,6 +72,14 @@ def _grid(layer):
     return np.asarray(layer.scale, float)[-nd:], np.asarray(layer.translate, float)[-nd:]
 
 
+def _metric(layer):
+    """What the core's ``spacing=`` takes for sizes in mm: the true index -> mm matrix of a
+    3D layer's grid (exact on oblique and gantry-tilted series), else the display scale."""
+    sc, _ = _grid(layer)
+    g = layer_grid(layer, _viewer()) if len(sc) == 3 and layer.data.ndim == 3 else None
+    return sc if g is None else g.linear
+
+
 def _history(layer, op: str, **params) -> list:
     hist = list(layer.metadata.get("history", [])) if hasattr(layer, "metadata") else []
     hist.append({"op": op, "source": layer.name, **params})
@@ -164,7 +172,7 @@ def _segment(
 
     _check_3d_or_2d(image)
     raw = image.data  # decoded in the worker: a lazy series never freezes the viewer
-    spacing, _ = _grid(image)
+    spacing = _metric(image)
     kw = {"preset": preset} if method == "HU preset" else (
         {"method": "otsu"} if method == "Otsu" else {"lower": lower_hu, "upper": upper_hu})
     params = dict(kw, close_mm=close_mm, open_mm=open_mm, fill=fill_holes,
@@ -285,14 +293,14 @@ def crop_widget(image: napari.layers.Image, roi: napari.layers.Layer,
             inplane.remove(annotate.plane_of(verts, _viewed_axis(image)))
         start = np.zeros(data.ndim, int)
         stop = np.array(data.shape)
-        pad = np.ceil(margin_mm / sc).astype(int)
+        pad = preprocess.margin_voxels(margin_mm, _metric(image), data.ndim)
         for a in inplane:
             start[a], stop[a] = lo[a] - pad[a], hi[a] + pad[a]
     elif isinstance(roi, napari.layers.Labels):
         if roi.data.shape != data.shape:
             raise ValueError(f"{roi.name}: labels shape {roi.data.shape} differs from "
                              f"{image.name} {data.shape}; draw labels on the image's grid")
-        start, stop = preprocess.bbox_of(np.asarray(roi.data), margin_mm, sc)
+        start, stop = preprocess.bbox_of(np.asarray(roi.data), margin_mm, _metric(image))
     else:
         raise ValueError("the ROI must be a shapes or labels layer")
     r = preprocess.crop(data, sc, tr, start=start, stop=stop)
@@ -335,7 +343,7 @@ def denoise_widget(image: napari.layers.Image,
     from napari.qt.threading import thread_worker
 
     _check_3d_or_2d(image)
-    sc, _ = _grid(image)
+    sc = _metric(image)
     raw = image.data  # decoded in the worker
     axis = slice_axis(image, slice_plane) if raw.ndim == 3 else 0
     options = dict(method=method, sigma_mm=sigma_mm, size_mm=median_size_mm,

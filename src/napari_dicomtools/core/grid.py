@@ -174,6 +174,19 @@ class Grid:
         return int(list(self.display.axes).index(0))
 
     @property
+    def linear(self) -> np.ndarray:
+        """``(3, 3)`` mm vector of one index step along each data axis (columns): the
+        metric the core's ``spacing=`` arguments accept (see :func:`metric`)."""
+        return self.index_to_lps[:3, :3].copy()
+
+    @property
+    def plane_spacing_mm(self) -> np.ndarray:
+        """True distance (mm) between consecutive planes of constant index along each data
+        axis: the slice spacing for the slice axis of a gantry-tilted series, not the
+        (longer) step between its slice origins (see :func:`plane_spacing`)."""
+        return plane_spacing(self.linear)
+
+    @property
     def voxel_volume_mm3(self) -> float:
         """``|det|`` of the true affine: the volume of one voxel (sheared or not)."""
         return float(abs(np.linalg.det(self.index_to_lps[:3, :3])))
@@ -217,6 +230,42 @@ class Grid:
             orig_idx_to_lps = self.index_to_lps @ view_from_original
             return arr, geometry.LPS_TO_RAS @ orig_idx_to_lps @ _REVERSE
         return data, geometry.LPS_TO_RAS @ self.index_to_lps @ _REVERSE
+
+
+def metric(spacing, ndim: int) -> np.ndarray:
+    """The ``(ndim, ndim)`` index-step -> mm map of a ``spacing=`` argument.
+
+    ``spacing`` is either one voxel size per axis (mm; an axis-aligned grid) or a square
+    matrix whose column ``k`` is the mm vector of one step along array axis ``k``
+    (:attr:`Grid.linear`, for oblique or sheared grids); None means 1 mm voxels. Raises
+    ValueError when it does not fit ``ndim`` axes or is degenerate."""
+    if spacing is None:
+        return np.eye(ndim)
+    sp = np.asarray(spacing, float)
+    if sp.ndim == 2:
+        if sp.shape != (ndim, ndim) or abs(np.linalg.det(sp)) <= 1e-12:
+            raise ValueError(f"spacing matrix of shape {sp.shape} does not fit a {ndim}D "
+                             "image (or is degenerate)")
+        return sp
+    sp = np.atleast_1d(sp)[-ndim:]
+    if len(sp) != ndim or np.any(sp <= 0):
+        raise ValueError(f"spacing {spacing} does not fit a {ndim}D image (mm, positive)")
+    return np.diag(sp)
+
+
+def plane_spacing(linear, axes=None) -> np.ndarray:
+    """Distance (mm) between consecutive index planes (lines, in 2D) along each of ``axes``
+    (default all), within the space those axes span.
+
+    For an orthogonal grid this is the voxel size; for a sheared one (gantry tilt) it is
+    shorter than the step between voxel centres. A per-axis size in index units,
+    ``ceil(mm / plane_spacing)``, covers at least ``mm`` perpendicular to every face, and a
+    separable Gaussian with ``sigma_mm / plane_spacing`` has the per-axis variances of the
+    true isotropic one."""
+    m = np.asarray(linear, float)
+    cols = list(range(m.shape[1])) if axes is None else list(axes)
+    rows = np.linalg.pinv(m[:, cols])
+    return 1.0 / np.linalg.norm(rows, axis=1)
 
 
 def _original_from_view(display: geometry.DisplayTransform, view_shape) -> np.ndarray:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .grid import metric, plane_spacing
+
 
 @dataclass
 class Result:
@@ -133,15 +135,23 @@ def crop(array, spacing=None, origin=None, *, start, stop) -> Result:
     return r.step("crop", start=start.tolist(), stop=stop.tolist())
 
 
+def margin_voxels(margin_mm: float, spacing, ndim: int) -> np.ndarray:
+    """Voxels to add along each axis so a box grows by at least ``margin_mm`` perpendicular
+    to each face (``spacing``: per-axis sizes or the index -> mm matrix of a sheared grid,
+    see :func:`~napari_dicomtools.core.grid.metric`)."""
+    sp = plane_spacing(metric(spacing, ndim))
+    return np.ceil(float(margin_mm) / sp - 1e-9).astype(int)
+
+
 def bbox_of(mask, margin_mm: float = 0.0, spacing=None):
-    """Index box ``(start, stop)`` of the non-zero voxels, grown by ``margin_mm``."""
+    """Index box ``(start, stop)`` of the non-zero voxels, grown by ``margin_mm`` (true mm:
+    ``spacing`` may be the index -> mm matrix of a tilted grid)."""
     m = np.asarray(mask) != 0
     if not m.any():
         raise ValueError("the mask/labels are empty: nothing to crop to")
-    sp = np.ones(m.ndim) if spacing is None else np.asarray(spacing, float)
     idx = [np.nonzero(m.any(axis=tuple(k for k in range(m.ndim) if k != ax)))[0]
            for ax in range(m.ndim)]
-    pad = np.ceil(margin_mm / sp).astype(int)
+    pad = margin_voxels(margin_mm, spacing, m.ndim)
     start = np.array([i[0] for i in idx]) - pad
     stop = np.array([i[-1] + 1 for i in idx]) + pad
     return np.maximum(start, 0), np.minimum(stop, m.shape)
@@ -177,25 +187,14 @@ def denoise_steps(array, spacing=None, *, method: str = "gaussian", sigma_mm: fl
     from scipy import ndimage
 
     arr = np.asarray(array)
-    sp = np.ones(arr.ndim) if spacing is None else np.asarray(spacing, float)
+    sizes, halo = _filter_sizes(arr.ndim, spacing, method=method, sigma_mm=sigma_mm,
+                                size_mm=size_mm, per_slice=per_slice, axis=axis)
     if method == "gaussian":
-        sig = sigma_mm / sp
-        if per_slice and arr.ndim == 3:
-            sig[axis] = 0
-        halo = int(np.ceil(4.0 * sig[0])) + 1 if arr.ndim == 3 else 0  # scipy's truncate=4
-
         def run(block):
-            return ndimage.gaussian_filter(block.astype(np.float32), sig)
-    elif method == "median":
-        size = np.maximum(1, np.round(size_mm / sp).astype(int) | 1)
-        if per_slice and arr.ndim == 3:
-            size[axis] = 1
-        halo = int(size[0] // 2) if arr.ndim == 3 else 0
-
-        def run(block):
-            return ndimage.median_filter(block, size=tuple(size))
+            return ndimage.gaussian_filter(block.astype(np.float32), sizes)
     else:
-        raise ValueError(f"method must be 'gaussian' or 'median', got {method!r}")
+        def run(block):
+            return ndimage.median_filter(block, size=tuple(sizes))
     integral = arr.dtype.kind in "iu"
     out_dtype = arr.dtype if (integral or method == "median") else np.float32
     out = np.empty(arr.shape, out_dtype)
@@ -217,6 +216,29 @@ def denoise_steps(array, spacing=None, *, method: str = "gaussian", sigma_mm: fl
 
     steps = [step_for(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
     return out, steps
+
+
+def _filter_sizes(ndim, spacing, *, method="gaussian", sigma_mm=1.0, size_mm=1.5,
+                  per_slice=False, axis=0) -> tuple[np.ndarray, int]:
+    """Per-axis Gaussian sigmas or odd median window sizes (voxels) and the halo (slices of
+    axis 0) a block needs. Millimetres are measured on the true grid: per axis, the distance
+    between consecutive index planes within the filtered axes (the slice plane's two axes
+    when ``per_slice``), so a tilted grid gets the sizes of its true geometry and an
+    orthogonal one its voxel sizes."""
+    m = metric(spacing, ndim)
+    axes = [k for k in range(ndim) if not (per_slice and ndim == 3 and k == axis)]
+    sp = np.full(ndim, np.inf)
+    sp[axes] = plane_spacing(m, axes)
+    if method == "gaussian":
+        sizes = sigma_mm / sp  # 0 across the slices when per_slice
+        halo = int(np.ceil(4.0 * sizes[0])) + 1 if ndim == 3 and sizes[0] > 0 else 0  # truncate=4
+    elif method == "median":
+        sizes = np.ones(ndim, int)
+        sizes[axes] = np.maximum(1, np.round(size_mm / sp[axes]).astype(int) | 1)
+        halo = int(sizes[0] // 2) if ndim == 3 else 0
+    else:
+        raise ValueError(f"method must be 'gaussian' or 'median', got {method!r}")
+    return sizes, halo
 
 
 def denoise(array, spacing=None, *, method: str = "gaussian", sigma_mm: float = 1.0,
@@ -273,14 +295,8 @@ class DenoiseJob:
             raise ValueError("DenoiseJob needs a 3D image")
         probe, _ = denoise_steps(arr[:1], spacing, **options)
         out_dtype = probe.dtype
-        sp = np.ones(3) if spacing is None else np.asarray(spacing, float)
-        if options.get("method", "gaussian") == "median":
-            size = np.maximum(1, np.round(options.get("size_mm", 1.5) / sp).astype(int) | 1)
-            halo = int(size[0] // 2)
-        else:
-            halo = int(np.ceil(4.0 * options.get("sigma_mm", 1.0) / sp[0])) + 1
-        if options.get("per_slice") and options.get("axis", 0) == 0:
-            halo = 0
+        sp = metric(spacing, 3)
+        _, halo = _filter_sizes(3, sp, **options)
         self._src = shared_memory.SharedMemory(create=True, size=max(arr.nbytes, 1))
         self._dst = shared_memory.SharedMemory(
             create=True, size=max(int(np.prod(arr.shape)) * np.dtype(out_dtype).itemsize, 1))
@@ -294,7 +310,7 @@ class DenoiseJob:
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             spec = {"src": self._src.name, "dst": self._dst.name, "shape": arr.shape,
                     "dtype": arr.dtype.str, "out_dtype": self.out_dtype.str, "lo": int(lo),
-                    "hi": int(hi), "halo": halo, "spacing": tuple(sp), "options": options}
+                    "hi": int(hi), "halo": halo, "spacing": sp.tolist(), "options": options}
             p = ctx.Process(target=_denoise_child, args=(spec,), daemon=True)
             p.start()
             self._procs.append(p)

@@ -1,13 +1,17 @@
 """Segmentation in physical units: thresholds in HU, sizes in mm^3, radii in mm.
 
 Pure functions over numpy arrays (``(slice, row, column)`` or 2D) with the voxel ``spacing``
-in mm, so results do not depend on the acquisition's resolution. Used by the napari widgets
-and usable from the console.
+in mm, so results do not depend on the acquisition's resolution. ``spacing`` is one voxel
+size per axis or, for oblique or gantry-tilted (sheared) grids, the true index-step -> mm
+matrix (:attr:`~napari_dicomtools.core.grid.Grid.linear`): radii are then true millimetres and
+volumes use ``|det|``. Used by the napari widgets and usable from the console.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .grid import metric
 
 #: HU ranges (inclusive) of common tissues
 HU_PRESETS = {
@@ -19,13 +23,6 @@ HU_PRESETS = {
     "bone": (300.0, 3000.0),
     "body": (-300.0, 3000.0),
 }
-
-
-def _spacing(spacing, ndim):
-    sp = np.ones(ndim) if spacing is None else np.asarray(spacing, float)[-ndim:]
-    if len(sp) != ndim or np.any(sp <= 0):
-        raise ValueError(f"spacing {spacing} does not fit a {ndim}D image (mm, positive)")
-    return sp
 
 
 def otsu_threshold(image, nbins: int = 256) -> float:
@@ -72,12 +69,19 @@ def threshold(image, lower: float | None = None, upper: float | None = None, *,
 
 
 def ball(radius_mm: float, spacing) -> np.ndarray:
-    """An ellipsoidal structuring element of ``radius_mm`` in physical units."""
+    """A structuring element: the voxel offsets within ``radius_mm`` of the centre in true
+    millimetres (an ellipsoid on anisotropic voxels, a sheared one on a tilted grid).
+
+    ``spacing``: voxel sizes per axis, or the index-step -> mm matrix (see :func:`segment`).
+    """
     sp = np.asarray(spacing, float)
-    r = np.maximum(np.floor(radius_mm / sp), 0).astype(int)
-    grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
-    dist = sum((g * s / max(radius_mm, 1e-9)) ** 2 for g, s in zip(grids, sp, strict=True))
-    return dist <= 1.0
+    m = metric(sp, sp.shape[0])
+    # the largest offset along axis k inside the ball: radius * |row k of m^-1|
+    r = np.maximum(np.floor(radius_mm * np.linalg.norm(np.linalg.inv(m), axis=1) + 1e-9),
+                   0).astype(int)
+    offsets = np.stack(np.meshgrid(*(np.arange(-k, k + 1) for k in r), indexing="ij"), -1)
+    dist = np.linalg.norm(offsets @ m.T, axis=-1)
+    return dist <= max(radius_mm, 0.0) + 1e-9
 
 
 def _fill(m: np.ndarray) -> np.ndarray:
@@ -117,7 +121,7 @@ def opening(mask, radius_mm: float, spacing=None) -> np.ndarray:
     from scipy import ndimage
 
     m = np.asarray(mask, bool)
-    se = ball(radius_mm, _spacing(spacing, m.ndim))
+    se = ball(radius_mm, metric(spacing, m.ndim))
     return ndimage.binary_opening(m, structure=se) if se.size > 1 else m.copy()
 
 
@@ -126,7 +130,7 @@ def closing(mask, radius_mm: float, spacing=None) -> np.ndarray:
     from scipy import ndimage
 
     m = np.asarray(mask, bool)
-    se = ball(radius_mm, _spacing(spacing, m.ndim))
+    se = ball(radius_mm, metric(spacing, m.ndim))
     if se.size <= 1:
         return m.copy()
     pad = [(s // 2, s // 2) for s in se.shape]
@@ -203,11 +207,12 @@ def component_sizes(labels) -> np.ndarray:
 
 
 def remove_small(labels, min_volume_mm3: float, spacing=None) -> np.ndarray:
-    """Drop components smaller than ``min_volume_mm3`` (mm^2 for 2D images)."""
+    """Drop components smaller than ``min_volume_mm3`` (mm^2 for 2D images); a voxel's
+    volume is ``|det|`` of the grid's index -> mm map (exact on sheared grids)."""
     lab = np.asarray(labels)
     if lab.dtype == bool:
         lab = label(lab)
-    voxel = float(np.prod(_spacing(spacing, lab.ndim)))
+    voxel = float(abs(np.linalg.det(metric(spacing, lab.ndim))))
     sizes = component_sizes(lab) * voxel
     small = np.nonzero(sizes < min_volume_mm3)[0]
     return _drop(lab, small[small > 0])
@@ -268,7 +273,7 @@ def segment_steps(image, spacing=None, *, lower=None, upper=None, method: str = 
     Hole filling and border clearing work slice by slice along ``slice_axis`` (default 0,
     the acquired slices of a volume; 1 or 2 for the other planes of a display view)."""
     arr = np.asarray(image)
-    sp = _spacing(spacing, arr.ndim)
+    sp = metric(spacing, arr.ndim)
     steps = [lambda _: threshold(arr, lower, upper, method=method, preset=preset)]
     if close_mm > 0:
         steps.append(lambda m: closing(m, close_mm, sp))

@@ -32,6 +32,25 @@ def convert_both(src, tmp_path, pattern="%s_%p"):
     return {n: (nib.load(ours / n), nib.load(ref / n)) for n in names}
 
 
+def assert_same_diffusion(src, tmp_path, name, pairs):
+    """Same b-values, and every gradient the same direction in the world (each file's bvec is
+    in its own image space, and dcm2niix flips rows where we keep them)."""
+    from test_dcm2niix import _world_dirs
+
+    stem = name[:-4]
+    ob, rb = (np.atleast_1d(np.loadtxt(tmp_path / d / f"{stem}.bval")) for d in ("ours", "ref"))
+    ov, rv = (np.loadtxt(tmp_path / d / f"{stem}.bvec").reshape(3, -1) for d in ("ours", "ref"))
+    assert np.allclose(ob, rb)
+    ours, ref = pairs[name]
+    wo, wr = _world_dirs(ov, ours.affine), _world_dirs(rv, ref.affine)
+    for n in range(len(ob)):
+        if not np.any(rv[:, n]):
+            assert not np.any(ov[:, n]), n
+            continue
+        assert wo[:, n] @ wr[:, n] > 0.999, (n, wo[:, n], wr[:, n])
+    return ob, ov
+
+
 def assert_same_image(ours, ref):
     a, b = nib.as_closest_canonical(ours), nib.as_closest_canonical(ref)
     assert a.shape == b.shape
@@ -65,3 +84,25 @@ def test_xa30_echoes_ranked_across_files_without_ice_dims(tmp_path):
     found = scan(tmp_path)
     assert [(s.split, s.shape) for s in found] == [("e1", (6, 64, 64)), ("e2", (6, 64, 64))]
     assert [s.frames[0].echo_time for s in found] == [10.0, 12.46]
+
+
+@needs_dcm2niix
+def test_siemens_mosaic_dwi_keeps_bvals_and_bvecs(tmp_path):
+    """nibabel's siemens_dwi_0/1000.dcm: b=0 and b=1000 mosaics (CSA header gradient)."""
+    import gzip
+
+    import nibabel
+
+    data = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"
+    src = tmp_path / "src"
+    src.mkdir()
+    for b in (0, 1000):
+        (src / f"dwi_{b}.dcm").write_bytes(gzip.decompress(
+            (data / f"siemens_dwi_{b}.dcm.gz").read_bytes()))
+    pairs = convert_both(src, tmp_path)
+    (name,) = pairs
+    ours, ref = pairs[name]
+    assert ours.shape == (128, 128, 48, 2)
+    assert_same_image(ours, ref)
+    bvals, _ = assert_same_diffusion(src, tmp_path, name, pairs)
+    assert list(bvals) == [0, 1000]

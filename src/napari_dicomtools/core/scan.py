@@ -19,7 +19,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -1012,9 +1012,8 @@ def _unpack_mosaic(inst: Instance, ds) -> None:
     frames = _frames_of(inst, ds)
     base = frames[0]
     inst.rows, inst.columns = tile_r, tile_c
-    inst.frames = [Frame(inst, k, pos0 + k * dz * normal, base.orientation,
-                         base.pixel_spacing, base.slope, base.intercept, base.window,
-                         base.temporal, base.acquisition) for k in range(n)]
+    # every tile keeps what the mosaic frame carries (b-value, gradient, echo, scaling...)
+    inst.frames = [replace(base, index=k, position=pos0 + k * dz * normal) for k in range(n)]
 
 
 def _sop_name(uid: str) -> str:

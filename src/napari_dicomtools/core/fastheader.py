@@ -105,6 +105,19 @@ KEYWORDS = {
     "SiemensMRHeaderCreator": (0x00190010, "LO"),
     "SiemensBValue": (0x0019100C, "IS"),
     "SiemensDiffusionGradientDirection": (0x0019100E, "FD"),
+    "InPlanePhaseEncodingDirection": (0x00181312, "CS"),
+    # GE private diffusion (creators GEMS_ACQU_01 / GEMS_PARM_01 checked)
+    "GEDiffusionDirectionX": (0x001910BB, "DS"),
+    "GEDiffusionDirectionY": (0x001910BC, "DS"),
+    "GEDiffusionDirectionZ": (0x001910BD, "DS"),
+    "GEParmCreator": (0x00430010, "LO"),
+    "GESlopInt6to9": (0x00431039, "IS"),
+    # Philips private diffusion (creators checked)
+    "PhilipsPrivateCreator2001": (0x20010010, "LO"),
+    "PhilipsBValue": (0x20011003, "FL"),
+    "PhilipsDiffusionDirectionRL": (0x200510B0, "FL"),
+    "PhilipsDiffusionDirectionAP": (0x200510B1, "FL"),
+    "PhilipsDiffusionDirectionFH": (0x200510B2, "FL"),
     # Philips private scale slope for "precise" floating-point values (creator checked)
     "PhilipsPrivateCreator2005": (0x20050010, "LO"),
     "PhilipsScaleSlope": (0x2005100E, "FL"),

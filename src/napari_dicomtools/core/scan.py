@@ -383,8 +383,12 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
     if inst.modality == "MR":
         ss = _philips_scale_slope(ds)
         b, g = _diffusion(ds, None, None)
-        if b is None:
-            b, g = _siemens_diffusion(ds)
+        for vendor in (_siemens_diffusion, _ge_diffusion, _philips_diffusion):
+            if b is not None and g is not None:
+                break
+            vb, vg = vendor(ds)  # private tags fill what the standard ones lack
+            if vb is not None and (b is None or g is None):
+                b, g = (b if b is not None and vg is None else vb), (g if g is not None else vg)
         per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
         shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
         shared = shared_seq[0] if shared_seq else None
@@ -421,6 +425,84 @@ def _siemens_diffusion(ds):
         g = list(np.frombuffer(g, "<f8"))
     g = _floats(g, 3)
     return b, (tuple(g) if g else None)
+
+
+def _private_numbers(ds, tag: int) -> list[float] | None:
+    """A private DS/IS/FL value as floats (text, binary or already decoded), or None."""
+    v = _private(ds, tag)
+    if v is None:
+        return None
+    if isinstance(v, (bytes, bytearray)):
+        text = bytes(v).decode("ascii", "replace").strip(" \x00")
+        v = text.split("\\") if text and all(c in "0123456789+-.eE \\" for c in text) \
+            else list(np.frombuffer(bytes(v)[:len(v) // 4 * 4], "<f4"))
+    vals = v if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else [v]
+    try:
+        out = [float(x) for x in vals]
+    except (TypeError, ValueError):
+        return None
+    return out if out and all(np.isfinite(out)) else None
+
+
+def _creator(ds, tag: int) -> str:
+    v = _private(ds, tag)
+    if isinstance(v, (bytes, bytearray)):
+        v = bytes(v).decode("ascii", "replace")
+    return str(v or "").strip(" \x00").upper()
+
+
+def _ge_diffusion(ds):
+    """b-value and gradient (LPS) from GE's private (0043,1039) and (0019,10BB-BD).
+
+    GE stores the b-value plus a 10^9 bias in the first value of (0043,1039) and the gradient
+    in the image frame of the logical axes (frequency, phase, slice), as dcm2niix reads it
+    (``geCorrectBvecs``): swapped for row phase encoding, flipped per slice plane. A gradient
+    of length 0.03-0.97 scales the b-value by its squared length (rounded to 5 s/mm^2).
+    """
+    if "GEMS_PARM" not in _creator(ds, 0x00430010):
+        return None, None
+    slop = _private_numbers(ds, 0x00431039)
+    if not slop:
+        return None, None
+    b = float(int(slop[0]) % 1000000000)
+    if "GEMS_ACQU" not in _creator(ds, 0x00190010):
+        return b, None
+    v = [(_private_numbers(ds, t) or [None])[0] for t in (0x001910BB, 0x001910BC, 0x001910BD)]
+    iop = _floats(ds.get("ImageOrientationPatient", None), 6)
+    if any(x is None for x in v) or iop is None:
+        return b, None
+    v = np.array(v, float)
+    n = float(np.linalg.norm(v))
+    if b <= 0 or n <= 1e-6:
+        return b, (0.0, 0.0, 0.0)
+    if 0.03 < n < 0.97:  # dcm2niix: b-value scaled by |g|^2, issue 163/245
+        scaled = b * n * n
+        b = 5.0 if 0 < scaled < 5 else float(int((scaled + 2.5) / 5) * 5)
+    v = v / n
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    normal = np.cross(row, col)
+    plane = int(np.argmax(np.abs(normal)))  # 0 sagittal, 1 coronal, 2 axial
+    if _text(ds.get("InPlanePhaseEncodingDirection", None)).upper().startswith("ROW"):
+        v = np.array([v[1], -v[0], v[2]])
+    flip = {0: (1, 1, 0), 1: (0, 1, 1), 2: (0, 0, 1)}[plane]
+    v = v * np.where(np.array(flip) == 1, -1.0, 1.0)
+    v[1] = -v[1]
+    v = -v  # image-frame components as dcm2niix has them before its own output flips
+    world = v[0] * row - v[1] * col + v[2] * normal
+    return b, tuple(float(x) for x in world / np.linalg.norm(world))
+
+
+def _philips_diffusion(ds):
+    """b-value (2001,1003) and gradient (2005,10B0-B2, LPS) from Philips' private tags."""
+    if "PHILIPS" not in _creator(ds, 0x20010010):
+        return None, None
+    b = _private_numbers(ds, 0x20011003)
+    if not b:
+        return None, None
+    if "PHILIPS" not in _creator(ds, 0x20050010):
+        return b[0], None
+    g = [(_private_numbers(ds, t) or [None])[0] for t in (0x200510B0, 0x200510B1, 0x200510B2)]
+    return b[0], (None if any(x is None for x in g) else tuple(g))
 
 
 def _diffusion(ds, shared, default):
@@ -1169,7 +1251,14 @@ class Series:
         firsts = self.frames[:: self.n_slices] if self.n_time > 1 else self.frames[:1]
         if not any(f.bvalue is not None for f in firsts):
             return None
-        return [(float(f.bvalue or 0.0), f.bvec) for f in firsts]
+        out = [(float(f.bvalue or 0.0), f.bvec) for f in firsts]
+        # as dcm2niix: nothing to say when every volume has the same low b-value and no
+        # gradient (e.g. Philips stores b=0 in every ASL or fMRI frame)
+        bvals = {b for b, _ in out}
+        moving = any(g is not None and any(abs(x) > 1e-6 for x in g) for _, g in out)
+        if len(bvals) == 1 and not moving and max(bvals) <= 50.0:
+            return None
+        return out
 
     @property
     def has_geometry(self) -> bool:

@@ -136,6 +136,7 @@ def start_orthanc(folder: str | None = None, *, timeout: float = 60) -> Orthanc:
         raise RuntimeError(why)
     owned = folder is None
     folder = folder or tempfile.mkdtemp(prefix="orthanc-")
+    os.makedirs(folder, exist_ok=True)
     http_port, dicom_port, move_port = free_port(), free_port(), free_port()
     config = {
         "Name": "dicomtools-test",

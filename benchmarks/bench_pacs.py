@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Retrieve benchmark on a local Orthanc: ``dicomtools pacs get`` over WADO-RS, C-GET and
+C-MOVE against dcmtk's ``getscu`` (C-GET) on the same server, same series.
+
+The series is the 300-slice 512x512 CT of benchmarks/make_ct_series.py (150 MB), sent once to
+an Orthanc started by tests/orthanc_server.py (127.0.0.1 only). Every contender runs as its own
+process into an empty folder (start-up and imports count, as a user waits), best of --repeat;
+MB/s is the size of the series' files on disk over the wall time. The goal (issue 16) is to be
+no slower than getscu: the ratio column is getscu's time over ours (>= 1 is as fast or faster).
+
+usage: python benchmarks/bench_pacs.py [--slices 300] [--size 512] [--repeat 3] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+GETSCU = shutil.which("getscu", path="/usr/bin") or "/usr/bin/getscu"
+
+
+def folder_bytes(d: str) -> int:
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+
+
+def timed(argv, env) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=4, help="concurrent WADO-RS requests")
+    args = ap.parse_args()
+
+    import orthanc_server
+
+    why = orthanc_server.available()
+    if why or not os.path.exists(GETSCU):
+        print(f"cannot run: {why or GETSCU + ' missing (apt-get install dcmtk)'}")
+        return 1
+    from napari_dicomtools.core import pacs
+
+    tmp = tempfile.mkdtemp(prefix="bench-pacs-")
+    server = orthanc_server.start_orthanc(os.path.join(tmp, "orthanc"))
+    try:
+        src = os.path.join(tmp, "src")
+        subprocess.run([sys.executable, os.path.join(HERE, "make_ct_series.py"), src,
+                        "--slices", str(args.slices), "--size", str(args.size)], check=True,
+                       stdout=subprocess.DEVNULL)
+        dimse = pacs.ServerProfile("dimse", host=orthanc_server.HOST, port=server.dicom_port,
+                                   called_aet=server.aet, calling_aet=server.client_aet,
+                                   move_port=server.move_port)
+        web = pacs.ServerProfile("web", dicomweb_url=server.dicomweb_url,
+                                 username=server.user, password=server.password)
+        t0 = time.perf_counter()
+        sent = pacs.send(dimse, src, method="c-store")
+        t_send = time.perf_counter() - t0
+        assert len(sent.sent) == args.slices and not sent.failed, sent
+        (hit,) = pacs.find(web, level="series")
+        mb = folder_bytes(src) / 1e6
+        print(f"series: {args.slices} x {args.size}x{args.size}, {mb:.1f} MB; "
+              f"C-STORE upload {mb / t_send:.1f} MB/s")
+
+        cfg = os.path.join(tmp, "pacs.json")
+        env = {**os.environ, "DICOMTOOLS_PACS_CONFIG": cfg,
+               "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"),
+                                              os.environ.get("PYTHONPATH", "")])}
+        pacs.save_profile(dimse, cfg)
+        pacs.save_profile(web, cfg)
+        get = [sys.executable, "-m", "napari_dicomtools.cli", "pacs", "get", "-q"]
+        runs = {
+            "getscu (dcmtk, C-GET)": lambda out: [
+                GETSCU, "-S", "-aet", server.client_aet, "-aec", server.aet,
+                "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={hit.study_uid}",
+                "-k", f"SeriesInstanceUID={hit.series_uid}", "-od", out,
+                orthanc_server.HOST, str(server.dicom_port)],
+            "dicomtools WADO-RS": lambda out: get + [
+                "web", hit.series_uid, "--study", hit.study_uid, "--method", "wado",
+                "--cache", out, "--workers", str(args.workers)],
+            "dicomtools C-GET": lambda out: get + [
+                "dimse", hit.series_uid, "--study", hit.study_uid, "--method", "c-get",
+                "--cache", out],
+            "dicomtools C-MOVE": lambda out: get + [
+                "dimse", hit.series_uid, "--study", hit.study_uid, "--method", "c-move",
+                "--cache", out],
+        }
+        results = {}
+        for name, argv in runs.items():
+            best, size = float("inf"), 0
+            for k in range(args.repeat):
+                out = os.path.join(tmp, f"out-{len(results)}-{k}")
+                os.makedirs(out)
+                best = min(best, timed(argv(out), env))
+                size = folder_bytes(out)
+                n = sum(1 for _, _, fs in os.walk(out) for f in fs if f.endswith(".dcm")
+                        or f.startswith("CT"))
+                assert n >= args.slices, f"{name}: {n} files"
+                shutil.rmtree(out)
+            results[name] = (best, size)
+        base = results["getscu (dcmtk, C-GET)"][0]
+        print(f"{'contender':<24} {'seconds':>8} {'MB/s':>8} {'getscu/ours':>12}")
+        for name, (sec, size) in results.items():
+            print(f"{name:<24} {sec:8.2f} {size / 1e6 / sec:8.1f} {base / sec:12.2f}")
+        print(json.dumps({k: round(v[0], 3) for k, v in results.items()}))
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

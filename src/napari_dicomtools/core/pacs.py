@@ -1115,12 +1115,16 @@ class SendResult:
 
 
 def _sources(paths):
-    from .scan import iter_sources
+    from .scan import Source, iter_sources
 
     out, skipped = [], []
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     for p in paths:
+        p = os.fspath(p)
+        if "::" in p and not os.path.exists(p):  # a zip member, as scan names it
+            out.append(Source.from_string(p))
+            continue
         srcs, sk = iter_sources(p)
         out.extend(srcs)
         skipped.extend((s.path, s.reason) for s in sk)

@@ -1,0 +1,357 @@
+"""napari PACS dock (Qt): pick a server profile, search, list the series found, retrieve the
+chosen ones into the cache (progress, cancel) and open them; send an image layer's source
+series to the server. The network work runs in worker threads: the viewer never freezes.
+Everything is :mod:`napari_dicomtools.core.pacs`; this module only translates.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .core import pacs
+from .core.errors import DicomToolsError
+
+#: (header, Hit attribute) of the results table
+COLUMNS = (("Patient", "patient_name"), ("Patient ID", "patient_id"), ("Date", "study_date"),
+           ("Modality", "modality"), ("Study", "study_description"), ("#", "series_number"),
+           ("Series", "series_description"), ("Images", "count"))
+_AUTO = "automatic"
+
+
+class PacsWidget(QWidget):
+    """Query/retrieve dock.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        Injected by napari.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.hits: list[pacs.Hit] = []
+        self.profiles: dict[str, pacs.ServerProfile] = {}
+        self._worker = None
+        self._cancel = threading.Event()
+
+        self.server = QComboBox()
+        self.server.setToolTip("server profiles from " + pacs.config_path()
+                               + " (add them with `dicomtools pacs add`)")
+        reload_button = QPushButton("Reload")
+        reload_button.clicked.connect(self.reload_profiles)
+        self.protocol = QComboBox()
+        self.protocol.addItems([_AUTO, *pacs.PROTOCOLS])
+        self.method = QComboBox()
+        self.method.addItems([_AUTO, *pacs.METHODS])
+        self.patient_id = QLineEdit()
+        self.patient_name = QLineEdit()
+        self.patient_name.setPlaceholderText("e.g. Doe^J*")
+        self.date = QLineEdit()
+        self.date.setPlaceholderText("YYYYMMDD or YYYY-MM-DD..YYYY-MM-DD")
+        self.modality = QLineEdit()
+        self.modality.setPlaceholderText("CT, MR, ...")
+        self.description = QLineEdit()
+        self.description.setPlaceholderText("series description, * wildcard")
+        for field in (self.patient_id, self.patient_name, self.date, self.modality,
+                      self.description):
+            field.returnPressed.connect(lambda: self.search())
+
+        row = QHBoxLayout()
+        row.addWidget(self.server, 1)
+        row.addWidget(reload_button)
+        form = QFormLayout()
+        form.addRow("Server", row)
+        form.addRow("Query by", self.protocol)
+        form.addRow("Patient ID", self.patient_id)
+        form.addRow("Patient name", self.patient_name)
+        form.addRow("Study date", self.date)
+        form.addRow("Modality", self.modality)
+        form.addRow("Description", self.description)
+
+        self.search_button = QPushButton("Search")
+        self.search_button.clicked.connect(lambda: self.search())
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels([c for c, _ in COLUMNS])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.doubleClicked.connect(lambda _index: self.retrieve())
+
+        self.retrieve_button = QPushButton("Retrieve && open")
+        self.retrieve_button.clicked.connect(lambda: self.retrieve())
+        self.send_button = QPushButton("Send layer's series")
+        self.send_button.setToolTip("upload the DICOM files the selected image layer was read "
+                                    "from (STOW-RS or C-STORE)")
+        self.send_button.clicked.connect(lambda: self.send_layer())
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("Pick a server and search.")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.search_button)
+        lay.addWidget(self.table, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(QLabel("Retrieve by"))
+        buttons.addWidget(self.method)
+        buttons.addWidget(self.retrieve_button)
+        buttons.addWidget(self.cancel_button)
+        lay.addLayout(buttons)
+        lay.addWidget(self.send_button)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        self.reload_profiles()
+
+    # ------------------------------------------------------------------ profiles
+    def reload_profiles(self):
+        """Read the server profiles again (after ``dicomtools pacs add``)."""
+        current = self.server.currentText()
+        try:
+            self.profiles = pacs.load_profiles()
+        except DicomToolsError as exc:
+            self.profiles = {}
+            self._say(str(exc), error=True)
+        self.server.clear()
+        self.server.addItems(sorted(self.profiles))
+        if current in self.profiles:
+            self.server.setCurrentText(current)
+        if not self.profiles:
+            self.status.setText(f"No server profile in {pacs.config_path()}: add one with "
+                                "`dicomtools pacs add NAME --url ... | --host ...`.")
+
+    def profile(self) -> pacs.ServerProfile | None:
+        p = self.profiles.get(self.server.currentText())
+        if p is None:
+            self._say("Choose a server profile first.", error=True)
+        return p
+
+    @staticmethod
+    def _choice(combo) -> str | None:
+        return None if combo.currentText() == _AUTO else combo.currentText()
+
+    # ------------------------------------------------------------------ search
+    def search(self):
+        """Search the server for series in a worker; returns the worker (or None)."""
+        prof = self.profile()
+        if prof is None:
+            return None
+        query = {"patient_id": self.patient_id.text().strip() or None,
+                 "patient_name": self.patient_name.text().strip() or None,
+                 "date": self.date.text().strip() or None,
+                 "modality": self.modality.text().strip() or None,
+                 "description": self.description.text().strip() or None}
+        protocol = self._choice(self.protocol)
+
+        def work():
+            return pacs.find(prof, level="series", protocol=protocol, **query)
+
+        return self._run(work, self.show_hits, f"Searching {prof.name}…")
+
+    def show_hits(self, hits):
+        self.hits = list(hits)
+        self.table.setRowCount(len(self.hits))
+        for r, h in enumerate(self.hits):
+            for c, (_, attr) in enumerate(COLUMNS):
+                value = getattr(h, attr)
+                item = QTableWidgetItem("" if value is None else str(value))
+                item.setToolTip(f"study {h.study_uid}\nseries {h.series_uid}")
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+        self.status.setText(f"{len(self.hits)} series found." if self.hits else
+                            "Nothing found.")
+
+    def selected_hits(self) -> list[pacs.Hit]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.hits[r] for r in rows if r < len(self.hits)]
+
+    # ------------------------------------------------------------------ retrieve
+    def retrieve(self, hits=None):
+        """Retrieve the selected series into the cache, then open them; returns the worker."""
+        prof = self.profile()
+        chosen = list(hits) if hits is not None else self.selected_hits()
+        if prof is None:
+            return None
+        if not chosen:
+            self._say("Select one or more series in the table first.", error=True)
+            return None
+        method = self._choice(self.method)
+        cancel = self._cancel = threading.Event()
+
+        def work():
+            from ._reader import volume_to_layer_data
+            from .core.scan import scan
+            from .core.volume import read_volume
+
+            for k, h in enumerate(chosen):
+                label = h.series_description or h.series_uid
+                try:
+                    result = yield from retrieve_steps(prof, h, method, cancel, label)
+                except pacs.RetrieveCancelled:
+                    yield ("status", "Cancelled; the complete instances stay cached "
+                                     "(retrieve again to resume).", None)
+                    return
+                except DicomToolsError as exc:
+                    yield ("error", str(exc), None)
+                    continue
+                folder = result.folder
+                yield ("status", f"Opening {label} ({k + 1}/{len(chosen)})…", None)
+                for series in scan(folder):
+                    try:
+                        yield ("layer", volume_to_layer_data(read_volume(series)), folder)
+                    except DicomToolsError as exc:
+                        yield ("error", str(exc), None)
+
+        return self._run(work, None, f"Retrieving {len(chosen)} series…", yielded=True)
+
+    # ------------------------------------------------------------------ send
+    def send_layer(self, layer=None):
+        """Send the DICOM files the (selected) image layer was read from; returns the worker."""
+        prof = self.profile()
+        if prof is None:
+            return None
+        layer = layer or self.viewer.layers.selection.active
+        files = source_files(layer)
+        if not files:
+            self._say("Select an image layer read from DICOM files (its source series is "
+                      "what is sent; save derived layers as DICOM first).", error=True)
+            return None
+        method = "stow" if prof.dicomweb_url else "c-store"
+        cancel = self._cancel = threading.Event()
+
+        def work():
+            return pacs.send(prof, files, method=method, cancel=cancel)
+
+        return self._run(work, self._sent, f"Sending {len(files)} files to {prof.name}…")
+
+    def _sent(self, result):
+        text = (f"{len(result.sent)} sent, {len(result.failed)} failed, "
+                f"{len(result.skipped)} skipped")
+        if result.failed:
+            path, why = result.failed[0]
+            text += f" (first failure: {path}: {why})"
+        self._say(text, error=bool(result.failed or not result.sent))
+
+    # ------------------------------------------------------------------ plumbing
+    def _run(self, work, on_return, text: str, yielded: bool = False):
+        from napari.qt.threading import create_worker
+
+        # errors go to the status line and a notification, not re-raised in the event loop
+        worker = create_worker(work, _ignore_errors=True)
+        if yielded:
+            worker.yielded.connect(self._on_yield)
+        if on_return is not None:
+            worker.returned.connect(on_return)
+        worker.errored.connect(lambda exc: self._say(str(exc), error=True))
+        self._set_busy(True, text)
+        worker.finished.connect(lambda: self._set_busy(False))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _on_yield(self, msg):
+        kind, text, extra = msg
+        if kind == "progress":
+            done, total = extra
+            self.progress.setMaximum(max(total, 1))
+            self.progress.setValue(done)
+            self.status.setText(text)
+        elif kind == "layer":
+            data, kwargs, _ = text
+            layer = self.viewer.add_image(data, **kwargs)
+            layer.metadata["pacs_cache"] = extra
+            self.viewer.layers.selection.active = layer
+            self.status.setText(f"Opened {layer.name}.")
+        elif kind == "error":
+            self._say(text, error=True)
+        else:
+            self.status.setText(text)
+
+    def cancel(self):
+        """Stop the running retrieve or send (complete instances stay cached)."""
+        self._cancel.set()
+        self.status.setText("Cancelling…")
+
+    def _say(self, text: str, error: bool = False):
+        self.status.setText(text)
+        if error:
+            from napari.utils.notifications import show_warning
+
+            show_warning(text)
+
+    def _set_busy(self, busy: bool, text: str | None = None):
+        self.progress.setVisible(busy)
+        if busy:
+            self.progress.setValue(0)
+            self.progress.setMaximum(0)  # busy until the first count arrives
+        for b in (self.search_button, self.retrieve_button, self.send_button):
+            b.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        if text:
+            self.status.setText(text)
+
+
+def retrieve_steps(prof, hit, method, cancel, label: str):
+    """Generator: run :func:`pacs.retrieve` in a helper thread, yield
+    ``("progress", text, (done, total))`` as instances arrive, return its result (or raise
+    its error) in the caller's thread."""
+    import queue
+
+    events: queue.Queue = queue.Queue()
+    out: dict = {}
+
+    def progress(done, total):
+        events.put(("progress", f"{label}: {done}/{total} images", (done, total)))
+
+    def run():
+        try:
+            out["result"] = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method,
+                                          progress=progress, cancel=cancel)
+        except Exception as exc:  # re-raised in the caller's thread below
+            out["error"] = exc
+
+    t = threading.Thread(target=run, name="pacs-retrieve", daemon=True)
+    t.start()
+    while t.is_alive() or not events.empty():
+        try:
+            yield events.get(timeout=0.05)
+        except queue.Empty:
+            pass
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
+def source_files(layer) -> list[str]:
+    """The DICOM files an image layer was read from (its series), or []."""
+    if layer is None or getattr(layer, "_type_string", "") != "image":
+        return []
+    meta = getattr(layer, "metadata", {}) or {}
+    files = (meta.get("metadata") or {}).get("files") or []
+    if not files:
+        files = list(dict.fromkeys(path for path, _ in meta.get("frame_sources") or []))
+    return [str(f) for f in files]

@@ -36,12 +36,10 @@ _AUTO = "automatic"
 
 
 class PacsWidget(QWidget):
-    """Query/retrieve dock.
+    """Query/retrieve dock over the server profiles of :func:`pacs.config_path`.
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-        Injected by napari.
+    ``search()``, ``retrieve()`` and ``send_layer()`` are what the buttons call; each runs in
+    a worker and returns it. ``napari_viewer`` is injected by napari.
     """
 
     def __init__(self, napari_viewer):

@@ -5,7 +5,15 @@ The public, napari-free API::
     from napari_dicomtools import scan, read_volume
     series = scan("/data/study")          # headers only: list of Series (+ .skipped)
     vol = read_volume(series[0])          # Volume: .array, .spacing, .affine_ras, ...
+
+Diagnostics that are not user warnings (a decoder declining a frame, the fast header parser
+handing a file to pydicom, an adapter shrugging off a display glitch) go to the
+``napari_dicomtools`` logger and its children (``napari_dicomtools.core.scan``, ...). As a
+library it only installs a :class:`logging.NullHandler`; ``dicomtools -v`` / ``-vv`` (or the
+application's own logging configuration) shows them.
 """
+
+import logging
 
 from .core import (
     DicomToolsError,
@@ -23,6 +31,8 @@ from .core import (
     read_volumes,
     scan,
 )
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 try:  # one version source: git tags via hatch-vcs, recorded in the installed distribution
     from importlib.metadata import PackageNotFoundError

@@ -439,6 +439,9 @@ def cmd_view(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dicomtools",
                                  description="DICOM series: inspect, convert, view (napari).")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="diagnostics on stderr: -v what the tools decide (files skipped, "
+                         "decoders used), -vv everything (debug)")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="list patients/studies/series and skipped files")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
@@ -546,8 +549,22 @@ _SUBCOMMAND_MODULES = (
 )
 
 
+def _configure_logging(verbosity: int) -> None:
+    """``-v``: INFO, ``-vv``: DEBUG from the ``napari_dicomtools`` loggers, on stderr."""
+    if verbosity <= 0:
+        return
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dicomtools: %(levelname)s %(name)s: %(message)s"))
+    log = logging.getLogger("napari_dicomtools")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
     if getattr(args, "screenshot", None) and os.path.exists(args.screenshot):
         print(f"dicomtools: {args.screenshot}: exists; not overwriting", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ pylibjpeg-rle raises ``pyo3_runtime.PanicException`` (a ``BaseException``) on ba
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ import numpy as np
 
 from ._limits import FATAL, check_allocation, format_bytes
 from .errors import DicomToolsError, UnreadableDicomError
+
+log = logging.getLogger(__name__)
 
 _JPEG = ("pillow", "pylibjpeg")  # libjpeg-turbo (OSS-Fuzzed) matches GDCM exactly
 _JPEG_LOSSLESS = ("pylibjpeg",)
@@ -160,8 +163,10 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
             raise
         except BaseException as exc:  # noqa: BLE001 - PanicException, decoder errors, ...
             errors.append(f"{plugin or 'pydicom'}: {_exc_text(exc)}")
+            log.debug("%s: %s declined: %s", inst.path, plugin or "pydicom", errors[-1])
     if not native and "gdcm" in available and gdcm_allowed() and \
             inst.path not in _GDCM_FAILED and _GDCM_STATE["failures_in_a_row"] < 5:
+        log.info("%s: decoding with GDCM in a child process (%s)", inst.path, "; ".join(errors))
         try:
             arr = _gdcm_in_child(inst, index)
             _GDCM_STATE["failures_in_a_row"] = 0

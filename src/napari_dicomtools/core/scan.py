@@ -11,6 +11,7 @@ Within each resulting :class:`Series` the frames are ordered by geometry (see
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import stat
@@ -41,6 +42,8 @@ from .errors import (
     UnreadableDicomError,
 )
 from .geometry import SliceOrder, direction_matrix, order_slices, orientation_label
+
+log = logging.getLogger(__name__)
 
 # the largest image we agree to decode: 2**31 voxels (8 GiB of float32)
 MAX_VOXELS = 2**31
@@ -1117,6 +1120,9 @@ class Skipped:
 
     path: str
     reason: str
+
+    def __post_init__(self) -> None:
+        log.info("skipped %s: %s", self.path, self.reason)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"

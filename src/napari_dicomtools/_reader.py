@@ -16,8 +16,8 @@ import numpy as np
 from .core import geometry
 from .core.errors import DicomToolsError, NoSeriesError
 from .core.grid import GRID_KEY, Grid
-from .core.scan import _looks_like_raw_dicom, scan
-from .core.volume import Volume, _read_series
+from .core.scan import looks_like_dicom, scan
+from .core.volume import Volume, read_volume
 
 #: series larger than this (bytes, decoded) open lazily: slices decode as napari shows them
 LAZY_THRESHOLD = int(os.environ.get("NAPARI_DICOMTOOLS_LAZY_BYTES", 512 * 2**20))
@@ -36,7 +36,7 @@ def _looks_dicom_file(path: str) -> bool:
             head = f.read(132)
     except OSError:
         return False
-    return head[128:132] == b"DICM" or _looks_like_raw_dicom(head)
+    return looks_like_dicom(head)
 
 
 def _looks_dicom_zip(path: str) -> bool:
@@ -120,7 +120,7 @@ def read_dicom(path) -> list:
         total += nbytes
         try:
             # large series, or many series together, decode lazily as napari shows them
-            vol = _read_series(s, lazy=nbytes > LAZY_THRESHOLD or total > 2 * LAZY_THRESHOLD)
+            vol = read_volume(s, lazy=nbytes > LAZY_THRESHOLD or total > 2 * LAZY_THRESHOLD)
         except DicomToolsError as exc:
             warnings.warn(f"series {s.name!r} not opened: {exc}", stacklevel=2)
             continue

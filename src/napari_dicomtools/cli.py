@@ -290,7 +290,7 @@ def _parse_slices(text: str | None):
 
 def cmd_png(args) -> int:
     from .core.export import WINDOW_PRESETS, export_png
-    from .core.volume import _read_series
+    from .core.volume import read_volume
 
     src, out = os.fspath(args.path), os.fspath(args.outdir)
     if not os.path.exists(src):
@@ -315,7 +315,7 @@ def cmd_png(args) -> int:
         bar = None
         try:
             _check_not_into_source(folder, src)  # e.g. a symlinked series folder
-            vol = _read_series(s, lazy=False)
+            vol = read_volume(s)
             if not args.quiet and sys.stderr.isatty():
                 from tqdm import tqdm
 

@@ -938,6 +938,22 @@ def safe_dcmread(fp, name: str, *, stop_before_pixels: bool = False, **kwargs):
     return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels, **kwargs)
 
 
+def looks_like_dicom(head: bytes) -> bool:
+    """Whether a file's first 132 bytes look like DICOM: the ``DICM`` preamble marker, or a
+    data set without preamble (starting with a group 0002/0008 tag, either endianness).
+
+    A cheap sniff for file pickers and readers; :func:`scan` decides for certain.
+
+    Examples
+    --------
+    >>> looks_like_dicom(b"\\0" * 128 + b"DICM")
+    True
+    >>> looks_like_dicom(b"\\x89PNG\\r\\n\\x1a\\n" + b"\\0" * 124)
+    False
+    """
+    return head[128:132] == b"DICM" or _looks_like_raw_dicom(head)
+
+
 def _looks_like_raw_dicom(head: bytes) -> bool:
     """A data set without preamble: starts with a group 0002/0008 tag, either endianness."""
     if len(head) < 8:

@@ -189,3 +189,53 @@ def test_no_bval_bvec_for_a_constant_b0_series(tmp_path):
     assert s.frames[0].bvalue == 0 and s.diffusion is None
     assert main(["convert", str(root), str(tmp_path / "out"), "-q"]) == 0
     assert [p.suffix for p in (tmp_path / "out").iterdir()] == [".gz"]
+
+
+def _ge_pepolar_series(src, mode, n_vol=4):
+    """A GE epi_pepolar run: n_vol volumes at the same positions; user data 12 = ``mode``
+    says which were acquired with reversed polarity, and those are stored upside down.
+    Returns the true (volume, slice, row, column) values."""
+    import pydicom
+
+    from napari_dicomtools.core.synthetic import write_series
+
+    uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 900, (n_vol, 3, 10, 12))
+    for t in range(n_vol):
+        vol = t + 1
+        rev = mode == 1 or (mode == 2 and vol % 2 == 1) or (mode == 3 and vol % 2 == 0)
+        tr = write_series(src / f"v{t}", truth[t][:, ::-1] if rev else truth[t], modality="MR",
+                          intercept=0, series_uid=uid, frame_uid=frame, study_uid=study,
+                          prefix=f"V{t}_", seed=t, description="fmri pepolar", window=None,
+                          series_number=5, orientation=(1, 0, 0, 0, 0.8660254, -0.5))
+        for f in tr.files:
+            ds = pydicom.dcmread(f)
+            ds.Manufacturer = "GE MEDICAL SYSTEMS"
+            ds.ProtocolName = "fmri pepolar"
+            ds.InstanceNumber = t * 3 + int(ds.InstanceNumber)
+            ds.TemporalPositionIdentifier = vol
+            block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+            block.add_new(0x9C, "LO", "research/epi_pepolar")
+            block.add_new(0xB3, "DS", str(mode))
+            ds.save_as(f)
+    return truth
+
+
+@needs_dcm2niix
+@pytest.mark.parametrize("mode", [1, 2, 3])
+def test_ge_pepolar_reversed_volumes_flipped_and_split(tmp_path, mode):
+    """Reversed-polarity volumes come out upright (not mirrored front to back) and, when
+    mixed with forward ones, as their own series numbered +1000, like dcm2niix."""
+    truth = _ge_pepolar_series(tmp_path / "src", mode)
+    pairs = convert_both(tmp_path / "src", tmp_path)
+    for ours, ref in pairs.values():
+        assert_same_image(ours, ref)
+    rev = {1: [0, 1, 2, 3], 2: [0, 2], 3: [1, 3]}[mode]
+    fwd = [t for t in range(4) if t not in rev]
+    expected = {"5_fmri_pepolar.nii": rev} if mode == 1 else {
+        "5_fmri_pepolar.nii": fwd, "1005_fmri_pepolar.nii": rev}
+    assert sorted(pairs) == sorted(expected)
+    for name, vols in expected.items():
+        data = np.asarray(pairs[name][0].dataobj)  # ours: (column, row, slice, volume)
+        assert np.array_equal(data.transpose(3, 2, 1, 0), truth[vols]), name

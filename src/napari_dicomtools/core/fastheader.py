@@ -106,6 +106,9 @@ KEYWORDS = {
     "SiemensBValue": (0x0019100C, "IS"),
     "SiemensDiffusionGradientDirection": (0x0019100E, "FD"),
     "InPlanePhaseEncodingDirection": (0x00181312, "CS"),
+    # GE private pulse sequence name and user data 12 (pepolar), creator GEMS_ACQU_01
+    "GEPulseSequenceName": (0x0019109C, "LO"),
+    "GEUserData12": (0x001910B3, "DS"),
     # GE private diffusion (creators GEMS_ACQU_01 / GEMS_PARM_01 checked)
     "GEDiffusionDirectionX": (0x001910BB, "DS"),
     "GEDiffusionDirectionY": (0x001910BC, "DS"),

@@ -157,8 +157,9 @@ def _value(code: str, series, folder: str) -> str:
 
 
 def _series_number(series) -> int:
+    """SeriesNumber, plus dcm2niix's 1000 for the reversed-polarity part of GE pepolar."""
     n = series.first.series_number
-    return n if n is not None else 0
+    return (n if n is not None else 0) + getattr(series.frames[0], "number_offset", 0)
 
 
 def _first_image(series):
@@ -210,7 +211,8 @@ def suffixes(series, used: set, multi_echo: bool) -> str:
     echo = _echo_of(series)
     if "E" not in used and echo is not None and (multi_echo or echo > 1):
         tail.append(f"_e{echo}")
-    split = [p.strip() for p in (series.split or "").split(",") if p.strip()]
+    split = [p.strip() for p in (series.split or "").split(",")
+             if p.strip() and p.strip() != "reversed polarity"]  # said by the number
     labels = _split_labels(series, split)
     if "orientation" in labels and "R" not in used:
         tail.append(f"_i{_first_instance_number(series):05d}")

@@ -263,6 +263,8 @@ class Frame:
     bvalue: float | None = None  # DiffusionBValue (0018,9087)
     bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
     echo_time: float | None = None  # enhanced MR: per-frame EffectiveEchoTime (0018,9082)
+    flip_rows: bool = False  # GE pepolar: a reversed-polarity frame, stored upside down
+    number_offset: int = 0  # added to SeriesNumber in names (dcm2niix: +1000 for pepolar)
 
 
 @dataclass
@@ -384,6 +386,9 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
     """Geometry, scaling and ordering keys of every frame in ``ds``."""
     frames = _frames_geometry(inst, ds)
     if inst.modality == "MR":
+        flip, offset = _ge_pepolar(ds)
+        for f in frames:
+            f.flip_rows, f.number_offset = flip, offset
         ss = _philips_scale_slope(ds)
         b, g = _diffusion(ds, None, None)
         for vendor in (_siemens_diffusion, _ge_diffusion, _philips_diffusion):
@@ -428,6 +433,31 @@ def _siemens_diffusion(ds):
         g = list(np.frombuffer(g, "<f8"))
     g = _floats(g, 3)
     return b, (tuple(g) if g else None)
+
+
+def _ge_pepolar(ds) -> tuple[bool, int]:
+    """(rows reversed, series-number offset) of a GE ``epi_pepolar`` image, as dcm2niix.
+
+    The pulse sequence name (0019,109C) ends in ``epi_pepolar`` and user data 12 (0019,10B3)
+    says which volumes were acquired with reversed phase-encoding polarity: 1 all of them;
+    2 the odd volumes, 3 the even ones (volume = TemporalPositionIdentifier). GE stores those
+    with their rows reversed under an unchanged position and orientation: they are flipped
+    back, and with 2/3 they form their own series, numbered SeriesNumber + 1000.
+    """
+    if "GEMS_ACQU" not in _creator(ds, 0x00190010):
+        return False, 0
+    name = _private(ds, 0x0019109C)
+    if isinstance(name, (bytes, bytearray)):
+        name = bytes(name).decode("ascii", "replace")
+    if "epi_pepolar" not in str(name or ""):
+        return False, 0
+    mode = round((_private_numbers(ds, 0x001910B3) or [0])[0])
+    if mode == 1:
+        return True, 0
+    volume = _i(ds.get("TemporalPositionIdentifier", None), 0) or 0
+    if volume > 0 and ((mode == 2 and volume % 2 == 1) or (mode == 3 and volume % 2 == 0)):
+        return True, 1000
+    return False, 0
 
 
 def _private_numbers(ds, tag: int) -> list[float] | None:
@@ -1363,12 +1393,13 @@ def _group_key(fr: Frame) -> tuple:
         _round_tuple(fr.pixel_spacing, 3),
         fr.echo if fr.echo is not None else inst.echo_number,
         fr.component if fr.component is not None else image_component(inst.image_type),
+        fr.number_offset,
     )
 
 
 def _describe_split(key, keys) -> str:
     """Short label saying how this part differs from its siblings."""
-    _, rows, cols, color, iop, ps, echo, comp = key
+    _, rows, cols, color, iop, ps, echo, comp, offset = key
     labels = []
     if len({k[6] for k in keys}) > 1 and echo is not None:
         labels.append(f"e{echo}")
@@ -1382,6 +1413,8 @@ def _describe_split(key, keys) -> str:
         labels.append(f"{ps[1]:g}x{ps[0]:g} mm")
     if len({k[3] for k in keys}) > 1:
         labels.append(color)
+    if offset:
+        labels.append("reversed polarity")
     return ", ".join(labels)
 
 
@@ -1549,6 +1582,9 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
                 continue
             out.extend(built)
     for s in out:
+        if s.frames[0].flip_rows:
+            s.problems.append("GE pepolar: reversed phase-encoding polarity, stored upside "
+                              "down; rows flipped back (as dcm2niix)")
         if s.first.header.get("MosaicProblem"):
             s.problems.append("Siemens mosaic shown as one tiled 2D image: "
                               + s.first.header["MosaicProblem"])

@@ -165,6 +165,8 @@ class _Plan:
             _rescale_into(arr, fr, out)
         if self.invert:
             np.subtract(self.lo + self.hi, out, out=out, casting="unsafe")
+        if fr.flip_rows:  # GE pepolar: reversed polarity stored upside down
+            out[...] = out[::-1].copy()
         return out
 
 

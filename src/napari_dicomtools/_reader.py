@@ -116,6 +116,12 @@ def read_dicom(path) -> list:
     layers = []
     total = 0
     for s in series:
+        if s.kind != "IMAGE":  # SEG: labels on the image they reference, not a grey image
+            try:
+                layers.extend(read_annotation(s, series))
+            except DicomToolsError as exc:
+                warnings.warn(f"{s.kind} {s.name!r} not opened: {exc}", stacklevel=2)
+            continue
         nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
         total += nbytes
         try:
@@ -236,3 +242,81 @@ def volume_to_layer_data(vol: Volume) -> tuple:
     kwargs["units"] = (("pixel",) if lead else ()) + ("mm", "mm", "mm")
     kwargs["axis_labels"] = (("volume",) if lead else ()) + geometry.WORLD_AXIS_LABELS
     return data, kwargs, "image"
+
+
+# --------------------------------------------------------------------------------------------
+# annotation objects: DICOM SEG -> labels layers on the image they reference
+
+
+def _reference_files(series) -> list[str]:
+    return list(series.files) if series is not None else []
+
+
+def segmentation_layer_data(seg, reference=None) -> list:
+    """``LayerDataTuple``s for a :class:`~.core.seg.Segmentation`: one labels layer per
+    group of non-overlapping segments, on the display grid of the referenced image layer
+    (same view, scale and translate), segment names/colours in ``features``/colormap; plus,
+    for a fractional SEG, one image layer of fractions per segment."""
+    grid = Grid.for_volume(seg.spacing, seg.origin, seg.direction, seg.shape)
+    dt = grid.display
+    name = seg.metadata.get("name") or "SEG"
+    meta_base = {
+        GRID_KEY: grid.to_metadata(),
+        "seg_path": seg.metadata.get("path"),
+        "series_uid": seg.metadata.get("series_uid"),
+        "frame_of_reference": seg.metadata.get("frame_of_reference"),
+        "modality": "SEG",
+        "reference_series_uid": seg.metadata.get("referenced_series_uid"),
+        "reference_files": _reference_files(reference) if seg.metadata.get("on_reference")
+        else [],
+        "spacing": tuple(seg.spacing), "origin": tuple(float(v) for v in seg.origin),
+        "direction": np.asarray(seg.direction).tolist(),
+        "affine_lps": seg.affine_lps.tolist(),
+        "problems": list(seg.metadata.get("problems", [])),
+    }
+    common = {"scale": dt.scale, "translate": dt.translate, "units": ("mm", "mm", "mm"),
+              "axis_labels": geometry.WORLD_AXIS_LABELS}
+    out = []
+    many = len(seg.labels) > 1
+    for k, (arr, group) in enumerate(zip(seg.labels, seg.groups, strict=True)):
+        rows = [seg.segment(n).as_row() for n in group]
+        colors = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
+        for r in rows:
+            if r["color"] is not None:
+                colors[r["index"]] = tuple(c / 255.0 for c in r["color"]) + (1.0,)
+        features = {key: [r[key] for r in rows] for key in
+                    ("index", "label", "category", "type", "type_code", "algorithm")}
+        meta = dict(meta_base, segments=[seg.segment(n).to_dict() for n in group])
+        kwargs = dict(common, name=f"{name} [{k + 1}]" if many else name, metadata=meta,
+                      features=features, opacity=0.6)
+        if len(colors) > 2:
+            kwargs["colormap"] = colors
+        out.append((dt.apply(arr), kwargs, "labels"))
+    for number, frac in seg.fractions.items():
+        s = seg.segment(number)
+        rgb = tuple(c / 255.0 for c in (s.color or (255, 255, 0)))
+        out.append((dt.apply(frac), dict(common, name=f"{name}: {s.label} (fraction)",
+                                         metadata=dict(meta_base, segment=s.as_row()),
+                                         colormap=_ramp(s.label, rgb), contrast_limits=(0, 1),
+                                         blending="additive", opacity=0.7), "image"))
+    return out
+
+
+def _ramp(name: str, rgb: tuple):
+    from napari.utils.colormaps import Colormap
+
+    return Colormap([(0.0, 0.0, 0.0, 1.0), tuple(rgb) + (1.0,)], name=f"seg {name}")
+
+
+def read_annotation(series, candidates=()) -> list:
+    """Layers of a non-image series (a SEG), placed on the image among ``candidates`` it
+    references when there is one."""
+    from .core.seg import find_reference, read_segmentation
+
+    ref = find_reference(series.first.source, candidates)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seg = read_segmentation(series, reference=ref)
+    for w in caught:
+        warnings.warn(str(w.message), stacklevel=2)
+    return segmentation_layer_data(seg, ref)

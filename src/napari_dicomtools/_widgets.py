@@ -190,7 +190,7 @@ class DicomBrowser(QWidget):
         """Read the selected series in a worker and add them as layers; returns the worker."""
         from napari.qt.threading import create_worker
 
-        from ._reader import volume_to_layer_data
+        from ._reader import read_annotation, volume_to_layer_data
         from .core.volume import read_volume
 
         chosen = list(series) if series is not None else self.selected_series()
@@ -203,6 +203,10 @@ class DicomBrowser(QWidget):
             for k, s in enumerate(chosen):
                 yield ("progress", k, len(chosen))
                 try:
+                    if s.kind != "IMAGE":  # SEG: labels on the image it references
+                        for data in read_annotation(s, self.series):
+                            yield ("layer", data, None)
+                        continue
                     vol = read_volume(s, lazy=lazy)
                 except DicomToolsError as exc:
                     yield ("error", str(exc), None)
@@ -232,8 +236,8 @@ class DicomBrowser(QWidget):
 
             show_warning(a)
         else:
-            data, kwargs, _ = a
-            self._opened.append(self.viewer.add_image(data, **kwargs))
+            data, kwargs, layer_type = a
+            self._opened.append(getattr(self.viewer, f"add_{layer_type}")(data, **kwargs))
 
     def _centre_on_first(self):
         """After opening several series, show the first one: its plane, its middle slice,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from .core.errors import DicomToolsError
 from .core.export import write_layer_nifti
 
@@ -140,3 +142,81 @@ def write_anonymized_series(path: str, data, meta: dict) -> list[str]:
     if not report.written:
         raise ValueError(f"{path}: nothing written: " + "; ".join(r for _, r in report.skipped))
     return report.written
+
+
+def _seg_reference(data, meta: dict):
+    """(true grid, reference image files) of a labels layer, from its own metadata or the
+    viewer layer of our DICOM it lies on; (None, []) when it lies on no series' grid."""
+    from .core.grid import GRID_KEY, Grid
+
+    scale, translate = meta.get("scale"), meta.get("translate")
+    own = meta.get("metadata") or {}
+    grid = Grid.from_metadata(own, data.shape, scale, translate)
+    files = list(own.get("reference_files") or own.get("files") or [])
+    if grid is not None and files:
+        return grid, files
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no viewer: only the layer's own metadata counts
+        viewer = None
+    for layer in [] if viewer is None else viewer.layers:
+        md = layer.metadata
+        if GRID_KEY not in md or not md.get("files"):
+            continue
+        g = Grid.from_metadata(md, data.shape, scale, translate)
+        same_series = own.get("series_uid") and own.get("series_uid") == md.get("series_uid")
+        if g is not None and (grid is None or same_series or
+                              np.allclose(g.index_to_lps, grid.index_to_lps)):
+            return g, list(md["files"])
+    return grid, files
+
+
+def _segments_of_layer(meta: dict, values) -> dict:
+    """Segment specs per label value: the SEG's own table when the layer came from one,
+    names from the layer's ``features`` and the colours the user sees."""
+    own = meta.get("metadata") or {}
+    table = {}
+    feats = meta.get("features")
+    stored = own.get("segments") or []
+    if feats is not None and "index" in getattr(feats, "columns", ()):
+        for i, v in enumerate(feats["index"]):
+            spec = dict(stored[i]) if i < len(stored) else {}
+            if "label" in feats.columns:
+                spec["label"] = str(feats["label"].iloc[i])
+            table[int(v)] = spec
+    cmap = meta.get("colormap")
+    out = {}
+    for v in values:
+        spec = dict(table.get(int(v), {}))
+        if cmap is not None and hasattr(cmap, "map"):
+            rgba = np.asarray(cmap.map(np.array([v])), float).reshape(-1)
+            if rgba.size >= 3 and (rgba.size < 4 or rgba[3] > 0):
+                spec["color"] = tuple(int(round(c * 255)) for c in rgba[:3])
+        out[int(v)] = spec
+    return out
+
+
+@_reported
+def write_labels_seg(path: str, data, meta: dict) -> list[str]:
+    """Labels layer -> DICOM SEG referencing the DICOM series it was drawn on (or read with)."""
+    from .core.scan import scan
+    from .core.seg import write_seg
+
+    if len(data.shape) != 3:
+        raise ValueError(f"{path}: a DICOM SEG is written from a 3D labels layer, this one is "
+                         f"{len(data.shape)}D")
+    grid, files = _seg_reference(data, meta)
+    if grid is None or grid.display is None or not files:
+        raise ValueError(f"{path}: this labels layer does not lie on a DICOM series' grid "
+                         "(drawn on a NIfTI, resized, cropped or moved); save it as NIfTI, "
+                         "or draw it on a layer opened from DICOM")
+    arr = np.asarray(grid.display.invert(np.asarray(data)))
+    images = [s for s in scan(files) if s.kind == "IMAGE" and s.shape == arr.shape]
+    if len(images) != 1:
+        raise ValueError(f"{path}: the reference series ({len(files)} file(s)) could not be "
+                         "read back as one volume of the layer's shape")
+    values = [int(v) for v in np.unique(arr) if v != 0]
+    return [write_seg(arr, images[0], path, segments=_segments_of_layer(meta, values),
+                      overwrite=True, description=f"{meta.get('name') or 'Segmentation'}")]

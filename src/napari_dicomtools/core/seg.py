@@ -171,6 +171,13 @@ class Segment:
                    algorithm_type=algo, algorithm_name=spec.get("algorithm_name"),
                    description=spec.get("description"))
 
+    def to_dict(self) -> dict:
+        """Plain fields (lists, not tuples) for ``layer.metadata``; ``Segment.make(n, d)``
+        reads them back."""
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        d.pop("number")
+        return d
+
     def as_row(self) -> dict:
         """Plain values for a table (napari ``features``, CSV)."""
         return {"index": self.number, "label": self.label, "category": self.category[2],
@@ -832,7 +839,8 @@ def write_seg(labels, reference, path, *, segments=None, fractional: bool = Fals
             software_versions=str(__version__), device_serial_number="0",
             content_description=description[:64] if description else None,
             content_label=content_label, content_creator_name=creator,
-            series_description=description, omit_empty_frames=True)
+            series_description=description[:64] if description else None,
+            omit_empty_frames=True)
     with atomic_output(path, overwrite=overwrite) as tmp:
         seg.save_as(tmp)
     return path

@@ -1,0 +1,149 @@
+"""DICOM SEG in napari: a study folder opens as image + labels in world mm; File > Save Layer
+writes labels drawn on a DICOM layer as a SEG referencing its series (issue 15)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_dicomtools.core.scan import scan
+from napari_dicomtools.core.seg import read_segmentation, write_seg
+from napari_dicomtools.core.synthetic import phantom, write_series
+from napari_dicomtools.core.volume import read_volume
+
+SHAPE = (10, 24, 28)
+CORONAL = (1, 0, 0, 0, 0, -1)
+
+
+def _labels():
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[2:6, 4:14, 5:20] = 1
+    lab[7:9, 12:20, 3:12] = 2
+    return lab
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A coronal CT (shown through a transposed, flipped view) and a SEG of it."""
+    write_series(tmp_path / "study" / "ct", phantom(SHAPE), spacing=(2.0, 0.7, 0.8),
+                 orientation=CORONAL)
+    write_seg(_labels(), tmp_path / "study" / "ct", tmp_path / "study" / "seg" / "seg.dcm",
+              segments={1: "liver", 2: {"label": "tumour", "type": "neoplasm",
+                                        "color": (255, 0, 0)}})
+    return tmp_path / "study"
+
+
+def test_study_folder_opens_image_and_seg_labels_on_one_grid(make_napari_viewer, study):
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(study), plugin="napari-dicomtools")
+    kinds = sorted(type(lay).__name__ for lay in layers)
+    assert kinds == ["Image", "Labels"]  # the SEG is no longer a grey image
+    image = next(lay for lay in layers if type(lay).__name__ == "Image")
+    labels = next(lay for lay in layers if type(lay).__name__ == "Labels")
+    assert labels.data.shape == image.data.shape
+    np.testing.assert_allclose(labels.scale, image.scale)
+    np.testing.assert_allclose(labels.translate, image.translate)
+    # voxel for voxel: the labels view is the image view of the very arrays
+    vol = read_volume(study / "ct")
+    view = image.metadata["display_transform"]
+    assert view["axes"] != (0, 1, 2)  # coronal: the view is not the stored order
+    inten = np.asarray(image.data)[np.asarray(labels.data) == 2]
+    np.testing.assert_array_equal(np.sort(inten), np.sort(np.asarray(vol.array)[_labels() == 2]))
+    # what the user reads: names in features, the SEG's colours
+    assert list(labels.features["label"]) == ["liver", "tumour"]
+    np.testing.assert_allclose(labels.colormap.map(np.array([2]))[0], [1, 0, 0, 1], atol=1e-6)
+
+
+def test_save_layer_offers_dicom_seg_for_labels():
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    writers = [w for w in pm.iter_compatible_writers(["labels"])
+               if w.command == "napari-dicomtools.write_labels_seg"]
+    assert writers and ".dcm" in writers[0].filename_extensions
+    assert writers[0].display_name.startswith("DICOM SEG")
+
+
+def test_labels_drawn_on_a_dicom_layer_save_as_seg(make_napari_viewer, study, tmp_path):
+    viewer = make_napari_viewer()
+    image = viewer.open(str(study / "ct"), plugin="napari-dicomtools")[0]
+    labels = viewer.add_labels(np.zeros(image.data.shape, np.uint8), scale=image.scale,
+                               translate=image.translate, name="my lesion")
+    labels.data[3:6, 2:4, 10:15] = 1
+    viewer.layers.selection = {labels}
+    out = tmp_path / "drawn.dcm"
+    written = viewer.layers.save(str(out), selected=True, plugin="napari-dicomtools")
+    assert written == [str(out)]
+    seg = read_segmentation(out, reference=study / "ct")
+    assert seg.metadata["on_reference"]
+    # the painted voxels are the image voxels under them
+    vol = read_volume(study / "ct")
+    np.testing.assert_array_equal(
+        np.sort(np.asarray(vol.array)[seg.mask(1)]),
+        np.sort(np.asarray(image.data)[np.asarray(labels.data) == 1]))
+    assert seg.mask(1).sum() == 3 * 2 * 5
+    ref_uid = scan(study / "ct")[0].uid
+    assert seg.metadata["referenced_series_uid"] == ref_uid
+
+
+def test_opened_seg_saves_back_identical(make_napari_viewer, study, tmp_path):
+    from napari_dicomtools._writer import write_labels_seg
+
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(study), plugin="napari-dicomtools")
+    labels = next(lay for lay in layers if type(lay).__name__ == "Labels")
+    (out,) = write_labels_seg(str(tmp_path / "again.dcm"), labels.data, labels._get_state())
+    seg = read_segmentation(out, reference=study / "ct")
+    np.testing.assert_array_equal(seg.labels[0], _labels())
+    assert [s.label for s in seg.segments] == ["liver", "tumour"]
+    assert seg.segments[1].type[2] == "Neoplasm" and seg.segments[1].color == (255, 0, 0)
+
+
+def test_labels_not_from_dicom_are_refused_in_one_line(make_napari_viewer, tmp_path):
+    from napari_dicomtools._writer import write_labels_seg
+
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(np.ones((4, 5, 6), np.uint8), scale=(2, 1, 1))
+    with pytest.raises(ValueError, match="does not lie on a DICOM series' grid") as err:
+        write_labels_seg(str(tmp_path / "x.dcm"), labels.data, labels._get_state())
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "x.dcm").exists()
+
+
+def test_seg_alone_opens_on_its_own_geometry_over_the_image(make_napari_viewer, study):
+    viewer = make_napari_viewer()
+    image = viewer.open(str(study / "ct"), plugin="napari-dicomtools")[0]
+    (labels,) = viewer.open(str(study / "seg" / "seg.dcm"), plugin="napari-dicomtools")
+    # world mm of each labelled voxel centre lands on an image voxel centre of the same label
+    idx = np.argwhere(np.asarray(labels.data) == 1)
+    world = idx * np.asarray(labels.scale) + np.asarray(labels.translate)
+    img_idx = (world - np.asarray(image.translate)) / np.asarray(image.scale)
+    np.testing.assert_allclose(img_idx, np.round(img_idx), atol=1e-4)
+    vol = read_volume(study / "ct")
+    full = np.zeros(image.data.shape, bool)
+    full[tuple(np.round(img_idx).astype(int).T)] = True
+    np.testing.assert_array_equal(np.sort(np.asarray(image.data)[full]),
+                                  np.sort(np.asarray(vol.array)[_labels() == 1]))
+
+
+def test_browser_opens_a_seg_as_labels_on_its_image(make_napari_viewer, qtbot, study):
+    from napari_dicomtools._widgets import DicomBrowser
+
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    w.scan(str(study))
+    qtbot.waitUntil(lambda: len(w.series) == 2, timeout=20000)
+    qtbot.waitUntil(lambda: w.scan_button.isEnabled(), timeout=5000)
+    seg_series = [s for s in w.series if s.kind == "SEG"]
+    w.open_selected(seg_series)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=20000)
+    layer = viewer.layers[0]
+    assert type(layer).__name__ == "Labels"
+    # placed on the CT's grid (found among the scanned series), not on the SEG's own, which
+    # spans only the slices the SEG stores (2..8 of 10)
+    from napari_dicomtools._reader import read_dicom
+
+    image_data = read_dicom(str(study / "ct"))[0][0]
+    assert layer.data.shape == image_data.shape
+    assert layer.data.shape[1] == SHAPE[0]  # coronal view: slices on the world y axis
+    assert layer.metadata["reference_files"]

@@ -34,13 +34,22 @@ from .core import (
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-try:  # one version source: git tags via hatch-vcs, recorded in the installed distribution
+
+def __getattr__(name: str):
+    """``__version__`` on first use: importlib.metadata costs tens of milliseconds, on every
+    command-line call that never asks for it."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # one version source: git tags via hatch-vcs, recorded in the installed distribution
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as _dist_version
 
-    __version__ = _dist_version("napari-dicomtools")
-except PackageNotFoundError:  # pragma: no cover - imported from a source tree, not installed
-    __version__ = "0+unknown"
+    try:
+        version = _dist_version("napari-dicomtools")
+    except PackageNotFoundError:  # pragma: no cover - a source tree, not installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version
 
 __all__ = [
     "DicomToolsError", "GeometryError", "NoImageError", "NoSeriesError", "NotDicomError",

@@ -257,7 +257,9 @@ def nifti_header(shape_xyzt, dtype, affine_ras, *, repetition_time: float | None
     DicomToolsError
         A dimension over 32767 (NIfTI-1 dimensions are int16).
     """
-    import nibabel as nib
+    from ._imports import nibabel
+
+    nib = nibabel()  # without pydicom's import when the scan did not need it
 
     dt = native_dtype(dtype)
     shape = tuple(int(n) for n in shape_xyzt)

@@ -92,6 +92,22 @@ class SliceOrder:
     duplicates: int = 0
 
 
+def median(values) -> float:
+    """The median of a 1-D array: :func:`numpy.median` without its first-call import of
+    ``numpy.ma`` (tens of milliseconds, on every command-line call).
+
+    Examples
+    --------
+    >>> median([3.0, 1.0, 2.0, 10.0])
+    2.5
+    """
+    a = np.sort(np.asarray(values, float).ravel())
+    n = len(a)
+    if n == 0:
+        return float("nan")
+    return float((a[(n - 1) // 2] + a[n // 2]) / 2)
+
+
 def order_slices(positions, orientation, *, rel_tol: float = 0.01, abs_tol: float = 0.01,
                  fallback_spacing: float | None = None) -> SliceOrder:
     """Order slices by the projection of ImagePositionPatient on the slice normal.
@@ -135,7 +151,7 @@ def order_slices(positions, orientation, *, rel_tol: float = 0.01, abs_tol: floa
         sp = float(fallback_spacing) if fallback_spacing and fallback_spacing > 0 else 1.0
         return SliceOrder(order, dist, sp, normal * sp, problems=problems, uniform=False,
                           duplicates=dup)
-    med = float(np.median(positive))
+    med = median(positive)
     tol = max(abs_tol, rel_tol * med)
     uniform = bool(np.all(np.abs(positive - med) <= tol)) and dup == 0
     if not uniform and len(positive):

@@ -533,7 +533,7 @@ def regularize(volume: Volume, spacing: float | None = None, *, uniform: bool = 
     off_r = (rel @ col_dir) / volume.spacing[1]
     off_c = (rel @ row_dir) / volume.spacing[2]
     steps = np.diff(along)
-    med = float(np.median(steps)) if len(steps) else float(volume.spacing[0])
+    med = geometry.median(steps) if len(steps) else float(volume.spacing[0])
     sheared = np.max(np.abs(off_r)) > 1e-3 or np.max(np.abs(off_c)) > 1e-3
     regular = len(steps) == 0 or np.all(np.abs(steps - med) <= max(0.01, 0.01 * med))
     step = float(spacing or med)

@@ -22,9 +22,23 @@ system on a multi-node cluster).
 
 Examples
 --------
->>> from napari_dicomtools.core.batch import run_batch                    # doctest: +SKIP
->>> s = run_batch("convert", ["/archive/2019", "/archive/2020"], "/nifti", workers=2)
->>> s.succeeded, s.failed, s.skipped                                        # doctest: +SKIP
+A small synthetic archive, converted in this process (``workers=0``), then again: the
+second run finds every series done in the manifest and skips it.
+
+>>> import os, tempfile
+>>> from napari_dicomtools.core.synthetic import make_archive
+>>> root = tempfile.mkdtemp()
+>>> archive = make_archive(os.path.join(root, "archive"), patients=1, studies=1, series=2,
+...                        corrupt=0, duplicates=0, bad_series=0)
+>>> s = run_batch("convert", [archive.root], os.path.join(root, "nifti"), workers=0)
+>>> s.succeeded, s.failed, s.skipped
+(2, 0, 0)
+>>> s = run_batch("convert", [archive.root], os.path.join(root, "nifti"), workers=0)
+>>> s.succeeded, s.failed, s.skipped
+(0, 0, 2)
+
+On a cluster: ``run_batch("convert", ["/archive/2019", "/archive/2020"], "/nifti",
+scheduler="tcp://head-node:8786")``.
 """
 
 from __future__ import annotations

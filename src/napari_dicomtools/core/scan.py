@@ -1736,9 +1736,21 @@ def scan(path: str | os.PathLike | Iterable, *,
 
     Examples
     --------
-    >>> series = scan("/data/study")                      # doctest: +SKIP
-    >>> for s in series: print(s.label)                   # doctest: +SKIP
-    >>> series.skipped                                    # doctest: +SKIP
+    A study folder with one CT series and a stray text file:
+
+    >>> import os, tempfile
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> study = tempfile.mkdtemp()
+    >>> truth = write_series(os.path.join(study, "ct"), phantom((20, 64, 64)),
+    ...                      spacing=(1.25, 0.7, 0.7))
+    >>> with open(os.path.join(study, "notes.txt"), "w") as f:
+    ...     _ = f.write("not DICOM")
+    >>> series = scan(study)
+    >>> for s in series:
+    ...     print(s.label)
+    3 Synthetic phantom | CT | 20x64x64 | 0.7x0.7x1.25 mm | axial
+    >>> [os.path.basename(k.path) for k in series.skipped]
+    ['notes.txt']
     """
     gen = scan_iter(path, split_nonuniform)
     while True:

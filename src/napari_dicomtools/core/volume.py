@@ -467,9 +467,14 @@ def read_volume(path_or_series, lazy: bool = False, *,
 
     Examples
     --------
-    >>> vol = read_volume("/data/ct_series")              # doctest: +SKIP
-    >>> vol.array.shape, vol.spacing                      # doctest: +SKIP
-    ((300, 512, 512), (1.25, 0.7, 0.7))
+    pydicom's bundled CT slice (one 128x128 axial slice, 5 mm thick):
+
+    >>> from pydicom.data import get_testdata_file
+    >>> vol = read_volume(get_testdata_file("CT_small.dcm"))
+    >>> vol.array.shape, vol.spacing
+    ((1, 128, 128), (5.0, 0.661468, 0.661468))
+    >>> vol.metadata["units"], int(vol.array.min())
+    ('HU', -896)
     """
     if isinstance(path_or_series, Series):
         series = path_or_series

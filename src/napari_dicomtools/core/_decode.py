@@ -6,7 +6,8 @@ for JPEG, JPEG-LS and JPEG 2000. GDCM has segfaulted on a corrupted baseline JPE
 pylibjpeg-rle raises ``pyo3_runtime.PanicException`` (a ``BaseException``) on bad RLE. So:
 
 * plugins are chosen explicitly (``decoding_plugin=``), in the order of :data:`PLUGIN_ORDER`:
-  pylibjpeg (libjpeg, openjpeg, rle), then Pillow / pyjpegls / pydicom's own RLE decoder;
+  pylibjpeg (libjpeg, openjpeg, rle), then Pillow / pydicom's own RLE decoder (for JPEG-LS
+  pyjpegls first when installed: CharLS decodes lossless CT with a third of libjpeg's CPU);
 * every in-process attempt catches ``BaseException`` except ``KeyboardInterrupt``,
   ``SystemExit`` and ``GeneratorExit``, and the next plugin is tried;
 * GDCM runs only when every other plugin declined, and then in a child process
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 _JPEG = ("pillow", "pylibjpeg")  # libjpeg-turbo (OSS-Fuzzed) matches GDCM exactly
 _JPEG_LOSSLESS = ("pylibjpeg",)
-_JLS = ("pylibjpeg", "pyjpegls")
+_JLS = ("pyjpegls", "pylibjpeg")  # CharLS: 3.5x less CPU than libjpeg on lossless CT
 _J2K = ("pylibjpeg", "pillow")
 
 #: in-process decoding plugins, in order of preference, per transfer syntax (GDCM is never
@@ -52,6 +53,17 @@ PLUGIN_ORDER = {
     "1.2.840.10008.1.2.4.203": ("pylibjpeg",),
     "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),  # RLE lossless
 }
+
+#: syntaxes whose decoders (libjpeg, openjpeg, CharLS, pylibjpeg-rle) hold the GIL: a series
+#: in them decodes in worker processes (:mod:`._parallel`); baseline JPEG (Pillow releases
+#: the GIL) and native data are read by threads
+GIL_BOUND = frozenset({
+    "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",  # JPEG lossless
+    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",  # JPEG-LS
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
+    "1.2.840.10008.1.2.5",  # RLE
+})
 
 #: a compressed frame may expand this much at most before we call its declared size a lie
 #: (only enforced for frames over :data:`RATIO_MIN_BYTES`)

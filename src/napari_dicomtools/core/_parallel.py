@@ -1,9 +1,19 @@
-"""Process pools that are safe both from scripts and from inside napari."""
+"""Process pools that are safe both from scripts and from inside napari.
+
+The compressed-pixel codecs we use hold the GIL while they decode (pylibjpeg-libjpeg,
+pylibjpeg-openjpeg and pyjpegls are Cython without ``nogil``, pylibjpeg-rle is pyo3, GDCM is
+SWIG), so threads cannot decode two frames at once: such series are decoded by a pool of
+worker processes (:func:`process_pool`), one frame per task. The pool is made once and
+reused, its size is :func:`decode_workers`.
+"""
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
+import os
 import sys
+import threading
 
 
 def mp_context():
@@ -12,3 +22,49 @@ def mp_context():
     gui = any(m in sys.modules for m in ("qtpy", "PyQt5", "PyQt6", "PySide6"))
     method = "fork" if "fork" in mp.get_all_start_methods() and not gui else "spawn"
     return mp.get_context(method)
+
+
+def decode_workers() -> int:
+    """How many frames decode at once: ``NAPARI_DICOMTOOLS_WORKERS`` if set (1 turns the
+    worker processes off), else the CPUs this process may run on."""
+    env = os.environ.get("NAPARI_DICOMTOOLS_WORKERS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL: dict = {"pool": None, "workers": 0}
+_POOL_LOCK = threading.Lock()
+
+
+def process_pool(workers: int):
+    """The shared :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` processes
+    (made on first use, remade when broken or resized, shut down at exit)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with _POOL_LOCK:
+        pool = _POOL["pool"]
+        if pool is not None and (_POOL["workers"] != workers or getattr(pool, "_broken", False)):
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+        if pool is None:
+            pool = ProcessPoolExecutor(workers, mp_context=mp_context())
+            _POOL.update(pool=pool, workers=workers)
+        return pool
+
+
+def discard_pool() -> None:
+    """Drop the shared pool (after a worker died); the next call makes a fresh one."""
+    with _POOL_LOCK:
+        pool, _POOL["pool"] = _POOL["pool"], None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+atexit.register(discard_pool)

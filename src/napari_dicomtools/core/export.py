@@ -433,17 +433,13 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
 
 def write_series_nifti(series, path, *, overwrite: bool = False, compress_level: int = 1,
                        philips_precise: bool = False) -> str:
-    """Stream a :class:`Series` straight from DICOM to NIfTI: frames are decoded (two
-    threads) and written in order, so memory stays at a few slices whatever the size.
-    Colour series are written as RGB24 (see :func:`write_nifti`)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .volume import _plan
+    """Stream a :class:`Series` straight from DICOM to NIfTI: frames are decoded ahead (worker
+    processes or threads) and written in order, so memory stays at a few slices whatever the
+    size. Colour series are written as RGB24 (see :func:`write_nifti`)."""
+    from .volume import _plan, iter_frames
 
     path = _nifti_path(path)
     plan = _plan(series, philips_precise)
-    n = len(series.frames)
     lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
     aff = geometry.affine_ras(series.spacing, series.origin, series.direction)
     tr = _tr_seconds({"header": series.first.header}) if series.n_time > 1 else None
@@ -457,25 +453,10 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
     if series.diffusion:
         _refuse_existing_sidecars(path, overwrite)
 
-    def frames():
-        # at most `ahead` decoded frames wait for the writer: Executor.map would submit all
-        # of them at once, and behind a slow gzip writer the whole volume piled up in memory
-        ahead = 4
-        with ThreadPoolExecutor(2) as ex:
-            pending = deque(ex.submit(plan.read_frame, i) for i in range(min(ahead, n)))
-            nxt = len(pending)
-            try:
-                while pending:
-                    frame = pending.popleft().result()
-                    if nxt < n:
-                        pending.append(ex.submit(plan.read_frame, nxt))
-                        nxt += 1
-                    yield _to_uint8_colour(frame, path) if plan.rgb else frame
-            finally:
-                for f in pending:
-                    f.cancel()
-
-    _write_nifti_frames(path, hdr, frames(), overwrite=overwrite,
+    frames = iter_frames(plan)
+    if plan.rgb:
+        frames = (_to_uint8_colour(f, path) for f in frames)
+    _write_nifti_frames(path, hdr, frames, overwrite=overwrite,
                         compress_level=compress_level)
     if series.diffusion:
         write_bvals_bvecs(series.diffusion, aff, path, overwrite=overwrite)

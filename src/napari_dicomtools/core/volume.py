@@ -19,6 +19,7 @@ import numpy as np
 
 from . import geometry
 from ._limits import FATAL, check_allocation
+from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
 from .scan import Frame, Instance, Series, scan
 
@@ -146,28 +147,50 @@ class _Plan:
         if out is None:
             out = np.empty(self.frame_shape, self.out_dtype)
         inst = fr.instance
-        if self.rgb:
-            arr = _decode_pydicom(fr)
-            if self.palette and arr.dtype.itemsize > 1:
-                arr = _palette_to_8bit(arr)
-            out[...] = arr.reshape(self.frame_shape)
-            return out
+        if self.rgb or (inst.mosaic is None and not self.native(i)):
+            return self.place(i, _decode_pydicom(fr), out)
         if inst.mosaic is not None:
             _rescale_into(self._mosaic_tile(fr), fr, out)
-        elif inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32) \
-                and inst.samples == 1:
-            _read_native(fr, out)
         else:
-            arr = _decode_pydicom(fr)
-            if arr.shape != self.frame_shape:
-                raise UnreadableDicomError(inst.path, f"decoded frame has shape {arr.shape}, "
-                                                      f"expected {self.frame_shape}")
-            _rescale_into(arr, fr, out)
+            _read_native(fr, out)
+        return self._finish(fr, out)
+
+    def _finish(self, fr: Frame, out: np.ndarray) -> np.ndarray:
         if self.invert:
             np.subtract(self.lo + self.hi, out, out=out, casting="unsafe")
         if fr.flip_rows:  # GE pepolar: reversed polarity stored upside down
             out[...] = out[::-1].copy()
         return out
+
+    def native(self, i: int) -> bool:
+        """Frame ``i`` is read straight from the file (no decoder)."""
+        inst = self.frames[i].instance
+        return inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32) \
+            and inst.samples == 1
+
+    def in_processes(self, workers: int) -> bool:
+        """Decode in worker processes: more than one worker, and every frame in a syntax
+        whose decoder holds the GIL (see :mod:`._parallel`)."""
+        from ._decode import GIL_BOUND
+
+        return workers > 1 and len(self.frames) > 2 * workers and all(
+            f.instance.transfer_syntax in GIL_BOUND and f.instance.mosaic is None
+            for f in self.frames)
+
+    def place(self, i: int, arr: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """A decoded frame ``i`` (stored values) into ``out``, in output units."""
+        fr: Frame = self.frames[i]
+        if self.rgb:
+            if self.palette and arr.dtype.itemsize > 1:
+                arr = _palette_to_8bit(arr)
+            out[...] = arr.reshape(self.frame_shape)
+            return out
+        if arr.shape != self.frame_shape:
+            raise UnreadableDicomError(fr.instance.path, f"decoded frame has shape "
+                                                         f"{arr.shape}, expected "
+                                                         f"{self.frame_shape}")
+        _rescale_into(arr, fr, out)
+        return self._finish(fr, out)
 
 
     def _mosaic_tile(self, fr: Frame) -> np.ndarray:
@@ -637,33 +660,144 @@ def _empty(shape, dtype) -> np.ndarray:
 def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
     """Decode every frame into ``flat`` (n, ...); returns the errors of frames that failed.
 
-    Two threads: file reads and numpy's integer ops release the GIL, so reading and
-    rescaling overlap on a two-core machine.
+    Series in a syntax whose decoder holds the GIL decode in worker processes
+    (:func:`_decode_in_processes`); the others in threads (file reads, Pillow's JPEG decoder
+    and numpy's integer ops release the GIL, so reading and rescaling overlap).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     n = len(flat)
     failures = []
+    workers = decode_workers()
+    ex = None
+    if plan.in_processes(workers):
+        results = ((i, _place_safely(plan, i, got, flat[i]))
+                   for i, got in _decode_in_processes(plan, range(n), workers))
+    else:
+        def one(i):
+            return i, _read_frame_safely(plan, i, flat[i])
 
-    def one(i):
-        return _read_frame_safely(plan, i, flat[i])
-
-    workers = min(2, os.cpu_count() or 1) if n > 8 else 1
-    if workers == 1:
-        results = map(one, range(n))
-        for i, err in enumerate(results):
+        if n > 8 and workers > 1:
+            ex = ThreadPoolExecutor(min(workers, 4))
+        results = ex.map(one, range(n)) if ex is not None else map(one, range(n))
+    try:
+        for k, (i, err) in enumerate(results):
             if err is not None:
                 failures.append((i, err))
             if progress is not None:
-                progress(i + 1, n)
-        return failures
-    with ThreadPoolExecutor(workers) as ex:
-        for i, err in enumerate(ex.map(one, range(n))):
-            if err is not None:
-                failures.append((i, err))
-            if progress is not None:
-                progress(i + 1, n)
+                progress(k + 1, n)
+    finally:
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
     return failures
+
+
+def _decode_task(fr: Frame):
+    """Worker-process task: decode one frame; ``(True, stored values)`` or ``(False, (path,
+    reason))`` (errors travel as data: a DicomToolsError does not unpickle)."""
+    try:
+        return True, _decode_pydicom(fr)
+    except DicomToolsError as exc:
+        return False, (exc.path, exc.reason)
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - never let one frame kill the worker
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        return False, (fr.instance.path, f"pixel data cannot be read ({type(exc).__name__}: "
+                                         f"{msg})")
+
+
+def _decode_in_processes(plan: _Plan, indices, workers: int):
+    """Yield ``(i, got)`` for ``indices`` in order, decoded by the shared worker pool with at
+    most ``4 * workers`` frames in flight; ``got`` is the decoded frame, an
+    :class:`UnreadableDicomError`, or None: decode it here (a worker died, e.g. a decoder
+    crashed, and the pool is gone: the remaining frames take the in-process path)."""
+    from collections import deque
+    from concurrent.futures.process import BrokenProcessPool
+
+    todo = iter(indices)
+    pending: deque = deque()
+    broken = False
+    try:
+        pool = process_pool(workers)
+
+        def submit() -> bool:
+            for i in todo:
+                pending.append((i, pool.submit(_decode_task, plan.frames[i])))
+                return True
+            return False
+
+        for _ in range(4 * workers):
+            if not submit():
+                break
+        while pending:
+            i, fut = pending.popleft()
+            try:
+                ok, val = fut.result()
+            except BrokenProcessPool:
+                pending.appendleft((i, fut))  # this frame too is decoded here
+                broken = True
+                break
+            yield i, (val if ok else UnreadableDicomError(*val))
+            submit()
+    except (BrokenProcessPool, RuntimeError, OSError):  # the pool cannot start or submit
+        broken = True
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+    if broken:
+        discard_pool()
+        for i, _ in pending:
+            yield i, None
+        for i in todo:
+            yield i, None
+
+
+def _place_safely(plan: _Plan, i: int, got, out: np.ndarray) -> DicomToolsError | None:
+    """Place what a worker decoded for frame ``i`` (see :func:`_decode_in_processes`)."""
+    if got is None:
+        return _read_frame_safely(plan, i, out)
+    if isinstance(got, DicomToolsError):
+        return got
+    try:
+        plan.place(i, got, out)
+        return None
+    except DicomToolsError as exc:
+        return exc
+
+
+def iter_frames(plan: _Plan, ahead: int = 4):
+    """Every frame of ``plan`` in order, decoded ahead (worker processes or two threads) with
+    at most a few frames waiting, for writers that stream (memory stays at a few slices).
+    Raises the first frame's error."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = len(plan.frames)
+    workers = decode_workers()
+    if plan.in_processes(workers):
+        for i, got in _decode_in_processes(plan, range(n), workers):
+            out = np.empty(plan.frame_shape, plan.out_dtype)
+            err = _place_safely(plan, i, got, out)
+            if err is not None:
+                raise err
+            yield out
+        return
+    # at most `ahead` decoded frames wait for the writer: Executor.map would submit all of
+    # them at once, and behind a slow gzip writer the whole volume piled up in memory
+    with ThreadPoolExecutor(2) as ex:
+        pending = deque(ex.submit(plan.read_frame, i) for i in range(min(ahead, n)))
+        nxt = len(pending)
+        try:
+            while pending:
+                frame = pending.popleft().result()
+                if nxt < n:
+                    pending.append(ex.submit(plan.read_frame, nxt))
+                    nxt += 1
+                yield frame
+        finally:
+            for f in pending:
+                f.cancel()
 
 
 def _read_frame_safely(plan: _Plan, i: int, out: np.ndarray) -> DicomToolsError | None:

@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Whole-process read of compressed CT series: napari-dicomtools (1 and N decoding workers)
+against SimpleITK/GDCM and dcm2niix, in the same run.
+
+The series are made by this script from benchmarks/make_ct_series.py's synthetic CT (default
+100 slices of 512 x 512): JPEG Lossless SV1 (GDCM's encoder), JPEG-LS lossless (pyjpegls),
+JPEG 2000 lossless (pylibjpeg-openjpeg) and RLE lossless (pydicom). Each contender is its own
+Python process (start-up and imports count, as a user waits), warm page cache, median of
+--repeat runs:
+
+* ``ours 1w`` / ``ours Nw``: ``read_volume(folder)`` with NAPARI_DICOMTOOLS_WORKERS=1 / N
+* ``SimpleITK``: ``ImageSeriesReader`` (GDCM inside), ``sitk.ProcessObject`` default threads
+* ``dcm2niix``: DICOM -> uncompressed .nii (it decodes with its own codecs, one thread)
+
+Every run is checked: our volume must equal the uncompressed series, value for value.
+
+usage: python benchmarks/bench_compressed.py [--data DIR] [--slices 100] [--repeat 3]
+needs: pip install -e ".[bench]"   (SimpleITK, dcm2niix)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_read import make_series  # noqa: E402
+
+#: transfer syntax name (pydicom.uid) -> label
+SYNTAXES = {
+    "JPEGLosslessSV1": "JPEG Lossless SV1",
+    "JPEGLSLossless": "JPEG-LS lossless",
+    "JPEG2000Lossless": "JPEG 2000 lossless",
+    "RLELossless": "RLE lossless",
+}
+
+GDCM_JPEG_LOSSLESS = """
+import sys, gdcm
+r = gdcm.ImageReader(); r.SetFileName(sys.argv[1]); assert r.Read()
+c = gdcm.ImageChangeTransferSyntax()
+c.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+c.SetInput(r.GetImage()); assert c.Change()
+w = gdcm.ImageWriter(); w.SetFileName(sys.argv[2]); w.SetFile(r.GetFile())
+w.SetImage(c.GetOutput()); assert w.Write()
+"""
+
+OURS = """
+import sys
+import numpy as np
+from napari_dicomtools import read_volume
+vol = read_volume(sys.argv[1])
+if len(sys.argv) > 2:
+    ref = np.load(sys.argv[2])
+    assert np.array_equal(vol.array, ref), "values differ from the uncompressed series"
+print(vol.array.shape, vol.array.dtype)
+"""
+
+SITK = """
+import sys
+import SimpleITK as sitk
+r = sitk.ImageSeriesReader()
+r.SetFileNames(r.GetGDCMSeriesFileNames(sys.argv[1]))
+img = r.Execute()
+arr = sitk.GetArrayViewFromImage(img)
+print(arr.shape, arr.dtype)
+"""
+
+
+def compress_series(src: str, dst: str, ts_name: str) -> None:
+    """Every file of ``src`` re-encoded in transfer syntax ``ts_name`` into ``dst``."""
+    import pydicom
+    import pydicom.uid
+
+    if os.path.isdir(dst) and len(os.listdir(dst)) == len(os.listdir(src)):
+        return
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    print(f"encoding {ts_name} into {dst} ...", flush=True)
+    for name in sorted(os.listdir(src)):
+        if ts_name == "JPEGLosslessSV1":  # no pydicom encoder: GDCM, in a child process
+            subprocess.run([sys.executable, "-c", GDCM_JPEG_LOSSLESS, os.path.join(src, name),
+                            os.path.join(dst, name)], check=True)
+            continue
+        ds = pydicom.dcmread(os.path.join(src, name))
+        ds.compress(getattr(pydicom.uid, ts_name))
+        ds.save_as(os.path.join(dst, name), enforce_file_format=True)
+
+
+def timed(cmd, env=None):
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{r.stderr[-2000:]}")
+    return dt
+
+
+def median_of(repeat, cmd, env=None):
+    return statistics.median(timed(cmd, env) for _ in range(repeat))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "dicomtools-bench"))
+    ap.add_argument("--slices", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="the parallel run's workers (default: all cores)")
+    ap.add_argument("--only", nargs="*", choices=list(SYNTAXES), help="these syntaxes only")
+    a = ap.parse_args()
+    import numpy as np
+
+    py = sys.executable
+    raw = os.path.join(a.data, f"ct{a.slices}")
+    make_series(raw, a.slices)
+    ref = os.path.join(a.data, f"ct{a.slices}.npy")
+    if not os.path.exists(ref):
+        from napari_dicomtools import read_volume
+
+        np.save(ref, np.asarray(read_volume(raw).array))
+    sitk_ok = subprocess.run([py, "-c", "import SimpleITK"], capture_output=True).returncode == 0
+    dcm2niix = shutil.which("dcm2niix")
+    rows = []
+    for ts_name in a.only or SYNTAXES:
+        folder = os.path.join(a.data, f"ct{a.slices}-{ts_name}")
+        compress_series(raw, folder, ts_name)
+        subprocess.run([py, "-c", "import os,sys;[open(os.path.join(sys.argv[1],f),'rb')"
+                        ".read() for f in os.listdir(sys.argv[1])]", folder], check=True)
+        timed([py, "-c", OURS, folder, ref])  # correctness, and warms the imports
+        row = {"syntax": SYNTAXES[ts_name]}
+        for w in sorted({1, a.workers}):
+            env = dict(os.environ, NAPARI_DICOMTOOLS_WORKERS=str(w))
+            row[f"ours {w}w"] = median_of(a.repeat, [py, "-c", OURS, folder], env)
+        if sitk_ok:
+            row["SimpleITK"] = median_of(a.repeat, [py, "-c", SITK, folder])
+        if dcm2niix:
+            out = tempfile.mkdtemp(prefix="bench-d2n-")
+            # -w 1: overwrite its previous output
+            row["dcm2niix"] = median_of(
+                a.repeat, [dcm2niix, "-o", out, "-f", "x", "-b", "n", "-z", "n", "-w", "1",
+                           folder])
+            shutil.rmtree(out, ignore_errors=True)
+        rows.append(row)
+        print(row, flush=True)
+
+    cols = [c for c in rows[0] if c != "syntax"]
+    print(f"\n{a.slices} x 512 x 512 CT, median of {a.repeat}, whole process, "
+          f"{os.cpu_count()} cores\n")
+    print(f"{'series':20s}" + "".join(f"{c:>12s}" for c in cols)
+          + (f"{'vs SimpleITK':>14s}" if sitk_ok else "") + f"{'scaling':>9s}")
+    for r in rows:
+        best = r[f"ours {a.workers}w"]
+        line = f"{r['syntax']:20s}" + "".join(f"{r[c]:12.2f}" for c in cols)
+        if sitk_ok:
+            line += f"{r['SimpleITK'] / best:13.2f}x"
+        line += f"{r['ours 1w'] / best:8.2f}x"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -121,15 +121,20 @@ def test_two_workers_convert_equals_single_process(client, archive, reference, t
 
 
 def test_two_workers_anonymize_equals_single_process(client, archive, tmp_path):
-    from napari_dicomtools.core.anonymize import anonymize_files
+    import pydicom
 
-    rep = anonymize_files(archive.root, tmp_path / "single", key=KEY, workers=1)
+    from napari_dicomtools.core.anonymize import Options, anonymize_files
+
+    opts = Options(shift_dates=True)  # the same per-patient shift on every worker
+    rep = anonymize_files(archive.root, tmp_path / "single", opts, key=KEY, workers=1)
     summary = run_batch("anonymize", [archive.root], tmp_path / "dask", key=KEY,
-                        client=client)
+                        options=opts, client=client)
     got, want = tree(tmp_path / "dask"), tree(tmp_path / "single")
     assert len(want) == len(rep.written) == 108 and got == want
     assert summary.outputs == 108 and summary.succeeded == 18
-    assert all(b"Archive^Patient" not in v for v in got.values())
+    assert all(b"Archive^Patient" not in v and b"PAT0000" not in v for v in got.values())
+    dates = {pydicom.dcmread(tmp_path / "dask" / p).StudyDate for p in got}
+    assert len(dates) == 3 and "20260101" not in dates  # one shift per patient
 
 
 def test_killed_worker_job_completes_exactly_once(client, archive, reference, tmp_path):
@@ -232,3 +237,60 @@ def test_cli_batch_convert(archive, tmp_path, capsys):
     # one input and no batch option: the single-folder command as before
     rc = main(["convert", f"{archive.root}/P002/S0/1_CT", str(tmp_path / "one.nii")])
     assert rc == 0 and (tmp_path / "one.nii").exists()
+
+
+def test_instance_table_as_parquet_parts(client, archive, tmp_path):
+    import pandas as pd
+    import pydicom
+
+    from napari_dicomtools.core.batch import tabulate
+
+    out = tmp_path / "table"
+    res = tabulate([archive.root], out, ["SliceThickness", "Modality", "PixelSpacing",
+                                         "SeriesNumber"], client=client, rows_per_part=40)
+    n = len(archive.files)
+    assert res["rows"] == n and res["parts"] == 3
+    assert sorted(os.listdir(out)) == [f"part-0000{i}.parquet" for i in range(3)]
+    df = pd.read_parquet(out)
+    assert len(df) == n and df["path"].is_unique
+    assert df["SliceThickness"].dtype.kind == "f" and df["Modality"].dtype.kind in "OU" or \
+        str(df["Modality"].dtype).startswith("str")
+    one = archive.series[archive.bad_series[0]][0]
+    ds = pydicom.dcmread(one)
+    row = df.set_index("path").loc[one]
+    assert row["SliceThickness"] == float(ds.SliceThickness)
+    assert row["PixelSpacing"] == "\\".join(f"{float(v):g}" for v in ds.PixelSpacing)
+    assert row["SeriesNumber"] == ds.SeriesNumber and row["sop_uid"] == ds.SOPInstanceUID
+    errors = df.set_index("path")["error"].dropna()
+    assert set(errors.index) == set(archive.corrupt)
+    dd = pytest.importorskip("dask.dataframe")
+    assert int(dd.read_parquet(out).shape[0].compute()) == n
+    with pytest.raises(DicomToolsError, match="not empty"):
+        tabulate([archive.root], out, client=client)
+
+
+def test_cli_info_parquet_series_table(archive, tmp_path, capsys):
+    import pandas as pd
+
+    from napari_dicomtools.cli import main
+
+    out = tmp_path / "series"
+    rc = main(["info", f"{archive.root}/P000", f"{archive.root}/P001", "--tags",
+               "SliceThickness,PatientName,Modality", "--deidentify", "--parquet", str(out)])
+    assert rc == 0 and "13 row(s) in 1 Parquet part(s)" in capsys.readouterr().out
+    df = pd.read_parquet(out)
+    assert len(df) == 13 and "PatientName" not in df and "series_uid" not in df
+    assert sorted(df["n_slices"].dropna().unique()) == [6]
+    assert not df["problems"].fillna("").str.contains(archive.root).any()
+
+
+def test_zip_input_converts_like_its_folder(archive, tmp_path):
+    import shutil
+
+    z = shutil.make_archive(str(tmp_path / "zips" / "p002"), "zip", f"{archive.root}/P002")
+    a = run_batch("convert", [z], tmp_path / "from_zip", workers=0)
+    b = run_batch("convert", [f"{archive.root}/P002"], tmp_path / "from_folder", workers=0)
+    assert a.succeeded == b.succeeded == 6
+    assert tree(tmp_path / "from_zip") == tree(tmp_path / "from_folder")
+    row = read_manifest(tmp_path / "from_zip")[0]
+    assert all(s[0].startswith(z + "::") and s[1] > 0 for s in row["sources"])

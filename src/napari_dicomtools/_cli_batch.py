@@ -1,11 +1,13 @@
-"""Batch work over many inputs on Dask distributed (issue 17), wired into ``convert`` and
-``anonymize``.
+"""Batch work over many inputs on Dask distributed (issue 17), wired into ``convert``,
+``anonymize`` and ``info``.
 
 ``dicomtools convert`` and ``dicomtools anonymize`` take several inputs (folders, files,
 ``.zip`` archives, DICOMDIRs, list files of paths) and ``--workers N`` / ``--scheduler
 ADDRESS``. With one input and neither option they behave as before; otherwise the job runs
 through :func:`napari_dicomtools.core.batch.run_batch`: a manifest in the output folder
-makes it resumable (rerun the same command after an interruption).
+makes it resumable (rerun the same command after an interruption). ``dicomtools info
+--parquet OUT`` writes the metadata table as a Parquet dataset
+(:func:`napari_dicomtools.core.batch.tabulate`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,54 @@ def add_subcommands(sub) -> None:
             "Batch jobs exit with 0 when every series was written (or done before), 3 when "
             "some series failed (listed with their reasons), 1 on other errors, 130 when "
             "interrupted (rerun to continue).")
+    p = sub.choices["info"]
+    _many(p, "path", inputs)
+    p.add_argument("--parquet", metavar="OUTDIR",
+                   help="write the table (--tags, --level, --deidentify) as a Parquet "
+                        "dataset: OUTDIR/part-*.parquet, read by pandas.read_parquet(OUTDIR) "
+                        "or dask.dataframe.read_parquet(OUTDIR); --level instance reads the "
+                        "files in parallel (--workers, --scheduler), one part per 5000 files")
+    _add_batch_options(p)
+    p.set_defaults(func=_info, _single=p.get_default("func"))
+
+
+def _info(args) -> int:
+    from .cli import cmd_info, cmd_info_table, printable, tag_list
+    from .core.batch import expand_inputs
+    from .core.errors import DicomToolsError
+
+    if args.parquet:
+        from .core.batch import tabulate
+
+        progress, close, started = _feedback(args)
+        try:
+            res = tabulate(args.path, args.parquet, tag_list(args.tags), level=args.level,
+                           deidentify=args.deidentify, force=args.force, workers=args.workers,
+                           scheduler=args.scheduler, progress=progress, on_start=started)
+        finally:
+            close()
+        if not args.quiet:
+            print(printable(f"{args.parquet}: {res['rows']} row(s) in {res['parts']} "
+                            f"Parquet part(s), {res['seconds']:.1f} s"))
+        return 0 if res["rows"] else 1
+    if args.workers is not None or args.scheduler is not None:
+        raise DicomToolsError(None, "--workers and --scheduler work with --parquet (and in "
+                                    "convert and anonymize)")
+    if not _is_batch(args, args.path):
+        args.path = args.path[0]
+        return cmd_info(args)
+    paths = expand_inputs(args.path)
+    if args.tags or args.csv or args.level != "series" or args.deidentify:
+        args.path = paths
+        return cmd_info_table(args)
+    if args.json:
+        raise DicomToolsError(None, "--json lists one input; give one folder (or use "
+                                    "--tags ... --csv for a table over several)")
+    rc = 0
+    for p in paths:
+        args.path = p
+        rc = max(rc, cmd_info(args))
+    return rc
 
 
 def _is_batch(args, paths) -> bool:
@@ -92,12 +142,11 @@ def _anonymize(args) -> int:
                 key=key)
 
 
-def _run(kind: str, inputs, out, args, **kw) -> int:
-    from .cli import printable
-    from .core.batch import run_batch
-
+def _feedback(args):
+    """(progress, close, on_start) callbacks: a tqdm bar per phase on a terminal, and the
+    dashboard's address."""
     bars: dict = {}
-    tty = not args.quiet and sys.stderr.isatty()
+    tty = not getattr(args, "quiet", False) and sys.stderr.isatty()
 
     def progress(phase, done, total):
         if not tty:
@@ -116,6 +165,18 @@ def _run(kind: str, inputs, out, args, **kw) -> int:
         if link and not args.quiet:
             print(f"dask dashboard: {link}", file=sys.stderr)
 
+    def close():
+        for bar in bars.values():
+            bar.close()
+
+    return progress, close, started
+
+
+def _run(kind: str, inputs, out, args, **kw) -> int:
+    from .cli import printable
+    from .core.batch import run_batch
+
+    progress, close, started = _feedback(args)
     try:
         summary = run_batch(kind, inputs, out, force=args.force, workers=args.workers,
                             scheduler=args.scheduler, progress=progress, on_start=started,
@@ -125,8 +186,7 @@ def _run(kind: str, inputs, out, args, **kw) -> int:
               "same command again to continue", file=sys.stderr)
         raise
     finally:
-        for bar in bars.values():
-            bar.close()
+        close()
     for path, reason in summary.unreadable:
         print(printable(f"skipped {path}: {reason}"), file=sys.stderr)
     for msg in dict.fromkeys(summary.warnings):

@@ -96,14 +96,18 @@ def _series_dict(s) -> dict:
     }
 
 
-def cmd_info_table(args) -> int:
+def tag_list(text: str | None) -> list[str] | None:
+    """``--tags`` as a list: commas separate tags, except inside ``(gggg,eeee)``."""
     import re
 
+    return [t.strip() for t in re.findall(r"\([^)]*\)|[^,]+", text or "")
+            if t.strip()] or None
+
+
+def cmd_info_table(args) -> int:
     from .core.metadata import metadata_table, write_csv
 
-    # commas separate tags, except inside "(gggg,eeee)"
-    tags = [t.strip() for t in re.findall(r"\([^)]*\)|[^,]+", args.tags or "")
-            if t.strip()] or None
+    tags = tag_list(args.tags)
     try:
         table = metadata_table(args.path, tags, level=args.level,
                                deidentify=args.deidentify, as_frame=False)
@@ -573,18 +577,18 @@ def main(argv=None) -> int:
     except DicomToolsError as exc:
         print(_err(exc), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. piped into `head` (an OSError: caught first)
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
     except OSError as exc:  # a file-system refusal no writer turned into a DicomToolsError
         where = exc.filename or ""
         print(_err(f"{where}: {exc.strerror or exc}" if where else exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # e.g. piped into `head`
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-        except OSError:
-            pass
-        return 0
 
 
 if __name__ == "__main__":

@@ -737,3 +737,184 @@ def _anonymize_plan(rows, skipped) -> list[dict]:
                       "meta": {"n_files": len(files)}})
     return tasks
 
+
+
+# --------------------------------------------------------------------------------------------
+# metadata tables as a Parquet dataset
+
+#: rows (files) per Parquet part: one task each
+ROWS_PER_PART = 5000
+_FLOAT_VRS = frozenset({"DS", "FL", "FD"})
+_INT_VRS = frozenset({"IS", "US", "UL", "SS", "SL", "SV", "UV"})
+
+
+def _column_types(specs) -> dict:
+    """``{column: "float" | "int" | "str"}``: numbers for single-valued numeric VRs."""
+    from pydicom.datadict import dictionary_VM
+
+    types = {}
+    for tag, name, vr in specs:
+        try:
+            single = dictionary_VM(tag) == "1"
+        except KeyError:
+            single = False
+        types[name] = ("float" if vr in _FLOAT_VRS else "int" if vr in _INT_VRS
+                       else "str") if single else "str"
+    return types
+
+
+def _typed_columns(rows: list, columns: list, types: dict):
+    """A pyarrow Table of ``rows``; a value that is not the number its VR promises becomes
+    null, with the value quoted in the row's ``error`` cell (nothing is lost silently)."""
+    import pyarrow as pa
+
+    data = {c: [] for c in columns}
+    for r in rows:
+        notes = []
+        for c in columns:
+            v = r.get(c, "")
+            kind = types.get(c, "str")
+            if v == "" or v is None:
+                v = None
+            elif kind != "str":
+                try:
+                    v = float(v) if kind == "float" else int(v)
+                except (TypeError, ValueError):
+                    notes.append(f"{c}: {v!r} is not a number")
+                    v = None
+            elif not isinstance(v, str):
+                v = str(v)
+            data[c].append(v)
+        if notes and "error" in data:
+            data["error"][-1] = "; ".join(x for x in (data["error"][-1], *notes) if x)
+    arrow = {"float": pa.float64(), "int": pa.int64(), "str": pa.string()}
+    schema = pa.schema([(c, arrow[types.get(c, "str")]) for c in columns])
+    return pa.Table.from_pydict(data, schema=schema)
+
+
+def _table_part(sources, extra_rows, tagmap, columns, types, path, deidentify) -> int:
+    """Read the tags of ``sources`` (a task) and write them as one Parquet file."""
+    import pyarrow.parquet as pq
+
+    from .export import atomic_output
+    from .metadata import _instance_rows, redact_paths
+
+    rows = _instance_rows(sources, tagmap) + list(extra_rows)
+    if deidentify:
+        known = [r["path"] for r in rows]
+        for r in rows:
+            if r.get("error"):
+                r["error"] = redact_paths(str(r["error"]), known)
+    with atomic_output(path) as tmp:
+        pq.write_table(_typed_columns(rows, columns, types), tmp)
+    return len(rows)
+
+
+def tabulate(inputs, out, tags: Iterable | None = None, *, level: str = "instance",
+             deidentify: bool = False, force: bool = False, workers: int | None = None, scheduler: str | None = None,
+             client=None, progress: Callable | None = None,
+             on_start: Callable | None = None, rows_per_part: int = ROWS_PER_PART) -> dict:
+    """A metadata table of ``inputs`` as a Parquet dataset: ``out/part-00000.parquet``...
+
+    ``level="instance"``: one row per file, read in parallel (one task per
+    ``rows_per_part`` files), each task writing its own part, so no process ever holds the
+    whole table. Columns: ``path``, ``series_uid``, ``sop_uid``, the tags, ``error`` (the
+    reason a file could not be read). ``level="series"``: the table of
+    :func:`~napari_dicomtools.core.metadata.metadata_table` (one row per series), computed
+    here and written as one part. Single-valued numeric attributes (DS, IS, US, FL...) are
+    numbers, the rest strings. Read it with ``pandas.read_parquet(out)`` or
+    ``dask.dataframe.read_parquet(out)``.
+
+    Parameters
+    ----------
+    inputs, workers, scheduler, client, progress, on_start
+        As for :func:`run_batch`.
+    out : path
+        A new (or empty) folder; with ``force`` its old parts are replaced.
+    tags : iterable of str or int, optional
+        Default :data:`~napari_dicomtools.core.metadata.DEFAULT_TAGS`.
+    deidentify : bool
+        Leave out what the PS3.15 profile removes, paths and UIDs (as
+        :func:`~napari_dicomtools.core.metadata.metadata_table`).
+
+    Returns
+    -------
+    dict
+        ``rows``, ``parts``, ``seconds``, ``dashboard``.
+    """
+    import glob
+
+    from .export import refuse_inside_source
+    from .metadata import DEFAULT_TAGS, INSTANCE_COLUMNS, _deidentified_columns, parse_tag
+    from .scan import iter_sources
+
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise DicomToolsError(None, "Parquet needs pyarrow: pip install pyarrow (or "
+                                    "napari-dicomtools[all])") from None
+    t0 = time.perf_counter()
+    out = os.path.abspath(os.fspath(out))
+    paths = expand_inputs(inputs)
+    for p in paths:
+        refuse_inside_source(out, p.partition("::")[0])
+    specs = [parse_tag(t) for t in (DEFAULT_TAGS if tags is None else tags)]
+    tagmap = {t: (name, vr) for t, name, vr in specs}
+    columns = list(INSTANCE_COLUMNS[:3]) + [n for _, n, _ in specs] + ["error"]
+    if deidentify:
+        columns = _deidentified_columns(columns, specs)
+    types = _column_types(specs)
+    if level not in ("series", "instance"):
+        raise ValueError(f"level must be 'series' or 'instance', got {level!r}")
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise DicomToolsError(out, "exists and is not a folder")
+        if os.listdir(out):
+            if not force:
+                raise DicomToolsError(out, "is not empty; not overwriting (use --force)")
+            for old in glob.glob(os.path.join(out, "part-*.parquet")):
+                os.unlink(old)
+    os.makedirs(out, exist_ok=True)
+    if level == "series":
+        from .metadata import metadata_table
+
+        table = metadata_table(paths, tags, level="series", deidentify=deidentify,
+                               as_frame=False)
+        types.update(n_slices="int", n_files="int", rows="int", columns="int",
+                     skipped_files="int", acquisition_duration_s="float")
+        import pyarrow.parquet as pq
+
+        from .export import atomic_output
+
+        with atomic_output(os.path.join(out, "part-00000.parquet")) as tmp:
+            pq.write_table(_typed_columns(table, list(table[0]) if table else columns,
+                                          types), tmp)
+        return {"rows": len(table), "parts": 1, "seconds": time.perf_counter() - t0,
+                "dashboard": None}
+    sources, skipped = [], []
+    for p in paths:
+        s, k = iter_sources(p)
+        sources.extend(s)
+        skipped.extend(k)
+    chunks = [sources[i:i + rows_per_part] for i in range(0, len(sources), rows_per_part)]
+    extra = [{"path": k.path, "error": k.reason} for k in skipped]
+    if extra or not chunks:
+        chunks.append([])
+    names = [os.path.join(out, f"part-{i:05d}.parquet") for i in range(len(chunks))]
+    args = [(c, extra if i == len(chunks) - 1 else [], tagmap, columns, types, names[i],
+             deidentify) for i, c in enumerate(chunks)]
+    executor, cleanup = _executor(workers, scheduler, client)
+    rows = 0
+    try:
+        if on_start is not None:
+            on_start(executor.dashboard_link)
+        for _i, res, err in executor.run(_table_part, args):
+            if err is not None:
+                raise DicomToolsError(out, f"a part could not be written ({err})")
+            rows += res
+            if progress is not None:
+                progress("tabulating", rows, len(sources) + len(extra))
+    finally:
+        cleanup()
+    return {"rows": rows, "parts": len(names), "seconds": time.perf_counter() - t0,
+            "dashboard": executor.dashboard_link}

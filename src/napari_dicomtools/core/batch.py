@@ -1,8 +1,12 @@
 """Batch convert and anonymize of whole archives, on Dask distributed or in this process.
 
 One engine for both jobs. Headers are read in parallel (chunks of files per task), grouped
-into series on the client, and each series is converted or de-identified as **one task**,
-so a worker process serves thousands of series without per-call start-up. The client keeps
+into series on the client, and each series is converted or de-identified as **one unit of
+work** with its own result, manifest row and retry, so a worker process serves thousands of
+series without per-call start-up. Dask tasks carry a few series each (about
+``TASKS_PER_WORKER`` tasks per worker, at most ``SERIES_PER_TASK`` series): Dask's cost per
+task (milliseconds, tens of them on a loaded machine) would otherwise dominate on small
+series. A task lost with a killed worker is rerun elsewhere with all its series. The client keeps
 a **manifest** in the output folder (``dicomtools-manifest.csv``, one row per finished
 series, appended and flushed as results arrive): a rerun skips series already done whose
 source files (path, size, mtime) are unchanged and retries the others. Outputs are written
@@ -62,8 +66,13 @@ MANIFEST = "dicomtools-manifest.csv"
 JOBFILE = "dicomtools-job.json"
 FIELDS = ("task", "series_uid", "split", "status", "outputs", "error", "n_files",
           "sources", "worker", "seconds", "finished")
-#: files whose headers one scan task reads
-SCAN_CHUNK = 200
+#: files whose headers one scan task reads (at most; fewer to give every worker several)
+SCAN_CHUNK = 500
+#: tasks per worker a job aims at: enough to balance the load, few enough that Dask's cost
+#: per task (milliseconds; far more on a loaded machine) stays small next to the work
+TASKS_PER_WORKER = 8
+#: series one task carries, at most
+SERIES_PER_TASK = 64
 #: extensions of a text file listing inputs, one path a line
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 KINDS = ("convert", "anonymize")
@@ -399,10 +408,23 @@ def read_manifest(out) -> list[dict]:
 # where tasks run
 
 
+def _each(fn, args_list) -> list:
+    """Run ``fn`` over ``args_list`` (a task carrying several series)."""
+    return [fn(*args) for args in args_list]
+
+
+def _batches(n: int, workers: int, most: int) -> list[range]:
+    """Index ranges splitting ``n`` items into about ``TASKS_PER_WORKER`` tasks per worker,
+    at most ``most`` items each."""
+    per = max(1, min(most, -(-n // max(1, workers * TASKS_PER_WORKER))))
+    return [range(i, min(n, i + per)) for i in range(0, n, per)]
+
+
 class _InProcess:
     """The executor of ``workers=0``: tasks run here, one after the other."""
 
     dashboard_link = None
+    n_workers = 1
 
     def run(self, fn, args_list):
         for i, args in enumerate(args_list):
@@ -413,6 +435,10 @@ class _Dask:
     def __init__(self, client):
         self.client = client
         self.dashboard_link = getattr(client, "dashboard_link", None)
+        try:
+            self.n_workers = max(1, sum(client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a scheduler without workers yet
+            self.n_workers = 1
 
     def run(self, fn, args_list):
         from distributed import as_completed
@@ -604,7 +630,8 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
         if on_start is not None:
             on_start(summary.dashboard)
         # 1. headers, in parallel
-        chunks = [sources[i:i + SCAN_CHUNK] for i in range(0, len(sources), SCAN_CHUNK)]
+        chunks = [sources[r.start:r.stop] for r in
+                  _batches(len(sources), executor.n_workers, SCAN_CHUNK)]
         rows, done = [], 0
         for _i, res, err in executor.run(_scan_chunk,
                                              [(c, kind == "anonymize") for c in chunks]):
@@ -646,32 +673,41 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
             args = [(t["sources"], out, options, key, True) for t in todo]
             fn = _anonymize_task
         folders = set()
-        for n, (i, res, err) in enumerate(executor.run(fn, args), 1):
-            t = todo[i]
-            if err is not None:  # the worker died every time it tried (out of memory?)
-                res = {"status": "failed", "outputs": [], "worker": "", "seconds": "",
-                       "error": f"{t['label']}: the task could not finish ({type(err).__name__}"
-                                f": {err})"}
-            manifest.record(t["task"], t["meta"], res)
-            folders.update(os.path.dirname(p) for p in res["outputs"])
-            if kind == "convert":
-                folders.add(os.path.dirname(t["target"]))
-            summary.outputs += len(res["outputs"])
-            summary.warnings.extend(res.get("warnings", ()))
-            summary.unreadable.extend(res.get("notes", ()))
-            if res["status"] == "done":
-                summary.succeeded += 1
-            else:
-                summary.failed += 1
-                summary.failures.append((t["label"], res["error"]))
-            if progress is not None:
-                progress(kind, n, len(todo))
+        groups = _batches(len(todo), executor.n_workers, SERIES_PER_TASK)
+        n = 0
+        for g, results, err in executor.run(_each, [(fn, [args[i] for i in r])
+                                                    for r in groups]):
+            for i, res in zip(groups[g], results or [None] * len(groups[g]), strict=True):
+                n += 1
+                _record(manifest, summary, todo[i], res, err, folders, kind)
+                if progress is not None:
+                    progress(kind, n, len(todo))
         _partials_cleanup(folders)
     finally:
         manifest.close()
         cleanup()
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _record(manifest, summary, t, res, err, folders, kind) -> None:
+    """Account for one series' result (``err``: its task never finished)."""
+    if err is not None:  # the task's worker died every time it tried (out of memory?)
+        res = {"status": "failed", "outputs": [], "worker": "", "seconds": "",
+               "error": f"{t['label']}: the task could not finish ({type(err).__name__}"
+                        f": {err})"}
+    manifest.record(t["task"], t["meta"], res)
+    folders.update(os.path.dirname(p) for p in res["outputs"])
+    if kind == "convert":
+        folders.add(os.path.dirname(t["target"]))
+    summary.outputs += len(res["outputs"])
+    summary.warnings.extend(res.get("warnings", ()))
+    summary.unreadable.extend(res.get("notes", ()))
+    if res["status"] == "done":
+        summary.succeeded += 1
+    else:
+        summary.failed += 1
+        summary.failures.append((t["label"], res["error"]))
 
 
 def _convert_plan(rows, skipped, out, options: ConvertOptions) -> list[dict]:
@@ -728,8 +764,8 @@ def _anonymize_plan(rows, skipped) -> list[dict]:
         tasks.append({"task": uid, "sources": srcs, "files": files,
                       "label": f"series {uid} ({len(files)} files)",
                       "meta": {"series_uid": uid, "n_files": len(files)}})
-    for i in range(0, len(loose), SCAN_CHUNK):
-        part = loose[i:i + SCAN_CHUNK]
+    for i in range(0, len(loose), 200):
+        part = loose[i:i + 200]
         files = [str(s) for s in part]
         tid = "files:" + hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
         tasks.append({"task": tid, "sources": part, "files": files,

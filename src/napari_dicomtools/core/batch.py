@@ -254,6 +254,9 @@ def _convert_task(series, target: str, overwrite: bool, opts: ConvertOptions) ->
     return _done(t0, [path, *sidecars])
 
 
+_ANONYMIZERS: dict = {}
+
+
 def _anonymize_task(sources: list, out: str, options, key: bytes, overwrite: bool) -> dict:
     """De-identify the files of one series (or of one chunk of files without a series)."""
     import warnings
@@ -261,8 +264,15 @@ def _anonymize_task(sources: list, out: str, options, key: bytes, overwrite: boo
     from .anonymize import Anonymizer, _one, _warm_up
 
     t0 = time.perf_counter()
-    _warm_up()
-    anon = Anonymizer(options, key=key)
+    # one Anonymizer per worker process and job: its per-attribute decisions are cached
+    ident = (repr(options), key)
+    anon = _ANONYMIZERS.get(ident)
+    if anon is None:
+        _warm_up()
+        _ANONYMIZERS.clear()
+        anon = _ANONYMIZERS[ident] = Anonymizer(options, key=key)
+    anon.uid_map.clear()  # a cache of keyed hashes: bounded to one task's UIDs
+    anon.warnings.clear()
     outputs, errors, notes, warns = [], [], [], []
     for src in sources:
         with warnings.catch_warnings():

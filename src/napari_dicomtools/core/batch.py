@@ -423,6 +423,13 @@ def _each(fn, args_list) -> list:
     return [fn(*args) for args in args_list]
 
 
+def _on_worker(fn, *args):
+    """Run ``fn`` on a Dask worker: compressed frames decode in this process (the cluster's
+    processes are the parallelism; a worker process may not even start children)."""
+    os.environ["NAPARI_DICOMTOOLS_WORKERS"] = "1"
+    return fn(*args)
+
+
 def _batches(n: int, workers: int, most: int) -> list[range]:
     """Index ranges splitting ``n`` items into about ``TASKS_PER_WORKER`` tasks per worker,
     at most ``most`` items each."""
@@ -453,7 +460,8 @@ class _Dask:
     def run(self, fn, args_list):
         from distributed import as_completed
 
-        futures = [self.client.submit(fn, *args, pure=False) for args in args_list]
+        futures = [self.client.submit(_on_worker, fn, *args, pure=False)
+                   for args in args_list]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for fut, res in as_completed(futures, with_results=True, raise_errors=False):

@@ -178,11 +178,38 @@ def test_interrupted_retrieve_resumes_without_refetching(orthanc, uploaded, tmp_
     leftover = os.path.join(folder, ".dicomtools-partial-999999999-abcdef")
     with open(leftover, "wb") as f:
         f.write(b"half an instance")
+    stamps = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in kept}
     r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method, cache=tmp_path)
     assert r.complete and (r.reused, r.fetched) == (len(kept), 12 - len(kept))
     assert not os.path.exists(leftover) and len(os.listdir(folder)) == 12 + 1  # + .complete
+    assert stamps == {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in kept}
     np.testing.assert_array_equal(read_volume(folder).array,
                                   read_volume(uploaded["ct"][0]).array)
+    # two instances lost: exactly those two are asked for
+    for n in sorted(os.listdir(folder))[-2:]:
+        os.unlink(os.path.join(folder, n))
+    r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method, cache=tmp_path)
+    assert r.complete and (r.reused, r.fetched) == (10, 2)
+
+
+def test_streaming_shows_a_slice_before_the_rest_arrives(orthanc, uploaded, tmp_path):
+    from napari_dicomtools.core.pacs_stream import open_streaming
+
+    folder, _ = uploaded["mr"]  # coronal, MR without rescale
+    hit = _series_of(orthanc, "PACS-MR")
+    vol = open_streaming(web_profile(orthanc), hit.study_uid, hit.series_uid, cache=tmp_path)
+    ref = read_volume(folder)
+    cached = pacs.series_folder(tmp_path, hit.study_uid, hit.series_uid)
+    assert vol.array.shape == ref.array.shape and os.listdir(cached) == []
+    np.testing.assert_allclose(vol.affine_lps, ref.affine_lps, atol=1e-6)
+    assert vol.array.dtype == ref.array.dtype and vol.window == ref.window
+    np.testing.assert_array_equal(np.asarray(vol.array[3]), ref.array[3])
+    assert len(os.listdir(cached)) == 1 and not pacs.is_complete(cached)  # one slice fetched
+    np.testing.assert_array_equal(np.asarray(vol.array), ref.array)
+    r = pacs.retrieve(web_profile(orthanc), hit.study_uid, hit.series_uid, cache=tmp_path)
+    assert (r.reused, r.fetched, r.complete) == (6, 0, True)
+    with pytest.raises(pacs.PacsError, match="streaming needs a DICOMweb URL"):
+        open_streaming(dimse_profile(orthanc), hit.study_uid, hit.series_uid)
 
 
 def test_a_series_deleted_after_the_search_is_a_clear_error(orthanc, tmp_path):

@@ -112,3 +112,26 @@ def test_send_the_layers_series(dock, qtbot, tmp_path):
     (hit,) = pacs.find(web, level="series", patient_id="PACS-SEND")
     assert hit.count == 4
     assert hit.series_uid == pydicom.dcmread(next(src.iterdir())).SeriesInstanceUID
+
+
+def test_stream_opens_at_once_and_fills_the_cache(dock, qtbot, tmp_path):
+    from qtpy.QtCore import Qt
+
+    viewer, w, web = dock
+    src = tmp_path / "stream"
+    write_series(src, phantom((6, 24, 32), seed=6), patient=("Stream^Stu", "PACS-STREAM"))
+    pacs.send(web, src)
+    w.server.setCurrentText("web")
+    w.patient_id.setText("PACS-STREAM")
+    qtbot.mouseClick(w.search_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.table.rowCount() == 1 and _idle(w), timeout=20000)
+    w.table.selectRow(0)
+    w.stream_box.setChecked(True)
+    qtbot.mouseClick(w.retrieve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=20000)
+    layer = viewer.layers[0]
+    assert layer.metadata["streaming"] is True
+    qtbot.waitUntil(lambda: _idle(w), timeout=30000)
+    assert w.status.text().endswith("all 6 images cached.")
+    assert pacs.is_complete(layer.metadata["pacs_cache"])
+    np.testing.assert_array_equal(np.asarray(layer.data), read_volume(src).array)

@@ -11,6 +11,7 @@ import threading
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -95,6 +96,10 @@ class PacsWidget(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.doubleClicked.connect(lambda _index: self.retrieve())
 
+        self.stream_box = QCheckBox("Stream: open at once, slices as they arrive (DICOMweb)")
+        self.stream_box.setToolTip("the series opens from its metadata; each slice shown is "
+                                   "fetched on demand while the whole series is retrieved "
+                                   "into the cache in the background")
         self.retrieve_button = QPushButton("Retrieve && open")
         self.retrieve_button.clicked.connect(lambda: self.retrieve())
         self.send_button = QPushButton("Send layer's series")
@@ -120,6 +125,7 @@ class PacsWidget(QWidget):
         buttons.addWidget(self.retrieve_button)
         buttons.addWidget(self.cancel_button)
         lay.addLayout(buttons)
+        lay.addWidget(self.stream_box)
         lay.addWidget(self.send_button)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -198,15 +204,25 @@ class PacsWidget(QWidget):
             self._say("Select one or more series in the table first.", error=True)
             return None
         method = self._choice(self.method)
+        stream = self.stream_box.isChecked()
         cancel = self._cancel = threading.Event()
 
         def work():
             from ._reader import volume_to_layer_data
+            from .core.pacs_stream import open_streaming
             from .core.scan import scan
             from .core.volume import read_volume
 
             for k, h in enumerate(chosen):
                 label = h.series_description or h.series_uid
+                streamed = False
+                if stream:
+                    try:
+                        vol = open_streaming(prof, h.study_uid, h.series_uid, cancel=cancel)
+                        yield ("layer", volume_to_layer_data(vol), vol.metadata["pacs_cache"])
+                        streamed = True
+                    except DicomToolsError as exc:
+                        yield ("status", f"{exc}; retrieving first", None)
                 try:
                     result = yield from retrieve_steps(prof, h, method, cancel, label)
                 except pacs.RetrieveCancelled:
@@ -217,6 +233,9 @@ class PacsWidget(QWidget):
                     yield ("error", str(exc), None)
                     continue
                 folder = result.folder
+                if streamed:
+                    yield ("status", f"{label}: all {result.expected} images cached.", None)
+                    continue
                 yield ("status", f"Opening {label} ({k + 1}/{len(chosen)})…", None)
                 for series in scan(folder):
                     try:

@@ -14,8 +14,9 @@ STOW-RS. No Qt, no napari.
   (``<cache>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``). Each instance
   is checked (it parses, its UIDs are the ones asked for, its pixel data is whole) and
   published atomically (temporary file + rename), so an interrupted retrieve leaves only
-  complete instances, and the next one fetches only what is missing. The set received is
-  verified against the server's own instance list; ``.complete`` marks a verified series.
+  complete instances, and the next one fetches only what is missing (when most of the
+  series is missing it is asked for whole, in one request, and the cached copies are kept
+  as they are). The set received is verified against the server's own instance list; ``.complete`` marks a verified series.
   The folder then reads with :func:`~napari_dicomtools.core.scan.scan` /
   :func:`~napari_dicomtools.core.volume.read_volume` like any local folder.
 - :func:`send` uploads files or folders by STOW-RS or C-STORE and reports every instance
@@ -922,6 +923,8 @@ def retrieve(profile: ServerProfile, study_uid: str, series_uid: str, *,
     lock = threading.Lock()
 
     def received(sop: str | None, data: bytes | None, why: str | None = None) -> None:
+        if sop in have:
+            return  # sent again by a whole-series transfer: the cached copy stays
         if why is None and sop not in expected:
             why = "not an instance of the series asked for"
         if why is None:
@@ -935,6 +938,10 @@ def retrieve(profile: ServerProfile, study_uid: str, series_uid: str, *,
             if progress is not None:
                 progress(min(state["done"], len(expected)), len(expected))
 
+    # most of the series to fetch: ask for it whole (one request, far faster on many servers
+    # than instance by instance) and drop the instances already cached as they come again;
+    # a few missing: ask for exactly those, nothing is transferred twice
+    whole = len(todo) * 2 >= len(expected)
     if progress is not None:
         progress(len(have), len(expected))
     if todo:
@@ -942,11 +949,11 @@ def retrieve(profile: ServerProfile, study_uid: str, series_uid: str, *,
             raise RetrieveCancelled(profile.label, "retrieve cancelled")
         if method == "wado":
             _wado(profile, study_uid, series_uid, todo, received, workers, cancel,
-                  whole=not have)
+                  whole=whole)
         else:
             _dimse_retrieve(profile, method, study_uid, series_uid, todo,
                             {expected[s] for s in todo}, received, cancel,
-                            whole=not have)
+                            whole=whole)
     now = store.cached(expected)
     result.missing = sorted(s for s in expected if s not in now)
     rejected_sops = {s for s, _ in result.rejected}
@@ -967,7 +974,7 @@ def retrieve(profile: ServerProfile, study_uid: str, series_uid: str, *,
 
 
 def _wado(profile, study_uid, series_uid, todo, received, workers, cancel, whole):
-    """WADO-RS: the whole series in one streamed request when nothing is cached yet (servers
+    """WADO-RS: the whole series in one streamed request when most of it is missing (servers
     answer it far faster than instance by instance: Orthanc's plugin spends ~0.2 s per
     instance request), else only the missing instances, ``workers`` at a time."""
     import requests

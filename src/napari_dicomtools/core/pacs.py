@@ -42,6 +42,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .errors import DicomToolsError
 
+__all__ = ["METHODS", "PROTOCOLS", "SEND_METHODS", "Hit", "PacsError", "RetrieveCancelled",
+           "RetrieveResult", "SendResult", "ServerProfile", "config_path", "default_cache",
+           "dicomweb_client", "echo", "find", "get_profile", "is_complete", "list_instances",
+           "load_profiles", "locate_series", "remove_profile", "retrieve", "save_profile",
+           "send", "series_folder"]
+
 METHODS = ("wado", "c-get", "c-move")
 SEND_METHODS = ("stow", "c-store")
 PROTOCOLS = ("dicomweb", "dimse")

@@ -29,6 +29,8 @@ from .pacs import (
 )
 from .volume import Volume, smallest_dtype
 
+__all__ = ["open_streaming"]
+
 
 def _headers(profile: ServerProfile, study_uid: str, series_uid: str) -> list:
     from pydicom import Dataset

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import unicodedata
 
+__all__ = ["DEFAULT_PATTERN", "expand", "output_names", "sanitize", "suffixes"]
+
 #: dcm2niix's default in this project (dcm2niix itself defaults to ``%f_%p_%t_%s``)
 DEFAULT_PATTERN = "%s_%p"
 
@@ -38,10 +40,12 @@ _VENDORS = {  # first two letters of Manufacturer -> (%m, %v), as dcm2niix
 
 
 def sanitize(text: str) -> str:
-    """``text`` made safe as one file-name component, as dcm2niix does: path separators,
-    spaces, ``<>:;"$*|?``` and control characters become ``_``, runs of ``_`` collapse,
-    a leading ``.`` becomes ``_``; accented Latin letters lose their accent (dcm2niix maps
-    ISO 8859-1 letters the same way) and other non-ASCII characters become ``_``.
+    """``text`` made safe as one file-name component, as dcm2niix does.
+
+    Path separators, spaces, the characters ``<>:;"$*|?``, the backquote and control
+    characters become ``_``, runs of ``_`` collapse and a leading ``.`` becomes ``_``.
+    Accented Latin letters lose their accent (dcm2niix maps ISO 8859-1 letters the same
+    way); letters and digits of other scripts are kept, other non-ASCII symbols become ``_``.
 
     Examples
     --------

@@ -51,3 +51,20 @@ def write_4d(folder, volumes, **kw):
             ds = pydicom.dcmread(f)
             ds.TemporalPositionIdentifier = t + 1
             ds.save_as(f)
+
+
+@pytest.fixture
+def dciodvfy_errors():
+    """``errors(path)``: the error lines dciodvfy (dicom3tools, installed by .ci/run) reports
+    for a DICOM file written by us (issue 15: SEG, RTSTRUCT)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dciodvfy")
+    assert exe, "dciodvfy (Debian package dicom3tools) is not installed: see .ci/run"
+
+    def errors(path) -> list[str]:
+        res = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+        return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
+
+    return errors

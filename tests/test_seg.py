@@ -4,7 +4,6 @@ dciodvfy-clean output, own-geometry reading, bad input (issue 15)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pydicom
@@ -28,14 +27,6 @@ def _labels(shape=SHAPE):
     return lab
 
 
-def dciodvfy_errors(path) -> list[str]:
-    """The error lines dciodvfy (dicom3tools, installed by .ci/run) reports for a file."""
-    exe = shutil.which("dciodvfy")
-    assert exe, "dciodvfy (Debian package dicom3tools) is not installed: see .ci/run"
-    res = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
-    return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
-
-
 @pytest.fixture
 def ct(tmp_path):
     truth = write_series(tmp_path / "ct", phantom(SHAPE), spacing=(2.0, 0.7, 0.8))
@@ -43,7 +34,7 @@ def ct(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["axial", "oblique", "tilted"])
-def test_binary_round_trip_is_voxel_identical_and_valid(tmp_path, kind):
+def test_binary_round_trip_is_voxel_identical_and_valid(dciodvfy_errors, tmp_path, kind):
     kw = {"axial": {}, "oblique": {"orientation": (0.9, 0.1, 0.42, -0.1, 0.99, 0)},
           "tilted": {"tilt_deg": 10.0}}[kind]
     write_series(tmp_path / "ct", phantom(SHAPE), spacing=(2.0, 0.7, 0.8), **kw)
@@ -137,7 +128,7 @@ def test_overlapping_segments_go_to_separate_arrays(tmp_path, ct):
     assert np.array_equal(seg.mask(4), over == 4)
 
 
-def test_fractional_round_trip_within_one_step(tmp_path, ct):
+def test_fractional_round_trip_within_one_step(dciodvfy_errors, tmp_path, ct):
     folder, _ = ct
     rng = np.random.default_rng(1)
     frac = np.zeros((2,) + SHAPE, np.float32)
@@ -154,7 +145,7 @@ def test_fractional_round_trip_within_one_step(tmp_path, ct):
     assert dciodvfy_errors(out) == []
 
 
-def test_enhanced_multiframe_reference(tmp_path):
+def test_enhanced_multiframe_reference(dciodvfy_errors, tmp_path):
     truth = write_enhanced(tmp_path / "enh.dcm", phantom(SHAPE), shuffle_frames=True)
     (tmp_path / "ref").mkdir()
     shutil.move(truth.files[0], tmp_path / "ref" / "enh.dcm")

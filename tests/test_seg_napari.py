@@ -147,3 +147,31 @@ def test_browser_opens_a_seg_as_labels_on_its_image(make_napari_viewer, qtbot, s
     assert layer.data.shape == image_data.shape
     assert layer.data.shape[1] == SHAPE[0]  # coronal view: slices on the world y axis
     assert layer.metadata["reference_files"]
+
+
+def test_rtstruct_in_a_study_folder_opens_as_labels_and_saves_back(make_napari_viewer, study,
+                                                                    tmp_path):
+    from napari_dicomtools._writer import write_labels_rtstruct
+    from napari_dicomtools.core.rtstruct import read_rtstruct, write_rtstruct
+
+    write_rtstruct(_labels(), study / "ct", study / "rt" / "rt.dcm",
+                   segments={1: "liver", 2: {"label": "tumour", "color": (255, 0, 0)}})
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(study / "ct"), plugin="napari-dicomtools") + \
+        viewer.open(str(study / "rt"), plugin="napari-dicomtools")
+    assert [type(lay).__name__ for lay in layers] == ["Image", "Labels"]
+    image, rt = layers
+    # the structure set file alone holds no reference images: rasterised on its own 1 mm
+    # grid, it still covers the same patient millimetres
+    assert list(rt.features["label"]) == ["liver", "tumour"]
+    both = viewer.open(str(study), plugin="napari-dicomtools")
+    on_ref = [lay for lay in both if lay.metadata.get("modality") == "RTSTRUCT"]
+    assert len(on_ref) == 1 and on_ref[0].data.shape == image.data.shape
+    np.testing.assert_allclose(on_ref[0].scale, image.scale)
+    (out,) = write_labels_rtstruct(str(tmp_path / "again.dcm"), on_ref[0].data,
+                                   on_ref[0]._get_state())
+    got = read_rtstruct(out, reference=study / "ct")
+    for n in (1, 2):
+        a, b = got.mask(n), _labels() == n
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99
+    assert got.segment(2).label == "tumour" and got.segment(2).color == (255, 0, 0)

@@ -106,21 +106,26 @@ def read_dicom(path) -> list:
     """Read every image series under ``path`` (file/folder/zip/DICOMDIR, or a list)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     series = scan(paths if len(paths) > 1 else paths[0])
-    if not series:
-        why = "; ".join(str(s) for s in series.skipped[:5]) or "no files"
-        raise NoSeriesError(paths[0], f"no loadable DICOM image ({why})", series.skipped)
-    if series.skipped:
-        first = "; ".join(str(s) for s in series.skipped[:3])
-        more = f" (and {len(series.skipped) - 3} more)" if len(series.skipped) > 3 else ""
-        warnings.warn(f"skipped {len(series.skipped)} file(s): {first}{more}", stacklevel=2)
+    # structure sets have no pixels: scan() skips them, the reader rasterises them
+    structs = [k.path for k in series.skipped if k.reason.endswith(_RTSTRUCT_REASON)]
+    skipped = [k for k in series.skipped if not k.reason.endswith(_RTSTRUCT_REASON)]
+    if not series and not structs:
+        why = "; ".join(str(s) for s in skipped[:5]) or "no files"
+        raise NoSeriesError(paths[0], f"no loadable DICOM image ({why})", skipped)
+    if skipped:
+        first = "; ".join(str(s) for s in skipped[:3])
+        more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+        warnings.warn(f"skipped {len(skipped)} file(s): {first}{more}", stacklevel=2)
     layers = []
     total = 0
-    for s in series:
-        if s.kind != "IMAGE":  # SEG: labels on the image they reference, not a grey image
+    for s in list(series) + structs:
+        if isinstance(s, str) or s.kind != "IMAGE":
+            # SEG, RTSTRUCT: labels on the image they reference, not a grey image
             try:
                 layers.extend(read_annotation(s, series))
             except DicomToolsError as exc:
-                warnings.warn(f"{s.kind} {s.name!r} not opened: {exc}", stacklevel=2)
+                what = f"RTSTRUCT {s}" if isinstance(s, str) else f"{s.kind} {s.name!r}"
+                warnings.warn(f"{what} not opened: {exc}", stacklevel=2)
             continue
         nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
         total += nbytes
@@ -265,7 +270,8 @@ def segmentation_layer_data(seg, reference=None) -> list:
         "seg_path": seg.metadata.get("path"),
         "series_uid": seg.metadata.get("series_uid"),
         "frame_of_reference": seg.metadata.get("frame_of_reference"),
-        "modality": "SEG",
+        "modality": "RTSTRUCT" if seg.metadata.get("segmentation_type") == "RTSTRUCT"
+        else "SEG",
         "reference_series_uid": seg.metadata.get("referenced_series_uid"),
         "reference_files": _reference_files(reference) if seg.metadata.get("on_reference")
         else [],
@@ -308,15 +314,25 @@ def _ramp(name: str, rgb: tuple):
     return Colormap([(0.0, 0.0, 0.0, 1.0), tuple(rgb) + (1.0,)], name=f"seg {name}")
 
 
-def read_annotation(series, candidates=()) -> list:
-    """Layers of a non-image series (a SEG), placed on the image among ``candidates`` it
-    references when there is one."""
-    from .core.seg import find_reference, read_segmentation
+#: how scan() names the reason it skips an RT Structure Set (pydicom's name of the SOP class)
+_RTSTRUCT_REASON = "(RT Structure Set Storage)"
 
-    ref = find_reference(series.first.source, candidates)
+
+def read_annotation(series, candidates=()) -> list:
+    """Layers of a SEG series, or of an RTSTRUCT file (a path), placed on the image among
+    ``candidates`` it references when there is one."""
+    if isinstance(series, str):
+        from .core.rtstruct import find_reference
+        from .core.rtstruct import read_rtstruct as read
+        source = series
+    else:
+        from .core.seg import find_reference
+        from .core.seg import read_segmentation as read
+        source = series.first.source
+    ref = find_reference(source, candidates)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        seg = read_segmentation(series, reference=ref)
+        seg = read(source, reference=ref)
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
     return segmentation_layer_data(seg, ref)

@@ -198,15 +198,14 @@ def _segments_of_layer(meta: dict, values) -> dict:
     return out
 
 
-@_reported
-def write_labels_seg(path: str, data, meta: dict) -> list[str]:
-    """Labels layer -> DICOM SEG referencing the DICOM series it was drawn on (or read with)."""
+def _labels_on_reference(path: str, data, meta: dict):
+    """(``(slice, row, column)`` labels, reference Series) of a labels layer lying on a DICOM
+    series' grid; ValueError naming the reason otherwise."""
     from .core.scan import scan
-    from .core.seg import write_seg
 
     if len(data.shape) != 3:
-        raise ValueError(f"{path}: a DICOM SEG is written from a 3D labels layer, this one is "
-                         f"{len(data.shape)}D")
+        raise ValueError(f"{path}: DICOM SEG/RTSTRUCT are written from a 3D labels layer, "
+                         f"this one is {len(data.shape)}D")
     grid, files = _seg_reference(data, meta)
     if grid is None or grid.display is None or not files:
         raise ValueError(f"{path}: this labels layer does not lie on a DICOM series' grid "
@@ -217,6 +216,28 @@ def write_labels_seg(path: str, data, meta: dict) -> list[str]:
     if len(images) != 1:
         raise ValueError(f"{path}: the reference series ({len(files)} file(s)) could not be "
                          "read back as one volume of the layer's shape")
+    return arr, images[0]
+
+
+@_reported
+def write_labels_seg(path: str, data, meta: dict) -> list[str]:
+    """Labels layer -> DICOM SEG referencing the DICOM series it was drawn on (or read with)."""
+    from .core.seg import write_seg
+
+    arr, series = _labels_on_reference(path, data, meta)
     values = [int(v) for v in np.unique(arr) if v != 0]
-    return [write_seg(arr, images[0], path, segments=_segments_of_layer(meta, values),
+    return [write_seg(arr, series, path, segments=_segments_of_layer(meta, values),
                       overwrite=True, description=f"{meta.get('name') or 'Segmentation'}")]
+
+
+@_reported
+def write_labels_rtstruct(path: str, data, meta: dict) -> list[str]:
+    """Labels layer -> RT Structure Set (one ROI per label value) referencing its series."""
+    from .core.rtstruct import write_rtstruct
+
+    arr, series = _labels_on_reference(path, data, meta)
+    values = [int(v) for v in np.unique(arr) if v != 0]
+    specs = {v: {k: spec[k] for k in ("label", "color") if k in spec}
+             for v, spec in _segments_of_layer(meta, values).items()}
+    return [write_rtstruct(arr, series, path, segments=specs, overwrite=True,
+                           description=f"{meta.get('name') or 'Structure set'}")]

@@ -477,12 +477,18 @@ def _match_reference(ds, candidates):
     for it in ds.get("ReferencedSeriesSequence", None) or []:
         for inst in it.get("ReferencedInstanceSequence", None) or []:
             sops.add(str(inst.get("ReferencedSOPInstanceUID", "")))
+    return pick_reference(candidates, uids, sops)
+
+
+def pick_reference(candidates, series_uids: set, sop_uids: set):
+    """The image series among ``candidates`` named by SeriesInstanceUID, else the first one
+    holding one of the SOP instances; None when there is none."""
     images = [s for s in candidates if getattr(s, "kind", "IMAGE") == "IMAGE"]
     for s in images:
-        if s.uid in uids or s.first.series_uid in uids:
+        if s.uid in series_uids or s.first.series_uid in series_uids:
             return s
     for s in images:
-        if sops & {f.instance.sop_uid for f in s.frames}:
+        if sop_uids & {f.instance.sop_uid for f in s.frames}:
             return s
     return None
 
@@ -538,9 +544,11 @@ def read_segmentation(path, reference=None) -> Segmentation:
     >>> seg = read_segmentation("seg.dcm", reference="ct/")          # doctest: +SKIP
     >>> seg.labels[0].shape, [s.label for s in seg.segments]         # doctest: +SKIP
     """
+    from .scan import Source
+
     if hasattr(path, "frames") and hasattr(path, "first"):
-        path = path.first.path
-    ds, name = _read_seg(os.fspath(path) if not isinstance(path, str) else path)
+        path = path.first.source
+    ds, name = _read_seg(path if isinstance(path, Source) else os.fspath(path))
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     n = int(ds.get("NumberOfFrames", 1) or 1)
     if not rows or not cols:
@@ -711,7 +719,9 @@ def _source_datasets(series) -> tuple[list, list | None]:
 
 
 def _masks_from(labels, fractional: bool, shape, path) -> tuple[list, np.ndarray]:
-    """(segment values, (segments, slice, row, column) array) from the input forms."""
+    """(segment values, pixels): a ``(slice, row, column)`` label map with values 1..N, or
+    ``(segments, slice, row, column)`` masks/fractions when segments overlap or are
+    fractional."""
     if fractional:
         arr = np.asarray(labels, np.float32)
         if arr.ndim == 3:
@@ -735,6 +745,12 @@ def _masks_from(labels, fractional: bool, shape, path) -> tuple[list, np.ndarray
     values = sorted({int(v) for a in arrays for v in np.unique(a) if v != 0})
     if any(v < 0 for v in values):
         raise DicomToolsError(path, "labels must not be negative")
+    if len(arrays) == 1:  # one label map: passed as such (segment numbers 1..N as values)
+        if values == list(range(1, len(values) + 1)):
+            return values, arrays[0]
+        lut = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
+        lut[values] = np.arange(1, len(values) + 1)
+        return values, lut[arrays[0]]
     seen: set = set()
     for a in arrays:
         vals = {int(v) for v in np.unique(a) if v != 0}
@@ -818,13 +834,15 @@ def write_seg(labels, reference, path, *, segments=None, fractional: bool = Fals
         table.append(s)
         descs.append(_description(hd, s))
     dss, order = _source_datasets(series)
-    pixels = np.moveaxis(masks, 0, -1)  # (frames, rows, cols, segments)
+    if masks.ndim == 3:  # a label map: highdicom splits it into segments itself
+        pixels = masks if masks.dtype in (np.uint8, np.uint16) else masks.astype(
+            np.uint8 if len(values) < 256 else np.uint16)
+    else:
+        pixels = np.moveaxis(masks, 0, -1)  # (frames, rows, cols, segments)
+        pixels = (np.round(pixels * 255).astype(np.uint8) / np.float32(255) if fractional
+                  else pixels.astype(np.uint8))
     if order is not None:
         pixels = pixels[order]
-    if fractional:
-        pixels = np.round(pixels * 255).astype(np.uint8) / np.float32(255)
-    else:
-        pixels = pixels.astype(np.uint8)
     from .. import __version__
 
     with warnings.catch_warnings():

@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""DICOM SEG: write and read a SEG of 5 segments over the 300-slice 512x512 CT
+(benchmarks/make_ct_series.py), ours against highdicom used directly.
+
+write  ours    : core.seg.write_seg(labels, series, out) (reads the source headers, builds the
+                 SEG through highdicom, saves it atomically)
+       highdicom: pydicom.dcmread of every source header (stop_before_pixels), then
+                 highdicom.seg.Segmentation(...) with the same label map, then save_as
+read   ours    : core.seg.read_segmentation(seg, reference=series): label array on the CT grid
+       highdicom: highdicom.seg.segread(seg).get_pixels_by_source_instance(<CT SOP UIDs in
+                 slice order>, combine_segments=True)
+Both must give the same voxels. The scan of the CT folder is done once, outside the clocks.
+Median of --repeat runs per step, interleaved. (pydicom-seg is not timed: it pins numpy<2
+and cannot be installed beside this project; see the issue.)
+
+usage: python benchmarks/bench_seg.py [--data DIR] [--slices 300] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_read import series_args  # noqa: E402
+
+
+def make_labels(shape) -> np.ndarray:
+    """Five non-overlapping blobs of different sizes (segments 1..5), uint8."""
+    n, rows, cols = shape
+    z, y, x = np.ogrid[0:n, 0:rows, 0:cols]
+    lab = np.zeros(shape, np.uint8)
+    for k, (cz, cy, cx, r) in enumerate([(0.5, 0.5, 0.3, 0.12), (0.5, 0.5, 0.7, 0.12),
+                                         (0.3, 0.3, 0.5, 0.06), (0.7, 0.7, 0.5, 0.08),
+                                         (0.5, 0.8, 0.2, 0.03)]):
+        d = ((z - cz * n) / n) ** 2 + ((y - cy * rows) / rows) ** 2 + \
+            ((x - cx * cols) / cols) ** 2
+        lab[(d <= r * r) & (lab == 0)] = k + 1
+    return lab
+
+
+def hd_write(series, labels, out):
+    import highdicom as hd
+    import pydicom
+
+    dss = []
+    for f in series.frames:
+        ds = pydicom.dcmread(f.instance.path, stop_before_pixels=True)
+        for kw in ("AccessionNumber", "StudyID", "ReferringPhysicianName"):
+            if kw not in ds:
+                setattr(ds, kw, "")
+        dss.append(ds)
+    descs = [hd.seg.SegmentDescription(
+        k, f"segment {k}", hd.sr.CodedConcept("85756007", "SCT", "Tissue"),
+        hd.sr.CodedConcept("85756007", "SCT", "Tissue"), "MANUAL") for k in range(1, 6)]
+    seg = hd.seg.Segmentation(dss, labels, "BINARY", descs, hd.UID(), 300, hd.UID(), 1,
+                              "bench", "bench", "1", "1", omit_empty_frames=True)
+    seg.save_as(out)
+
+
+def hd_read(series, path):
+    import highdicom as hd
+
+    uids = [f.instance.sop_uid for f in series.frames]
+    return hd.seg.segread(path).get_pixels_by_source_instance(
+        uids, combine_segments=True, ignore_spatial_locations=True)
+
+
+def main():
+    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.seg import read_segmentation, write_seg
+
+    a, folder = series_args(__doc__)
+    (series,) = scan(folder)
+    labels = make_labels(series.shape)
+    tmp = tempfile.mkdtemp(prefix="bench-seg-")
+    times = {k: [] for k in ("write ours", "write highdicom", "read ours", "read highdicom")}
+    warnings.simplefilter("ignore")
+    for r in range(a.repeat):
+        ours_path = os.path.join(tmp, f"ours{r}.dcm")
+        hd_path = os.path.join(tmp, f"hd{r}.dcm")
+        t = time.perf_counter()
+        write_seg(labels, series, ours_path)
+        times["write ours"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        hd_write(series, labels, hd_path)
+        times["write highdicom"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        got = read_segmentation(ours_path, reference=series)
+        times["read ours"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ref = hd_read(series, hd_path)
+        times["read highdicom"].append(time.perf_counter() - t)
+        assert len(got.labels) == 1 and np.array_equal(got.labels[0], labels), "ours differs"
+        assert np.array_equal(ref, labels), "highdicom differs"
+        for p in (ours_path, hd_path):
+            os.unlink(p)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    size = "x".join(map(str, series.shape))
+    print(f"SEG of 5 segments over {size} ({int((labels > 0).sum()):,} labelled voxels), "
+          f"median of {a.repeat}")
+    for step in ("write", "read"):
+        o, h = med[f"{step} ours"], med[f"{step} highdicom"]
+        print(f"  {step:5s}  ours {o:7.2f} s   highdicom {h:7.2f} s   ours/highdicom "
+              f"{o / h:5.2f}x")
+    os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -179,3 +179,16 @@ def test_coronal_contours_without_images_get_a_coronal_grid_at_the_same_place(tm
         pb = np.argwhere(placed.mask(n))[:, ::-1] @ placed.affine_lps[:3, :3].T + \
             placed.affine_lps[:3, 3]
         np.testing.assert_allclose(np.sort(pa, axis=0), np.sort(pb, axis=0), atol=1e-4)
+
+
+def test_pydicom_rtdose_reads_in_dose_units_on_its_own_grid():
+    """RT dose (issue 15): DoseGridScaling applied, slices from GridFrameOffsetVector."""
+    path = get_testdata_file("rtdose.dcm")
+    ds = pydicom.dcmread(path, force=True)
+    vol = read_volume(path)
+    np.testing.assert_allclose(np.asarray(vol.array),
+                               ds.pixel_array * float(ds.DoseGridScaling), rtol=1e-6)
+    offsets = [float(v) for v in ds.GridFrameOffsetVector]
+    assert vol.spacing == (offsets[1] - offsets[0], 10.0, 10.0)
+    np.testing.assert_allclose(vol.origin, [float(v) for v in ds.ImagePositionPatient])
+    assert vol.metadata["units"] == ds.DoseUnits

@@ -107,8 +107,8 @@ def read_dicom(path) -> list:
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     series = scan(paths if len(paths) > 1 else paths[0])
     # structure sets have no pixels: scan() skips them, the reader rasterises them
-    structs = [k.path for k in series.skipped if k.reason.endswith(_RTSTRUCT_REASON)]
-    skipped = [k for k in series.skipped if not k.reason.endswith(_RTSTRUCT_REASON)]
+    structs = [k.path for k in series.skipped if k.reason.endswith(_OBJECT_REASONS)]
+    skipped = [k for k in series.skipped if not k.reason.endswith(_OBJECT_REASONS)]
     if not series and not structs:
         why = "; ".join(str(s) for s in skipped[:5]) or "no files"
         raise NoSeriesError(paths[0], f"no loadable DICOM image ({why})", skipped)
@@ -124,7 +124,7 @@ def read_dicom(path) -> list:
             try:
                 layers.extend(read_annotation(s, series))
             except DicomToolsError as exc:
-                what = f"RTSTRUCT {s}" if isinstance(s, str) else f"{s.kind} {s.name!r}"
+                what = s if isinstance(s, str) else f"{s.kind} {s.name!r}"
                 warnings.warn(f"{what} not opened: {exc}", stacklevel=2)
             continue
         nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
@@ -316,11 +316,51 @@ def _ramp(name: str, rgb: tuple):
 
 #: how scan() names the reason it skips an RT Structure Set (pydicom's name of the SOP class)
 _RTSTRUCT_REASON = "(RT Structure Set Storage)"
+#: ... and the structured reports that may hold TID 1500 measurement reports
+_SR_REASONS = ("(Comprehensive 3D SR Storage)", "(Comprehensive SR Storage)",
+               "(Enhanced SR Storage)")
+_OBJECT_REASONS = (_RTSTRUCT_REASON,) + _SR_REASONS
+
+
+def sr_layer_data(path) -> list:
+    """A shapes layer (world ``(z, y, x)`` LPS mm) of the planar ROIs of a TID 1500
+    measurement report, measurements in ``features`` and ``metadata["measurements"]``."""
+    from .core.sr import read_sr
+
+    rois, meta = read_sr(path)
+    if not rois:
+        raise DicomToolsError(path, "the report holds no planar regions in patient "
+                                    "coordinates")
+    kinds = {"POLYGON": "polygon", "POLYLINE": "path", "POINT": "path", "MULTIPOINT": "path"}
+    data, types, rows = [], [], []
+    for r in rois:
+        pts = r.points[:-1] if r.graphic_type == "POLYGON" and len(r.points) > 3 else r.points
+        if len(pts) == 1:
+            pts = np.vstack([pts, pts])
+        data.append(np.asarray(pts, float)[:, ::-1])  # LPS (x, y, z) -> world (z, y, x)
+        types.append(kinds.get(r.graphic_type, "path"))
+        row = {"label": r.label, "finding": r.finding}
+        for m in r.measurements:
+            row[f"{m['name']} ({m['unit']})"] = m["value"]
+        rows.append(row)
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+    features = {c: [row.get(c, np.nan) for row in rows] for c in cols}
+    metadata = {"sr_path": meta["path"], "modality": "SR",
+                "frame_of_reference": meta["frame_of_reference"],
+                "referenced_series_uids": meta["referenced_series_uids"],
+                "measurements": rows, "problems": meta["problems"]}
+    kwargs = {"name": meta["name"], "shape_type": types, "features": features,
+              "metadata": metadata, "edge_color": "yellow", "face_color": "transparent",
+              "edge_width": 1.0, "text": {"string": "{label}", "color": "yellow"},
+              "units": ("mm", "mm", "mm"), "axis_labels": geometry.WORLD_AXIS_LABELS}
+    return [(data, kwargs, "shapes")]
 
 
 def read_annotation(series, candidates=()) -> list:
-    """Layers of a SEG series, or of an RTSTRUCT file (a path), placed on the image among
-    ``candidates`` it references when there is one."""
+    """Layers of a SEG series, or of an RTSTRUCT or SR file (a path), placed on the image
+    among ``candidates`` it references when there is one."""
+    if isinstance(series, str) and not _is_rtstruct(series):
+        return sr_layer_data(series)
     if isinstance(series, str):
         from .core.rtstruct import find_reference
         from .core.rtstruct import read_rtstruct as read
@@ -336,3 +376,13 @@ def read_annotation(series, candidates=()) -> list:
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
     return segmentation_layer_data(seg, ref)
+
+
+def _is_rtstruct(path: str) -> bool:
+    from .core.rtstruct import RTSTRUCT_SOP_CLASS
+    from .core.scan import Source, open_dicom, safe_dcmread
+
+    with open_dicom(Source.from_string(path)) as (fp, _size, _pre):
+        ds = safe_dcmread(fp, path, stop_before_pixels=True, force=True,
+                         specific_tags=["SOPClassUID"])
+    return str(ds.get("SOPClassUID", "")) == RTSTRUCT_SOP_CLASS

@@ -241,3 +241,68 @@ def write_labels_rtstruct(path: str, data, meta: dict) -> list[str]:
              for v, spec in _segments_of_layer(meta, values).items()}
     return [write_rtstruct(arr, series, path, segments=specs, overwrite=True,
                            description=f"{meta.get('name') or 'Structure set'}")]
+
+
+def _image_under(points_world):
+    """(true grid, files, layer) of the DICOM image layer in the viewer whose extent holds
+    every point (world ``(z, y, x)`` mm), or None."""
+    from .core.grid import Grid
+
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001
+        viewer = None
+    for layer in [] if viewer is None else viewer.layers:
+        md = layer.metadata
+        if type(layer).__name__ != "Image" or not md.get("files") or layer.data.ndim != 3:
+            continue
+        grid = Grid.from_metadata(md, layer.data.shape, layer.scale, layer.translate)
+        if grid is None:
+            continue
+        idx = (points_world - np.asarray(layer.translate)) / np.asarray(layer.scale)
+        shape = np.asarray(layer.data.shape)
+        if np.all(idx >= -0.5) and np.all(idx <= shape - 0.5):
+            return grid, list(md["files"]), layer
+    return None
+
+
+@_reported
+def write_shapes_sr(path: str, data, meta: dict) -> list[str]:
+    """Shapes layer -> DICOM SR TID 1500 measurement report (area of polygons, length of
+    paths, in the true patient geometry) referencing the DICOM image they were drawn on."""
+    from .core.scan import scan
+    from .core.sr import path_length_mm, polygon_area_mm2, write_sr
+
+    shapes = [np.asarray(d, float) for d in data]
+    if not shapes or any(s.ndim != 2 or s.shape[1] != 3 for s in shapes):
+        raise ValueError(f"{path}: a measurement report is written from 3D shapes drawn on a "
+                         "DICOM image layer")
+    scale = np.asarray(meta.get("scale", (1, 1, 1)), float)[-3:]
+    translate = np.asarray(meta.get("translate", (0, 0, 0)), float)[-3:]
+    world = [s * scale + translate for s in shapes]
+    found = _image_under(np.concatenate(world))
+    if found is None:
+        raise ValueError(f"{path}: these shapes lie on no DICOM image layer in the viewer; "
+                         "draw them on a layer opened from DICOM")
+    grid, files, layer = found
+    images = [s for s in scan(files) if s.kind == "IMAGE"]
+    types = meta.get("shape_type") or ["polygon"] * len(shapes)
+    feats = meta.get("features")
+    labels = (list(feats["label"]) if feats is not None and "label" in
+              getattr(feats, "columns", ()) else [f"ROI {i + 1}" for i in range(len(shapes))])
+    rois = []
+    for i, w in enumerate(world):
+        idx = (w - np.asarray(layer.translate)) / np.asarray(layer.scale)
+        lps = grid.lps(idx)  # through the true (oblique, sheared) geometry
+        kind = str(types[i]) if i < len(types) else "polygon"
+        if kind in ("polygon", "rectangle", "ellipse"):
+            meas = {"area": polygon_area_mm2(lps)}
+            kind = "polygon"
+        else:
+            meas = {"length": path_length_mm(lps)}
+        rois.append({"label": str(labels[i]), "points": lps, "type": kind,
+                     "measurements": meas})
+    return [write_sr(rois, images[0], path, overwrite=True,
+                     description=f"{meta.get('name') or 'Measurement report'}")]

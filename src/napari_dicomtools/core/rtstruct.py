@@ -25,7 +25,7 @@ import numpy as np
 
 from . import geometry
 from .errors import DicomToolsError, GeometryError, UnreadableDicomError
-from .seg import PALETTE, Segment, Segmentation, _pack, _reference_series, pick_reference
+from .seg import PALETTE, Segment, Segmentation, _pack, pick_reference
 
 #: SOP Class UID of RT Structure Set Storage
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -329,13 +329,11 @@ def write_rtstruct(labels, reference, path, *, segments=None, overwrite: bool = 
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from .. import __version__
-    from .export import atomic_output, refuse_inside_source
-    from .seg import _TYPE2_COPIED, _masks_from
+    from .export import atomic_output
+    from .seg import _TYPE2_COPIED, _masks_from, _output_reference
 
     path = os.fspath(path)
-    series = _reference_series(reference)
-    for f in series.files:
-        refuse_inside_source(path, f.split("::")[0])
+    series = _output_reference(reference, path)
     arrays = list(labels) if isinstance(labels, (list, tuple)) else [labels]
     _masks_from(arrays if len(arrays) > 1 else arrays[0], False, series.shape, path)  # checks
     values = sorted({int(v) for a in arrays for v in np.unique(np.asarray(a)) if v != 0})

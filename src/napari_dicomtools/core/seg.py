@@ -562,6 +562,8 @@ def read_segmentation(path, reference=None) -> Segmentation:
         raise UnreadableDicomError(name, f"frames reference segment(s) {bad} that the "
                                          "segment table does not describe")
     pix = _pixel_frames(ds, name, n, rows, cols)
+    if seg_type != "FRACTIONAL" and int(ds.get("BitsAllocated", 1) or 1) != 1:
+        pix = (pix != 0).view(np.uint8)  # a binary SEG stored in bytes: any non-zero is in
     problems = []
     ref = _resolve_reference(reference, ds, name) if reference is not None else None
     index = None
@@ -590,7 +592,7 @@ def read_segmentation(path, reference=None) -> Segmentation:
             fractions[s.number] = f
             masks[s.number] = (index[sel], pix[sel] >= maxval / 2.0)
         else:
-            masks[s.number] = (index[sel], pix[sel].astype(bool))
+            masks[s.number] = (index[sel], pix[sel].view(bool))  # 0/1 bytes
     labels, groups = _pack(masks, shape, max(known))
     meta = {"name": f"{ds.get('SeriesNumber', '') or ''} "
                     f"{ds.get('SeriesDescription', '') or 'SEG'}".strip(),
@@ -645,6 +647,11 @@ def _pack(masks: dict, shape: tuple, max_number: int) -> tuple[list, list]:
 
 
 def _or_into(arr, idx, frames, number) -> None:
+    if len(np.unique(idx)) == len(idx):  # one frame per slice: one vectorised update
+        sub = arr[idx]
+        sub[frames] = number
+        arr[idx] = sub
+        return
     for k, f in zip(idx.tolist(), frames, strict=True):
         arr[k][f] = number
 
@@ -683,6 +690,17 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
                  "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName")
 
 
+def _output_reference(reference, path: str):
+    """The reference :class:`~.scan.Series` of an object written to ``path``, refusing an
+    output inside the folder of any of its files (sources are never written)."""
+    from .export import refuse_inside_source
+
+    series = _reference_series(reference)
+    for f in series.files:
+        refuse_inside_source(path, f.split("::")[0])
+    return series
+
+
 def _source_datasets(series) -> tuple[list, list | None]:
     """Reference headers in the order highdicom expects, and the frame order to apply.
 
@@ -718,6 +736,12 @@ def _source_datasets(series) -> tuple[list, list | None]:
     return dss, None
 
 
+def _values(a: np.ndarray) -> set:
+    """The non-zero values of a label array (sorting only the labelled voxels: fast when, as
+    usual, most of the volume is background)."""
+    return {int(v) for v in np.unique(a[a != 0])}
+
+
 def _masks_from(labels, fractional: bool, shape, path) -> tuple[list, np.ndarray]:
     """(segment values, pixels): a ``(slice, row, column)`` label map with values 1..N, or
     ``(segments, slice, row, column)`` masks/fractions when segments overlap or are
@@ -742,7 +766,8 @@ def _masks_from(labels, fractional: bool, shape, path) -> tuple[list, np.ndarray
         if a.dtype.kind not in "iub":
             raise DicomToolsError(path, f"labels must be integers, got {a.dtype} (use "
                                         "fractional=True for fractions)")
-    values = sorted({int(v) for a in arrays for v in np.unique(a) if v != 0})
+    per_array = [_values(a) for a in arrays]
+    values = sorted(set().union(*per_array))
     if any(v < 0 for v in values):
         raise DicomToolsError(path, "labels must not be negative")
     if len(arrays) == 1:  # one label map: passed as such (segment numbers 1..N as values)
@@ -752,8 +777,7 @@ def _masks_from(labels, fractional: bool, shape, path) -> tuple[list, np.ndarray
         lut[values] = np.arange(1, len(values) + 1)
         return values, lut[arrays[0]]
     seen: set = set()
-    for a in arrays:
-        vals = {int(v) for v in np.unique(a) if v != 0}
+    for vals in per_array:
         if vals & seen:
             raise DicomToolsError(path, f"label value(s) {sorted(vals & seen)} appear in "
                                         "more than one array")
@@ -805,12 +829,10 @@ def write_seg(labels, reference, path, *, segments=None, fractional: bool = Fals
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    from .export import atomic_output, refuse_inside_source
+    from .export import atomic_output
 
     path = os.fspath(path)
-    series = _reference_series(reference)
-    for f in series.files:
-        refuse_inside_source(path, f.split("::")[0])
+    series = _output_reference(reference, path)
     values, masks = _masks_from(labels, fractional, series.shape, path)
     if not values or not np.any(masks):
         raise DicomToolsError(path, "the labels are empty: nothing to write as a SEG")

@@ -335,7 +335,20 @@ class _SegFrames:
     pixel_spacing: tuple | None
     spacing_between: float | None
     thickness: float | None
-    sources: list  # per frame: [(ReferencedSOPInstanceUID, ReferencedFrameNumber or None)]
+    per_frame: list  # the PerFrameFunctionalGroupsSequence items
+
+    def sources(self, i: int) -> list:
+        """``[(ReferencedSOPInstanceUID, ReferencedFrameNumber or None)]`` of frame ``i``
+        (parsed only when positions cannot place the frames: nested sequences are slow)."""
+        refs = []
+        for der in self.per_frame[i].get("DerivationImageSequence", None) or []:
+            for src in der.get("SourceImageSequence", None) or []:
+                fn = src.get("ReferencedFrameNumber", None)
+                if fn is not None and not isinstance(fn, (int, str)):
+                    fn = fn[0] if len(fn) else None
+                refs.append((str(src.get("ReferencedSOPInstanceUID", "")),
+                             int(fn) if fn else None))
+        return refs
 
 
 def _frames_of_seg(ds, path) -> _SegFrames:
@@ -349,7 +362,6 @@ def _frames_of_seg(ds, path) -> _SegFrames:
     pos = np.zeros((n, 3))
     have_pos = True
     orients = set()
-    sources = []
     for i, fr in enumerate(per):
         ident = _fg(fr, shared, "SegmentIdentificationSequence")
         if ident is None or "ReferencedSegmentNumber" not in ident:
@@ -364,14 +376,6 @@ def _frames_of_seg(ds, path) -> _SegFrames:
         po = _fg(fr, shared, "PlaneOrientationSequence")
         if po is not None and "ImageOrientationPatient" in po:
             orients.add(tuple(round(float(v), 4) for v in po.ImageOrientationPatient))
-        refs = []
-        for der in fr.get("DerivationImageSequence", None) or []:
-            for src in der.get("SourceImageSequence", None) or []:
-                fn = src.get("ReferencedFrameNumber", None)
-                refs.append((str(src.get("ReferencedSOPInstanceUID", "")),
-                             int(fn[0] if isinstance(fn, (list, tuple)) or
-                                 type(fn).__name__ == "MultiValue" else fn) if fn else None))
-        sources.append(refs)
     if len(orients) > 1:
         raise GeometryError(path, f"frames have {len(orients)} different orientations; "
                                   "a SEG over one plane orientation is expected")
@@ -384,7 +388,7 @@ def _frames_of_seg(ds, path) -> _SegFrames:
         pm.get("SpacingBetweenSlices", None) else None
     th = float(pm.SliceThickness) if pm is not None and pm.get("SliceThickness", None) else None
     return _SegFrames(segs, pos if have_pos and n else None,
-                      next(iter(orients)) if orients else None, ps, sb, th, sources)
+                      next(iter(orients)) if orients else None, ps, sb, th, per)
 
 
 def _own_grid(fr: _SegFrames, path) -> tuple[np.ndarray, tuple, np.ndarray, np.ndarray]:
@@ -452,8 +456,8 @@ def _on_reference(fr: _SegFrames, ref, rows: int, cols: int) -> tuple[np.ndarray
             return None, (f"frame {i + 1} at {np.round(fr.positions[i], 2).tolist()} mm lies "
                           "on no slice of the referenced series")
         return best, ""
-    for i, refs in enumerate(fr.sources):
-        for uid, fnum in refs:
+    for i in range(n):
+        for uid, fnum in fr.sources(i):
             k = by_sop.get((uid, fnum), by_sop.get((uid, None)))
             if k is not None:
                 out[i] = k
@@ -706,6 +710,8 @@ def _source_datasets(series) -> tuple[list, list | None]:
 
     Single-frame images: one data set per slice, in slice order. One multi-frame image:
     that data set, and the slice index of each of its frames (frame order)."""
+    import pydicom
+
     from .scan import open_dicom, safe_dcmread
 
     insts = []
@@ -715,8 +721,12 @@ def _source_datasets(series) -> tuple[list, list | None]:
     unique = list({id(i): i for i in insts}.values())
     dss = []
     for inst in unique:
-        with open_dicom(inst.source) as (fp, _size, _pre):
-            ds = safe_dcmread(fp, inst.path, stop_before_pixels=True)
+        if inst.source.member is None and inst.transfer_syntax != "1.2.840.10008.1.2.1.99":
+            # scan() saw the file: not deflated, so pydicom reads just the header
+            ds = pydicom.dcmread(inst.path, stop_before_pixels=True, force=True)
+        else:
+            with open_dicom(inst.source) as (fp, _size, _pre):
+                ds = safe_dcmread(fp, inst.path, stop_before_pixels=True)
         for kw in _TYPE2_COPIED:  # Type 2 in the SEG: empty when the source lacks them
             if kw not in ds:
                 setattr(ds, kw, "")

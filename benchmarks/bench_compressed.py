@@ -94,16 +94,23 @@ def compress_series(src: str, dst: str, ts_name: str) -> None:
 
 
 def timed(cmd, env=None):
+    """Wall seconds and CPU seconds (user + sys of the process and its children)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{r.stderr[-2000:]}")
-    return dt
+    return dt, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def median_of(repeat, cmd, env=None):
-    return statistics.median(timed(cmd, env) for _ in range(repeat))
+    """(median wall, median CPU) seconds of ``repeat`` runs."""
+    runs = [timed(cmd, env) for _ in range(repeat)]
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
 
 
 def main() -> int:
@@ -152,15 +159,16 @@ def main() -> int:
 
     cols = [c for c in rows[0] if c != "syntax"]
     print(f"\n{a.slices} x 512 x 512 CT, median of {a.repeat}, whole process, "
-          f"{os.cpu_count()} cores\n")
-    print(f"{'series':20s}" + "".join(f"{c:>12s}" for c in cols)
+          f"{os.cpu_count()} cores; seconds as wall (CPU)\n")
+    print(f"{'series':20s}" + "".join(f"{c:>16s}" for c in cols)
           + (f"{'vs SimpleITK':>14s}" if sitk_ok else "") + f"{'scaling':>9s}")
     for r in rows:
-        best = r[f"ours {a.workers}w"]
-        line = f"{r['syntax']:20s}" + "".join(f"{r[c]:12.2f}" for c in cols)
+        best = r[f"ours {a.workers}w"][0]
+        line = f"{r['syntax']:20s}" + "".join(f"{r[c][0]:8.2f} ({r[c][1]:5.2f})"
+                                              for c in cols)
         if sitk_ok:
-            line += f"{r['SimpleITK'] / best:13.2f}x"
-        line += f"{r['ours 1w'] / best:8.2f}x"
+            line += f"{r['SimpleITK'][0] / best:13.2f}x"
+        line += f"{r['ours 1w'][0] / best:8.2f}x"
         print(line)
     return 0
 

@@ -91,3 +91,14 @@ def test_one_worker_means_no_pool(make_series, monkeypatch):
     truth, series = _series(make_series, "RLELossless")
     assert np.array_equal(read_volume(series).array, truth.values)
     assert _parallel._POOL["pool"] is None
+
+
+def test_no_nested_pools_inside_worker_processes(monkeypatch):
+    """Inside any worker process (ours, Dask distributed's daemons) frames decode in that
+    process: a daemonic process cannot have children, and the parallelism is outside."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setenv("NAPARI_DICOMTOOLS_WORKERS", "4")
+    assert _parallel.decode_workers() == 4
+    with ProcessPoolExecutor(1, mp_context=_parallel.mp_context()) as ex:
+        assert ex.submit(_parallel.decode_workers).result() == 1

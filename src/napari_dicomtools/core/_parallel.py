@@ -26,7 +26,11 @@ def mp_context():
 
 def decode_workers() -> int:
     """How many frames decode at once: ``NAPARI_DICOMTOOLS_WORKERS`` if set (1 turns the
-    worker processes off), else the CPUs this process may run on."""
+    worker processes off), else the CPUs this process may run on; always 1 inside a worker
+    process (of our pool, of Dask distributed, of any multiprocessing pool): the parallelism
+    is already outside, and daemonic processes cannot have children."""
+    if mp.parent_process() is not None or mp.current_process().daemon:
+        return 1
     env = os.environ.get("NAPARI_DICOMTOOLS_WORKERS", "").strip()
     if env:
         try:

@@ -740,8 +740,8 @@ def _decode_in_processes(plan: _Plan, indices, workers: int):
                 break
             yield i, (val if ok else UnreadableDicomError(*val))
             submit()
-    except (BrokenProcessPool, RuntimeError, OSError):  # the pool cannot start or submit
-        broken = True
+    except (BrokenProcessPool, RuntimeError, OSError, AssertionError):
+        broken = True  # the pool cannot start or submit (AssertionError: in a daemon)
     finally:
         for _, fut in pending:
             fut.cancel()

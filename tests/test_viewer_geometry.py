@@ -411,6 +411,8 @@ def test_orthogonal_views_are_radiological_and_linked_by_clicks_and_sliders(
         QApplication.processEvents()
     ortho = orthogonal_views(viewer)
     assert ortho is not None and ortho.planes == ("coronal", "sagittal")
+    win = viewer.window._qt_window
+    assert win.width() <= 1366 and win.height() <= 768  # still fits the laptop screen
     assert [t.text() for t in ortho.titles] == ["Coronal", "Sagittal"]
     cor, sag = ortho.models
     assert [lay.data is layer.data for lay in cor.layers] == [True]  # shared, not copied
@@ -511,6 +513,36 @@ def test_orthogonal_views_follow_layers_and_refuse_2d(make_napari_viewer, tmp_pa
     cor = ortho.models[0]
     layer.contrast_limits = (-100.0, 100.0)
     assert tuple(cor.layers[0].contrast_limits) == (-100.0, 100.0)
+    # right-drag on the sagittal canvas windows the image (every view follows); a left drag
+    # pans and leaves the shared point where it was
+    from qtpy.QtCore import QEvent, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
+
+    def mouse(widget, kind, pos, button, buttons):
+        QApplication.sendEvent(widget, QMouseEvent(kind, QPointF(*pos), button, buttons,
+                                                   Qt.KeyboardModifier.NoModifier))
+        QApplication.processEvents()
+
+    canvas = ortho.qt_viewers[1].canvas.native
+    x, y = canvas.width() // 2, canvas.height() // 2
+    for button in (Qt.MouseButton.RightButton, Qt.MouseButton.LeftButton):
+        point = tuple(viewer.dims.point)
+        mouse(canvas, QEvent.Type.MouseButtonPress, (x, y), button, button)
+        for k in range(1, 11):
+            mouse(canvas, QEvent.Type.MouseMove, (x + 10 * k, y + 5 * k),
+                  Qt.MouseButton.NoButton, button)
+        mouse(canvas, QEvent.Type.MouseButtonRelease, (x + 100, y + 50), button,
+              Qt.MouseButton.NoButton)
+        assert tuple(viewer.dims.point) == point
+    lo, hi = layer.contrast_limits
+    assert hi - lo > 300 and (lo + hi) / 2 > 50  # wider and higher than (-100, 100)
+    assert tuple(ortho.models[1].layers[0].contrast_limits) == (lo, hi)
+    # hovering a side view puts its voxel, value and LPS position in napari's status bar
+    mouse(canvas, QEvent.Type.MouseMove, (x, y), Qt.MouseButton.NoButton,
+          Qt.MouseButton.NoButton)
+    status = viewer.status
+    text = str(status.get("coordinates", "") if isinstance(status, dict) else status)
+    assert "LPS (" in text and "voxel (s, r, c)" in text
     labels = viewer.add_labels(np.zeros(layer.data.shape, np.uint8), scale=layer.scale,
                                translate=layer.translate, name="mask")
     assert [lay.name for lay in cor.layers] == [layer.name, "mask"]

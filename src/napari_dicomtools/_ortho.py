@@ -136,6 +136,8 @@ class OrthoViews:
         for i in range(2):
             model = ViewerModel(title=f"dicomtools ortho {i}")
             qv = QtViewer(model, show_welcome_screen=False)
+            # an explicit minimum: the slider row's hint would widen a 1366 px window
+            qv.setMinimumSize(120, 120)
             title = QLabel("")
             column.addWidget(title)
             column.addWidget(qv, 1)
@@ -251,10 +253,17 @@ class OrthoViews:
 
     def _adopt(self, layer, model):
         from ._viewer import _wrap_status
+        from ._workspace import window_level_drag
 
         copy = _copy_layer(layer)
         if "grid" in copy.metadata:
             _wrap_status(copy)
+        if window_level_drag in layer.mouse_drag_callbacks:
+            # right-drag in a side view windows the main layer (the copies follow it)
+            def window_level(_copy, event):
+                return window_level_drag(layer, event)
+
+            copy.mouse_drag_callbacks.append(window_level)
         model.layers.append(copy)
         ref = weakref.ref(copy)
 

@@ -347,8 +347,8 @@ class OrthoViews:
                 return
             pos = np.asarray(event.position, float)
             displayed = list(event.dims_displayed)
-            if len(pos) != m.dims.ndim:
-                return
+            if len(pos) != m.dims.ndim or len(displayed) != 2:
+                return  # a click in 3D has no single point
             m.dims.set_point(displayed, [float(pos[a]) for a in displayed])
             if m is self.viewer:
                 self._on_main_point()

@@ -255,6 +255,11 @@ class OrthoViews:
         from ._viewer import _wrap_status
         from ._workspace import window_level_drag
 
+        if model is self.models[0] and hasattr(layer.data, "compute"):
+            from napari.utils.notifications import show_info
+
+            show_info(f"{layer.name} is read lazily (large series): the side views decode "
+                      "every slice the first time they show it, which can take a while")
         copy = _copy_layer(layer)
         if "grid" in copy.metadata:
             _wrap_status(copy)

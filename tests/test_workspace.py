@@ -434,3 +434,26 @@ def test_lazy_layer_is_decoded_in_the_worker_not_the_gui_thread(make_napari_view
         with qtbot.waitSignal(worker.returned, timeout=20000):
             pass
     assert threads and threading.main_thread().name not in threads
+
+
+def test_every_numeric_field_is_labelled_with_its_unit_and_takes_its_full_range(
+        make_napari_viewer):
+    """Fields read as a clinician reads them (no raw parameter names), and HU fields take a
+    lung range and metal."""
+    from magicgui.widgets.bases import RangedWidget
+
+    from napari_dicomtools._panel import make_panel
+
+    viewer = make_napari_viewer()
+    panel = make_panel(viewer)
+    raw = []
+    for name, form in panel.tools.items():
+        for w in getattr(form, "__iter__", lambda: iter(()))():
+            if isinstance(w, RangedWidget) and w.label in (w.name, w.name.replace("_", " ")):
+                raw.append(f"{name}.{w.name}")
+    assert raw == []
+    seg = panel.tools["segment"]
+    seg.lower_hu.value, seg.upper_hu.value = -950.0, 3000.0
+    assert (seg.lower_hu.value, seg.upper_hu.value) == (-950.0, 3000.0)
+    assert seg.min_size_mm3.label == "Min. size (mm³)"
+    assert panel.tools["augment"].max_angle_deg.label == "Max. rotation (°)"

@@ -310,7 +310,10 @@ def crop_widget(image: napari.layers.Image, roi: napari.layers.Layer,
 
 
 def equalize_widget(image: napari.layers.Image, method: Literal["global", "clahe"] = "clahe",
-                    clip_limit: float = 0.01, slice_plane: PLANE = "acquisition"
+                    clip_limit: Annotated[float, {"label": "CLAHE clip limit (0-1)",
+                                                  "min": 0.0, "max": 1.0,
+                                                  "step": 0.005}] = 0.01,
+                    slice_plane: PLANE = "acquisition"
                     ) -> FunctionWorker[LayerDataTuple]:
     """Histogram equalization (CLAHE slice by slice in ``slice_plane``), to 0..1 float32
     (in a worker)."""
@@ -561,10 +564,26 @@ def _make_measure_widget(viewer):
 
 
 def augment_widget(image: napari.layers.Image, labels: napari.layers.Labels | None = None,
-                   samples: int = 8, seed: int = 0, flips: bool = True, rot90: bool = True,
-                   max_angle_deg: float = 10.0, brightness: float = 0.1,
-                   contrast: float = 0.1, gamma_min: float = 0.8, gamma_max: float = 1.25,
-                   noise_sigma: float = 0.0, crop_pixels: int = 0
+                   samples: Annotated[int, {"label": "Samples", "min": 1,
+                                            "max": 1000}] = 8,
+                   seed: Annotated[int, {"label": "Seed", "max": 2**31 - 1}] = 0,
+                   flips: Annotated[bool, {"label": "Flips (left-right, up-down)"}] = True,
+                   rot90: Annotated[bool, {"label": "Quarter turns"}] = True,
+                   max_angle_deg: Annotated[float, {"label": "Max. rotation (°)", "min": 0.0,
+                                                    "max": 180.0}] = 10.0,
+                   brightness: Annotated[float, {"label": "Brightness (± fraction of range)",
+                                                 "min": 0.0, "max": 1.0,
+                                                 "step": 0.05}] = 0.1,
+                   contrast: Annotated[float, {"label": "Contrast (± fraction)", "min": 0.0,
+                                               "max": 1.0, "step": 0.05}] = 0.1,
+                   gamma_min: Annotated[float, {"label": "Gamma min.", "min": 0.05,
+                                                "max": 10.0, "step": 0.05}] = 0.8,
+                   gamma_max: Annotated[float, {"label": "Gamma max.", "min": 0.05,
+                                                "max": 10.0, "step": 0.05}] = 1.25,
+                   noise_sigma: Annotated[float, {"label": "Noise sigma (image units, HU)",
+                                                  "min": 0.0, "max": 65535.0}] = 0.0,
+                   crop_pixels: Annotated[int, {"label": "Random crop (pixels, 0 = none)",
+                                                "min": 0, "max": 100000}] = 0
                    ) -> FunctionWorker[list[LayerDataTuple]]:
     """A preview of ``samples`` seeded augmentations as a stack (slider = sample), image and
     labels transformed together (in a worker); every sample's parameters are in the
@@ -633,9 +652,15 @@ def layer_cases(image_layers, labels_layers) -> list[dict]:
 def export_dataset_widget(viewer: napari.Viewer,
                           output_folder: Annotated[pathlib.Path, {"mode": "d"}] = pathlib.Path(),
                           layout: Literal["nnU-Net v2 (NIfTI)", "2D PNG + CSV"] =
-                          "nnU-Net v2 (NIfTI)", dataset_id: int = 1,
+                          "nnU-Net v2 (NIfTI)",
+                          dataset_id: Annotated[int, {"label": "Dataset ID (nnU-Net, 1-999)",
+                                                      "min": 1, "max": 999}] = 1,
                           dataset_name: str = "DicomTools", channel: str = "CT",
-                          validation_fraction: float = 0.2, seed: int = 0) -> None:
+                          validation_fraction: Annotated[float, {
+                              "label": "Validation fraction (split by patient)", "min": 0.0,
+                              "max": 0.9, "step": 0.05}] = 0.2,
+                          seed: Annotated[int, {"label": "Seed", "max": 2**31 - 1}] = 0
+                          ) -> None:
     """Export the *selected* image layers, each with the labels layer drawn on its grid, as a
     training dataset split by patient (no patient on both sides)."""
     from napari.utils.notifications import show_info

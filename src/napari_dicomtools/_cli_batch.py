@@ -17,7 +17,7 @@ import sys
 
 _BATCH_HELP = ("several inputs, a list file, --workers or --scheduler make a batch job on "
                "Dask distributed: resumable (a manifest in the output folder; rerun the same "
-               "command to continue), one task per series")
+               "command to continue), series by series")
 
 
 def _add_batch_options(p) -> None:

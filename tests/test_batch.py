@@ -137,8 +137,12 @@ def test_two_workers_anonymize_equals_single_process(client, archive, tmp_path):
     assert len(dates) == 3 and "20260101" not in dates  # one shift per patient
 
 
-def test_killed_worker_job_completes_exactly_once(client, tmp_path):
+def test_killed_worker_job_completes_exactly_once(client, tmp_path, monkeypatch):
+    from napari_dicomtools.core import batch
     from napari_dicomtools.core.synthetic import phantom, write_series
+
+    # a result lost with the killed worker and not recomputed is asked for again after this
+    monkeypatch.setattr(batch._Dask, "stall_timeout", 20.0)
 
     src = tmp_path / "src"
     make_archive(src, patients=2, studies=1, series=3, corrupt=0, duplicates=0,

@@ -457,21 +457,51 @@ class _Dask:
         except Exception:  # noqa: BLE001 - a scheduler without workers yet
             self.n_workers = 1
 
-    def run(self, fn, args_list):
-        from distributed import as_completed
+    #: seconds without any task finishing after which unfinished tasks are submitted again
+    #: (a task whose result was lost with a killed worker and never recomputed); their
+    #: outputs are idempotent, and whichever copy finishes first is taken
+    stall_timeout = 300.0
 
-        futures = [self.client.submit(_on_worker, fn, *args, pure=False)
-                   for args in args_list]
-        index = {f.key: i for i, f in enumerate(futures)}
+    def run(self, fn, args_list):
+        from distributed import wait
+
+        def submit(i):
+            fut = self.client.submit(_on_worker, fn, *args_list[i], pure=False)
+            index[fut.key] = i
+            return fut
+
+        index: dict = {}
+        pending = {submit(i) for i in range(len(args_list))}
+        finished: set = set()
         try:
-            for fut, res in as_completed(futures, with_results=True, raise_errors=False):
-                if isinstance(res, BaseException):
-                    yield index[fut.key], None, res
-                else:
-                    yield index[fut.key], res, None
-                fut.release()
+            while len(finished) < len(args_list):
+                try:
+                    done, pending = wait(pending, timeout=self.stall_timeout,
+                                         return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    again = {index[f.key] for f in pending} - finished
+                    pending |= {submit(i) for i in again}
+                    continue
+                for fut in done:
+                    i = index[fut.key]
+                    if i in finished:
+                        continue
+                    try:
+                        res, err = fut.result(timeout=self.stall_timeout), None
+                    except TimeoutError:  # its result went with its worker: again
+                        pending.add(submit(i))
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - KilledWorker: reported
+                        res, err = None, exc
+                    finished.add(i)
+                    fut.release()
+                    yield i, res, err
+                extra = [f for f in pending if index[f.key] in finished]
+                if extra:  # copies of a finished task, submitted after a stall
+                    self.client.cancel(extra)
+                pending = {f for f in pending if index[f.key] not in finished}
         finally:
-            self.client.cancel([f for f in futures if not f.done()])
+            self.client.cancel([f for f in pending if not f.done()])
 
 
 def _executor(workers, scheduler, client):

@@ -271,3 +271,31 @@ def test_cli_refuses_labels_on_another_grid(tmp_path, ct, capsys):
                  str(tmp_path / "x.dcm")]) == 1
     assert "not on the grid" in capsys.readouterr().err
     assert not (tmp_path / "x.dcm").exists()
+
+
+def test_convert_writes_a_seg_as_labels_on_its_image_grid(tmp_path, ct, capsys):
+    """`dicomtools convert` on a study with a SEG: the image as usual, the SEG as label NIfTI
+    on the same grid (same affine), never as a grey image of its frames."""
+    import nibabel as nib
+
+    from napari_dicomtools.cli import main
+
+    folder, _ = ct
+    study = tmp_path / "study"
+    shutil.copytree(folder, study / "ct")
+    write_seg(_labels(), folder, study / "seg" / "seg.dcm")
+    out = tmp_path / "nifti"
+    assert main(["convert", str(study), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "SEG labels on the grid of" in printed
+    files = sorted(p.name for p in out.glob("*.nii.gz"))
+    assert len(files) == 2, files
+    seg_path = [p for p in out.glob("*.nii.gz")
+                if f"{p}: " in printed and "SEG labels" in printed.split(f"{p}: ")[1]
+                .splitlines()[0]]
+    assert len(seg_path) == 1, printed
+    image_path = next(p for p in out.glob("*.nii.gz") if p != seg_path[0])
+    lab, img = nib.load(seg_path[0]), nib.load(image_path)
+    assert np.array_equal(np.asarray(lab.dataobj), _labels().T)
+    np.testing.assert_allclose(lab.affine, img.affine, atol=1e-5)
+    assert img.shape == lab.shape

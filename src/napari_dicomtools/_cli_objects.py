@@ -84,26 +84,34 @@ def _cmd(args, kind: str) -> int:
 
 
 def _to_nifti(args, kind: str) -> int:
-    from .core.export import write_layer_nifti_affine
-
     if kind == "SEG":
         from .core.seg import read_segmentation as read
     else:
         from .core.rtstruct import read_rtstruct as read
     seg = read(args.input, reference=args.reference)
-    base = args.out[:-7] if args.out.lower().endswith(".nii.gz") else args.out[:-4]
-    ext = args.out[len(base):]
+    write_labels_nifti(seg, args.out, force=args.force, quiet=args.quiet)
+    return 0
+
+
+def write_labels_nifti(seg, out: str, *, force: bool = False, quiet: bool = False) -> list:
+    """A read SEG/RTSTRUCT's label arrays as NIfTI: OUT, then OUT_2, ... for groups of
+    overlapping segments; its problems as warnings on stderr, the files and their segments
+    on stdout unless ``quiet``."""
+    from .core.export import write_layer_nifti_affine
+
+    base = out[:-7] if out.lower().endswith(".nii.gz") else out[:-4]
+    ext = out[len(base):]
     outs = []
     for k, arr in enumerate(seg.labels):
-        path = args.out if k == 0 else f"{base}_{k + 1}{ext}"
-        outs.append(write_layer_nifti_affine(path, arr, seg.affine_ras, overwrite=args.force))
+        path = out if k == 0 else f"{base}_{k + 1}{ext}"
+        outs.append(write_layer_nifti_affine(path, arr, seg.affine_ras, overwrite=force))
     for problem in seg.metadata.get("problems", []):
         print(f"dicomtools: warning: {problem}", file=sys.stderr)
-    if not args.quiet:
+    if not quiet:
         for path, group in zip(outs, seg.groups, strict=True):
             names = ", ".join(f"{n}={seg.segment(n).label}" for n in group)
             print(f"{path}: {names}")
-    return 0
+    return outs
 
 
 def add_subcommands(sub) -> None:

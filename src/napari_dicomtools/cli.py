@@ -203,6 +203,21 @@ def _check_not_into_source(out: str, src: str):
     refuse_inside_source(out, src)
 
 
+def _convert_seg(s, candidates, target: str, args) -> None:
+    """A DICOM SEG as label NIfTI (segment numbers as values) on the grid of the image series
+    it references when that series is being converted too, else on the SEG's own geometry."""
+    from ._cli_objects import write_labels_nifti
+    from .core.seg import find_reference, read_segmentation
+
+    ref = find_reference(s.first.source, candidates)
+    seg = read_segmentation(s, reference=ref)
+    outs = write_labels_nifti(seg, target, force=args.force, quiet=True)
+    if not args.quiet:
+        where = f"on the grid of {ref.name!r}" if ref is not None else "on its own geometry"
+        for out in outs:
+            print(printable(f"{out}: {s.label} (SEG labels {where})"))
+
+
 def cmd_convert(args) -> int:
     from .core.export import write_series_nifti
 
@@ -243,7 +258,9 @@ def cmd_convert(args) -> int:
         try:
             tilt = args.correct_tilt and s.order is not None and s.order.tilt_deg
             gaps = args.uniform and s.order is not None and not s.order.uniform
-            if tilt or gaps:
+            if getattr(s, "kind", "IMAGE") == "SEG":
+                _convert_seg(s, series, target, args)
+            elif tilt or gaps:
                 from .core.export import write_nifti
                 from .core.volume import read_volume
 
@@ -253,7 +270,7 @@ def cmd_convert(args) -> int:
             else:
                 write_series_nifti(s, target, overwrite=args.force,
                                    philips_precise=args.philips_precise)
-            if not args.quiet:
+            if not args.quiet and getattr(s, "kind", "IMAGE") != "SEG":
                 print(printable(f"{target}: {s.label}"))
             for p in s.problems:
                 print(printable(f"  ! {p}"), file=sys.stderr)

@@ -248,6 +248,9 @@ def test_cli_batch_convert(archive, tmp_path, capsys):
     # one input and no batch option: the single-folder command as before
     rc = main(["convert", f"{archive.root}/P002/S0/1_CT", str(tmp_path / "one.nii")])
     assert rc == 0 and (tmp_path / "one.nii").exists()
+    # -f is not silently ignored by a batch job
+    rc = main(["convert", str(lst), str(tmp_path / "other"), "--workers", "0", "-f", "%i_%s"])
+    assert rc == 1 and "-f/--filename is not supported by batch jobs" in capsys.readouterr().err
 
 
 def test_instance_table_as_parquet_parts(client, archive, tmp_path):

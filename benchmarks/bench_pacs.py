@@ -8,7 +8,13 @@ process into an empty folder (start-up and imports count, as a user waits), best
 MB/s is the size of the series' files on disk over the wall time. The goal (issue 16) is to be
 no slower than getscu: the ratio column is getscu's time over ours (>= 1 is as fast or faster).
 
+``--resume`` measures instead the resume rule (``pacs.fetch_whole``): a cache holding part of
+the series, the rest fetched (a) as the whole series (cached copies dropped as they come
+again) and (b) instance by instance (WADO-RS, ``--workers`` at a time) or as one UID-list
+request (C-GET), for several missing fractions; in-process, best of --repeat.
+
 usage: python benchmarks/bench_pacs.py [--slices 300] [--size 512] [--repeat 3] [--workers 4]
+                                       [--resume]
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workers", type=int, default=4, help="concurrent WADO-RS requests")
+    ap.add_argument("--resume", action="store_true",
+                    help="measure the resume rule (whole series vs missing instances)")
     args = ap.parse_args()
 
     import orthanc_server
@@ -75,6 +83,8 @@ def main() -> int:
         print(f"series: {args.slices} x {args.size}x{args.size}, {mb:.1f} MB; "
               f"C-STORE upload {mb / t_send:.1f} MB/s")
 
+        if args.resume:
+            return bench_resume(pacs, web, dimse, hit, tmp, args)
         cfg = os.path.join(tmp, "pacs.json")
         env = {**os.environ, "DICOMTOOLS_PACS_CONFIG": cfg,
                "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"),
@@ -119,6 +129,47 @@ def main() -> int:
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def bench_resume(pacs, web, dimse, hit, tmp, args) -> int:
+    """Seconds to complete a partly cached series, whole vs missing-only, per method."""
+    full = {}
+    for method, prof in (("wado", web), ("c-get", dimse)):
+        r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method,
+                          cache=os.path.join(tmp, "full-" + method), workers=args.workers)
+        full[method] = (r.folder, sorted(f for f in os.listdir(r.folder)
+                                         if f.endswith(".dcm")))
+    saved = dict(pacs.WHOLE_SERIES_ABOVE)
+    print(f"{'method':<6} {'missing':>8} {'whole s':>8} {'missing-only s':>15} {'ratio':>6}")
+    rows = []
+    for method, prof in (("wado", web), ("c-get", dimse)):
+        src, names = full[method]
+        for frac in (0.05, 0.1, 0.25, 0.5, 0.75, 0.9):
+            keep = names[: len(names) - max(1, round(frac * len(names)))]
+            times = {}
+            for mode, above in (("whole", 0.0), ("missing", 2.0)):
+                best = float("inf")
+                for k in range(args.repeat):
+                    cache = os.path.join(tmp, f"resume-{method}-{mode}-{k}")
+                    folder = pacs.series_folder(cache, hit.study_uid, hit.series_uid)
+                    os.makedirs(folder)
+                    for n in keep:
+                        shutil.copy2(os.path.join(src, n), folder)
+                    pacs.WHOLE_SERIES_ABOVE[method] = above
+                    t0 = time.perf_counter()
+                    r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method,
+                                      cache=cache, workers=args.workers)
+                    best = min(best, time.perf_counter() - t0)
+                    assert r.complete and r.reused == len(keep), r
+                    shutil.rmtree(cache)
+                times[mode] = best
+            pacs.WHOLE_SERIES_ABOVE.update(saved)
+            ratio = times["whole"] / times["missing"]
+            rows.append((method, frac, times["whole"], times["missing"]))
+            print(f"{method:<6} {frac:8.0%} {times['whole']:8.2f} {times['missing']:15.2f} "
+                  f"{ratio:6.2f}")
+    print(json.dumps([[m, f, round(a, 3), round(b, 3)] for m, f, a, b in rows]))
     return 0
 
 

@@ -192,12 +192,14 @@ def test_interrupted_retrieve_resumes_without_refetching(orthanc, uploaded, tmp_
     assert r.complete and (r.reused, r.fetched) == (10, 2)
 
 
-def test_streaming_shows_a_slice_before_the_rest_arrives(orthanc, uploaded, tmp_path):
+@pytest.mark.parametrize("method", ["wado", "c-get"])
+def test_streaming_shows_a_slice_before_the_rest_arrives(orthanc, uploaded, tmp_path, method):
     from napari_dicomtools.core.pacs_stream import open_streaming
 
     folder, _ = uploaded["mr"]  # coronal, MR without rescale
     hit = _series_of(orthanc, "PACS-MR")
-    vol = open_streaming(web_profile(orthanc), hit.study_uid, hit.series_uid, cache=tmp_path)
+    prof = web_profile(orthanc) if method == "wado" else dimse_profile(orthanc)
+    vol = open_streaming(prof, hit.study_uid, hit.series_uid, cache=tmp_path, method=method)
     ref = read_volume(folder)
     cached = pacs.series_folder(tmp_path, hit.study_uid, hit.series_uid)
     assert vol.array.shape == ref.array.shape and os.listdir(cached) == []
@@ -206,10 +208,15 @@ def test_streaming_shows_a_slice_before_the_rest_arrives(orthanc, uploaded, tmp_
     np.testing.assert_array_equal(np.asarray(vol.array[3]), ref.array[3])
     assert len(os.listdir(cached)) == 1 and not pacs.is_complete(cached)  # one slice fetched
     np.testing.assert_array_equal(np.asarray(vol.array), ref.array)
-    r = pacs.retrieve(web_profile(orthanc), hit.study_uid, hit.series_uid, cache=tmp_path)
+    r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, cache=tmp_path, method=method)
     assert (r.reused, r.fetched, r.complete) == (6, 0, True)
-    with pytest.raises(pacs.PacsError, match="streaming needs a DICOMweb URL"):
-        open_streaming(dimse_profile(orthanc), hit.study_uid, hit.series_uid)
+    if method == "wado":
+        with pytest.raises(pacs.PacsError, match="streaming by WADO-RS needs a DICOMweb URL"):
+            open_streaming(dimse_profile(orthanc), hit.study_uid, hit.series_uid,
+                           method="wado")
+    else:
+        with pytest.raises(pacs.PacsError, match="over WADO-RS or C-GET, not c-move"):
+            open_streaming(prof, hit.study_uid, hit.series_uid, method="c-move")
 
 
 def test_a_series_deleted_after_the_search_is_a_clear_error(orthanc, tmp_path):

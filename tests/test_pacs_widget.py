@@ -108,21 +108,24 @@ def test_send_the_layers_series(dock, qtbot, tmp_path):
     w.server.setCurrentText("dimse")
     qtbot.mouseClick(w.send_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: _idle(w) and "sent" in w.status.text(), timeout=20000)
-    assert w.status.text() == "4 sent, 0 failed, 0 skipped"
+    assert w.status.text() == f"{layer.name} (its DICOM series): 4 sent, 0 failed, 0 skipped"
     (hit,) = pacs.find(web, level="series", patient_id="PACS-SEND")
     assert hit.count == 4
     assert hit.series_uid == pydicom.dcmread(next(src.iterdir())).SeriesInstanceUID
 
 
-def test_stream_opens_at_once_and_fills_the_cache(dock, qtbot, tmp_path):
+@pytest.mark.parametrize(("server", "method"), [("web", "automatic"), ("dimse", "c-get")])
+def test_stream_opens_at_once_and_fills_the_cache(dock, qtbot, tmp_path, server, method):
     from qtpy.QtCore import Qt
 
     viewer, w, web = dock
     src = tmp_path / "stream"
-    write_series(src, phantom((6, 24, 32), seed=6), patient=("Stream^Stu", "PACS-STREAM"))
+    write_series(src, phantom((6, 24, 32), seed=6),
+                 patient=("Stream^Stu", f"PACS-STREAM-{server}"))
     pacs.send(web, src)
-    w.server.setCurrentText("web")
-    w.patient_id.setText("PACS-STREAM")
+    w.server.setCurrentText(server)
+    w.method.setCurrentText(method)
+    w.patient_id.setText(f"PACS-STREAM-{server}")
     qtbot.mouseClick(w.search_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.table.rowCount() == 1 and _idle(w), timeout=20000)
     w.table.selectRow(0)

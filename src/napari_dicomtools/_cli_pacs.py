@@ -8,6 +8,7 @@
     dicomtools pacs get SERVER SERIES_UID [--study UID] [--method wado|c-get|c-move]
                                [--cache DIR]
     dicomtools pacs send SERVER PATH... [--method stow|c-store]
+                               [--reference DICOM [--description D]]  (PNG/JPEG -> SC)
 
 SERVER is the name of a profile in the PACS configuration file (``dicomtools pacs list``
 shows where it is; ``DICOMTOOLS_PACS_CONFIG`` overrides it). Secrets are never printed.
@@ -64,7 +65,7 @@ def cmd_add(args) -> int:
                          move_port=args.move_port, username=args.user, password=password,
                          token=token, password_env=args.password_env,
                          token_env=args.token_env, ca_bundle=args.ca_bundle, tls=args.tls,
-                         timeout=args.timeout)
+                         tls_cert=args.tls_cert, tls_key=args.tls_key, timeout=args.timeout)
     path = save_profile(prof, overwrite=args.force)
     if not args.quiet:
         print(f"{prof.label}: saved in {path}")
@@ -157,16 +158,54 @@ def cmd_get(args) -> int:
     return 0
 
 
+PICTURES = (".png", ".jpg", ".jpeg")
+
+
+def _captures(args, folder: str) -> tuple[list[str], dict]:
+    """``args.paths`` with every picture (PNG/JPEG) replaced by a secondary capture written
+    into ``folder`` (one new series in the study of ``--reference``); returns (paths, capture
+    path -> picture path)."""
+    import os
+
+    from .core.errors import DicomToolsError
+
+    pictures = [p for p in args.paths if os.path.isfile(p) and p.lower().endswith(PICTURES)]
+    if not pictures:
+        return list(args.paths), {}
+    if not args.reference:
+        raise DicomToolsError(pictures[0], "a picture is sent as a secondary capture in the "
+                                           "study of a DICOM image: give --reference (a DICOM "
+                                           "file or folder of that study)")
+    from pydicom.uid import generate_uid
+
+    from .core.sc import read_png, write_secondary_capture
+
+    series_uid, made = generate_uid(), {}
+    for i, pic in enumerate(pictures, 1):
+        out = write_secondary_capture(
+            read_png(pic), args.reference, os.path.join(folder, f"SC{i:05d}.dcm"),
+            description=args.description, series_uid=series_uid, instance_number=i,
+            derivation=f"picture {os.path.basename(pic)}")
+        made[out] = pic
+    return [p for p in args.paths if p not in pictures] + list(made), made
+
+
 def cmd_send(args) -> int:
+    import tempfile
+
     from .cli import printable
     from .core.pacs import send
 
     prof = _profile(args.server)
     progress, close = _progress(args, "inst", "sending")
-    try:
-        r = send(prof, args.paths, method=args.method, progress=progress)
-    finally:
-        close()
+    with tempfile.TemporaryDirectory(prefix="dicomtools-send-") as tmp:
+        paths, made = _captures(args, tmp)
+        try:
+            r = send(prof, paths, method=args.method, progress=progress)
+        finally:
+            close()
+    r.failed = [(made.get(p, p), why) for p, why in r.failed]  # name the user's pictures
+    r.skipped = [(made.get(p, p), why) for p, why in r.skipped]
     for path, why in r.failed:
         print(printable(f"dicomtools: {path}: not stored: {why}"), file=sys.stderr)
     if not args.quiet:
@@ -215,6 +254,9 @@ def add_subcommands(sub) -> None:
                    help="prompt for a bearer token and store it (file mode 0600)")
     p.add_argument("--ca-bundle", help="PEM CA certificates verifying the server (HTTPS, TLS)")
     p.add_argument("--tls", action="store_true", help="DIMSE over TLS")
+    p.add_argument("--tls-cert", metavar="PEM",
+                   help="our client certificate, for servers that require one (mutual TLS)")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     p.add_argument("--force", action="store_true", help="replace a profile of that name")
     p.set_defaults(func=cmd_add)
@@ -260,10 +302,17 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_get)
 
     p = common(ps.add_parser(
-        "send", help="upload DICOM files or folders",
+        "send", help="upload DICOM files or folders (pictures as secondary captures)",
         epilog="exit status: 0 all stored; 3 some refused (listed on stderr); 1 nothing "
                "sent or an error."))
-    p.add_argument("paths", nargs="+", help="DICOM files, folders or .zip")
+    p.add_argument("paths", nargs="+",
+                   help="DICOM files, folders or .zip; PNG/JPEG pictures are sent as "
+                        "secondary captures (needs --reference)")
     p.add_argument("--method", choices=SEND_METHODS,
                    help="default: stow when the profile has a DICOMweb URL, else c-store")
+    p.add_argument("--reference", metavar="DICOM",
+                   help="a DICOM file or folder of the study the pictures belong to: the "
+                        "captures are filed under its patient and study, in a new series")
+    p.add_argument("--description", default="Secondary capture",
+                   help="series description of the captures (default: %(default)s)")
     p.set_defaults(func=cmd_send)

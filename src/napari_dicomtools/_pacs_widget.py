@@ -1,6 +1,7 @@
 """napari PACS dock (Qt): pick a server profile, search, list the series found, retrieve the
-chosen ones into the cache (progress, cancel) and open them; send an image layer's source
-series to the server. The network work runs in worker threads: the viewer never freezes.
+chosen ones into the cache (progress, cancel) and open them; send a layer to the server (an
+image's source series, a picture as a secondary capture, labels as SEG/RTSTRUCT, shapes as
+an SR report). The network work runs in worker threads: the viewer never freezes.
 Everything is :mod:`napari_dicomtools.core.pacs`; this module only translates.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -96,16 +98,23 @@ class PacsWidget(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.doubleClicked.connect(lambda _index: self.retrieve())
 
-        self.stream_box = QCheckBox("Stream: open at once, slices as they arrive (DICOMweb)")
+        self.stream_box = QCheckBox("Stream: open at once, slices as they arrive "
+                                    "(WADO-RS or C-GET)")
         self.stream_box.setToolTip("the series opens from its metadata; each slice shown is "
                                    "fetched on demand while the whole series is retrieved "
                                    "into the cache in the background")
         self.retrieve_button = QPushButton("Retrieve && open")
         self.retrieve_button.clicked.connect(lambda: self.retrieve())
-        self.send_button = QPushButton("Send layer's series")
-        self.send_button.setToolTip("upload the DICOM files the selected image layer was read "
-                                    "from (STOW-RS or C-STORE)")
+        self.send_button = QPushButton("Send layer to PACS")
+        self.send_button.setToolTip(
+            "upload the selected layer (STOW-RS or C-STORE): an image read from DICOM as its "
+            "source series; a 2D or RGB image (a PNG, a screenshot) as a secondary capture "
+            "in the study of the DICOM image open in the viewer; labels as DICOM SEG or "
+            "RTSTRUCT; shapes as an SR measurement report")
         self.send_button.clicked.connect(lambda: self.send_layer())
+        self.labels_as = QComboBox()
+        self.labels_as.addItems(["SEG", "RTSTRUCT"])
+        self.labels_as.setToolTip("how a labels layer is sent")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
@@ -126,7 +135,11 @@ class PacsWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         lay.addLayout(buttons)
         lay.addWidget(self.stream_box)
-        lay.addWidget(self.send_button)
+        send_row = QHBoxLayout()
+        send_row.addWidget(self.send_button, 1)
+        send_row.addWidget(QLabel("Labels as"))
+        send_row.addWidget(self.labels_as)
+        lay.addLayout(send_row)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         self.reload_profiles()
@@ -218,7 +231,8 @@ class PacsWidget(QWidget):
                 streamed = False
                 if stream:
                     try:
-                        vol = open_streaming(prof, h.study_uid, h.series_uid, cancel=cancel)
+                        vol = open_streaming(prof, h.study_uid, h.series_uid, cancel=cancel,
+                                             method=method)
                         yield ("layer", volume_to_layer_data(vol), vol.metadata["pacs_cache"])
                         streamed = True
                     except DicomToolsError as exc:
@@ -247,27 +261,35 @@ class PacsWidget(QWidget):
 
     # ------------------------------------------------------------------ send
     def send_layer(self, layer=None):
-        """Send the DICOM files the (selected) image layer was read from; returns the worker."""
+        """Send the selected layer as DICOM (see :func:`layer_to_dicom`); returns the
+        worker."""
         prof = self.profile()
         if prof is None:
             return None
         layer = layer or self.viewer.layers.selection.active
-        files = source_files(layer)
-        if not files:
-            self._say("Select an image layer read from DICOM files (its source series is "
-                      "what is sent; save derived layers as DICOM first).", error=True)
+        if layer is None:
+            self._say("Select the layer to send first.", error=True)
             return None
+        labels_as = self.labels_as.currentText()
+        viewer = self.viewer
         method = "stow" if prof.dicomweb_url else "c-store"
         cancel = self._cancel = threading.Event()
 
         def work():
-            return pacs.send(prof, files, method=method, cancel=cancel)
+            import tempfile
 
-        return self._run(work, self._sent, f"Sending {len(files)} files to {prof.name}…")
+            with tempfile.TemporaryDirectory(prefix="dicomtools-send-") as tmp:
+                files, what = layer_to_dicom(layer, viewer, tmp, labels_as=labels_as)
+                result = pacs.send(prof, files, method=method, cancel=cancel)
+                result.what = what
+                return result
+
+        return self._run(work, self._sent, f"Sending {layer.name} to {prof.name}…")
 
     def _sent(self, result):
-        text = (f"{len(result.sent)} sent, {len(result.failed)} failed, "
-                f"{len(result.skipped)} skipped")
+        text = (f"{getattr(result, 'what', '')}: " if getattr(result, "what", "") else "") + (
+            f"{len(result.sent)} sent, {len(result.failed)} failed, "
+            f"{len(result.skipped)} skipped")
         if result.failed:
             path, why = result.failed[0]
             text += f" (first failure: {path}: {why})"
@@ -361,6 +383,71 @@ def retrieve_steps(prof, hit, method, cancel, label: str):
     if "error" in out:
         raise out["error"]
     return out["result"]
+
+
+def _dicom_reference(viewer, layer) -> list[str]:
+    """The DICOM files of ``layer`` itself, else of the first image layer in the viewer read
+    from DICOM: the study a secondary capture is filed under."""
+    for candidate in [layer, *viewer.layers]:
+        files = source_files(candidate)
+        if files:
+            return files
+    return []
+
+
+def layer_to_dicom(layer, viewer, folder: str, labels_as: str = "SEG"
+                   ) -> tuple[list[str], str]:
+    """The DICOM files that send ``layer``, written into ``folder`` when they are new
+    objects; returns (files, what they are).
+
+    - an image read from DICOM (3D, grayscale): its source files, as they are;
+    - a 2D or RGB image (a PNG, a screenshot, a derived picture): a secondary capture
+      (windowed by the layer's contrast limits, as our PNG export) filed under the study of
+      the DICOM image open in the viewer;
+    - labels: DICOM SEG (or RTSTRUCT) referencing the series they were drawn on;
+    - shapes: an SR measurement report (TID 1500) referencing the image under them.
+    """
+    import os
+
+    from . import _writer
+
+    kind = getattr(layer, "_type_string", "")
+    data, meta, _ = layer.as_layer_data_tuple()
+    name = getattr(layer, "name", "layer")
+    if kind == "image":
+        rgb = bool(meta.get("rgb"))
+        files = source_files(layer)
+        if files and not rgb and len(layer.data.shape) >= 3:
+            return files, f"{name} (its DICOM series)"
+        plane = np.asarray(data)
+        if plane.ndim - (1 if rgb else 0) > 2:  # a stack: the slice on screen
+            step = tuple(int(i) for i in viewer.dims.current_step[:plane.ndim - 2 -
+                                                                  (1 if rgb else 0)])
+            plane = plane[step]
+        ref = _dicom_reference(viewer, layer)
+        if not ref:
+            raise DicomToolsError(name, "a picture is sent as a secondary capture in the "
+                                        "study of a DICOM image: open that image too")
+        from .core.sc import write_secondary_capture
+
+        lo, hi = meta.get("contrast_limits") or (float(plane.min()), float(plane.max()))
+        window = None if rgb else ((lo + hi) / 2.0, max(hi - lo, 1.0))
+        path = write_secondary_capture(
+            plane, ref, os.path.join(folder, "capture.dcm"), window=window,
+            description=name, derivation=f"napari layer {name!r}")
+        return [path], f"{name} (secondary capture)"
+    path = os.path.join(folder, f"{kind}.dcm")
+    try:
+        if kind == "labels":
+            write = _writer.write_labels_rtstruct if labels_as == "RTSTRUCT" \
+                else _writer.write_labels_seg
+            return write(path, data, meta), f"{name} ({labels_as})"
+        if kind == "shapes":
+            return _writer.write_shapes_sr(path, data, meta), f"{name} (SR report)"
+    except ValueError as exc:  # the writers name the temporary path: say it for the layer
+        raise DicomToolsError(name, str(exc).replace(path + ": ", "")) from None
+    raise DicomToolsError(name, f"{kind or type(layer).__name__} layers cannot be sent; "
+                                "select an image, labels or shapes layer")
 
 
 def source_files(layer) -> list[str]:

@@ -44,9 +44,9 @@ from .errors import DicomToolsError
 
 __all__ = ["METHODS", "PROTOCOLS", "SEND_METHODS", "Hit", "PacsError", "RetrieveCancelled",
            "RetrieveResult", "SendResult", "ServerProfile", "config_path", "default_cache",
-           "dicomweb_client", "echo", "find", "get_profile", "is_complete", "list_instances",
-           "load_profiles", "locate_series", "remove_profile", "retrieve", "save_profile",
-           "send", "series_folder"]
+           "dicomweb_client", "echo", "fetch_whole", "find", "get_profile", "is_complete",
+           "list_instances", "load_profiles", "locate_series", "remove_profile", "retrieve",
+           "save_profile", "send", "series_folder"]
 
 METHODS = ("wado", "c-get", "c-move")
 SEND_METHODS = ("stow", "c-store")
@@ -96,9 +96,15 @@ class ServerProfile:
         Names of environment variables holding the password / token, so that no secret is
         written in the configuration file.
     ca_bundle : str, optional
-        CA certificates (PEM) that verify the server, for HTTPS and DIMSE over TLS.
+        CA certificates (PEM) that verify the server, for HTTPS and DIMSE over TLS (default:
+        the system's trusted CAs). A server that fails verification is refused, never
+        retried in plain text.
     tls : bool
-        DIMSE over TLS.
+        DIMSE over TLS (DICOM PS3.15 Annex B; the server's certificate must name ``host``).
+    tls_cert, tls_key : str, optional
+        Our client certificate and its private key (PEM) for servers that require one
+        (mutual TLS: DIMSE, HTTPS); for C-MOVE over TLS it is also what our storage SCP
+        presents to the server.
     timeout : float
         Seconds to wait for a connection or an answer.
     """
@@ -117,6 +123,8 @@ class ServerProfile:
     token_env: str | None = None
     ca_bundle: str | None = None
     tls: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
     timeout: float = 30.0
 
     def __post_init__(self):
@@ -138,6 +146,36 @@ class ServerProfile:
                                            "(1-16 ASCII characters, no backslash)")
         if self.move_port is not None:
             self.move_port = int(self.move_port)
+        if self.tls_key and not self.tls_cert:
+            raise PacsError(self.name, "tls_key given without tls_cert")
+
+    def ssl_context(self, server_side: bool = False):
+        """The TLS context for this server: its CA bundle (else the system's CAs), our
+        client certificate when set; ``server_side``: the context of our C-MOVE storage SCP
+        (our certificate, the server's verified against the CA bundle)."""
+        import ssl
+
+        for what in ("ca_bundle", "tls_cert", "tls_key"):
+            path = getattr(self, what)
+            if path and not os.path.isfile(path):
+                raise PacsError(self.label, f"{what} {path!r}: no such file")
+        try:
+            if server_side:
+                if not self.tls_cert:
+                    raise PacsError(self.label, "C-MOVE over TLS needs tls_cert/tls_key: the "
+                                                "server connects back to our storage SCP, "
+                                                "which must present a certificate")
+                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH,
+                                                 cafile=self.ca_bundle)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            else:
+                ctx = ssl.create_default_context(cafile=self.ca_bundle)
+            if self.tls_cert:
+                ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        except ssl.SSLError as exc:
+            raise PacsError(self.label, f"TLS certificates unusable ({exc.reason or exc})"
+                            ) from None
+        return ctx
 
     # -- secrets ----------------------------------------------------------------
     def _secret(self, literal, env):
@@ -285,7 +323,10 @@ def _http_error(profile: ServerProfile, exc: Exception, what: str) -> PacsError:
     import requests
 
     if isinstance(exc, requests.exceptions.SSLError):
-        return PacsError(profile.label, f"{what}: TLS verification failed (check ca_bundle)")
+        m = re.search(r"certificate verify failed: ([^()'\"]+)", str(exc))
+        why = f" ({m.group(1).strip()})" if m else ""
+        return PacsError(profile.label, f"{what}: TLS: the server's certificate failed "
+                                        f"verification{why}; check ca_bundle")
     if isinstance(exc, requests.exceptions.ConnectionError):
         return PacsError(profile.label, f"{what}: cannot connect (server down or wrong "
                                         "address?)")
@@ -332,7 +373,20 @@ def _session_class():
                 for enc, lit in _QUERY_LITERALS:
                     query = query.replace(enc, lit).replace(enc.lower(), lit)
                 request.url = base + sep + query
+            if re.search(r"application/(dicom(?!\+)|octet-stream)", request.headers.get(
+                    "Accept", "")):
+                # whole instances: not gzipped on the fly (Orthanc spends ~70 ms compressing
+                # a 512x512 CT slice that hardly shrinks; 3x slower per instance)
+                request.headers["Accept-Encoding"] = "identity"
             return super().send(request, **kw)
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the session's own
+            # CA bundle (psf/requests#3829): the profile's ca_bundle must win
+            out = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if isinstance(self.verify, str) and verify in (None, True):
+                out["verify"] = self.verify
+            return out
 
     return Session
 
@@ -346,6 +400,10 @@ def dicomweb_client(profile: ServerProfile):
     from dicomweb_client.api import DICOMwebClient
 
     _need(profile, "dicomweb")
+    for what in ("ca_bundle", "tls_cert", "tls_key"):
+        path = getattr(profile, what)
+        if path and not os.path.isfile(path):
+            raise PacsError(profile.label, f"{what} {path!r}: no such file")
     session = _session()
     password = profile._secret(profile.password, profile.password_env)
     token = profile._secret(profile.token, profile.token_env)
@@ -355,6 +413,9 @@ def dicomweb_client(profile: ServerProfile):
         session.headers["Authorization"] = f"Bearer {token}"
     if profile.ca_bundle:
         session.verify = profile.ca_bundle
+    if profile.tls_cert:
+        session.cert = (profile.tls_cert, profile.tls_key) if profile.tls_key \
+            else profile.tls_cert
     client = DICOMwebClient(profile.dicomweb_url.rstrip("/"), session=session,
                             timeout=profile.timeout)
     # busy answers (429, 503...) are retried, briefly: a server that is down must say so
@@ -387,16 +448,11 @@ class _Dimse:
         ae.connection_timeout = min(p.timeout, 10)
         for abstract, syntaxes in self.contexts:
             ae.add_requested_context(abstract, syntaxes)
-        tls = None
-        if p.tls:
-            import ssl
-
-            ctx = ssl.create_default_context(cafile=p.ca_bundle)
-            tls = (ctx, p.host)
+        tls = (p.ssl_context(), p.host) if p.tls else None
         assoc = ae.associate(p.host, p.port, ae_title=p.called_aet, ext_neg=self.roles or None,
                              tls_args=tls, evt_handlers=self.handlers or None)
         if not assoc.is_established:
-            raise PacsError(p.label, self._why(assoc))
+            raise PacsError(p.label, (tls and _tls_failure(p, tls[0])) or self._why(assoc))
         self.assoc = assoc
         return assoc
 
@@ -429,6 +485,36 @@ class _Dimse:
         if self.assoc is not None and self.assoc.is_established:
             self.assoc.release()
         return False
+
+
+def _tls_failure(profile: ServerProfile, ctx) -> str | None:
+    """Why a TLS handshake with the server fails (pynetdicom only logs it), or None when it
+    succeeds or the server cannot be reached at all."""
+    import socket
+    import ssl
+
+    try:
+        with socket.create_connection((profile.host, profile.port),
+                                      timeout=min(profile.timeout, 10)) as sock, \
+                ctx.wrap_socket(sock, server_hostname=profile.host) as tls:
+            tls.settimeout(1.0)
+            try:  # TLS 1.3: a refused client certificate shows after the handshake
+                tls.recv(1)
+            except TimeoutError:
+                pass
+    except ssl.SSLCertVerificationError as exc:
+        return (f"TLS: the server's certificate failed verification "
+                f"({exc.verify_message or exc.reason}; check ca_bundle and that the "
+                f"certificate names {profile.host!r})")
+    except ssl.SSLError as exc:
+        reason = exc.reason or type(exc).__name__
+        if "CERTIFICATE_REQUIRED" in str(reason).upper() or "UNKNOWN_CA" in str(reason).upper():
+            return (f"TLS: the server refused our client certificate ({reason}; check "
+                    "tls_cert/tls_key)")
+        return f"TLS handshake failed ({reason}; is the port a DICOM TLS port?)"
+    except OSError:
+        return None
+    return None
 
 
 def _no_answer(profile: ServerProfile, assoc, what: str, started: float | None) -> PacsError:
@@ -604,7 +690,7 @@ def _cfind(assoc, profile, level: str, filters: dict, keys) -> list:
     q = Dataset()
     q.QueryRetrieveLevel = {"study": "STUDY", "series": "SERIES", "image": "IMAGE"}[level]
     for kw in keys:
-        setattr(q, kw, "")
+        setattr(q, kw, None)  # a return key: empty, whatever its VR
     for kw, v in filters.items():
         setattr(q, kw, v)
     out = []
@@ -877,6 +963,28 @@ def _storage_contexts(sop_classes: Iterable[str]):
     return contexts, [build_role(c, scp_role=True) for c in classes]
 
 
+#: Resume rule (see :func:`fetch_whole`): the fraction of a series that must be missing
+#: before it is asked for whole rather than instance by instance, per method and number of
+#: concurrent requests. Measured by ``benchmarks/bench_pacs.py --resume`` on Orthanc.
+WHOLE_SERIES_ABOVE = {"wado": 0.5, "c-get": None, "c-move": None}
+
+
+def fetch_whole(method: str, missing: int, total: int, workers: int = 4) -> bool:
+    """Whether a retrieve missing ``missing`` of ``total`` instances asks for the whole
+    series (and drops the cached ones as they come again) rather than for the missing ones.
+
+    C-GET and C-MOVE ask for exactly the missing instances in one request (IMAGE level, a
+    list of SOP Instance UIDs): never slower than the whole series, so never whole. WADO-RS
+    has no list request: each instance is its own HTTP request, ``workers`` at a time, and
+    the whole series is one streamed request; the series is asked whole when more than
+    :data:`WHOLE_SERIES_ABOVE` ``["wado"]`` of it is missing.
+    """
+    above = WHOLE_SERIES_ABOVE.get(method)
+    if above is None or missing == 0:
+        return False
+    return missing > above * total
+
+
 def retrieve(profile: ServerProfile, study_uid: str, series_uid: str, *,
              method: str | None = None, cache=None, workers: int = 4,
              progress: Callable[[int, int], None] | None = None,
@@ -944,10 +1052,7 @@ def retrieve(profile: ServerProfile, study_uid: str, series_uid: str, *,
             if progress is not None:
                 progress(min(state["done"], len(expected)), len(expected))
 
-    # most of the series to fetch: ask for it whole (one request, far faster on many servers
-    # than instance by instance) and drop the instances already cached as they come again;
-    # a few missing: ask for exactly those, nothing is transferred twice
-    whole = len(todo) * 2 >= len(expected)
+    whole = fetch_whole(method, len(todo), len(expected), workers)
     if progress is not None:
         progress(len(have), len(expected))
     if todo:
@@ -1078,9 +1183,10 @@ def _dimse_retrieve(profile, method, study_uid, series_uid, todo, sop_classes, r
         scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = profile.timeout
         for c in contexts:
             scp.add_supported_context(c.abstract_syntax, c.transfer_syntax)
+        ssl_ctx = profile.ssl_context(server_side=True) if profile.tls else None
         try:
             server = scp.start_server((bind, profile.move_port), block=False,
-                                      evt_handlers=handlers)
+                                      evt_handlers=handlers, ssl_context=ssl_ctx)
         except OSError as exc:
             raise PacsError(profile.label, f"cannot listen on {bind}:{profile.move_port} "
                                            f"for C-MOVE ({exc.strerror or exc})") from None

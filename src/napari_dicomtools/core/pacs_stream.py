@@ -1,11 +1,12 @@
 """Lazy viewing of a series still on the server: geometry first, pixels on demand.
 
-:func:`open_streaming` asks the DICOMweb server for the series' metadata (WADO-RS
-``/metadata``: headers without pixel data), builds the :class:`~.volume.Volume` geometry
-from it exactly as :func:`~.volume.read_volume` would (slices ordered by position along the
-normal, spacing from the positions, rescale into the smallest exact dtype), and returns a
-dask array whose slices come from the retrieve cache: a slice not cached yet is fetched
-(WADO-RS, that instance only), checked and published into the cache like any retrieved
+:func:`open_streaming` asks the server for the series' headers without pixel data (WADO-RS
+``/metadata`` over DICOMweb; over DIMSE, a C-FIND at IMAGE level returning the geometry
+attributes), builds the :class:`~.volume.Volume` geometry from them exactly as
+:func:`~.volume.read_volume` would (slices ordered by position along the normal, spacing
+from the positions, rescale into the smallest exact dtype), and returns a dask array whose
+slices come from the retrieve cache: a slice not cached yet is fetched (WADO-RS, or a C-GET
+of that instance only), checked and published into the cache like any retrieved
 instance. So napari shows the first slice long before the last instance arrives, and a
 background :func:`~.pacs.retrieve` filling the same cache (or a later one) reuses every slice
 already fetched.
@@ -19,9 +20,13 @@ import numpy as np
 
 from . import geometry
 from .pacs import (
+    _STUDY_ROOT_FIND,
     PacsError,
     ServerProfile,
     _Cache,
+    _cfind,
+    _Dimse,
+    _dimse_retrieve,
     _encode,
     _http_error,
     dicomweb_client,
@@ -32,9 +37,28 @@ from .volume import Volume, smallest_dtype
 __all__ = ["open_streaming"]
 
 
-def _headers(profile: ServerProfile, study_uid: str, series_uid: str) -> list:
+#: what a DIMSE stream asks C-FIND for, per instance (the DICOMweb metadata has them all)
+HEADER_KEYS = ("SOPInstanceUID", "SOPClassUID", "ImagePositionPatient",
+               "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "NumberOfFrames",
+               "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored",
+               "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "SliceThickness",
+               "WindowCenter", "WindowWidth", "Modality", "PatientID", "PatientName",
+               "StudyDate", "StudyDescription", "SeriesNumber", "SeriesDescription",
+               "FrameOfReferenceUID")
+
+
+def _headers(profile: ServerProfile, study_uid: str, series_uid: str, method: str) -> list:
     from pydicom import Dataset
 
+    if method == "c-get":
+        with _Dimse(profile, [(_STUDY_ROOT_FIND, None)]) as assoc:
+            rows = _cfind(assoc, profile, "image", {"StudyInstanceUID": study_uid,
+                                                    "SeriesInstanceUID": series_uid},
+                          HEADER_KEYS)
+        if not rows:
+            raise PacsError(profile.label, f"series {series_uid} has no instances on the "
+                                           "server")
+        return rows
     client = dicomweb_client(profile)
     try:
         rows = client.retrieve_series_metadata(study_uid, series_uid)
@@ -43,6 +67,40 @@ def _headers(profile: ServerProfile, study_uid: str, series_uid: str) -> list:
     if not rows:
         raise PacsError(profile.label, f"series {series_uid} has no instances on the server")
     return [Dataset.from_json(r, bulk_data_uri_handler=lambda *a: None) for r in rows]
+
+
+def _fetcher(profile: ServerProfile, method: str, study_uid: str, series_uid: str,
+             store: _Cache, classes: dict):
+    """``fetch(sop)``: that one instance from the server into the cache (checked)."""
+    if method == "c-get":
+        def fetch(sop: str) -> None:
+            why = []
+
+            def received(got, data, reason=None):
+                if got == sop:
+                    why.append(reason or store.publish(sop, data))
+
+            _dimse_retrieve(profile, "c-get", study_uid, series_uid, [sop], {classes[sop]},
+                            received, None, whole=False)
+            if not why:
+                raise PacsError(profile.label, f"instance {sop}: not sent by the server "
+                                               "(deleted?)")
+            if why[0]:
+                raise PacsError(profile.label, f"instance {sop}: {why[0]}")
+        return fetch
+
+    client = dicomweb_client(profile)
+
+    def fetch(sop: str) -> None:
+        try:
+            ds = client.retrieve_instance(study_uid, series_uid, sop,
+                                          media_types=(("application/dicom", "*"),))
+        except Exception as exc:
+            raise _http_error(profile, exc, f"instance {sop}") from None
+        why = store.publish(sop, _encode(ds))
+        if why:
+            raise PacsError(profile.label, f"instance {sop}: {why}")
+    return fetch
 
 
 def _floats(ds, kw, n):
@@ -55,18 +113,27 @@ def _floats(ds, kw, n):
 
 
 def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, cache=None,
-                   cancel: threading.Event | None = None) -> Volume:
-    """A lazy :class:`Volume` of a series on a DICOMweb server (see the module docstring).
+                   cancel: threading.Event | None = None,
+                   method: str | None = None) -> Volume:
+    """A lazy :class:`Volume` of a series on a server (see the module docstring).
 
-    Only single-frame grayscale series of one orientation and matrix stream this way; the
-    error for others says to retrieve the series instead.
+    ``method`` is ``"wado"`` (WADO-RS; the default when the profile has a DICOMweb URL) or
+    ``"c-get"``. Only single-frame grayscale series of one orientation and matrix stream
+    this way, and over DIMSE only when the server's C-FIND returns their geometry; the error
+    for others says to retrieve the series instead.
     """
     from .pacs import default_cache
 
-    if not profile.dicomweb_url:
-        raise PacsError(profile.label, "streaming needs a DICOMweb URL (WADO-RS); retrieve "
+    method = method or ("wado" if profile.dicomweb_url else "c-get")
+    if method not in ("wado", "c-get"):
+        raise PacsError(profile.label, f"streaming is over WADO-RS or C-GET, not {method}; "
+                                       "retrieve the series instead")
+    if method == "wado" and not profile.dicomweb_url:
+        raise PacsError(profile.label, "streaming by WADO-RS needs a DICOMweb URL; retrieve "
                                        "the series instead")
-    headers = _headers(profile, study_uid, series_uid)
+    if method == "c-get" and not profile.host:
+        raise PacsError(profile.label, "streaming by C-GET needs a DIMSE host/port")
+    headers = _headers(profile, study_uid, series_uid, method)
     why = None
     iops = {tuple(np.round(_floats(d, "ImageOrientationPatient", 6) or [np.nan] * 6, 4))
             for d in headers}
@@ -84,6 +151,8 @@ def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, c
     positions = [_floats(d, "ImagePositionPatient", 3) for d in headers]
     if why is None and any(p is None for p in positions):
         why = "missing ImagePositionPatient"
+    if why is None and any(_floats(d, "PixelSpacing", 2) is None for d in headers):
+        why = "missing PixelSpacing"
     if why:
         raise PacsError(profile.label, f"series {series_uid} cannot be streamed ({why}); "
                                        "retrieve it instead")
@@ -96,7 +165,7 @@ def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, c
                                        "retrieve it instead")
     ordered = [headers[i] for i in order.order]
     rows, cols = next(iter(shapes))
-    ps = _floats(ordered[0], "PixelSpacing", 2) or [1.0, 1.0]
+    ps = _floats(ordered[0], "PixelSpacing", 2)
     spacing = (order.spacing, ps[0], ps[1])
     direction = geometry.direction_matrix(iop, order.step)
     origin = np.asarray(positions[order.order[0]], float)
@@ -118,8 +187,9 @@ def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, c
 
     folder = series_folder(cache or default_cache(), study_uid, series_uid)
     store = _Cache(folder, study_uid, series_uid)
-    client = dicomweb_client(profile)
     sops = [str(d.SOPInstanceUID) for d in ordered]
+    fetch = _fetcher(profile, method, study_uid, series_uid, store,
+                     {str(d.SOPInstanceUID): str(d.get("SOPClassUID", "")) for d in ordered})
     locks = {s: threading.Lock() for s in sops}
 
     def plane(i: int) -> np.ndarray:
@@ -133,14 +203,7 @@ def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, c
             if not os.path.isfile(path):
                 if cancel is not None and cancel.is_set():
                     raise PacsError(profile.label, "streaming cancelled")
-                try:
-                    ds = client.retrieve_instance(study_uid, series_uid, sop,
-                                                  media_types=(("application/dicom", "*"),))
-                except Exception as exc:
-                    raise _http_error(profile, exc, f"instance {sop}") from None
-                why = store.publish(sop, _encode(ds))
-                if why:
-                    raise PacsError(profile.label, f"instance {sop}: {why}")
+                fetch(sop)
         ds = pydicom.dcmread(path)
         stored = ds.pixel_array
         slope = float(ds.get("RescaleSlope", 1) or 1)

@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4, help="concurrent WADO-RS requests")
     ap.add_argument("--resume", action="store_true",
                     help="measure the resume rule (whole series vs missing instances)")
+    ap.add_argument("--methods", default="wado,c-get",
+                    help="--resume: methods to measure (default: wado,c-get)")
     args = ap.parse_args()
 
     import orthanc_server
@@ -135,7 +137,8 @@ def main() -> int:
 def bench_resume(pacs, web, dimse, hit, tmp, args) -> int:
     """Seconds to complete a partly cached series, whole vs missing-only, per method."""
     full = {}
-    for method, prof in (("wado", web), ("c-get", dimse)):
+    chosen = [(m, web if m == "wado" else dimse) for m in args.methods.split(",")]
+    for method, prof in chosen:
         r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method,
                           cache=os.path.join(tmp, "full-" + method), workers=args.workers)
         full[method] = (r.folder, sorted(f for f in os.listdir(r.folder)
@@ -143,7 +146,7 @@ def bench_resume(pacs, web, dimse, hit, tmp, args) -> int:
     saved = dict(pacs.WHOLE_SERIES_ABOVE)
     print(f"{'method':<6} {'missing':>8} {'whole s':>8} {'missing-only s':>15} {'ratio':>6}")
     rows = []
-    for method, prof in (("wado", web), ("c-get", dimse)):
+    for method, prof in chosen:
         src, names = full[method]
         for frac in (0.05, 0.1, 0.25, 0.5, 0.75, 0.9):
             keep = names[: len(names) - max(1, round(frac * len(names)))]

@@ -93,6 +93,15 @@ def test_profiles_are_stored_0600_and_secrets_never_shown(tmp_path, monkeypatch)
         pacs.ServerProfile("x", host="127.0.0.1", port=104, called_aet="A" * 17)
 
 
+def test_resume_rule():
+    # C-GET / C-MOVE list the missing UIDs: never the whole series, even with 90% missing
+    assert not any(pacs.fetch_whole(m, k, 300) for m in ("c-get", "c-move")
+                   for k in (1, 150, 299, 300))
+    # WADO-RS: instance by instance up to a third of the series
+    assert [pacs.fetch_whole("wado", k, 300) for k in (0, 1, 100, 101, 300)] == \
+        [False, False, False, True, True]
+
+
 def test_date_ranges():
     assert pacs._date_range("2020-01-01..2020-12-31") == "20200101-20201231"
     assert pacs._date_range("20200101-") == "20200101-"
@@ -156,7 +165,8 @@ def test_retrieve_equals_the_local_original(orthanc, uploaded, tmp_path, method,
 
 
 @pytest.mark.parametrize("method", ["wado", "c-get"])
-def test_interrupted_retrieve_resumes_without_refetching(orthanc, uploaded, tmp_path, method):
+def test_interrupted_retrieve_resumes_without_refetching(orthanc, uploaded, tmp_path, method,
+                                                         monkeypatch):
     hit = _series_of(orthanc, "PACS-CT")
     prof = web_profile(orthanc) if method == "wado" else dimse_profile(orthanc)
     cancel = threading.Event()
@@ -170,6 +180,16 @@ def test_interrupted_retrieve_resumes_without_refetching(orthanc, uploaded, tmp_
                       progress=stop_after_four, cancel=cancel, workers=2)
     folder = pacs.series_folder(tmp_path, hit.study_uid, hit.series_uid)
     kept = sorted(os.listdir(folder))
+    # what the resume asks the server for: C-GET exactly the missing instances however many;
+    # WADO-RS the whole series once more than a third is missing (pacs.fetch_whole)
+    asked = []
+    real = pacs._wado if method == "wado" else pacs._dimse_retrieve
+
+    def spy(*a, whole, **kw):
+        asked.append((len(a[3]) if method == "wado" else len(a[4]), whole))
+        return real(*a, whole=whole, **kw)
+
+    monkeypatch.setattr(pacs, "_wado" if method == "wado" else "_dimse_retrieve", spy)
     assert not pacs.is_complete(folder)
     assert 4 <= len(kept) < 12 and all(n.endswith(".dcm") for n in kept)
     for n in kept:  # every file kept is a whole instance
@@ -181,6 +201,7 @@ def test_interrupted_retrieve_resumes_without_refetching(orthanc, uploaded, tmp_
     stamps = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in kept}
     r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method, cache=tmp_path)
     assert r.complete and (r.reused, r.fetched) == (len(kept), 12 - len(kept))
+    assert asked == [(12 - len(kept), method == "wado" and 12 - len(kept) > 4)]
     assert not os.path.exists(leftover) and len(os.listdir(folder)) == 12 + 1  # + .complete
     assert stamps == {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in kept}
     np.testing.assert_array_equal(read_volume(folder).array,
@@ -189,7 +210,7 @@ def test_interrupted_retrieve_resumes_without_refetching(orthanc, uploaded, tmp_
     for n in sorted(os.listdir(folder))[-2:]:
         os.unlink(os.path.join(folder, n))
     r = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method, cache=tmp_path)
-    assert r.complete and (r.reused, r.fetched) == (10, 2)
+    assert r.complete and (r.reused, r.fetched) == (10, 2) and asked[-1] == (2, False)
 
 
 @pytest.mark.parametrize("method", ["wado", "c-get"])

@@ -105,18 +105,21 @@ def _info(args) -> int:
 
 
 def _is_batch(args, paths) -> bool:
+    if (len(paths) > 1 or args.workers is not None or args.scheduler is not None
+            or any(p.startswith("@") for p in paths)):
+        return True
+    if all(os.path.isdir(p) for p in paths):  # one folder: no import of core.batch
+        return False
     from .core.batch import LIST_SUFFIXES
 
-    return (len(paths) > 1 or args.workers is not None or args.scheduler is not None
-            or any(p.startswith("@") or p.lower().endswith(LIST_SUFFIXES) for p in paths))
+    return any(p.lower().endswith(LIST_SUFFIXES) for p in paths)
 
 
 def _convert(args) -> int:
-    from .core.batch import ConvertOptions
-
     if not _is_batch(args, args.path):
         args.path = args.path[0]
         return args._single(args)
+    from .core.batch import ConvertOptions
     from .core.errors import DicomToolsError
 
     if args.out.endswith((".nii", ".nii.gz")):

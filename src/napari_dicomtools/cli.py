@@ -457,7 +457,11 @@ def cmd_view(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``dicomtools`` parser. With ``command`` (the subcommand about to run), only the
+    modules of :data:`_SUBCOMMAND_MODULES` that add or extend it are imported: a plain
+    ``convert`` does not pay for the PACS, SEG/RTSTRUCT or Dask modules' imports; without it
+    (``--help``, no or an unknown subcommand) every subcommand is there."""
     ap = argparse.ArgumentParser(prog="dicomtools",
                                  description="DICOM series: inspect, convert, view (napari).")
     ap.add_argument("-v", "--verbose", action="count", default=0,
@@ -557,17 +561,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="save a screenshot of the window and exit (works under xvfb-run)")
     p.set_defaults(func=cmd_view)
-    for module in _SUBCOMMAND_MODULES:
-        importlib.import_module(module).add_subcommands(sub)
+    known = set(sub.choices).union(*_SUBCOMMAND_MODULES.values())
+    for module, commands in _SUBCOMMAND_MODULES.items():
+        if command not in known or command in commands:
+            importlib.import_module(module).add_subcommands(sub)
     return ap
 
 
-#: modules adding subcommands, each through ``add_subcommands(subparsers)``
-_SUBCOMMAND_MODULES = (
-    "napari_dicomtools._cli_objects",  # seg, rtstruct, sr (DICOM annotation objects)
-    "napari_dicomtools._cli_pacs",  # pacs echo|find|get|send
-    "napari_dicomtools._cli_batch",  # batch work on a Dask cluster
-)
+#: modules adding subcommands, each through ``add_subcommands(subparsers)``, with the
+#: subcommands each adds or extends (imported only when one of those runs, or for --help;
+#: a subcommand missing here still works: an unknown name imports every module)
+_SUBCOMMAND_MODULES = {
+    # DICOM annotation objects
+    "napari_dicomtools._cli_objects": ("seg", "rtstruct"),
+    "napari_dicomtools._cli_pacs": ("pacs",),  # pacs echo|find|get|send
+    # batch work on a Dask cluster: several inputs for convert, anonymize, info
+    "napari_dicomtools._cli_batch": ("convert", "anonymize", "info"),
+}
+
+
+def _command(argv) -> str | None:
+    """The subcommand named in ``argv`` (the first word after the global options), if any."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -584,7 +604,8 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     _configure_logging(args.verbose)
     if getattr(args, "screenshot", None) and os.path.exists(args.screenshot):
         print(f"dicomtools: {args.screenshot}: exists; not overwriting", file=sys.stderr)

@@ -21,9 +21,11 @@ print(rc, *sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY}
                   or m in {OURS}))
 """
 #: what a plain convert has no use for: pydicom (the fast header parser reads a plain CT),
-#: scipy, and the PACS, SEG, Dask and table stacks
+#: scipy, the PACS, SEG, Dask and table stacks, and multiprocessing (no worker pool for an
+#: uncompressed series)
 HEAVY = {"pydicom", "scipy", "skimage", "dask", "distributed", "pynetdicom",
-         "dicomweb_client", "highdicom", "pandas", "pyarrow", "requests", "tqdm", "PIL"}
+         "dicomweb_client", "highdicom", "pandas", "pyarrow", "requests", "tqdm", "PIL",
+         "multiprocessing"}
 #: our modules for other subcommands (their imports cost more than a small conversion)
 OURS = {"napari_dicomtools.core.batch", "napari_dicomtools.core.pacs",
         "napari_dicomtools.core.seg", "napari_dicomtools.core.rtstruct",

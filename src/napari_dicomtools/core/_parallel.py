@@ -10,7 +10,6 @@ reused, its size is :func:`decode_workers`.
 from __future__ import annotations
 
 import atexit
-import multiprocessing as mp
 import os
 import sys
 import threading
@@ -19,6 +18,8 @@ import threading
 def mp_context():
     """``fork`` (fast start) except in a process running Qt (napari), where forking a GUI is
     unsafe: ``spawn`` there, and wherever fork does not exist."""
+    import multiprocessing as mp
+
     gui = any(m in sys.modules for m in ("qtpy", "PyQt5", "PyQt6", "PySide6"))
     method = "fork" if "fork" in mp.get_all_start_methods() and not gui else "spawn"
     return mp.get_context(method)
@@ -29,7 +30,11 @@ def decode_workers() -> int:
     worker processes off), else the CPUs this process may run on; always 1 inside a worker
     process (of our pool, of Dask distributed, of any multiprocessing pool): the parallelism
     is already outside, and daemonic processes cannot have children."""
-    if mp.parent_process() is not None or mp.current_process().daemon:
+    # a process that never imported multiprocessing is no worker of a pool (a spawned or
+    # forked worker has it loaded): a small conversion is spared its import (socket, pickle,
+    # selectors...)
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and (mp.parent_process() is not None or mp.current_process().daemon):
         return 1
     env = os.environ.get("NAPARI_DICOMTOOLS_WORKERS", "").strip()
     if env:

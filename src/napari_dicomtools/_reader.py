@@ -131,15 +131,43 @@ def read_dicom(path) -> list:
         total += nbytes
         try:
             # large series, or many series together, decode lazily as napari shows them
-            vol = read_volume(s, lazy=nbytes > LAZY_THRESHOLD or total > 2 * LAZY_THRESHOLD)
+            lazy = nbytes > LAZY_THRESHOLD or total > 2 * LAZY_THRESHOLD
+            layers.append(image_layer_data(s, lazy=lazy))
         except DicomToolsError as exc:
             warnings.warn(f"series {s.name!r} not opened: {exc}", stacklevel=2)
             continue
-        layers.append(volume_to_layer_data(vol))
     if not layers:
         raise NoSeriesError(paths[0], "no series could be decoded", series.skipped)
     _install_viewer_controller()
     return layers
+
+
+def image_layer_data(series, *, lazy: bool = False) -> tuple:
+    """The image ``LayerDataTuple`` of one image series; an RT Dose is read in its dose
+    units and shown as a colour wash over the images (:func:`dose_layer_data`)."""
+    from .core.rtdose import RTDOSE_SOP_CLASS, read_dose
+
+    if series.first.sop_class == RTDOSE_SOP_CLASS:
+        return dose_layer_data(read_dose(series))  # dose grids are small: read eagerly
+    return volume_to_layer_data(read_volume(series, lazy=lazy))
+
+
+def dose_layer_data(vol: Volume) -> tuple:
+    """An RT Dose volume (:func:`~.core.rtdose.read_dose`) as an image layer on its own grid
+    in world mm: a translucent colour wash from 0 (transparent) to the maximum dose, named
+    with its unit (Gy, or relative dose: never relabelled as Gy)."""
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    data, kwargs, kind = volume_to_layer_data(vol)
+    turbo = ensure_colormap("turbo")
+    colors = np.array(turbo.colors[::16], float)
+    colors[0] = (0.0, 0.0, 0.0, 0.0)  # no dose: nothing drawn over the CT
+    hi = float(vol.metadata.get("max_dose") or np.max(np.asarray(data)))
+    unit = vol.metadata.get("units", "")
+    kwargs.update(name=f"{kwargs['name']} ({unit})", contrast_limits=[0.0, hi if hi > 0 else 1.0],
+                  colormap=Colormap(colors, name=f"dose {unit}"), blending="translucent",
+                  opacity=0.5)
+    return data, kwargs, kind
 
 
 def _install_viewer_controller() -> None:

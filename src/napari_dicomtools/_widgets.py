@@ -190,8 +190,7 @@ class DicomBrowser(QWidget):
         """Read the selected series in a worker and add them as layers; returns the worker."""
         from napari.qt.threading import create_worker
 
-        from ._reader import read_annotation, volume_to_layer_data
-        from .core.volume import read_volume
+        from ._reader import image_layer_data, read_annotation
 
         chosen = list(series) if series is not None else self.selected_series()
         if not chosen:
@@ -207,11 +206,11 @@ class DicomBrowser(QWidget):
                         for data in read_annotation(s, self.series):
                             yield ("layer", data, None)
                         continue
-                    vol = read_volume(s, lazy=lazy)
+                    data = image_layer_data(s, lazy=lazy)
                 except DicomToolsError as exc:
                     yield ("error", str(exc), None)
                     continue
-                yield ("layer", volume_to_layer_data(vol), None)
+                yield ("layer", data, None)
             yield ("progress", len(chosen), len(chosen))
 
         worker = create_worker(work)

@@ -418,3 +418,89 @@ def _garble_pixels(path) -> None:
     data[start:start + 64] = b"\xff" * 64  # an RLE header claiming 4294967295 segments
     with open(path, "wb") as f:
         f.write(bytes(data))
+
+
+def write_rtdose(path, dose, *, spacing=(3.0, 2.5, 2.5), origin=(-30.0, -30.0, -20.0),
+                 orientation=(1, 0, 0, 0, 1, 0), units: str = "GY",
+                 offsets: str = "relative", scaling: float = 1e-4,
+                 frame_uid: str | None = None, study_uid: str | None = None,
+                 patient=("Phantom^Synthetic", "SYN001")) -> Truth:
+    """Write a multi-frame RT Dose with exactly known geometry (the way planning systems do).
+
+    Parameters
+    ----------
+    path : path
+        The file to create (never overwritten).
+    dose : ndarray
+        ``(slice, row, column)`` dose, slices ascending along the normal.
+    spacing, origin, orientation :
+        As for :func:`write_series` (``origin`` is ImagePositionPatient of frame 0).
+    units : {"GY", "RELATIVE"}
+        DoseUnits (3004,0002).
+    offsets : {"relative", "absolute", "descending"}
+        GridFrameOffsetVector (3004,000C) as offsets from frame 0 (``0, dz, 2dz, ...``), as
+        absolute z coordinates (allowed for axial grids: ``z0, z0 + dz, ...``), or with the
+        frames stored from the last slice down (``0, -dz, ...``, ImagePositionPatient then
+        that of the last slice).
+    scaling : float
+        DoseGridScaling (3004,000E): stored integer x scaling = dose.
+
+    Returns
+    -------
+    Truth
+        The dose as it will read back (rounded to ``scaling``) and its geometry.
+    """
+    from pydicom.uid import generate_uid
+
+    from .rtdose import RTDOSE_SOP_CLASS
+
+    path = os.fspath(path)
+    if os.path.exists(path):
+        raise FileExistsError(f"{path}: exists; write_rtdose never overwrites")
+    dose = np.asarray(dose, float)
+    n, rows, cols = dose.shape
+    r, c = _orthonormal_iop(orientation)
+    normal = np.cross(r, c)
+    dz, dy, dx = (float(s) for s in spacing)
+    stored = np.round(dose / scaling).astype(np.uint32)
+    first = np.asarray(origin, float)
+    steps = np.arange(n) * dz
+    if offsets == "descending":
+        stored = stored[::-1]
+        first = first + normal * dz * (n - 1)
+        steps = -steps
+    elif offsets == "absolute":
+        if not np.allclose(normal, [0, 0, 1]):
+            raise ValueError("absolute GridFrameOffsetVector values need an axial grid")
+        steps = steps + first[2]
+    ds = _new_dataset(RTDOSE_SOP_CLASS)
+    ds.PatientName, ds.PatientID = patient
+    ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = frame_uid or generate_uid()
+    ds.StudyDate, ds.StudyTime = "20260101", "120000"
+    ds.Modality = "RTDOSE"
+    ds.SeriesNumber, ds.InstanceNumber = 900, 1
+    ds.SeriesDescription = "Synthetic dose"
+    ds.ImagePositionPatient = [round(float(v), 6) for v in first]
+    ds.ImageOrientationPatient = [round(float(v), 8) for v in (*r, *c)]
+    ds.PixelSpacing = [dy, dx]
+    ds.NumberOfFrames = n
+    ds.FrameIncrementPointer = 0x3004000C
+    ds.GridFrameOffsetVector = [round(float(v), 6) for v in steps]
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 0
+    ds.DoseUnits = units
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = "PLAN"
+    ds.DoseGridScaling = f"{scaling:.6g}"
+    ds.PixelData = stored.astype("<u4").tobytes()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return Truth(np.round(dose / scaling) * scaling, (dz, dy, dx), np.asarray(origin, float),
+                 np.column_stack([normal, c, r]), [path])

@@ -192,3 +192,57 @@ def test_pydicom_rtdose_reads_in_dose_units_on_its_own_grid():
     assert vol.spacing == (offsets[1] - offsets[0], 10.0, 10.0)
     np.testing.assert_allclose(vol.origin, [float(v) for v in ds.ImagePositionPatient])
     assert vol.metadata["units"] == ds.DoseUnits
+
+
+def test_contours_as_shapes_lie_on_the_slices_of_the_coronal_series(make_napari_viewer,
+                                                                    tmp_path):
+    """Off by default; on request each closed contour is a polygon in world mm on the
+    slice of the referenced (coronal: shown through a transposed view) series it was drawn
+    on, and the polygons enclose the pixels of the labels layer on that slice."""
+    from skimage.draw import polygon as fill
+
+    from napari_dicomtools._reader import read_dicom
+
+    shape = (10, 24, 28)
+    write_series(tmp_path / "study" / "ct", phantom(shape), spacing=(2.0, 0.7, 0.8),
+                 orientation=(1, 0, 0, 0, 0, -1))
+    lab = np.zeros(shape, np.uint8)
+    lab[2:6, 4:14, 5:20] = 1
+    lab[7:9, 12:20, 3:12] = 2
+    write_rtstruct(lab, tmp_path / "study" / "ct", tmp_path / "study" / "rt.dcm",
+                   segments={1: "liver", 2: {"label": "tumour", "color": (255, 0, 0)}})
+    assert [t for *_, t in read_dicom(str(tmp_path / "study"))] == ["image", "labels"]
+    viewer = make_napari_viewer()
+    layers = [getattr(viewer, f"add_{t}")(d, **kw) for d, kw, t in
+              read_dicom(str(tmp_path / "study"), rtstruct_contours=True)]
+    image, labels, shapes = layers
+    assert type(shapes).__name__ == "Shapes" and shapes.name.endswith("contours")
+    assert sorted(set(shapes.features["label"])) == ["liver", "tumour"]
+    np.testing.assert_allclose(shapes.edge_color[list(shapes.features["label"]).index(
+        "tumour")], [1, 0, 0, 1])
+    axis = None
+    got = np.zeros(labels.data.shape, np.uint8)
+    for poly, roi in zip(shapes.data, shapes.features["roi"], strict=True):
+        world = np.asarray([shapes.data_to_world(p) for p in poly])
+        idx = np.asarray([labels.world_to_data(w) for w in world])
+        const = [a for a in range(3) if np.ptp(idx[:, a]) < 1e-6]
+        assert len(const) == 1  # planar, in a plane of constant index
+        axis = const[0]
+        k = idx[0, axis]
+        assert k == pytest.approx(round(k), abs=1e-6)  # on a slice, not between two
+        a, b = (x for x in range(3) if x != axis)
+        rr, cc = fill(idx[:, a], idx[:, b], (labels.data.shape[a], labels.data.shape[b]))
+        plane = [slice(None)] * 3
+        plane[axis] = int(round(k))
+        view = got[tuple(plane)]
+        view[rr, cc] ^= np.uint8(roi)  # even-odd, as the rasteriser
+    assert axis == 1  # coronal: the acquired slices run along world y
+    np.testing.assert_array_equal(got, np.asarray(labels.data))
+    # napari shows each polygon on its slice only
+    k = int(round(labels.world_to_data(shapes.data_to_world(shapes.data[0][0]))[1]))
+    viewer.dims.set_point(1, image.data_to_world((0, k, 0))[1])
+    shown = np.flatnonzero(shapes._data_view._displayed)
+    assert 0 in shown and 0 < len(shown) < len(shapes.data)
+    for i in shown:
+        assert labels.world_to_data(shapes.data_to_world(shapes.data[i][0]))[1] == \
+            pytest.approx(k)

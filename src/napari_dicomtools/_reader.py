@@ -102,8 +102,11 @@ def napari_get_reader(path):
     return None
 
 
-def read_dicom(path) -> list:
-    """Read every image series under ``path`` (file/folder/zip/DICOMDIR, or a list)."""
+def read_dicom(path, *, rtstruct_contours: bool = False) -> list:
+    """Read every image series under ``path`` (file/folder/zip/DICOMDIR, or a list), and the
+    SEG, RTSTRUCT, SR and RT Dose objects on the images they reference;
+    ``rtstruct_contours``: structure sets also as shapes layers of their contours (off for
+    napari's File > Open; the DICOM browser has a check box)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     series = scan(paths if len(paths) > 1 else paths[0])
     # structure sets have no pixels: scan() skips them, the reader rasterises them
@@ -122,7 +125,7 @@ def read_dicom(path) -> list:
         if isinstance(s, str) or s.kind != "IMAGE":
             # SEG, RTSTRUCT: labels on the image they reference, not a grey image
             try:
-                layers.extend(read_annotation(s, series))
+                layers.extend(read_annotation(s, series, contours=rtstruct_contours))
             except DicomToolsError as exc:
                 what = s if isinstance(s, str) else f"{s.kind} {s.name!r}"
                 warnings.warn(f"{what} not opened: {exc}", stacklevel=2)
@@ -336,6 +339,43 @@ def segmentation_layer_data(seg, reference=None) -> list:
     return out
 
 
+def contour_shapes_layer_data(seg) -> tuple:
+    """The closed contours of an RT Structure Set (:func:`~.core.rtstruct.read_rtstruct`) as
+    a shapes layer of polygons in world mm, on the same display grid as its labels layer
+    (so each polygon lies on the slice of the referenced series it was drawn on); ROI
+    names and colours in ``features`` and edge colours. Contours off the grid's planes are
+    left out (the labels layer's ``problems`` name them)."""
+    grid = Grid.for_volume(seg.spacing, seg.origin, seg.direction, seg.shape)
+    acq = grid.acquisition_axis
+    polys, rows, colors = [], [], []
+    for number, contours in (seg.metadata.get("contours") or {}).items():
+        s = seg.segment(number)
+        for pts in contours:
+            idx = grid.index(pts)  # display data index (fractional)
+            k = np.round(idx[:, acq])
+            if len(pts) < 3 or np.max(np.abs(idx[:, acq] - k)) > 0.25 \
+                    or not 0 <= k[0] < grid.shape[acq]:
+                continue
+            idx[:, acq] = k  # on the slice plane exactly
+            polys.append(idx)
+            rows.append((number, s.label))
+            colors.append(tuple(c / 255.0 for c in (s.color or (255, 255, 0))) + (1.0,))
+    if not polys:
+        raise DicomToolsError(seg.metadata.get("path"), "no closed contour lies on the "
+                                                        "slices of its grid")
+    name = seg.metadata.get("name") or "RTSTRUCT"
+    meta = {"modality": "RTSTRUCT", "seg_path": seg.metadata.get("path"),
+            "frame_of_reference": seg.metadata.get("frame_of_reference"),
+            "reference_series_uid": seg.metadata.get("referenced_series_uid"),
+            "problems": list(seg.metadata.get("problems", []))}
+    kwargs = {"name": f"{name} contours", "shape_type": "polygon", "metadata": meta,
+              "features": {"roi": [r[0] for r in rows], "label": [r[1] for r in rows]},
+              "edge_color": colors, "face_color": "transparent", "edge_width": 0.5,
+              "scale": grid.scale, "translate": grid.translate, "units": ("mm", "mm", "mm"),
+              "axis_labels": geometry.WORLD_AXIS_LABELS}
+    return polys, kwargs, "shapes"
+
+
 def _ramp(name: str, rgb: tuple):
     from napari.utils.colormaps import Colormap
 
@@ -384,9 +424,10 @@ def sr_layer_data(path) -> list:
     return [(data, kwargs, "shapes")]
 
 
-def read_annotation(series, candidates=()) -> list:
+def read_annotation(series, candidates=(), *, contours: bool = False) -> list:
     """Layers of a SEG series, or of an RTSTRUCT or SR file (a path), placed on the image
-    among ``candidates`` it references when there is one."""
+    among ``candidates`` it references when there is one; ``contours``: an RTSTRUCT's
+    contours also as a shapes layer of polygons (:func:`contour_shapes_layer_data`)."""
     if isinstance(series, str) and not _is_rtstruct(series):
         return sr_layer_data(series)
     if isinstance(series, str):
@@ -403,7 +444,10 @@ def read_annotation(series, candidates=()) -> list:
         seg = read(source, reference=ref)
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
-    return segmentation_layer_data(seg, ref)
+    out = segmentation_layer_data(seg, ref)
+    if contours and seg.metadata.get("segmentation_type") == "RTSTRUCT":
+        out.append(contour_shapes_layer_data(seg))
+    return out
 
 
 def _is_rtstruct(path: str) -> bool:

@@ -79,6 +79,9 @@ class DicomBrowser(QWidget):
         self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         self.lazy_box = QCheckBox("Lazy (decode slices on demand)")
+        self.contours_box = QCheckBox("RTSTRUCT contours as shapes too")
+        self.contours_box.setToolTip("Besides the labels layer, a structure set's contours "
+                                     "as polygons on the slices they were drawn on")
         self.open_button = QPushButton("Open selected")
         self.open_button.clicked.connect(lambda: self.open_selected())
         self.cancel_button = QPushButton("Cancel")
@@ -94,6 +97,7 @@ class DicomBrowser(QWidget):
         lay.addWidget(self.tree)
         bottom = QHBoxLayout()
         bottom.addWidget(self.lazy_box)
+        bottom.addWidget(self.contours_box)
         bottom.addWidget(self.open_button)
         bottom.addWidget(self.cancel_button)
         lay.addLayout(bottom)
@@ -197,13 +201,14 @@ class DicomBrowser(QWidget):
             self.status.setText("Select one or more series first.")
             return None
         lazy = self.lazy_box.isChecked()
+        contours = self.contours_box.isChecked()
 
         def work():
             for k, s in enumerate(chosen):
                 yield ("progress", k, len(chosen))
                 try:
                     if s.kind != "IMAGE":  # SEG: labels on the image it references
-                        for data in read_annotation(s, self.series):
+                        for data in read_annotation(s, self.series, contours=contours):
                             yield ("layer", data, None)
                         continue
                     data = image_layer_data(s, lazy=lazy)

@@ -100,3 +100,81 @@ def test_shapes_on_no_dicom_layer_are_refused(make_napari_viewer, tmp_path):
                                shape_type="polygon")
     with pytest.raises(ValueError, match="no DICOM image layer"):
         write_shapes_sr(str(tmp_path / "x.dcm"), shapes.data, shapes._get_state())
+
+
+def _report_2d(ct_dir, out, k=4):
+    """A TID 1500 report with regions in 2D image coordinates (SCOORD) of slice ``k``, as
+    many viewers write them, made by highdicom directly (not by write_sr)."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    series = scan(ct_dir)[0]
+    frame = series.frames[k]
+    dss = [pydicom.dcmread(f) for f in series.files]
+    for ds in dss:  # type 2 attributes highdicom copies from the evidence
+        for kw in ("AccessionNumber", "ReferringPhysicianName", "StudyID"):
+            setattr(ds, kw, "")
+    src = hd.sr.SourceImageForRegion(frame.instance.sop_class, frame.instance.sop_uid)
+    regions = {
+        "poly": hd.sr.ImageRegion("POLYLINE", np.array([[3.0, 4.0], [20.5, 4.0], [20.5, 11.0],
+                                                       [3.0, 11.0], [3.0, 4.0]]), src),
+        "ring": hd.sr.ImageRegion("ELLIPSE", np.array([[10.0, 16.0], [20.0, 16.0],
+                                                       [15.0, 14.0], [15.0, 18.0]]), src),
+    }
+    groups = [hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=name),
+        referenced_region=reg, finding_type=codes.SCT.Lesion) for name, reg in regions.items()]
+    observer = hd.sr.ObservationContext(
+        observer_person_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                name="Reader^One")))
+    report = hd.sr.MeasurementReport(observer, procedure_reported=codes.SCT.ImagingProcedure,
+                                     imaging_measurements=groups)
+    sr = hd.sr.Comprehensive3DSR(evidence=dss, content=report, series_instance_uid=hd.UID(),
+                                 series_number=7, sop_instance_uid=hd.UID(), instance_number=1,
+                                 manufacturer="other viewer")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(out)
+    return out
+
+
+@pytest.mark.parametrize("orientation", [(1, 0, 0, 0, 1, 0), (1, 0, 0, 0, 0.6, -0.8)])
+def test_2d_regions_are_placed_on_their_image(tmp_path, orientation):
+    from napari_dicomtools.core.volume import read_volume
+
+    ct = tmp_path / "ct"
+    write_series(ct, phantom((8, 24, 28)), spacing=(2.0, 0.7, 0.8), orientation=orientation)
+    out = _report_2d(ct, tmp_path / "sr" / "r.dcm", k=4)
+    rois, meta = read_sr(out)  # without the images: reported, not placed
+    assert rois == [] and len(meta["problems"]) == 2
+    assert all("not placed" in p for p in meta["problems"])
+    rois, meta = read_sr(out, reference=ct)
+    assert meta["problems"] == [] and [r.label for r in rois] == ["poly", "ring"]
+    assert rois[0].graphic_type == "POLYGON"  # a closed SCOORD polyline is an area
+    vol = read_volume(ct)
+    # SCOORD (column, row): (0, 0) is the top left corner, the first pixel centre (0.5, 0.5)
+    col_row = np.array([[3.0, 4.0], [20.5, 4.0], [20.5, 11.0], [3.0, 11.0], [3.0, 4.0]])
+    vox = np.column_stack([col_row - 0.5, np.full(5, 4.0), np.ones(5)])
+    np.testing.assert_allclose(rois[0].points, (vol.affine_lps @ vox.T).T[:, :3], atol=1e-6)
+    ring = rois[1]
+    assert ring.graphic_type == "POLYGON"  # the ellipse as a closed outline in its plane
+    idx = np.linalg.solve(vol.affine_lps, np.column_stack([ring.points,
+                                                           np.ones(len(ring.points))]).T).T
+    np.testing.assert_allclose(idx[:, 2], 4.0, atol=1e-6)
+    np.testing.assert_allclose(((idx[:, 0] + 0.5 - 15) / 5) ** 2
+                               + ((idx[:, 1] + 0.5 - 16) / 2) ** 2, 1.0, atol=1e-6)
+    assert polygon_area_mm2(rois[0].points) == pytest.approx(17.5 * 0.8 * 7 * 0.7)
+
+
+def test_2d_report_in_a_study_folder_opens_on_its_slice(make_napari_viewer, tmp_path):
+    write_series(tmp_path / "study" / "ct", phantom((8, 24, 28)), spacing=(2.0, 0.7, 0.8))
+    _report_2d(tmp_path / "study" / "ct", tmp_path / "study" / "sr" / "r.dcm", k=4)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "study"), plugin="napari-dicomtools")
+    image, shapes = layers
+    assert type(shapes).__name__ == "Shapes" and not shapes.metadata["problems"]
+    idx = np.array([image.world_to_data(shapes.data_to_world(p)) for p in shapes.data[0]])
+    np.testing.assert_allclose(idx[:, 0], 4.0, atol=1e-6)  # on slice 4
+    np.testing.assert_allclose(idx[:, 1:].min(0), [3.5, 2.5], atol=1e-6)  # row, column

@@ -390,12 +390,13 @@ _SR_REASONS = ("(Comprehensive 3D SR Storage)", "(Comprehensive SR Storage)",
 _OBJECT_REASONS = (_RTSTRUCT_REASON,) + _SR_REASONS
 
 
-def sr_layer_data(path) -> list:
+def sr_layer_data(path, candidates=None) -> list:
     """A shapes layer (world ``(z, y, x)`` LPS mm) of the planar ROIs of a TID 1500
-    measurement report, measurements in ``features`` and ``metadata["measurements"]``."""
+    measurement report, measurements in ``features`` and ``metadata["measurements"]``;
+    regions in 2D image coordinates are placed on their image among ``candidates``."""
     from .core.sr import read_sr
 
-    rois, meta = read_sr(path)
+    rois, meta = read_sr(path, reference=candidates)
     if not rois:
         raise DicomToolsError(path, "the report holds no planar regions in patient "
                                     "coordinates")
@@ -429,7 +430,7 @@ def read_annotation(series, candidates=(), *, contours: bool = False) -> list:
     among ``candidates`` it references when there is one; ``contours``: an RTSTRUCT's
     contours also as a shapes layer of polygons (:func:`contour_shapes_layer_data`)."""
     if isinstance(series, str) and not _is_rtstruct(series):
-        return sr_layer_data(series)
+        return sr_layer_data(series, candidates)
     if isinstance(series, str):
         from .core.rtstruct import find_reference
         from .core.rtstruct import read_rtstruct as read

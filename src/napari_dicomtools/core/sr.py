@@ -145,14 +145,87 @@ def write_sr(rois, reference, path, *, overwrite: bool = False,
     return path
 
 
-def read_sr(path) -> tuple[list[Roi], dict]:
-    """The planar ROIs (3D coordinates) and measurements of a TID 1500 measurement report.
+def _image_of(roi) -> tuple[str, int | None]:
+    """(ReferencedSOPInstanceUID, frame index or None) of a 2D region's SELECTED FROM item."""
+    for it in roi.get("ContentSequence", None) or []:
+        for ref in it.get("ReferencedSOPSequence", None) or []:
+            frames = ref.get("ReferencedFrameNumber", None)
+            if frames is not None and not isinstance(frames, (int, float, str)):
+                frames = list(frames)[0] if len(frames) else None
+            return (str(ref.get("ReferencedSOPInstanceUID", "")),
+                    int(frames) - 1 if frames not in (None, "") else None)
+    return ("", None)
+
+
+def _outline(graphic_type: str, pts: np.ndarray) -> tuple[str, np.ndarray]:
+    """CIRCLE (centre, a point on it) and ELLIPSE (major-axis ends, minor-axis ends) as a
+    closed 64-point POLYGON in the same coordinates, a closed POLYLINE as a POLYGON; other
+    types unchanged."""
+    t = np.linspace(0.0, 2.0 * np.pi, 64, endpoint=False)
+    if graphic_type == "CIRCLE" and pts.shape == (2, 2):  # SCOORD only
+        c, u = pts[0], pts[1] - pts[0]
+        v = np.array([-u[1], u[0]])
+    elif graphic_type == "ELLIPSE" and len(pts) == 4:
+        c = (pts[0] + pts[1]) / 2.0
+        u, v = (pts[1] - pts[0]) / 2.0, (pts[3] - pts[2]) / 2.0
+    elif graphic_type == "POLYLINE" and len(pts) >= 4 and np.allclose(pts[0], pts[-1]):
+        return "POLYGON", pts  # SCOORD has no POLYGON: a closed polyline is the region
+    else:
+        return graphic_type, pts
+    ring = c + np.outer(np.cos(t), u) + np.outer(np.sin(t), v)
+    return "POLYGON", np.vstack([ring, ring[:1]])
+
+
+def _frames_by_sop(reference) -> dict:
+    """SOP Instance UID (and frame index) -> Frame, over the image series given."""
+    if reference is None:
+        return {}
+    if isinstance(reference, (str, os.PathLike)):
+        from .scan import scan
+
+        reference = scan(os.fspath(reference))
+    elif hasattr(reference, "frames"):
+        reference = [reference]
+    out = {}
+    for s in reference:
+        if getattr(s, "kind", "IMAGE") != "IMAGE":
+            continue
+        for f in s.frames:
+            out[(f.instance.sop_uid, f.index)] = f
+            out.setdefault((f.instance.sop_uid, None), f)
+    return out
+
+
+def _place(points2d: np.ndarray, frame) -> np.ndarray:
+    """SCOORD image coordinates (column, row; (0, 0) the top left corner of the top left
+    pixel, so the first pixel's centre is (0.5, 0.5)) -> LPS mm on the image's plane."""
+    iop = np.asarray(frame.orientation, float)
+    dr, dc = (float(v) for v in frame.pixel_spacing)  # row spacing, column spacing
+    xy = np.asarray(points2d, float) - 0.5
+    return (np.asarray(frame.position, float) + np.outer(xy[:, 0] * dc, iop[:3])
+            + np.outer(xy[:, 1] * dr, iop[3:]))
+
+
+def read_sr(path, reference=None) -> tuple[list[Roi], dict]:
+    """The planar ROIs and measurements of a TID 1500 measurement report, in LPS mm.
+
+    Regions in patient coordinates (SCOORD3D) are read as they are; regions in 2D image
+    coordinates (SCOORD, as many viewers write them) are placed on the plane of the image
+    they were drawn on (its ImagePositionPatient, ImageOrientationPatient and PixelSpacing)
+    when that image is among ``reference``. Circles and ellipses become closed polygons.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The SR file.
+    reference : Series, list of Series, str or None
+        The image series (or a folder of them) in which to find the images of 2D regions.
 
     Returns
     -------
     (list of Roi, dict)
         The regions, and metadata: ``name``, ``path``, ``frame_of_reference``,
-        ``referenced_series_uids``, ``problems`` (regions given only in 2D image coordinates,
+        ``referenced_series_uids``, ``problems`` (2D regions whose image was not found,
         which are not placed).
 
     Raises
@@ -172,18 +245,34 @@ def read_sr(path) -> tuple[list[Roi], dict]:
     if content is None or not hasattr(content, "get_planar_roi_measurement_groups"):
         raise DicomToolsError(name, "not a TID 1500 measurement report")
     rois, problems = [], []
+    images = None
+    frame_uids = set()
     for g in content.get_planar_roi_measurement_groups():
         roi = g.roi
-        if roi is None or not hasattr(roi, "frame_of_reference_uid"):
-            problems.append(f"region {g.tracking_identifier!r} has only 2D image "
-                            "coordinates; not placed")
+        if roi is None:
+            problems.append(f"region {g.tracking_identifier!r} has no image region "
+                            "(a referenced segment or volume); not placed")
             continue
+        gtype, pts = _outline(str(roi.graphic_type.value), np.asarray(roi.value, float))
+        if not hasattr(roi, "frame_of_reference_uid"):  # SCOORD: on an image
+            sop, frame = _image_of(roi)
+            images = _frames_by_sop(reference) if images is None else images
+            fr = images.get((sop, frame))
+            if fr is None or fr.position is None or fr.orientation is None \
+                    or fr.pixel_spacing is None:
+                why = "is not among the images read" if fr is None else "has no geometry"
+                problems.append(f"region {g.tracking_identifier!r} is in 2D coordinates of "
+                                f"image {sop} which {why}; not placed")
+                continue
+            pts = _place(pts, fr)
+            frame_uids.add(fr.instance.frame_of_reference)
+        else:
+            frame_uids.add(str(roi.frame_of_reference_uid))
         meas = [{"name": m.name.meaning, "value": float(m.value), "unit": m.unit.value}
                 for m in g.get_measurements()]
         ft = g.finding_type
-        rois.append(Roi(label=str(g.tracking_identifier or ""),
-                        points=np.asarray(roi.value, float),
-                        graphic_type=str(roi.graphic_type.value), measurements=meas,
+        rois.append(Roi(label=str(g.tracking_identifier or ""), points=pts,
+                        graphic_type=gtype, measurements=meas,
                         finding=ft.meaning if ft is not None else "",
                         tracking_uid=str(g.tracking_uid or "")))
     series_uids = sorted({str(it.get("SeriesInstanceUID", "")) for st in
@@ -191,10 +280,7 @@ def read_sr(path) -> tuple[list[Roi], dict]:
                           for it in st.get("ReferencedSeriesSequence", None) or []})
     meta = {"name": f"{sr.get('SeriesNumber', '') or ''} "
                     f"{sr.get('SeriesDescription', '') or 'SR'}".strip(),
-            "path": name, "frame_of_reference": next(
-                (str(r.roi.frame_of_reference_uid) for r in
-                 content.get_planar_roi_measurement_groups()
-                 if r.roi is not None and hasattr(r.roi, "frame_of_reference_uid")), ""),
+            "path": name, "frame_of_reference": sorted(frame_uids)[0] if frame_uids else "",
             "referenced_series_uids": series_uids, "problems": problems}
     return rois, meta
 

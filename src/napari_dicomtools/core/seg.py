@@ -32,6 +32,10 @@ from .errors import DicomToolsError, GeometryError, UnreadableDicomError
 
 #: SOP Class UID of the Segmentation Storage IOD
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+#: SOP Class UID of Label Map Segmentation Storage (2024: one frame per position, pixel
+#: values are segment numbers)
+LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"
+SEG_SOP_CLASSES = (SEG_SOP_CLASS, LABELMAP_SEG_SOP_CLASS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,13 +307,14 @@ def _segments_of(ds, path) -> list[Segment]:
 
 
 def _pixel_frames(ds, path, n: int, rows: int, cols: int) -> np.ndarray:
-    """``(n, rows, cols)`` uint8 frames: 0/1 (BINARY) or stored fractions."""
+    """``(n, rows, cols)`` frames: 0/1 (BINARY), stored fractions (uint8) or segment
+    numbers (LABELMAP, uint8 or uint16)."""
     bits = int(ds.get("BitsAllocated", 1) or 1)
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     native = ts in ("", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
     need = n * rows * cols
-    if native and "PixelData" in ds and bits in (1, 8):
-        raw = np.frombuffer(ds.PixelData, np.uint8)
+    if native and "PixelData" in ds and bits in (1, 8, 16):
+        raw = np.frombuffer(ds.PixelData, "<u2" if bits == 16 else np.uint8)
         have = raw.size * 8 if bits == 1 else raw.size
         if have < need:
             raise UnreadableDicomError(path, f"truncated: Pixel Data holds {have:,} values "
@@ -322,7 +327,7 @@ def _pixel_frames(ds, path, n: int, rows: int, cols: int) -> np.ndarray:
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - decoders raise anything on a broken file
         raise UnreadableDicomError(path, f"SEG pixel data cannot be decoded ({exc})") from None
-    return np.asarray(arr, np.uint8).reshape(n, rows, cols)
+    return np.asarray(arr, np.uint16 if bits == 16 else np.uint8).reshape(n, rows, cols)
 
 
 @dataclass
@@ -351,7 +356,8 @@ class _SegFrames:
         return refs
 
 
-def _frames_of_seg(ds, path) -> _SegFrames:
+def _frames_of_seg(ds, path, labelmap: bool = False) -> _SegFrames:
+    """Per-frame facts; a LABELMAP SEG's frames hold every segment (segment 0 here)."""
     shared = _item(ds, "SharedFunctionalGroupsSequence")
     per = ds.get("PerFrameFunctionalGroupsSequence", None) or []
     n = int(ds.get("NumberOfFrames", 1) or 1)
@@ -364,10 +370,13 @@ def _frames_of_seg(ds, path) -> _SegFrames:
     orients = set()
     for i, fr in enumerate(per):
         ident = _fg(fr, shared, "SegmentIdentificationSequence")
-        if ident is None or "ReferencedSegmentNumber" not in ident:
+        if labelmap:
+            pass
+        elif ident is None or "ReferencedSegmentNumber" not in ident:
             raise UnreadableDicomError(path, f"frame {i + 1} names no segment "
                                              "(SegmentIdentificationSequence)")
-        segs[i] = int(ident.ReferencedSegmentNumber)
+        else:
+            segs[i] = int(ident.ReferencedSegmentNumber)
         pp = _fg(fr, shared, "PlanePositionSequence")
         if pp is not None and "ImagePositionPatient" in pp and len(pp.ImagePositionPatient) == 3:
             pos[i] = [float(v) for v in pp.ImagePositionPatient]
@@ -515,7 +524,7 @@ def _read_seg(path, pixels: bool = True):
         except Exception as exc:  # noqa: BLE001 - pydicom raises anything on a broken file
             raise UnreadableDicomError(str(src), f"cannot be parsed ({exc})") from None
     sop = str(ds.get("SOPClassUID", "") or "")
-    if sop != SEG_SOP_CLASS:
+    if sop not in SEG_SOP_CLASSES:
         raise DicomToolsError(str(src), f"not a DICOM SEG (SOP class {sop or 'missing'})")
     return ds, str(src)
 
@@ -559,16 +568,28 @@ def read_segmentation(path, reference=None) -> Segmentation:
         raise UnreadableDicomError(name, f"invalid frame size Rows={rows} Columns={cols}")
     segments = _segments_of(ds, name)
     seg_type = str(ds.get("SegmentationType", "BINARY") or "BINARY").upper()
-    fr = _frames_of_seg(ds, name)
+    labelmap = seg_type == "LABELMAP" or str(ds.get("SOPClassUID", "")) == \
+        LABELMAP_SEG_SOP_CLASS
+    if labelmap:  # segment 0 of a label map is its background: label value 0 here
+        segments = [s for s in segments if s.number != 0]
+        if not segments:
+            raise UnreadableDicomError(name, "the label map SEG describes only its "
+                                             "background (segment 0)")
+    fr = _frames_of_seg(ds, name, labelmap)
     known = {s.number for s in segments}
-    bad = sorted(set(fr.segment.tolist()) - known)
+    bad = sorted(set(fr.segment.tolist()) - known - ({0} if labelmap else set()))
     if bad:
         raise UnreadableDicomError(name, f"frames reference segment(s) {bad} that the "
                                          "segment table does not describe")
     pix = _pixel_frames(ds, name, n, rows, cols)
-    if seg_type != "FRACTIONAL" and int(ds.get("BitsAllocated", 1) or 1) != 1:
-        pix = (pix != 0).view(np.uint8)  # a binary SEG stored in bytes: any non-zero is in
     problems = []
+    if labelmap:
+        stray = sorted(set(np.unique(pix).tolist()) - known - {0})
+        if stray:
+            problems.append(f"pixel values {stray[:5]} name no segment; left out")
+            warnings.warn(f"{name}: {problems[-1]}", stacklevel=2)
+    elif seg_type != "FRACTIONAL" and int(ds.get("BitsAllocated", 1) or 1) != 1:
+        pix = (pix != 0).view(np.uint8)  # a binary SEG stored in bytes: any non-zero is in
     ref = _resolve_reference(reference, ds, name) if reference is not None else None
     index = None
     if ref is not None:
@@ -577,7 +598,8 @@ def read_segmentation(path, reference=None) -> Segmentation:
             problems.append(f"not placed on {ref.name!r}: {why}; shown on the SEG's own "
                             "geometry")
             warnings.warn(f"{name}: {problems[-1]}", stacklevel=2)
-    if index is not None:
+    placed = index is not None
+    if placed:
         shape = (ref.n_slices, rows, cols)
         spacing, origin, direction = ref.spacing, ref.origin, ref.direction
     else:
@@ -589,6 +611,9 @@ def read_segmentation(path, reference=None) -> Segmentation:
     fractions = {}
     masks = {}
     for s in segments:
+        if labelmap:
+            masks[s.number] = (index, pix == s.number)
+            continue
         sel = np.flatnonzero(fr.segment == s.number)
         if seg_type == "FRACTIONAL":
             f = np.zeros(shape, np.float32)
@@ -604,8 +629,7 @@ def read_segmentation(path, reference=None) -> Segmentation:
             "sop_uid": str(ds.get("SOPInstanceUID", "")),
             "frame_of_reference": str(ds.get("FrameOfReferenceUID", "")),
             "referenced_series_uid": _referenced_series_uid(ds),
-            "on_reference": ref is not None and not problems,
-            "reference_name": ref.name if ref is not None and not problems else None,
+            "on_reference": placed, "reference_name": ref.name if placed else None,
             "segmentation_type": seg_type, "problems": problems}
     return Segmentation(labels, groups, segments, tuple(float(v) for v in spacing),
                         np.asarray(origin, float), np.asarray(direction, float),

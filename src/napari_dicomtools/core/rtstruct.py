@@ -146,6 +146,7 @@ def _rasterise(contours, affine_lps, shape, segments, name) -> tuple[dict, list]
                 problems.append(f"ROI {s.label!r} has no contours")
             continue
         planes: dict[int, np.ndarray] = {}
+        edges: dict[int, np.ndarray] = {}
         off = outside = 0
         for pts in closed:
             idx = pts @ inv[:3, :3].T + inv[:3, 3]  # (column, row, slice)
@@ -162,14 +163,44 @@ def _rasterise(contours, affine_lps, shape, segments, name) -> tuple[dict, list]
             hit = np.zeros(shape[1:], bool)
             hit[rr, cc] = True
             plane ^= hit  # even-odd: a contour inside another is a hole
+            on = _centres_on_edges(idx[:, :2], shape[1:])
+            if on is not None:
+                edges.setdefault(k, np.zeros(shape[1:], bool))[on] = True
         if off:
             problems.append(f"ROI {s.label!r}: {off} contour(s) off the image planes skipped")
         if outside:
             problems.append(f"ROI {s.label!r}: {outside} contour(s) outside the image skipped")
+        for k, e in edges.items():
+            planes[k] |= e  # contours traced through pixel centres hold those pixels
         if planes:
             ks = sorted(planes)
             masks[s.number] = (np.asarray(ks), np.stack([planes[k] for k in ks]))
     return masks, problems
+
+
+def _centres_on_edges(xy: np.ndarray, shape: tuple):
+    """``(rows, cols)`` of the pixel centres lying exactly on a polygon's edges, when its
+    vertices are pixel centres (as contours traced from masks through boundary pixels are,
+    e.g. by OpenCV in rt-utils, or by marching over centres); else None.
+
+    Such a contour passes through the centres of the mask's own boundary pixels (of an
+    outer border, or around a hole): those pixels belong to the structure, which the
+    "centre strictly inside" rule alone would drop (a one-pixel erosion)."""
+    v = np.round(xy)
+    if len(xy) < 2 or np.max(np.abs(xy - v)) > 1e-4:
+        return None
+    v = v.astype(np.int64)
+    a, b = v, np.roll(v, -1, axis=0)
+    d = b - a
+    g = np.gcd(np.abs(d[:, 0]), np.abs(d[:, 1]))
+    pts = [a]
+    for n in np.unique(g[g > 1]):  # lattice points strictly between the two ends
+        sel = g == n
+        t = np.arange(1, n)[:, None, None]
+        pts.append((a[sel][None] + t * (d[sel] // n)[None]).reshape(-1, 2))
+    p = np.concatenate(pts)
+    ok = (p[:, 0] >= 0) & (p[:, 0] < shape[1]) & (p[:, 1] >= 0) & (p[:, 1] < shape[0])
+    return p[ok, 1], p[ok, 0]
 
 
 def _match_reference(ds, candidates):

@@ -27,7 +27,10 @@ def _dose(peak=62.0):
     return peak * np.exp(-((lps - HOT) ** 2).sum(-1) / (2 * 12.0 ** 2))
 
 
-@pytest.mark.parametrize("offsets", ["relative", "absolute", "descending"])
+@pytest.mark.parametrize("offsets", ["relative", pytest.param(
+    "absolute", marks=pytest.mark.xfail(strict=True, reason="absolute GridFrameOffsetVector "
+                                        "read as relative; fixed with the headers module")),
+    "descending"])
 def test_generated_dose_reads_in_gy_at_its_place(tmp_path, offsets):
     truth = write_rtdose(tmp_path / "dose.dcm", _dose(), spacing=DOSE_SPACING,
                          origin=DOSE_ORIGIN, offsets=offsets)

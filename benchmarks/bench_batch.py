@@ -9,7 +9,11 @@ series x 20 slices of 64 x 64 CT/MR = 20,000 images, plus corrupt and duplicated
 5 undecodable series), made once under --data and reused. Every figure is the wall time of
 the whole command (start-up, cluster start, header scan, work), warm page cache; files/s and
 series/s count the archive's files and series; ratios are against the baselines of the same
-run, on the same machine and load.
+run, on the same machine and load. ``CPU s``: user + system seconds of the command and of
+every process it started (the Dask workers too): the cost of the work, less sensitive to
+other load than the wall time (``CPU vs``: baseline CPU / this CPU). ``client MB``: the peak resident memory of the dicomtools
+process itself (the Dask client, which plans the job; the workers are other processes),
+``ru_maxrss``: what grows with the archive when the client holds per-file records.
 
 usage: python benchmarks/bench_batch.py [--data DIR] [--patients 50] [--studies 4]
            [--series 5] [--slices 20] [--size 64] [--loop patient|series] [--only convert]
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -43,14 +48,32 @@ def archive(args):
     return root
 
 
-def run(cmd, ok=(0,)) -> float:
-    t0 = time.perf_counter()
+#: runs ``dicomtools ARGS`` and prints its own peak RSS (KiB) last on stderr
+_CLIENT = ("import resource, runpy, sys\n"
+           "sys.argv = ['dicomtools'] + sys.argv[1:]\n"
+           "try:\n"
+           "    runpy.run_module('napari_dicomtools', run_name='__main__')\n"
+           "finally:\n"
+           "    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+           "    print(f'client-maxrss {rss}', file=sys.stderr)\n")
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(cmd, ok=(0,)) -> tuple[float, float, float | None]:
+    """(wall seconds, CPU seconds of the command and every process it waited for, peak
+    client RSS in MB for a dicomtools command, else None)."""
+    t0, c0 = time.perf_counter(), _cpu()
     r = subprocess.run(cmd, capture_output=True, text=True, shell=isinstance(cmd, str))
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu() - c0
     if r.returncode not in ok:
         raise RuntimeError(f"{cmd if isinstance(cmd, str) else ' '.join(cmd)} failed "
                            f"({r.returncode}):\n{r.stderr[-1500:]}")
-    return dt
+    rss = [ln.split()[1] for ln in r.stderr.splitlines() if ln.startswith("client-maxrss ")]
+    return dt, cpu, (int(rss[-1]) / 1024 if rss else None)
 
 
 def count(folder, suffix) -> int:
@@ -92,7 +115,7 @@ def main():
           f"{os.getloadavg()[0]:.1f}; baselines: one call per {args.loop} folder "
           f"({len(units)} calls)\n")
     print(f"{'job':10s} {'tool':24s} {'wall s':>7s} {'files/s':>8s} {'series/s':>9s} "
-          f"{'outputs':>8s} {'vs baseline':>11s}")
+          f"{'outputs':>8s} {'vs baseline':>11s} {'CPU s':>7s} {'CPU vs':>7s} {'client MB':>9s}")
     try:
         for kind in ("convert", "anonymize"):
             if args.only and kind != args.only:
@@ -101,22 +124,24 @@ def main():
             if kind == "convert":
                 out = os.path.join(work, "dcm2niix")
                 cmd = loop('dcm2niix -z y -b n -f "%i_%k_%s_%d" -o "$o" "$d"', units, out)
-                rows.append(("dcm2niix loop", run(cmd), count(out, ".nii.gz")))
+                rows.append(("dcm2niix loop", *run(cmd), count(out, ".nii.gz")))
             else:
                 out = os.path.join(work, "dicognito")
                 cmd = loop(f'{py} -m dicognito --quiet -o "$o" "$d"', units, out)
-                rows.append(("dicognito loop", run(cmd), count(out, ".dcm")))
+                rows.append(("dicognito loop", *run(cmd), count(out, ".dcm")))
             for n in (1, 2):
                 out = os.path.join(work, f"{kind}{n}")
-                cmd = [py, "-m", "napari_dicomtools", kind, root, out, "-q", "--workers",
+                cmd = [py, "-c", _CLIENT, kind, root, out, "-q", "--workers",
                        str(n)] + (["--key", "bench"] if kind == "anonymize" else [])
                 suffix = ".nii.gz" if kind == "convert" else ".dcm"
-                rows.append((f"dicomtools --workers {n}", run(cmd, ok=(0, 3)),
+                rows.append((f"dicomtools --workers {n}", *run(cmd, ok=(0, 3)),
                              count(out, suffix)))
-            base = rows[0][1]
-            for name, dt, outputs in rows:
+            base, base_cpu = rows[0][1], rows[0][2]
+            for name, dt, cpu, rss, outputs in rows:
+                mb = f"{rss:9.0f}" if rss is not None else f"{'':9s}"
                 print(f"{kind:10s} {name:24s} {dt:7.1f} {n_files / dt:8.0f} "
-                      f"{n_series / dt:9.1f} {outputs:8d} {base / dt:10.2f}x")
+                      f"{n_series / dt:9.1f} {outputs:8d} {base / dt:10.2f}x {cpu:7.1f} "
+                      f"{base_cpu / cpu:6.2f}x {mb}")
             print(f"{'':10s} scaling 1 -> 2 workers: {rows[1][1] / rows[2][1]:.2f}x\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_dicomtools.core.batch import (
+    BATCH_PATTERN,
     MANIFEST,
     ConvertOptions,
     expand_inputs,
@@ -87,11 +88,17 @@ def test_list_file_inputs(tmp_path, archive):
 
 def test_single_process_convert_is_correct(reference, archive):
     import nibabel as nib
+    import pydicom
 
+    from napari_dicomtools.core.scan import scan
     from napari_dicomtools.core.volume import read_volume
 
     out, summary = reference
     assert (summary.total, summary.succeeded, summary.failed) == (18, 17, 1)
+    # series grouped part by part (folders) on the workers, the duplicates in copies/ read
+    # again with their series: the files left out, and why, are those of one scan
+    assert sorted(summary.unreadable) == sorted((k.path, k.reason)
+                                                for k in scan(archive.root).skipped)
     (label, reason), = summary.failures
     bad = archive.series[archive.bad_series[0]]
     assert "pixel data cannot be decoded" in reason and any(f in reason for f in bad)
@@ -101,6 +108,12 @@ def test_single_process_convert_is_correct(reference, archive):
     # one output checked against the values the generator wrote (HU, geometric order)
     row = next(r for r in rows.values() if r["outputs"] and "PAT00001" in r["outputs"][0]
                and r["outputs"][0].endswith("1_MR_axial_1.nii.gz"))
+    # the default names: <PatientID>/<StudyDate><StudyTime>_<StudyInstanceUID>/<n>_<protocol>
+    first = archive.series[row["series_uid"]][0]
+    ds = pydicom.dcmread(first, stop_before_pixels=True)
+    assert os.path.relpath(row["outputs"][0], out) == os.path.join(
+        "PAT00001", f"{ds.StudyDate}{ds.StudyTime}_{ds.StudyInstanceUID}",
+        "1_MR_axial_1.nii.gz")
     img = nib.load(row["outputs"][0])
     vol = read_volume(archive.series[row["series_uid"]][0].rsplit("/", 1)[0])
     assert img.shape == (16, 16, 6)
@@ -248,9 +261,72 @@ def test_cli_batch_convert(archive, tmp_path, capsys):
     # one input and no batch option: the single-folder command as before
     rc = main(["convert", f"{archive.root}/P002/S0/1_CT", str(tmp_path / "one.nii")])
     assert rc == 0 and (tmp_path / "one.nii").exists()
-    # -f is not silently ignored by a batch job
-    rc = main(["convert", str(lst), str(tmp_path / "other"), "--workers", "0", "-f", "%i_%s"])
-    assert rc == 1 and "-f/--filename is not supported by batch jobs" in capsys.readouterr().err
+
+
+def test_f_pattern_names_as_the_single_input_convert(archive, tmp_path):
+    """-f in a batch job: the names (made unique in the same order: the two studies of a
+    patient repeat every series number) of the single-input convert with that pattern."""
+    from napari_dicomtools.cli import main
+
+    src, pattern = f"{archive.root}/P001", "%f/%i_%s"
+    assert main(["convert", src, str(tmp_path / "single"), "-q", "-f", pattern]) == 0
+    assert main(["convert", src, str(tmp_path / "batch"), "-q", "--workers", "0",
+                 "-f", pattern]) == 0
+    single = tree(tmp_path / "single")
+    assert len(single) == 6 and {"P001/PAT00001_1.nii.gz", "P001/PAT00001_1a.nii.gz"} < set(single)
+    assert tree(tmp_path / "batch") == single
+
+
+def test_a_series_its_worker_no_longer_keeps_is_read_again(archive, tmp_path):
+    import nibabel as nib
+
+    from napari_dicomtools.core import batch
+    from napari_dicomtools.core.scan import iter_sources
+    from napari_dicomtools.core.volume import read_volume
+
+    folder = f"{archive.root}/P001/S0/1_CT"
+    sources, _ = iter_sources(folder)
+    res = batch._scan_part("job:0", sources, "x", ConvertOptions(), BATCH_PATTERN)
+    (uid, info), = res["uids"].items()
+    assert [s["name"].rsplit("/", 1)[1] for s in info["series"]] == ["1_CT_axial_1"]
+    batch._forget("job")  # as on another worker, or after a killed one
+    ref = ("job:0", uid, "", sources, False)
+    done = batch._convert_task(ref, str(tmp_path / "a.nii.gz"), False, ConvertOptions())
+    assert done["status"] == "done", done["error"]
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "a.nii.gz").dataobj).T,
+                                  read_volume(folder).array)
+    gone = batch._convert_task(("job:0", "1.2.3.4", "", sources, False),
+                               str(tmp_path / "b.nii.gz"), False, ConvertOptions())
+    assert gone["status"] == "failed" and "series 1.2.3.4 is not in its files" in gone["error"]
+
+
+def test_seg_in_a_batch_becomes_labels_on_its_image_grid(client, tmp_path):
+    """A SEG and its CT in other folders (parts scanned by other workers): label NIfTI on
+    the CT's grid, the files of the single-input convert."""
+    import nibabel as nib
+
+    from napari_dicomtools.cli import main
+    from napari_dicomtools.core.seg import write_seg
+    from napari_dicomtools.core.synthetic import phantom, write_series
+
+    src = tmp_path / "src"
+    write_series(src / "ct", phantom((8, 20, 24)), spacing=(2.0, 0.7, 0.8))
+    labels = np.zeros((8, 20, 24), np.uint8)
+    labels[2:5, 3:9, 4:15] = 1
+    labels[5:7, 10:16, 2:9] = 2
+    write_seg(labels, src / "ct", src / "seg" / "seg.dcm")
+    out = tmp_path / "nifti"
+    summary = run_batch("convert", [src], out, client=client)
+    assert (summary.succeeded, summary.failed) == (2, 0), summary.failures
+    assert main(["convert", str(src), str(tmp_path / "single"), "-q", "-f",
+                 BATCH_PATTERN]) == 0
+    assert tree(out) == tree(tmp_path / "single")
+    rows = read_manifest(out)
+    seg_out, = [r["outputs"][0] for r in rows if "Segmentation" in r["outputs"][0]]
+    ct_out, = [r["outputs"][0] for r in rows if r["outputs"][0] != seg_out]
+    lab, img = nib.load(seg_out), nib.load(ct_out)
+    np.testing.assert_array_equal(np.asarray(lab.dataobj), labels.T)
+    np.testing.assert_allclose(lab.affine, img.affine, atol=1e-5)
 
 
 def test_instance_table_as_parquet_parts(client, archive, tmp_path):

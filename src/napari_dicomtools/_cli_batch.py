@@ -125,15 +125,10 @@ def _convert(args) -> int:
     if args.out.endswith((".nii", ".nii.gz")):
         raise DicomToolsError(args.out, "a batch job writes a folder of NIfTI files; give "
                                         "a folder")
-    if args.filename != "%s_%p":  # never ignored silently
-        raise DicomToolsError(None, "-f/--filename is not supported by batch jobs yet: they "
-                                    "name outputs <PatientID>/<StudyDate>_<study>/<number>_"
-                                    "<description>.nii.gz; convert one input without "
-                                    "--workers/--scheduler to use -f")
     opts = ConvertOptions(gzip=not args.no_gzip, split_nonuniform=args.split_nonuniform,
                           uniform=args.uniform, correct_tilt=args.correct_tilt,
                           philips_precise=args.philips_precise)
-    return _run("convert", args.path, args.out, args, options=opts)
+    return _run("convert", args.path, args.out, args, options=opts, pattern=args.filename)
 
 
 def _anonymize(args) -> int:

@@ -97,14 +97,9 @@ def write_labels_nifti(seg, out: str, *, force: bool = False, quiet: bool = Fals
     """A read SEG/RTSTRUCT's label arrays as NIfTI: OUT, then OUT_2, ... for groups of
     overlapping segments; its problems as warnings on stderr, the files and their segments
     on stdout unless ``quiet``."""
-    from .core.export import write_layer_nifti_affine
+    from .core.seg import write_labels_nifti as write
 
-    base = out[:-7] if out.lower().endswith(".nii.gz") else out[:-4]
-    ext = out[len(base):]
-    outs = []
-    for k, arr in enumerate(seg.labels):
-        path = out if k == 0 else f"{base}_{k + 1}{ext}"
-        outs.append(write_layer_nifti_affine(path, arr, seg.affine_ras, overwrite=force))
+    outs = write(seg, out, overwrite=force)
     for problem in seg.metadata.get("problems", []):
         print(f"dicomtools: warning: {problem}", file=sys.stderr)
     if not quiet:

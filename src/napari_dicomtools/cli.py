@@ -486,12 +486,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("out", help="OUT.nii[.gz] for a single volume, otherwise a folder "
                                "(created if needed) with files named as dcm2niix does")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("-f", "--filename", metavar="PATTERN", default="%s_%p",
+    p.add_argument("-f", "--filename", metavar="PATTERN",
                    help="output names as dcm2niix -f: %%s series number, %%p protocol, "
                         "%%d description, %%i patient ID, %%n patient name, %%t study date "
                         "and time, %%e echo, %%f input folder, %%r instance, %%u acquisition, "
                         "%%m/%%v vendor, %%z sequence, %%g accession, %%x study ID, %%j/%%k "
-                        "series/study UID; '/' makes sub-folders (default: %%s_%%p)")
+                        "series/study UID; '/' makes sub-folders (default: %%s_%%p; batch "
+                        "jobs: %%i/%%t_%%k/%%s_%%p, a folder per patient and study)")
     p.add_argument("--no-gzip", action="store_true", help="write .nii instead of .nii.gz")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--uniform", action="store_true",

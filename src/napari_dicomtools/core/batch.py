@@ -54,7 +54,7 @@ import json
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -174,7 +174,8 @@ def _stat(source) -> tuple[int, int]:
 def _scan_chunk(sources: list, want_uids: bool = False) -> list:
     """Read the headers of ``sources`` (a task): per file ``(source, size, mtime_ns,
     Instance or None, series uid or None, sop uid or None, reason or None)``; with
-    ``want_uids``, the UIDs of DICOM files without a loadable image too."""
+    ``want_uids`` (anonymization), no Instance (only the UIDs are needed), and the UIDs of
+    DICOM files without a loadable image too."""
     from ._limits import FATAL
     from .errors import NotDicomError
     from .scan import read_header
@@ -184,7 +185,8 @@ def _scan_chunk(sources: list, want_uids: bool = False) -> list:
         size, mtime = _stat(src)
         try:
             inst = read_header(src)
-            out.append((src, size, mtime, inst, inst.series_uid, inst.sop_uid, None))
+            out.append((src, size, mtime, None if want_uids else inst, inst.series_uid,
+                        inst.sop_uid, None))
         except NotDicomError as exc:
             out.append((src, size, mtime, None, None, None, exc.reason))
         except DicomToolsError as exc:  # SR, RT, odd geometry...: still anonymized
@@ -225,13 +227,26 @@ def _done(t0: float, outputs: list, error: str = "") -> dict:
             "worker": _where(), "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _convert_task(series, target: str, overwrite: bool, opts: ConvertOptions) -> dict:
-    """Write one series as NIfTI (and .bval/.bvec for diffusion)."""
+def _convert_task(ref: tuple, target: str, overwrite: bool, opts: ConvertOptions,
+                  seg_ref: tuple | None = None) -> dict:
+    """Write one series (``ref``, see :func:`_series_from`) as NIfTI (and .bval/.bvec for
+    diffusion); a SEG as label NIfTI on the grid of the series ``seg_ref`` (or its own)."""
     from ._limits import FATAL
     from .export import write_nifti, write_series_nifti
 
     t0 = time.perf_counter()
+    where = ref[3][0] if ref[3] else ref[1]
     try:
+        series = _series_from(ref, opts)
+        where = series.files[0]
+        if getattr(series, "kind", "IMAGE") == "SEG":
+            from .seg import read_segmentation, write_labels_nifti
+
+            reference = _series_from(seg_ref, opts) if seg_ref is not None else None
+            seg = read_segmentation(series, reference=reference)
+            res = _done(t0, write_labels_nifti(seg, target, overwrite=overwrite))
+            res["warnings"] = [f"{series.label}: {p}" for p in seg.metadata.get("problems", [])]
+            return res
         tilt = bool(opts.correct_tilt and series.order is not None and series.order.tilt_deg)
         gaps = bool(opts.uniform and series.order is not None and not series.order.uniform)
         if tilt or gaps:
@@ -248,10 +263,236 @@ def _convert_task(series, target: str, overwrite: bool, opts: ConvertOptions) ->
     except DicomToolsError as exc:
         return _done(t0, [], str(exc))
     except BaseException as exc:  # noqa: BLE001 - a bad series fails alone
-        return _done(t0, [], f"{series.files[0]}: {type(exc).__name__}: {exc}")
+        return _done(t0, [], f"{where}: {type(exc).__name__}: {exc}")
     stem = path[:-7] if path.endswith(".nii.gz") else path[:-4]
     sidecars = [stem + e for e in (".bval", ".bvec") if series.diffusion]
     return _done(t0, [path, *sidecars])
+
+
+# --------------------------------------------------------------------------------------------
+# convert: headers read and grouped into series on the workers, which keep them for the
+# conversion; the client gets a small summary per series (its name, files, sort key)
+
+#: the ``-f`` pattern of a batch conversion: a folder per patient and per study (date and
+#: time, StudyInstanceUID), each series named as the single-input ``convert`` names it
+BATCH_PATTERN = "%i/%t_%k/%s_%p"
+#: instances a worker process keeps parsed between the scan and the conversion of a job
+#: (about 2 KB each); beyond, the oldest parts are dropped and read again when converted
+CACHE_LIMIT = 200_000
+_CACHE: OrderedDict = OrderedDict()  # part id -> ({(uid, split): Series}, n instances)
+
+
+def _remember(part: str, series: list, n: int) -> None:
+    _CACHE[part] = ({(s.uid, s.split): s for s in series}, n)
+    total = sum(v[1] for v in _CACHE.values())
+    while total > CACHE_LIMIT and len(_CACHE) > 1:
+        total -= _CACHE.popitem(last=False)[1][1]
+
+
+def _forget(job: str) -> None:
+    """Drop what a worker process keeps of ``job`` (run on every worker at its end)."""
+    for part in [p for p in _CACHE if p.startswith(job + ":")]:
+        del _CACHE[part]
+
+
+def _series_from(ref: tuple, opts: ConvertOptions):
+    """The Series ``ref = (part, uid, split, sources, keep)``: as the scan of its part left
+    it in this process, else (another worker, or a retry after a killed one) read again
+    from ``sources``, the files of its SeriesInstanceUID."""
+    from .scan import group_series
+
+    part, uid, split, sources, keep = ref
+    cached = _CACHE.get(part)
+    if cached is not None:
+        s = cached[0].get((uid, split)) if keep else cached[0].pop((uid, split), None)
+        if s is not None:
+            return s
+    instances = [r[3] for r in _scan_chunk(sources) if r[3] is not None and r[4] == uid]
+    for s in group_series(instances, opts.split_nonuniform):
+        if s.split == split:
+            return s
+    raise DicomToolsError(str(sources[0]) if sources else None,
+                          f"series {uid}{f' ({split})' if split else ''} is not in its files "
+                          "any more (changed since the scan?)")
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def _referenced_series(src) -> list[str]:
+    """SeriesInstanceUIDs a SEG names in ReferencedSeriesSequence."""
+    from .scan import open_dicom, safe_dcmread
+
+    try:
+        with open_dicom(src) as (fp, _size, dicm):
+            ds = safe_dcmread(fp, str(src), stop_before_pixels=True, force=not dicm,
+                              specific_tags=["ReferencedSeriesSequence"])
+    except Exception:  # noqa: BLE001 - unreadable: the conversion says why
+        return []
+    return [str(it.get("SeriesInstanceUID", "")) for it in
+            ds.get("ReferencedSeriesSequence", None) or []]
+
+
+def _scan_part(part: str, sources: list, folder: str, opts: ConvertOptions,
+               pattern: str) -> dict:
+    """Read the headers of one part of a job (``sources``: whole folders), group them into
+    series, keep these in this process for :func:`_convert_task` and return per
+    SeriesInstanceUID the indices of its files, a summary of each of its series (sort key,
+    name before :func:`~.naming.unique_names`, files with size and mtime...) and the files
+    left out; ``loose``: files without a series (not DICOM, unreadable)."""
+    from .naming import base_names
+    from .scan import group_series
+
+    rows = _scan_chunk(sources)
+    stats, uid_of, loose, instances = {}, {}, [], []
+    by_uid: dict[str, dict] = {}
+    for i, (src, size, mtime, inst, _uid, _sop, reason) in enumerate(rows):
+        path = str(src)
+        stats[path] = (size, mtime)
+        if inst is None:
+            loose.append((path, reason))
+            continue
+        instances.append(inst)
+        uid_of[path] = inst.series_uid
+        by_uid.setdefault(inst.series_uid, {"idx": [], "series": [], "skipped": []})
+        by_uid[inst.series_uid]["idx"].append(i)
+    skipped: list = []
+    series = group_series(instances, opts.split_nonuniform, skipped)
+    for k in skipped:
+        by_uid[uid_of[k.path]]["skipped"].append((k.path, k.reason))
+    for s, name in zip(series, base_names(series, pattern, folder), strict=True):
+        files = sorted(set(s.files))
+        kind = getattr(s, "kind", "IMAGE")
+        by_uid[s.uid]["series"].append({
+            "uid": s.uid, "split": s.split, "name": name, "label": s.label, "kind": kind,
+            "order": (s.patient_id, s.study_date, s.study_uid,
+                      s.number if s.number is not None else 1 << 30, s.uid, s.split),
+            "n_files": len(files), "problems": list(s.problems),
+            "sources": json.dumps([[f, *stats[f]] for f in files]),
+            "refs": _referenced_series(s.first.source) if kind == "SEG" else []})
+        by_uid[s.uid]["skipped"].extend((k.path, k.reason) for k in s.skipped)
+    _remember(part, series, len(instances))
+    return {"part": part, "worker": _worker_address(), "uids": by_uid, "loose": loose}
+
+
+def _folder_name(path: str) -> str:
+    """``%f`` of an input, as the single-input ``convert`` takes it."""
+    src = os.path.abspath(path.partition("::")[0])
+    return os.path.basename(os.path.normpath(src) if os.path.isdir(src)
+                            else os.path.dirname(src))
+
+
+def _parts(inputs: list, n_workers: int) -> list[tuple[list, str]]:
+    """Each input's files cut into parts of whole folders (a series rarely spans folders),
+    about ``TASKS_PER_WORKER`` a worker, at most ``SCAN_CHUNK`` files but a folder's:
+    ``(sources, %f folder name)``."""
+    total = sum(len(srcs) for srcs, _ in inputs)
+    per = max(1, min(SCAN_CHUNK, -(-total // max(1, n_workers * TASKS_PER_WORKER))))
+    parts = []
+    for srcs, folder in inputs:
+        cur: list = []
+        last = None
+        for src in srcs:
+            d = (src.path, os.path.dirname(src.member)) if src.member is not None else \
+                os.path.dirname(src.path)
+            # cut between folders once big enough; inside a huge folder at 4 x the size
+            if cur and ((d != last and len(cur) >= per) or len(cur) >= 4 * per):
+                parts.append((cur, folder))
+                cur = []
+            cur.append(src)
+            last = d
+        if cur:
+            parts.append((cur, folder))
+    return parts
+
+
+def _convert_scan(executor, inputs: list, job: str, opts: ConvertOptions, pattern: str,
+                  summary: Summary, progress) -> list[dict]:
+    """Scan every part on the workers; a SeriesInstanceUID found in several parts is read
+    again as a whole (its files together), so series are grouped as by one ``scan``.
+    Returns one record per series (its summary, part, worker and the files of its UID),
+    in ``scan`` order."""
+    parts = _parts(inputs, executor.n_workers)
+    total = sum(len(p[0]) for p in parts)
+    results: list = [None] * len(parts)
+    done = 0
+    for i, res, err in executor.run(_scan_part, [(f"{job}:{i}", srcs, folder, opts, pattern)
+                                                 for i, (srcs, folder) in enumerate(parts)]):
+        if err is not None:
+            raise DicomToolsError(None, f"reading headers failed on a worker ({err})")
+        results[i] = res
+        done += len(parts[i][0])
+        if progress is not None:
+            progress("scanning", done, total)
+    owners: dict[str, list] = defaultdict(list)
+    for i, res in enumerate(results):
+        for uid in res["uids"]:
+            owners[uid].append(i)
+    spanning = [uid for uid, ps in owners.items() if len(ps) > 1]
+    again: list = []  # parts of whole SeriesInstanceUIDs
+    for uid in spanning:
+        srcs = [parts[i][0][j] for i in owners[uid] for j in results[i]["uids"][uid]["idx"]]
+        if not again or len(again[-1][0]) + len(srcs) > SCAN_CHUNK:
+            again.append(([], parts[owners[uid][0]][1]))
+        again[-1][0].extend(srcs)
+    for res in results:
+        for uid in spanning:
+            res["uids"].pop(uid, None)
+    base = len(parts)
+    for i, res, err in executor.run(_scan_part, [(f"{job}:{base + i}", srcs, folder, opts,
+                                                  pattern)
+                                                 for i, (srcs, folder) in enumerate(again)]):
+        if err is not None:
+            raise DicomToolsError(None, f"reading headers failed on a worker ({err})")
+        results.append(res)
+        parts.append(again[i])
+    records = []
+    for res, (srcs, _folder) in zip(results, parts, strict=True):
+        summary.unreadable.extend(res["loose"])
+        for u in res["uids"].values():
+            summary.unreadable.extend(u["skipped"])
+            files = [srcs[j] for j in u["idx"]]
+            records.extend({**s, "part": res["part"], "worker": res["worker"],
+                            "files": files} for s in u["series"])
+    records.sort(key=lambda r: r["order"])
+    return records
+
+
+def _convert_plan(records: list, out: str, ext: str) -> list[dict]:
+    """Tasks of a conversion: names made unique in ``scan`` order (as the single-input
+    ``convert``), each SEG given the image series it references."""
+    from .naming import unique_names
+
+    names = unique_names([r["name"] for r in records])
+    images = {}
+    for r in records:
+        if r["kind"] == "IMAGE":
+            images.setdefault(r["uid"], r)
+    refs = {}
+    for r in records:
+        ref = next((images[u] for u in r["refs"] if u in images), None)
+        if ref is not None:
+            refs[id(r)] = ref
+            ref["keep"] = True  # kept by its worker until the SEG is written too
+    tasks = []
+    for r, name in zip(records, names, strict=True):
+        task = f"{r['uid']}|{r['split']}" if r["split"] else r["uid"]
+        tasks.append({"task": task, "record": r, "ref": refs.get(id(r)),
+                      "target": os.path.join(out, *name.split("/")) + ext,
+                      "label": r["label"],
+                      "meta": {"series_uid": r["uid"], "split": r["split"],
+                               "n_files": r["n_files"], "sources": r["sources"]}})
+    return tasks
+
+
+def _ref(r: dict) -> tuple:
+    return (r["part"], r["uid"], r["split"], r["files"], r.get("keep", False))
 
 
 _ANONYMIZERS: dict = {}
@@ -443,9 +684,12 @@ class _InProcess:
     dashboard_link = None
     n_workers = 1
 
-    def run(self, fn, args_list):
+    def run(self, fn, args_list, where=None):
         for i, args in enumerate(args_list):
             yield i, fn(*args), None
+
+    def forget(self, job: str) -> None:
+        _forget(job)
 
 
 class _Dask:
@@ -462,11 +706,22 @@ class _Dask:
     #: outputs are idempotent, and whichever copy finishes first is taken
     stall_timeout = 300.0
 
-    def run(self, fn, args_list):
+    def forget(self, job: str) -> None:
+        """Drop the series the workers keep for ``job``."""
+        try:
+            self.client.run(_forget, job)
+        except Exception:  # noqa: BLE001 - a worker gone or a closed client: nothing kept
+            pass
+
+    def run(self, fn, args_list, where=None):
+        """Yield ``(index, result, error)`` as tasks finish; ``where[i]``: the worker
+        address task ``i`` should run on (its data is there), if it is free."""
         from distributed import wait
 
         def submit(i):
-            fut = self.client.submit(_on_worker, fn, *args_list[i], pure=False)
+            w = where[i] if where is not None else None
+            place = {"workers": [w], "allow_other_workers": True} if w else {}
+            fut = self.client.submit(_on_worker, fn, *args_list[i], pure=False, **place)
             index[fut.key] = i
             return fut
 
@@ -582,7 +837,7 @@ def _partials_cleanup(folders: Iterable[str]) -> None:
 
 
 def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None = None,
-              force: bool = False, workers: int | None = None, scheduler: str | None = None,
+              pattern: str | None = None, force: bool = False, workers: int | None = None, scheduler: str | None = None,
               client=None, progress: Callable | None = None,
               on_start: Callable | None = None) -> Summary:
     """Convert (``kind="convert"``) or de-identify (``kind="anonymize"``) many inputs.
@@ -595,6 +850,12 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
     out : path
         Output folder (outside every input), holding the manifest.
     options : ConvertOptions or anonymize.Options, optional
+    pattern : str, optional
+        Output names of a conversion, as ``dicomtools convert -f`` (dcm2niix ``%`` codes,
+        ``/`` makes folders; see :mod:`~napari_dicomtools.core.naming`); default
+        :data:`BATCH_PATTERN`, a folder per patient and study. Names are made unique over
+        the whole job in ``scan`` order, so one input gets the names of the single-input
+        ``convert`` with the same pattern.
     key : bytes or str, optional
         Anonymization secret (default: ``options.key``, else random: such a job cannot be
         resumed, as a rerun would map UIDs differently).
@@ -666,36 +927,27 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
                                        "writes into a new or empty folder (or use --force)")
     manifest = Manifest(out, job, force)
     executor, cleanup = None, lambda: None
+    token = f"{os.getpid()}-{time.time_ns()}"
     try:
-        sources, skipped = [], []
+        inputs, skipped = [], []
         for p in paths:
             s, k = iter_sources(p)
-            sources.extend(s)
+            inputs.append((s, _folder_name(p)))
             skipped.extend(k)
-        summary.files = len(sources)
+        summary.files = sum(len(s) for s, _ in inputs)
+        summary.unreadable = [(k.path, k.reason) for k in skipped]
         executor, cleanup = _executor(workers, scheduler, client)
         summary.dashboard = executor.dashboard_link
         if on_start is not None:
             on_start(summary.dashboard)
-        # 1. headers, in parallel
-        chunks = [sources[r.start:r.stop] for r in
-                  _batches(len(sources), executor.n_workers, SCAN_CHUNK)]
-        rows, done = [], 0
-        for _i, res, err in executor.run(_scan_chunk,
-                                             [(c, kind == "anonymize") for c in chunks]):
-            if err is not None:
-                raise DicomToolsError(None, f"reading headers failed on a worker ({err})")
-            rows.extend(res)
-            done += len(res)
-            if progress is not None:
-                progress("scanning", done, len(sources))
-        stats = {str(r[0]): [str(r[0]), r[1], r[2]] for r in rows}
-        # 2. tasks
+        # 1. headers, in parallel; 2. tasks
         if kind == "convert":
-            tasks = _convert_plan(rows, skipped, out, options)
+            records = _convert_scan(executor, inputs, token, options, pattern or BATCH_PATTERN,
+                                    summary, progress)
+            tasks = _convert_plan(records, out, ".nii.gz" if options.gzip else ".nii")
         else:
-            tasks = _anonymize_plan(rows, skipped)
-        summary.unreadable = [(k.path, k.reason) for k in skipped]
+            tasks = _anonymize_plan(_anonymize_scan(executor, inputs, progress), summary)
+        del inputs
         summary.total = len(tasks)
         # Outputs existing when a job starts are refused (unless ``force`` or resumed); past
         # that check every file at a target is this job's own (an earlier attempt of a task
@@ -703,7 +955,6 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
         own = force or manifest.resumed
         todo = []
         for t in tasks:
-            t["meta"]["sources"] = json.dumps([stats[f] for f in t["files"]])
             if not force and manifest.is_done(t["task"], t["meta"]["sources"]):
                 summary.skipped += 1
             else:
@@ -715,16 +966,20 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
         # 3. the work
         manifest.start()
         if kind == "convert":
-            args = [(t["series"], t["target"], True, options) for t in todo]
+            args = [(_ref(t["record"]), t["target"], True, options,
+                     _ref(t["ref"]) if t["ref"] is not None else None) for t in todo]
             fn = _convert_task
+            wheres = [t["record"]["worker"] for t in todo]
         else:
             args = [(t["sources"], out, options, key, True) for t in todo]
             fn = _anonymize_task
+            wheres = [None] * len(todo)
         folders = set()
-        groups = _batches(len(todo), executor.n_workers, SERIES_PER_TASK)
+        groups = _by_worker(wheres, executor.n_workers, SERIES_PER_TASK)
         n = 0
         for g, results, err in executor.run(_each, [(fn, [args[i] for i in r])
-                                                    for r in groups]):
+                                                    for r in groups],
+                                            where=[wheres[r[0]] for r in groups]):
             for i, res in zip(groups[g], results or [None] * len(groups[g]), strict=True):
                 n += 1
                 _record(manifest, summary, todo[i], res, err, folders, kind)
@@ -733,9 +988,37 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
         _partials_cleanup(folders)
     finally:
         manifest.close()
+        if executor is not None:
+            executor.forget(token)
         cleanup()
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _by_worker(wheres: list, workers: int, most: int) -> list[list[int]]:
+    """Task indices in groups (Dask tasks) of the same worker (where their series were
+    scanned and are kept), about ``TASKS_PER_WORKER`` groups a worker, ``most`` at most."""
+    per = max(1, min(most, -(-len(wheres) // max(1, workers * TASKS_PER_WORKER))))
+    by: dict = defaultdict(list)
+    for i, w in enumerate(wheres):
+        by[w].append(i)
+    return [idx[j:j + per] for idx in by.values() for j in range(0, len(idx), per)]
+
+
+def _anonymize_scan(executor, inputs: list, progress) -> list:
+    """(source, size, mtime, None, series uid, sop uid, reason) of every file."""
+    sources = [src for srcs, _ in inputs for src in srcs]
+    chunks = [sources[r.start:r.stop] for r in
+              _batches(len(sources), executor.n_workers, SCAN_CHUNK)]
+    rows, done = [], 0
+    for _i, res, err in executor.run(_scan_chunk, [(c, True) for c in chunks]):
+        if err is not None:
+            raise DicomToolsError(None, f"reading headers failed on a worker ({err})")
+        rows.extend(res)
+        done += len(res)
+        if progress is not None:
+            progress("scanning", done, len(sources))
+    return rows
 
 
 def _record(manifest, summary, t, res, err, folders, kind) -> None:
@@ -750,6 +1033,8 @@ def _record(manifest, summary, t, res, err, folders, kind) -> None:
         folders.add(os.path.dirname(t["target"]))
     summary.outputs += len(res["outputs"])
     summary.warnings.extend(res.get("warnings", ()))
+    if kind == "convert" and res["status"] == "done":
+        summary.warnings.extend(f"{t['label']}: {p}" for p in t["record"]["problems"])
     summary.unreadable.extend(res.get("notes", ()))
     if res["status"] == "done":
         summary.succeeded += 1
@@ -758,40 +1043,10 @@ def _record(manifest, summary, t, res, err, folders, kind) -> None:
         summary.failures.append((t["label"], res["error"]))
 
 
-def _convert_plan(rows, skipped, out, options: ConvertOptions) -> list[dict]:
-    from .scan import Skipped, group_series
-
-    instances = []
-    for src, _size, _mtime, inst, _uid, _sop, reason in rows:
-        if inst is None:
-            skipped.append(Skipped(str(src), reason))
-        else:
-            instances.append(inst)
-    series = group_series(instances, options.split_nonuniform, skipped)
-    for s in series:
-        skipped.extend(s.skipped)
-    gray = []
-    for s in series:
-        if s.is_rgb:
-            skipped.extend(Skipped(f, "colour image: not written as NIfTI (use png)")
-                           for f in s.files)
-        else:
-            gray.append(s)
-    targets = convert_targets(gray, out, ".nii.gz" if options.gzip else ".nii")
-    tasks = []
-    for s, target in zip(gray, targets, strict=True):
-        files = sorted(set(s.files))
-        tasks.append({"task": f"{s.uid}|{s.split}" if s.split else s.uid, "series": s,
-                      "target": target, "files": files, "label": s.label,
-                      "meta": {"series_uid": s.uid, "split": s.split, "n_files": len(files)}})
-    return tasks
-
-
-def _anonymize_plan(rows, skipped) -> list[dict]:
+def _anonymize_plan(rows, summary: Summary) -> list[dict]:
     """One task per SeriesInstanceUID (duplicate SOP instances left out); files without a
     series (not DICOM, unreadable) in chunks, so each gets its reason from the anonymizer."""
-    from .scan import Skipped
-
+    stats = {str(r[0]): [str(r[0]), r[1], r[2]] for r in rows}
     by_series: dict[str, list] = defaultdict(list)
     loose = []
     seen: dict = {}
@@ -800,8 +1055,8 @@ def _anonymize_plan(rows, skipped) -> list[dict]:
             loose.append(src)
             continue
         if sop and (uid, sop) in seen:
-            skipped.append(Skipped(str(src), f"duplicate of {seen[(uid, sop)]} (same "
-                                             "SOPInstanceUID); written once"))
+            summary.unreadable.append((str(src), f"duplicate of {seen[(uid, sop)]} (same "
+                                                 "SOPInstanceUID); written once"))
             continue
         seen[(uid, sop)] = str(src)
         by_series[uid].append(src)
@@ -811,14 +1066,16 @@ def _anonymize_plan(rows, skipped) -> list[dict]:
         files = [str(s) for s in srcs]
         tasks.append({"task": uid, "sources": srcs, "files": files,
                       "label": f"series {uid} ({len(files)} files)",
-                      "meta": {"series_uid": uid, "n_files": len(files)}})
+                      "meta": {"series_uid": uid, "n_files": len(files),
+                               "sources": json.dumps([stats[f] for f in files])}})
     for i in range(0, len(loose), 200):
         part = loose[i:i + 200]
         files = [str(s) for s in part]
         tid = "files:" + hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
         tasks.append({"task": tid, "sources": part, "files": files,
                       "label": f"{len(files)} file(s) without a series",
-                      "meta": {"n_files": len(files)}})
+                      "meta": {"n_files": len(files),
+                               "sources": json.dumps([stats[f] for f in files])}})
     return tasks
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import unicodedata
 
-__all__ = ["DEFAULT_PATTERN", "expand", "output_names", "sanitize", "suffixes"]
+__all__ = ["DEFAULT_PATTERN", "base_names", "expand", "output_names", "sanitize", "suffixes",
+           "unique_names"]
 
 #: dcm2niix's default in this project (dcm2niix itself defaults to ``%f_%p_%t_%s``)
 DEFAULT_PATTERN = "%s_%p"
@@ -267,26 +268,44 @@ def output_names(series, pattern: str | None = None, folder: str = "") -> list[s
         list: a repeated name gets ``a``, ``b``, ... as dcm2niix appends, then ``_<n>``.
         Each component is cut to fit 255 bytes of UTF-8 with its suffixes and ``.nii.gz``.
     """
-    from .export import fit_name
+    return unique_names(base_names(series, pattern, folder))
 
-    pattern = pattern or DEFAULT_PATTERN
+
+def base_names(series, pattern: str | None = None, folder: str = "") -> list[str]:
+    """The names of :func:`output_names` before :func:`unique_names` makes them unique.
+
+    A name depends on its series and on the other parts of its SeriesInstanceUID in
+    ``series`` (``_e<n>`` when they hold other echoes), so the names of series grouped
+    apart (by the workers of a batch job) are the same as of all series at once.
+    """
     echoes: dict = {}
     for s in series:
         echoes.setdefault(s.uid, set()).add(_echo_of(s))
-    names, seen = [], set()
-    for s in series:
-        raw, used = expand(pattern, s, folder)
-        tail = fit_name(suffixes(s, used, len(echoes[s.uid] - {None}) > 1), 64)
-        parts = [sanitize(p) for p in raw.split("\a")]
-        parts = ["_" if p in ("", ".", "..") else p for p in parts[:-1]] + [parts[-1]]
-        parts = [fit_name(p, NAME_BUDGET) for p in parts]
-        stem = fit_name(parts[-1], NAME_BUDGET - len(tail.encode("utf-8"))) + tail
-        stem = sanitize(stem) or "dcm2nii_invalidName"
-        base = "/".join(parts[:-1] + [stem])
+    return [_base_name(s, pattern, folder, len(echoes[s.uid] - {None}) > 1) for s in series]
+
+
+def _base_name(series, pattern: str | None, folder: str, multi_echo: bool) -> str:
+    from .export import fit_name
+
+    raw, used = expand(pattern or DEFAULT_PATTERN, series, folder)
+    tail = fit_name(suffixes(series, used, multi_echo), 64)
+    parts = [sanitize(p) for p in raw.split("\a")]
+    parts = ["_" if p in ("", ".", "..") else p for p in parts[:-1]] + [parts[-1]]
+    parts = [fit_name(p, NAME_BUDGET) for p in parts]
+    stem = fit_name(parts[-1], NAME_BUDGET - len(tail.encode("utf-8"))) + tail
+    stem = sanitize(stem) or "dcm2nii_invalidName"
+    return "/".join(parts[:-1] + [stem])
+
+
+def unique_names(names) -> list[str]:
+    """``names`` in order, a repeated one (case-insensitively) suffixed ``a``, ``b``, ...
+    then ``_<n>``, as dcm2niix does."""
+    out, seen = [], set()
+    for base in names:
         name, i = base, 0
         while name.lower() in seen:
             name = base + (chr(ord("a") + i) if i < 26 else f"_{i - 24}")
             i += 1
         seen.add(name.lower())
-        names.append(name)
-    return names
+        out.append(name)
+    return out

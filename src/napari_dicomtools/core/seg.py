@@ -986,3 +986,25 @@ def onto_reference(array, affine_ras, reference, path=None) -> np.ndarray:
                                     f"({'x'.join(map(str, want))}) exactly")
     out = np.transpose(out, (2, 1, 0) + ((3,) if arr.ndim == 4 else ()))
     return np.ascontiguousarray(np.moveaxis(out, 3, 0) if out.ndim == 4 else out)
+
+
+def write_labels_nifti(seg, path, *, overwrite: bool = False) -> list[str]:
+    """Write a read SEG's (or RTSTRUCT's) label arrays as NIfTI, segment numbers as values.
+
+    ``path`` holds the first group of non-overlapping segments, ``<stem>_2.nii[.gz]``,
+    ``<stem>_3``... the next ones (``seg.groups``), each with ``seg.affine_ras``. Nothing is
+    printed: ``seg.metadata["problems"]`` says what the caller may want to report.
+
+    Returns
+    -------
+    list of str
+        The files written, in the order of ``seg.groups``.
+    """
+    from .export import write_layer_nifti_affine
+
+    path = os.fspath(path)
+    base = path[:-7] if path.lower().endswith(".nii.gz") else path[:-4]
+    ext = path[len(base):]
+    return [write_layer_nifti_affine(path if k == 0 else f"{base}_{k + 1}{ext}", arr,
+                                     seg.affine_ras, overwrite=overwrite)
+            for k, arr in enumerate(seg.labels)]

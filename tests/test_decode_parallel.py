@@ -1,4 +1,5 @@
-"""Compressed series decode in worker processes (their codecs hold the GIL): the values are
+"""Compressed series decode in worker processes when their codecs hold the GIL (no
+imagecodecs, or a syntax it lacks): the values are
 those of the uncompressed series, a bad frame is reported as in-process, a dead worker loses
 nothing, and streaming writers get the same frames."""
 
@@ -20,7 +21,10 @@ VALUES = (np.arange(12 * 64 * 64).reshape(12, 64, 64) * 7) % 3000 - 1024
 
 @pytest.fixture
 def two_workers(monkeypatch):
+    """Two workers, and the path taken without imagecodecs (its GIL-free codecs decode in
+    threads instead: tests/test_fast_decode.py)."""
     monkeypatch.setenv("NAPARI_DICOMTOOLS_WORKERS", "2")
+    monkeypatch.setenv("NAPARI_DICOMTOOLS_FAST_CODECS", "0")
     yield
     _parallel.discard_pool()
 

@@ -13,6 +13,10 @@ pylibjpeg-rle raises ``pyo3_runtime.PanicException`` (a ``BaseException``) on ba
 * GDCM runs only when every other plugin declined, and then in a child process
   (``python -m napari_dicomtools.core._decode``), so a native crash is a clean error;
   ``NAPARI_DICOMTOOLS_GDCM=0`` turns that last resort off;
+* before all of these, :func:`decode_into` decodes monochrome single-frame files with
+  imagecodecs (libjpeg-turbo, CharLS, OpenJPEG, PackBits for RLE) when it is installed: C
+  codecs that release the GIL and write into the caller's array, whose shape bounds what a
+  codestream can make them allocate; ``NAPARI_DICOMTOOLS_FAST_CODECS=0`` turns them off;
 * the size a frame declares is checked against available memory, and a frame declaring far
   more pixels than its compressed bytes could encode (a 4 KB JPEG claiming 46000x46000) is
   refused before any decoder allocates it.
@@ -197,6 +201,131 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
                       "codecs: pip install 'napari-dicomtools[all]')")
     raise UnreadableDicomError(inst.path, f"pixel data{where} cannot be decoded: "
                                           + "; ".join(errors))
+
+
+#: transfer syntax -> imagecodecs decoder for the frames :func:`decode_into` takes: C
+#: codecs that release the GIL (so threads decode frames side by side, no worker processes)
+#: and write straight into the caller's array. Measured per 512 x 512 CT frame (CPU):
+#: libjpeg-turbo 3 lossless 2.1 ms vs pylibjpeg-libjpeg 14 ms; CharLS 5.5-6 ms either way;
+#: OpenJPEG 38 ms either way; RLE as PackBits segments 0.7 ms vs 2.4 ms through pydicom.
+FAST_CODECS = {
+    "1.2.840.10008.1.2.4.57": "jpeg8",  # JPEG lossless: libjpeg-turbo >= 3 decodes SOF3
+    "1.2.840.10008.1.2.4.70": "jpeg8",
+    "1.2.840.10008.1.2.4.80": "jpegls",  # CharLS
+    "1.2.840.10008.1.2.4.81": "jpegls",
+    "1.2.840.10008.1.2.4.90": "jpeg2k",  # OpenJPEG
+    "1.2.840.10008.1.2.4.91": "jpeg2k",
+    "1.2.840.10008.1.2.5": "rle",  # DICOM RLE segments are PackBits byte streams
+}
+
+_IC: dict = {}
+
+
+def _imagecodecs():
+    """The imagecodecs module, or None (not installed, or ``NAPARI_DICOMTOOLS_FAST_CODECS=0``)."""
+    if os.environ.get("NAPARI_DICOMTOOLS_FAST_CODECS", "1").strip().lower() in (
+            "0", "no", "off", "false"):
+        return None
+    if "mod" not in _IC:
+        try:
+            import imagecodecs
+        except Exception:  # noqa: BLE001 - optional ([all] extra); an old or broken build
+            imagecodecs = None
+        _IC["mod"] = imagecodecs
+    return _IC["mod"]
+
+
+def fast_codec(inst) -> str | None:
+    """The :data:`FAST_CODECS` decoder that :func:`decode_into` would use for ``inst``, or
+    None: single-frame, one sample per pixel, 8 or 16 bits allocated, no palette."""
+    name = FAST_CODECS.get(inst.transfer_syntax)
+    if name is None or inst.samples != 1 or inst.bits_allocated not in (8, 16) \
+            or inst.n_frames != 1 or inst.mosaic is not None \
+            or inst.photometric not in ("MONOCHROME1", "MONOCHROME2") \
+            or sys.byteorder != "little" or _imagecodecs() is None:
+        return None
+    return name
+
+
+def _frame_bytes(inst) -> bytes | None:
+    """The compressed bytes of a single-frame file's only frame (None: the header is not one
+    the fast parser reads; the caller then goes through pydicom)."""
+    from pydicom.encaps import get_frame
+
+    from . import fastheader
+
+    with inst.source.open() as fp:
+        size = int(getattr(inst, "file_size", 0) or 0) or inst.source.size()
+        try:
+            px = fastheader.parse(fp, size).get_item(fastheader._PIXEL)
+        except (fastheader.Unsupported, EOFError):
+            return None
+        if px is None or px.length != 0xFFFFFFFF:  # encapsulated: undefined length
+            return None
+        fp.seek(px.value_tell)
+        return get_frame(fp, 0, number_of_frames=1)
+
+
+def _rle_into(ic, data: bytes, out: np.ndarray) -> None:
+    """Decode a DICOM RLE frame (PS3.5 Annex G) into ``out`` (little-endian, 1 sample).
+
+    The 64-byte header gives the segment count and offsets; segment ``k`` holds byte
+    ``itemsize - 1 - k`` of every pixel (most significant first), PackBits-encoded."""
+    import struct
+
+    size = out.dtype.itemsize
+    npix = out.size
+    if len(data) < 64:
+        raise ValueError("RLE header truncated")
+    header = struct.unpack_from("<16I", data, 0)
+    nseg = header[0]
+    if nseg != size:
+        raise ValueError(f"RLE frame has {nseg} segments, expected {size}")
+    offsets = list(header[1:1 + nseg]) + [len(data)]
+    if offsets[0] != 64 or any(offsets[k + 1] < offsets[k] for k in range(nseg)):
+        raise ValueError("RLE segment offsets out of order")
+    planes = out.reshape(-1).view(np.uint8).reshape(npix, size)
+    for k in range(nseg):
+        seg = ic.packbits_decode(data[offsets[k]:offsets[k + 1]])
+        if len(seg) != npix:
+            raise ValueError(f"RLE segment {k} decodes to {len(seg)} bytes, expected {npix}")
+        planes[:, size - 1 - k] = np.frombuffer(seg, np.uint8, count=npix)
+
+
+def decode_into(inst, out: np.ndarray, *, threads: int = 1) -> bool:
+    """Decode the only frame of ``inst`` into ``out`` (its stored values, any signedness of
+    the stored item size, shape ``(rows, columns)``) with :data:`FAST_CODECS`.
+
+    Returns False when this path does not apply or the codec declined (then
+    :func:`decode_frame` decodes it, tries the other plugins and names every reason). The
+    codec checks the codestream's size against ``out`` before decoding, so a frame cannot
+    allocate more than the header declared. Bits above BitsStored are left for the caller
+    to mask or sign-extend. ``threads``: OpenJPEG's own threads for one frame.
+    """
+    name = fast_codec(inst)
+    if name is None or out.shape != (inst.rows, inst.columns) or not out.flags.c_contiguous \
+            or out.dtype.itemsize != inst.bits_allocated // 8:
+        return False
+    ic = _imagecodecs()
+    check_frame(inst)
+    try:
+        data = _frame_bytes(inst)
+        if data is None:
+            return False
+        if name == "rle":
+            _rle_into(ic, data, out)
+        elif name == "jpeg2k":
+            ic.jpeg2k_decode(data, numthreads=max(1, threads), out=out)
+        else:
+            getattr(ic, f"{name}_decode")(data, out=out)
+        return True
+    except DicomToolsError:
+        raise
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the plugins of decode_frame try next
+        log.debug("%s: imagecodecs %s declined: %s", inst.path, name, _exc_text(exc))
+        return False
 
 
 def _gdcm_in_child(inst, index: int | None) -> np.ndarray:

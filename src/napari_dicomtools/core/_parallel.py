@@ -1,10 +1,12 @@
 """Process pools that are safe both from scripts and from inside napari.
 
-The compressed-pixel codecs we use hold the GIL while they decode (pylibjpeg-libjpeg,
+pydicom's compressed-pixel plugins hold the GIL while they decode (pylibjpeg-libjpeg,
 pylibjpeg-openjpeg and pyjpegls are Cython without ``nogil``, pylibjpeg-rle is pyo3, GDCM is
-SWIG), so threads cannot decode two frames at once: such series are decoded by a pool of
-worker processes (:func:`process_pool`), one frame per task. The pool is made once and
-reused, its size is :func:`decode_workers`.
+SWIG), so threads cannot decode two frames at once with them. When imagecodecs is installed
+(the ``[all]`` extra) its GIL-free codecs decode monochrome frames in threads, straight into
+the volume (:data:`._decode.FAST_CODECS`); the rest (no imagecodecs, colour, multi-frame) is
+decoded by a pool of worker processes (:func:`process_pool`), one frame per task. The pool
+is made once and reused, its size is :func:`decode_workers`.
 """
 
 from __future__ import annotations

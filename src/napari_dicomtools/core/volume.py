@@ -2,9 +2,10 @@
 
 Native (uncompressed) pixel data is read straight from the file offsets found while scanning,
 into the final array, so an eager read costs little more than reading the bytes. Compressed
-transfer syntaxes go through pydicom's decoders with an explicit plugin order (Pillow or
-pylibjpeg/openjpeg, pyjpegls, pydicom's RLE; GDCM only as a last resort, in a child process:
-see :mod:`._decode`). A series' declared size is checked against available memory before
+monochrome frames decode with imagecodecs' GIL-free codecs in threads, straight into the
+final array (:func:`._decode.decode_into`); anything else, or a frame those decline, goes
+through pydicom's decoders with an explicit plugin order (Pillow or pylibjpeg/openjpeg,
+pyjpegls, pydicom's RLE; GDCM only as a last resort, in a child process: see :mod:`._decode`). A series' declared size is checked against available memory before
 anything is allocated, and every failure is a :class:`~.errors.DicomToolsError`.
 """
 
@@ -142,12 +143,16 @@ class _Plan:
     rgb: bool
     palette: bool
 
-    def read_frame(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+    def read_frame(self, i: int, out: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
+        """Frame ``i`` in output units (into ``out`` when given); ``threads``: a codec's own
+        threads for this one frame (JPEG 2000)."""
         fr: Frame = self.frames[i]
         if out is None:
             out = np.empty(self.frame_shape, self.out_dtype)
         inst = fr.instance
         if self.rgb or (inst.mosaic is None and not self.native(i)):
+            if not self.rgb and _decode_fast(fr, out, threads):
+                return self._finish(fr, out)
             return self.place(i, _decode_pydicom(fr), out)
         if inst.mosaic is not None:
             _rescale_into(self._mosaic_tile(fr), fr, out)
@@ -170,12 +175,18 @@ class _Plan:
 
     def in_processes(self, workers: int) -> bool:
         """Decode in worker processes: more than one worker, and every frame in a syntax
-        whose decoder holds the GIL (see :mod:`._parallel`)."""
-        from ._decode import GIL_BOUND
+        whose decoder holds the GIL and has no GIL-free codec (see :mod:`._parallel` and
+        :data:`._decode.FAST_CODECS`)."""
+        from ._decode import GIL_BOUND, fast_codec
 
         return workers > 1 and len(self.frames) > 2 * workers and all(
             f.instance.transfer_syntax in GIL_BOUND and f.instance.mosaic is None
-            for f in self.frames)
+            and fast_codec(f.instance) is None for f in self.frames)
+
+    def compressed(self) -> bool:
+        """Any frame needs a decoder (CPU-bound work, unlike a native read)."""
+        return any(f.instance.mosaic is None and not self.native(i)
+                   for i, f in enumerate(self.frames))
 
     def place(self, i: int, arr: np.ndarray, out: np.ndarray) -> np.ndarray:
         """A decoded frame ``i`` (stored values) into ``out``, in output units."""
@@ -271,25 +282,21 @@ def _rescale_into(stored: np.ndarray, fr: Frame, out: np.ndarray) -> None:
         np.add(out, intercept, out=out, casting="unsafe")
 
 
-def _read_native(fr: Frame, out: np.ndarray) -> None:
-    """Read one frame of native pixel data straight into ``out`` (rescaled in place)."""
-    inst = fr.instance
+def _stored_target(inst: Instance, out: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Where to put a frame's stored values: ``out`` itself, viewed as the stored dtype, when
+    the rescale can then run in place (``direct``), else a scratch array."""
     sdt = _stored_dtype(inst)
-    nbytes = inst.rows * inst.columns * sdt.itemsize
-    offset = inst.pixel_offset + (fr.index or 0) * nbytes
     direct = (out.dtype.itemsize == sdt.itemsize and sdt.isnative and out.flags.c_contiguous
               and (out.dtype == sdt or (sdt.kind == "u" and out.dtype.kind == "i"
                                         and inst.bits_stored < 8 * sdt.itemsize)))
-    target = out.view(sdt) if direct else np.empty(out.shape, sdt)
-    try:
-        with open(inst.source.path, "rb") as f:
-            f.seek(offset)
-            got = f.readinto(memoryview(target.reshape(-1)).cast("B"))
-    except OSError as exc:
-        raise UnreadableDicomError(inst.path, f"cannot read pixel data: {exc}") from None
-    if got != nbytes:
-        raise UnreadableDicomError(inst.path, f"truncated: expected {nbytes:,} pixel bytes, "
-                                              f"got {got:,}")
+    return (out.view(sdt) if direct else np.empty(out.shape, sdt)), direct
+
+
+def _stored_into(target: np.ndarray, direct: bool, fr: Frame, out: np.ndarray) -> None:
+    """Stored values in ``target`` (from :func:`_stored_target`) -> output units in ``out``:
+    bits above BitsStored masked or sign-extended, RescaleSlope/Intercept applied."""
+    inst = fr.instance
+    sdt = target.dtype
     if direct and sdt != out.dtype:
         # unsigned stored, signed output of the same size: only BitsStored bits are valid
         _fix_bits(target, inst)
@@ -306,6 +313,40 @@ def _read_native(fr: Frame, out: np.ndarray) -> None:
             _rescale_into(target.copy(), fr, out)
         return
     _rescale_into(target, fr, out)
+
+
+def _decode_fast(fr: Frame, out: np.ndarray, threads: int = 1) -> bool:
+    """Decode a compressed frame straight into ``out`` with a codec that releases the GIL
+    (see :func:`._decode.decode_into`); False when that path does not apply."""
+    from ._decode import decode_into, fast_codec
+
+    inst = fr.instance
+    if fast_codec(inst) is None:
+        return False
+    target, direct = _stored_target(inst, out)
+    if not decode_into(inst, target, threads=threads):
+        return False
+    _stored_into(target, direct, fr, out)
+    return True
+
+
+def _read_native(fr: Frame, out: np.ndarray) -> None:
+    """Read one frame of native pixel data straight into ``out`` (rescaled in place)."""
+    inst = fr.instance
+    target, direct = _stored_target(inst, out)
+    sdt = target.dtype
+    nbytes = inst.rows * inst.columns * sdt.itemsize
+    offset = inst.pixel_offset + (fr.index or 0) * nbytes
+    try:
+        with open(inst.source.path, "rb") as f:
+            f.seek(offset)
+            got = f.readinto(memoryview(target.reshape(-1)).cast("B"))
+    except OSError as exc:
+        raise UnreadableDicomError(inst.path, f"cannot read pixel data: {exc}") from None
+    if got != nbytes:
+        raise UnreadableDicomError(inst.path, f"truncated: expected {nbytes:,} pixel bytes, "
+                                              f"got {got:,}")
+    _stored_into(target, direct, fr, out)
 
 
 def _decode_pydicom(fr: Frame) -> np.ndarray:
@@ -661,8 +702,9 @@ def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
     """Decode every frame into ``flat`` (n, ...); returns the errors of frames that failed.
 
     Series in a syntax whose decoder holds the GIL decode in worker processes
-    (:func:`_decode_in_processes`); the others in threads (file reads, Pillow's JPEG decoder
-    and numpy's integer ops release the GIL, so reading and rescaling overlap).
+    (:func:`_decode_in_processes`); the others in threads (file reads, imagecodecs' and
+    Pillow's decoders and numpy's integer ops release the GIL, so frames decode side by side
+    straight into ``flat``: no worker start-up, no frame pickled back).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -678,7 +720,8 @@ def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
             return i, _read_frame_safely(plan, i, flat[i])
 
         if n > 8 and workers > 1:
-            ex = ThreadPoolExecutor(min(workers, 4))
+            # decoding is CPU-bound: a thread per core; native reads are I/O: at most 4
+            ex = ThreadPoolExecutor(workers if plan.compressed() else min(workers, 4))
         results = ex.map(one, range(n)) if ex is not None else map(one, range(n))
     try:
         for k, (i, err) in enumerate(results):

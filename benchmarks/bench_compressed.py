@@ -9,6 +9,9 @@ Python process (start-up and imports count, as a user waits), warm page cache, m
 --repeat runs:
 
 * ``ours 1w`` / ``ours Nw``: ``read_volume(folder)`` with NAPARI_DICOMTOOLS_WORKERS=1 / N
+  (imagecodecs' GIL-free codecs in N threads)
+* ``plugins Nw``: the same with NAPARI_DICOMTOOLS_FAST_CODECS=0, pydicom's plugins in N worker
+  processes (the path without imagecodecs): this run's baseline
 * ``SimpleITK``: ``ImageSeriesReader`` (GDCM inside), ``sitk.ProcessObject`` default threads
 * ``dcm2niix``: DICOM -> uncompressed .nii (it decodes with its own codecs, one thread)
 
@@ -23,15 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_read import make_series  # noqa: E402
+from _common import SITK, load_note, make_series, median_of, timed, workers_env  # noqa: E402,E501
 
 #: transfer syntax name (pydicom.uid) -> label
 SYNTAXES = {
@@ -62,16 +63,6 @@ if len(sys.argv) > 2:
 print(vol.array.shape, vol.array.dtype)
 """
 
-SITK = """
-import sys
-import SimpleITK as sitk
-r = sitk.ImageSeriesReader()
-r.SetFileNames(r.GetGDCMSeriesFileNames(sys.argv[1]))
-img = r.Execute()
-arr = sitk.GetArrayViewFromImage(img)
-print(arr.shape, arr.dtype)
-"""
-
 
 def compress_series(src: str, dst: str, ts_name: str) -> None:
     """Every file of ``src`` re-encoded in transfer syntax ``ts_name`` into ``dst``."""
@@ -91,26 +82,6 @@ def compress_series(src: str, dst: str, ts_name: str) -> None:
         ds = pydicom.dcmread(os.path.join(src, name))
         ds.compress(getattr(pydicom.uid, ts_name))
         ds.save_as(os.path.join(dst, name), enforce_file_format=True)
-
-
-def timed(cmd, env=None):
-    """Wall seconds and CPU seconds (user + sys of the process and its children)."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    dt = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{r.stderr[-2000:]}")
-    return dt, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def median_of(repeat, cmd, env=None):
-    """(median wall, median CPU) seconds of ``repeat`` runs."""
-    runs = [timed(cmd, env) for _ in range(repeat)]
-    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
 
 
 def main() -> int:
@@ -134,17 +105,22 @@ def main() -> int:
         np.save(ref, np.asarray(read_volume(raw).array))
     sitk_ok = subprocess.run([py, "-c", "import SimpleITK"], capture_output=True).returncode == 0
     dcm2niix = shutil.which("dcm2niix")
+    nw = a.workers
     rows = []
     for ts_name in a.only or SYNTAXES:
         folder = os.path.join(a.data, f"ct{a.slices}-{ts_name}")
         compress_series(raw, folder, ts_name)
         subprocess.run([py, "-c", "import os,sys;[open(os.path.join(sys.argv[1],f),'rb')"
                         ".read() for f in os.listdir(sys.argv[1])]", folder], check=True)
-        timed([py, "-c", OURS, folder, ref])  # correctness, and warms the imports
+        for fast in ("1", "0"):  # correctness of both paths, and warms the imports
+            timed([py, "-c", OURS, folder, ref], workers_env(nw, NAPARI_DICOMTOOLS_FAST_CODECS=fast))
         row = {"syntax": SYNTAXES[ts_name]}
-        for w in sorted({1, a.workers}):
-            env = dict(os.environ, NAPARI_DICOMTOOLS_WORKERS=str(w))
-            row[f"ours {w}w"] = median_of(a.repeat, [py, "-c", OURS, folder], env)
+        for w in sorted({1, nw}):
+            row[f"ours {w}w"] = median_of(a.repeat, [py, "-c", OURS, folder], workers_env(w))
+        # the same run's baseline: pydicom's plugins in worker processes (the path without
+        # imagecodecs)
+        row[f"plugins {nw}w"] = median_of(a.repeat, [py, "-c", OURS, folder],
+                                          workers_env(nw, NAPARI_DICOMTOOLS_FAST_CODECS="0"))
         if sitk_ok:
             row["SimpleITK"] = median_of(a.repeat, [py, "-c", SITK, folder])
         if dcm2niix:
@@ -159,16 +135,18 @@ def main() -> int:
 
     cols = [c for c in rows[0] if c != "syntax"]
     print(f"\n{a.slices} x 512 x 512 CT, median of {a.repeat}, whole process, "
-          f"{os.cpu_count()} cores; seconds as wall (CPU)\n")
+          f"{os.cpu_count()} cores{load_note()}; seconds as wall (CPU)\n")
     print(f"{'series':20s}" + "".join(f"{c:>16s}" for c in cols)
-          + (f"{'vs SimpleITK':>14s}" if sitk_ok else "") + f"{'scaling':>9s}")
+          + (f"{'vs SimpleITK':>14s}" if sitk_ok else "") + f"{'vs plugins':>12s}"
+          + f"{'1->' + str(nw) + 'w':>8s}")
     for r in rows:
-        best = r[f"ours {a.workers}w"][0]
+        best = r[f"ours {nw}w"][0]
         line = f"{r['syntax']:20s}" + "".join(f"{r[c][0]:8.2f} ({r[c][1]:5.2f})"
                                               for c in cols)
         if sitk_ok:
             line += f"{r['SimpleITK'][0] / best:13.2f}x"
-        line += f"{r['ours 1w'][0] / best:8.2f}x"
+        line += f"{r[f'plugins {nw}w'][0] / best:11.2f}x"
+        line += f"{r['ours 1w'][0] / best:7.2f}x"
         print(line)
     return 0
 

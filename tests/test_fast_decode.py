@@ -174,3 +174,20 @@ def test_codestream_larger_than_header_is_refused_before_allocating(compressed):
     with pytest.raises(ValueError, match="shape"):
         ic.jpeg2k_decode(_decode._frame_bytes(inst),
                          out=np.empty((liar.rows, liar.columns), np.int16))
+
+
+def test_compressed_read_does_not_import_pydicom(compressed):
+    """pydicom's import pulls in its pixel plugins, GDCM and requests (about a second of
+    start-up, more than decoding 100 JPEG lossless CT slices): the fast path needs none."""
+    import subprocess
+    import sys
+
+    values, folder = compressed["JPEGLSLossless"]["signed"]
+    probe = ("import sys, numpy as np; from napari_dicomtools import read_volume; "
+             "a = read_volume(sys.argv[1]).array; np.save(sys.argv[2], a); "
+             "print('pydicom' in sys.modules)")
+    out = os.path.join(folder + "-probe.npy")
+    r = subprocess.run([sys.executable, "-c", probe, folder, out], capture_output=True,
+                       text=True)
+    assert r.stdout.split() == ["False"], r.stdout + r.stderr
+    assert np.array_equal(np.load(out), values)

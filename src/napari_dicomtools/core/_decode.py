@@ -248,9 +248,11 @@ def fast_codec(inst) -> str | None:
 
 
 def _frame_bytes(inst) -> bytes | None:
-    """The compressed bytes of a single-frame file's only frame (None: the header is not one
-    the fast parser reads; the caller then goes through pydicom)."""
-    from pydicom.encaps import get_frame
+    """The compressed bytes of a single-frame file's only frame: its fragments after the
+    Basic Offset Table, joined (PS3.5 A.4). None: the header is not one the fast parser
+    reads; the caller then goes through pydicom. Neither step imports pydicom (a second of
+    start-up: its pixel plugins import GDCM and requests)."""
+    import struct
 
     from . import fastheader
 
@@ -263,7 +265,30 @@ def _frame_bytes(inst) -> bytes | None:
         if px is None or px.length != 0xFFFFFFFF:  # encapsulated: undefined length
             return None
         fp.seek(px.value_tell)
-        return get_frame(fp, 0, number_of_frames=1)
+        parts = []
+        left = size - px.value_tell
+        first = True
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                raise ValueError("encapsulated Pixel Data ends without a sequence delimiter")
+            group, elem, length = struct.unpack("<HHI", head)
+            if (group, elem) == (0xFFFE, 0xE0DD):
+                break
+            left -= 8
+            if (group, elem) != (0xFFFE, 0xE000) or length > left:
+                raise ValueError(f"bad encapsulated item ({group:04X},{elem:04X}), "
+                                 f"{length} bytes")
+            data = fp.read(length)
+            if len(data) != length:
+                raise ValueError("encapsulated Pixel Data truncated")
+            left -= length
+            if not first:  # the first item is the Basic Offset Table
+                parts.append(data)
+            first = False
+        if not parts:
+            raise ValueError("encapsulated Pixel Data holds no fragment")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _rle_into(ic, data: bytes, out: np.ndarray) -> None:

@@ -12,7 +12,9 @@ anything is allocated, and every failure is a :class:`~.errors.DicomToolsError`.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -206,8 +208,6 @@ class _Plan:
 
     def _mosaic_tile(self, fr: Frame) -> np.ndarray:
         """Tile ``fr.index`` of a Siemens mosaic (the decoded plane is cached per file)."""
-        import threading
-
         inst = fr.instance
         if not hasattr(self, "_mosaic_lock"):
             self._mosaic_lock = threading.Lock()
@@ -427,14 +427,126 @@ def _plan(series: Series, philips_precise: bool = False) -> _Plan:
     return _Plan(frames, dtype, shape, float(lo), float(hi), invert, False, False)
 
 
+class _Prefetch:
+    """Decodes, in the background, the frames next to the one last asked for, so the next
+    slider step finds its slice decoded (compressed series only; a native frame reads in a
+    fraction of a millisecond).
+
+    After a request for frame ``i`` the ``ahead`` frames in the direction the slider last
+    moved and ``behind`` frames the other way are decoded by a small shared thread pool, at
+    most ``keep`` decoded frames stay (least recently used go first), and queued work that
+    fell out of the window is dropped. A request never waits for prefetching, except for a
+    frame being decoded at that moment, which it takes instead of decoding it twice. A frame
+    that fails here is simply not kept: the request decodes it and reports the error.
+    """
+
+    _pool = None
+    _pool_lock = threading.Lock()
+
+    def __init__(self, plan: _Plan, ahead: int = 4, behind: int = 1, keep: int = 16):
+        self.plan = plan
+        self.n = len(plan.frames)
+        self.ahead, self.behind, self.keep = ahead, behind, max(keep, ahead + behind + 1)
+        self.lock = threading.Lock()
+        self.cache: OrderedDict = OrderedDict()  # frame index -> decoded frame
+        self.pending: dict = {}  # frame index -> Future
+        self.last: int | None = None
+        self.step = 1
+        self.window: set = set()
+
+    @classmethod
+    def executor(cls):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with cls._pool_lock:
+            if cls._pool is None:
+                cls._pool = ThreadPoolExecutor(max(1, min(decode_workers(), 2)),
+                                               thread_name_prefix="dicomtools-prefetch")
+            return cls._pool
+
+    def take(self, i: int, out: np.ndarray) -> bool:
+        """Copy frame ``i`` into ``out`` if it is decoded (or being decoded: wait for it)."""
+        with self.lock:
+            arr = self.cache.get(i)
+            fut = self.pending.get(i) if arr is None else None
+            if arr is not None:
+                self.cache.move_to_end(i)
+        if arr is None and fut is not None:
+            if fut.running():
+                arr = fut.result()  # a frame is never decoded twice at once
+            elif fut.cancel():  # still queued: the caller decodes it now
+                with self.lock:
+                    self.pending.pop(i, None)
+            elif fut.done():
+                arr = fut.result()
+        if arr is None:
+            return False
+        out[...] = arr
+        return True
+
+    def around(self, i: int) -> None:
+        """Frame ``i`` was asked for: queue its neighbours, drop queued work now out of
+        range."""
+        with self.lock:
+            if self.last is not None and i != self.last:
+                self.step = 1 if i > self.last else -1
+            self.last = i
+            order = [i + self.step * k for k in range(1, self.ahead + 1)]
+            order += [i - self.step * k for k in range(1, self.behind + 1)]
+            want = [j for j in order if 0 <= j < self.n]
+            self.window = set(want) | {i}
+            for j, fut in list(self.pending.items()):
+                if j not in self.window and fut.cancel():
+                    del self.pending[j]
+            todo = [j for j in want if j not in self.cache and j not in self.pending]
+            for j in todo:
+                self.pending[j] = self.executor().submit(self._decode, j)
+
+    def _decode(self, j: int):
+        with self.lock:
+            wanted = j in self.window
+        arr = None
+        if wanted:
+            out = np.empty(self.plan.frame_shape, self.plan.out_dtype)
+            if _read_frame_safely(self.plan, j, out) is None:
+                arr = out
+        with self.lock:
+            self.pending.pop(j, None)
+            if arr is not None:
+                self.cache[j] = arr
+                self.cache.move_to_end(j)
+                while len(self.cache) > self.keep:
+                    self.cache.popitem(last=False)
+        return arr
+
+    def idle(self, timeout: float | None = None) -> None:
+        """Wait until no prefetch is queued or running (for tests and benchmarks)."""
+        from concurrent.futures import wait
+
+        with self.lock:
+            futs = list(self.pending.values())
+        wait(futs, timeout=timeout)
+
+
 class _LazyFrames:
-    """Array-like over a series' frames for :func:`dask.array.from_array`."""
+    """Array-like over a series' frames for :func:`dask.array.from_array`; a compressed
+    series decodes the neighbours of each requested frame ahead (:class:`_Prefetch`)."""
 
     def __init__(self, plan: _Plan, shape: tuple):
         self.plan = plan
         self.shape = shape
         self.dtype = plan.out_dtype
         self.ndim = len(shape)
+        self.prefetch = _Prefetch(plan) if len(plan.frames) > 1 and plan.compressed() \
+            else None
+
+    def __getstate__(self):  # a distributed scheduler pickles the graph: no locks
+        return {**self.__dict__, "prefetch": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if len(self.plan.frames) > 1 and self.plan.compressed():
+            self.prefetch = _Prefetch(self.plan)
 
     def __getitem__(self, key):
         # dask asks for blocks of one frame: key is a tuple of slices
@@ -445,8 +557,15 @@ class _LazyFrames:
         idx = np.arange(int(np.prod(lead_shape))).reshape(lead_shape)[key[:n_lead]]
         out = np.empty(idx.shape + self.plan.frame_shape, self.dtype)
         flat = out.reshape((-1,) + self.plan.frame_shape)
+        pre = self.prefetch
         for j, i in enumerate(idx.reshape(-1)):
-            err = _read_frame_safely(self.plan, int(i), flat[j])
+            i = int(i)
+            if pre is not None:
+                pre.around(i)
+                if pre.take(i, flat[j]):
+                    continue
+            err = _read_frame_safely(self.plan, i, flat[j],
+                                     threads=decode_workers() if flat.shape[0] == 1 else 1)
             if err is not None:  # as the eager read does: a blank frame and a warning
                 flat[j] = self.plan.lo if not self.plan.rgb else 0
                 warnings.warn(f"frame left blank: {err}", stacklevel=2)
@@ -843,10 +962,11 @@ def iter_frames(plan: _Plan, ahead: int = 4):
                 f.cancel()
 
 
-def _read_frame_safely(plan: _Plan, i: int, out: np.ndarray) -> DicomToolsError | None:
+def _read_frame_safely(plan: _Plan, i: int, out: np.ndarray,
+                       threads: int = 1) -> DicomToolsError | None:
     """Decode frame ``i`` into ``out``; the error (always a DicomToolsError) or None."""
     try:
-        plan.read_frame(i, out)
+        plan.read_frame(i, out, threads)
         return None
     except DicomToolsError as exc:
         return exc

@@ -400,7 +400,7 @@ def layer_to_dicom(layer, viewer, folder: str, labels_as: str = "SEG"
     """The DICOM files that send ``layer``, written into ``folder`` when they are new
     objects; returns (files, what they are).
 
-    - an image read from DICOM (3D, grayscale): its source files, as they are;
+    - an image read from DICOM: its source files, as they are;
     - a 2D or RGB image (a PNG, a screenshot, a derived picture): a secondary capture
       (windowed by the layer's contrast limits, as our PNG export) filed under the study of
       the DICOM image open in the viewer;
@@ -417,7 +417,7 @@ def layer_to_dicom(layer, viewer, folder: str, labels_as: str = "SEG"
     if kind == "image":
         rgb = bool(meta.get("rgb"))
         files = source_files(layer)
-        if files and not rgb and len(layer.data.shape) >= 3:
+        if files:  # read from DICOM (a volume, a 2D radiograph, an RGB ultrasound...)
             return files, f"{name} (its DICOM series)"
         plane = np.asarray(data)
         if plane.ndim - (1 if rgb else 0) > 2:  # a stack: the slice on screen

@@ -33,8 +33,8 @@ def child(src: str, out: str) -> None:
     import time
     import tracemalloc
 
-    from napari_dicomtools.core.export import write_series_nifti
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.nifti import write_series_nifti
+    from napari_dicomtools.core.series import scan
 
     (series,) = scan(src)
     # the header is built by nibabel: its import is a fixed cost (a few MB, not proportional

@@ -76,8 +76,8 @@ def hd_read(series, path):
 
 
 def main():
-    from napari_dicomtools.core.scan import scan
     from napari_dicomtools.core.seg import read_segmentation, write_seg
+    from napari_dicomtools.core.series import scan
 
     a, folder = series_args(__doc__)
     (series,) = scan(folder)

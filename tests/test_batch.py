@@ -63,7 +63,7 @@ def tree(root, skip=(MANIFEST, "dicomtools-job.json")) -> dict:
 
 
 def test_archive_has_the_promised_content(archive):
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
 
     assert len(archive.series) == 18 and len(archive.bad_series) == 1
     series = scan(archive.root)
@@ -90,7 +90,7 @@ def test_single_process_convert_is_correct(reference, archive):
     import nibabel as nib
     import pydicom
 
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
     from napari_dicomtools.core.volume import read_volume
 
     out, summary = reference
@@ -281,7 +281,7 @@ def test_a_series_its_worker_no_longer_keeps_is_read_again(archive, tmp_path):
     import nibabel as nib
 
     from napari_dicomtools.core import batch
-    from napari_dicomtools.core.scan import iter_sources
+    from napari_dicomtools.core.sources import iter_sources
     from napari_dicomtools.core.volume import read_volume
 
     folder = f"{archive.root}/P001/S0/1_CT"

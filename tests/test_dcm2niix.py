@@ -73,7 +73,7 @@ def test_4d_series_agrees_with_dcm2niix(tmp_path):
     import pydicom
 
     from napari_dicomtools import scan
-    from napari_dicomtools.core.export import write_series_nifti
+    from napari_dicomtools.core.nifti import write_series_nifti
 
     uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
     rng = np.random.default_rng(0)
@@ -119,7 +119,7 @@ def test_dwi_bvals_bvecs_agree_with_dcm2niix(tmp_path, orientation):
     import pydicom
 
     from napari_dicomtools import scan
-    from napari_dicomtools.core.export import write_series_nifti
+    from napari_dicomtools.core.nifti import write_series_nifti
 
     uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
     grads = [(0, None), (1000, (1.0, 0.0, 0.0)), (1000, (0.0, 0.6, 0.8)),
@@ -163,7 +163,7 @@ def test_siemens_private_dwi_agrees_with_dcm2niix(tmp_path):
     import pydicom
 
     from napari_dicomtools import scan
-    from napari_dicomtools.core.export import write_series_nifti
+    from napari_dicomtools.core.nifti import write_series_nifti
 
     uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
     grads = [(0, (0.0, 0.0, 0.0)), (1000, (0.6, 0.0, 0.8)), (1000, (0.0, -1.0, 0.0))]

@@ -12,8 +12,8 @@ import pytest
 
 from napari_dicomtools import read_volume
 from napari_dicomtools.core import _parallel, volume
-from napari_dicomtools.core.export import write_series_nifti
-from napari_dicomtools.core.scan import scan
+from napari_dicomtools.core.nifti import write_series_nifti
+from napari_dicomtools.core.series import scan
 
 _REAL_TASK = volume._decode_task
 VALUES = (np.arange(12 * 64 * 64).reshape(12, 64, 64) * 7) % 3000 - 1024

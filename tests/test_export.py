@@ -12,7 +12,7 @@ import pytest
 
 from napari_dicomtools import DicomToolsError, read_volume, scan
 from napari_dicomtools.cli import main
-from napari_dicomtools.core.export import write_nifti
+from napari_dicomtools.core.nifti import write_nifti
 from napari_dicomtools.core.synthetic import phantom, write_series
 
 OBLIQUE = (0.9848, 0.1736, 0, -0.1504, 0.8529, -0.5)
@@ -179,7 +179,7 @@ def test_our_nifti_header_reads_back_in_nibabel(tmp_path, orientation):
 
 
 def test_streamed_series_equals_volume_writer(make_series, tmp_path):
-    from napari_dicomtools.core.export import write_series_nifti
+    from napari_dicomtools.core.nifti import write_series_nifti
 
     truth = make_series(orientation=OBLIQUE)
     s = scan(os.path.dirname(truth.files[0]))[0]
@@ -192,7 +192,7 @@ def test_streamed_series_equals_volume_writer(make_series, tmp_path):
 
 def test_nifti_refuses_dimensions_over_int16_with_a_reason(tmp_path):
     from napari_dicomtools.core.errors import DicomToolsError
-    from napari_dicomtools.core.export import nifti_header
+    from napari_dicomtools.core.nifti import nifti_header
 
     with pytest.raises(DicomToolsError, match="over 32767 does not fit NIfTI-1"):
         nifti_header((40000, 2, 1), np.dtype(np.int16), np.eye(4))

@@ -12,7 +12,8 @@ import pytest
 
 from napari_dicomtools import read_volume
 from napari_dicomtools.core import _decode, _parallel, volume
-from napari_dicomtools.core.scan import read_header, scan
+from napari_dicomtools.core.headers import read_header
+from napari_dicomtools.core.series import scan
 
 ic = pytest.importorskip("imagecodecs")
 

@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 
 from napari_dicomtools.core import fastheader
 from napari_dicomtools.core.errors import DicomToolsError
-from napari_dicomtools.core.scan import read_header
+from napari_dicomtools.core.headers import read_header
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -30,7 +30,7 @@ _CHILD = textwrap.dedent("""
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
     from napari_dicomtools.core.errors import DicomToolsError
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
     from napari_dicomtools.core.volume import read_volume
     out = {{"skipped": [], "refused": [], "loaded": []}}
     found = scan(sys.argv[1])
@@ -268,7 +268,7 @@ def test_eight_small_jpegs_declaring_46000_squared_are_refused(tmp_path):
 def test_small_j2k_declaring_40000_squared_is_refused_before_decoding(tmp_path):
     from napari_dicomtools.core._decode import check_frame
     from napari_dicomtools.core.errors import UnreadableDicomError
-    from napari_dicomtools.core.scan import read_header
+    from napari_dicomtools.core.headers import read_header
 
     p = tmp_path / "j2k.dcm"
     _declare_size(get_testdata_file("JPEG2000.dcm"), p, 40000, 40000, 0)
@@ -312,7 +312,7 @@ def test_socket_is_skipped(tmp_path):
     except OSError:
         pytest.skip("cannot bind a unix socket here")
     try:
-        from napari_dicomtools.core.scan import scan
+        from napari_dicomtools.core.series import scan
 
         found = scan(d)
         assert len(found) == 1
@@ -344,7 +344,7 @@ def test_gdcm_crash_is_contained_in_a_child(tmp_path):
     """GDCM kills its process on this file; our last-resort GDCM child dies instead."""
     from napari_dicomtools.core._decode import _available, _gdcm_in_child
     from napari_dicomtools.core.errors import UnreadableDicomError
-    from napari_dicomtools.core.scan import read_header
+    from napari_dicomtools.core.headers import read_header
 
     p = tmp_path / "gdcm_killer.dcm"
     _gdcm_killer(p)
@@ -376,7 +376,7 @@ def test_rle_panic_is_caught(tmp_path):
     """pylibjpeg-rle panics (PanicException, a BaseException) on this RLE file; the decode
     falls back to pydicom's own RLE decoder or fails cleanly."""
     from napari_dicomtools.core.errors import DicomToolsError
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
     from napari_dicomtools.core.volume import read_volume
 
     data = open(get_testdata_file("SC_rgb_rle_16bit_2frame.dcm"), "rb").read()
@@ -410,7 +410,7 @@ def test_safe_dcmread_for_other_readers(tmp_path, monkeypatch):
     """``safe_dcmread`` (for header inspectors, metadata tables, the anonymizer) reads a
     normal deflated file and refuses a deflate bomb instead of inflating it whole."""
     from napari_dicomtools.core.errors import UnreadableDicomError
-    from napari_dicomtools.core.scan import safe_dcmread
+    from napari_dicomtools.core.headers import safe_dcmread
 
     with open(get_testdata_file("image_dfl.dcm"), "rb") as f:
         ds = safe_dcmread(f, "image_dfl.dcm")
@@ -425,7 +425,7 @@ def test_safe_dcmread_for_other_readers(tmp_path, monkeypatch):
     _deflated_dicom(p, 32, before_pixels=True)  # 512 MiB private element before the pixels
     import importlib
 
-    scan_mod = importlib.import_module("napari_dicomtools.core.scan")
-    monkeypatch.setattr(scan_mod, "MAX_DEFLATED_HEADER", 64 * 2**20)
+    headers = importlib.import_module("napari_dicomtools.core.headers")
+    monkeypatch.setattr(headers, "MAX_DEFLATED_HEADER", 64 * 2**20)
     with open(p, "rb") as f, pytest.raises(UnreadableDicomError, match="deflate"):
         safe_dcmread(f, str(p), stop_before_pixels=True)

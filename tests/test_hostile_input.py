@@ -65,7 +65,7 @@ _WORKER = textwrap.dedent("""
     warnings.simplefilter("ignore")
     import numpy as np
     from napari_dicomtools.core.errors import DicomToolsError
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
     from napari_dicomtools.core.volume import read_volume
     paths = open(sys.argv[1]).read().splitlines()
     log = open(sys.argv[2], "a", buffering=1)
@@ -400,7 +400,7 @@ def test_fuzz_scan_and_read_never_crash(tmp_path):
 
 def test_semantic_cases_are_skipped_with_the_right_reason(tmp_path):
     """The issue's reproduced cases end as skipped entries naming the file and the fault."""
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
 
     ct = get_testdata_file("CT_small.dcm")
     dose = get_testdata_file("rtdose.dcm")
@@ -436,7 +436,7 @@ def test_one_bad_file_does_not_stop_the_folder(tmp_path):
     """A folder with a good CT and every kind of bad file: the CT still opens."""
     import shutil
 
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
     from napari_dicomtools.core.volume import read_volumes
 
     d = tmp_path / "mixed"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_dicomtools.core.errors import DicomToolsError, GeometryError
-from napari_dicomtools.core.scan import scan
+from napari_dicomtools.core.series import scan
 from napari_dicomtools.core.synthetic import write_series
 from napari_dicomtools.core.volume import _read_series, read_volume
 

@@ -10,7 +10,7 @@ import pytest
 
 from napari_dicomtools.cli import main
 from napari_dicomtools.core._nifti1 import pack_header
-from napari_dicomtools.core.export import RGB24, RGBA32
+from napari_dicomtools.core.nifti import RGB24, RGBA32
 from napari_dicomtools.core.synthetic import write_series
 
 PROBE = """

@@ -11,7 +11,7 @@ import pytest
 
 from napari_dicomtools import read_volume
 from napari_dicomtools.core import volume
-from napari_dicomtools.core.scan import scan
+from napari_dicomtools.core.series import scan
 from napari_dicomtools.core.synthetic import write_series
 
 VALUES = (np.arange(12 * 40 * 40).reshape(12, 40, 40) * 5) % 2500 - 1024

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from napari_dicomtools import cli
-from napari_dicomtools.core import scan
+from napari_dicomtools import cli, scan
 
 
 def test_library_is_silent_by_default(tmp_path, capsys):
@@ -24,7 +23,7 @@ def test_skipped_files_are_logged(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="napari_dicomtools"):
         scan(tmp_path)
     rec = [r for r in caplog.records if "notes.txt" in r.getMessage()]
-    assert rec and rec[0].name == "napari_dicomtools.core.scan" and rec[0].levelno == logging.INFO
+    assert rec and rec[0].name == "napari_dicomtools.core.sources" and rec[0].levelno == logging.INFO
 
 
 def test_cli_verbose_shows_diagnostics(tmp_path, ct_folder, capsys):
@@ -38,7 +37,7 @@ def test_cli_verbose_shows_diagnostics(tmp_path, ct_folder, capsys):
         assert "dicomtools: INFO" not in quiet
         assert cli.main(["-v", "info", str(folder)]) == 0
         err = capsys.readouterr().err
-        assert "dicomtools: INFO napari_dicomtools.core.scan: skipped" in err
+        assert "dicomtools: INFO napari_dicomtools.core.sources: skipped" in err
         assert "README.txt" in err
     finally:
         log.handlers[:] = before[0]

@@ -12,13 +12,13 @@ import pytest
 
 from napari_dicomtools import read_volume
 from napari_dicomtools.core.errors import DicomToolsError
-from napari_dicomtools.core.export import (
+from napari_dicomtools.core.nifti import (
     RGB24,
     write_layer_nifti_affine,
     write_nifti,
     write_series_nifti,
 )
-from napari_dicomtools.core.scan import scan
+from napari_dicomtools.core.series import scan
 from napari_dicomtools.core.synthetic import phantom, write_series
 
 AFFINE = np.array([[-0.7, 0.0, 0.1, 12.0], [0.0, -0.8, 0.0, -30.5], [0.0, 0.05, 2.5, 40.0],

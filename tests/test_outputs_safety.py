@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 
 from napari_dicomtools.cli import main, output_names
-from napari_dicomtools.core import export
+from napari_dicomtools.core import nifti, png, safety
 from napari_dicomtools.core.errors import DicomToolsError
-from napari_dicomtools.core.export import (
+from napari_dicomtools.core.naming import sanitize
+from napari_dicomtools.core.safety import (
     PARTIAL_PREFIX,
     atomic_output,
     clean_stale_partials,
     fit_name,
     refuse_inside_source,
 )
-from napari_dicomtools.core.naming import sanitize
 from napari_dicomtools.core.synthetic import write_series
 
 
@@ -62,7 +62,7 @@ def test_racing_writers_exactly_one_wins(tmp_path, monkeypatch):
         barrier.wait(timeout=5)  # both are past the check and hold finished files
         return real_link(src, dst, *a, **k)
 
-    monkeypatch.setattr(export.os, "link", slow_link)
+    monkeypatch.setattr(safety.os, "link", slow_link)
     results = {}
 
     def run(name):
@@ -119,7 +119,7 @@ def test_unwritable_folder_is_one_error(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise PermissionError(errno.EACCES, "Permission denied", a[0])
 
-    monkeypatch.setattr(export.os, "open", refuse)
+    monkeypatch.setattr(safety.os, "open", refuse)
     with pytest.raises(DicomToolsError, match="Permission denied"):
         _write(tmp_path / "a.csv")
     assert list(tmp_path.iterdir()) == []
@@ -144,7 +144,7 @@ def test_no_hard_links_falls_back_to_exclusive_create(tmp_path, monkeypatch):
     def no_link(*a, **k):
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(export.os, "link", no_link)
+    monkeypatch.setattr(safety.os, "link", no_link)
     _write(tmp_path / "a.csv", "1")
     assert (tmp_path / "a.csv").read_text() == "1"
     with pytest.raises(DicomToolsError, match="exists"):
@@ -186,7 +186,7 @@ def test_killed_writer_leaves_only_a_recognisable_partial(tmp_path):
     import subprocess
     import sys
 
-    code = ("import time,sys\nfrom napari_dicomtools.core.export import atomic_output\n"
+    code = ("import time,sys\nfrom napari_dicomtools.core.safety import atomic_output\n"
             "with atomic_output(sys.argv[1]) as tmp:\n"
             "    open(tmp,'w').write('half'); print('go', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "a.csv")],
@@ -198,7 +198,7 @@ def test_killed_writer_leaves_only_a_recognisable_partial(tmp_path):
     assert left.name.startswith(f"{PARTIAL_PREFIX}{proc.pid}-")
     old = time.time() - 3600
     os.utime(left, (old, old))
-    export._CLEANED.discard(str(tmp_path))
+    safety._CLEANED.discard(str(tmp_path))
     _write(tmp_path / "b.csv")  # the next write into the folder clears the debris
     assert [p.name for p in tmp_path.iterdir()] == ["b.csv"]
 
@@ -255,7 +255,7 @@ def three_series(tmp_path):
 
 
 def test_convert_goes_on_after_a_full_disk(three_series, tmp_path, monkeypatch, capsys):
-    real = export._write_nifti_frames
+    real = nifti._write_nifti_frames
 
     def full_on_second(path, header, frames, **kw):
         if "2_second" not in path:
@@ -265,7 +265,7 @@ def test_convert_goes_on_after_a_full_disk(three_series, tmp_path, monkeypatch, 
                 f.write(header)
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(export, "_write_nifti_frames", full_on_second)
+    monkeypatch.setattr(nifti, "_write_nifti_frames", full_on_second)
     out = tmp_path / "out"
     assert main(["convert", str(three_series), str(out), "-q"]) == 1
     err = capsys.readouterr().err
@@ -285,7 +285,7 @@ def test_convert_read_only_outdir_is_one_line(three_series, tmp_path, monkeypatc
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(export.os, "open", read_only)
+    monkeypatch.setattr(safety.os, "open", read_only)
     assert main(["convert", str(three_series), str(out), "-q"]) == 1
     lines = _one_line(capsys.readouterr().err)
     assert len(lines) == 4 and all("Read-only file system" in ln for ln in lines[:3])
@@ -361,7 +361,7 @@ def test_racing_converts_one_wins_the_other_says_exists(tmp_path):
     out = tmp_path / "out"
     # both pass the early check before either publishes: the exclusive link decides
     code = ("import os, sys, time\n"
-            "from napari_dicomtools.core import export\n"
+            "from napari_dicomtools.core import safety\n"
             "from napari_dicomtools.cli import main\n"
             "real = os.link\n"
             "def link(a, b, **k):\n"
@@ -369,7 +369,7 @@ def test_racing_converts_one_wins_the_other_says_exists(tmp_path):
             "    while len(os.listdir(os.path.dirname(sys.argv[3]))) < 2:\n"
             "        time.sleep(0.02)\n"
             "    return real(a, b, **k)\n"
-            "export.os.link = link\n"
+            "safety.os.link = link\n"
             "sys.exit(main(['convert', sys.argv[1], sys.argv[2], '-q']))\n")
     (tmp_path / "flags").mkdir()
     procs = [subprocess.Popen([sys.executable, "-c", code, str(src), str(out),
@@ -444,12 +444,12 @@ def test_info_escapes_control_characters(tmp_path, capsys):
 def test_nifti_gz_streams_a_few_frames_ahead_of_a_slow_writer(tmp_path, monkeypatch):
     """Decoding must not race ahead of gzip and hold the whole volume (issue 11)."""
     from napari_dicomtools.core import volume
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
 
     write_series(tmp_path / "src", np.zeros((24, 8, 10), np.int16))
     (series,) = scan(tmp_path / "src")
     state = {"decoded": 0, "written": 0, "most": 0}
-    real_read, real_open = volume._Plan.read_frame, export._open_output
+    real_read, real_open = volume._Plan.read_frame, nifti._open_output
 
     def read(self, i, out=None):
         state["decoded"] += 1
@@ -472,8 +472,8 @@ def test_nifti_gz_streams_a_few_frames_ahead_of_a_slow_writer(tmp_path, monkeypa
             return self.f.write(b)
 
     monkeypatch.setattr(volume._Plan, "read_frame", read)
-    monkeypatch.setattr(export, "_open_output", lambda *a: Slow(real_open(*a)))
-    export.write_series_nifti(series, tmp_path / "o.nii.gz")
+    monkeypatch.setattr(nifti, "_open_output", lambda *a: Slow(real_open(*a)))
+    nifti.write_series_nifti(series, tmp_path / "o.nii.gz")
     assert state["written"] == 25 and state["most"] <= 6, state
 
 
@@ -483,7 +483,7 @@ def test_nifti_gz_streams_a_few_frames_ahead_of_a_slow_writer(tmp_path, monkeypa
 def _writers():
     """name -> writer(src_folder, out_folder, overwrite) returning the written paths."""
     from napari_dicomtools.core import dataset, measure, metadata
-    from napari_dicomtools.core.scan import scan
+    from napari_dicomtools.core.series import scan
     from napari_dicomtools.core.volume import read_volume
 
     def vol(src):
@@ -496,17 +496,17 @@ def _writers():
                  "name": "c", "window": (40, 400)}]
 
     return {
-        "write_nifti": lambda s, o, f: [export.write_nifti(vol(s), o / "a.nii.gz",
+        "write_nifti": lambda s, o, f: [nifti.write_nifti(vol(s), o / "a.nii.gz",
                                                            overwrite=f)],
-        "write_series_nifti": lambda s, o, f: [export.write_series_nifti(
+        "write_series_nifti": lambda s, o, f: [nifti.write_series_nifti(
             scan(s)[0], o / "a.nii", overwrite=f)],
-        "write_layer_nifti_affine": lambda s, o, f: [export.write_layer_nifti_affine(
+        "write_layer_nifti_affine": lambda s, o, f: [nifti.write_layer_nifti_affine(
             o / "l.nii.gz", np.zeros((2, 3, 4), np.uint8), np.eye(4), overwrite=f)],
-        "write_png": lambda s, o, f: [export.write_png(o / "a.png", np.zeros((4, 5), np.uint8),
+        "write_png": lambda s, o, f: [png.write_png(o / "a.png", np.zeros((4, 5), np.uint8),
                                                        overwrite=f)],
-        "export_png": lambda s, o, f: export.export_png(vol(s), o / "png", window=(40, 400),
+        "export_png": lambda s, o, f: png.export_png(vol(s), o / "png", window=(40, 400),
                                                         overwrite=f),
-        "export_annotated": lambda s, o, f: export.export_annotated(
+        "export_annotated": lambda s, o, f: png.export_annotated(
             np.zeros((2, 4, 5)), (1, 1, 1), (0, 0, 0), o / "ann.png", window=(0, 1),
             overwrite=f),
         "write_csv": lambda s, o, f: [metadata.write_csv([{"a": 1}], o / "t.csv",
@@ -574,7 +574,7 @@ def test_diffusion_sidecars_are_checked_before_the_volume(tmp_path):
     (tmp_path / "d.bval").write_text("old")
     vol.series = SimpleNamespace(diffusion=[(0, None)])
     with pytest.raises(DicomToolsError, match="d.bval: exists"):
-        export.write_nifti(vol, tmp_path / "d.nii.gz")
+        nifti.write_nifti(vol, tmp_path / "d.nii.gz")
     assert not (tmp_path / "d.nii.gz").exists()
 
 

@@ -50,7 +50,7 @@ def _study_series(server, study_uid):
 
 
 def test_sc_windowed_like_png_export_and_dciodvfy_clean(ct, tmp_path, dciodvfy_errors):
-    from napari_dicomtools.core.export import apply_window
+    from napari_dicomtools.core.png import apply_window
 
     vol = read_volume(ct)
     out = write_secondary_capture(vol.array[2], ct, tmp_path / "g.dcm", window=(40, 400),
@@ -80,7 +80,7 @@ def test_sc_windowed_like_png_export_and_dciodvfy_clean(ct, tmp_path, dciodvfy_e
 
 
 def test_seg_rtstruct_sr_and_captures_found_under_the_source_study(server, ct, tmp_path):
-    from napari_dicomtools.core.export import export_png
+    from napari_dicomtools.core.png import export_png
     from napari_dicomtools.core.rtstruct import write_rtstruct
     from napari_dicomtools.core.seg import write_seg
     from napari_dicomtools.core.sr import write_sr

@@ -8,12 +8,7 @@ from PIL import Image
 
 from napari_dicomtools import DicomToolsError, read_volume
 from napari_dicomtools.cli import main
-from napari_dicomtools.core.export import (
-    WINDOW_PRESETS,
-    apply_window,
-    export_annotated,
-    export_png,
-)
+from napari_dicomtools.core.png import WINDOW_PRESETS, apply_window, export_annotated, export_png
 from napari_dicomtools.core.synthetic import phantom, write_series
 
 

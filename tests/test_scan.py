@@ -8,7 +8,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from napari_dicomtools import NotDicomError, read_volume, scan
-from napari_dicomtools.core.scan import read_header
+from napari_dicomtools.core.headers import read_header
 
 
 def test_scan_finds_one_series_with_facts(ct_folder):

@@ -11,8 +11,8 @@ import pytest
 
 from napari_dicomtools.core import geometry
 from napari_dicomtools.core.errors import DicomToolsError, UnreadableDicomError
-from napari_dicomtools.core.scan import scan
 from napari_dicomtools.core.seg import read_segmentation, write_seg
+from napari_dicomtools.core.series import scan
 from napari_dicomtools.core.synthetic import phantom, write_enhanced, write_series
 from napari_dicomtools.core.volume import read_volume
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dicomtools.core.scan import scan
 from napari_dicomtools.core.seg import read_segmentation, write_seg
+from napari_dicomtools.core.series import scan
 from napari_dicomtools.core.synthetic import phantom, write_series
 from napari_dicomtools.core.volume import read_volume
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_dicomtools.core.errors import DicomToolsError
-from napari_dicomtools.core.scan import scan
+from napari_dicomtools.core.series import scan
 from napari_dicomtools.core.sr import path_length_mm, polygon_area_mm2, read_sr, write_sr
 from napari_dicomtools.core.synthetic import phantom, write_series
 

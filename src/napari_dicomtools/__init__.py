@@ -8,7 +8,7 @@ The public, napari-free API::
 
 Diagnostics that are not user warnings (a decoder declining a frame, the fast header parser
 handing a file to pydicom, an adapter shrugging off a display glitch) go to the
-``napari_dicomtools`` logger and its children (``napari_dicomtools.core.scan``, ...). As a
+``napari_dicomtools`` logger and its children (``napari_dicomtools.core.headers``, ...). As a
 library it only installs a :class:`logging.NullHandler`; ``dicomtools -v`` / ``-vv`` (or the
 application's own logging configuration) shows them.
 """

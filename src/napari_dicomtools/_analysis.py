@@ -20,9 +20,9 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from ._viewer import layer_grid, layer_units, provenance
 from ._workspace import unique_name
 from .core import annotate, preprocess, segment
-from .core.export import WINDOW_PRESETS
 from .core.grid import GRID_KEY
 from .core.measure import measure, write_measurements_csv
+from .core.png import WINDOW_PRESETS
 
 PRESETS = Literal[tuple(segment.HU_PRESETS)]  # type: ignore[valid-type]
 WINDOWS = Literal[tuple(WINDOW_PRESETS)]  # type: ignore[valid-type]
@@ -629,7 +629,7 @@ def augment_widget(image: napari.layers.Image, labels: napari.layers.Labels | No
 def layer_cases(image_layers, labels_layers) -> list[dict]:
     """Cases for :mod:`.core.dataset` from image layers, each paired with the labels layer on
     its grid (same shape, scale and translate), written on the image's true grid."""
-    from .core.export import layer_geometry
+    from .core.nifti import layer_geometry
 
     cases = []
     for img in image_layers:

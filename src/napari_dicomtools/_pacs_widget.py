@@ -223,7 +223,7 @@ class PacsWidget(QWidget):
         def work():
             from ._reader import volume_to_layer_data
             from .core.pacs_stream import open_streaming
-            from .core.scan import scan
+            from .core.series import scan
             from .core.volume import read_volume
 
             for k, h in enumerate(chosen):

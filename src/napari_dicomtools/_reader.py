@@ -16,7 +16,8 @@ import numpy as np
 from .core import geometry
 from .core.errors import DicomToolsError, NoSeriesError
 from .core.grid import GRID_KEY, Grid
-from .core.scan import looks_like_dicom, scan
+from .core.headers import looks_like_dicom
+from .core.series import scan
 from .core.volume import Volume, read_volume
 
 #: series larger than this (bytes, decoded) open lazily: slices decode as napari shows them
@@ -452,8 +453,9 @@ def read_annotation(series, candidates=(), *, contours: bool = False) -> list:
 
 
 def _is_rtstruct(path: str) -> bool:
+    from .core.headers import open_dicom, safe_dcmread
     from .core.rtstruct import RTSTRUCT_SOP_CLASS
-    from .core.scan import Source, open_dicom, safe_dcmread
+    from .core.sources import Source
 
     with open_dicom(Source.from_string(path)) as (fp, _size, _pre):
         ds = safe_dcmread(fp, path, stop_before_pixels=True, force=True,

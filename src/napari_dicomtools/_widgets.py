@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from .core.errors import DicomToolsError
-from .core.scan import SeriesList, scan_iter
+from .core.series import SeriesList, scan_iter
 
 _COLUMNS = ["Series", "Modality", "Slices", "Size", "Spacing (mm)", "Orientation"]
 _SERIES_ROLE = Qt.UserRole + 1
@@ -297,7 +297,8 @@ class DicomBrowser(QWidget):
 
 def read_full_header(path: str):
     """The whole header (no pixel data) of a file or ``archive.zip::member``."""
-    from .core.scan import Source, open_dicom, safe_dcmread
+    from .core.headers import open_dicom, safe_dcmread
+    from .core.sources import Source
 
     with open_dicom(Source.from_string(path)) as (fp, _size, dicm):
         # never inflates a deflate bomb whole

@@ -22,8 +22,8 @@ import weakref
 import numpy as np
 
 from .core.errors import DicomToolsError
-from .core.export import WINDOW_PRESETS
 from .core.grid import GRID_KEY
+from .core.png import WINDOW_PRESETS
 
 log = logging.getLogger("napari_dicomtools")
 
@@ -116,7 +116,7 @@ def set_window(layer, center: float, width: float) -> None:
 
 
 def apply_preset(layer, preset: str) -> tuple[float, float]:
-    """Apply a named window (:data:`~napari_dicomtools.core.export.WINDOW_PRESETS`) or
+    """Apply a named window (:data:`~napari_dicomtools.core.png.WINDOW_PRESETS`) or
     ``auto`` (1-99 percentiles of the current slice or a sample of the data)."""
     if preset == "auto":
         data = layer.data

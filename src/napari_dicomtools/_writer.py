@@ -1,4 +1,5 @@
-"""napari writer contributions: thin adapters over :mod:`napari_dicomtools.core.export`."""
+"""napari writer contributions: thin adapters over :mod:`napari_dicomtools.core.nifti` and
+:mod:`napari_dicomtools.core.png`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import functools
 import numpy as np
 
 from .core.errors import DicomToolsError
-from .core.export import write_layer_nifti
+from .core.nifti import write_layer_nifti
 
 
 def _reported(fn):
@@ -104,7 +105,7 @@ def write_png_layers(path: str, layer_data: list) -> list[str]:
 
     The window is the image layer's contrast limits, i.e. what the user sees.
     """
-    from .core.export import export_annotated
+    from .core.png import export_annotated
 
     images = [(d, m) for d, m, t in layer_data if t == "image"]
     if len(images) != 1:
@@ -201,7 +202,7 @@ def _segments_of_layer(meta: dict, values) -> dict:
 def _labels_on_reference(path: str, data, meta: dict):
     """(``(slice, row, column)`` labels, reference Series) of a labels layer lying on a DICOM
     series' grid; ValueError naming the reason otherwise."""
-    from .core.scan import scan
+    from .core.series import scan
 
     if len(data.shape) != 3:
         raise ValueError(f"{path}: DICOM SEG/RTSTRUCT are written from a 3D labels layer, "
@@ -272,7 +273,7 @@ def _image_under(points_world):
 def write_shapes_sr(path: str, data, meta: dict) -> list[str]:
     """Shapes layer -> DICOM SR TID 1500 measurement report (area of polygons, length of
     paths, in the true patient geometry) referencing the DICOM image they were drawn on."""
-    from .core.scan import scan
+    from .core.series import scan
     from .core.sr import path_length_mm, polygon_area_mm2, write_sr
 
     shapes = [np.asarray(d, float) for d in data]

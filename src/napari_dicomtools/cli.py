@@ -51,7 +51,7 @@ def _err(exc) -> str:
 
 
 def _progress_scan(path, quiet: bool, split_nonuniform: bool = False):
-    from .core.scan import scan_iter
+    from .core.series import scan_iter
 
     gen = scan_iter(path, split_nonuniform)
     bar = None
@@ -198,7 +198,7 @@ def _makedirs(folder: str) -> None:
 
 
 def _check_not_into_source(out: str, src: str):
-    from .core.export import refuse_inside_source
+    from .core.safety import refuse_inside_source
 
     refuse_inside_source(out, src)
 
@@ -219,7 +219,7 @@ def _convert_seg(s, candidates, target: str, args) -> None:
 
 
 def cmd_convert(args) -> int:
-    from .core.export import write_series_nifti
+    from .core.nifti import write_series_nifti
 
     src, out = os.fspath(args.path), os.fspath(args.out)
     if not os.path.exists(src):
@@ -261,7 +261,7 @@ def cmd_convert(args) -> int:
             if getattr(s, "kind", "IMAGE") == "SEG":
                 _convert_seg(s, series, target, args)
             elif tilt or gaps:
-                from .core.export import write_nifti
+                from .core.nifti import write_nifti
                 from .core.volume import read_volume
 
                 write_nifti(read_volume(s, correct_tilt=bool(tilt), uniform_spacing=bool(gaps),
@@ -310,7 +310,7 @@ def _parse_slices(text: str | None):
 
 
 def cmd_png(args) -> int:
-    from .core.export import WINDOW_PRESETS, export_png
+    from .core.png import WINDOW_PRESETS, export_png
     from .core.volume import read_volume
 
     src, out = os.fspath(args.path), os.fspath(args.outdir)

@@ -9,7 +9,8 @@ from .errors import (
     UnreadableDicomError,
 )
 from .metadata import metadata_table
-from .scan import Series, SeriesList, Skipped, scan
+from .series import Series, SeriesList, scan
+from .sources import Skipped
 from .volume import Volume, read_volume, read_volumes
 
 __all__ = [

@@ -146,7 +146,7 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
     from pydicom.pixels import pixel_array
     from pydicom.uid import UID
 
-    from .scan import DEFLATED_UID, read_deflated
+    from .headers import DEFLATED_UID, read_deflated
 
     check_frame(inst)
     ts = inst.transfer_syntax

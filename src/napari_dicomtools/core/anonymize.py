@@ -1254,10 +1254,10 @@ def _realpath(folder: str) -> str:
 
 def _write_new(target: str, chunks: list, overwrite: bool) -> None:
     """Write the byte strings ``chunks`` to ``target`` through
-    :func:`~napari_dicomtools.core.export.atomic_output`: no partial output under the final
+    :func:`~napari_dicomtools.core.safety.atomic_output`: no partial output under the final
     name, of two racing writers one wins, the mode ``open()`` gives, folders made as needed,
     file-system refusals as one :class:`DicomToolsError`."""
-    from .export import atomic_output
+    from .safety import atomic_output
 
     with atomic_output(target, overwrite) as tmp, open(tmp, "wb") as f:
         for chunk in chunks:
@@ -1297,8 +1297,8 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     -------
     Report
     """
-    from .export import refuse_inside_source
-    from .scan import Skipped, Source, iter_sources
+    from .safety import refuse_inside_source
+    from .sources import Skipped, Source, iter_sources
 
     out_dir = os.fspath(out_dir)
     srcs = [os.fspath(src)] if isinstance(src, (str, os.PathLike)) else [os.fspath(p) for p
@@ -1359,7 +1359,7 @@ def _warm_up() -> None:
     import pydicom.filewriter  # noqa: F401
     from pydicom.datadict import keyword_for_tag
 
-    from . import scan  # noqa: F401
+    from . import headers  # noqa: F401
 
     profile_table()
     public_allowlist()
@@ -1419,7 +1419,7 @@ def _worker_one(source, out_dir, overwrite):
 def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
     """De-identify one file: (target or None, (source, reason) or None, warnings, failed).
     Never raises: whatever goes wrong with one file is that file's reason."""
-    from .scan import open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
 
     name = str(source)
     caught: list[str] = []

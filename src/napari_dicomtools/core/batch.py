@@ -10,7 +10,7 @@ series. A task lost with a killed worker is rerun elsewhere with all its series.
 a **manifest** in the output folder (``dicomtools-manifest.csv``, one row per finished
 series, appended and flushed as results arrive): a rerun skips series already done whose
 source files (path, size, mtime) are unchanged and retries the others. Outputs are written
-atomically (:func:`~napari_dicomtools.core.export.atomic_output`), their names depend only
+atomically (:func:`~napari_dicomtools.core.safety.atomic_output`), their names depend only
 on the data (and, for anonymization, on the key), so a series redone after a killed worker
 or a Ctrl-C replaces its own partial work and is never written twice.
 
@@ -178,7 +178,7 @@ def _scan_chunk(sources: list, want_uids: bool = False) -> list:
     DICOM files without a loadable image too."""
     from ._limits import FATAL
     from .errors import NotDicomError
-    from .scan import read_header
+    from .headers import read_header
 
     out = []
     for src in sources:
@@ -201,7 +201,7 @@ def _scan_chunk(sources: list, want_uids: bool = False) -> list:
 
 def _uids(src) -> tuple:
     """(SeriesInstanceUID, SOPInstanceUID) of a DICOM file without an image, or Nones."""
-    from .scan import open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
 
     try:
         with open_dicom(src) as (fp, _size, dicm):
@@ -232,7 +232,7 @@ def _convert_task(ref: tuple, target: str, overwrite: bool, opts: ConvertOptions
     """Write one series (``ref``, see :func:`_series_from`) as NIfTI (and .bval/.bvec for
     diffusion); a SEG as label NIfTI on the grid of the series ``seg_ref`` (or its own)."""
     from ._limits import FATAL
-    from .export import write_nifti, write_series_nifti
+    from .nifti import write_nifti, write_series_nifti
 
     t0 = time.perf_counter()
     where = ref[3][0] if ref[3] else ref[1]
@@ -299,7 +299,7 @@ def _series_from(ref: tuple, opts: ConvertOptions):
     """The Series ``ref = (part, uid, split, sources, keep)``: as the scan of its part left
     it in this process, else (another worker, or a retry after a killed one) read again
     from ``sources``, the files of its SeriesInstanceUID."""
-    from .scan import group_series
+    from .series import group_series
 
     part, uid, split, sources, keep = ref
     cached = _CACHE.get(part)
@@ -327,7 +327,7 @@ def _worker_address() -> str | None:
 
 def _referenced_series(src) -> list[str]:
     """SeriesInstanceUIDs a SEG names in ReferencedSeriesSequence."""
-    from .scan import open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
 
     try:
         with open_dicom(src) as (fp, _size, dicm):
@@ -347,7 +347,7 @@ def _scan_part(part: str, sources: list, folder: str, opts: ConvertOptions,
     name before :func:`~.naming.unique_names`, files with size and mtime...) and the files
     left out; ``loose``: files without a series (not DICOM, unreadable)."""
     from .naming import base_names
-    from .scan import group_series
+    from .series import group_series
 
     rows = _scan_chunk(sources)
     stats, uid_of, loose, instances = {}, {}, [], []
@@ -801,7 +801,7 @@ def convert_targets(series: Sequence, out: str, ext: str = ".nii.gz") -> list[st
     """Output file of each series: ``<PatientID>/<StudyDate>_<study hash>/<number>_
     <description>[_<split>].nii.gz``, unique (``_2``, ``_3``... for clashes, in series
     order), from header values only, so a rerun names every series the same way."""
-    from .export import fit_name
+    from .safety import fit_name
 
     names, seen = [], defaultdict(int)
     for s in series:
@@ -830,7 +830,7 @@ def _job_description(kind, options, key) -> dict:
 def _partials_cleanup(folders: Iterable[str]) -> None:
     """Remove temporary files of writers that died (killed workers) from ``folders``:
     called when every task has ended, so none of them is still being written."""
-    from .export import clean_stale_partials
+    from .safety import clean_stale_partials
 
     for d in set(folders):
         clean_stale_partials(d, older_than=0)
@@ -885,8 +885,8 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
     KeyboardInterrupt
         Passed on after the manifest is closed: a rerun continues where this one stopped.
     """
-    from .export import refuse_inside_source
-    from .scan import iter_sources
+    from .safety import refuse_inside_source
+    from .sources import iter_sources
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -1137,8 +1137,8 @@ def _table_part(sources, extra_rows, tagmap, columns, types, path, deidentify) -
     """Read the tags of ``sources`` (a task) and write them as one Parquet file."""
     import pyarrow.parquet as pq
 
-    from .export import atomic_output
     from .metadata import _instance_rows, redact_paths
+    from .safety import atomic_output
 
     rows = _instance_rows(sources, tagmap) + list(extra_rows)
     if deidentify:
@@ -1185,9 +1185,9 @@ def tabulate(inputs, out, tags: Iterable | None = None, *, level: str = "instanc
     """
     import glob
 
-    from .export import refuse_inside_source
     from .metadata import DEFAULT_TAGS, INSTANCE_COLUMNS, _deidentified_columns, parse_tag
-    from .scan import iter_sources
+    from .safety import refuse_inside_source
+    from .sources import iter_sources
 
     try:
         import pyarrow  # noqa: F401
@@ -1225,7 +1225,7 @@ def tabulate(inputs, out, tags: Iterable | None = None, *, level: str = "instanc
                      skipped_files="int", acquisition_duration_s="float")
         import pyarrow.parquet as pq
 
-        from .export import atomic_output
+        from .safety import atomic_output
 
         with atomic_output(os.path.join(out, "part-00000.parquet")) as tmp:
             pq.write_table(_typed_columns(table, list(table[0]) if table else columns,

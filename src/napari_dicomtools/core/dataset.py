@@ -79,7 +79,7 @@ def export_nnunet(cases: Iterable[Case], out_root: str | os.PathLike[str], *,
 
     Cases without labels are written to imagesTs. Returns the dataset folder.
     """
-    from .export import write_layer_nifti_affine
+    from .nifti import write_layer_nifti_affine
 
     if any(c in str(name) for c in "/\\\0") or str(name) in ("", ".", ".."):
         raise DicomToolsError(name, "dataset names may not contain '/', '\\' or NUL (the "
@@ -127,7 +127,7 @@ def export_nnunet(cases: Iterable[Case], out_root: str | os.PathLike[str], *,
 
 
 def _write_json(path: str, obj: object, overwrite: bool) -> None:
-    from .export import atomic_output
+    from .safety import atomic_output
 
     with atomic_output(path, overwrite) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -143,7 +143,7 @@ def export_2d(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, axis: s
     Returns the manifest path."""
     from PIL import Image
 
-    from .export import apply_window, resolve_window
+    from .png import apply_window, resolve_window
 
     out_dir = os.fspath(out_dir)
     manifest = os.path.join(out_dir, "manifest.csv")
@@ -176,7 +176,7 @@ def export_2d(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, axis: s
                          "patient_hash": hashlib.sha256(case["patient"].encode())
                          .hexdigest()[:12],
                          "slice": k, "split": split[case["patient"]]})
-    from .export import atomic_output
+    from .safety import atomic_output
 
     with atomic_output(manifest, overwrite) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -189,7 +189,7 @@ def export_2d(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, axis: s
 
 def _save_png(Image: ModuleType, path: str, arr: NDArray[Any],  # noqa: N803 - PIL module
               overwrite: bool) -> None:
-    from .export import atomic_output
+    from .safety import atomic_output
 
     with atomic_output(path, overwrite) as tmp:  # creates the folder
         Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")

@@ -127,7 +127,7 @@ def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLik
 def write_measurements_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str], *,
                            overwrite: bool = False) -> str:
     """Measurements as CSV (tuples as ``a;b;c``), refusing to overwrite."""
-    from .export import atomic_output
+    from .safety import atomic_output
 
     cols = list(rows[0]) if rows else ["label"]
     with atomic_output(path, overwrite) as tmp:

@@ -97,7 +97,8 @@ def read_tags(source, tags: dict) -> dict:
     """
     from . import fastheader
     from .errors import NotDicomError, UnreadableDicomError
-    from .scan import Source, open_dicom
+    from .headers import open_dicom
+    from .sources import Source
 
     if not isinstance(source, Source):
         source = Source(os.fspath(source))
@@ -115,7 +116,7 @@ def read_tags(source, tags: dict) -> dict:
                 fp.seek(0)
             except Exception:  # noqa: BLE001 - struct errors on garbage: let pydicom judge
                 fp.seek(0)
-        from .scan import safe_dcmread
+        from .headers import safe_dcmread
 
         try:  # (a deflated file is inflated only up to its Pixel Data, with a cap)
             ds = safe_dcmread(fp, name, stop_before_pixels=True, force=not dicm,
@@ -206,7 +207,7 @@ def metadata_table(path, tags: Iterable | None = None, level: str = "series", *,
     columns = [name for _, name, _ in specs]
     known: set[str] = set()  # source paths, redacted from de-identified cells
     if level == "instance":
-        from .scan import iter_sources
+        from .sources import iter_sources
 
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         sources, skipped = [], []
@@ -247,7 +248,7 @@ def metadata_table(path, tags: Iterable | None = None, level: str = "series", *,
 def _series_rows(path, tagmap, known: set | None = None) -> list[dict]:
     import datetime as dt
 
-    from .scan import scan
+    from .series import scan
 
     series = scan(path)
     if known is not None:  # for --deidentify: every path a message could repeat
@@ -328,7 +329,7 @@ def _deidentified_columns(order, specs):
 
 def write_csv(table, path, *, overwrite: bool = False) -> str:
     """Write a table (list of dicts or DataFrame) as CSV, refusing to overwrite."""
-    from .export import atomic_output
+    from .safety import atomic_output
 
     if hasattr(table, "to_dict"):
         columns = list(table.columns)

@@ -83,7 +83,7 @@ def _echo_of(series) -> int | None:
 
 
 def _component_of(series) -> str:
-    from .scan import image_component
+    from .series import image_component
 
     fr = series.frames[0]
     comp = getattr(fr, "component", None)
@@ -235,7 +235,7 @@ def suffixes(series, used: set, multi_echo: bool) -> str:
 def _split_labels(series, split: list[str]) -> dict:
     """Sort the parts of ``series.split`` into the ones dcm2niix has a suffix for (echo,
     component: already said by the suffixes; orientation: ``_i``) and the others."""
-    from .scan import orientation_label
+    from .geometry import orientation_label
 
     out: dict = {"other": []}
     known = {f"e{_echo_of(series)}", _component_of(series)}
@@ -285,7 +285,7 @@ def base_names(series, pattern: str | None = None, folder: str = "") -> list[str
 
 
 def _base_name(series, pattern: str | None, folder: str, multi_echo: bool) -> str:
-    from .export import fit_name
+    from .safety import fit_name
 
     raw, used = expand(pattern or DEFAULT_PATTERN, series, folder)
     tail = fit_name(suffixes(series, used, multi_echo), 64)

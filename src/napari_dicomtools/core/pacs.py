@@ -19,7 +19,7 @@ STOW-RS. No Qt, no napari.
   one request when much of it is missing, see :func:`fetch_whole`; cached copies are kept
   as they are). The set received is verified against the server's own instance list;
   ``.complete`` marks a verified series.
-  The folder then reads with :func:`~napari_dicomtools.core.scan.scan` /
+  The folder then reads with :func:`~napari_dicomtools.core.series.scan` /
   :func:`~napari_dicomtools.core.volume.read_volume` like any local folder.
 - :func:`send` uploads files or folders by STOW-RS or C-STORE and reports every instance
   that failed, with the server's reason.
@@ -283,7 +283,7 @@ def get_profile(name: str, path=None) -> ServerProfile:
 
 
 def _write_config(profiles: dict[str, ServerProfile], path: str) -> None:
-    from .export import atomic_output
+    from .safety import atomic_output
 
     data = {"servers": {n: {k: v for k, v in p.to_dict().items() if k != "name"}
                         for n, p in sorted(profiles.items())}}
@@ -900,7 +900,7 @@ class _Cache:
     """One series folder of the cache: which instances are there, and atomic publishing."""
 
     def __init__(self, folder: str, study_uid: str, series_uid: str):
-        from .export import clean_stale_partials
+        from .safety import clean_stale_partials
 
         self.folder = folder
         self.study_uid, self.series_uid = study_uid, series_uid
@@ -934,7 +934,7 @@ class _Cache:
 
     def publish(self, sop: str, data: bytes) -> str | None:
         """Check ``data`` and write it as ``<sop>.dcm`` atomically; the reason on refusal."""
-        from .export import atomic_output
+        from .safety import atomic_output
 
         why = _verify(data, sop, self.study_uid, self.series_uid)
         if why:
@@ -1238,7 +1238,7 @@ class SendResult:
 
 
 def _sources(paths):
-    from .scan import Source, iter_sources
+    from .sources import Source, iter_sources
 
     out, skipped = [], []
     if isinstance(paths, (str, os.PathLike)):
@@ -1255,7 +1255,7 @@ def _sources(paths):
 
 
 def _read_source(src, header_only=False):
-    from .scan import safe_dcmread
+    from .headers import safe_dcmread
 
     with src.open() as fp:
         ds = safe_dcmread(fp, str(src), stop_before_pixels=header_only)

@@ -31,7 +31,8 @@ def dose_unit_label(dose_units: str) -> str:
 
 
 def _dose_header(path: str) -> dict:
-    from .scan import Source, open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
+    from .sources import Source
 
     with open_dicom(Source.from_string(path)) as (fp, _size, _pre):
         ds = safe_dcmread(fp, path, stop_before_pixels=True, specific_tags=_TAGS)
@@ -80,7 +81,7 @@ def read_dose(source, *, lazy: bool = False):
     """
     import numpy as np
 
-    from .scan import scan
+    from .series import scan
     from .volume import read_volume
 
     series = source

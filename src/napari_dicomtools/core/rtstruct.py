@@ -36,7 +36,8 @@ RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
 def _read_rt(path):
-    from .scan import Source, open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
+    from .sources import Source
 
     src = path if isinstance(path, Source) else Source.from_string(os.fspath(path))
     with open_dicom(src) as (fp, _size, _pre):
@@ -262,7 +263,7 @@ def read_rtstruct(path, reference=None, *, spacing: float = 1.0) -> Segmentation
         if hasattr(reference, "frames"):
             ref = reference
         else:
-            from .scan import scan
+            from .series import scan
 
             ref = _match_reference(ds, scan(reference))
             if ref is None:
@@ -360,7 +361,7 @@ def write_rtstruct(labels, reference, path, *, segments=None, overwrite: bool = 
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from .. import __version__
-    from .export import atomic_output
+    from .safety import atomic_output
     from .seg import _TYPE2_COPIED, _masks_from, _output_reference
 
     path = os.fspath(path)
@@ -488,7 +489,7 @@ def write_rtstruct(labels, reference, path, *, segments=None, overwrite: bool = 
 
 
 def _header(inst):
-    from .scan import open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
 
     with open_dicom(inst.source) as (fp, _size, _pre):
         return safe_dcmread(fp, inst.path, stop_before_pixels=True)

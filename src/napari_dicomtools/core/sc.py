@@ -4,7 +4,7 @@ DICOM instance of the study of the images it shows, ready to send to a PACS.
 Built with highdicom's :class:`highdicom.sc.SCImage` (Secondary Capture Image Storage,
 1.2.840.10008.5.1.4.1.1.7): patient and study attributes are copied from a reference
 instance, so the capture is filed under the source study; a new series holds it. Grayscale
-data is windowed to 8 bits exactly like our PNG export (:func:`.export.apply_window`, DICOM's
+data is windowed to 8 bits exactly like our PNG export (:func:`.png.apply_window`, DICOM's
 linear VOI function); 8-bit grayscale and RGB pixels are kept as they are. An RGBA picture
 loses its alpha channel (DICOM has none), composited on black.
 
@@ -41,7 +41,7 @@ def _reference_dataset(reference):
     if files is None:
         path = os.fspath(reference)
         if os.path.isdir(path):
-            from .scan import scan
+            from .series import scan
 
             series = [s for s in scan(path) if s.kind == "IMAGE"] or scan(path)
             if not series:
@@ -63,7 +63,7 @@ def _reference_dataset(reference):
 
 def _pixels(image, window, where) -> tuple[np.ndarray, str]:
     """(uint8 pixels, photometric interpretation) of a 2D grayscale or RGB(A) picture."""
-    from .export import apply_window
+    from .png import apply_window
 
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] in (3, 4):
@@ -150,7 +150,7 @@ def write_secondary_capture(image, reference, path, *, overwrite: bool = False,
                             **kwargs) -> str:
     """Write :func:`secondary_capture` to ``path`` (atomically, never over an existing file
     unless ``overwrite``); returns the path."""
-    from .export import atomic_output
+    from .safety import atomic_output
 
     ds = secondary_capture(image, reference, **kwargs)
     path = os.fspath(path)

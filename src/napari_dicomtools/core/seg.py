@@ -512,7 +512,8 @@ def _read_seg_header(path):
 
 def _read_seg(path, pixels: bool = True):
     """The SEG data set (with or without Pixel Data) and its name; refuses other objects."""
-    from .scan import Source, open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
+    from .sources import Source
 
     src = path if isinstance(path, Source) else Source.from_string(path)
     with open_dicom(src) as (fp, _size, _pre):
@@ -557,7 +558,7 @@ def read_segmentation(path, reference=None) -> Segmentation:
     >>> seg = read_segmentation("seg.dcm", reference="ct/")          # doctest: +SKIP
     >>> seg.labels[0].shape, [s.label for s in seg.segments]         # doctest: +SKIP
     """
-    from .scan import Source
+    from .sources import Source
 
     if hasattr(path, "frames") and hasattr(path, "first"):
         path = path.first.source
@@ -644,7 +645,7 @@ def _referenced_series_uid(ds) -> str | None:
 def _resolve_reference(reference, ds, name):
     if hasattr(reference, "frames") and hasattr(reference, "first"):
         return reference
-    from .scan import scan
+    from .series import scan
 
     found = scan(reference)
     ref = _match_reference(ds, found)
@@ -693,7 +694,7 @@ def _reference_series(reference):
     if hasattr(reference, "frames") and hasattr(reference, "first"):
         series = reference
     else:
-        from .scan import scan
+        from .series import scan
 
         found = [s for s in scan(reference) if getattr(s, "kind", "IMAGE") == "IMAGE"]
         if not found:
@@ -721,7 +722,7 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
 def _output_reference(reference, path: str):
     """The reference :class:`~.scan.Series` of an object written to ``path``, refusing an
     output inside the folder of any of its files (sources are never written)."""
-    from .export import refuse_inside_source
+    from .safety import refuse_inside_source
 
     series = _reference_series(reference)
     for f in series.files:
@@ -736,7 +737,7 @@ def _source_datasets(series) -> tuple[list, list | None]:
     that data set, and the slice index of each of its frames (frame order)."""
     import pydicom
 
-    from .scan import open_dicom, safe_dcmread
+    from .headers import open_dicom, safe_dcmread
 
     insts = []
     for f in series.frames:
@@ -863,7 +864,7 @@ def write_seg(labels, reference, path, *, segments=None, fractional: bool = Fals
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    from .export import atomic_output
+    from .safety import atomic_output
 
     path = os.fspath(path)
     series = _output_reference(reference, path)
@@ -1000,7 +1001,7 @@ def write_labels_nifti(seg, path, *, overwrite: bool = False) -> list[str]:
     list of str
         The files written, in the order of ``seg.groups``.
     """
-    from .export import write_layer_nifti_affine
+    from .nifti import write_layer_nifti_affine
 
     path = os.fspath(path)
     base = path[:-7] if path.lower().endswith(".nii.gz") else path[:-4]

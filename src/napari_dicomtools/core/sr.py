@@ -88,7 +88,7 @@ def write_sr(rois, reference, path, *, overwrite: bool = False,
     from pydicom.sr.codedict import codes
 
     from .. import __version__
-    from .export import atomic_output
+    from .safety import atomic_output
     from .seg import _code, _output_reference, _source_datasets
 
     path = os.fspath(path)
@@ -181,7 +181,7 @@ def _frames_by_sop(reference) -> dict:
     if reference is None:
         return {}
     if isinstance(reference, (str, os.PathLike)):
-        from .scan import scan
+        from .series import scan
 
         reference = scan(os.fspath(reference))
     elif hasattr(reference, "frames"):

@@ -24,7 +24,8 @@ from . import geometry
 from ._limits import FATAL, check_allocation
 from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
-from .scan import Frame, Instance, Series, scan
+from .headers import Frame, Instance
+from .series import Series, scan
 
 
 @dataclass

@@ -1,0 +1,733 @@
+"""One file's header -> :class:`Instance` and its :class:`Frame` s (no pixel data read).
+
+The second stage of the flow ``sources -> headers -> series``: :func:`read_header` parses a
+:class:`~.sources.Source` with the fast parser (:mod:`.fastheader`) and falls back to pydicom
+for anything it declines; values that cannot be right (orientation, positions, spacing,
+scaling, declared sizes) are rejected with the file's name and the reason. Vendor private
+tags are read in :mod:`.vendor`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ._limits import FATAL, inflate_capped
+from ._values import _as_list, _f, _fg_value, _first, _floats, _i, _text
+from .errors import (
+    DicomToolsError,
+    GeometryError,
+    NoImageError,
+    NotDicomError,
+    UnreadableDicomError,
+)
+from .sources import Source
+from .vendor import (
+    _diffusion,
+    _ge_diffusion,
+    _ge_pepolar,
+    _philips_diffusion,
+    _philips_scale_slope,
+    _siemens_diffusion,
+    _siemens_ice_echo,
+)
+
+# the largest image we agree to decode: 2**31 voxels (8 GiB of float32)
+MAX_VOXELS = 2**31
+DICOMDIR_UID = "1.2.840.10008.1.3.10"
+_PIXEL_TAG = 0x7FE00010
+
+
+@dataclass
+class Frame:
+    """One 2D image: a single-frame file, or one frame of a multi-frame file."""
+
+    instance: Instance
+    index: int | None  # frame index in a multi-frame file, None for single-frame files
+    position: np.ndarray | None
+    orientation: tuple | None
+    pixel_spacing: tuple | None
+    slope: float = 1.0
+    intercept: float = 0.0
+    window: tuple | None = None  # (center, width)
+    temporal: tuple = ()  # ordering keys within one position (4D)
+    acquisition: int | None = None
+    philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
+    echo: int | None = None  # enhanced MR: Siemens ICE echo, else the rank of echo_time
+    component: str | None = None  # enhanced: per-frame ComplexImageComponent (ph/real/...)
+    bvalue: float | None = None  # DiffusionBValue (0018,9087)
+    bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
+    echo_time: float | None = None  # enhanced MR: per-frame EffectiveEchoTime (0018,9082)
+    flip_rows: bool = False  # GE pepolar: a reversed-polarity frame, stored upside down
+    number_offset: int = 0  # added to SeriesNumber in names (dcm2niix: +1000 for pepolar)
+
+
+@dataclass
+class Instance:
+    """Header facts of one DICOM file (no pixel data)."""
+
+    source: Source
+    sop_class: str
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    patient_name: str
+    patient_id: str
+    study_date: str
+    study_description: str
+    series_description: str
+    series_number: int | None
+    modality: str
+    instance_number: int | None
+    acquisition_number: int | None
+    echo_number: int | None
+    image_type: tuple
+    frame_of_reference: str
+    rows: int
+    columns: int
+    samples: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    high_bit: int
+    pixel_representation: int
+    planar_configuration: int
+    n_frames: int
+    transfer_syntax: str
+    encapsulated: bool
+    pixel_offset: int | None  # file offset of native Pixel Data
+    pixel_length: int | None
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    units: str = ""  # e.g. "HU" for CT, RescaleType otherwise
+    mosaic: tuple | None = None  # Siemens mosaic: (mosaic rows, mosaic columns, tiles per row)
+    header: dict = field(default_factory=dict)  # small readable summary
+    frames: list = field(default_factory=list)
+    file_size: int = 0  # bytes of the file (or zip member), for plausibility checks
+
+    @property
+    def path(self) -> str:
+        return str(self.source)
+
+
+_SUMMARY_KEYWORDS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
+    "StudyTime", "StudyDescription", "AccessionNumber", "SeriesDate", "SeriesTime",
+    "SeriesDescription", "SeriesNumber", "Modality", "Manufacturer", "ManufacturerModelName",
+    "InstitutionName", "BodyPartExamined", "ProtocolName", "ImageType", "SliceThickness",
+    "SpacingBetweenSlices", "PixelSpacing", "KVP", "XRayTubeCurrent", "ExposureTime",
+    "ConvolutionKernel", "ContrastBolusAgent", "MagneticFieldStrength", "RepetitionTime",
+    "EchoTime", "InversionTime", "FlipAngle", "SequenceName", "ScanningSequence",
+    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PhotometricInterpretation",
+    "BitsStored", "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter",
+    "WindowWidth", "GantryDetectorTilt", "StudyID", "ImageComments",
+    "PerformedProcedureStepDescription",
+)
+
+
+def _summary(ds) -> dict:
+    out = {}
+    for kw in _SUMMARY_KEYWORDS:
+        v = ds.get(kw, None)
+        if v is None or v == "":
+            continue
+        if isinstance(v, list) or type(v).__name__ == "MultiValue":
+            v = [str(x).strip() for x in v]
+        elif not isinstance(v, (int, float)):
+            v = str(v)
+        out[kw] = v
+    return out
+
+
+def _frames_of(inst: Instance, ds) -> list[Frame]:
+    """Geometry, scaling and ordering keys of every frame in ``ds``."""
+    frames = _frames_geometry(inst, ds)
+    if inst.modality == "MR":
+        flip, offset = _ge_pepolar(ds)
+        for f in frames:
+            f.flip_rows, f.number_offset = flip, offset
+        ss = _philips_scale_slope(ds)
+        b, g = _diffusion(ds, None, None)
+        for vendor in (_siemens_diffusion, _ge_diffusion, _philips_diffusion):
+            if b is not None and g is not None:
+                break
+            vb, vg = vendor(ds)  # private tags fill what the standard ones lack
+            if vb is not None and (b is None or g is None):
+                b, g = (b if b is not None and vg is None else vb), (g if g is not None else vg)
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
+        shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
+        shared = shared_seq[0] if shared_seq else None
+        for f in frames:
+            f.philips_scale_slope = ss
+            if per_frame is not None and f.index is not None and f.index < len(per_frame):
+                f.bvalue, f.bvec = _diffusion(per_frame[f.index], shared, (b, g))
+            else:
+                f.bvalue, f.bvec = b, g
+    return frames
+
+
+#: positions further than this from the origin (mm) are not on a patient (10 km)
+MAX_POSITION_MM = 1e7
+#: largest pixel or slice spacing believed (mm)
+MAX_SPACING_MM = 1e5
+#: largest absolute RescaleSlope or RescaleIntercept believed (keeps float32 values finite)
+MAX_RESCALE = 1e20
+#: most frames one file may declare
+MAX_FRAMES = 1 << 18
+
+
+def check_orientation(iop, path=None) -> None:
+    """Raise :class:`GeometryError` unless ImageOrientationPatient (0020,0037) holds two
+    (nearly) unit, (nearly) perpendicular direction cosines.
+
+    Parameters
+    ----------
+    iop : sequence of 6 float
+        Row then column direction cosines (LPS).
+    path : str, optional
+        The file, for the error message.
+    """
+    try:
+        v = [float(x) for x in iop]
+    except (TypeError, ValueError):
+        v = []
+    if len(v) != 6 or not all(math.isfinite(x) for x in v):
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} is not 6 finite "
+                                  "numbers")
+    r, c = v[:3], v[3:]
+    nr, nc = math.sqrt(sum(x * x for x in r)), math.sqrt(sum(x * x for x in c))
+    if nr < 1e-6 or nc < 1e-6:
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} has a zero "
+                                  "direction vector")
+    if abs(nr - 1) > 0.05 or abs(nc - 1) > 0.05:
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)} is not made of unit "
+                                  f"vectors (lengths {nr:.3g} and {nc:.3g})")
+    if abs(sum(a * b for a, b in zip(r, c, strict=True))) / (nr * nc) > 0.05:
+        raise GeometryError(path, f"ImageOrientationPatient {_show(iop)}: row and column "
+                                  "directions are not perpendicular")
+
+
+def _show(v) -> str:
+    try:
+        return "\\".join(f"{float(x):g}" for x in v)
+    except (TypeError, ValueError):
+        return repr(v)[:80]
+
+
+def _check_frames(inst: Instance) -> None:
+    """Reject geometry and value scaling that cannot be right (GeometryError/Unreadable).
+
+    Window values that are not finite are dropped (they only affect the display).
+    """
+    path = inst.path
+    checked_iop: set = set()
+    for fr in inst.frames:
+        if fr.orientation is not None and fr.orientation not in checked_iop:
+            check_orientation(fr.orientation, path)
+            checked_iop.add(fr.orientation)
+        if fr.position is not None:
+            p = [float(x) for x in fr.position]
+            if len(p) != 3 or not all(abs(x) <= MAX_POSITION_MM for x in p):  # NaN fails
+                raise GeometryError(path, f"ImagePositionPatient {_show(p)} is not a position "
+                                          f"on a patient (more than {MAX_POSITION_MM:g} mm "
+                                          "from the origin, or not finite)")
+        if fr.pixel_spacing is not None:
+            ps = fr.pixel_spacing
+            if not all(0 < float(x) <= MAX_SPACING_MM for x in ps):
+                raise GeometryError(path, f"PixelSpacing {_show(ps)} is not a positive "
+                                          f"spacing up to {MAX_SPACING_MM:g} mm")
+        for what, v in (("RescaleSlope", fr.slope), ("RescaleIntercept", fr.intercept)):
+            if not abs(v) <= MAX_RESCALE:  # NaN and inf fail too
+                raise UnreadableDicomError(path, f"{what} {v!r} is not a finite number up to "
+                                                 f"{MAX_RESCALE:g}")
+        if fr.window is not None and not all(abs(x) <= 1e30 for x in fr.window):
+            fr.window = None
+
+
+def _spacing_or_none(v) -> float | None:
+    """A slice spacing/thickness when it is a positive finite number of sane size."""
+    v = _f(v)
+    return v if v is not None and np.isfinite(v) and 0 < v <= MAX_SPACING_MM else None
+
+
+def _frames_geometry(inst: Instance, ds) -> list[Frame]:
+    top_pos = _floats(ds.get("ImagePositionPatient", None), 3)
+    top_iop = _floats(ds.get("ImageOrientationPatient", None), 6)
+    ps = _floats(ds.get("PixelSpacing", None), 2) or _floats(
+        ds.get("ImagerPixelSpacing", None), 2)
+    slope = _f(ds.get("RescaleSlope", None), 1.0) or 1.0
+    intercept = _f(ds.get("RescaleIntercept", None), 0.0)
+    if inst.modality == "RTDOSE" and "DoseGridScaling" in ds:
+        slope = _f(ds.DoseGridScaling, 1.0) * slope
+    wc, ww = _f(_first(ds.get("WindowCenter", None))), _f(_first(ds.get("WindowWidth", None)))
+    window = (wc, ww) if wc is not None and ww and ww > 0 else None
+    temporal = (
+        _i(ds.get("TemporalPositionIdentifier", None), 0),
+        _f(ds.get("TriggerTime", None), 0.0),
+        _text(ds.get("AcquisitionDateTime", None)) or _text(ds.get("AcquisitionTime", None)),
+        _i(ds.get("AcquisitionNumber", None), 0),
+        inst.instance_number or 0,
+    )
+    acq = inst.acquisition_number
+
+    per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence", None)
+    shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
+    shared = shared_seq[0] if shared_seq else None
+    n = inst.n_frames
+    if per_frame_seq is not None or shared is not None:
+        frames = []
+        for k in range(n):
+            pf = per_frame_seq[k] if per_frame_seq is not None and k < len(per_frame_seq) else None
+            pos = _floats(_fg_value(pf, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
+            iop = _floats(_fg_value(pf, shared, "PlaneOrientationSequence",
+                                    "ImageOrientationPatient"), 6)
+            fps = _floats(_fg_value(pf, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
+            fs = _f(_fg_value(pf, shared, "PixelValueTransformationSequence", "RescaleSlope"))
+            fi = _f(_fg_value(pf, shared, "PixelValueTransformationSequence",
+                              "RescaleIntercept"))
+            fwc = _f(_first(_fg_value(pf, shared, "FrameVOILUTSequence", "WindowCenter")))
+            fww = _f(_first(_fg_value(pf, shared, "FrameVOILUTSequence", "WindowWidth")))
+            tpi = _i(_fg_value(pf, None, "FrameContentSequence", "TemporalPositionIndex"), 0)
+            fadt = _text(_fg_value(pf, None, "FrameContentSequence", "FrameAcquisitionDateTime"))
+            trig = _f(_fg_value(pf, shared, "CardiacSynchronizationSequence",
+                                "NominalCardiacTriggerDelayTime"), 0.0)
+            frames.append(Frame(
+                inst, k,
+                np.array(pos) if pos else (np.array(top_pos) if top_pos else None),
+                tuple(iop) if iop else (tuple(top_iop) if top_iop else None),
+                tuple(fps) if fps else (tuple(ps) if ps else None),
+                fs if fs else slope, fi if fi is not None else intercept,
+                (fwc, fww) if fwc is not None and fww and fww > 0 else window,
+                (tpi, trig, fadt, 0, k), acq))
+            te = _f(_fg_value(pf, shared, "MREchoSequence", "EffectiveEchoTime"))
+            cic = _text(_fg_value(pf, shared, "MRImageFrameTypeSequence",
+                                  "ComplexImageComponent")).upper()
+            frames[-1].echo_time = te  # ranked over the whole series in group_series
+            frames[-1].echo = _siemens_ice_echo(pf)
+            frames[-1].component = {"PHASE": "ph", "REAL": "real",
+                                    "IMAGINARY": "imaginary"}.get(cic, "")
+        return frames
+
+    if n == 1:
+        return [Frame(inst, None, np.array(top_pos) if top_pos else None,
+                      tuple(top_iop) if top_iop else None, tuple(ps) if ps else None,
+                      slope, intercept, window, temporal, acq)]
+
+    # classic multi-frame: RT dose / NM grids, or a cine loop at one position
+    offsets = _as_list(ds.get("GridFrameOffsetVector", None)) or None
+    if offsets is not None and len(offsets) == n:
+        offsets = _floats(offsets, n)
+        if offsets is None:
+            raise GeometryError(inst.path, "GridFrameOffsetVector (3004,000C) holds values "
+                                           "that are not finite numbers")
+    frames = []
+    normal = None
+    if top_iop:
+        from .geometry import slice_normal
+        check_orientation(top_iop, inst.path)
+        normal = slice_normal(top_iop)
+    step = inst.spacing_between_slices
+    for k in range(n):
+        pos = None
+        if top_pos is not None and normal is not None:
+            if offsets is not None and len(offsets) == n:
+                pos = np.array(top_pos) + normal * float(offsets[k])
+            elif step:
+                pos = np.array(top_pos) + normal * step * k
+        frames.append(Frame(inst, k, pos, tuple(top_iop) if top_iop else None,
+                            tuple(ps) if ps else None, slope, intercept, window,
+                            (0, 0.0, "", 0, k), acq))
+    return frames
+
+
+@contextmanager
+def open_dicom(source: Source):
+    """Open ``source`` and reject empty and non-DICOM files at once (a few bytes read).
+
+    Yields ``(file object, size, has_preamble)``; raises :class:`NotDicomError` or
+    :class:`UnreadableDicomError` naming the file.
+    """
+    name = str(source)
+    try:
+        fp = source.open()
+    except OSError as exc:
+        raise UnreadableDicomError(name, f"cannot open: {exc.strerror or exc}") from None
+    with fp:
+        head = fp.read(132)
+        fp.seek(0)
+        size = source.size()
+        if size == 0:
+            raise NotDicomError(name, "empty file")
+        dicm = len(head) >= 132 and head[128:132] == b"DICM"
+        if not dicm and not _looks_like_raw_dicom(head):
+            raise NotDicomError(name, "not a DICOM file (no 'DICM' marker, no DICOM data "
+                                      "elements at the start)")
+        yield fp, size, dicm
+
+
+def read_header(source: Source | str, *, fast: bool = True) -> Instance:
+    """Parse one file's header into an :class:`Instance` (no pixel data is read).
+
+    Common files (preamble, little endian, no functional groups) go through
+    :mod:`.fastheader`; everything else, and anything it declines, through pydicom. ``fast=False``
+    forces pydicom. A deflated data set is inflated incrementally under a memory cap.
+
+    Raises
+    ------
+    NotDicomError, UnreadableDicomError, NoImageError, GeometryError
+        With the file's path and the reason; nothing else (a malformed file of any kind ends
+        as one of these).
+    """
+    if not isinstance(source, Source):
+        source = Source(os.fspath(source))
+    name = str(source)
+    try:
+        return _read_header(source, fast)
+    except DicomToolsError:
+        raise
+    except RecursionError:
+        raise UnreadableDicomError(name, "header cannot be parsed (sequences nested too "
+                                         "deeply)") from None
+    except MemoryError:
+        raise UnreadableDicomError(name, "header cannot be parsed (out of memory: absurd "
+                                         "declared lengths)") from None
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - parsers raise anything on hostile input
+        raise UnreadableDicomError(name, f"header cannot be parsed ({_exc_text(exc)})") \
+            from None
+
+
+def _exc_text(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    if len(msg) > 200:
+        msg = msg[:200] + "..."
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _read_header(source: Source, fast: bool) -> Instance:
+    name = str(source)
+    with open_dicom(source) as (fp, size, has_preamble):
+        ds = None
+        if has_preamble and fast:
+            from . import fastheader
+
+            try:
+                ds = fastheader.parse(fp, size)
+            except DicomToolsError:
+                raise
+            except Exception:  # noqa: BLE001 - anything odd: let pydicom judge the file
+                fp.seek(0)
+                ds = None
+        if ds is not None:
+            try:
+                return _instance_from_dataset(source, ds, size)
+            except DicomToolsError:
+                raise
+            except Exception:  # noqa: BLE001 - Unsupported or odd values: use pydicom
+                fp.seek(0)
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
+        try:
+            ds = read_deflated(fp, name, header_only=True) if has_preamble else None
+            if ds is None:
+                fp.seek(0)
+                # 64 KB: Siemens CSA headers (needed for mosaics) stay in memory; pixel data
+                # is deferred, its offset kept
+                ds = pydicom.dcmread(fp, defer_size=65536, force=not has_preamble)
+        except DicomToolsError:
+            raise
+        except InvalidDicomError as exc:
+            raise NotDicomError(name, f"not a DICOM file ({exc})") from None
+        except RecursionError:
+            raise UnreadableDicomError(name, "header cannot be parsed (sequences nested too "
+                                             "deeply)") from None
+        except MemoryError:
+            raise UnreadableDicomError(name, "header cannot be parsed (element lengths larger "
+                                             "than memory allows)") from None
+        except Exception as exc:  # noqa: BLE001 - struct/zlib/BytesLength/... on bad input
+            raise UnreadableDicomError(name, f"header cannot be parsed "
+                                             f"({_exc_text(exc)})") from None
+        try:
+            return _instance_from_dataset(source, ds, size)
+        except DicomToolsError:
+            raise
+        except RecursionError:
+            raise UnreadableDicomError(name, "header cannot be interpreted (sequences nested "
+                                             "too deeply)") from None
+        except MemoryError:
+            raise UnreadableDicomError(name, "header cannot be interpreted (an element declares "
+                                             "more bytes than the file or memory holds)") \
+                from None
+        except Exception as exc:  # noqa: BLE001 - odd values in a parsed header
+            raise UnreadableDicomError(name, f"header cannot be interpreted "
+                                             f"({_exc_text(exc)})") from None
+
+
+DEFLATED_UID = "1.2.840.10008.1.2.1.99"
+#: most bytes a deflated data set may inflate to before its Pixel Data (a header)
+MAX_DEFLATED_HEADER = 256 * 2**20
+
+
+def read_deflated(fp, name: str, *, header_only: bool = False, cap: int | None = None):
+    """A pydicom Dataset from a Deflated Explicit VR Little Endian file, or None otherwise.
+
+    pydicom inflates such a data set whole with ``zlib.decompress``; a 2 MB file can inflate
+    to gigabytes. Here the stream is inflated incrementally under a cap (by default a quarter
+    of the memory available). With ``header_only`` inflation stops at Pixel Data, which is
+    then represented by an empty placeholder (the scan needs only to know it is there).
+    ``fp`` must be positioned at the start of a file with a preamble.
+    """
+    import pydicom
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+
+    from ._limits import available_memory
+
+    fp.seek(0)
+    read_preamble(fp, False)
+    meta = _read_file_meta_info(fp)
+    ts = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
+    if ts != DEFLATED_UID:
+        return None
+    limit = available_memory() // 4
+    cap = min(cap, limit) if cap is not None else limit
+    start = fp.tell()
+    raw = b""
+    if header_only:
+        raw = inflate_capped(fp, min(cap, MAX_DEFLATED_HEADER), name,
+                             until=b"\xe0\x7f\x10\x00")
+        try:
+            ds = read_dataset(DicomBytesIO(raw), False, True, defer_size=None)
+            ds.add_new(_PIXEL_TAG, "OB", b"")
+        except Exception:  # noqa: BLE001 - the marker was inside a value: inflate it all
+            raw = b""
+            fp.seek(start)
+    if not raw:
+        raw = inflate_capped(fp, cap, name)
+        # nothing deferred: a deferred value would be re-read from the (deflated) file on disk
+        ds = read_dataset(DicomBytesIO(raw), False, True, defer_size=None)
+    return pydicom.dataset.FileDataset(name, ds, preamble=b"\x00" * 128, file_meta=meta,
+                                       is_implicit_VR=False, is_little_endian=True)
+
+
+def safe_dcmread(fp, name: str, *, stop_before_pixels: bool = False, **kwargs):
+    """``pydicom.dcmread`` that cannot be made to inflate a deflate bomb.
+
+    pydicom inflates a Deflated Explicit VR Little Endian data set whole, even with
+    ``stop_before_pixels``. Such files are read with :func:`read_deflated` instead (inflation
+    stops at Pixel Data when ``stop_before_pixels``; otherwise it is capped by available
+    memory); every other file goes to ``pydicom.dcmread(fp, stop_before_pixels=..., **kwargs)``
+    unchanged (``specific_tags`` and ``defer_size`` only apply there).
+
+    Raises
+    ------
+    UnreadableDicomError
+        A corrupt or oversized deflate stream (anything pydicom raises otherwise).
+    """
+    import pydicom
+
+    pos = fp.tell()
+    head = fp.read(132)
+    fp.seek(pos)
+    if len(head) == 132 and head[128:132] == b"DICM" and pos == 0:
+        ds = read_deflated(fp, name, header_only=stop_before_pixels)
+        if ds is not None:
+            if stop_before_pixels and _PIXEL_TAG in ds:
+                del ds[_PIXEL_TAG]
+            return ds
+        fp.seek(pos)
+    return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels, **kwargs)
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """Whether a file's first 132 bytes look like DICOM: the ``DICM`` preamble marker, or a
+    data set without preamble (starting with a group 0002/0008 tag, either endianness).
+
+    A cheap sniff for file pickers and readers; :func:`scan` decides for certain.
+
+    Examples
+    --------
+    >>> looks_like_dicom(b"\\0" * 128 + b"DICM")
+    True
+    >>> looks_like_dicom(b"\\x89PNG\\r\\n\\x1a\\n" + b"\\0" * 124)
+    False
+    """
+    return head[128:132] == b"DICM" or _looks_like_raw_dicom(head)
+
+
+def _looks_like_raw_dicom(head: bytes) -> bool:
+    """A data set without preamble: starts with a group 0002/0008 tag, either endianness."""
+    if len(head) < 8:
+        return False
+    group_le = int.from_bytes(head[0:2], "little")
+    group_be = int.from_bytes(head[0:2], "big")
+    return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
+
+
+def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
+    name = str(source)
+    meta = getattr(ds, "file_meta", None)
+    sop_class = _text(ds.get("SOPClassUID", None)) or _text(
+        meta.get("MediaStorageSOPClassUID", None) if meta else None)
+    if sop_class == DICOMDIR_UID or "DirectoryRecordSequence" in ds:
+        raise NoImageError(name, "a DICOMDIR index (open it directly to read the files it lists)")
+    # a force-read non-DICOM file yields a data set without any of these
+    if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID",
+                                  "SeriesInstanceUID", "PixelData")):
+        raise NotDicomError(name, "not a DICOM file (no SOP Class, Modality or image attributes)")
+    try:
+        raw = ds.get_item(_PIXEL_TAG, keep_deferred=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom may raise anything on a broken tail
+        raise UnreadableDicomError(name, f"Pixel Data element cannot be read ({exc})") from None
+    if raw is None:
+        for alt in ("FloatPixelData", "DoubleFloatPixelData"):
+            if alt in ds:
+                raise NoImageError(name, f"{alt} (float images) is not supported yet")
+        kind = _sop_name(sop_class)
+        raise NoImageError(name, f"no Pixel Data{f' ({kind})' if kind else ''}")
+    rows, cols = _i(ds.get("Rows", None), 0), _i(ds.get("Columns", None), 0)
+    if not rows or not cols:
+        raise UnreadableDicomError(name, f"invalid image size Rows={rows} Columns={cols}")
+    samples = _i(ds.get("SamplesPerPixel", None), 1) or 1
+    bits = _i(ds.get("BitsAllocated", None), 0) or 0
+    if bits not in (1, 8, 16, 32, 64):
+        raise UnreadableDicomError(name, f"unsupported BitsAllocated={bits}")
+    n_frames = _i(ds.get("NumberOfFrames", None), 1) or 1
+    if n_frames < 1:
+        n_frames = 1
+    if n_frames > MAX_FRAMES or n_frames > max(size, 1):
+        raise UnreadableDicomError(
+            name, f"absurd NumberOfFrames={n_frames:,} for a file of {size:,} bytes")
+    voxels = rows * cols * n_frames * samples
+    if voxels > MAX_VOXELS:
+        raise UnreadableDicomError(
+            name, f"absurd declared size {n_frames} frame(s) x {rows} x {cols} x {samples} "
+                  f"samples ({voxels:,} values); refusing to allocate it")
+    ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
+    if not ts:
+        ts = ("1.2.840.10008.1.2" if ds.is_implicit_VR else
+              ("1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2"))
+    encapsulated = ts not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
+                              "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+    if ts == "1.2.840.10008.1.2.1.99":  # deflated: pydicom inflates, offsets are meaningless
+        encapsulated = True
+    value_tell = getattr(raw, "value_tell", None)
+    length = getattr(raw, "length", None)
+    pixel_offset = pixel_length = None
+    if not encapsulated:
+        expected = (voxels * bits + 7) // 8
+        if length is not None and length != 0xFFFFFFFF:
+            if value_tell is not None and value_tell + length > size:
+                raise UnreadableDicomError(
+                    name, f"truncated: Pixel Data declares {length:,} bytes but the file ends "
+                          f"{size - value_tell:,} bytes after its start")
+            if length < expected:
+                raise UnreadableDicomError(
+                    name, f"Pixel Data holds {length:,} bytes but {n_frames} frame(s) of "
+                          f"{rows}x{cols}x{samples} at {bits} bits need {expected:,}")
+            if value_tell is not None and source.member is None:
+                pixel_offset, pixel_length = int(value_tell), int(length)
+    else:
+        if value_tell is not None and length not in (None, 0xFFFFFFFF) and \
+                value_tell + length > size:
+            raise UnreadableDicomError(name, "truncated: encapsulated Pixel Data runs past the "
+                                             "end of the file")
+    modality = _text(ds.get("Modality", None)).upper()
+    units = "HU" if modality == "CT" else _text(ds.get("RescaleType", None))
+    if modality == "RTDOSE":
+        units = _text(ds.get("DoseUnits", None)) or "GY"
+    meta_sop = _text(meta.get("MediaStorageSOPInstanceUID", None)) if meta else ""
+    inst = Instance(
+        source=source,
+        sop_class=sop_class,
+        sop_uid=_text(ds.get("SOPInstanceUID", None)) or meta_sop,
+        study_uid=_text(ds.get("StudyInstanceUID", None)),
+        series_uid=_text(ds.get("SeriesInstanceUID", None)) or f"unknown-series:{name}",
+        patient_name=_text(ds.get("PatientName", None)),
+        patient_id=_text(ds.get("PatientID", None)),
+        study_date=_text(ds.get("StudyDate", None)),
+        study_description=_text(ds.get("StudyDescription", None)),
+        series_description=_text(ds.get("SeriesDescription", None)),
+        series_number=_i(ds.get("SeriesNumber", None)),
+        modality=modality,
+        instance_number=_i(ds.get("InstanceNumber", None)),
+        acquisition_number=_i(ds.get("AcquisitionNumber", None)),
+        echo_number=_i(_first(ds.get("EchoNumbers", None))),
+        image_type=tuple(str(x).strip() for x in _as_list(ds.get("ImageType", None))),
+        frame_of_reference=_text(ds.get("FrameOfReferenceUID", None)),
+        rows=rows, columns=cols, samples=samples,
+        photometric=_text(ds.get("PhotometricInterpretation", None)).upper() or (
+            "MONOCHROME2" if samples == 1 else "RGB"),
+        bits_allocated=bits,
+        bits_stored=_i(ds.get("BitsStored", None), bits) or bits,
+        high_bit=_i(ds.get("HighBit", None), bits - 1),
+        pixel_representation=_i(ds.get("PixelRepresentation", None), 0) or 0,
+        planar_configuration=_i(ds.get("PlanarConfiguration", None), 0) or 0,
+        n_frames=n_frames,
+        transfer_syntax=ts,
+        encapsulated=encapsulated,
+        pixel_offset=pixel_offset,
+        pixel_length=pixel_length,
+        slice_thickness=_spacing_or_none(ds.get("SliceThickness", None)),
+        spacing_between_slices=_spacing_or_none(ds.get("SpacingBetweenSlices", None)),
+        units=units,
+        header=_summary(ds),
+        file_size=int(size),
+    )
+    if "MOSAIC" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
+        _unpack_mosaic(inst, ds)
+    else:
+        inst.frames = _frames_of(inst, ds)
+    _check_frames(inst)
+    return inst
+
+
+def _unpack_mosaic(inst: Instance, ds) -> None:
+    """A Siemens mosaic: one frame per tile, positions from the CSA header (via nibabel).
+
+    The instance keeps the tile size as rows/columns and the mosaic layout in ``mosaic``
+    = (mosaic rows, mosaic columns, tiles per row); pixel readers cut tiles from the plane.
+    """
+    from . import fastheader
+
+    if isinstance(ds, fastheader.FastDataset):
+        raise fastheader.Unsupported("mosaic: the CSA header needs pydicom")
+    import warnings
+
+    from nibabel.nicom import dicomwrappers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            w = dicomwrappers.wrapper_from_data(ds)
+            n = int(w.n_mosaic)
+            tile_r, tile_c = int(w.image_shape[0]), int(w.image_shape[1])
+            pos0 = np.asarray(w.image_position, float)
+            normal = np.asarray(w.slice_normal, float)
+            dz = float(w.voxel_sizes[2])
+        except Exception as exc:  # noqa: BLE001 - no/odd CSA header: keep the tiled image
+            inst.header["MosaicProblem"] = f"mosaic not unpacked: {exc}"
+            inst.frames = _frames_of(inst, ds)
+            return
+    per_row = int(np.ceil(np.sqrt(n)))
+    inst.mosaic = (inst.rows, inst.columns, per_row)
+    frames = _frames_of(inst, ds)
+    base = frames[0]
+    inst.rows, inst.columns = tile_r, tile_c
+    # every tile keeps what the mosaic frame carries (b-value, gradient, echo, scaling...)
+    inst.frames = [replace(base, index=k, position=pos0 + k * dz * normal) for k in range(n)]
+
+
+def _sop_name(uid: str) -> str:
+    try:
+        from pydicom.uid import UID
+        n = UID(uid).name
+        return "" if n == uid else n
+    except Exception:  # noqa: BLE001
+        return ""

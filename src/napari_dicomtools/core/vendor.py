@@ -1,0 +1,199 @@
+"""Vendor private tags: Siemens, GE and Philips diffusion, GE pepolar, Philips precise scaling,
+Siemens XA echo numbers (and the standard diffusion attributes they complement).
+
+Every reader takes a parsed data set (the fast parser's or pydicom's) and returns ``None`` (or
+a neutral value) when the tags are absent or not from the expected vendor, as dcm2niix reads
+them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._values import _f, _floats, _group_item, _i, _text
+
+
+def _philips_scale_slope(ds) -> float | None:
+    """Philips' private ScaleSlope (2005,100E) when its creator block says Philips."""
+    from . import fastheader
+
+    if isinstance(ds, fastheader.FastDataset):
+        creator, ss = ds.get_tag(0x20050010), ds.get_tag(0x2005100E)
+    else:
+        c, e = ds.get(0x20050010), ds.get(0x2005100E)
+        creator = c.value if c is not None else None
+        ss = e.value if e is not None else None
+    if not creator or "PHILIPS" not in str(creator).upper():
+        return None
+    try:
+        v = float(ss[0] if isinstance(ss, (list, tuple, bytes)) and not isinstance(
+            ss, bytes) else ss)
+    except (TypeError, ValueError):
+        return None
+    return v if v and np.isfinite(v) else None
+
+
+def _private(ds, tag: int):
+    """Raw value of a private tag from the fast or the pydicom data set (None if absent)."""
+    from . import fastheader
+
+    if isinstance(ds, fastheader.FastDataset):
+        return ds.get_tag(tag)
+    e = ds.get(tag)
+    return None if e is None else e.value
+
+
+def _siemens_diffusion(ds):
+    """b-value and gradient (LPS) from Siemens' private (0019,100C)/(0019,100E)."""
+    creator = _private(ds, 0x00190010)
+    if not creator or "SIEMENS MR HEADER" not in str(creator).upper():
+        return None, None
+    raw_b = _private(ds, 0x0019100C)
+    if isinstance(raw_b, (bytes, bytearray)):
+        raw_b = raw_b.decode("ascii", "replace").strip(" \x00")
+    b = _f(raw_b)
+    g = _private(ds, 0x0019100E)
+    if isinstance(g, (bytes, bytearray)) and len(g) == 24:
+        g = list(np.frombuffer(g, "<f8"))
+    g = _floats(g, 3)
+    return b, (tuple(g) if g else None)
+
+
+def _ge_pepolar(ds) -> tuple[bool, int]:
+    """(rows reversed, series-number offset) of a GE ``epi_pepolar`` image, as dcm2niix.
+
+    The pulse sequence name (0019,109C) ends in ``epi_pepolar`` and user data 12 (0019,10B3)
+    says which volumes were acquired with reversed phase-encoding polarity: 1 all of them;
+    2 the odd volumes, 3 the even ones (volume = TemporalPositionIdentifier). GE stores those
+    with their rows reversed under an unchanged position and orientation: they are flipped
+    back, and with 2/3 they form their own series, numbered SeriesNumber + 1000.
+    """
+    if "GEMS_ACQU" not in _creator(ds, 0x00190010):
+        return False, 0
+    name = _private(ds, 0x0019109C)
+    if isinstance(name, (bytes, bytearray)):
+        name = bytes(name).decode("ascii", "replace")
+    if "epi_pepolar" not in str(name or ""):
+        return False, 0
+    mode = round((_private_numbers(ds, 0x001910B3) or [0])[0])
+    if mode == 1:
+        return True, 0
+    volume = _i(ds.get("TemporalPositionIdentifier", None), 0) or 0
+    if volume > 0 and ((mode == 2 and volume % 2 == 1) or (mode == 3 and volume % 2 == 0)):
+        return True, 1000
+    return False, 0
+
+
+def _private_numbers(ds, tag: int) -> list[float] | None:
+    """A private DS/IS/FL value as floats (text, binary or already decoded), or None."""
+    v = _private(ds, tag)
+    if v is None:
+        return None
+    if isinstance(v, (bytes, bytearray)):
+        text = bytes(v).decode("ascii", "replace").strip(" \x00")
+        v = text.split("\\") if text and all(c in "0123456789+-.eE \\" for c in text) \
+            else list(np.frombuffer(bytes(v)[:len(v) // 4 * 4], "<f4"))
+    vals = v if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else [v]
+    try:
+        out = [float(x) for x in vals]
+    except (TypeError, ValueError):
+        return None
+    return out if out and all(np.isfinite(out)) else None
+
+
+def _creator(ds, tag: int) -> str:
+    v = _private(ds, tag)
+    if isinstance(v, (bytes, bytearray)):
+        v = bytes(v).decode("ascii", "replace")
+    return str(v or "").strip(" \x00").upper()
+
+
+def _ge_diffusion(ds):
+    """b-value and gradient (LPS) from GE's private (0043,1039) and (0019,10BB-BD).
+
+    GE stores the b-value plus a 10^9 bias in the first value of (0043,1039) and the gradient
+    in the image frame of the logical axes (frequency, phase, slice), as dcm2niix reads it
+    (``geCorrectBvecs``): swapped for row phase encoding, flipped per slice plane. A gradient
+    of length 0.03-0.97 scales the b-value by its squared length (rounded to 5 s/mm^2).
+    """
+    if "GEMS_PARM" not in _creator(ds, 0x00430010):
+        return None, None
+    slop = _private_numbers(ds, 0x00431039)
+    if not slop:
+        return None, None
+    b = float(int(slop[0]) % 1000000000)
+    if "GEMS_ACQU" not in _creator(ds, 0x00190010):
+        return b, None
+    v = [(_private_numbers(ds, t) or [None])[0] for t in (0x001910BB, 0x001910BC, 0x001910BD)]
+    iop = _floats(ds.get("ImageOrientationPatient", None), 6)
+    if any(x is None for x in v) or iop is None:
+        return b, None
+    v = np.array(v, float)
+    n = float(np.linalg.norm(v))
+    if b <= 0 or n <= 1e-6:
+        return b, (0.0, 0.0, 0.0)
+    if 0.03 < n < 0.97:  # dcm2niix: b-value scaled by |g|^2, issue 163/245
+        scaled = b * n * n
+        b = 5.0 if 0 < scaled < 5 else float(int((scaled + 2.5) / 5) * 5)
+    v = v / n
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    normal = np.cross(row, col)
+    plane = int(np.argmax(np.abs(normal)))  # 0 sagittal, 1 coronal, 2 axial
+    if _text(ds.get("InPlanePhaseEncodingDirection", None)).upper().startswith("ROW"):
+        v = np.array([v[1], -v[0], v[2]])
+    flip = {0: (1, 1, 0), 1: (0, 1, 1), 2: (0, 0, 1)}[plane]
+    v = v * np.where(np.array(flip) == 1, -1.0, 1.0)
+    v[1] = -v[1]
+    v = -v  # image-frame components as dcm2niix has them before its own output flips
+    world = v[0] * row - v[1] * col + v[2] * normal
+    return b, tuple(float(x) for x in world / np.linalg.norm(world))
+
+
+def _philips_diffusion(ds):
+    """b-value (2001,1003) and gradient (2005,10B0-B2, LPS) from Philips' private tags."""
+    if "PHILIPS" not in _creator(ds, 0x20010010):
+        return None, None
+    b = _private_numbers(ds, 0x20011003)
+    if not b:
+        return None, None
+    if "PHILIPS" not in _creator(ds, 0x20050010):
+        return b[0], None
+    g = [(_private_numbers(ds, t) or [None])[0] for t in (0x200510B0, 0x200510B1, 0x200510B2)]
+    return b[0], (None if any(x is None for x in g) else tuple(g))
+
+
+def _diffusion(ds, shared, default):
+    """(b-value, gradient direction) from the top level or an enhanced MRDiffusionSequence."""
+    b = _f(ds.get("DiffusionBValue", None)) if hasattr(ds, "get") else None
+    g = _floats(ds.get("DiffusionGradientOrientation", None), 3) if hasattr(ds, "get") \
+        else None
+    for group in (ds, shared):
+        item = _group_item(group, "MRDiffusionSequence") if group is not None and \
+            not isinstance(group, dict) and "MRDiffusionSequence" in group else None
+        if item is None:
+            continue
+        b = b if b is not None else _f(item.get("DiffusionBValue", None))
+        direc = _group_item(item, "DiffusionGradientDirectionSequence")
+        if g is None and direc is not None:
+            g = _floats(direc.get("DiffusionGradientOrientation", None), 3)
+    if b is None and g is None and default is not None:
+        return default
+    return b, (tuple(g) if g else None)
+
+
+def _siemens_ice_echo(per_frame) -> int | None:
+    """Echo number of a Siemens XA enhanced frame: the second field of its ICE dimensions
+    (0021,1106) ``X_2_1_...`` in the per-frame (0021,11FE) item, as dcm2niix reads it."""
+    if per_frame is None or 0x002111FE not in per_frame:
+        return None
+    try:
+        item = per_frame[0x002111FE].value[0]
+        creator = item.get(0x00210011)
+        if creator is None or "SIEMENS MR SDI" not in str(creator.value).upper():
+            return None
+        ice = item.get(0x00211106)
+        fields = str(ice.value if ice is not None else "").split("_")
+        echo = int(fields[1]) if len(fields) > 1 else None
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+    return echo if echo and echo > 0 else None

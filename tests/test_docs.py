@@ -23,26 +23,36 @@ pytest.importorskip("sphinx")
 pytest.importorskip("numpydoc")
 
 
-def _sphinx(builder: str, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
+@pytest.fixture(scope="module")
+def sphinx(tmp_path_factory):
+    """Both Sphinx builds (html, doctest) of the site, run side by side: {builder: (run, out)}."""
+    out = tmp_path_factory.mktemp("docs")
+    procs = {builder: subprocess.Popen(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
-         str(DOCS), str(out / builder)],
-        capture_output=True, text=True, timeout=600)
+         "-d", str(out / f"doctrees-{builder}"), str(DOCS), str(out / builder)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for builder in ("html", "doctest")}
+    runs = {}
+    for builder, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        runs[builder] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr),
+                         out / builder)
+    return runs
 
 
-def test_api_reference_builds_without_warnings(tmp_path):
-    run = _sphinx("html", tmp_path)
+def test_api_reference_builds_without_warnings(sphinx):
+    run, out = sphinx["html"]
     assert run.returncode == 0, run.stderr[-4000:]
     assert not run.stderr.strip(), run.stderr[-4000:]
-    page = (tmp_path / "html" / "api" / "volume.html").read_text(encoding="utf-8")
+    page = (out / "api" / "volume.html").read_text(encoding="utf-8")
     # numpydoc rendered the read_volume docstring's sections
     assert "read_volume" in page and "Parameters" in page
 
 
-def test_documentation_examples_run(tmp_path):
-    run = _sphinx("doctest", tmp_path)
+def test_documentation_examples_run(sphinx):
+    run, out = sphinx["doctest"]
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-    report = (tmp_path / "doctest" / "output.txt").read_text(encoding="utf-8")
+    report = (out / "output.txt").read_text(encoding="utf-8")
     assert "0 failures in tests" in report
 
 

@@ -218,11 +218,13 @@ def test_wheel_alone_reads_compressed_dicom(dists, wheel_venv, tmp_path):
     assert len(cases) >= len(COMPRESSED)
 
 
-#: core test modules that need nothing but the base install (plus pytest); napari tests in them
-#: skip through the stand-in fixture below
-CORE_TESTS = ["conftest.py", "test_scan.py", "test_volume.py", "test_geometry.py", "test_grid.py",
-              "test_export.py", "test_metadata.py", "test_anonymize.py", "test_fastheader.py",
-              "test_segment.py", "test_preprocess.py", "test_png.py", "test_outputs_safety.py"]
+#: core test modules that need nothing but the base install (plus pytest), chosen where what the
+#: wheel ships matters: sources/zip/DICOMDIR and header parsing, the codecs, the vendored PS3.15
+#: table, Pillow and nibabel writers; napari tests in them skip through the stand-in fixture below.
+#: (Pure-numpy geometry and the scipy/scikit-image tools run in the main suite; the base
+#: requirements for them are checked in test_sdist_and_wheel_contents.)
+CORE_TESTS = ["conftest.py", "test_scan.py", "test_volume.py", "test_export.py",
+              "test_anonymize.py", "test_fastheader.py", "test_png.py"]
 
 _NO_NAPARI_PLUGIN = '''
 import pytest
@@ -262,7 +264,7 @@ def test_core_tests_pass_against_installed_wheel(wheel_venv, tmp_path):
     tail = (r.stdout + r.stderr)[-3000:]
     assert r.returncode == 0, tail
     counts = re.search(r"(\d+) passed", tail)
-    assert counts and int(counts.group(1)) > 150, tail
+    assert counts and int(counts.group(1)) > 200, tail
     where = _run([py, "-c", "import napari_dicomtools; print(napari_dicomtools.__file__)"],
                  env=env, cwd=suite)
     assert str(wheel_venv.resolve()) in str(Path(where.stdout.strip()).resolve()), where.stdout

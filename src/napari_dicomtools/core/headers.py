@@ -13,6 +13,7 @@ import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from .errors import (
     NotDicomError,
     UnreadableDicomError,
 )
+from .geometry import slice_normal
 from .sources import Source
 from .vendor import (
     _diffusion,
@@ -42,9 +44,32 @@ DICOMDIR_UID = "1.2.840.10008.1.3.10"
 _PIXEL_TAG = 0x7FE00010
 
 
+class TemporalKey(NamedTuple):
+    """Order of the frames that share one slice position (a 4D series): compared field by
+    field, as a tuple.
+
+    Single-frame files fill it from TemporalPositionIdentifier (0020,0100), TriggerTime
+    (0018,1060), AcquisitionDateTime (0008,002A) or AcquisitionTime (0008,0032),
+    AcquisitionNumber (0020,0012) and InstanceNumber (0020,0013); enhanced multi-frame files
+    from each frame's TemporalPositionIndex (0020,9128), NominalCardiacTriggerDelayTime
+    (0020,9153), FrameAcquisitionDateTime (0018,9074) and the frame index.
+    """
+
+    position: int = 0
+    trigger_time: float = 0.0  # ms
+    acquired: str = ""  # DICOM DT/TM text
+    acquisition: int = 0
+    number: int = 0  # InstanceNumber, or the frame index in a multi-frame file
+
+
 @dataclass
 class Frame:
-    """One 2D image: a single-frame file, or one frame of a multi-frame file."""
+    """One 2D image: a single-frame file, or one frame of a multi-frame file.
+
+    ``echo`` is the echo this frame belongs to: the number the frame declares
+    (``echo_number``, Siemens XA's ICE dimensions), else the rank of its EffectiveEchoTime
+    among the echo times of its series (``echo_rank``, set when the series is grouped).
+    """
 
     instance: Instance
     index: int | None  # frame index in a multi-frame file, None for single-frame files
@@ -54,16 +79,22 @@ class Frame:
     slope: float = 1.0
     intercept: float = 0.0
     window: tuple | None = None  # (center, width)
-    temporal: tuple = ()  # ordering keys within one position (4D)
+    temporal: TemporalKey = TemporalKey()  # order within one position (4D)
     acquisition: int | None = None
     philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
-    echo: int | None = None  # enhanced MR: Siemens ICE echo, else the rank of echo_time
+    echo_number: int | None = None  # enhanced MR: the frame's own echo (Siemens ICE)
     component: str | None = None  # enhanced: per-frame ComplexImageComponent (ph/real/...)
     bvalue: float | None = None  # DiffusionBValue (0018,9087)
     bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
     echo_time: float | None = None  # enhanced MR: per-frame EffectiveEchoTime (0018,9082)
     flip_rows: bool = False  # GE pepolar: a reversed-polarity frame, stored upside down
     number_offset: int = 0  # added to SeriesNumber in names (dcm2niix: +1000 for pepolar)
+    echo_rank: int | None = None  # rank of echo_time in its series (set by group_series)
+
+    @property
+    def echo(self) -> int | None:
+        """The echo number: the frame's own (``echo_number``), else ``echo_rank``."""
+        return self.echo_number if self.echo_number is not None else self.echo_rank
 
 
 @dataclass
@@ -254,9 +285,21 @@ def _spacing_or_none(v) -> float | None:
     return v if v is not None and np.isfinite(v) and 0 < v <= MAX_SPACING_MM else None
 
 
-def _frames_geometry(inst: Instance, ds) -> list[Frame]:
-    top_pos = _floats(ds.get("ImagePositionPatient", None), 3)
-    top_iop = _floats(ds.get("ImageOrientationPatient", None), 6)
+class _TopLevel(NamedTuple):
+    """A file's top-level geometry, scaling and window: what every frame has unless its
+    functional groups (enhanced multi-frame) say otherwise."""
+
+    position: tuple | None
+    orientation: tuple | None
+    pixel_spacing: tuple | None
+    slope: float
+    intercept: float
+    window: tuple | None
+
+
+def _top_level(inst: Instance, ds) -> _TopLevel:
+    pos = _floats(ds.get("ImagePositionPatient", None), 3)
+    iop = _floats(ds.get("ImageOrientationPatient", None), 6)
     ps = _floats(ds.get("PixelSpacing", None), 2) or _floats(
         ds.get("ImagerPixelSpacing", None), 2)
     slope = _f(ds.get("RescaleSlope", None), 1.0) or 1.0
@@ -264,83 +307,96 @@ def _frames_geometry(inst: Instance, ds) -> list[Frame]:
     if inst.modality == "RTDOSE" and "DoseGridScaling" in ds:
         slope = _f(ds.DoseGridScaling, 1.0) * slope
     wc, ww = _f(_first(ds.get("WindowCenter", None))), _f(_first(ds.get("WindowWidth", None)))
-    window = (wc, ww) if wc is not None and ww and ww > 0 else None
-    temporal = (
-        _i(ds.get("TemporalPositionIdentifier", None), 0),
-        _f(ds.get("TriggerTime", None), 0.0),
-        _text(ds.get("AcquisitionDateTime", None)) or _text(ds.get("AcquisitionTime", None)),
-        _i(ds.get("AcquisitionNumber", None), 0),
-        inst.instance_number or 0,
-    )
-    acq = inst.acquisition_number
+    return _TopLevel(tuple(pos) if pos else None, tuple(iop) if iop else None,
+                     tuple(ps) if ps else None, slope, intercept,
+                     (wc, ww) if wc is not None and ww and ww > 0 else None)
 
+
+def _frames_geometry(inst: Instance, ds) -> list[Frame]:
+    """Position, orientation, spacing, scaling, window and temporal key of every frame."""
+    top = _top_level(inst, ds)
     per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence", None)
     shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
     shared = shared_seq[0] if shared_seq else None
-    n = inst.n_frames
     if per_frame_seq is not None or shared is not None:
-        frames = []
-        for k in range(n):
-            pf = per_frame_seq[k] if per_frame_seq is not None and k < len(per_frame_seq) else None
-            pos = _floats(_fg_value(pf, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
-            iop = _floats(_fg_value(pf, shared, "PlaneOrientationSequence",
-                                    "ImageOrientationPatient"), 6)
-            fps = _floats(_fg_value(pf, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
-            fs = _f(_fg_value(pf, shared, "PixelValueTransformationSequence", "RescaleSlope"))
-            fi = _f(_fg_value(pf, shared, "PixelValueTransformationSequence",
-                              "RescaleIntercept"))
-            fwc = _f(_first(_fg_value(pf, shared, "FrameVOILUTSequence", "WindowCenter")))
-            fww = _f(_first(_fg_value(pf, shared, "FrameVOILUTSequence", "WindowWidth")))
-            tpi = _i(_fg_value(pf, None, "FrameContentSequence", "TemporalPositionIndex"), 0)
-            fadt = _text(_fg_value(pf, None, "FrameContentSequence", "FrameAcquisitionDateTime"))
-            trig = _f(_fg_value(pf, shared, "CardiacSynchronizationSequence",
-                                "NominalCardiacTriggerDelayTime"), 0.0)
-            frames.append(Frame(
-                inst, k,
-                np.array(pos) if pos else (np.array(top_pos) if top_pos else None),
-                tuple(iop) if iop else (tuple(top_iop) if top_iop else None),
-                tuple(fps) if fps else (tuple(ps) if ps else None),
-                fs if fs else slope, fi if fi is not None else intercept,
-                (fwc, fww) if fwc is not None and fww and fww > 0 else window,
-                (tpi, trig, fadt, 0, k), acq))
-            te = _f(_fg_value(pf, shared, "MREchoSequence", "EffectiveEchoTime"))
-            cic = _text(_fg_value(pf, shared, "MRImageFrameTypeSequence",
-                                  "ComplexImageComponent")).upper()
-            frames[-1].echo_time = te  # ranked over the whole series in group_series
-            frames[-1].echo = _siemens_ice_echo(pf)
-            frames[-1].component = {"PHASE": "ph", "REAL": "real",
-                                    "IMAGINARY": "imaginary"}.get(cic, "")
-        return frames
+        return [_enhanced_frame(inst, k, per_frame_seq[k] if per_frame_seq is not None
+                                and k < len(per_frame_seq) else None, shared, top)
+                for k in range(inst.n_frames)]
+    if inst.n_frames == 1:
+        temporal = TemporalKey(
+            _i(ds.get("TemporalPositionIdentifier", None), 0),
+            _f(ds.get("TriggerTime", None), 0.0),
+            _text(ds.get("AcquisitionDateTime", None)) or _text(ds.get("AcquisitionTime",
+                                                                       None)),
+            _i(ds.get("AcquisitionNumber", None), 0),
+            inst.instance_number or 0,
+        )
+        return [Frame(inst, None, np.array(top.position) if top.position else None,
+                      top.orientation, top.pixel_spacing, top.slope, top.intercept,
+                      top.window, temporal, inst.acquisition_number)]
+    return _classic_multiframe(inst, ds, top)
 
-    if n == 1:
-        return [Frame(inst, None, np.array(top_pos) if top_pos else None,
-                      tuple(top_iop) if top_iop else None, tuple(ps) if ps else None,
-                      slope, intercept, window, temporal, acq)]
 
-    # classic multi-frame: RT dose / NM grids, or a cine loop at one position
+def _enhanced_frame(inst: Instance, k: int, pf, shared, top: _TopLevel) -> Frame:
+    """Frame ``k`` of an enhanced multi-frame file from its per-frame item ``pf`` and the
+    shared functional groups (top-level values where both are silent)."""
+    def value(seq_kw, kw, shared_too=True):
+        return _fg_value(pf, shared if shared_too else None, seq_kw, kw)
+
+    pos = _floats(value("PlanePositionSequence", "ImagePositionPatient"), 3)
+    iop = _floats(value("PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+    fps = _floats(value("PixelMeasuresSequence", "PixelSpacing"), 2)
+    fs = _f(value("PixelValueTransformationSequence", "RescaleSlope"))
+    fi = _f(value("PixelValueTransformationSequence", "RescaleIntercept"))
+    fwc = _f(_first(value("FrameVOILUTSequence", "WindowCenter")))
+    fww = _f(_first(value("FrameVOILUTSequence", "WindowWidth")))
+    temporal = TemporalKey(
+        _i(value("FrameContentSequence", "TemporalPositionIndex", False), 0),
+        _f(value("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"), 0.0),
+        _text(value("FrameContentSequence", "FrameAcquisitionDateTime", False)),
+        0, k)
+    cic = _text(value("MRImageFrameTypeSequence", "ComplexImageComponent")).upper()
+    return Frame(
+        inst, k,
+        np.array(pos) if pos else (np.array(top.position) if top.position else None),
+        tuple(iop) if iop else top.orientation,
+        tuple(fps) if fps else top.pixel_spacing,
+        fs if fs else top.slope, fi if fi is not None else top.intercept,
+        (fwc, fww) if fwc is not None and fww and fww > 0 else top.window,
+        temporal, inst.acquisition_number,
+        echo_number=_siemens_ice_echo(pf),
+        component={"PHASE": "ph", "REAL": "real", "IMAGINARY": "imaginary"}.get(cic, ""),
+        echo_time=_f(value("MREchoSequence", "EffectiveEchoTime")),
+    )
+
+
+def _classic_multiframe(inst: Instance, ds, top: _TopLevel) -> list[Frame]:
+    """Frames of a classic multi-frame file: RT dose / NM grids placed along the normal by
+    GridFrameOffsetVector (3004,000C) or SpacingBetweenSlices, or a cine loop at one
+    position."""
+    n = inst.n_frames
     offsets = _as_list(ds.get("GridFrameOffsetVector", None)) or None
     if offsets is not None and len(offsets) == n:
         offsets = _floats(offsets, n)
         if offsets is None:
             raise GeometryError(inst.path, "GridFrameOffsetVector (3004,000C) holds values "
                                            "that are not finite numbers")
-    frames = []
     normal = None
-    if top_iop:
-        from .geometry import slice_normal
-        check_orientation(top_iop, inst.path)
-        normal = slice_normal(top_iop)
+    if top.orientation:
+        check_orientation(top.orientation, inst.path)
+        normal = slice_normal(top.orientation)
     step = inst.spacing_between_slices
+    frames = []
     for k in range(n):
         pos = None
-        if top_pos is not None and normal is not None:
+        if top.position is not None and normal is not None:
             if offsets is not None and len(offsets) == n:
-                pos = np.array(top_pos) + normal * float(offsets[k])
+                pos = np.array(top.position) + normal * float(offsets[k])
             elif step:
-                pos = np.array(top_pos) + normal * step * k
-        frames.append(Frame(inst, k, pos, tuple(top_iop) if top_iop else None,
-                            tuple(ps) if ps else None, slope, intercept, window,
-                            (0, 0.0, "", 0, k), acq))
+                pos = np.array(top.position) + normal * step * k
+        frames.append(Frame(inst, k, pos, top.orientation, top.pixel_spacing, top.slope,
+                            top.intercept, top.window, TemporalKey(0, 0.0, "", 0, k),
+                            inst.acquisition_number))
     return frames
 
 
@@ -571,73 +627,24 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
 
 
 def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
+    """The :class:`Instance` of a parsed data set: refused with the reason when it is not an
+    image we can read, its frames and their checks done."""
     name = str(source)
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(ds.get("SOPClassUID", None)) or _text(
         meta.get("MediaStorageSOPClassUID", None) if meta else None)
-    if sop_class == DICOMDIR_UID or "DirectoryRecordSequence" in ds:
-        raise NoImageError(name, "a DICOMDIR index (open it directly to read the files it lists)")
-    # a force-read non-DICOM file yields a data set without any of these
-    if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID",
-                                  "SeriesInstanceUID", "PixelData")):
-        raise NotDicomError(name, "not a DICOM file (no SOP Class, Modality or image attributes)")
-    try:
-        raw = ds.get_item(_PIXEL_TAG, keep_deferred=True)
-    except Exception as exc:  # noqa: BLE001 - pydicom may raise anything on a broken tail
-        raise UnreadableDicomError(name, f"Pixel Data element cannot be read ({exc})") from None
-    if raw is None:
-        for alt in ("FloatPixelData", "DoubleFloatPixelData"):
-            if alt in ds:
-                raise NoImageError(name, f"{alt} (float images) is not supported yet")
-        kind = _sop_name(sop_class)
-        raise NoImageError(name, f"no Pixel Data{f' ({kind})' if kind else ''}")
-    rows, cols = _i(ds.get("Rows", None), 0), _i(ds.get("Columns", None), 0)
-    if not rows or not cols:
-        raise UnreadableDicomError(name, f"invalid image size Rows={rows} Columns={cols}")
-    samples = _i(ds.get("SamplesPerPixel", None), 1) or 1
-    bits = _i(ds.get("BitsAllocated", None), 0) or 0
-    if bits not in (1, 8, 16, 32, 64):
-        raise UnreadableDicomError(name, f"unsupported BitsAllocated={bits}")
-    n_frames = _i(ds.get("NumberOfFrames", None), 1) or 1
-    if n_frames < 1:
-        n_frames = 1
-    if n_frames > MAX_FRAMES or n_frames > max(size, 1):
-        raise UnreadableDicomError(
-            name, f"absurd NumberOfFrames={n_frames:,} for a file of {size:,} bytes")
-    voxels = rows * cols * n_frames * samples
-    if voxels > MAX_VOXELS:
-        raise UnreadableDicomError(
-            name, f"absurd declared size {n_frames} frame(s) x {rows} x {cols} x {samples} "
-                  f"samples ({voxels:,} values); refusing to allocate it")
+    raw = _pixel_element(name, ds, sop_class)
+    rows, cols, samples, bits, n_frames = _image_size(name, ds, size)
     ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
     if not ts:
         ts = ("1.2.840.10008.1.2" if ds.is_implicit_VR else
               ("1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2"))
+    # deflated (.99) too: pydicom inflates it, file offsets are meaningless
     encapsulated = ts not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
-                              "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
-    if ts == "1.2.840.10008.1.2.1.99":  # deflated: pydicom inflates, offsets are meaningless
-        encapsulated = True
-    value_tell = getattr(raw, "value_tell", None)
-    length = getattr(raw, "length", None)
-    pixel_offset = pixel_length = None
-    if not encapsulated:
-        expected = (voxels * bits + 7) // 8
-        if length is not None and length != 0xFFFFFFFF:
-            if value_tell is not None and value_tell + length > size:
-                raise UnreadableDicomError(
-                    name, f"truncated: Pixel Data declares {length:,} bytes but the file ends "
-                          f"{size - value_tell:,} bytes after its start")
-            if length < expected:
-                raise UnreadableDicomError(
-                    name, f"Pixel Data holds {length:,} bytes but {n_frames} frame(s) of "
-                          f"{rows}x{cols}x{samples} at {bits} bits need {expected:,}")
-            if value_tell is not None and source.member is None:
-                pixel_offset, pixel_length = int(value_tell), int(length)
-    else:
-        if value_tell is not None and length not in (None, 0xFFFFFFFF) and \
-                value_tell + length > size:
-            raise UnreadableDicomError(name, "truncated: encapsulated Pixel Data runs past the "
-                                             "end of the file")
+                              "1.2.840.10008.1.2.2")
+    pixel_offset, pixel_length = _pixel_location(
+        source, raw, size, encapsulated, (rows * cols * n_frames * samples * bits + 7) // 8,
+        f"{n_frames} frame(s) of {rows}x{cols}x{samples} at {bits} bits")
     modality = _text(ds.get("Modality", None)).upper()
     units = "HU" if modality == "CT" else _text(ds.get("RescaleType", None))
     if modality == "RTDOSE":
@@ -686,6 +693,77 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
         inst.frames = _frames_of(inst, ds)
     _check_frames(inst)
     return inst
+
+
+def _pixel_element(name: str, ds, sop_class: str):
+    """The (possibly deferred) Pixel Data element, or the reason this is not an image."""
+    if sop_class == DICOMDIR_UID or "DirectoryRecordSequence" in ds:
+        raise NoImageError(name, "a DICOMDIR index (open it directly to read the files it lists)")
+    # a force-read non-DICOM file yields a data set without any of these
+    if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID",
+                                  "SeriesInstanceUID", "PixelData")):
+        raise NotDicomError(name, "not a DICOM file (no SOP Class, Modality or image attributes)")
+    try:
+        raw = ds.get_item(_PIXEL_TAG, keep_deferred=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom may raise anything on a broken tail
+        raise UnreadableDicomError(name, f"Pixel Data element cannot be read ({exc})") from None
+    if raw is None:
+        for alt in ("FloatPixelData", "DoubleFloatPixelData"):
+            if alt in ds:
+                raise NoImageError(name, f"{alt} (float images) is not supported yet")
+        kind = _sop_name(sop_class)
+        raise NoImageError(name, f"no Pixel Data{f' ({kind})' if kind else ''}")
+    return raw
+
+
+def _image_size(name: str, ds, size: int) -> tuple[int, int, int, int, int]:
+    """``(rows, columns, samples, bits allocated, frames)``, refusing sizes that cannot be
+    (zero, unsupported bits, more frames or values than the file or memory can hold)."""
+    rows, cols = _i(ds.get("Rows", None), 0), _i(ds.get("Columns", None), 0)
+    if not rows or not cols:
+        raise UnreadableDicomError(name, f"invalid image size Rows={rows} Columns={cols}")
+    samples = _i(ds.get("SamplesPerPixel", None), 1) or 1
+    bits = _i(ds.get("BitsAllocated", None), 0) or 0
+    if bits not in (1, 8, 16, 32, 64):
+        raise UnreadableDicomError(name, f"unsupported BitsAllocated={bits}")
+    n_frames = max(_i(ds.get("NumberOfFrames", None), 1) or 1, 1)
+    if n_frames > MAX_FRAMES or n_frames > max(size, 1):
+        raise UnreadableDicomError(
+            name, f"absurd NumberOfFrames={n_frames:,} for a file of {size:,} bytes")
+    voxels = rows * cols * n_frames * samples
+    if voxels > MAX_VOXELS:
+        raise UnreadableDicomError(
+            name, f"absurd declared size {n_frames} frame(s) x {rows} x {cols} x {samples} "
+                  f"samples ({voxels:,} values); refusing to allocate it")
+    return rows, cols, samples, bits, n_frames
+
+
+def _pixel_location(source: Source, raw, size: int, encapsulated: bool, expected: int,
+                    what: str) -> tuple[int | None, int | None]:
+    """``(file offset, length)`` of native Pixel Data in a plain file (None, None otherwise:
+    encapsulated, deferred length unknown, or a zip member), refusing a value that runs past
+    the end of the file or holds fewer than the ``expected`` bytes of ``what``."""
+    name = str(source)
+    value_tell = getattr(raw, "value_tell", None)
+    length = getattr(raw, "length", None)
+    if encapsulated:
+        if value_tell is not None and length not in (None, 0xFFFFFFFF) and \
+                value_tell + length > size:
+            raise UnreadableDicomError(name, "truncated: encapsulated Pixel Data runs past the "
+                                             "end of the file")
+        return None, None
+    if length is None or length == 0xFFFFFFFF:
+        return None, None
+    if value_tell is not None and value_tell + length > size:
+        raise UnreadableDicomError(
+            name, f"truncated: Pixel Data declares {length:,} bytes but the file ends "
+                  f"{size - value_tell:,} bytes after its start")
+    if length < expected:
+        raise UnreadableDicomError(
+            name, f"Pixel Data holds {length:,} bytes but {what} need {expected:,}")
+    if value_tell is not None and source.member is None:
+        return int(value_tell), int(length)
+    return None, None
 
 
 def _unpack_mosaic(inst: Instance, ds) -> None:

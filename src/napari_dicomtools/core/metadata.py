@@ -264,7 +264,7 @@ def _series_rows(path, tagmap, known: set | None = None) -> list[dict]:
             row = {"error": exc.reason}
         times = []
         for f in s.frames:
-            t = (str(f.temporal[2]) if f.temporal else "").split(".")[0]
+            t = f.temporal.acquired.split(".")[0]
             hhmmss = t[8:14] if len(t) >= 14 else t  # DT (AcquisitionDateTime) or TM
             if not hhmmss.isdigit():
                 continue

@@ -12,16 +12,23 @@ InstanceNumber or file name.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
 from ._limits import FATAL
 from .errors import DicomToolsError
-from .geometry import SliceOrder, direction_matrix, order_slices, orientation_label
+from .geometry import (
+    SliceOrder,
+    direction_matrix,
+    order_slices,
+    orientation_label,
+    slice_normal,
+)
 from .headers import Frame, Instance, _exc_text, read_header
 from .sources import Skipped, iter_sources
 
@@ -234,12 +241,27 @@ def image_component(image_type) -> str:
     return ""
 
 
-def _group_key(fr: Frame) -> tuple:
+class _GroupKey(NamedTuple):
+    """What the frames of one volume share; frames of one SeriesInstanceUID that differ in any
+    field are split into parts."""
+
+    series_uid: str
+    rows: int
+    columns: int
+    colour: str  # "rgb" or "mono"
+    orientation: tuple | None  # ImageOrientationPatient, 3 decimals
+    pixel_spacing: tuple | None  # (row, column) mm, 3 decimals
+    echo: int | None
+    component: str  # complex component: "ph", "real", "imaginary" or "" (magnitude)
+    number_offset: int  # GE pepolar: 1000 for the reversed-polarity volumes
+
+
+def _group_key(fr: Frame) -> _GroupKey:
     inst = fr.instance
-    color = "rgb" if inst.samples == 3 or inst.photometric == "PALETTE COLOR" else "mono"
-    return (
+    colour = "rgb" if inst.samples == 3 or inst.photometric == "PALETTE COLOR" else "mono"
+    return _GroupKey(
         inst.series_uid,
-        inst.rows, inst.columns, color,
+        inst.rows, inst.columns, colour,
         _round_tuple(fr.orientation, 3),
         _round_tuple(fr.pixel_spacing, 3),
         fr.echo if fr.echo is not None else inst.echo_number,
@@ -255,34 +277,39 @@ def _rank_echoes(instances) -> None:
     times: dict = defaultdict(set)
     for inst in instances:
         for fr in inst.frames:
-            if fr.echo is None and fr.echo_time is not None:
+            if fr.echo_number is None and fr.echo_time is not None:
                 times[inst.series_uid].add(round(fr.echo_time, 4))
     for inst in instances:
         tes = sorted(times.get(inst.series_uid, ()))
         if len(tes) < 2:
             continue
         for fr in inst.frames:
-            if fr.echo is None and fr.echo_time is not None:
-                fr.echo = tes.index(round(fr.echo_time, 4)) + 1
+            if fr.echo_number is None and fr.echo_time is not None:
+                fr.echo_rank = tes.index(round(fr.echo_time, 4)) + 1
 
 
-def _describe_split(key, keys) -> str:
+def _describe_split(key: _GroupKey, keys: list[_GroupKey]) -> str:
     """Short label saying how this part differs from its siblings."""
-    _, rows, cols, color, iop, ps, echo, comp, offset = key
+
+    def differ(*fields: str) -> bool:
+        return len({tuple(getattr(k, f) for f in fields) for k in keys}) > 1
+
     labels = []
-    if len({k[6] for k in keys}) > 1 and echo is not None:
-        labels.append(f"e{echo}")
-    if len({k[7] for k in keys}) > 1 and comp:
-        labels.append(comp)
-    if len({(k[1], k[2]) for k in keys}) > 1:
-        labels.append(f"{cols}x{rows}")
-    if len({k[4] for k in keys}) > 1:
-        labels.append(orientation_label(iop) if iop else "no orientation")
-    if len({k[5] for k in keys}) > 1 and ps:
+    if differ("echo") and key.echo is not None:
+        labels.append(f"e{key.echo}")
+    if differ("component") and key.component:
+        labels.append(key.component)
+    if differ("rows", "columns"):
+        labels.append(f"{key.columns}x{key.rows}")
+    if differ("orientation"):
+        labels.append(orientation_label(key.orientation) if key.orientation
+                      else "no orientation")
+    if differ("pixel_spacing") and key.pixel_spacing:
+        ps = key.pixel_spacing
         labels.append(f"{ps[1]:g}x{ps[0]:g} mm")
-    if len({k[3] for k in keys}) > 1:
-        labels.append(color)
-    if offset:
+    if differ("colour"):
+        labels.append(key.colour)
+    if key.number_offset:
         labels.append("reversed polarity")
     return ", ".join(labels)
 
@@ -290,115 +317,145 @@ def _describe_split(key, keys) -> str:
 def _build(uid: str, frames: list[Frame], split: str, *,
            split_nonuniform: bool = False) -> list[Series]:
     """Order one homogeneous group; split by acquisition or go 4D on repeated positions."""
+    frames, skipped = _drop_repeated_instances(frames)
+    if not all(f.position is not None and f.orientation is not None for f in frames):
+        return [_stack_without_geometry(uid, frames, split, skipped)]
+    iop = frames[0].orientation
+    normal = slice_normal(iop)
+    proj = [float(f.position @ normal) for f in frames]
+    bins = [int(q) for q in np.round(np.array(proj) / 0.01).astype(np.int64)]  # 0.01 mm
+    reps = set(Counter(bins).values())
     problems: list[str] = []
-    skipped: list[Skipped] = []
-    # the same SOP instance twice (a copied file): keep one
+    if reps != {1}:
+        by_acq = _acquisitions_to_split(frames, bins)
+        if by_acq is not None:
+            out = []
+            for a in sorted(by_acq, key=lambda x: (x is None, x)):
+                lab = ", ".join(x for x in (split, f"acq {a}") if x)
+                out.extend(_build(uid, by_acq[a], lab, split_nonuniform=split_nonuniform))
+            return out
+        at = _frames_at_each_position(frames, bins, proj)
+        if len(reps) == 1:  # every position repeated equally often: 4D
+            return [_series_4d(uid, at, reps.pop(), iop, split, skipped)]
+        frames = _first_at_each_position(at, skipped, problems)
+    so = order_slices([f.position for f in frames], iop,
+                      fallback_spacing=_fallback_spacing(frames[0]))
+    ordered = [frames[i] for i in so.order]
+    if split_nonuniform and not so.uniform and so.duplicates == 0 and len(ordered) > 2:
+        parts = _split_nonuniform(uid, ordered, so, split)
+        if parts:
+            return parts
+    problems.extend(so.problems)
+    return [Series(uid, ordered, split, order=so, problems=problems, skipped=skipped)]
+
+
+def _drop_repeated_instances(frames: list[Frame]) -> tuple[list[Frame], list[Skipped]]:
+    """The frames without a second copy of one SOP instance (a copied file), and the copies
+    left out (one :class:`Skipped` per file, not per frame)."""
     seen: dict = {}
-    uniq = []
-    reported = set()
+    uniq, skipped, reported = [], [], set()
     for fr in frames:
         key = (fr.instance.sop_uid, fr.index)
         if fr.instance.sop_uid and key in seen:
-            if fr.instance.path not in reported:  # once per file, not per frame
+            if fr.instance.path not in reported:
                 reported.add(fr.instance.path)
                 skipped.append(Skipped(fr.instance.path, f"duplicate of {seen[key]} "
                                                          "(same SOPInstanceUID)"))
             continue
         seen[key] = fr.instance.path
         uniq.append(fr)
-    frames = uniq
+    return uniq, skipped
 
-    has_geom = all(f.position is not None and f.orientation is not None for f in frames)
-    if not has_geom:
-        # no geometry: keep acquisition order (InstanceNumber, frame index)
-        frames = sorted(frames, key=lambda f: (f.instance.instance_number or 0, f.index or 0))
-        if len(frames) > 1 and any(f.position is None for f in frames):
-            problems.append("no ImagePositionPatient/ImageOrientationPatient: slices stacked "
-                            "by InstanceNumber with unknown spacing")
-        s = Series(uid, frames, split, problems=problems, skipped=skipped)
-        return [s]
 
-    iop = frames[0].orientation
-    from .geometry import slice_normal
-    normal = slice_normal(iop)
-    proj = np.array([f.position @ normal for f in frames])
-    qpos = np.round(proj / 0.01).astype(np.int64)  # 0.01 mm bins
-    counts = defaultdict(int)
-    for q in qpos:
-        counts[int(q)] += 1
-    reps = set(counts.values())
+def _stack_without_geometry(uid: str, frames: list[Frame], split: str,
+                            skipped: list[Skipped]) -> Series:
+    """Frames without position or orientation, stacked in acquisition order (InstanceNumber,
+    frame index) with the problem said."""
+    frames = sorted(frames, key=lambda f: (f.instance.instance_number or 0, f.index or 0))
+    problems = []
+    if len(frames) > 1 and any(f.position is None for f in frames):
+        problems.append("no ImagePositionPatient/ImageOrientationPatient: slices stacked "
+                        "by InstanceNumber with unknown spacing")
+    return Series(uid, frames, split, problems=problems, skipped=skipped)
 
-    if reps != {1}:
-        acqs = {f.acquisition for f in frames}
-        # Repeated positions that separate into acquisitions, each with unique positions but
-        # covering different positions (a localizer, partial re-scans): split. Acquisitions
-        # that all cover the same positions are repetitions (fMRI, DCE, phases): 4D below.
-        if len(acqs) > 1:
-            by_acq = defaultdict(list)
-            for f, q in zip(frames, qpos, strict=True):
-                by_acq[f.acquisition].append((f, int(q)))
-            unique_within = all(len({q for _, q in fq}) == len(fq) for fq in by_acq.values())
-            same_positions = len({frozenset(q for _, q in fq) for fq in by_acq.values()}) == 1
-            if unique_within and not same_positions:
-                by_acq = {a: [f for f, _ in fq] for a, fq in by_acq.items()}
-                out = []
-                for a in sorted(by_acq, key=lambda x: (x is None, x)):
-                    lab = ", ".join(x for x in (split, f"acq {a}") if x)
-                    out.extend(_build(uid, by_acq[a], lab,
-                                      split_nonuniform=split_nonuniform))
-                return out
-        if len(reps) == 1:
-            # every position repeated equally often: a 4D series (time/volume, slice, ...)
-            n_time = reps.pop()
-            buckets = defaultdict(list)
-            for f, q in zip(frames, qpos, strict=True):
-                buckets[int(q)].append(f)
-            for q in buckets:
-                buckets[q].sort(key=lambda f: f.temporal)
-            zs = sorted(buckets)
-            ordered = [buckets[z][t] for t in range(n_time) for z in zs]
-            first_vol = ordered[:len(zs)]
-            so = order_slices([f.position for f in first_vol], iop,
-                              fallback_spacing=first_vol[0].instance.spacing_between_slices
-                              or first_vol[0].instance.slice_thickness)
-            problems.extend(so.problems)
-            problems.append(f"4D: {n_time} volumes of {len(zs)} slices")
-            s = Series(uid, ordered, split, n_time=n_time, order=so, problems=problems,
-                       skipped=skipped)
-            return [s]
-        # unequal repetition: keep the first (by InstanceNumber) at each position
-        buckets = defaultdict(list)
-        for f, q in zip(frames, qpos, strict=True):
-            buckets[int(q)].append(f)
-        keep = []
-        for q in sorted(buckets):
-            fs = sorted(buckets[q], key=lambda f: f.temporal)
-            keep.append(fs[0])
-            for extra in fs[1:]:
-                where = f" frame {extra.index}" if extra.index is not None else ""
-                skipped.append(Skipped(extra.instance.path + where,
-                                       f"duplicate slice position {proj[frames.index(extra)]:.2f}"
-                                       f" mm along the normal; kept {fs[0].instance.path}"))
-        problems.append(f"{len(frames) - len(keep)} frame(s) at duplicate positions left out")
-        frames = keep
 
-    so = order_slices([f.position for f in frames], iop,
-                      fallback_spacing=frames[0].instance.spacing_between_slices
-                      or frames[0].instance.slice_thickness)
-    ordered = [frames[i] for i in so.order]
-    if split_nonuniform and not so.uniform and so.duplicates == 0 and len(ordered) > 2:
-        runs = _uniform_runs(so.distances)
-        if len(runs) > 1:
-            out = []
-            for j, (a, b) in enumerate(runs, start=1):
-                lab = ", ".join(x for x in (split, f"part {j}") if x)
-                part = _build(uid, ordered[a:b], lab, split_nonuniform=False)
-                for p in part:
-                    p.problems.insert(0, f"split from a non-uniform stack ({len(runs)} parts)")
-                out.extend(part)
-            return out
-    problems.extend(so.problems)
-    return [Series(uid, ordered, split, order=so, problems=problems, skipped=skipped)]
+def _acquisitions_to_split(frames: list[Frame], bins: list[int]) -> dict | None:
+    """``{AcquisitionNumber: frames}`` when repeated positions separate into acquisitions that
+    each have unique positions but cover different ones (a localizer, partial re-scans), else
+    None. Acquisitions that all cover the same positions are repetitions (fMRI, DCE, phases):
+    4D, not split."""
+    if len({f.acquisition for f in frames}) < 2:
+        return None
+    by_acq: dict = defaultdict(list)
+    for f, q in zip(frames, bins, strict=True):
+        by_acq[f.acquisition].append((f, q))
+    unique_within = all(len({q for _, q in fq}) == len(fq) for fq in by_acq.values())
+    same_positions = len({frozenset(q for _, q in fq) for fq in by_acq.values()}) == 1
+    if not unique_within or same_positions:
+        return None
+    return {a: [f for f, _ in fq] for a, fq in by_acq.items()}
+
+
+def _frames_at_each_position(frames: list[Frame], bins: list[int],
+                             proj: list[float]) -> dict:
+    """``{position bin: [(frame, mm along the normal), ...]}`` in temporal order."""
+    at: dict = defaultdict(list)
+    for f, q, p in zip(frames, bins, proj, strict=True):
+        at[q].append((f, p))
+    for q in at:
+        at[q].sort(key=lambda fp: fp[0].temporal)
+    return at
+
+
+def _fallback_spacing(fr: Frame) -> float | None:
+    return fr.instance.spacing_between_slices or fr.instance.slice_thickness
+
+
+def _series_4d(uid: str, at: dict, n_time: int, iop, split: str,
+               skipped: list[Skipped]) -> Series:
+    """A 4D series: ``n_time`` volumes over the same positions, time-major storage order."""
+    zs = sorted(at)
+    ordered = [at[z][t][0] for t in range(n_time) for z in zs]
+    first_vol = ordered[:len(zs)]
+    so = order_slices([f.position for f in first_vol], iop,
+                      fallback_spacing=_fallback_spacing(first_vol[0]))
+    problems = [*so.problems, f"4D: {n_time} volumes of {len(zs)} slices"]
+    return Series(uid, ordered, split, n_time=n_time, order=so, problems=problems,
+                  skipped=skipped)
+
+
+def _first_at_each_position(at: dict, skipped: list[Skipped],
+                            problems: list[str]) -> list[Frame]:
+    """Unequal repetition: the first frame (temporal order) at each position; the others
+    are appended to ``skipped`` and counted in ``problems``."""
+    keep = []
+    for q in sorted(at):
+        (first, _), *extras = at[q]
+        keep.append(first)
+        for extra, p in extras:
+            where = f" frame {extra.index}" if extra.index is not None else ""
+            skipped.append(Skipped(extra.instance.path + where,
+                                   f"duplicate slice position {p:.2f} mm along the normal; "
+                                   f"kept {first.instance.path}"))
+    n = sum(len(v) for v in at.values())
+    problems.append(f"{n - len(keep)} frame(s) at duplicate positions left out")
+    return keep
+
+
+def _split_nonuniform(uid: str, ordered: list[Frame], so: SliceOrder,
+                      split: str) -> list[Series]:
+    """Parts of uniform spacing of a non-uniform stack (``part 1``, ``part 2``...), or []
+    when it has one run only."""
+    runs = _uniform_runs(so.distances)
+    if len(runs) < 2:
+        return []
+    out = []
+    for j, (a, b) in enumerate(runs, start=1):
+        lab = ", ".join(x for x in (split, f"part {j}") if x)
+        for p in _build(uid, ordered[a:b], lab, split_nonuniform=False):
+            p.problems.insert(0, f"split from a non-uniform stack ({len(runs)} parts)")
+            out.append(p)
+    return out
 
 
 def _uniform_runs(distances, rel_tol: float = 0.01, abs_tol: float = 0.01) -> list[tuple]:
@@ -427,7 +484,7 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
     """
     instances = list(instances)
     _rank_echoes(instances)
-    by_uid: dict[str, dict[tuple, list[Frame]]] = defaultdict(lambda: defaultdict(list))
+    by_uid: dict[str, dict[_GroupKey, list[Frame]]] = defaultdict(lambda: defaultdict(list))
     for inst in instances:
         for fr in inst.frames:
             by_uid[inst.series_uid][_group_key(fr)].append(fr)

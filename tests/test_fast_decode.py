@@ -11,9 +11,7 @@ import pydicom
 import pytest
 
 from napari_dicomtools import read_volume
-from napari_dicomtools.core import _decode, _parallel, volume
-from napari_dicomtools.core.headers import read_header
-from napari_dicomtools.core.series import scan
+from napari_dicomtools.core import _decode, _parallel, scan, volume
 
 ic = pytest.importorskip("imagecodecs")
 
@@ -69,8 +67,8 @@ def fast_calls(monkeypatch):
     calls = {"ok": 0, "declined": 0}
     real = _decode.decode_into
 
-    def spy(inst, out, **kw):
-        ok = real(inst, out, **kw)
+    def spy(inst, out, *args, **kw):
+        ok = real(inst, out, *args, **kw)
         calls["ok" if ok else "declined"] += 1
         return ok
 
@@ -105,6 +103,11 @@ def test_same_values_as_pydicom_plugins(compressed, monkeypatch, ts_name):
     assert np.array_equal(read_volume(folder).array, fast)
 
 
+def _header(path):
+    """The header of one file, as the scanner reads it."""
+    return scan(path)[0].first
+
+
 PYDICOM_FILES = [  # monochrome, single frame, in pydicom's bundled test files
     "693_J2KI.dcm", "JPEG2000.dcm", "MR_small_jp2klossless.dcm", "JPEGLSNearLossless_08.dcm",
     "JPEGLSNearLossless_16.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm",
@@ -120,7 +123,7 @@ def test_pydicom_files_match_pydicom_plugins(name):
     path = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), name)
     if not os.path.exists(path):
         pytest.skip(f"{name} not bundled with this pydicom")
-    inst = read_header(path)
+    inst = _header(path)
     assert _decode.fast_codec(inst) is not None
     got = np.empty((inst.rows, inst.columns), volume._stored_dtype(inst))
     assert _decode.decode_into(inst, got)
@@ -129,14 +132,14 @@ def test_pydicom_files_match_pydicom_plugins(name):
     assert np.array_equal(got, ref)
 
 
-def test_colour_and_multiframe_keep_pydicom_plugins():
+def test_colour_and_32_bit_keep_pydicom_plugins():
     from pydicom.data import get_testdata_file
 
     d = os.path.dirname(get_testdata_file("CT_small.dcm"))
     for name in ("SC_rgb_rle.dcm", "rtdose_rle.dcm", "examples_jpeg2k.dcm"):
         path = os.path.join(d, name)
         if os.path.exists(path):
-            assert _decode.fast_codec(read_header(path)) is None, name
+            assert _decode.fast_codec(_header(path)) is None, name
 
 
 def test_corrupt_frame_falls_back_and_is_named(compressed, tmp_path, fast_calls):
@@ -192,3 +195,25 @@ def test_compressed_read_does_not_import_pydicom(compressed):
                        text=True)
     assert r.stdout.split() == ["False"], r.stdout + r.stderr
     assert np.array_equal(np.load(out), values)
+
+
+@pytest.mark.parametrize("ts_name", ["RLELossless", "JPEG2000Lossless", "JPEGLSLossless"])
+def test_enhanced_multiframe_decodes_every_frame_fast(tmp_path, fast_calls, two_workers,
+                                                      ts_name):
+    """An enhanced multi-frame file (shuffled frames, per-frame rescale): its compressed
+    frames are split once, then each decodes into its place; eager and lazy agree."""
+    from napari_dicomtools.core.synthetic import write_enhanced
+
+    path = tmp_path / "enhanced.dcm"
+    truth = write_enhanced(path, VALUES)
+    ds = pydicom.dcmread(path)
+    ds.compress(getattr(pydicom.uid, ts_name))
+    ds.save_as(path, enforce_file_format=True)
+    series = scan(str(path))[0]
+    assert series.first.n_frames == len(VALUES)
+    vol = read_volume(series)
+    assert np.array_equal(vol.array, truth.values)
+    assert fast_calls == {"ok": len(VALUES), "declined": 0}
+    _decode._MULTIFRAME.clear()
+    lazy = read_volume(series, lazy=True)
+    assert np.array_equal(np.asarray(lazy.array[7]), truth.values[7])

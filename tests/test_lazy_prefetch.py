@@ -10,8 +10,7 @@ import pydicom
 import pytest
 
 from napari_dicomtools import read_volume
-from napari_dicomtools.core import volume
-from napari_dicomtools.core.series import scan
+from napari_dicomtools.core import scan, volume
 from napari_dicomtools.core.synthetic import write_series
 
 VALUES = (np.arange(12 * 40 * 40).reshape(12, 40, 40) * 5) % 2500 - 1024
@@ -135,3 +134,27 @@ def test_native_series_do_not_prefetch(make_series):
     vol = read_volume(truth.files[0].rsplit("/", 1)[0], lazy=True)
     assert _frames(vol).prefetch is None
     assert np.array_equal(np.asarray(vol.array), truth.values)
+
+
+def test_napari_slider_steps_read_the_right_values(make_napari_viewer, rle_series,
+                                                   monkeypatch):
+    """A lazily opened compressed series in napari: each slider step shows the slice's true
+    values (the status-bar read-out), the neighbours having been decoded in the background."""
+    from napari_dicomtools import _reader
+
+    truth, series = rle_series
+    monkeypatch.setattr(_reader, "LAZY_THRESHOLD", 0)
+    viewer = make_napari_viewer()
+    layer, = viewer.open(series.first.source.path.rsplit("/", 1)[0],
+                         plugin="napari-dicomtools")
+    assert not isinstance(layer.data, np.ndarray)  # lazy (dask)
+    pre = next(v for v in layer.data.dask.values()
+               if isinstance(v, volume._LazyFrames)).prefetch
+    assert pre is not None
+    y, x = 17, 23
+    for z in (0, 1, 2, 3, 2):
+        world = np.array([z, y, x]) * np.asarray(truth.spacing) + truth.origin[::-1]
+        viewer.dims.point = world
+        assert layer.get_value(world, world=True) == truth.values[z, y, x]
+    pre.idle(timeout=60)
+    assert {0, 1}.issubset(pre.cache)  # moving back down: 1 and 0 decoded ahead

@@ -13,7 +13,7 @@ pylibjpeg-rle raises ``pyo3_runtime.PanicException`` (a ``BaseException``) on ba
 * GDCM runs only when every other plugin declined, and then in a child process
   (``python -m napari_dicomtools.core._decode``), so a native crash is a clean error;
   ``NAPARI_DICOMTOOLS_GDCM=0`` turns that last resort off;
-* before all of these, :func:`decode_into` decodes monochrome single-frame files with
+* before all of these, :func:`decode_into` decodes monochrome frames with
   imagecodecs (libjpeg-turbo, CharLS, OpenJPEG, PackBits for RLE) when it is installed: C
   codecs that release the GIL and write into the caller's array, whose shape bounds what a
   codestream can make them allocate; ``NAPARI_DICOMTOOLS_FAST_CODECS=0`` turns them off;
@@ -28,6 +28,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -237,10 +239,10 @@ def _imagecodecs():
 
 def fast_codec(inst) -> str | None:
     """The :data:`FAST_CODECS` decoder that :func:`decode_into` would use for ``inst``, or
-    None: single-frame, one sample per pixel, 8 or 16 bits allocated, no palette."""
+    None: one sample per pixel, 8 or 16 bits allocated, no palette, no mosaic."""
     name = FAST_CODECS.get(inst.transfer_syntax)
     if name is None or inst.samples != 1 or inst.bits_allocated not in (8, 16) \
-            or inst.n_frames != 1 or inst.mosaic is not None \
+            or inst.mosaic is not None \
             or inst.photometric not in ("MONOCHROME1", "MONOCHROME2") \
             or sys.byteorder != "little" or _imagecodecs() is None:
         return None
@@ -291,6 +293,42 @@ def _frame_bytes(inst) -> bytes | None:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+#: the compressed frames of the last multi-frame files read (path, size) -> list of bytes:
+#: a frame table is built once per file, not once per frame
+_MULTIFRAME: OrderedDict = OrderedDict()
+_MULTIFRAME_LOCK = threading.Lock()
+_MULTIFRAME_KEEP = 2
+MULTIFRAME_MAX_BYTES = 2 * 2**30
+
+
+def _multiframe_bytes(inst, index: int) -> bytes | None:
+    """Frame ``index`` of a multi-frame file, from its frames split once by pydicom (Basic
+    or Extended Offset Table, or one fragment per frame) and kept for the next frames."""
+    key = (inst.path, int(getattr(inst, "file_size", 0) or 0))
+    with _MULTIFRAME_LOCK:  # one reader builds a file's table; the other threads wait
+        frames = _MULTIFRAME.get(key)
+        if frames is None:
+            if key[1] > MULTIFRAME_MAX_BYTES:
+                return None
+            import pydicom
+            from pydicom.encaps import generate_frames
+
+            with inst.source.open() as fp:
+                ds = pydicom.dcmread(fp, force=True)
+            ext = None
+            if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+                ext = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+            frames = list(generate_frames(ds.PixelData, number_of_frames=inst.n_frames,
+                                          extended_offsets=ext))
+            if len(frames) != inst.n_frames:
+                raise ValueError(f"{len(frames)} compressed frames for {inst.n_frames}")
+            _MULTIFRAME[key] = frames
+            while len(_MULTIFRAME) > _MULTIFRAME_KEEP:
+                _MULTIFRAME.popitem(last=False)
+        _MULTIFRAME.move_to_end(key)
+    return frames[index]
+
+
 def _rle_into(ic, data: bytes, out: np.ndarray) -> None:
     """Decode a DICOM RLE frame (PS3.5 Annex G) into ``out`` (little-endian, 1 sample).
 
@@ -317,9 +355,10 @@ def _rle_into(ic, data: bytes, out: np.ndarray) -> None:
         planes[:, size - 1 - k] = np.frombuffer(seg, np.uint8, count=npix)
 
 
-def decode_into(inst, out: np.ndarray, *, threads: int = 1) -> bool:
-    """Decode the only frame of ``inst`` into ``out`` (its stored values, any signedness of
-    the stored item size, shape ``(rows, columns)``) with :data:`FAST_CODECS`.
+def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int = 1) -> bool:
+    """Decode frame ``index`` (None: the only frame) of ``inst`` into ``out`` (its stored
+    values, any signedness of the stored item size, shape ``(rows, columns)``) with
+    :data:`FAST_CODECS`.
 
     Returns False when this path does not apply or the codec declined (then
     :func:`decode_frame` decodes it, tries the other plugins and names every reason). The
@@ -334,7 +373,10 @@ def decode_into(inst, out: np.ndarray, *, threads: int = 1) -> bool:
     ic = _imagecodecs()
     check_frame(inst)
     try:
-        data = _frame_bytes(inst)
+        if inst.n_frames > 1:
+            data = _multiframe_bytes(inst, int(index or 0))
+        else:
+            data = _frame_bytes(inst)
         if data is None:
             return False
         if name == "rle":

@@ -325,7 +325,8 @@ def _decode_fast(fr: Frame, out: np.ndarray, threads: int = 1) -> bool:
     if fast_codec(inst) is None:
         return False
     target, direct = _stored_target(inst, out)
-    if not decode_into(inst, target, threads=threads):
+    if not decode_into(inst, target, fr.index if inst.n_frames > 1 else None,
+                       threads=threads):
         return False
     _stored_into(target, direct, fr, out)
     return True

@@ -20,7 +20,14 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 # series_args and make_series are imported from here by the other benchmarks
-from _common import SITK, load_note, make_series, series_args, workers_env  # noqa: E402,F401
+from _common import (  # noqa: E402,F401
+    SITK,
+    child_env,
+    load_note,
+    make_series,
+    series_args,
+    workers_env,
+)
 
 RAW = """
 import os, sys
@@ -92,7 +99,7 @@ def run_isolated(code: str, *args: str, env=None) -> tuple[float, int, str]:
         "print(dt, rss); print(p.stdout.strip())\n"
     )
     p = subprocess.run([sys.executable, "-c", wrapper, code, *args], capture_output=True,
-                       text=True, env=env)
+                       text=True, env=child_env() if env is None else env)
     if p.returncode != 0:
         raise RuntimeError(p.stderr)
     first, _, rest = p.stdout.partition("\n")

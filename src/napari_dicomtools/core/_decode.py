@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections import OrderedDict
 
 import numpy as np
 
@@ -293,40 +292,46 @@ def _frame_bytes(inst) -> bytes | None:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-#: the compressed frames of the last multi-frame files read (path, size) -> list of bytes:
-#: a frame table is built once per file, not once per frame
-_MULTIFRAME: OrderedDict = OrderedDict()
-_MULTIFRAME_LOCK = threading.Lock()
-_MULTIFRAME_KEEP = 2
 MULTIFRAME_MAX_BYTES = 2 * 2**30
 
 
-def _multiframe_bytes(inst, index: int) -> bytes | None:
-    """Frame ``index`` of a multi-frame file, from its frames split once by pydicom (Basic
-    or Extended Offset Table, or one fragment per frame) and kept for the next frames."""
-    key = (inst.path, int(getattr(inst, "file_size", 0) or 0))
-    with _MULTIFRAME_LOCK:  # one reader builds a file's table; the other threads wait
-        frames = _MULTIFRAME.get(key)
-        if frames is None:
-            if key[1] > MULTIFRAME_MAX_BYTES:
-                return None
-            import pydicom
-            from pydicom.encaps import generate_frames
+class FrameTable:
+    """The compressed frames of the last multi-frame file read, split once (by pydicom:
+    Basic or Extended Offset Table, or one fragment per frame) instead of once per frame.
+    One per read (the plan of a volume holds it), so the bytes go with the volume."""
 
-            with inst.source.open() as fp:
-                ds = pydicom.dcmread(fp, force=True)
-            ext = None
-            if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-                ext = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
-            frames = list(generate_frames(ds.PixelData, number_of_frames=inst.n_frames,
-                                          extended_offsets=ext))
-            if len(frames) != inst.n_frames:
-                raise ValueError(f"{len(frames)} compressed frames for {inst.n_frames}")
-            _MULTIFRAME[key] = frames
-            while len(_MULTIFRAME) > _MULTIFRAME_KEEP:
-                _MULTIFRAME.popitem(last=False)
-        _MULTIFRAME.move_to_end(key)
-    return frames[index]
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.key = None
+        self.frames: list = []
+
+    def __getstate__(self):  # a pickled plan starts with an empty table
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+    def frame(self, inst, index: int) -> bytes | None:
+        key = (inst.path, int(getattr(inst, "file_size", 0) or 0))
+        with self.lock:  # one thread splits a file; the others wait for it
+            if key != self.key:
+                if key[1] > MULTIFRAME_MAX_BYTES:
+                    return None
+                import pydicom
+                from pydicom.encaps import generate_frames
+
+                self.key, self.frames = None, []
+                with inst.source.open() as fp:
+                    ds = pydicom.dcmread(fp, force=True)
+                ext = None
+                if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+                    ext = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+                frames = list(generate_frames(ds.PixelData, number_of_frames=inst.n_frames,
+                                              extended_offsets=ext))
+                if len(frames) != inst.n_frames:
+                    raise ValueError(f"{len(frames)} compressed frames for {inst.n_frames}")
+                self.key, self.frames = key, frames
+            return self.frames[index]
 
 
 def _rle_into(ic, data: bytes, out: np.ndarray) -> None:
@@ -355,7 +360,8 @@ def _rle_into(ic, data: bytes, out: np.ndarray) -> None:
         planes[:, size - 1 - k] = np.frombuffer(seg, np.uint8, count=npix)
 
 
-def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int = 1) -> bool:
+def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int = 1,
+                table: FrameTable | None = None) -> bool:
     """Decode frame ``index`` (None: the only frame) of ``inst`` into ``out`` (its stored
     values, any signedness of the stored item size, shape ``(rows, columns)``) with
     :data:`FAST_CODECS`.
@@ -364,7 +370,9 @@ def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int
     :func:`decode_frame` decodes it, tries the other plugins and names every reason). The
     codec checks the codestream's size against ``out`` before decoding, so a frame cannot
     allocate more than the header declared. Bits above BitsStored are left for the caller
-    to mask or sign-extend. ``threads``: OpenJPEG's own threads for one frame.
+    to mask or sign-extend. ``threads``: OpenJPEG's own threads for one frame. ``table``:
+    where a multi-frame file's frames are kept between calls (without it every call splits
+    the file again).
     """
     name = fast_codec(inst)
     if name is None or out.shape != (inst.rows, inst.columns) or not out.flags.c_contiguous \
@@ -374,7 +382,7 @@ def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int
     check_frame(inst)
     try:
         if inst.n_frames > 1:
-            data = _multiframe_bytes(inst, int(index or 0))
+            data = (table or FrameTable()).frame(inst, int(index or 0))
         else:
             data = _frame_bytes(inst)
         if data is None:

@@ -133,6 +133,9 @@ def smallest_dtype(lo: float, hi: float, integral: bool, bits: int = 16) -> np.d
     return np.dtype(np.float32 if bits <= 24 else np.float64)
 
 
+_TABLE_LOCK = threading.Lock()
+
+
 @dataclass
 class _Plan:
     """Everything needed to decode any frame of a series into output units."""
@@ -145,6 +148,18 @@ class _Plan:
     invert: bool
     rgb: bool
     palette: bool
+    #: a multi-frame file's compressed frames, split once for all its frames (made on use)
+    table: object = field(default=None, repr=False, compare=False)
+
+    def frame_table(self):
+        """The :class:`._decode.FrameTable` of this read."""
+        if self.table is None:
+            with _TABLE_LOCK:
+                if self.table is None:
+                    from ._decode import FrameTable
+
+                    self.table = FrameTable()
+        return self.table
 
     def read_frame(self, i: int, out: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
         """Frame ``i`` in output units (into ``out`` when given); ``threads``: a codec's own
@@ -154,7 +169,8 @@ class _Plan:
             out = np.empty(self.frame_shape, self.out_dtype)
         inst = fr.instance
         if self.rgb or (inst.mosaic is None and not self.native(i)):
-            if not self.rgb and _decode_fast(fr, out, threads):
+            table = self.frame_table() if inst.n_frames > 1 else None
+            if not self.rgb and _decode_fast(fr, out, threads, table):
                 return self._finish(fr, out)
             return self.place(i, _decode_pydicom(fr), out)
         if inst.mosaic is not None:
@@ -316,7 +332,7 @@ def _stored_into(target: np.ndarray, direct: bool, fr: Frame, out: np.ndarray) -
     _rescale_into(target, fr, out)
 
 
-def _decode_fast(fr: Frame, out: np.ndarray, threads: int = 1) -> bool:
+def _decode_fast(fr: Frame, out: np.ndarray, threads: int = 1, table=None) -> bool:
     """Decode a compressed frame straight into ``out`` with a codec that releases the GIL
     (see :func:`._decode.decode_into`); False when that path does not apply."""
     from ._decode import decode_into, fast_codec
@@ -326,7 +342,7 @@ def _decode_fast(fr: Frame, out: np.ndarray, threads: int = 1) -> bool:
         return False
     target, direct = _stored_target(inst, out)
     if not decode_into(inst, target, fr.index if inst.n_frames > 1 else None,
-                       threads=threads):
+                       threads=threads, table=table):
         return False
     _stored_into(target, direct, fr, out)
     return True

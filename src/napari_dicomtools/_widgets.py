@@ -78,8 +78,8 @@ class DicomBrowser(QWidget):
         header.setStretchLastSection(True)
         self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
-        self.lazy_box = QCheckBox("Lazy (decode slices on demand)")
-        self.contours_box = QCheckBox("RTSTRUCT contours as shapes too")
+        self.lazy_box = QCheckBox("Lazy (decode on demand)")
+        self.contours_box = QCheckBox("RTSTRUCT also as shapes")
         self.contours_box.setToolTip("Besides the labels layer, a structure set's contours "
                                      "as polygons on the slices they were drawn on")
         self.open_button = QPushButton("Open selected")
@@ -95,9 +95,13 @@ class DicomBrowser(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(row)
         lay.addWidget(self.tree)
+        options = QHBoxLayout()  # options and buttons on two rows: the dock stays narrow
+        options.addWidget(self.lazy_box)
+        options.addWidget(self.contours_box)
+        options.addStretch(1)
+        lay.addLayout(options)
         bottom = QHBoxLayout()
-        bottom.addWidget(self.lazy_box)
-        bottom.addWidget(self.contours_box)
+        bottom.addStretch(1)
         bottom.addWidget(self.open_button)
         bottom.addWidget(self.cancel_button)
         lay.addLayout(bottom)

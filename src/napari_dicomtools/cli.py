@@ -429,15 +429,21 @@ def cmd_anonymize(args) -> int:
 
 
 def cmd_view(args) -> int:
+    import importlib.util
+
+    # napari 0.9 deprecates PyQt5 (a warning over the canvas): prefer PyQt6 when both are there
+    if "QT_API" not in os.environ and importlib.util.find_spec("PyQt6") is not None:
+        os.environ["QT_API"] = "pyqt6"
     import napari
 
-    viewer = napari.Viewer(show=args.screenshot is None)
+    viewer = napari.Viewer()  # shown even for a screenshot: overlays lay out on a shown canvas
     for p in args.paths:
         viewer.open(p, plugin="napari-dicomtools")
     if args.sample:
         viewer.open_sample("napari-dicomtools", args.sample)
     if args.browser:
-        _, browser = viewer.window.add_plugin_dock_widget("napari-dicomtools", "DICOM browser")
+        browser_dock, browser = viewer.window.add_plugin_dock_widget("napari-dicomtools",
+                                                                     "DICOM browser")
         folder = args.paths[0] if args.paths else None
         if folder is None and args.sample == "phantom":
             from ._sample_data import phantom_series_dir
@@ -447,14 +453,32 @@ def cmd_view(args) -> int:
             browser.path_edit.setText(os.fspath(folder))
             browser.populate(_progress_scan(folder, quiet=True))
     if args.screenshot:
-        viewer.window.resize(1280, 800)
-        viewer.reset_view()
+        _settle_window(viewer, browser_dock if args.browser else None)
         viewer.screenshot(args.screenshot, canvas_only=False)
         print(f"wrote {args.screenshot}")
         viewer.close()
         return 0
     napari.run()
     return 0
+
+
+def _settle_window(viewer, dock=None, size=(1366, 768)) -> None:
+    """Lay the window out as a user first sees it on a laptop screen: ``size``, a docked widget
+    at about a third of the width (the canvas keeps the rest), the view fitted to the canvas
+    *after* the docks took their room, and every overlay (colour bar labels, scale bar) drawn
+    once at its final size before a screenshot."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    window = viewer.window._qt_window
+    window.resize(*size)
+    if dock is not None:
+        window.resizeDocks([dock], [int(size[0] * 0.36)], Qt.Orientation.Horizontal)
+    for _ in range(2):  # layout, then the canvas' new size, then overlays measured on it
+        QApplication.processEvents()
+        viewer.reset_view()
+        viewer.window._qt_viewer.canvas._scene_canvas.update()
+        QApplication.processEvents()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ dead process.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import zlib
@@ -111,7 +112,7 @@ def check_allocation(path, nbytes: int, what: str, fraction: float = 0.8) -> Non
                   "memory is available; refusing to allocate it")
 
 
-def open_regular(path: str | os.PathLike):
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
     """Open a regular file for reading without ever blocking.
 
     FIFOs, sockets and device files are refused (``open()`` on a FIFO waits forever for a
@@ -126,7 +127,7 @@ def open_regular(path: str | os.PathLike):
     """
     extra = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
-    def opener(p, flags):
+    def opener(p: str, flags: int) -> int:
         return os.open(p, flags | extra)
 
     f = open(path, "rb", opener=opener)  # noqa: SIM115 - returned to the caller

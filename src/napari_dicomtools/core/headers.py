@@ -38,6 +38,11 @@ from .vendor import (
     _siemens_ice_echo,
 )
 
+__all__ = ["DEFLATED_UID", "DICOMDIR_UID", "MAX_DEFLATED_HEADER", "MAX_FRAMES", "MAX_POSITION_MM",
+           "MAX_RESCALE", "MAX_SPACING_MM", "MAX_VOXELS", "Frame", "Instance", "TemporalKey",
+           "check_orientation", "looks_like_dicom", "open_dicom", "read_deflated", "read_header",
+           "safe_dcmread"]
+
 # the largest image we agree to decode: 2**31 voxels (8 GiB of float32)
 MAX_VOXELS = 2**31
 DICOMDIR_UID = "1.2.840.10008.1.3.10"

@@ -16,6 +16,10 @@ from . import geometry
 from .errors import DicomToolsError
 from .safety import atomic_output
 
+__all__ = ["RGB24", "RGBA32", "bvecs_in_voxel_frame", "layer_geometry", "native_dtype",
+           "nifti_header", "world_affine_to_ras", "write_bvals_bvecs", "write_layer_nifti",
+           "write_layer_nifti_affine", "write_nifti", "write_series_nifti"]
+
 #: NIfTI's colour voxel types (datatype 128 RGB24, 2304 RGBA32), as nibabel reads them: a
 #: ``(..., 3)`` / ``(..., 4)`` uint8 array is written as one such voxel per pixel
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])

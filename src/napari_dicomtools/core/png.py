@@ -14,6 +14,9 @@ from . import geometry
 from .errors import DicomToolsError
 from .safety import NAME_MAX, _reason, atomic_output, fit_name
 
+__all__ = ["AXES", "WINDOW_PRESETS", "apply_window", "canonical_view", "export_annotated",
+           "export_png", "render_plane", "resolve_window", "slice_plane", "write_png"]
+
 #: (center, width) in HU, the usual radiology presets
 WINDOW_PRESETS = {
     "brain": (40.0, 80.0),

@@ -10,18 +10,30 @@ limit; :func:`clean_stale_partials` removes what a killed writer left behind.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .errors import DicomToolsError
 
+__all__ = ["NAME_MAX", "PARTIAL_PREFIX", "STALE_AFTER", "atomic_output", "clean_stale_partials",
+           "fit_name", "refuse_inside_source"]
 
-def refuse_inside_source(out, src) -> None:
+
+def refuse_inside_source(out: str | os.PathLike[str],
+                         src: str | os.PathLike[str]) -> None:
     """Raise if ``out`` is ``src``'s folder or inside it: sources are never written.
 
     Real paths are compared, so a source given as a symlink (to a file or a folder), an
     output reached through a symlinked folder, or an output that is itself a symlink into
     the source are all refused. Both the folder holding a symlinked source file and the
     folder of the file it points to count as the source.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The output file or folder about to be written.
+    src : str or os.PathLike
+        A source file or folder.
 
     Raises
     ------
@@ -87,12 +99,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_partials(folder, *, older_than: float = STALE_AFTER) -> list[str]:
+def clean_stale_partials(folder: str | os.PathLike[str], *,
+                         older_than: float = STALE_AFTER) -> list[str]:
     """Remove our own temporary files left in ``folder`` by a killed writer.
 
     Only names made by :func:`atomic_output` (``.dicomtools-partial-<pid>-<random>``) are
     touched, and only when older than ``older_than`` seconds and their process is no longer
     running on this machine (an active writer keeps its file's time fresh).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder to clean (a missing or unreadable folder is left alone).
+    older_than : float
+        Seconds since the file was last written.
 
     Returns
     -------
@@ -102,7 +122,7 @@ def clean_stale_partials(folder, *, older_than: float = STALE_AFTER) -> list[str
     import time
 
     folder = os.fspath(folder)
-    removed = []
+    removed: list[str] = []
     now = time.time()
     try:
         entries = list(os.scandir(folder))
@@ -178,7 +198,7 @@ def _publish(tmp: str, path: str, overwrite: bool) -> None:
 
 
 @contextmanager
-def atomic_output(path, overwrite: bool = False):
+def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[str]:
     """Yield a temporary path beside ``path``; move it to ``path`` when the block succeeds.
 
     The output appears complete or not at all. Without ``overwrite`` the final step is an
@@ -188,12 +208,39 @@ def atomic_output(path, overwrite: bool = False):
     files are ``.dicomtools-partial-<pid>-<random>``; stale ones a killed writer left in the
     folder are removed (:func:`clean_stale_partials`) the first time a process writes there.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final output file.
+    overwrite : bool
+        Replace an existing ``path`` (default: refuse).
+
+    Yields
+    ------
+    str
+        The temporary file to write (it exists, empty).
+
     Raises
     ------
     DicomToolsError
         ``path`` exists and ``overwrite`` is False, ``path`` is a folder, its name is too
         long, or the file system refused the write (read-only, permission, disk full, ...):
         the message names the path and the reason.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "report.txt")
+    >>> with atomic_output(out) as tmp:
+    ...     with open(tmp, "w") as f:
+    ...         _ = f.write("done")
+    >>> open(out).read()
+    'done'
+    >>> with atomic_output(out) as tmp:
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    napari_dicomtools.core.errors.DicomToolsError: ...report.txt: exists; not overwriting (...)
     """
     path = os.fspath(path)
     base = os.path.basename(path)

@@ -16,16 +16,37 @@ import stat
 import threading
 import zipfile
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
 
 from ._limits import MAX_DEFLATE_RATIO, check_allocation, file_kind, format_bytes, open_regular
 from .errors import DicomToolsError, UnreadableDicomError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["Skipped", "Source", "iter_sources"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Source:
-    """A file on disk, or a member of a zip archive."""
+    """A file on disk, or a member of a zip archive.
+
+    Parameters
+    ----------
+    path : str
+        The file, or the ``.zip`` archive holding ``member``.
+    member : str, optional
+        The member's name inside the archive.
+
+    Examples
+    --------
+    >>> str(Source("study.zip", "CT/1.dcm"))
+    'study.zip::CT/1.dcm'
+    >>> Source.from_string("/data/ct/1.dcm")
+    Source(path='/data/ct/1.dcm', member=None)
+    """
 
     path: str
     member: str | None = None
@@ -34,19 +55,27 @@ class Source:
         return f"{self.path}::{self.member}" if self.member else self.path
 
     @classmethod
-    def from_string(cls, text) -> Source:
+    def from_string(cls, text: str | os.PathLike[str]) -> Source:
         """Inverse of ``str(source)``: ``"archive.zip::member"`` or a plain path."""
         text = os.fspath(text)
         zpath, sep, member = text.partition("::")
         return cls(zpath, member) if sep and os.path.isfile(zpath) else cls(text)
 
-    def open(self):
+    def open(self) -> IO[bytes] | io.RawIOBase:
         """A binary, seekable file object (caller closes it).
 
         Regular files only (a FIFO, socket or device raises :class:`DicomToolsError` instead of
         blocking). A zip member is streamed, never read whole: a member whose declared size
         exceeds the memory available, or whose compression ratio no deflate stream can have
         (a zip bomb), is refused before any of it is inflated.
+
+        Raises
+        ------
+        DicomToolsError
+            Not a regular file; :class:`UnreadableDicomError` for a missing, unreadable or
+            oversized zip member.
+        OSError
+            The file cannot be opened.
         """
         if self.member is None:
             return open_regular(self.path)
@@ -64,10 +93,11 @@ class Source:
                 from None
 
     def size(self) -> int:
+        """Bytes of the file, or the uncompressed size of the zip member."""
         if self.member is None:
             return os.path.getsize(self.path)
         try:
-            return _archive(self.path).getinfo(self.member).file_size
+            return int(_archive(self.path).getinfo(self.member).file_size)
         except KeyError:
             raise UnreadableDicomError(str(self), "no such member in the archive") from None
 
@@ -76,7 +106,7 @@ class Source:
 # is O(N)): keyed by identity, size and mtime (a rewritten archive is reopened) and by process
 # (a forked worker must not share the parent's file offset).
 _ZIP_LOCK = threading.RLock()
-_ZIP_CACHE: dict = {}
+_ZIP_CACHE: dict[tuple[str, int, int, int, int], zipfile.ZipFile] = {}
 _ZIP_CACHE_SIZE = 2
 
 
@@ -115,7 +145,7 @@ class _MemberStream(io.RawIOBase):
     values from ``fp.name`` once the stream is closed, which for a member would be a path
     relative to the working directory (another file, or none)."""
 
-    def __init__(self, f):
+    def __init__(self, f: IO[bytes]) -> None:
         super().__init__()
         self._f = f
 
@@ -128,9 +158,10 @@ class _MemberStream(io.RawIOBase):
     def read(self, n: int = -1) -> bytes:
         return self._f.read(n)
 
-    def readinto(self, b) -> int:
-        data = self._f.read(len(b))
-        b[:len(data)] = data
+    def readinto(self, b: WriteableBuffer) -> int:
+        view = memoryview(b).cast("B")
+        data = self._f.read(len(view))
+        view[:len(data)] = data
         return len(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -176,8 +207,41 @@ class Skipped:
 # walking the file system
 
 
-def iter_sources(path: str | os.PathLike) -> tuple[list[Source], list[Skipped]]:
-    """Every candidate file under ``path`` (file, folder, ``.zip`` or DICOMDIR)."""
+def iter_sources(path: str | os.PathLike[str]) -> tuple[list[Source], list[Skipped]]:
+    """Every candidate file under ``path`` (file, folder, ``.zip`` or DICOMDIR).
+
+    A folder is walked recursively in sorted order; ``.zip`` archives in it are opened and
+    their members listed (DICOMDIR indexes are skipped: the walk reaches their files anyway);
+    a DICOMDIR given directly lists the files it references. FIFOs, sockets, devices and
+    unreadable folders are skipped with the reason, never opened.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file, a folder, a ``.zip`` archive or a DICOMDIR.
+
+    Returns
+    -------
+    sources : list of Source
+        The candidate files, not yet checked to be DICOM.
+    skipped : list of Skipped
+        What was left out, with the reason.
+
+    Raises
+    ------
+    DicomToolsError
+        ``path`` does not exist, or a DICOMDIR cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for name in ("b.dcm", "a.dcm"):
+    ...     open(os.path.join(folder, name), "wb").close()
+    >>> sources, skipped = iter_sources(folder)
+    >>> [os.path.basename(s.path) for s in sources], skipped
+    (['a.dcm', 'b.dcm'], [])
+    """
     path = os.fspath(path)
     skipped: list[Skipped] = []
     if os.path.isdir(path):
@@ -228,7 +292,7 @@ def _not_regular(path: str) -> str:
     return f"not a regular file ({file_kind(st.st_mode)}); not opened"
 
 
-def _zip_sources(path: str):
+def _zip_sources(path: str) -> tuple[list[Source], list[Skipped]]:
     out = []
     try:
         zf = _archive(path)
@@ -241,7 +305,7 @@ def _zip_sources(path: str):
     return out, []
 
 
-def _dicomdir_sources(path: str):
+def _dicomdir_sources(path: str) -> tuple[list[Source], list[Skipped]]:
     import pydicom
     from pydicom.fileset import FileSet
 
@@ -249,7 +313,8 @@ def _dicomdir_sources(path: str):
         fs = FileSet(pydicom.dcmread(path))
     except Exception as exc:  # noqa: BLE001
         raise DicomToolsError(path, f"DICOMDIR cannot be read ({exc})") from None
-    out, skipped = [], []
+    out: list[Source] = []
+    skipped: list[Skipped] = []
     for inst in fs:
         p = os.fspath(inst.path)
         if not os.path.exists(p):

@@ -12,6 +12,9 @@ import numpy as np
 
 from ._values import _f, _floats, _group_item, _i, _text
 
+# internal: read_header applies these; nothing here is public API
+__all__: list[str] = []
+
 
 def _philips_scale_slope(ds) -> float | None:
     """Philips' private ScaleSlope (2005,100E) when its creator block says Philips."""

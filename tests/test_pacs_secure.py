@@ -61,9 +61,20 @@ def _same(folder, ref_folder):
     np.testing.assert_allclose(got.affine_lps, ref.affine_lps, atol=1e-6)
 
 
-def test_dimse_over_tls_echo_send_find_get_move(tls_server, series, tmp_path):
+def test_dimse_over_tls_echo_send_find_get_move(tls_server, series, tmp_path, monkeypatch,
+                                                capsys):
+    from napari_dicomtools.cli import main
+
     server, _, _ = tls_server
-    prof = dimse_tls(server)
+    monkeypatch.setenv("DICOMTOOLS_PACS_CONFIG", str(tmp_path / "pacs.json"))
+    assert main(["pacs", "add", "tls", "--host", orthanc_server.HOST, "--port",
+                 str(server.dicom_port), "--aet", server.aet, "--calling-aet",
+                 server.client_aet, "--move-port", str(server.move_port), "--tls",
+                 "--ca-bundle", server.pki["ca"], "--tls-cert", server.pki["client_cert"],
+                 "--tls-key", server.pki["client_key"], "-q"]) == 0
+    prof = pacs.get_profile("tls")  # the CA bundle and our certificate from the profile
+    assert prof == dimse_tls(server, timeout=30.0)
+    assert main(["pacs", "echo", "tls"]) == 0 and "tls: dimse ok" in capsys.readouterr().out
     assert pacs.echo(prof) > 0
     r = pacs.send(prof, series / "a", method="c-store")
     assert (len(r.sent), r.failed, r.skipped) == (5, [], [])

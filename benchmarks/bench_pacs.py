@@ -13,8 +13,12 @@ the series, the rest fetched (a) as the whole series (cached copies dropped as t
 again) and (b) instance by instance (WADO-RS, ``--workers`` at a time) or as one UID-list
 request (C-GET), for several missing fractions; in-process, best of --repeat.
 
+``--stream`` measures lazy opening instead: seconds until the middle slice of the series is
+on screen (headers, geometry, that one instance) by WADO-RS and by C-GET, next to the time
+to retrieve the whole series the same way.
+
 usage: python benchmarks/bench_pacs.py [--slices 300] [--size 512] [--repeat 3] [--workers 4]
-                                       [--resume]
+                                       [--resume | --stream]
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4, help="concurrent WADO-RS requests")
     ap.add_argument("--resume", action="store_true",
                     help="measure the resume rule (whole series vs missing instances)")
+    ap.add_argument("--stream", action="store_true",
+                    help="measure the first slice of a lazily opened series")
     ap.add_argument("--methods", default="wado,c-get",
                     help="--resume: methods to measure (default: wado,c-get)")
     args = ap.parse_args()
@@ -87,6 +93,8 @@ def main() -> int:
 
         if args.resume:
             return bench_resume(pacs, web, dimse, hit, tmp, args)
+        if args.stream:
+            return bench_stream(pacs, web, dimse, hit, tmp, args)
         cfg = os.path.join(tmp, "pacs.json")
         env = {**os.environ, "DICOMTOOLS_PACS_CONFIG": cfg,
                "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"),
@@ -173,6 +181,36 @@ def bench_resume(pacs, web, dimse, hit, tmp, args) -> int:
             print(f"{method:<6} {frac:8.0%} {times['whole']:8.2f} {times['missing']:15.2f} "
                   f"{ratio:6.2f}")
     print(json.dumps([[m, f, round(a, 3), round(b, 3)] for m, f, a, b in rows]))
+    return 0
+
+
+def bench_stream(pacs, web, dimse, hit, tmp, args) -> int:
+    """Seconds to the middle slice of a streamed series vs the whole retrieve, per method."""
+    import numpy as np
+
+    from napari_dicomtools.core.pacs_stream import open_streaming
+
+    print(f"{'method':<6} {'first slice s':>14} {'whole series s':>15}")
+    out = {}
+    for method in args.methods.split(","):
+        prof = web if method == "wado" else dimse
+        first = whole = float("inf")
+        for k in range(args.repeat):
+            cache = os.path.join(tmp, f"stream-{method}-{k}")
+            t0 = time.perf_counter()
+            vol = open_streaming(prof, hit.study_uid, hit.series_uid, cache=cache,
+                                 method=method)
+            np.asarray(vol.array[vol.array.shape[0] // 2])
+            first = min(first, time.perf_counter() - t0)
+            shutil.rmtree(cache)
+            t0 = time.perf_counter()
+            pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method, cache=cache,
+                          workers=args.workers)
+            whole = min(whole, time.perf_counter() - t0)
+            shutil.rmtree(cache)
+        out[method] = (round(first, 3), round(whole, 3))
+        print(f"{method:<6} {first:14.2f} {whole:15.2f}")
+    print(json.dumps(out))
     return 0
 
 

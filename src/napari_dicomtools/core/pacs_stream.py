@@ -48,8 +48,6 @@ HEADER_KEYS = ("SOPInstanceUID", "SOPClassUID", "ImagePositionPatient",
 
 
 def _headers(profile: ServerProfile, study_uid: str, series_uid: str, method: str) -> list:
-    from pydicom import Dataset
-
     if method == "c-get":
         with _Dimse(profile, [(_STUDY_ROOT_FIND, None)]) as assoc:
             rows = _cfind(assoc, profile, "image", {"StudyInstanceUID": study_uid,
@@ -66,7 +64,38 @@ def _headers(profile: ServerProfile, study_uid: str, series_uid: str, method: st
         raise _http_error(profile, exc, f"series {series_uid} metadata") from None
     if not rows:
         raise PacsError(profile.label, f"series {series_uid} has no instances on the server")
-    return [Dataset.from_json(r, bulk_data_uri_handler=lambda *a: None) for r in rows]
+    return [_Header.from_json(r) for r in rows]
+
+
+class _Header(dict):
+    """Keyword -> value of the :data:`HEADER_KEYS` of one instance's DICOM JSON (PS3.18
+    F.2), read directly: pydicom's ``Dataset.from_json`` costs ~0.7 ms per attribute, 20 ms
+    per instance of even a small header, seconds before the first slice of a long series.
+    One value stays a scalar, several a list; person names are their alphabetic form."""
+
+    TAGS: dict = {}
+
+    def __getattr__(self, kw):
+        try:
+            return self[kw]
+        except KeyError:
+            raise AttributeError(kw) from None
+
+    @classmethod
+    def from_json(cls, row: dict) -> _Header:
+        if not cls.TAGS:
+            from pydicom.datadict import tag_for_keyword
+
+            cls.TAGS.update({kw: f"{tag_for_keyword(kw):08X}" for kw in HEADER_KEYS})
+        out = cls()
+        for kw, tag in cls.TAGS.items():
+            element = row.get(tag)
+            if not isinstance(element, dict):
+                continue
+            values = [v.get("Alphabetic", "") if isinstance(v, dict) else v
+                      for v in element.get("Value") or []]
+            out[kw] = None if not values else values[0] if len(values) == 1 else values
+        return out
 
 
 def _fetcher(profile: ServerProfile, method: str, study_uid: str, series_uid: str,

@@ -71,7 +71,8 @@ class _Header(dict):
     """Keyword -> value of the :data:`HEADER_KEYS` of one instance's DICOM JSON (PS3.18
     F.2), read directly: pydicom's ``Dataset.from_json`` costs ~0.7 ms per attribute, 20 ms
     per instance of even a small header, seconds before the first slice of a long series.
-    One value stays a scalar, several a list; person names are their alphabetic form."""
+    One value stays a scalar, several a list; person names are their alphabetic form; empty
+    attributes are left out."""
 
     TAGS: dict = {}
 
@@ -94,7 +95,8 @@ class _Header(dict):
                 continue
             values = [v.get("Alphabetic", "") if isinstance(v, dict) else v
                       for v in element.get("Value") or []]
-            out[kw] = None if not values else values[0] if len(values) == 1 else values
+            if values:  # an empty attribute reads as absent: its default applies
+                out[kw] = values[0] if len(values) == 1 else values
         return out
 
 

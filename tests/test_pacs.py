@@ -102,6 +102,24 @@ def test_resume_rule():
         [False, False, False, True, True]
 
 
+def test_stream_headers_read_from_dicom_json():
+    from napari_dicomtools.core.pacs_stream import _floats, _Header
+
+    h = _Header.from_json({
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Roe^Rick"}]},
+        "00200032": {"vr": "DS", "Value": [-38.0, "-38.5", 12]},
+        "00281050": {"vr": "DS", "Value": [40]},
+        "00281051": {"vr": "DS"},  # empty: absent, its default applies
+        "00280030": {"vr": "DS", "Value": [0.7]},  # one value where two are due
+        "00080018": {"vr": "UI", "Value": ["1.2.3"]},
+        "7FE00010": {"vr": "OW", "BulkDataURI": "http://x/bulk"},
+    })
+    assert (h.PatientName, h.SOPInstanceUID, h.get("WindowCenter")) == ("Roe^Rick", "1.2.3", 40)
+    assert "WindowWidth" not in h and h.get("RescaleSlope", 1) == 1
+    assert _floats(h, "ImagePositionPatient", 3) == [-38.0, -38.5, 12.0]
+    assert _floats(h, "PixelSpacing", 2) is None  # refused, not guessed
+
+
 def test_date_ranges():
     assert pacs._date_range("2020-01-01..2020-12-31") == "20200101-20201231"
     assert pacs._date_range("20200101-") == "20200101-"

@@ -7,10 +7,14 @@ dcm2niix 2.4 s and ``dicomtools convert`` 21.6 s). This writes --series small se
 then prints the median per-series time of:
 
   python          the bare interpreter (``python -c pass``)
-  import          ``import napari_dicomtools.cli`` (numpy, our core, the subcommands)
+  import          ``import napari_dicomtools.cli`` (numpy, our core)
   convert         a whole ``dicomtools convert SERIES OUT.nii.gz``
-  convert+pydicom the same with pydicom imported first: what nibabel's import of pydicom
-                  would cost (core._imports.nibabel hides pydicom from it on this path)
+  convert+nibabel the same with nibabel imported first (pydicom and scipy hidden from it):
+                  what building the NIfTI header with nibabel cost each call before
+                  core._nifti1 packed it (nibabel imports urllib, http, email, xml and every
+                  image format it knows)
+  convert+pydicom the same with pydicom imported first: what a plain CT saves by the fast
+                  header parser
   dcm2niix        ``dcm2niix -z y -b n`` on the same folder
 
 and, from ``python -X importtime`` of one convert, the import time of the heaviest packages.
@@ -33,8 +37,12 @@ import tempfile
 import time
 
 CONVERT = [sys.executable, "-m", "napari_dicomtools.cli", "convert"]
-PRE_PYDICOM = [sys.executable, "-c", "import pydicom, runpy, sys; sys.argv[0] = 'dicomtools'; "
-               "runpy.run_module('napari_dicomtools.cli', run_name='__main__')", "convert"]
+_RUN = ("import runpy, sys; sys.argv[0] = 'dicomtools'; "
+        "runpy.run_module('napari_dicomtools.cli', run_name='__main__')")
+PRE_PYDICOM = [sys.executable, "-c", "import pydicom; " + _RUN, "convert"]
+PRE_NIBABEL = [sys.executable, "-c", "import sys; sys.modules.update(pydicom=None, scipy=None); "
+               "import nibabel; del sys.modules['pydicom'], sys.modules['scipy']; " + _RUN,
+               "convert"]
 
 
 def _make(folder: str, n: int) -> list[str]:
@@ -87,13 +95,15 @@ def main(argv=None) -> int:
         outs = os.path.join(tmp, "out")
         os.makedirs(outs)
         _timed([*CONVERT, series[0], os.path.join(outs, "warm.nii.gz"), "-q"])  # caches
-        rows = {"python": [], "import": [], "convert": [], "convert+pydicom": [],
-                "dcm2niix": []}
+        rows = {"python": [], "import": [], "convert": [], "convert+nibabel": [],
+                "convert+pydicom": [], "dcm2niix": []}
         for k, s in enumerate(series):
             rows["python"].append(_timed([sys.executable, "-c", "pass"]))
             rows["import"].append(_timed([sys.executable, "-c", "import napari_dicomtools.cli"]))
             rows["convert"].append(_timed([*CONVERT, s, os.path.join(outs, f"a{k}.nii.gz"),
                                            "-q"]))
+            rows["convert+nibabel"].append(_timed([*PRE_NIBABEL, s,
+                                                   os.path.join(outs, f"n{k}.nii.gz"), "-q"]))
             rows["convert+pydicom"].append(_timed([*PRE_PYDICOM, s,
                                                    os.path.join(outs, f"b{k}.nii.gz"), "-q"]))
             if dcm2niix:

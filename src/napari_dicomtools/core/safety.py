@@ -152,10 +152,8 @@ def clean_stale_partials(folder: str | os.PathLike[str], *,
 def _new_partial(folder: str) -> str:
     """Create (exclusively) an empty temporary file in ``folder`` with the mode a plain
     ``open()`` gives (0666 less the umask), not mkstemp's 0600."""
-    import secrets
-
     for _ in range(100):
-        tmp = os.path.join(folder, f"{PARTIAL_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+        tmp = os.path.join(folder, f"{PARTIAL_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

@@ -127,14 +127,21 @@ def test_ge_dwi_gradients_from_private_tags_agree_with_dcm2niix(tmp_path):
                                       ("sagittal", "ROW"), ("coronal", "COL")])
 def test_ge_gradient_frames_per_plane_and_phase_direction(tmp_path, plane, pe):
     """The same GE files re-planned: dcm2niix's per-plane flips and row/column swizzle.
-    (Coronal with row phase encoding is left out: there dcm2niix's world directions differ
-    from ours in x and z, and dcm2niix itself warns that case is untested.)"""
+    (Coronal with row phase encoding: see the next test.)"""
+    dwi_agrees(_ge_replanned(tmp_path / "src", plane, pe), tmp_path)
+
+
+_PLANES = {"axial": [1, 0, 0, 0, 1, 0], "sagittal": [0, 1, 0, 0, 0, -1],
+           "coronal": [1, 0, 0, 0, 0, -1]}
+
+
+def _ge_replanned(src, plane, pe):
+    """The GE DTI files with their geometry replaced: ``plane`` orientation, two slices 3 mm
+    apart, InPlanePhaseEncodingDirection ``pe``; the private gradients unchanged."""
     import pydicom
 
-    iop = {"axial": [1, 0, 0, 0, 1, 0], "sagittal": [0, 1, 0, 0, 0, -1],
-           "coronal": [1, 0, 0, 0, 0, -1]}[plane]
-    src = tmp_path / "src"
-    src.mkdir()
+    iop = _PLANES[plane]
+    src.mkdir(parents=True)
     for f in sorted((DATA / "ge_dwi_oblique").iterdir()):
         if not f.name.startswith("i"):
             continue
@@ -145,97 +152,181 @@ def test_ge_gradient_frames_per_plane_and_phase_direction(tmp_path, plane, pe):
         ds.ImagePositionPatient = list(np.array([-20.0, -30.0, 10.0]) + 3.0 * k * normal)
         ds.InPlanePhaseEncodingDirection = pe
         ds.save_as(src / f.name)
-    dwi_agrees(src, tmp_path)
+    return src
+
+
+def _image_frame_gradients(src):
+    """Our gradients of the series in ``src`` in its image frame: components along the row
+    direction, the column direction and row x column (3 x volumes)."""
+    (s,) = scan(src)
+    iop = np.array(s.frames[0].orientation, float)
+    frame = np.stack([iop[:3], iop[3:], np.cross(iop[:3], iop[3:])])
+    return np.array([frame @ np.array(g) for _, g in s.diffusion[1:]]).T
+
+
+def test_ge_coronal_row_phase_encoding_follows_gecorrectbvecs(tmp_path):
+    """GE coronal with row phase encoding: where we and the dcm2niix binary part, and why.
+
+    GE writes the gradient in (0019,10BB-BD) in the logical frame of the acquisition
+    (frequency, phase, slice). Phase encoding along rows swaps frequency and phase: one
+    quarter turn of that logical frame about its slice axis. dcm2niix's geCorrectBvecs
+    (after dicm2nii) applies that turn, then per-plane sign flips taking the logical frame
+    to the image frame (sagittal x and y, coronal y and z, axial z). We implement exactly
+    that, and the binary agrees with us for axial and sagittal ROW and all COL cases (test
+    above). Seen in the image frame (row, column, row x column), the turn keeps its sense in
+    axial and sagittal but reverses in coronal, whose flips mirror one in-plane axis: the
+    same physical rotation, about an axis the coronal image frame points the other way. The
+    dcm2niix binary writes coronal ROW bvecs with the in-plane part negated (RAS x and z),
+    i.e. the axial sense in every plane, which is not what its geCorrectBvecs computes; it
+    warns that ROW reorientation is untested. The DICOM geometry (orientation, phase
+    direction) cannot tell the two apart without a real coronal ROW acquisition (none in
+    dcm_qa_ge); we keep the published algorithm, whose sense follows from one rotation in
+    the logical frame."""
+    maps = {}
+    for plane in ("axial", "sagittal", "coronal"):
+        col = _image_frame_gradients(_ge_replanned(tmp_path / plane / "COL", plane, "COL"))
+        row = _image_frame_gradients(_ge_replanned(tmp_path / plane / "ROW", plane, "ROW"))
+        assert np.allclose(row[2], col[2], atol=1e-6), plane  # slice component unchanged
+        # the 2x2 in-plane map taking the COL gradients to the ROW ones (least squares)
+        m = np.linalg.lstsq(col[:2].T, row[:2].T, rcond=None)[0].T
+        assert np.allclose(m @ col[:2], row[:2], atol=1e-6), plane
+        assert np.allclose(m, [[0, m[0, 1]], [-m[0, 1], 0]], atol=1e-6), (plane, m)  # a turn
+        assert np.isclose(abs(m[0, 1]), 1), (plane, m)
+        maps[plane] = m
+    assert np.allclose(maps["sagittal"], maps["axial"])
+    assert np.allclose(maps["coronal"], -maps["axial"])  # the coronal frame's mirror
+
+
+# --------------------------------------------------------------------------------------------
+# UIH "grid" (VFRAME) files: one file per volume, its slices tiled like a Siemens mosaic
 
 
 @needs_dcm2niix
-def test_philips_private_diffusion_agrees_with_dcm2niix(tmp_path):
-    """Philips classic DWI with the gradient only in its private tags: b-value (2001,1003),
-    direction (2005,10B0-B2), oblique slices."""
+def test_uih_grid_dti_unpacked_like_dcm2niix(tmp_path):
+    """UIH uMR 770 DTI saved as grids (dcm_qa_uih, tiles cut to 16x16): ImageType VFRAME,
+    (0065,1050) = 20 slices in 5 columns x 4 rows (UIH: columns = ceil(sqrt(n)), rows =
+    ceil(n / columns), unlike Siemens' square grid), each slice's position only in the
+    (0065,1051) MR VFrame Sequence, b-value (0065,1009) and gradient (0065,1037) private:
+    16x16x20x3, the same voxels, bvals and world gradient directions as dcm2niix."""
+    bvals, bvecs = dwi_agrees(DATA / "uih_dti_grid", tmp_path, (16, 16, 20, 3))
+    assert np.allclose(bvals, [1.25126, 929.75, 929.75], atol=1e-4)
+    assert not np.any(bvecs[:, 0]) and np.allclose(np.linalg.norm(bvecs[:, 1:], axis=0), 1)
+
+
+def test_uih_grid_tiles_and_slice_positions():
+    """Tile k of the grid is slice k at the k-th position of the VFrame sequence: the
+    20 positions are 4.2 mm apart along the normal (SpacingBetweenSlices), slices ordered
+    by position, the top-level file carrying no ImagePositionPatient at all."""
+    import pydicom
+
+    (s,) = scan(DATA / "uih_dti_grid")
+    assert s.shape == (3, 20, 16, 16) and s.n_time == 3
+    assert s.problems == ["4D: 3 volumes of 20 slices"]
+    assert np.isclose(s.spacing[0], 4.2, atol=1e-3)
+    first = sorted((DATA / "uih_dti_grid").iterdir())[0]
+    ds = pydicom.dcmread(first)
+    assert "ImagePositionPatient" not in ds
+    grid = ds.pixel_array
+    items = ds[0x00651051].value
+    vol = read_volume_of(s)[0]
+    for k in (0, 7, 19):  # tile k: grid row k // 5, column k % 5
+        tile = grid[(k // 5) * 16:(k // 5 + 1) * 16, (k % 5) * 16:(k % 5 + 1) * 16]
+        pos = np.array(items[k].ImagePositionPatient, float)
+        z = int(np.argmin([np.linalg.norm(f.position - pos) for f in s.frames[:20]]))
+        assert np.allclose(s.frames[z].position, pos)
+        assert np.array_equal(vol[z], tile), k
+
+
+def read_volume_of(series):
+    from napari_dicomtools import read_volume
+
+    return np.asarray(read_volume(series).array)
+
+
+# --------------------------------------------------------------------------------------------
+# Siemens uncombined coil images: one series per coil, named _c<coil> as dcm2niix
+
+
+def _siemens_uncombined(src, coils=("H1", "H2", "H3"), *, xa=False, n_slices=3):
+    """A "save uncombined" series: every coil element images the same slices, all files one
+    SeriesInstanceUID; the coil in CoilString (0051,100F) (classic), or, on XA, as the first
+    ICE dimension of (0021,1106) (the coil number). Returns the (coil, slice, row, column)
+    values."""
     import pydicom
 
     from napari_dicomtools.core.synthetic import write_series
 
     uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
-    grads = [(0.0, (0.0, 0.0, 0.0)), (1000.0, (0.6, 0.0, 0.8)), (1000.0, (0.0, -1.0, 0.0)),
-             (700.0, (0.48, -0.6, 0.64))]
-    rng = np.random.default_rng(4)
-    src = tmp_path / "src"
-    for t, (b, g) in enumerate(grads):
-        tr = write_series(src / f"v{t}", rng.integers(0, 900, (3, 12, 14)), modality="MR",
-                          intercept=0, series_uid=uid, frame_uid=frame, study_uid=study,
-                          prefix=f"V{t}_", seed=t, description="DWI", window=None,
-                          orientation=(0.9848, 0.1736, 0, -0.1504, 0.8529, -0.5))
+    truth = np.random.default_rng(3).integers(0, 900, (len(coils), n_slices, 10, 12))
+    for c, coil in enumerate(coils):
+        tr = write_series(src / f"c{c}", truth[c], modality="MR", intercept=0,
+                          series_uid=uid, frame_uid=frame, study_uid=study, prefix=f"C{c}_",
+                          seed=c, description="gre uncombined", window=None, series_number=7)
         for f in tr.files:
             ds = pydicom.dcmread(f)
-            ds.Manufacturer = "Philips Medical Systems"
-            ds.InstanceNumber = t * 3 + int(ds.InstanceNumber)
-            ds.AcquisitionNumber = t + 1
-            ds.private_block(0x2001, "Philips Imaging DD 001", create=True).add_new(
-                0x03, "FL", b)
-            block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
-            for k, v in zip((0xB0, 0xB1, 0xB2), g, strict=True):
-                block.add_new(k, "FL", v)
-            ds.save_as(f)
-    (s,) = scan(src)
-    assert [b for b, _ in s.diffusion] == [0, 1000, 1000, 700]
-    dwi_agrees(src, tmp_path)
-
-
-def test_no_bval_bvec_for_a_constant_b0_series(tmp_path):
-    """Philips writes b=0 in every frame of ASL and fMRI: no .bval/.bvec (as dcm2niix)."""
-    root = Path(__file__).parent / "data" / "dcm_qa" / "philips_3DpCASL_classic" / "dcm"
-    (s,) = scan(root)
-    assert s.frames[0].bvalue == 0 and s.diffusion is None
-    assert main(["convert", str(root), str(tmp_path / "out"), "-q"]) == 0
-    assert [p.suffix for p in (tmp_path / "out").iterdir()] == [".gz"]
-
-
-def _ge_pepolar_series(src, mode, n_vol=4):
-    """A GE epi_pepolar run: n_vol volumes at the same positions; user data 12 = ``mode``
-    says which were acquired with reversed polarity, and those are stored upside down.
-    Returns the true (volume, slice, row, column) values."""
-    import pydicom
-
-    from napari_dicomtools.core.synthetic import write_series
-
-    uid, frame, study = (pydicom.uid.generate_uid() for _ in range(3))
-    rng = np.random.default_rng(5)
-    truth = rng.integers(0, 900, (n_vol, 3, 10, 12))
-    for t in range(n_vol):
-        vol = t + 1
-        rev = mode == 1 or (mode == 2 and vol % 2 == 1) or (mode == 3 and vol % 2 == 0)
-        tr = write_series(src / f"v{t}", truth[t][:, ::-1] if rev else truth[t], modality="MR",
-                          intercept=0, series_uid=uid, frame_uid=frame, study_uid=study,
-                          prefix=f"V{t}_", seed=t, description="fmri pepolar", window=None,
-                          series_number=5, orientation=(1, 0, 0, 0, 0.8660254, -0.5))
-        for f in tr.files:
-            ds = pydicom.dcmread(f)
-            ds.Manufacturer = "GE MEDICAL SYSTEMS"
-            ds.ProtocolName = "fmri pepolar"
-            ds.InstanceNumber = t * 3 + int(ds.InstanceNumber)
-            ds.TemporalPositionIdentifier = vol
-            block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
-            block.add_new(0x9C, "LO", "research/epi_pepolar")
-            block.add_new(0xB3, "DS", str(mode))
+            ds.Manufacturer = "SIEMENS"
+            ds.ProtocolName = "gre uncombined"
+            ds.InstanceNumber = c * n_slices + int(ds.InstanceNumber)
+            if xa:  # XA's layout: creator (0021,0011), ICE dimensions (0021,1106)
+                ds.add_new(0x00210011, "LO", "SIEMENS MR SDI 02")
+                ds.add_new(0x00211106, "LO", f"{c + 1}_1_1_1_1_1_{ds.InstanceNumber}_1_1_1_1_1_2")
+            else:
+                block = ds.private_block(0x0051, "SIEMENS MR HEADER", create=True)
+                block.add_new(0x0F, "LO", coil)
             ds.save_as(f)
     return truth
 
 
 @needs_dcm2niix
-@pytest.mark.parametrize("mode", [1, 2, 3])
-def test_ge_pepolar_reversed_volumes_flipped_and_split(tmp_path, mode):
-    """Reversed-polarity volumes come out upright (not mirrored front to back) and, when
-    mixed with forward ones, as their own series numbered +1000, like dcm2niix."""
-    truth = _ge_pepolar_series(tmp_path / "src", mode)
-    pairs = convert_both(tmp_path / "src", tmp_path)
-    for ours, ref in pairs.values():
-        assert_same_image(ours, ref)
-    rev = {1: [0, 1, 2, 3], 2: [0, 2], 3: [1, 3]}[mode]
-    fwd = [t for t in range(4) if t not in rev]
-    expected = {"5_fmri_pepolar.nii": rev} if mode == 1 else {
-        "5_fmri_pepolar.nii": fwd, "1005_fmri_pepolar.nii": rev}
-    assert sorted(pairs) == sorted(expected)
-    for name, vols in expected.items():
-        data = np.asarray(pairs[name][0].dataobj)  # ours: (column, row, slice, volume)
-        assert np.array_equal(data.transpose(3, 2, 1, 0), truth[vols]), name
+@pytest.mark.parametrize("xa", [False, True])
+def test_uncombined_coils_split_and_named_like_dcm2niix(tmp_path, xa):
+    """One 3D volume per coil, named <series>_<protocol>_c<coil> (coil string, or the ICE
+    coil number on XA), with that coil's voxels. dcm2niix does the same with ``-m o``; by
+    default it stacks the coils as if they were time points and names the 4D file after the
+    first coil only (dcm2niix issue 766), which is not a series of volumes in time."""
+    truth = _siemens_uncombined(tmp_path / "src", xa=xa)
+    ref, ours = tmp_path / "ref", tmp_path / "ours"
+    ref.mkdir()
+    r = subprocess.run([DCM2NIIX, "-m", "o", "-f", "%s_%p", "-z", "n", "-b", "n", "-v", "0",
+                        "-o", str(ref), str(tmp_path / "src")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert main(["convert", str(tmp_path / "src"), str(ours), "-q", "--no-gzip"]) == 0
+    names = sorted(p.name for p in ours.glob("*.nii"))
+    coils = ["1", "2", "3"] if xa else ["H1", "H2", "H3"]
+    assert names == [f"7_gre_uncombined_c{c}.nii" for c in coils]
+    assert names == sorted(p.name for p in ref.glob("*.nii"))
+    for c, name in enumerate(names):
+        mine, theirs = nib.load(ours / name), nib.load(ref / name)
+        assert_same_image(mine, theirs)
+        assert np.array_equal(np.asarray(mine.dataobj).T, truth[c])
+
+
+def test_one_coil_string_throughout_is_no_split(tmp_path):
+    """A combined series carries one CoilString (e.g. HEA;HEP) in every file: no split and no
+    _c suffix; ``%a`` in -f still names the coil."""
+    _siemens_uncombined(tmp_path / "src", coils=("HEA;HEP",))
+    (s,) = scan(tmp_path / "src")
+    assert s.shape == (3, 10, 12) and not s.split
+    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out"), "-q",
+                 "-f", "%s_%a"]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["7_HEA_HEP.nii.gz"]
+
+
+def test_coil_changing_from_slice_to_slice_is_one_stack(tmp_path):
+    """A combined series whose coil selection changes with the slice (a localizer: dcm2niix
+    issue 766, 'H82' vs 'H12') has each position once: one stack, no _c suffix, where
+    dcm2niix -m o would cut it into one-slice files."""
+    import pydicom
+
+    from napari_dicomtools.core.synthetic import write_series
+
+    tr = write_series(tmp_path / "src", np.arange(3 * 10 * 12).reshape(3, 10, 12),
+                      modality="MR", intercept=0, series_number=2, window=None)
+    for k, f in enumerate(tr.files):
+        ds = pydicom.dcmread(f)
+        ds.Manufacturer = "SIEMENS"
+        ds.private_block(0x0051, "SIEMENS MR HEADER", create=True).add_new(
+            0x0F, "LO", f"H{k + 1}2")
+        ds.save_as(f)
+    (s,) = scan(tmp_path / "src")
+    assert s.shape == (3, 10, 12) and not s.split

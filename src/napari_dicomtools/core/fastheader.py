@@ -121,6 +121,16 @@ KEYWORDS = {
     "PhilipsDiffusionDirectionRL": (0x200510B0, "FL"),
     "PhilipsDiffusionDirectionAP": (0x200510B1, "FL"),
     "PhilipsDiffusionDirectionFH": (0x200510B2, "FL"),
+    # Siemens receive coil: CoilString (creator SIEMENS MR HEADER), XA ICE dimensions
+    "SiemensCSACreator": (0x00510010, "LO"),
+    "SiemensCoilString": (0x0051100F, "LO"),
+    "SiemensSDICreator": (0x00210011, "LO"),
+    "SiemensICEDimensions": (0x00211106, "LO"),
+    # UIH private block "Image Private Header": grid slice count, b-value, gradient
+    "UIHPrivateCreator": (0x00650010, "LO"),
+    "UIHBValue": (0x00651009, "FD"),
+    "UIHDiffusionGradient": (0x00651037, "FD"),
+    "UIHNumberOfSliceInVolume": (0x00651050, "DS"),
     # Philips private scale slope for "precise" floating-point values (creator checked)
     "PhilipsPrivateCreator2005": (0x20050010, "LO"),
     "PhilipsScaleSlope": (0x2005100E, "FL"),

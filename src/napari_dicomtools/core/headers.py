@@ -34,8 +34,13 @@ from .vendor import (
     _ge_pepolar,
     _philips_diffusion,
     _philips_scale_slope,
+    _siemens_coil,
     _siemens_diffusion,
     _siemens_ice_echo,
+    _uih_diffusion,
+    uih_grid_layout,
+    uih_grid_positions,
+    uih_grid_slices,
 )
 
 __all__ = ["DEFLATED_UID", "DICOMDIR_UID", "MAX_DEFLATED_HEADER", "MAX_FRAMES", "MAX_POSITION_MM",
@@ -92,6 +97,7 @@ class Frame:
     bvalue: float | None = None  # DiffusionBValue (0018,9087)
     bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
     echo_time: float | None = None  # enhanced MR: per-frame EffectiveEchoTime (0018,9082)
+    coil: str | None = None  # Siemens receive coil (uncombined images: one element each)
     flip_rows: bool = False  # GE pepolar: a reversed-polarity frame, stored upside down
     number_offset: int = 0  # added to SeriesNumber in names (dcm2niix: +1000 for pepolar)
     echo_rank: int | None = None  # rank of echo_time in its series (set by group_series)
@@ -184,11 +190,14 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
     frames = _frames_geometry(inst, ds)
     if inst.modality == "MR":
         flip, offset = _ge_pepolar(ds)
+        coil = _siemens_coil(ds)
+        if coil:
+            inst.header["CoilName"] = coil  # dcm2niix's %a
         for f in frames:
-            f.flip_rows, f.number_offset = flip, offset
+            f.flip_rows, f.number_offset, f.coil = flip, offset, coil
         ss = _philips_scale_slope(ds)
         b, g = _diffusion(ds, None, None)
-        for vendor in (_siemens_diffusion, _ge_diffusion, _philips_diffusion):
+        for vendor in (_siemens_diffusion, _ge_diffusion, _philips_diffusion, _uih_diffusion):
             if b is not None and g is not None:
                 break
             vb, vg = vendor(ds)  # private tags fill what the standard ones lack
@@ -694,6 +703,8 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
     )
     if "MOSAIC" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
         _unpack_mosaic(inst, ds)
+    elif "VFRAME" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
+        _unpack_uih_grid(inst, ds)
     else:
         inst.frames = _frames_of(inst, ds)
     _check_frames(inst)
@@ -805,6 +816,36 @@ def _unpack_mosaic(inst: Instance, ds) -> None:
     inst.rows, inst.columns = tile_r, tile_c
     # every tile keeps what the mosaic frame carries (b-value, gradient, echo, scaling...)
     inst.frames = [replace(base, index=k, position=pos0 + k * dz * normal) for k in range(n)]
+
+
+def _unpack_uih_grid(inst: Instance, ds) -> None:
+    """A UIH grid (ImageType VFRAME): one frame per tile, each at the position its item of
+    the (0065,1051) MR VFrame Sequence gives (see :mod:`.vendor`). A grid that does not add
+    up (slice count, tile size, positions) stays one tiled image, with the reason in
+    ``info``."""
+    from . import fastheader
+
+    n = uih_grid_slices(ds)
+    if n < 2:
+        inst.frames = _frames_of(inst, ds)
+        return
+    if isinstance(ds, fastheader.FastDataset):
+        raise fastheader.Unsupported("UIH grid: the VFrame sequence needs pydicom")
+    layout = uih_grid_layout(n, inst.rows, inst.columns)
+    positions = uih_grid_positions(ds, n)
+    frames = _frames_of(inst, ds)
+    if layout is None or positions is None or frames[0].orientation is None:
+        why = (f"{inst.columns}x{inst.rows} is not a grid of {n} tiles" if layout is None
+               else "no ImageOrientationPatient" if frames[0].orientation is None
+               else f"the (0065,1051) sequence does not give the {n} slice positions")
+        inst.header["MosaicProblem"] = f"UIH grid not unpacked: {why}"
+        inst.frames = frames
+        return
+    tile_r, tile_c, per_row = layout
+    inst.mosaic = (inst.rows, inst.columns, per_row)
+    inst.rows, inst.columns = tile_r, tile_c
+    # every tile keeps what the grid frame carries (b-value, gradient, scaling...)
+    inst.frames = [replace(frames[0], index=k, position=positions[k]) for k in range(n)]
 
 
 def _sop_name(uid: str) -> str:

@@ -209,10 +209,13 @@ def expand(pattern: str, series, folder: str = "") -> tuple[str, set]:
 
 def suffixes(series, used: set, multi_echo: bool) -> str:
     """dcm2niix's post-fixes for what the pattern does not already say, in its order:
-    ``_e<n>`` (echo), ``_i<nnnnn>`` (non-parallel images), ``_imaginary``, ``_real``,
+    ``_c<coil>`` (uncombined coil images), ``_e<n>`` (echo), ``_i<nnnnn>`` (non-parallel images), ``_imaginary``, ``_real``,
     ``_ph``; then our own labels for parts dcm2niix would not separate (acquisitions,
     non-uniform parts, sizes, colour)."""
     tail = []
+    coil = _coil_of(series)
+    if coil and "A" not in used:  # dcm2niix: _c<coil> first, unless %a names the coil
+        tail.append(f"_c{coil}")
     echo = _echo_of(series)
     if "E" not in used and echo is not None and (multi_echo or echo > 1):
         tail.append(f"_e{echo}")
@@ -232,13 +235,19 @@ def suffixes(series, used: set, multi_echo: bool) -> str:
     return "".join(tail)
 
 
+def _coil_of(series) -> str | None:
+    """The coil of a series split per coil element (uncombined images), else None."""
+    parts = [p.strip() for p in (series.split or "").split(",")]
+    return next((p[5:] for p in parts if p.startswith("coil ")), None)
+
+
 def _split_labels(series, split: list[str]) -> dict:
     """Sort the parts of ``series.split`` into the ones dcm2niix has a suffix for (echo,
     component: already said by the suffixes; orientation: ``_i``) and the others."""
     from .geometry import orientation_label
 
     out: dict = {"other": []}
-    known = {f"e{_echo_of(series)}", _component_of(series)}
+    known = {f"e{_echo_of(series)}", _component_of(series), f"coil {_coil_of(series)}"}
     orient = orientation_label(series.orientation) if series.orientation else "no orientation"
     for part in split:
         if part in known:

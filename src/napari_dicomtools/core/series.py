@@ -321,6 +321,14 @@ def _build(uid: str, frames: list[Frame], split: str, *,
            split_nonuniform: bool = False) -> list[Series]:
     """Order one homogeneous group; split by acquisition or go 4D on repeated positions."""
     frames, skipped = _drop_repeated_instances(frames)
+    by_coil = _uncombined_coils(frames)
+    if by_coil:  # one series per coil element
+        out = []
+        for coil, part in by_coil.items():
+            lab = ", ".join(x for x in (split, f"coil {coil}") if x)
+            out.extend(_build(uid, part, lab, split_nonuniform=split_nonuniform))
+        out[0].skipped[:0] = skipped
+        return out
     if not all(f.position is not None and f.orientation is not None for f in frames):
         return [_stack_without_geometry(uid, frames, split, skipped)]
     iop = frames[0].orientation
@@ -461,6 +469,37 @@ def _split_nonuniform(uid: str, ordered: list[Frame], so: SliceOrder,
     return out
 
 
+def _uncombined_coils(frames) -> dict | None:
+    """``{coil: frames}`` when ``frames`` are uncombined coil images (Siemens "save
+    uncombined": every element images the same slices), else None.
+
+    dcm2niix (``-m o``) splits on any change of the coil string; a combined series whose
+    coil selection changes from slice to slice (a localizer: dcm2niix issue 766) has each
+    position once, and stays one stack here."""
+    coils = {f.coil for f in frames}
+    if len(coils) < 2 or None in coils:
+        return None
+    parts: dict = defaultdict(list)
+    for f in frames:
+        parts[f.coil].append(f)
+    seen: set = set()
+    overlap = False
+    for part in parts.values():
+        mine = {None if f.position is None else tuple(np.round(f.position, 2)) for f in part}
+        overlap = overlap or bool(mine & seen)
+        seen |= mine
+    if not overlap:
+        return None
+    return {c: parts[c] for c in sorted(parts, key=_coil_order)}
+
+
+def _coil_order(coil: str) -> list:
+    """Coil names in their natural order (H2 before H10)."""
+    import re
+
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", coil)]
+
+
 def _uniform_runs(distances, rel_tol: float = 0.01, abs_tol: float = 0.01) -> list[tuple]:
     """Index ranges ``[a, b)`` of consecutive slices with one uniform step each."""
     d = np.asarray(distances, float)
@@ -515,7 +554,7 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
             s.problems.append("GE pepolar: reversed phase-encoding polarity, stored upside "
                               "down; rows flipped back (as dcm2niix)")
         if s.first.header.get("MosaicProblem"):
-            s.problems.append("Siemens mosaic shown as one tiled 2D image: "
+            s.problems.append("mosaic shown as one tiled 2D image: "
                               + s.first.header["MosaicProblem"])
     out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_uid,
                             s.number if s.number is not None else 1 << 30, s.uid, s.split))

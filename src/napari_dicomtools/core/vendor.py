@@ -1,5 +1,6 @@
-"""Vendor private tags: Siemens, GE and Philips diffusion, GE pepolar, Philips precise scaling,
-Siemens XA echo numbers (and the standard diffusion attributes they complement).
+"""Vendor private tags: Siemens, GE, Philips and UIH diffusion, GE pepolar, Philips precise
+scaling, Siemens XA echo numbers and receive coils, UIH grid files (and the standard diffusion
+attributes they complement).
 
 Every reader takes a parsed data set (the fast parser's or pydicom's) and returns ``None`` (or
 a neutral value) when the tags are absent or not from the expected vendor, as dcm2niix reads
@@ -7,6 +8,8 @@ them.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -184,6 +187,28 @@ def _diffusion(ds, shared, default):
     return b, (tuple(g) if g else None)
 
 
+def _siemens_coil(ds) -> str | None:
+    """The receive coil of a Siemens image, as dcm2niix reads it: CoilString (0051,100F)
+    (creator ``SIEMENS MR HEADER``: ``HEA;HEP`` for a combined image, one element such as
+    ``H12`` for an uncombined one), else, on XA, the coil number that leads the ICE
+    dimensions (0021,1106) of an uncombined image (``12_1_1_...``; ``X_...`` when combined)."""
+    if "SIEMENS MR HEADER" in _creator(ds, 0x00510010):
+        v = _private(ds, 0x0051100F)
+        if isinstance(v, (bytes, bytearray)):
+            v = bytes(v).decode("ascii", "replace")
+        v = str(v or "").strip(" \x00")
+        if v:
+            return v
+    if "SIEMENS MR SDI" in _creator(ds, 0x00210011):
+        ice = _private(ds, 0x00211106)
+        if isinstance(ice, (bytes, bytearray)):
+            ice = bytes(ice).decode("ascii", "replace")
+        first = str(ice or "").strip(" \x00").split("_")[0]
+        if first.isdigit() and int(first) > 0:
+            return str(int(first))
+    return None
+
+
 def _siemens_ice_echo(per_frame) -> int | None:
     """Echo number of a Siemens XA enhanced frame: the second field of its ICE dimensions
     (0021,1106) ``X_2_1_...`` in the per-frame (0021,11FE) item, as dcm2niix reads it."""
@@ -200,3 +225,130 @@ def _siemens_ice_echo(per_frame) -> int | None:
     except (AttributeError, IndexError, KeyError, TypeError, ValueError):
         return None
     return echo if echo and echo > 0 else None
+
+
+# --------------------------------------------------------------------------------------------
+# United Imaging Healthcare (UIH): grid files and diffusion
+#
+# UIH stores DWI/DTI and fMRI either one file per slice or one file per volume, the "grid"
+# (UIH's word; like a Siemens mosaic), as UIH documented them for dcm2niix (dcm2niix's
+# UIH/README.md, dcm2niix issue 225). The private block is the one whose creator
+# (0065,00xx) is "Image Private Header"; with block 10:
+#
+# - ImageType (0008,0008) contains VFRAME in a grid file;
+# - (0065,1050) MR Number Of Slice In Volume (DS): the number of slices n tiled in the grid,
+#   ceil(sqrt(n)) tiles per row and ceil(n / per_row) rows (20 slices: 5 x 4, where a
+#   Siemens mosaic would be 5 x 5), filled row by row;
+# - (0065,1051) MR VFrame Sequence (SQ): one item per slice, in tile order, with that
+#   slice's ImagePositionPatient (0020,0032), SliceLocation and acquisition time; the grid
+#   file itself need not have an ImagePositionPatient;
+# - (0065,1009) BActualValue (FD) and (0065,1037) MRDiffusionGradOrientation (FD, 3): the
+#   gradient in the image frame (row direction, column direction, row x column), as dcm2niix
+#   reads it.
+#
+# The fast parser keeps (0065,0010), (0065,1009), (0065,1037) and (0065,1050) but no
+# sequences: a grid file's slice positions need pydicom.
+
+#: private creator of UIH's (0065,xx..) block
+UIH_CREATOR = "IMAGE PRIVATE HEADER"
+
+
+def _uih_get(ds, offset: int):
+    """The value of UIH private element ``offset`` (0x50 for (0065,xx50)), or None."""
+    for block in range(0x10, 0x100):
+        creator = _private(ds, 0x00650000 | block)
+        if creator is None:
+            continue
+        if isinstance(creator, (bytes, bytearray)):
+            creator = bytes(creator).decode("ascii", "replace")
+        if str(creator).strip(" \x00").upper() == UIH_CREATOR:
+            return _private(ds, 0x00650000 | (block << 8) | offset)
+    return None
+
+
+def _uih_numbers(value, count: int) -> list[float] | None:
+    """``count`` finite floats from a DS/FD value (decoded, text or little-endian bytes)."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):  # UN (implicit VR lost): DS text or FD
+        raw = bytes(value)
+        text = raw.decode("ascii", "replace").strip(" \x00")
+        if text and all(c in "0123456789+-.eE \\" for c in text):
+            value = text.split("\\")
+        elif len(raw) == 8 * count:
+            value = list(np.frombuffer(raw, "<f8"))
+        else:
+            return None
+    vals = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" \
+        else [value]
+    try:
+        out = [float(x) for x in vals]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == count and all(math.isfinite(x) for x in out) else None
+
+
+def uih_grid_slices(ds) -> int:
+    """(0065,1050): how many slices a UIH grid file holds (0 when absent or unreadable)."""
+    n = _uih_numbers(_uih_get(ds, 0x50), 1)
+    return round(n[0]) if n and n[0] >= 1 else 0
+
+
+def uih_grid_layout(n: int, rows: int, columns: int) -> tuple[int, int, int] | None:
+    """``(tile rows, tile columns, tiles per row)`` of a UIH grid of ``n`` slices stored in a
+    ``rows`` x ``columns`` image, or None when the image does not divide into that grid.
+
+    Examples
+    --------
+    >>> uih_grid_layout(20, 256, 320)  # 5 columns x 4 rows of 64x64
+    (64, 64, 5)
+    """
+    if n < 1:
+        return None
+    per_row = math.ceil(math.sqrt(n))
+    n_rows = math.ceil(n / per_row)
+    if rows % n_rows or columns % per_row:
+        return None
+    return rows // n_rows, columns // per_row, per_row
+
+
+def uih_grid_positions(ds, n: int) -> list[np.ndarray] | None:
+    """ImagePositionPatient of each of the ``n`` slices of a UIH grid, from the (0065,1051)
+    MR VFrame Sequence (tile order), or None when the sequence does not give all of them."""
+    seq = _uih_get(ds, 0x51)
+    if seq is None or isinstance(seq, (bytes, bytearray, str)):
+        return None
+    try:
+        items = list(seq)
+    except TypeError:
+        return None
+    if len(items) != n:
+        return None
+    out = []
+    for item in items:
+        e = item.get(0x00200032)
+        pos = _uih_numbers(None if e is None else e.value, 3)
+        if pos is None:
+            return None
+        out.append(np.array(pos, float))
+    return out
+
+
+def _uih_diffusion(ds):
+    """b-value (0065,1009) and gradient (0065,1037) from UIH's private tags, the gradient
+    turned from the image frame (row, column, row x column) into an LPS unit vector, as
+    dcm2niix reads it (``siemensPhilipsCorrectBvecs``, UIH case); a zero gradient (the b=0
+    volume) stays zero."""
+    b = _uih_numbers(_uih_get(ds, 0x09), 1)
+    if b is None:
+        return None, None
+    v = _uih_numbers(_uih_get(ds, 0x37), 3)
+    iop = _floats(ds.get("ImageOrientationPatient", None), 6)
+    if v is None or iop is None:
+        return b[0], None
+    v = np.array(v)
+    if float(np.linalg.norm(v)) <= 1e-6:
+        return b[0], (0.0, 0.0, 0.0)
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    world = v[0] * row + v[1] * col + v[2] * np.cross(row, col)
+    return b[0], tuple(float(x) for x in world / np.linalg.norm(world))

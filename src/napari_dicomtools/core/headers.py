@@ -38,9 +38,9 @@ from .vendor import (
     _siemens_diffusion,
     _siemens_ice_echo,
     _uih_diffusion,
-    uih_grid_layout,
-    uih_grid_positions,
-    uih_grid_slices,
+    _uih_grid_layout,
+    _uih_grid_positions,
+    _uih_grid_slices,
 )
 
 __all__ = ["DEFLATED_UID", "DICOMDIR_UID", "MAX_DEFLATED_HEADER", "MAX_FRAMES", "MAX_POSITION_MM",
@@ -825,14 +825,14 @@ def _unpack_uih_grid(inst: Instance, ds) -> None:
     ``info``."""
     from . import fastheader
 
-    n = uih_grid_slices(ds)
+    n = _uih_grid_slices(ds)
     if n < 2:
         inst.frames = _frames_of(inst, ds)
         return
     if isinstance(ds, fastheader.FastDataset):
         raise fastheader.Unsupported("UIH grid: the VFrame sequence needs pydicom")
-    layout = uih_grid_layout(n, inst.rows, inst.columns)
-    positions = uih_grid_positions(ds, n)
+    layout = _uih_grid_layout(n, inst.rows, inst.columns)
+    positions = _uih_grid_positions(ds, n)
     frames = _frames_of(inst, ds)
     if layout is None or positions is None or frames[0].orientation is None:
         why = (f"{inst.columns}x{inst.rows} is not a grid of {n} tiles" if layout is None

@@ -288,19 +288,19 @@ def _uih_numbers(value, count: int) -> list[float] | None:
     return out if len(out) == count and all(math.isfinite(x) for x in out) else None
 
 
-def uih_grid_slices(ds) -> int:
+def _uih_grid_slices(ds) -> int:
     """(0065,1050): how many slices a UIH grid file holds (0 when absent or unreadable)."""
     n = _uih_numbers(_uih_get(ds, 0x50), 1)
     return round(n[0]) if n and n[0] >= 1 else 0
 
 
-def uih_grid_layout(n: int, rows: int, columns: int) -> tuple[int, int, int] | None:
+def _uih_grid_layout(n: int, rows: int, columns: int) -> tuple[int, int, int] | None:
     """``(tile rows, tile columns, tiles per row)`` of a UIH grid of ``n`` slices stored in a
     ``rows`` x ``columns`` image, or None when the image does not divide into that grid.
 
     Examples
     --------
-    >>> uih_grid_layout(20, 256, 320)  # 5 columns x 4 rows of 64x64
+    >>> _uih_grid_layout(20, 256, 320)  # 5 columns x 4 rows of 64x64
     (64, 64, 5)
     """
     if n < 1:
@@ -312,7 +312,7 @@ def uih_grid_layout(n: int, rows: int, columns: int) -> tuple[int, int, int] | N
     return rows // n_rows, columns // per_row, per_row
 
 
-def uih_grid_positions(ds, n: int) -> list[np.ndarray] | None:
+def _uih_grid_positions(ds, n: int) -> list[np.ndarray] | None:
     """ImagePositionPatient of each of the ``n`` slices of a UIH grid, from the (0065,1051)
     MR VFrame Sequence (tile order), or None when the sequence does not give all of them."""
     seq = _uih_get(ds, 0x51)

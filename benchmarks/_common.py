@@ -54,8 +54,9 @@ def series_args(doc: str):
 def child_env(**more: str) -> dict:
     """The environment of a measured process: this one with ``more``, and bytecode caching on
     (a pip-installed package has its ``.pyc`` files; with ``PYTHONDONTWRITEBYTECODE`` every
-    run would compile our modules from source, most of a second of CPU). The cache goes to a
-    folder of its own, not into the source tree."""
+    run compiles our modules from source: 0.07-0.1 s of CPU for ``read_volume``'s modules
+    alone, measured on the development machine). The cache goes to a folder of its own, not
+    into the source tree."""
     env = dict(os.environ, **more)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("PYTHONPYCACHEPREFIX",

@@ -263,6 +263,22 @@ def test_cli_batch_convert(archive, tmp_path, capsys):
     assert rc == 0 and (tmp_path / "one.nii").exists()
 
 
+def test_cli_scheduler_address_runs_on_that_cluster(client, archive, reference, tmp_path,
+                                                    capsys):
+    """--scheduler ADDRESS (as for a cluster started by `dask ssh`, dask-jobqueue...): the
+    job runs on that cluster's workers, with the files of the in-process run."""
+    from napari_dicomtools.cli import main
+
+    out = tmp_path / "nifti"
+    rc = main(["convert", f"{archive.root}/P001", str(out), "-q", "--scheduler",
+               client.scheduler.address])
+    assert rc == 0, capsys.readouterr().err
+    pids = {f"{os.uname().nodename}:{p}" for p in client.run(os.getpid).values()}
+    assert {r["worker"] for r in read_manifest(out)} <= pids
+    want = {k: v for k, v in tree(reference[0]).items() if k.startswith("PAT00001")}
+    assert len(want) == 6 and tree(out) == want
+
+
 def test_f_pattern_names_as_the_single_input_convert(archive, tmp_path):
     """-f in a batch job: the names (made unique in the same order: the two studies of a
     patient repeat every series number) of the single-input convert with that pattern."""

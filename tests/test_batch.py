@@ -293,7 +293,7 @@ def test_f_pattern_names_as_the_single_input_convert(archive, tmp_path):
     assert tree(tmp_path / "batch") == single
 
 
-def test_a_series_its_worker_no_longer_keeps_is_read_again(archive, tmp_path):
+def test_a_series_its_worker_no_longer_keeps_is_read_again(archive, tmp_path, monkeypatch):
     import nibabel as nib
 
     from napari_dicomtools.core import batch
@@ -305,7 +305,12 @@ def test_a_series_its_worker_no_longer_keeps_is_read_again(archive, tmp_path):
     res = batch._scan_part("job:0", sources, "x", ConvertOptions(), BATCH_PATTERN)
     (uid, info), = res["uids"].items()
     assert [s["name"].rsplit("/", 1)[1] for s in info["series"]] == ["1_CT_axial_1"]
+    assert "job:0" in batch._CACHE
     batch._forget("job")  # as on another worker, or after a killed one
+    assert "job:0" not in batch._CACHE
+    monkeypatch.setattr(batch, "CACHE_LIMIT", len(sources) - 1)  # a worker kept enough
+    batch._scan_part("job:0", sources, "x", ConvertOptions(), BATCH_PATTERN)
+    assert "job:0" not in batch._CACHE
     ref = ("job:0", uid, "", sources, False)
     done = batch._convert_task(ref, str(tmp_path / "a.nii.gz"), False, ConvertOptions())
     assert done["status"] == "done", done["error"]

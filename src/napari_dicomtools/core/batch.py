@@ -54,7 +54,7 @@ import json
 import os
 import socket
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -277,16 +277,21 @@ def _convert_task(ref: tuple, target: str, overwrite: bool, opts: ConvertOptions
 #: time, StudyInstanceUID), each series named as the single-input ``convert`` names it
 BATCH_PATTERN = "%i/%t_%k/%s_%p"
 #: instances a worker process keeps parsed between the scan and the conversion of a job
-#: (about 2 KB each); beyond, the oldest parts are dropped and read again when converted
-CACHE_LIMIT = 200_000
-_CACHE: OrderedDict = OrderedDict()  # part id -> ({(uid, split): Series}, n instances)
+#: (about 5 KB each: 250 MB); the parts scanned beyond are not kept, and their series are
+#: read again when converted (the parts kept are the first ones, converted first)
+CACHE_LIMIT = 50_000
+_CACHE: dict = {}  # part id "<job>:<i>" -> ({(uid, split): Series}, n instances)
 
 
 def _remember(part: str, series: list, n: int) -> None:
-    _CACHE[part] = ({(s.uid, s.split): s for s in series}, n)
+    job = part.rsplit(":", 1)[0] + ":"
     total = sum(v[1] for v in _CACHE.values())
-    while total > CACHE_LIMIT and len(_CACHE) > 1:
-        total -= _CACHE.popitem(last=False)[1][1]
+    for old in [p for p in _CACHE if not p.startswith(job)]:  # ended or crashed jobs
+        if total + n <= CACHE_LIMIT:
+            break
+        total -= _CACHE.pop(old)[1]
+    if total + n <= CACHE_LIMIT:
+        _CACHE[part] = ({(s.uid, s.split): s for s in series}, n)
 
 
 def _forget(job: str) -> None:

@@ -9,7 +9,8 @@ series x 20 slices of 64 x 64 CT/MR = 20,000 images, plus corrupt and duplicated
 5 undecodable series), made once under --data and reused. Every figure is the wall time of
 the whole command (start-up, cluster start, header scan, work), warm page cache; files/s and
 series/s count the archive's files and series; ratios are against the baselines of the same
-run, on the same machine and load. ``CPU s``: user + system seconds of the command and of
+run, on the same machine and load; commands run with bytecode caching on (as a pip install
+has its ``.pyc`` files; see ``_common.child_env``). ``CPU s``: user + system seconds of the command and of
 every process it started (the Dask workers too): the cost of the work, less sensitive to
 other load than the wall time (``CPU vs``: baseline CPU / this CPU). ``client MB``: the peak resident memory of the dicomtools
 process itself (the Dask client, which plans the job; the workers are other processes),
@@ -30,6 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import child_env  # noqa: E402
 
 
 def archive(args):
@@ -67,7 +71,8 @@ def run(cmd, ok=(0,)) -> tuple[float, float, float | None]:
     """(wall seconds, CPU seconds of the command and every process it waited for, peak
     client RSS in MB for a dicomtools command, else None)."""
     t0, c0 = time.perf_counter(), _cpu()
-    r = subprocess.run(cmd, capture_output=True, text=True, shell=isinstance(cmd, str))
+    r = subprocess.run(cmd, capture_output=True, text=True, shell=isinstance(cmd, str),
+                       env=child_env())
     dt, cpu = time.perf_counter() - t0, _cpu() - c0
     if r.returncode not in ok:
         raise RuntimeError(f"{cmd if isinstance(cmd, str) else ' '.join(cmd)} failed "

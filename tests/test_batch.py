@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -403,5 +404,11 @@ def test_zip_input_converts_like_its_folder(archive, tmp_path):
     b = run_batch("convert", [f"{archive.root}/P002"], tmp_path / "from_folder", workers=0)
     assert a.succeeded == b.succeeded == 6
     assert tree(tmp_path / "from_zip") == tree(tmp_path / "from_folder")
+    # a list file of single files: read in parts of many files, grouped as the folder
+    lst = tmp_path / "files.txt"
+    files = sorted(str(p) for p in Path(archive.root, "P002").rglob("*.dcm"))
+    lst.write_text("\n".join(files) + "\n")
+    c = run_batch("convert", [lst], tmp_path / "from_list", workers=0)
+    assert c.succeeded == 6 and tree(tmp_path / "from_list") == tree(tmp_path / "from_folder")
     row = read_manifest(tmp_path / "from_zip")[0]
     assert all(s[0].startswith(z + "::") and s[1] > 0 for s in row["sources"])

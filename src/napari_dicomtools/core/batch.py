@@ -394,26 +394,28 @@ def _folder_name(path: str) -> str:
 
 
 def _parts(inputs: list, n_workers: int) -> list[tuple[list, str]]:
-    """Each input's files cut into parts of whole folders (a series rarely spans folders),
+    """The inputs' files cut into parts of whole folders (a series rarely spans folders),
     about ``TASKS_PER_WORKER`` a worker, at most ``SCAN_CHUNK`` files but a folder's:
-    ``(sources, %f folder name)``."""
+    ``(sources, %f folder name)``. Inputs of one folder name share parts (a list file of
+    single files is read in parts of many files, not one task each)."""
     total = sum(len(srcs) for srcs, _ in inputs)
     per = max(1, min(SCAN_CHUNK, -(-total // max(1, n_workers * TASKS_PER_WORKER))))
-    parts = []
+    parts: list = []
+    cur: list = []
+    last = name = None
     for srcs, folder in inputs:
-        cur: list = []
-        last = None
         for src in srcs:
             d = (src.path, os.path.dirname(src.member)) if src.member is not None else \
                 os.path.dirname(src.path)
             # cut between folders once big enough; inside a huge folder at 4 x the size
-            if cur and ((d != last and len(cur) >= per) or len(cur) >= 4 * per):
-                parts.append((cur, folder))
+            if cur and (folder != name or (d != last and len(cur) >= per)
+                        or len(cur) >= 4 * per):
+                parts.append((cur, name))
                 cur = []
             cur.append(src)
-            last = d
-        if cur:
-            parts.append((cur, folder))
+            last, name = d, folder
+    if cur:
+        parts.append((cur, name))
     return parts
 
 

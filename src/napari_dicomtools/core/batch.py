@@ -766,6 +766,19 @@ class _Dask:
             self.client.cancel([f for f in pending if not f.done()])
 
 
+#: Dask settings of the LocalCluster of ``workers=N``: the workers' statistical profiler (a
+#: stack sample every 10 ms, for the dashboard's profile page) cost 20-25 % of the task CPU
+#: of this work (many small Python calls); the event-loop health tick (every 20 ms) and the
+#: system and memory monitors cost the idle client 4.8 % of a core and a worker 2.4 %
+#: (0.8 % and 0.4 % with these), which a loaded machine's long wall times multiply
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
+
 def _executor(workers, scheduler, client):
     """(executor, cleanup) for the requested place of work."""
     if client is not None:
@@ -785,12 +798,10 @@ def _executor(workers, scheduler, client):
     from distributed import Client, LocalCluster
 
     n = workers or (os.cpu_count() or 1)
-    # the workers' statistical profiler (a stack sample every 10 ms, for the dashboard's
-    # profile page) costs 20-25 % of the CPU of this work (many small Python calls)
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=40)
-    c = Client(cluster)
+        c = Client(cluster)
 
     def close():
         c.close()

@@ -37,7 +37,7 @@ def _cmd(args, kind: str) -> int:
     import nibabel as nib
     import numpy as np
 
-    from .core.seg import _reference_series, onto_reference
+    from .core.seg import onto_reference, reference_series
 
     fractional = getattr(args, "fractional", False)
     try:
@@ -45,7 +45,7 @@ def _cmd(args, kind: str) -> int:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds on a bad file
         raise DicomToolsError(args.input, f"cannot be read as NIfTI ({exc})") from None
-    series = _reference_series(args.reference)
+    series = reference_series(args.reference)
     if not fractional:
         if data.dtype.kind == "f":
             if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):

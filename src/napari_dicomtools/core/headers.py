@@ -619,7 +619,7 @@ def looks_like_dicom(head: bytes) -> bool:
     """Whether a file's first 132 bytes look like DICOM: the ``DICM`` preamble marker, or a
     data set without preamble (starting with a group 0002/0008 tag, either endianness).
 
-    A cheap sniff for file pickers and readers; :func:`scan` decides for certain.
+    A cheap sniff for file pickers and readers; :func:`~.series.scan` decides for certain.
 
     Examples
     --------

@@ -53,7 +53,7 @@ def read_dose(source, *, lazy: bool = False):
     Parameters
     ----------
     source : Series or str or os.PathLike
-        An RTDOSE series from :func:`~.scan.scan`, or a file (or folder holding exactly one
+        An RTDOSE series from :func:`~.series.scan`, or a file (or folder holding exactly one
         RT Dose).
     lazy : bool
         Decode frames as they are used.

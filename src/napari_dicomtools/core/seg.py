@@ -477,7 +477,7 @@ def _on_reference(fr: _SegFrames, ref, rows: int, cols: int) -> tuple[np.ndarray
 
 
 def find_reference(seg_path, candidates) -> object | None:
-    """The image series a SEG refers to among ``candidates`` (:class:`~.scan.Series`):
+    """The image series a SEG refers to among ``candidates`` (:class:`~.series.Series`):
     the one named in ReferencedSeriesSequence, else one holding a referenced SOP instance."""
     ds = _read_seg_header(seg_path)
     return _match_reference(ds, candidates)
@@ -536,7 +536,7 @@ def read_segmentation(path, reference=None) -> Segmentation:
     Parameters
     ----------
     path : str, os.PathLike or Series
-        The SEG file (or ``archive.zip::member``), or the :class:`~.scan.Series` scan made
+        The SEG file (or ``archive.zip::member``), or the :class:`~.series.Series` scan made
         of it.
     reference : Series, str or None
         The referenced image series, or a folder/file to find it in (``scan``); None: the
@@ -689,8 +689,24 @@ def _or_into(arr, idx, frames, number) -> None:
 # writing
 
 
-def _reference_series(reference):
-    """A single-volume image :class:`~.scan.Series` from a Series or a path."""
+def reference_series(reference):
+    """The single-volume image :class:`~.series.Series` a new SEG/RTSTRUCT/SR will reference.
+
+    Parameters
+    ----------
+    reference : Series, str or os.PathLike
+        A series, or a path holding exactly one image series.
+
+    Returns
+    -------
+    Series
+
+    Raises
+    ------
+    DicomToolsError
+        The path holds no image series or several, or the series is 4D or has no patient
+        geometry (position, orientation, Frame of Reference).
+    """
     if hasattr(reference, "frames") and hasattr(reference, "first"):
         series = reference
     else:
@@ -720,11 +736,11 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
 
 
 def _output_reference(reference, path: str):
-    """The reference :class:`~.scan.Series` of an object written to ``path``, refusing an
+    """The reference :class:`~.series.Series` of an object written to ``path``, refusing an
     output inside the folder of any of its files (sources are never written)."""
     from .safety import refuse_inside_source
 
-    series = _reference_series(reference)
+    series = reference_series(reference)
     for f in series.files:
         refuse_inside_source(path, f.split("::")[0])
     return series
@@ -959,7 +975,7 @@ def onto_reference(array, affine_ras, reference, path=None) -> np.ndarray:
     affine_ras : (4, 4) array_like
     reference : Series
     """
-    series = _reference_series(reference)
+    series = reference_series(reference)
     arr = np.asarray(array)
     if arr.ndim not in (3, 4):
         raise DicomToolsError(path, f"expected a 3D (or 4D, segments last) image, got "

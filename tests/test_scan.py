@@ -69,6 +69,30 @@ def test_localizer_acquisition_is_split(make_series, tmp_path):
     assert {s.split for s in series} == {"acq 1", "acq 2"}
 
 
+def test_copied_file_is_reported_when_the_series_is_split(make_series, tmp_path):
+    """A second copy of one file (same SOPInstanceUID) is left out *and listed* in
+    ``.skipped``, also when the series then splits by acquisition or at a gap."""
+    uid = pydicom.uid.generate_uid()
+    one = make_series("a1", series_uid=uid)
+    loc = make_series("a2", series_uid=uid, values=np.zeros((3, 20, 24), np.int32))
+    for f in loc.files:
+        ds = pydicom.dcmread(f)
+        ds.AcquisitionNumber = 2
+        ds.save_as(f)
+    copy = tmp_path / "a1" / "copy_of_first.dcm"
+    shutil.copy(one.files[0], copy)
+    series = scan(tmp_path)
+    assert sorted(s.n_slices for s in series) == [3, 12]
+    assert [(sk.path, "same SOPInstanceUID" in sk.reason) for sk in series.skipped] in (
+        [(str(copy), True)], [(one.files[0], True)])
+
+    gap = make_series(tmp_path / "gap", drop_slices=(4,))
+    shutil.copy(gap.files[0], tmp_path / "gap" / "copy.dcm")
+    series = scan(tmp_path / "gap", split_nonuniform=True)
+    assert len(series) == 2  # split at the gap
+    assert len(series.skipped) == 1 and "same SOPInstanceUID" in series.skipped[0].reason
+
+
 def test_acquisitions_over_the_same_positions_make_4d(make_series, tmp_path):
     """fMRI-like: each volume is its own AcquisitionNumber at the same positions."""
     uid = pydicom.uid.generate_uid()

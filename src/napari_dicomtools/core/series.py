@@ -344,6 +344,7 @@ def _build(uid: str, frames: list[Frame], split: str, *,
             for a in sorted(by_acq, key=lambda x: (x is None, x)):
                 lab = ", ".join(x for x in (split, f"acq {a}") if x)
                 out.extend(_build(uid, by_acq[a], lab, split_nonuniform=split_nonuniform))
+            out[0].skipped[:0] = skipped  # the copies left out above stay reported
             return out
         at = _frames_at_each_position(frames, bins, proj)
         if len(reps) == 1:  # every position repeated equally often: 4D
@@ -355,6 +356,7 @@ def _build(uid: str, frames: list[Frame], split: str, *,
     if split_nonuniform and not so.uniform and so.duplicates == 0 and len(ordered) > 2:
         parts = _split_nonuniform(uid, ordered, so, split)
         if parts:
+            parts[0].skipped[:0] = skipped
             return parts
     problems.extend(so.problems)
     return [Series(uid, ordered, split, order=so, problems=problems, skipped=skipped)]

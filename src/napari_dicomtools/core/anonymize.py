@@ -51,6 +51,14 @@ from functools import lru_cache
 
 from .errors import DicomToolsError
 
+__all__ = [
+    "Options", "Rule", "Report", "Anonymizer", "anonymize_files", "encode_file", "output_path",
+    "profile_table", "rule_for", "removed_by_profile", "unlisted_action", "public_allowlist",
+    "is_well_known_uid", "is_valid_uid", "minimal_pdf", "OPTION_COLUMNS", "BASIC_PROFILE_CODE",
+    "PN_DUMMY",
+]
+
+
 _DATA = os.path.join(os.path.dirname(__file__), "data", "confidentiality_profile_attributes.json")
 _ALLOW = os.path.join(os.path.dirname(__file__), "data", "deid_public_allowlist.json")
 

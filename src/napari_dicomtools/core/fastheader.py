@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import struct
 
+__all__ = [
+    "parse", "FastDataset", "RawElement", "Unsupported", "KEYWORDS", "MAX_HEADER_BYTES",
+    "MAX_DEPTH",
+]
+
+
 #: keyword -> (tag, VR) for every attribute the scanner reads
 KEYWORDS = {
     "MediaStorageSOPClassUID": (0x00020002, "UI"),

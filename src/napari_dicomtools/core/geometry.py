@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = [
+    "LPS_TO_RAS", "WORLD_AXIS_LABELS", "SliceOrder", "DisplayTransform", "slice_normal",
+    "orientation_label", "median", "order_slices", "direction_matrix", "affine_lps", "affine_ras",
+    "world_affine", "display_transform",
+]
+
+
 #: LPS -> RAS: negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

@@ -26,6 +26,11 @@ import numpy as np
 
 from . import geometry
 
+__all__ = [
+    "GRID_KEY", "Grid", "metric", "plane_spacing", "box_bounds", "resample_to_patient_axes",
+]
+
+
 #: metadata key of a layer's grid
 GRID_KEY = "grid"
 

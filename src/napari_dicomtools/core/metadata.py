@@ -13,6 +13,12 @@ from collections.abc import Iterable
 
 from .errors import DicomToolsError
 
+__all__ = [
+    "DEFAULT_TAGS", "SERIES_COLUMNS", "INSTANCE_COLUMNS", "parse_tag", "read_tags",
+    "metadata_table", "redact_paths", "write_csv",
+]
+
+
 #: a useful default for curating CT/MR datasets
 DEFAULT_TAGS = (
     "PatientID", "PatientSex", "PatientAge", "StudyDate", "StudyDescription", "Modality",

@@ -12,6 +12,11 @@ import numpy as np
 
 from .grid import metric, plane_spacing
 
+__all__ = [
+    "Result", "DenoiseJob", "resize", "normalize", "crop", "margin_voxels", "bbox_of", "equalize",
+    "denoise_steps", "denoise",
+]
+
 
 @dataclass
 class Result:

@@ -13,6 +13,13 @@ import numpy as np
 
 from .grid import metric
 
+__all__ = [
+    "HU_PRESETS", "otsu_threshold", "threshold", "ball", "fill_holes", "opening", "closing",
+    "label", "clear_border", "component_sizes", "remove_small", "keep_largest", "relabel",
+    "segment_steps", "segment",
+]
+
+
 #: HU ranges (inclusive) of common tissues
 HU_PRESETS = {
     "air": (-1100.0, -950.0),

@@ -15,6 +15,11 @@ import numpy as np
 
 from . import geometry
 
+__all__ = [
+    "Truth", "Archive", "phantom", "write_series", "write_enhanced", "write_rtdose",
+    "make_archive",
+]
+
 
 def phantom(shape=(48, 96, 96), seed: int = 0, noise: float = 8.0) -> np.ndarray:
     """A CT-like phantom in HU: air, an elliptic body, two lungs, a spine, a lesion.

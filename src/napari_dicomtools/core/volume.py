@@ -27,6 +27,11 @@ from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDic
 from .headers import Frame, Instance
 from .series import Series, scan
 
+__all__ = [
+    "Volume", "read_volume", "read_volumes", "iter_frames", "regularize", "correct_tilt",
+    "resample_uniform", "check_geometry", "smallest_dtype",
+]
+
 
 @dataclass
 class Volume:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TYPED = ["errors", "augment", "annotate", "dataset", "measure", "sources", "safety"]
+TYPED = ["errors", "augment", "annotate", "dataset", "measure", "sources", "safety", "naming"]
 
 
 @pytest.mark.parametrize("name", TYPED)

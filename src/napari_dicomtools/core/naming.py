@@ -20,6 +20,12 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .headers import Frame, Instance
+    from .series import Series
 
 __all__ = ["DEFAULT_PATTERN", "base_names", "expand", "output_names", "sanitize", "suffixes",
            "unique_names"]
@@ -57,7 +63,7 @@ def sanitize(text: str) -> str:
     >>> sanitize("脳 T2 ＦＬＡＩＲ°")
     '脳_T2_FLAIR_'
     """
-    out = []
+    out: list[str] = []
     for c in str(text):
         if ord(c) > 127:
             d = unicodedata.normalize("NFKD", c)
@@ -76,21 +82,23 @@ def sanitize(text: str) -> str:
     return name
 
 
-def _echo_of(series) -> int | None:
+def _echo_of(series: Series) -> int | None:
     fr = series.frames[0]
-    echo = getattr(fr, "echo", None)
-    return echo if echo is not None else getattr(series.first, "echo_number", None)
+    echo: int | None = getattr(fr, "echo", None)
+    if echo is None:
+        echo = getattr(series.first, "echo_number", None)
+    return echo
 
 
-def _component_of(series) -> str:
+def _component_of(series: Series) -> str:
     from .series import image_component
 
     fr = series.frames[0]
-    comp = getattr(fr, "component", None)
+    comp: str | None = getattr(fr, "component", None)
     return comp if comp is not None else image_component(series.first.image_type)
 
 
-def _protocol(inst) -> str:
+def _protocol(inst: Instance) -> str:
     """ProtocolName, else SeriesDescription, else SequenceName (not for Siemens, whose
     sequence name changes per volume), with ``_MoCo`` for Siemens motion-corrected series."""
     h = inst.header
@@ -105,9 +113,9 @@ def _protocol(inst) -> str:
     return p
 
 
-def _date_time(inst) -> str:
+def _date_time(inst: Instance) -> str:
     """dcm2niix's ``%t``: StudyDate x 10^6 + StudyTime, rounded to a whole second."""
-    def num(v):
+    def num(v: object) -> float:
         try:
             return float(str(v).strip() or 0)
         except ValueError:
@@ -116,17 +124,21 @@ def _date_time(inst) -> str:
     return f"{num(inst.study_date or h.get('StudyDate', '')) * 1e6 + num(h.get('StudyTime', '')):.0f}"
 
 
-def _vendor(series, which: int) -> str:
+def _vendor(series: Series, which: int) -> str:
     manu = str(series.first.header.get("Manufacturer", "") or "").strip().upper()[:2]
     return _VENDORS.get(manu, ("NA", "NA"))[which]
 
 
-def _header(kw: str):
+#: a ``%`` code's value from a series and the input folder's name
+_Code = Callable[["Series", str], Any]
+
+
+def _header(kw: str) -> _Code:
     return lambda s, folder: s.first.header.get(kw, "")
 
 
 #: code -> value(series, input folder name), as dcm2niix's nii_createFilename
-_CODES = {
+_CODES: dict[str, _Code] = {
     "A": _header("CoilName"),
     "B": lambda s, folder: os.path.basename(_first_image(s).instance.path),
     "C": _header("ImageComments"),
@@ -153,7 +165,7 @@ _CODES = {
 }
 
 
-def _value(code: str, series, folder: str) -> str:
+def _value(code: str, series: Series, folder: str) -> str:
     get = _CODES.get(code)
     v = get(series, folder) if get else ""
     if isinstance(v, (list, tuple)):
@@ -161,30 +173,33 @@ def _value(code: str, series, folder: str) -> str:
     return "" if v is None else str(v)
 
 
-def _series_number(series) -> int:
+def _series_number(series: Series) -> int:
     """SeriesNumber, plus dcm2niix's 1000 for the reversed-polarity part of GE pepolar."""
     n = series.first.series_number
-    return (n if n is not None else 0) + getattr(series.frames[0], "number_offset", 0)
+    offset: int = getattr(series.frames[0], "number_offset", 0)
+    return (n if n is not None else 0) + offset
 
 
-def _first_image(series):
+def _first_image(series: Series) -> Frame:
     """The frame with the lowest InstanceNumber (dcm2niix names a series after it)."""
-    return min(series.frames, key=lambda f: (f.instance.instance_number is None,
-                                             f.instance.instance_number or 0))
+    first: Frame = min(series.frames, key=lambda f: (f.instance.instance_number is None,
+                                                     f.instance.instance_number or 0))
+    return first
 
 
-def _first_instance_number(series) -> int:
+def _first_instance_number(series: Series) -> int:
     n = _first_image(series).instance.instance_number
     return 1 if n is None else n
 
 
-def expand(pattern: str, series, folder: str = "") -> tuple[str, set]:
+def expand(pattern: str, series: Series, folder: str = "") -> tuple[str, set[str]]:
     """The pattern with its ``%`` codes replaced, and the set of codes used (upper case).
 
     Values are not sanitised yet; ``/`` in the pattern is kept as ``\\a`` so that a ``/``
     inside a value (``fMRI/bold``) does not make a folder.
     """
-    out, used = [], set()
+    out: list[str] = []
+    used: set[str] = set()
     i = 0
     pattern = pattern.replace("\\", "\a").replace("/", "\a")
     while i < len(pattern):
@@ -207,7 +222,7 @@ def expand(pattern: str, series, folder: str = "") -> tuple[str, set]:
     return "".join(out), used
 
 
-def suffixes(series, used: set, multi_echo: bool) -> str:
+def suffixes(series: Series, used: set[str], multi_echo: bool) -> str:
     """dcm2niix's post-fixes for what the pattern does not already say, in its order:
     ``_c<coil>`` (uncombined coil images), ``_e<n>`` (echo), ``_i<nnnnn>`` (non-parallel images), ``_imaginary``, ``_real``,
     ``_ph``; then our own labels for parts dcm2niix would not separate (acquisitions,
@@ -235,18 +250,18 @@ def suffixes(series, used: set, multi_echo: bool) -> str:
     return "".join(tail)
 
 
-def _coil_of(series) -> str | None:
+def _coil_of(series: Series) -> str | None:
     """The coil of a series split per coil element (uncombined images), else None."""
     parts = [p.strip() for p in (series.split or "").split(",")]
     return next((p[5:] for p in parts if p.startswith("coil ")), None)
 
 
-def _split_labels(series, split: list[str]) -> dict:
+def _split_labels(series: Series, split: list[str]) -> dict[str, Any]:
     """Sort the parts of ``series.split`` into the ones dcm2niix has a suffix for (echo,
     component: already said by the suffixes; orientation: ``_i``) and the others."""
     from .geometry import orientation_label
 
-    out: dict = {"other": []}
+    out: dict[str, Any] = {"other": []}
     known = {f"e{_echo_of(series)}", _component_of(series), f"coil {_coil_of(series)}"}
     orient = orientation_label(series.orientation) if series.orientation else "no orientation"
     for part in split:
@@ -259,7 +274,8 @@ def _split_labels(series, split: list[str]) -> dict:
     return out
 
 
-def output_names(series, pattern: str | None = None, folder: str = "") -> list[str]:
+def output_names(series: Sequence[Series], pattern: str | None = None,
+                 folder: str = "") -> list[str]:
     """One name per series (without extension), as dcm2niix names them with ``-f pattern``.
 
     Parameters
@@ -280,20 +296,21 @@ def output_names(series, pattern: str | None = None, folder: str = "") -> list[s
     return unique_names(base_names(series, pattern, folder))
 
 
-def base_names(series, pattern: str | None = None, folder: str = "") -> list[str]:
+def base_names(series: Sequence[Series], pattern: str | None = None,
+               folder: str = "") -> list[str]:
     """The names of :func:`output_names` before :func:`unique_names` makes them unique.
 
     A name depends on its series and on the other parts of its SeriesInstanceUID in
     ``series`` (``_e<n>`` when they hold other echoes), so the names of series grouped
     apart (by the workers of a batch job) are the same as of all series at once.
     """
-    echoes: dict = {}
+    echoes: dict[str, set[int | None]] = {}
     for s in series:
         echoes.setdefault(s.uid, set()).add(_echo_of(s))
     return [_base_name(s, pattern, folder, len(echoes[s.uid] - {None}) > 1) for s in series]
 
 
-def _base_name(series, pattern: str | None, folder: str, multi_echo: bool) -> str:
+def _base_name(series: Series, pattern: str | None, folder: str, multi_echo: bool) -> str:
     from .safety import fit_name
 
     raw, used = expand(pattern or DEFAULT_PATTERN, series, folder)
@@ -306,10 +323,11 @@ def _base_name(series, pattern: str | None, folder: str, multi_echo: bool) -> st
     return "/".join(parts[:-1] + [stem])
 
 
-def unique_names(names) -> list[str]:
+def unique_names(names: Iterable[str]) -> list[str]:
     """``names`` in order, a repeated one (case-insensitively) suffixed ``a``, ``b``, ...
     then ``_<n>``, as dcm2niix does."""
-    out, seen = [], set()
+    out: list[str] = []
+    seen: set[str] = set()
     for base in names:
         name, i = base, 0
         while name.lower() in seen:

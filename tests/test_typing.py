@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TYPED = ["errors", "augment", "annotate", "dataset", "measure", "sources", "safety", "naming"]
+TYPED = ["errors", "augment", "annotate", "dataset", "measure", "sources", "safety", "naming",
+         "geometry"]
 
 
 @pytest.mark.parametrize("name", TYPED)

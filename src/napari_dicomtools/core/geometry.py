@@ -16,8 +16,13 @@ Conventions used across the package
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+#: a float array (positions, directions, affines)
+Floats = NDArray[np.float64]
 
 __all__ = [
     "LPS_TO_RAS", "WORLD_AXIS_LABELS", "SliceOrder", "DisplayTransform", "slice_normal",
@@ -33,7 +38,7 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 WORLD_AXIS_LABELS = ("S-I (z)", "P-A (y)", "L-R (x)")
 
 
-def slice_normal(orientation) -> np.ndarray:
+def slice_normal(orientation: ArrayLike) -> Floats:
     """Unit normal of an image plane from ImageOrientationPatient (0020,0037).
 
     Parameters
@@ -51,10 +56,11 @@ def slice_normal(orientation) -> np.ndarray:
     norm = np.linalg.norm(n)
     if norm < 1e-6:
         raise ValueError(f"ImageOrientationPatient {list(iop)} has parallel row/column cosines")
-    return n / norm
+    unit: Floats = n / norm
+    return unit
 
 
-def orientation_label(orientation) -> str:
+def orientation_label(orientation: ArrayLike) -> str:
     """'axial', 'coronal', 'sagittal' or 'oblique' from ImageOrientationPatient.
 
     A plane is called oblique when its normal is more than 1 degree off every patient axis.
@@ -94,12 +100,12 @@ class SliceOrder:
     spacing: float
     step: np.ndarray
     tilt_deg: float = 0.0
-    problems: list = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     uniform: bool = True
     duplicates: int = 0
 
 
-def median(values) -> float:
+def median(values: ArrayLike) -> float:
     """The median of a 1-D array: :func:`numpy.median` without its first-call import of
     ``numpy.ma`` (tens of milliseconds, on every command-line call).
 
@@ -115,7 +121,7 @@ def median(values) -> float:
     return float((a[(n - 1) // 2] + a[n // 2]) / 2)
 
 
-def order_slices(positions, orientation, *, rel_tol: float = 0.01, abs_tol: float = 0.01,
+def order_slices(positions: ArrayLike, orientation: ArrayLike, *, rel_tol: float = 0.01, abs_tol: float = 0.01,
                  fallback_spacing: float | None = None) -> SliceOrder:
     """Order slices by the projection of ImagePositionPatient on the slice normal.
 
@@ -195,7 +201,7 @@ def order_slices(positions, orientation, *, rel_tol: float = 0.01, abs_tol: floa
     return SliceOrder(order, dist, spacing, step, tilt, problems, uniform, dup)
 
 
-def direction_matrix(orientation, step=None) -> np.ndarray:
+def direction_matrix(orientation: ArrayLike, step: ArrayLike | None = None) -> Floats:
     """3x3 direction matrix (columns: slice, row, column axes) from IOP and a slice step.
 
     The slice column is the normalized step when given (so a tilted stack keeps its shear),
@@ -208,10 +214,11 @@ def direction_matrix(orientation, step=None) -> np.ndarray:
         s = slice_normal(iop)
     else:
         s = np.asarray(step, float) / np.linalg.norm(step)
-    return np.column_stack([s, col_cos, row_cos])
+    d: Floats = np.column_stack([s, col_cos, row_cos])
+    return d
 
 
-def affine_lps(spacing, origin, direction) -> np.ndarray:
+def affine_lps(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike) -> Floats:
     """4x4 affine from voxel index ``(column, row, slice)`` to LPS millimetres.
 
     Parameters
@@ -234,18 +241,20 @@ def affine_lps(spacing, origin, direction) -> np.ndarray:
     return aff
 
 
-def affine_ras(spacing, origin, direction) -> np.ndarray:
+def affine_ras(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike) -> Floats:
     """Like :func:`affine_lps` but to RAS, as NIfTI's sform/qform expect."""
-    return LPS_TO_RAS @ affine_lps(spacing, origin, direction)
+    ras: Floats = LPS_TO_RAS @ affine_lps(spacing, origin, direction)
+    return ras
 
 
-def world_affine(spacing, origin, direction) -> np.ndarray:
+def world_affine(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike) -> Floats:
     """4x4 affine from array index ``(slice, row, column)`` to napari world ``(z, y, x)`` LPS."""
     a = affine_lps(spacing, origin, direction)
     # reorder input axes (col,row,slice)->(slice,row,col) and output (x,y,z)->(z,y,x)
     perm_in = np.eye(4)[[2, 1, 0, 3]]
     perm_out = np.eye(4)[[2, 1, 0, 3]]
-    return perm_out @ a @ perm_in.T
+    world: Floats = perm_out @ a @ perm_in.T
+    return world
 
 
 @dataclass
@@ -257,13 +266,13 @@ class DisplayTransform:
     the residual rotation is dropped for display only; ``residual_deg`` says how much.
     """
 
-    axes: tuple
-    flips: tuple
-    scale: tuple
-    translate: tuple
+    axes: tuple[int, ...]
+    flips: tuple[bool, ...]
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
     residual_deg: float = 0.0
 
-    def apply(self, array, leading: int = 0):
+    def apply(self, array: Any, leading: int = 0) -> Any:
         """Return the display view of ``array`` (extra leading axes, e.g. time, kept)."""
         lead = tuple(range(leading))
         axes = lead + tuple(leading + a for a in self.axes)
@@ -273,7 +282,7 @@ class DisplayTransform:
                                               for f in self.flips)
         return view[sl]
 
-    def invert(self, view, leading: int = 0):
+    def invert(self, view: Any, leading: int = 0) -> Any:
         """The original ``(slice, row, column)`` array from a display ``view`` (no copy)."""
         sl = (slice(None),) * leading + tuple(slice(None, None, -1) if f else slice(None)
                                               for f in self.flips)
@@ -286,7 +295,8 @@ class DisplayTransform:
         return unflipped.transpose(lead + tuple(leading + a for a in inv) + trailing)
 
 
-def display_transform(spacing, origin, direction, shape) -> DisplayTransform:
+def display_transform(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike,
+                      shape: tuple[int, ...]) -> DisplayTransform:
     """Closest axis-aligned presentation of a volume in napari world ``(z, y, x)``.
 
     Uses :func:`nibabel.orientations.io_orientation` on the index->LPS affine, so ties and

@@ -746,6 +746,31 @@ def _output_reference(reference, path: str):
     return series
 
 
+def _like(first, frame):
+    """The first slice's header standing for another single-frame slice of its series."""
+    from pydicom.dataset import Dataset
+    from pydicom.valuerep import DSfloat
+
+    def ds(values):
+        return [DSfloat(float(v), auto_format=True) for v in values]
+
+    out = Dataset(dict(first.items()))  # a new element dict, sharing unmodified elements
+    inst = frame.instance
+    # new elements (add_new), never assignments: those would change the shared ones
+    for kw, vr, value in (("SOPClassUID", "UI", inst.sop_class),
+                          ("SOPInstanceUID", "UI", inst.sop_uid),
+                          ("InstanceNumber", "IS", inst.instance_number),
+                          ("ImagePositionPatient", "DS", ds(frame.position)),
+                          ("ImageOrientationPatient", "DS", ds(frame.orientation)),
+                          ("PixelSpacing", "DS", ds(frame.pixel_spacing))):
+        if value is not None:
+            out.add_new(kw, vr, value)
+    for kw in ("SliceLocation", "AcquisitionNumber", "ContentTime", "AcquisitionTime"):
+        if kw in out:
+            del out[kw]  # per-slice values that are not this slice's
+    return out
+
+
 def _source_datasets(series) -> tuple[list, list | None]:
     """Reference headers in the order highdicom expects, and the frame order to apply.
 
@@ -761,7 +786,13 @@ def _source_datasets(series) -> tuple[list, list | None]:
             insts.append(f.instance)
     unique = list({id(i): i for i in insts}.values())
     dss = []
-    for inst in unique:
+    for k, inst in enumerate(unique):
+        if k and len(unique) == len(series.frames):
+            # one single-frame file per slice: what highdicom takes from each source (SOP
+            # class/instance, plane position, orientation, pixel spacing) scan() has
+            # already read; the modules it copies come from the first header
+            dss.append(_like(dss[0], series.frames[k]))
+            continue
         if inst.source.member is None and inst.transfer_syntax != "1.2.840.10008.1.2.1.99":
             # scan() saw the file: not deflated, so pydicom reads just the header
             ds = pydicom.dcmread(inst.path, stop_before_pixels=True, force=True)

@@ -175,3 +175,53 @@ def test_rtstruct_in_a_study_folder_opens_as_labels_and_saves_back(make_napari_v
         a, b = got.mask(n), _labels() == n
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99
     assert got.segment(2).label == "tumour" and got.segment(2).color == (255, 0, 0)
+
+
+def test_export_form_names_codes_and_colours_a_seg(make_napari_viewer, qtbot, study, tmp_path,
+                                                   monkeypatch):
+    """Annotate > Save as DICOM SEG / RTSTRUCT: labels that do not know their series (added
+    with no transform) are written against the DICOM layer the user picks, with the names,
+    SNOMED CT type/category and colours set in the form, as clicks set them."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtGui import QColor
+    from qtpy.QtWidgets import QColorDialog
+
+    from napari_dicomtools._panel import make_panel
+
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(study / "ct"), plugin="napari-dicomtools")
+    view = image.metadata["display_transform"]
+    drawn = np.zeros(image.data.shape, np.uint8)  # the labels in the displayed order
+    from napari_dicomtools.core.geometry import DisplayTransform
+
+    drawn[...] = DisplayTransform(tuple(view["axes"]), tuple(view["flips"]), (1, 1, 1),
+                                  (0, 0, 0), 0.0).apply(_labels())
+    viewer.add_labels(drawn, name="my labels")  # scale 1, translate 0: not on the CT's grid
+    panel = make_panel(viewer)
+    form = panel.tools["dicom_objects"]
+    assert form.labels_combo.currentText() == "my labels"
+    assert form.reference_combo.currentText() == image.name  # the one image of that shape
+    assert form.table.rowCount() == 2
+    form.table.item(1, 1).setText("tumour")
+    form.table.cellWidget(0, 3).setCurrentText("liver")  # picks its category too
+    assert form.table.cellWidget(0, 2).currentText() == "anatomical structure"
+    form.table.cellWidget(1, 3).setCurrentText("neoplasm")
+    monkeypatch.setattr(QColorDialog, "getColor", lambda *a, **k: QColor(255, 0, 0))
+    qtbot.mouseClick(form.table.cellWidget(1, 4), Qt.MouseButton.LeftButton)
+    assert form.table.cellWidget(1, 4).text() == "#ff0000"
+    out = tmp_path / "out" / "seg.dcm"
+    form.path_edit.setText(str(out))
+    with qtbot.waitSignal(form.write_button.clicked):
+        qtbot.mouseClick(form.write_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: form.status.text().startswith(("Saved", "Not saved")),
+                    timeout=30000)
+    assert form.status.text() == f"Saved {out}"
+    got = read_segmentation(out, reference=study / "ct")
+    np.testing.assert_array_equal(got.labels[0], _labels())
+    liver, tumour = got.segments
+    assert (liver.label, liver.type[2], liver.category[2]) == \
+        ("Segment 1", "Liver", "Anatomical Structure")
+    assert (tumour.label, tumour.type[2], tumour.color) == ("tumour", "Neoplasm", (255, 0, 0))
+    # written once: a second click refuses to replace it until told to
+    qtbot.mouseClick(form.write_button, Qt.MouseButton.LeftButton)
+    assert "exists" in form.status.text()

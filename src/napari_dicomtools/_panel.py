@@ -175,7 +175,12 @@ def make_panel(napari_viewer):
     tabs.addTab(_toolbox([("Resize", tools["resize"]), ("Normalize", tools["normalize"]),
                           ("Crop", tools["crop"]), ("Equalize histogram", tools["equalize"]),
                           ("Denoise", tools["denoise"])]), "Process")
-    tabs.addTab(_scrolled(tools["shapes_to_labels"]), "Annotate")
+    from ._objects_dock import DicomObjectExport
+
+    tools["dicom_objects"] = DicomObjectExport(viewer)
+    tabs.addTab(_toolbox([("Shapes to labels", tools["shapes_to_labels"]),
+                          ("Save as DICOM SEG / RTSTRUCT", tools["dicom_objects"])]),
+                "Annotate")
     tabs.addTab(_toolbox([("Augmentation", tools["augment"]),
                           ("Export dataset", tools["export_dataset"])]), "Train")
     tabs.setMinimumWidth(300)

@@ -11,10 +11,15 @@ read   ours    : core.seg.read_segmentation(seg, reference=series): label array 
                  slice order>, combine_segments=True)
 Both must give the same voxels. The scan of the CT folder is done once, outside the clocks.
 Median of --repeat runs per step, interleaved, alternating which goes first (after a
-warm-up of both, so imports and the page cache favour neither). (pydicom-seg is not timed: it pins numpy<2
-and cannot be installed beside this project; see the issue.)
+warm-up of both, so imports and the page cache favour neither).
+read   pydicom-seg (with --pydicom-seg-python PY): pydicom-seg pins numpy<2 and cannot live
+                 beside this project, so PY is the python of a throw-away venv holding it
+                 (tests/data/thirdparty/README.md); it times, in that process after its
+                 imports, pydicom.dcmread + MultiClassReader().read of our SEG (median of
+                 --repeat) and checks the voxel count.
 
 usage: python benchmarks/bench_seg.py [--data DIR] [--slices 300] [--repeat 3]
+                                      [--pydicom-seg-python /tmp/xvenv/bin/python]
 """
 
 from __future__ import annotations
@@ -75,7 +80,39 @@ def hd_read(series, path):
         uids, combine_segments=True, ignore_spatial_locations=True)
 
 
+_PYDICOM_SEG = r"""
+import statistics, sys, time
+import numpy as np, pydicom, pydicom_seg
+path, repeat = sys.argv[1], int(sys.argv[2])
+times = []
+for _ in range(repeat + 1):  # the first run warms the page cache
+    t = time.perf_counter()
+    res = pydicom_seg.MultiClassReader().read(pydicom.dcmread(path))
+    times.append(time.perf_counter() - t)
+print(statistics.median(times[1:]), int((res.data > 0).sum()))
+"""
+
+
+def pydicom_seg_read(python: str, path: str, repeat: int) -> tuple[float, int]:
+    """(median seconds, labelled voxels) of pydicom-seg reading ``path`` in ``python``."""
+    import subprocess
+
+    out = subprocess.run([python, "-c", _PYDICOM_SEG, path, str(repeat)], check=True,
+                         capture_output=True, text=True).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def _pop_option(name: str) -> str | None:
+    if name in sys.argv:
+        i = sys.argv.index(name)
+        value = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+        return value
+    return None
+
+
 def main():
+    pyseg = _pop_option("--pydicom-seg-python")
     from napari_dicomtools.core.seg import read_segmentation, write_seg
     from napari_dicomtools.core.series import scan
 
@@ -110,6 +147,10 @@ def main():
             times[name].append(time.perf_counter() - t)
         assert len(got.labels) == 1 and np.array_equal(got.labels[0], labels), "ours differs"
         assert np.array_equal(ref, labels), "highdicom differs"
+        if pyseg and r == a.repeat - 1:
+            t, count = pydicom_seg_read(pyseg, ours_path, a.repeat)
+            assert count == int((labels > 0).sum()), "pydicom-seg differs"
+            times["read pydicom-seg"] = [t]
         for p in (ours_path, hd_path):
             os.unlink(p)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -120,6 +161,10 @@ def main():
         o, h = med[f"{step} ours"], med[f"{step} highdicom"]
         print(f"  {step:5s}  ours {o:7.2f} s   highdicom {h:7.2f} s   ours/highdicom "
               f"{o / h:5.2f}x")
+    if "read pydicom-seg" in med:
+        o, p = med["read ours"], med["read pydicom-seg"]
+        print(f"  read   ours {o:7.2f} s   pydicom-seg {p:5.2f} s   ours/pydicom-seg "
+              f"{o / p:5.2f}x")
     os.rmdir(tmp)
 
 

@@ -356,6 +356,47 @@ class _SegFrames:
         return refs
 
 
+_IPP = b"\x20\x00\x32\x00DS"  # (0020,0032) ImagePositionPatient, explicit VR LE
+_SEGNUM = b"\x62\x00\x0b\x00US\x02\x00"  # (0062,000B) ReferencedSegmentNumber, 2 bytes
+_POSITION_SQ, _SEGMENT_SQ, _ORIENTATION_SQ = 0x00209113, 0x0062000A, 0x00209116
+
+
+def _fast_frame_facts(ds, per, labelmap: bool):
+    """(segment number, ImagePositionPatient) of every frame read straight from the raw
+    bytes of each per-frame item's Plane Position and Segment Identification sequences,
+    which pydicom would otherwise parse into data sets frame by frame (a few ms each); None
+    when the file is not explicit VR little endian, a frame has its own orientation, or
+    anything is not exactly where it should be (the caller then reads them with pydicom)."""
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts != "1.2.840.10008.1.2.1" or not per:
+        return None
+    n = len(per)
+    segs = np.zeros(n, np.int64)
+    pos = np.zeros((n, 3))
+    try:
+        for i, item in enumerate(per):
+            if _ORIENTATION_SQ in item:
+                return None
+            raw = item.get_item(_POSITION_SQ)
+            data = getattr(raw, "value", None)
+            if not isinstance(data, bytes) or data.count(_IPP) != 1:
+                return None
+            k = data.index(_IPP) + 6
+            length = int.from_bytes(data[k:k + 2], "little")
+            pos[i] = [float(v) for v in data[k + 2:k + 2 + length].split(b"\\")]
+            if labelmap:
+                continue
+            raw = item.get_item(_SEGMENT_SQ)
+            data = getattr(raw, "value", None)
+            if not isinstance(data, bytes) or data.count(_SEGNUM) != 1:
+                return None
+            k = data.index(_SEGNUM) + 8
+            segs[i] = int.from_bytes(data[k:k + 2], "little")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return segs, pos
+
+
 def _frames_of_seg(ds, path, labelmap: bool = False) -> _SegFrames:
     """Per-frame facts; a LABELMAP SEG's frames hold every segment (segment 0 here)."""
     shared = _item(ds, "SharedFunctionalGroupsSequence")
@@ -368,7 +409,16 @@ def _frames_of_seg(ds, path, labelmap: bool = False) -> _SegFrames:
     pos = np.zeros((n, 3))
     have_pos = True
     orients = set()
-    for i, fr in enumerate(per):
+    fast = _fast_frame_facts(ds, per, labelmap)
+    if fast is not None:  # the same facts from the raw bytes of each item
+        segs, pos = fast
+        po = _item(shared, "PlaneOrientationSequence")
+        if po is not None and "ImageOrientationPatient" in po:
+            orients.add(tuple(round(float(v), 4) for v in po.ImageOrientationPatient))
+        per_fr = []
+    else:
+        per_fr = per
+    for i, fr in enumerate(per_fr):
         ident = _fg(fr, shared, "SegmentIdentificationSequence")
         if labelmap:
             pass
@@ -616,6 +666,8 @@ def read_segmentation(path, reference=None) -> Segmentation:
             masks[s.number] = (index, pix == s.number)
             continue
         sel = np.flatnonzero(fr.segment == s.number)
+        if len(sel) and sel[-1] - sel[0] == len(sel) - 1:
+            sel = slice(int(sel[0]), int(sel[-1]) + 1)  # a view of the frames, no copy
         if seg_type == "FRACTIONAL":
             f = np.zeros(shape, np.float32)
             f[index[sel]] = pix[sel] / np.float32(maxval)
@@ -661,7 +713,8 @@ def _pack(masks: dict, shape: tuple, max_number: int) -> tuple[list, list]:
     labels, groups = [], []
     for number, (idx, frames) in masks.items():
         for arr, group in zip(labels, groups, strict=True):
-            if not np.any(arr[idx][frames]):
+            view = _slab(arr, idx)
+            if not np.any((view if view is not None else arr[idx])[frames]):
                 _or_into(arr, idx, frames, number)
                 group.append(number)
                 break
@@ -675,7 +728,19 @@ def _pack(masks: dict, shape: tuple, max_number: int) -> tuple[list, list]:
     return labels, groups
 
 
+def _slab(arr, idx):
+    """A view of the slices ``idx`` of ``arr`` when they are consecutive and ascending (the
+    usual frame order), else None."""
+    if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+        return arr[idx[0]:idx[-1] + 1]
+    return None
+
+
 def _or_into(arr, idx, frames, number) -> None:
+    view = _slab(arr, idx)
+    if view is not None:  # in place, no copy of the slices
+        np.putmask(view, frames, number)
+        return
     if len(np.unique(idx)) == len(idx):  # one frame per slice: one vectorised update
         sub = arr[idx]
         sub[frames] = number

@@ -27,10 +27,7 @@ def _dose(peak=62.0):
     return peak * np.exp(-((lps - HOT) ** 2).sum(-1) / (2 * 12.0 ** 2))
 
 
-@pytest.mark.parametrize("offsets", ["relative", pytest.param(
-    "absolute", marks=pytest.mark.xfail(strict=True, reason="absolute GridFrameOffsetVector "
-                                        "read as relative; fixed with the headers module")),
-    "descending"])
+@pytest.mark.parametrize("offsets", ["relative", "absolute", "descending"])
 def test_generated_dose_reads_in_gy_at_its_place(tmp_path, offsets):
     truth = write_rtdose(tmp_path / "dose.dcm", _dose(), spacing=DOSE_SPACING,
                          origin=DOSE_ORIGIN, offsets=offsets)
@@ -91,3 +88,34 @@ def test_dose_overlays_the_ct_in_world_mm(make_napari_viewer, tmp_path):
     # the same world point on the CT is the CT voxel at that LPS position
     ct_idx = np.linalg.solve(ct.affine_lps, [*HOT, 1])[:3][::-1]
     np.testing.assert_allclose(image.world_to_data(world), ct_idx, atol=1e-6)
+
+
+def test_scan_lists_rtstruct_rtdose_and_sr_with_what_they_reference(tmp_path):
+    """scan() lists annotation objects as series with their kind and the series they were
+    made on; read_volume of the folder still finds its one image."""
+    from napari_dicomtools.core.rtstruct import write_rtstruct
+    from napari_dicomtools.core.series import scan
+    from napari_dicomtools.core.sr import write_sr
+    from napari_dicomtools.core.volume import read_volume
+
+    study = tmp_path / "study"
+    write_series(study / "ct", phantom((6, 16, 16)), spacing=(2.0, 1.0, 1.0),
+                 frame_uid="1.2.3.4.5")
+    lab = np.zeros((6, 16, 16), np.uint8)
+    lab[2:4, 4:9, 4:9] = 1
+    write_rtstruct(lab, study / "ct", study / "rt.dcm")
+    write_sr([{"label": "l", "points": [[-30, -30, -56.0], [-25, -30, -56.0],
+                                         [-25, -26, -56.0]]}], study / "ct", study / "sr.dcm")
+    write_rtdose(study / "dose.dcm", _dose(), frame_uid="1.2.3.4.5")
+    found = scan(study)
+    kinds = {s.kind: s for s in found}
+    assert sorted(kinds) == ["IMAGE", "RTDOSE", "RTSTRUCT", "SR"]
+    assert not found.skipped
+    ct = kinds["IMAGE"]
+    assert kinds["RTSTRUCT"].references == (ct.uid,) and kinds["SR"].references == (ct.uid,)
+    assert kinds["RTSTRUCT"].modality == "RTSTRUCT" and kinds["RTSTRUCT"].rows == 0
+    assert f"references {ct.uid}" in kinds["RTSTRUCT"].label
+    assert kinds["RTDOSE"].frame_of_reference == ct.frame_of_reference
+    assert read_volume(study / "ct").array.shape == (6, 16, 16)
+    with pytest.raises(DicomToolsError, match="holds no image, only RTSTRUCT"):
+        read_volume(study / "rt.dcm")

@@ -223,5 +223,35 @@ def test_export_form_names_codes_and_colours_a_seg(make_napari_viewer, qtbot, st
         ("Segment 1", "Liver", "Anatomical Structure")
     assert (tumour.label, tumour.type[2], tumour.color) == ("tumour", "Neoplasm", (255, 0, 0))
     # written once: a second click refuses to replace it until told to
+    qtbot.waitUntil(form.write_button.isEnabled, timeout=10000)
     qtbot.mouseClick(form.write_button, Qt.MouseButton.LeftButton)
     assert "exists" in form.status.text()
+
+
+def test_browser_lists_rtstruct_and_opens_it_with_its_contours(make_napari_viewer, qtbot,
+                                                               study):
+    from napari_dicomtools._widgets import DicomBrowser
+    from napari_dicomtools.core.rtstruct import write_rtstruct
+
+    write_rtstruct(_labels(), study / "ct", study / "rt" / "rt.dcm",
+                   segments={1: "liver", 2: "tumour"})
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    w.scan(str(study))
+    qtbot.waitUntil(lambda: len(w.series) == 3, timeout=20000)
+    qtbot.waitUntil(lambda: w.scan_button.isEnabled(), timeout=5000)
+    assert "Skipped" not in " ".join(w.tree.topLevelItem(i).text(0)
+                                     for i in range(w.tree.topLevelItemCount()))
+    study_item = w.tree.topLevelItem(0).child(0)
+    rows = {study_item.child(i).text(1): study_item.child(i) for i in
+            range(study_item.childCount())}
+    assert sorted(rows) == ["CT", "RTSTRUCT", "SEG"]
+    ct = next(s for s in w.series if s.kind == "IMAGE")
+    assert rows["RTSTRUCT"].text(5) == f"on {ct.name}"  # what the user reads
+    w.contours_box.setChecked(True)
+    w.open_selected([s for s in w.series if s.kind == "RTSTRUCT"])
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=20000)
+    labels, shapes = viewer.layers
+    assert type(labels).__name__ == "Labels" and type(shapes).__name__ == "Shapes"
+    assert list(labels.features["label"]) == ["liver", "tumour"]
+    assert labels.metadata["reference_files"]  # on the CT's grid, found among the scanned

@@ -206,7 +206,7 @@ class DicomObjectExport(QWidget):
     # ------------------------------------------------------------------ writing
     def _job(self):
         """(function, args, kwargs) of the write the form describes; ValueError if none."""
-        from .core.scan import scan
+        from .core.series import scan
 
         labels, ref = self.labels_layer(), self.reference_layer()
         path = self.path_edit.text().strip()

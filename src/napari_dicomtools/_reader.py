@@ -110,10 +110,8 @@ def read_dicom(path, *, rtstruct_contours: bool = False) -> list:
     napari's File > Open; the DICOM browser has a check box)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     series = scan(paths if len(paths) > 1 else paths[0])
-    # structure sets have no pixels: scan() skips them, the reader rasterises them
-    structs = [k.path for k in series.skipped if k.reason.endswith(_OBJECT_REASONS)]
-    skipped = [k for k in series.skipped if not k.reason.endswith(_OBJECT_REASONS)]
-    if not series and not structs:
+    skipped = series.skipped
+    if not series:
         why = "; ".join(str(s) for s in skipped[:5]) or "no files"
         raise NoSeriesError(paths[0], f"no loadable DICOM image ({why})", skipped)
     if skipped:
@@ -122,14 +120,13 @@ def read_dicom(path, *, rtstruct_contours: bool = False) -> list:
         warnings.warn(f"skipped {len(skipped)} file(s): {first}{more}", stacklevel=2)
     layers = []
     total = 0
-    for s in list(series) + structs:
-        if isinstance(s, str) or s.kind != "IMAGE":
-            # SEG, RTSTRUCT: labels on the image they reference, not a grey image
+    for s in series:
+        if s.kind != "IMAGE":
+            # SEG, RTSTRUCT, SR, RT dose: on the image they reference, not grey images
             try:
                 layers.extend(read_annotation(s, series, contours=rtstruct_contours))
             except DicomToolsError as exc:
-                what = s if isinstance(s, str) else f"{s.kind} {s.name!r}"
-                warnings.warn(f"{what} not opened: {exc}", stacklevel=2)
+                warnings.warn(f"{s.kind} {s.name!r} not opened: {exc}", stacklevel=2)
             continue
         nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
         total += nbytes
@@ -383,14 +380,6 @@ def _ramp(name: str, rgb: tuple):
     return Colormap([(0.0, 0.0, 0.0, 1.0), tuple(rgb) + (1.0,)], name=f"seg {name}")
 
 
-#: how scan() names the reason it skips an RT Structure Set (pydicom's name of the SOP class)
-_RTSTRUCT_REASON = "(RT Structure Set Storage)"
-#: ... and the structured reports that may hold TID 1500 measurement reports
-_SR_REASONS = ("(Comprehensive 3D SR Storage)", "(Comprehensive SR Storage)",
-               "(Enhanced SR Storage)")
-_OBJECT_REASONS = (_RTSTRUCT_REASON,) + _SR_REASONS
-
-
 def sr_layer_data(path, candidates=None) -> list:
     """A shapes layer (world ``(z, y, x)`` LPS mm) of the planar ROIs of a TID 1500
     measurement report, measurements in ``features`` and ``metadata["measurements"]``;
@@ -427,19 +416,26 @@ def sr_layer_data(path, candidates=None) -> list:
 
 
 def read_annotation(series, candidates=(), *, contours: bool = False) -> list:
-    """Layers of a SEG series, or of an RTSTRUCT or SR file (a path), placed on the image
-    among ``candidates`` it references when there is one; ``contours``: an RTSTRUCT's
-    contours also as a shapes layer of polygons (:func:`contour_shapes_layer_data`)."""
-    if isinstance(series, str) and not _is_rtstruct(series):
-        return sr_layer_data(series, candidates)
-    if isinstance(series, str):
+    """Layers of an annotation series from :func:`~.core.series.scan` (``kind`` SEG,
+    RTSTRUCT, SR or RTDOSE), placed on the image among ``candidates`` it references when
+    there is one; ``contours``: an RTSTRUCT's contours also as a shapes layer of polygons
+    (:func:`contour_shapes_layer_data`)."""
+    kind = series.kind
+    if kind == "RTDOSE":
+        from .core.rtdose import read_dose
+
+        return [dose_layer_data(read_dose(series))]
+    if kind == "SR":
+        return sr_layer_data(str(series.first.source), candidates)
+    if kind == "RTSTRUCT":
         from .core.rtstruct import find_reference
         from .core.rtstruct import read_rtstruct as read
-        source = series
-    else:
+    elif kind == "SEG":
         from .core.seg import find_reference
         from .core.seg import read_segmentation as read
-        source = series.first.source
+    else:
+        raise DicomToolsError(series.first.path, f"not an annotation object ({kind})")
+    source = series.first.source
     ref = find_reference(source, candidates)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -447,17 +443,6 @@ def read_annotation(series, candidates=(), *, contours: bool = False) -> list:
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
     out = segmentation_layer_data(seg, ref)
-    if contours and seg.metadata.get("segmentation_type") == "RTSTRUCT":
+    if contours and kind == "RTSTRUCT":
         out.append(contour_shapes_layer_data(seg))
     return out
-
-
-def _is_rtstruct(path: str) -> bool:
-    from .core.headers import open_dicom, safe_dcmread
-    from .core.rtstruct import RTSTRUCT_SOP_CLASS
-    from .core.sources import Source
-
-    with open_dicom(Source.from_string(path)) as (fp, _size, _pre):
-        ds = safe_dcmread(fp, path, stop_before_pixels=True, force=True,
-                         specific_tags=["SOPClassUID"])
-    return str(ds.get("SOPClassUID", "")) == RTSTRUCT_SOP_CLASS

@@ -164,11 +164,18 @@ class DicomBrowser(QWidget):
                 st.setExpanded(True)
                 studies[skey] = st
             dims = " x ".join(str(x) for x in s.shape[-2:][::-1])
-            item = QTreeWidgetItem([
-                s.name, s.modality, str(s.n_slices) + (f" x {s.n_time}" if s.n_time > 1 else ""),
-                dims, _fmt_spacing(s.spacing), s.orientation_label])
+            cells = [s.name, s.modality,
+                     str(s.n_slices) + (f" x {s.n_time}" if s.n_time > 1 else ""),
+                     dims, _fmt_spacing(s.spacing), s.orientation_label]
+            if not s.rows:  # RTSTRUCT, SR: no image; say what it was made on instead
+                names = {x.uid: x.name for x in series}
+                refs = [names.get(u, u) for u in s.references]
+                cells[2:] = ["", "", "", "on " + ", ".join(refs) if refs else ""]
+            item = QTreeWidgetItem(cells)
             item.setData(0, _SERIES_ROLE, idx)
-            item.setToolTip(0, "\n".join([s.name, *s.problems]))
+            item.setToolTip(0, "\n".join([s.name, *s.problems] + (
+                [f"{s.kind} made on series {', '.join(s.references)}"] if s.references
+                else [])))
             studies[skey].addChild(item)
         if series.skipped:
             sk = QTreeWidgetItem([f"Skipped files ({len(series.skipped)})"])

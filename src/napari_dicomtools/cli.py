@@ -228,6 +228,11 @@ def cmd_convert(args) -> int:
     series = _progress_scan(src, args.quiet, args.split_nonuniform)
     for k in series.skipped:
         print(printable(f"skipped {k.path}: {k.reason}"), file=sys.stderr)
+    for s in [s for s in series if s.kind in ("RTSTRUCT", "SR")]:  # no image to convert
+        series.remove(s)
+        print(printable(f"skipped {s.first.path}: {s.kind} holds no image (dicomtools "
+                        f"{'rtstruct' if s.kind == 'RTSTRUCT' else 'info'} reads it)"),
+              file=sys.stderr)
     if not series:
         raise DicomToolsError(src, "no convertible DICOM image series")
     single = out.endswith((".nii", ".nii.gz"))

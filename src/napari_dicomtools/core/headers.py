@@ -53,6 +53,64 @@ MAX_VOXELS = 2**31
 DICOMDIR_UID = "1.2.840.10008.1.3.10"
 _PIXEL_TAG = 0x7FE00010
 
+#: SOP classes of annotation objects without pixels that scan() lists as series (issue 15):
+#: RT Structure Set, and the structured reports that hold TID 1500 measurement reports
+NO_PIXEL_OBJECTS = {"1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
+                    "1.2.840.10008.5.1.4.1.1.88.22": "SR", "1.2.840.10008.5.1.4.1.1.88.33": "SR",
+                    "1.2.840.10008.5.1.4.1.1.88.34": "SR"}
+#: ... and those with pixels whose references are read too: SEG (both), RT Dose
+_REFERENCING = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7",
+                "1.2.840.10008.5.1.4.1.1.481.2", *NO_PIXEL_OBJECTS}
+
+
+def _references(ds) -> tuple:
+    """SeriesInstanceUIDs an object refers to: ReferencedSeriesSequence (SEG), the RT
+    referenced series of a structure set, the evidence of a report."""
+    uids: dict = {}
+
+    def add(items):
+        for it in items or []:
+            uid = _text(it.get("SeriesInstanceUID", None))
+            if uid:
+                uids[uid] = None
+
+    add(ds.get("ReferencedSeriesSequence", None))
+    for fr in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
+        for st in fr.get("RTReferencedStudySequence", None) or []:
+            add(st.get("RTReferencedSeriesSequence", None))
+    for kw in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for st in ds.get(kw, None) or []:
+            add(st.get("ReferencedSeriesSequence", None))
+    return tuple(uids)
+
+
+def _object_instance(source: Source, ds, size: int, sop_class: str, ts: str) -> Instance:
+    """An annotation object without pixels (RTSTRUCT, SR) as an Instance of no image: one
+    frame without geometry, and what it references."""
+    inst = Instance(
+        source=source, sop_class=sop_class,
+        sop_uid=_text(ds.get("SOPInstanceUID", None)),
+        study_uid=_text(ds.get("StudyInstanceUID", None)),
+        series_uid=_text(ds.get("SeriesInstanceUID", None)) or f"unknown-series:{source}",
+        patient_name=_text(ds.get("PatientName", None)),
+        patient_id=_text(ds.get("PatientID", None)),
+        study_date=_text(ds.get("StudyDate", None)),
+        study_description=_text(ds.get("StudyDescription", None)),
+        series_description=_text(ds.get("SeriesDescription", None)) or _text(
+            ds.get("StructureSetLabel", None)),
+        series_number=_i(ds.get("SeriesNumber", None)),
+        modality=_text(ds.get("Modality", None)).upper() or NO_PIXEL_OBJECTS[sop_class],
+        instance_number=_i(ds.get("InstanceNumber", None)), acquisition_number=None,
+        echo_number=None, image_type=(), frame_of_reference=_text(ds.get(
+            "FrameOfReferenceUID", None)),
+        rows=0, columns=0, samples=1, photometric="", bits_allocated=0, bits_stored=0,
+        high_bit=0, pixel_representation=0, planar_configuration=0, n_frames=0,
+        transfer_syntax=ts, encapsulated=False, pixel_offset=None, pixel_length=None,
+        slice_thickness=None, spacing_between_slices=None, header=_summary(ds),
+        file_size=int(size), references=_references(ds))
+    inst.frames = [Frame(inst, None, None, None, None)]
+    return inst
+
 
 class TemporalKey(NamedTuple):
     """Order of the frames that share one slice position (a 4D series): compared field by
@@ -150,6 +208,8 @@ class Instance:
     header: dict = field(default_factory=dict)  # small readable summary
     frames: list = field(default_factory=list)
     file_size: int = 0  # bytes of the file (or zip member), for plausibility checks
+    #: SeriesInstanceUIDs an annotation object (SEG, RTSTRUCT, SR) says it was made on
+    references: tuple = ()
 
     @property
     def path(self) -> str:
@@ -395,6 +455,10 @@ def _classic_multiframe(inst: Instance, ds, top: _TopLevel) -> list[Frame]:
         if offsets is None:
             raise GeometryError(inst.path, "GridFrameOffsetVector (3004,000C) holds values "
                                            "that are not finite numbers")
+        # PS3.3 C.8.8.3.2: offsets relative to the first frame (first value 0) or, for an
+        # axial grid, absolute z coordinates (first value = ImagePositionPatient z): either
+        # way frame k lies offsets[k] - offsets[0] mm along the normal from the first
+        offsets = [float(v) - float(offsets[0]) for v in offsets]
     normal = None
     if top.orientation:
         check_orientation(top.orientation, inst.path)
@@ -647,6 +711,14 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(ds.get("SOPClassUID", None)) or _text(
         meta.get("MediaStorageSOPClassUID", None) if meta else None)
+    if sop_class in _REFERENCING:
+        from . import fastheader
+
+        if isinstance(ds, fastheader.FastDataset):  # its sequences are read by pydicom
+            raise fastheader.Unsupported("an annotation object's references")
+    if sop_class in NO_PIXEL_OBJECTS and _PIXEL_TAG not in ds:
+        ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
+        return _object_instance(source, ds, size, sop_class, ts)
     raw = _pixel_element(name, ds, sop_class)
     rows, cols, samples, bits, n_frames = _image_size(name, ds, size)
     ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
@@ -701,6 +773,8 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
         header=_summary(ds),
         file_size=int(size),
     )
+    if sop_class in _REFERENCING:
+        inst.references = _references(ds)
     if "MOSAIC" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
         _unpack_mosaic(inst, ds)
     elif "VFRAME" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:

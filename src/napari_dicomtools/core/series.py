@@ -29,14 +29,17 @@ from .geometry import (
     orientation_label,
     slice_normal,
 )
-from .headers import Frame, Instance, _exc_text, read_header
+from .headers import NO_PIXEL_OBJECTS, Frame, Instance, _exc_text, read_header
 from .sources import Skipped, iter_sources
 
 __all__ = ["OBJECT_KINDS", "Series", "SeriesList", "group_series", "image_component", "scan",
            "scan_iter"]
 
 #: SOP Class UID -> kind of the non-image objects that scan() lists as series (issue 15)
-OBJECT_KINDS = {"1.2.840.10008.5.1.4.1.1.66.4": "SEG"}
+OBJECT_KINDS = {"1.2.840.10008.5.1.4.1.1.66.4": "SEG", "1.2.840.10008.5.1.4.1.1.66.7": "SEG",
+                "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE", **NO_PIXEL_OBJECTS}
+#: kinds that hold no image at all (read with read_rtstruct / read_sr)
+NO_IMAGE_KINDS = frozenset(NO_PIXEL_OBJECTS.values())
 
 
 @dataclass
@@ -99,9 +102,18 @@ class Series:
 
     @property
     def kind(self) -> str:
-        """``"IMAGE"``, or the annotation object the series holds (``"SEG"``, ...): those
-        are read with their own functions (:func:`~.seg.read_segmentation`), not as images."""
+        """``"IMAGE"``, or the annotation object the series holds: ``"SEG"``, ``"RTSTRUCT"``,
+        ``"SR"`` or ``"RTDOSE"``. Those are read with their own functions
+        (:func:`~.seg.read_segmentation`, :func:`~.rtstruct.read_rtstruct`,
+        :func:`~.sr.read_sr`, :func:`~.rtdose.read_dose`); an RTSTRUCT or SR holds no image
+        (``shape`` ``(1, 0, 0)``)."""
         return OBJECT_KINDS.get(self.first.sop_class, "IMAGE")
+
+    @property
+    def references(self) -> tuple:
+        """SeriesInstanceUIDs of the image series an annotation object was made on (empty
+        for images, and for objects that name none)."""
+        return self.first.references
 
     @property
     def files(self) -> list[str]:
@@ -202,7 +214,11 @@ class Series:
 
     @cached_property
     def label(self) -> str:
-        """One line for lists: name, modality, size, spacing, slices."""
+        """One line for lists: name, modality, size, spacing, slices (for an object without
+        pixels: its kind and the series it references)."""
+        if self.kind in NO_IMAGE_KINDS:
+            refs = ", ".join(self.references) or "no series named"
+            return f"{self.name} | {self.modality or self.kind} | references {refs}"
         sp = self.spacing
         dims = "x".join(str(s) for s in self.shape)
         return (f"{self.name} | {self.modality or '?'} | {dims} | "
@@ -529,10 +545,15 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
     instances = list(instances)
     _rank_echoes(instances)
     by_uid: dict[str, dict[_GroupKey, list[Frame]]] = defaultdict(lambda: defaultdict(list))
+    out: list[Series] = []
     for inst in instances:
+        if inst.sop_class in NO_PIXEL_OBJECTS:  # no image to group (scan() lists them)
+            if skipped is not None:
+                skipped.append(Skipped(inst.path, f"no Pixel Data (a "
+                                                  f"{NO_PIXEL_OBJECTS[inst.sop_class]})"))
+            continue
         for fr in inst.frames:
             by_uid[inst.series_uid][_group_key(fr)].append(fr)
-    out: list[Series] = []
     for uid, groups in by_uid.items():
         keys = list(groups)
         for key in keys:
@@ -558,9 +579,13 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
         if s.first.header.get("MosaicProblem"):
             s.problems.append("mosaic shown as one tiled 2D image: "
                               + s.first.header["MosaicProblem"])
-    out.sort(key=lambda s: (s.patient_id, s.study_date, s.study_uid,
-                            s.number if s.number is not None else 1 << 30, s.uid, s.split))
+    out.sort(key=_series_order)
     return out
+
+
+def _series_order(s: Series) -> tuple:
+    return (s.patient_id, s.study_date, s.study_uid,
+            s.number if s.number is not None else 1 << 30, s.uid, s.split)
 
 
 def scan_iter(path: str | os.PathLike | Iterable, split_nonuniform: bool = False):
@@ -588,7 +613,12 @@ def scan_iter(path: str | os.PathLike | Iterable, split_nonuniform: bool = False
         except BaseException as exc:  # noqa: BLE001 - one bad file never ends the scan
             skipped.append(Skipped(str(src), f"cannot be read ({_exc_text(exc)})"))
         yield i + 1, total
-    series = group_series(instances, split_nonuniform, skipped)
+    objects = [i for i in instances if i.sop_class in NO_PIXEL_OBJECTS]
+    series = group_series([i for i in instances if i.sop_class not in NO_PIXEL_OBJECTS],
+                          split_nonuniform, skipped)
+    if objects:  # RTSTRUCT, SR: one series per file, listed among the images
+        series = sorted(series + [Series(o.series_uid, list(o.frames)) for o in objects],
+                        key=_series_order)
     for s in series:
         skipped.extend(s.skipped)
     return SeriesList(series, skipped)

@@ -25,7 +25,7 @@ from ._limits import FATAL, check_allocation
 from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
 from .headers import Frame, Instance
-from .series import Series, scan
+from .series import NO_IMAGE_KINDS, Series, scan
 
 __all__ = [
     "Volume", "read_volume", "read_volumes", "iter_frames", "regularize", "correct_tilt",
@@ -686,7 +686,13 @@ def read_volume(path_or_series, lazy: bool = False, *,
         series = path_or_series
     else:
         found = scan(path_or_series)
+        objects = [s for s in found if s.kind in NO_IMAGE_KINDS]  # RTSTRUCT, SR: no image
+        found[:] = [s for s in found if s.kind not in NO_IMAGE_KINDS]
         if not found:
+            if objects:
+                raise NoSeriesError(path_or_series, f"holds no image, only {objects[0].kind} "
+                                    f"{objects[0].name!r} (read it with read_rtstruct or "
+                                    "read_sr)", found.skipped)
             reasons = "; ".join(str(s) for s in found.skipped[:5]) or "no files"
             raise NoSeriesError(path_or_series, f"no loadable DICOM image ({reasons})",
                                 found.skipped)
@@ -697,6 +703,9 @@ def read_volume(path_or_series, lazy: bool = False, *,
                                 f"napari_dicomtools.scan(path) or use read_volumes():\n  "
                                 f"{listing}")
         series = found[0]
+    if series.kind in NO_IMAGE_KINDS:
+        raise DicomToolsError(series.first.path, f"a {series.kind} holds no image (read it "
+                                                 "with read_rtstruct or read_sr)")
     vol = _read_series(series, lazy=lazy and not (correct_tilt or uniform_spacing),
                        progress=progress, philips_precise=philips_precise)
     if uniform_spacing:
@@ -816,6 +825,8 @@ def read_volumes(path, lazy: bool = False, *, progress=None) -> list[Volume]:
     """Every series under ``path`` as a :class:`Volume` (skipping the ones that fail)."""
     out = []
     for s in scan(path):
+        if s.kind in NO_IMAGE_KINDS:  # RTSTRUCT, SR: no image to read
+            continue
         try:
             out.append(_read_series(s, lazy=lazy, progress=progress))
         except DicomToolsError as exc:

@@ -44,7 +44,8 @@ from .vendor import (
 )
 
 __all__ = ["DEFLATED_UID", "DICOMDIR_UID", "MAX_DEFLATED_HEADER", "MAX_FRAMES", "MAX_POSITION_MM",
-           "MAX_RESCALE", "MAX_SPACING_MM", "MAX_VOXELS", "Frame", "Instance", "TemporalKey",
+           "MAX_RESCALE", "MAX_SPACING_MM", "MAX_VOXELS", "NO_PIXEL_OBJECTS", "Frame", "Instance",
+           "TemporalKey",
            "check_orientation", "looks_like_dicom", "open_dicom", "read_deflated", "read_header",
            "safe_dcmread"]
 

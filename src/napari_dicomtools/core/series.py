@@ -32,8 +32,8 @@ from .geometry import (
 from .headers import NO_PIXEL_OBJECTS, Frame, Instance, _exc_text, read_header
 from .sources import Skipped, iter_sources
 
-__all__ = ["OBJECT_KINDS", "Series", "SeriesList", "group_series", "image_component", "scan",
-           "scan_iter"]
+__all__ = ["NO_IMAGE_KINDS", "OBJECT_KINDS", "Series", "SeriesList", "group_series",
+           "image_component", "scan", "scan_iter"]
 
 #: SOP Class UID -> kind of the non-image objects that scan() lists as series (issue 15)
 OBJECT_KINDS = {"1.2.840.10008.5.1.4.1.1.66.4": "SEG", "1.2.840.10008.5.1.4.1.1.66.7": "SEG",

@@ -28,6 +28,23 @@ def test_typed_module_declares_its_api(name):
         assert hasattr(module, attr), f"core.{name}.__all__ names a missing {attr}"
 
 
+def test_every_public_core_module_declares_its_api():
+    """Each public core module says what is public (``__all__``, every name defined); the
+    docs' automodule pages and ``from ... import *`` follow it."""
+    import pkgutil
+
+    import napari_dicomtools.core as core
+
+    names = [i.name for i in pkgutil.iter_modules(core.__path__) if not i.name.startswith("_")]
+    assert {"series", "volume", "nifti", "seg", "pacs"} <= set(names)
+    for name in names:
+        module = importlib.import_module(f"napari_dicomtools.core.{name}")
+        public = getattr(module, "__all__", None)
+        assert public is not None, f"core.{name} declares no __all__"
+        missing = [attr for attr in public if not hasattr(module, attr)]
+        assert not missing, f"core.{name}.__all__ names missing {missing}"
+
+
 def test_mypy_strict_on_typed_modules():
     if not (ROOT / "pyproject.toml").is_file():
         pytest.skip("not running from a source checkout")

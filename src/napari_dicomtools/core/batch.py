@@ -60,6 +60,14 @@ from dataclasses import dataclass, field
 
 from .errors import DicomToolsError
 
+__all__ = [
+    "run_batch", "tabulate", "expand_inputs", "convert_targets", "read_manifest", "ConvertOptions",
+    "Summary", "Manifest", "MANIFEST", "JOBFILE", "FIELDS", "KINDS", "BATCH_PATTERN",
+    "LIST_SUFFIXES", "SCAN_CHUNK", "TASKS_PER_WORKER", "SERIES_PER_TASK", "CACHE_LIMIT",
+    "ROWS_PER_PART", "LOCAL_CLUSTER_CONFIG",
+]
+
+
 #: the journal of finished series, in the output folder
 MANIFEST = "dicomtools-manifest.csv"
 #: what the job is (kind, options, key fingerprint), checked on every rerun

@@ -27,6 +27,11 @@ from . import geometry
 from .errors import DicomToolsError, GeometryError, UnreadableDicomError
 from .seg import PALETTE, Segment, Segmentation, _pack, pick_reference
 
+__all__ = [
+    "read_rtstruct", "write_rtstruct", "slice_contours", "find_reference", "RTSTRUCT_SOP_CLASS",
+]
+
+
 #: SOP Class UID of RT Structure Set Storage
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 

@@ -30,6 +30,14 @@ import numpy as np
 from . import geometry
 from .errors import DicomToolsError, GeometryError, UnreadableDicomError
 
+__all__ = [
+    "Segment", "Segmentation", "read_segmentation", "write_seg", "write_labels_nifti",
+    "find_reference", "pick_reference", "reference_series", "onto_reference", "SEG_SOP_CLASS",
+    "LABELMAP_SEG_SOP_CLASS", "SEG_SOP_CLASSES", "CATEGORIES", "TYPES", "PALETTE",
+    "ALGORITHM_TYPES",
+]
+
+
 #: SOP Class UID of the Segmentation Storage IOD
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 #: SOP Class UID of Label Map Segmentation Storage (2024: one frame per position, pixel

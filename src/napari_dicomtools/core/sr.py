@@ -18,6 +18,11 @@ import numpy as np
 
 from .errors import DicomToolsError, UnreadableDicomError
 
+__all__ = [
+    "Roi", "read_sr", "write_sr", "polygon_area_mm2", "path_length_mm", "MEASUREMENTS",
+]
+
+
 #: measurement keyword -> (pydicom ``codes.SCT`` name, UCUM unit)
 MEASUREMENTS = {
     "area": ("Area", "mm2"), "length": ("Length", "mm"), "volume": ("Volume", "mm3"),

@@ -1,7 +1,7 @@
 """`mypy --strict` is clean on the typed part of the public API.
 
-The list grows module by module (issue 13); every module listed here declares ``__all__`` and
-types every public signature. The configuration is ``[tool.mypy]`` in pyproject.toml.
+Every public core module is checked except those still in ``PENDING_TYPES`` (issue 13), which
+shrinks module by module; a checked module declares ``__all__`` and types every signature. The configuration is ``[tool.mypy]`` in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -15,8 +15,34 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TYPED = ["errors", "augment", "annotate", "dataset", "measure", "sources", "safety", "naming",
-         "geometry"]
+CORE = ROOT / "src" / "napari_dicomtools" / "core"
+# public core modules not yet clean under `mypy --strict` (issue 13): remove a module from this
+# set once it is clean; every other public module is checked. One per line (fewer merge conflicts).
+PENDING_TYPES = {
+    "anonymize",
+    "batch",
+    "fastheader",
+    "grid",
+    "headers",
+    "metadata",
+    "nifti",
+    "pacs",
+    "pacs_stream",
+    "png",
+    "preprocess",
+    "rtdose",
+    "rtstruct",
+    "sc",
+    "seg",
+    "segment",
+    "series",
+    "sr",
+    "synthetic",
+    "vendor",
+    "volume",
+}
+PUBLIC = sorted(p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_"))
+TYPED = [n for n in PUBLIC if n not in PENDING_TYPES]
 
 
 @pytest.mark.parametrize("name", TYPED)
@@ -50,7 +76,12 @@ def test_mypy_strict_on_typed_modules():
         pytest.skip("not running from a source checkout")
     if shutil.which("mypy") is None and importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (it is in the testing extra)")
-    files = [str(ROOT / "src" / "napari_dicomtools" / "core" / f"{n}.py") for n in TYPED]
+    files = [str(CORE / f"{n}.py") for n in TYPED]
     r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", *files],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+def test_pending_lists_name_real_modules():
+    """A renamed or removed module must leave PENDING_TYPES too (or it would hide a new one)."""
+    assert PENDING_TYPES <= set(PUBLIC), PENDING_TYPES - set(PUBLIC)

@@ -11,8 +11,13 @@ and places the frames) and adds what a user needs to read the values right.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, TypedDict
 
 from .errors import DicomToolsError
+
+if TYPE_CHECKING:
+    from .series import Series
+    from .volume import Volume
 
 __all__ = ["RTDOSE_SOP_CLASS", "dose_unit_label", "read_dose"]
 
@@ -24,13 +29,41 @@ _TAGS = ["DoseUnits", "DoseType", "DoseSummationType", "DoseComment",
 
 
 def dose_unit_label(dose_units: str) -> str:
-    """What the values are in, as a user reads it: ``"Gy"`` for DoseUnits GY, ``"relative
-    dose"`` for RELATIVE (never relabelled as Gy), else the stored text."""
+    """What the values of a dose are in, as a user reads it.
+
+    Parameters
+    ----------
+    dose_units : str
+        DoseUnits (3004,0002) as stored (any case, padding allowed).
+
+    Returns
+    -------
+    str
+        ``"Gy"`` for GY, ``"relative dose"`` for RELATIVE (a fraction of a normalisation
+        dose, never relabelled as Gy), the stored text for anything else, and
+        ``"(no DoseUnits)"`` when it is empty.
+
+    Examples
+    --------
+    >>> dose_unit_label("GY"), dose_unit_label("relative "), dose_unit_label("")
+    ('Gy', 'relative dose', '(no DoseUnits)')
+    """
     u = (dose_units or "").strip().upper()
     return {"GY": "Gy", "RELATIVE": "relative dose"}.get(u, dose_units or "(no DoseUnits)")
 
 
-def _dose_header(path: str) -> dict:
+class _DoseHeader(TypedDict):
+    """The RT Dose attributes :func:`read_dose` adds to a volume's metadata."""
+
+    dose_units: str
+    dose_type: str
+    dose_summation: str
+    dose_comment: str
+    referenced_plan_uids: list[str]
+    heterogeneity_correction: list[str]
+
+
+def _dose_header(path: str) -> _DoseHeader:
     from .headers import open_dicom, safe_dcmread
     from .sources import Source
 
@@ -47,7 +80,7 @@ def _dose_header(path: str) -> dict:
             "heterogeneity_correction": [str(v) for v in hetero] if hetero else []}
 
 
-def read_dose(source, *, lazy: bool = False):
+def read_dose(source: Series | os.PathLike[str] | str, *, lazy: bool = False) -> Volume:
     """Read an RT Dose object as a :class:`~.volume.Volume` of dose on its own grid.
 
     Parameters
@@ -81,11 +114,12 @@ def read_dose(source, *, lazy: bool = False):
     """
     import numpy as np
 
-    from .series import scan
+    from .series import Series, scan
     from .volume import read_volume
 
-    series = source
-    if not hasattr(source, "frames"):
+    if isinstance(source, Series):
+        series = source
+    else:
         name = os.fspath(source)
         found = [s for s in scan(name) if s.first.sop_class == RTDOSE_SOP_CLASS]
         if len(found) != 1:
@@ -99,7 +133,7 @@ def read_dose(source, *, lazy: bool = False):
     meta = vol.metadata
     meta.update(info, units=dose_unit_label(info["dose_units"]), kind="RTDOSE")
     meta["window"] = None  # a dose has no stored window; shown 0..max
-    if not hasattr(vol.array, "compute"):
+    if isinstance(vol.array, np.ndarray):  # eager (a lazy dask array is not computed here)
         meta["max_dose"] = float(np.max(vol.array)) if vol.array.size else 0.0
     if info["dose_units"] != "GY":
         meta.setdefault("problems", []).append(

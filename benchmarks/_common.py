@@ -39,12 +39,19 @@ def make_series(path: str, slices: int) -> None:
                    check=True)
 
 
-def series_args(doc: str):
-    """Shared command line of the benchmarks on the 300-slice CT: (args, series folder)."""
+def base_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--data`` (where generated data is kept between
+    runs) and ``--repeat``."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "dicomtools-bench"))
-    ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=3)
+    return ap
+
+
+def series_args(doc: str):
+    """Shared command line of the benchmarks on the 300-slice CT: (args, series folder)."""
+    ap = base_parser(doc)
+    ap.add_argument("--slices", type=int, default=300)
     a = ap.parse_args()
     series = os.path.join(a.data, f"ct{a.slices}")
     make_series(series, a.slices)
@@ -86,6 +93,15 @@ def median_of(repeat: int, cmd, env=None) -> tuple[float, float]:
     """(median wall, median CPU) seconds of ``repeat`` runs."""
     runs = [timed(cmd, env) for _ in range(repeat)]
     return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+
+
+def machine_line() -> str:
+    """"N cores, load average a b c" (1, 5 and 15 minutes): printed with every result."""
+    try:
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return f"{os.cpu_count()} cores, load average {load}"
 
 
 def load_note() -> str:

@@ -87,7 +87,6 @@ PENDING_DOCS = {
     "grid",
     "headers",
     "measure",
-    "metadata",
     "naming",
     "nifti",
     "pacs",

@@ -24,7 +24,6 @@ PENDING_TYPES = {
     "fastheader",
     "grid",
     "headers",
-    "metadata",
     "nifti",
     "pacs",
     "pacs_stream",

@@ -89,8 +89,6 @@ PENDING_DOCS = {
     "measure",
     "naming",
     "nifti",
-    "pacs",
-    "pacs_stream",
     "png",
     "preprocess",
     "rtstruct",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -290,7 +291,8 @@ def test_a_corrupt_instance_is_refused_and_the_rest_kept(orthanc, tmp_path):
 # --------------------------------------------------------------------------- faults
 
 
-def test_server_down_wrong_credentials_wrong_ae_are_one_line_errors(orthanc):
+def test_server_down_wrong_credentials_wrong_ae_are_one_line_errors(orthanc, caplog):
+    caplog.set_level(logging.WARNING)  # a root handler, as IPython, Jupyter or an app has one
     down = orthanc_server.free_port()
     cases = [
         (lambda: pacs.echo(pacs.ServerProfile("down", host="127.0.0.1", port=down,
@@ -312,6 +314,8 @@ def test_server_down_wrong_credentials_wrong_ae_are_one_line_errors(orthanc):
         text = str(info.value)
         assert message in text and "\n" not in text and "wrong\x00" not in text
         assert orthanc.password not in text
+    # pynetdicom's own ERROR lines about the refused associations are not shown as well
+    assert not [r for r in caplog.records if r.name.startswith("pynetdicom")]
 
 
 # --------------------------------------------------------------------------- sending

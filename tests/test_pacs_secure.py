@@ -101,8 +101,10 @@ def test_https_echo_send_find_get(tls_server, series, tmp_path):
     _same(got.folder, series / "b")
 
 
-def test_a_wrong_ca_is_one_clear_line_and_nothing_goes_in_plain_text(tls_server, series):
+def test_a_wrong_ca_is_one_clear_line_and_nothing_goes_in_plain_text(tls_server, series,
+                                                                     caplog):
     server, https, _ = tls_server
+    caplog.set_level(logging.DEBUG)  # a root handler, as IPython, Jupyter or an app has one
     wrong = server.pki["wrong_ca"]
     n_before = len(https.seen)
     cases = [
@@ -127,6 +129,14 @@ def test_a_wrong_ca_is_one_clear_line_and_nothing_goes_in_plain_text(tls_server,
     # the DICOM port speaks TLS only: a profile without TLS fails, it is not downgraded
     with pytest.raises(pacs.PacsError):
         pacs.echo(dimse_tls(server, tls=False, timeout=3))
+    # pynetdicom logs the failed handshakes at ERROR (with a traceback): the user sees our
+    # one line only; pynetdicom's account is on our logger at DEBUG (`dicomtools -vv`)
+    loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records
+            if r.levelno >= logging.WARNING and not r.name.startswith("napari_dicomtools")]
+    assert not loud, loud
+    routed = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG
+              and r.name.startswith("napari_dicomtools.core")]
+    assert any("CERTIFICATE_VERIFY_FAILED" in m for m in routed), routed
 
 
 def test_bearer_token_find_get_send_and_never_shown(tls_server, series, tmp_path, caplog,

@@ -2,37 +2,37 @@
 
 :func:`open_streaming` asks the server for the series' headers without pixel data (WADO-RS
 ``/metadata`` over DICOMweb; over DIMSE, a C-FIND at IMAGE level returning the geometry
-attributes), builds the :class:`~.volume.Volume` geometry from them exactly as
-:func:`~.volume.read_volume` would (slices ordered by position along the normal, spacing
-from the positions, rescale into the smallest exact dtype), and returns a dask array whose
-slices come from the retrieve cache: a slice not cached yet is fetched (WADO-RS, or a C-GET
-of that instance only), checked and published into the cache like any retrieved
-instance. So napari shows the first slice long before the last instance arrives, and a
-background :func:`~.pacs.retrieve` filling the same cache (or a later one) reuses every slice
-already fetched.
+attributes), builds the :class:`~napari_dicomtools.core.volume.Volume` geometry from them
+exactly as :func:`~napari_dicomtools.core.volume.read_volume` would (slices ordered by
+position along the normal, spacing from the positions, rescale into the smallest exact
+dtype), and returns a dask array whose slices come from the retrieve cache: a slice not
+cached yet is fetched (WADO-RS, or a C-GET of that instance only), checked and published
+into the cache like any retrieved instance. So napari shows the first slice long before the
+last instance arrives, and a background :func:`~napari_dicomtools.core.pacs.retrieve`
+filling the same cache (or a later one) reuses every slice already fetched.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import geometry
-from .pacs import (
-    _STUDY_ROOT_FIND,
-    PacsError,
-    ServerProfile,
-    _Cache,
-    _cfind,
-    _Dimse,
-    _dimse_retrieve,
-    _encode,
-    _http_error,
-    dicomweb_client,
-    series_folder,
-)
+from ._pacs_dimse import _dimse_retrieve, _find
+from ._pacs_local import _Cache, _encode, series_folder
+from ._pacs_profiles import PacsError, ServerProfile, default_cache
+from ._pacs_web import _http_error, dicomweb_client
 from .volume import Volume, smallest_dtype
+
+if TYPE_CHECKING:
+    import dask.array
+
+    from .geometry import SliceOrder
 
 __all__ = ["open_streaming"]
 
@@ -47,43 +47,26 @@ HEADER_KEYS = ("SOPInstanceUID", "SOPClassUID", "ImagePositionPatient",
                "FrameOfReferenceUID")
 
 
-def _headers(profile: ServerProfile, study_uid: str, series_uid: str, method: str) -> list:
-    if method == "c-get":
-        with _Dimse(profile, [(_STUDY_ROOT_FIND, None)]) as assoc:
-            rows = _cfind(assoc, profile, "image", {"StudyInstanceUID": study_uid,
-                                                    "SeriesInstanceUID": series_uid},
-                          HEADER_KEYS)
-        if not rows:
-            raise PacsError(profile.label, f"series {series_uid} has no instances on the "
-                                           "server")
-        return rows
-    client = dicomweb_client(profile)
-    try:
-        rows = client.retrieve_series_metadata(study_uid, series_uid)
-    except Exception as exc:
-        raise _http_error(profile, exc, f"series {series_uid} metadata") from None
-    if not rows:
-        raise PacsError(profile.label, f"series {series_uid} has no instances on the server")
-    return [_Header.from_json(r) for r in rows]
+class _Header(dict[str, Any]):
+    """Keyword -> value of the :data:`HEADER_KEYS` of one instance.
 
+    Read directly from the instance's DICOM JSON (PS3.18 F.2): pydicom's
+    ``Dataset.from_json`` costs ~0.7 ms per attribute, 20 ms per instance of even a small
+    header, seconds before the first slice of a long series. One value stays a scalar,
+    several a list; person names are their alphabetic form; empty attributes are left out.
+    """
 
-class _Header(dict):
-    """Keyword -> value of the :data:`HEADER_KEYS` of one instance's DICOM JSON (PS3.18
-    F.2), read directly: pydicom's ``Dataset.from_json`` costs ~0.7 ms per attribute, 20 ms
-    per instance of even a small header, seconds before the first slice of a long series.
-    One value stays a scalar, several a list; person names are their alphabetic form; empty
-    attributes are left out."""
+    TAGS: dict[str, str] = {}
 
-    TAGS: dict = {}
-
-    def __getattr__(self, kw):
+    def __getattr__(self, kw: str) -> Any:
         try:
             return self[kw]
         except KeyError:
             raise AttributeError(kw) from None
 
     @classmethod
-    def from_json(cls, row: dict) -> _Header:
+    def from_json(cls, row: dict[str, Any]) -> _Header:
+        """The header of one instance's DICOM JSON object (tag -> element)."""
         if not cls.TAGS:
             from pydicom.datadict import tag_for_keyword
 
@@ -100,16 +83,38 @@ class _Header(dict):
         return out
 
 
+def _headers(profile: ServerProfile, study_uid: str, series_uid: str,
+             method: str) -> list[Any]:
+    """The headers (no pixels) of every instance of the series: pydicom data sets of a
+    C-FIND at IMAGE level, or :class:`_Header` of the WADO-RS metadata."""
+    if method == "c-get":
+        rows: list[Any] = _find(profile, "image", {"StudyInstanceUID": study_uid,
+                                                   "SeriesInstanceUID": series_uid},
+                                HEADER_KEYS)
+    else:
+        client = dicomweb_client(profile)
+        try:
+            rows = [_Header.from_json(r)
+                    for r in client.retrieve_series_metadata(study_uid, series_uid)]
+        except Exception as exc:
+            raise _http_error(profile, exc, f"series {series_uid} metadata") from None
+    if not rows:
+        raise PacsError(profile.label, f"series {series_uid} has no instances on the server")
+    return rows
+
+
 def _fetcher(profile: ServerProfile, method: str, study_uid: str, series_uid: str,
-             store: _Cache, classes: dict):
+             store: _Cache, classes: dict[str, str]) -> Callable[[str], None]:
     """``fetch(sop)``: that one instance from the server into the cache (checked)."""
     if method == "c-get":
-        def fetch(sop: str) -> None:
-            why = []
+        def fetch_dimse(sop: str) -> None:
+            why: list[str | None] = []
 
-            def received(got, data, reason=None):
+            def received(got: str | None, data: bytes | None, reason: str | None = None
+                         ) -> None:
                 if got == sop:
-                    why.append(reason or store.publish(sop, data))
+                    why.append(reason or (store.publish(sop, data) if data is not None
+                                          else "nothing received"))
 
             _dimse_retrieve(profile, "c-get", study_uid, series_uid, [sop], {classes[sop]},
                             received, None, whole=False)
@@ -118,11 +123,11 @@ def _fetcher(profile: ServerProfile, method: str, study_uid: str, series_uid: st
                                                "(deleted?)")
             if why[0]:
                 raise PacsError(profile.label, f"instance {sop}: {why[0]}")
-        return fetch
+        return fetch_dimse
 
     client = dicomweb_client(profile)
 
-    def fetch(sop: str) -> None:
+    def fetch_web(sop: str) -> None:
         try:
             ds = client.retrieve_instance(study_uid, series_uid, sop,
                                           media_types=(("application/dicom", "*"),))
@@ -131,10 +136,11 @@ def _fetcher(profile: ServerProfile, method: str, study_uid: str, series_uid: st
         why = store.publish(sop, _encode(ds))
         if why:
             raise PacsError(profile.label, f"instance {sop}: {why}")
-    return fetch
+    return fetch_web
 
 
-def _floats(ds, kw, n):
+def _floats(ds: Any, kw: str, n: int) -> list[float] | None:
+    """The ``n`` numbers of attribute ``kw`` of a header, None unless exactly ``n``."""
     v = ds.get(kw)
     try:
         out = [float(x) for x in v]
@@ -143,18 +149,18 @@ def _floats(ds, kw, n):
     return out if len(out) == n else None
 
 
-def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, cache=None,
-                   cancel: threading.Event | None = None,
-                   method: str | None = None) -> Volume:
-    """A lazy :class:`Volume` of a series on a server (see the module docstring).
+def _first(value: Any) -> Any:
+    """The first of several values (a list or a pydicom MultiValue), else the value."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return value[0]
+    return value
 
-    ``method`` is ``"wado"`` (WADO-RS; the default when the profile has a DICOMweb URL) or
-    ``"c-get"``. Only single-frame grayscale series of one orientation and matrix stream
-    this way, and over DIMSE only when the server's C-FIND returns their geometry; the error
-    for others says to retrieve the series instead.
-    """
-    from .pacs import default_cache
 
+# --------------------------------------------------------------------------- checks
+
+
+def _check_method(profile: ServerProfile, method: str | None) -> str:
+    """The streaming method (default: WADO-RS when the profile has a DICOMweb URL)."""
     method = method or ("wado" if profile.dicomweb_url else "c-get")
     if method not in ("wado", "c-get"):
         raise PacsError(profile.label, f"streaming is over WADO-RS or C-GET, not {method}; "
@@ -164,43 +170,55 @@ def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, c
                                        "the series instead")
     if method == "c-get" and not profile.host:
         raise PacsError(profile.label, "streaming by C-GET needs a DIMSE host/port")
-    headers = _headers(profile, study_uid, series_uid, method)
-    why = None
+    return method
+
+
+def _why_not_streamable(headers: Sequence[Any]) -> str | None:
+    """Why the series cannot be streamed slice by slice, None when it can: single-frame
+    MONOCHROME2 images of one orientation and matrix, each with its position and spacing."""
     iops = {tuple(np.round(_floats(d, "ImageOrientationPatient", 6) or [np.nan] * 6, 4))
             for d in headers}
     shapes = {(int(d.get("Rows", 0) or 0), int(d.get("Columns", 0) or 0)) for d in headers}
     if any(int(d.get("NumberOfFrames", 1) or 1) > 1 for d in headers):
-        why = "multi-frame instances"
-    elif any(int(d.get("SamplesPerPixel", 1) or 1) != 1 or str(
+        return "multi-frame instances"
+    if any(int(d.get("SamplesPerPixel", 1) or 1) != 1 or str(
             d.get("PhotometricInterpretation", "MONOCHROME2")) != "MONOCHROME2"
             for d in headers):
-        why = "not MONOCHROME2 grayscale"
-    elif len(iops) != 1 or any(np.isnan(v) for v in next(iter(iops))):
-        why = "mixed or missing ImageOrientationPatient"
-    elif len(shapes) != 1 or 0 in next(iter(shapes)):
-        why = "mixed or missing image sizes"
-    positions = [_floats(d, "ImagePositionPatient", 3) for d in headers]
-    if why is None and any(p is None for p in positions):
-        why = "missing ImagePositionPatient"
-    if why is None and any(_floats(d, "PixelSpacing", 2) is None for d in headers):
-        why = "missing PixelSpacing"
+        return "not MONOCHROME2 grayscale"
+    if len(iops) != 1 or any(np.isnan(v) for v in next(iter(iops))):
+        return "mixed or missing ImageOrientationPatient"
+    if len(shapes) != 1 or 0 in next(iter(shapes)):
+        return "mixed or missing image sizes"
+    if any(_floats(d, "ImagePositionPatient", 3) is None for d in headers):
+        return "missing ImagePositionPatient"
+    if any(_floats(d, "PixelSpacing", 2) is None for d in headers):
+        return "missing PixelSpacing"
+    return None
+
+
+def _order(profile: ServerProfile, series_uid: str, headers: Sequence[Any]
+           ) -> tuple[SliceOrder, list[float]]:
+    """The slices ordered along the normal, and the orientation (six cosines)."""
+    why = _why_not_streamable(headers)
     if why:
         raise PacsError(profile.label, f"series {series_uid} cannot be streamed ({why}); "
                                        "retrieve it instead")
     iop = _floats(headers[0], "ImageOrientationPatient", 6)
+    positions = [p for p in (_floats(d, "ImagePositionPatient", 3) for d in headers)
+                 if p is not None]
+    assert iop is not None and len(positions) == len(headers)  # checked above
     order = geometry.order_slices(positions, iop,
                                   fallback_spacing=float(headers[0].get("SliceThickness", 0)
                                                          or 0) or None)
     if order.duplicates:
         raise PacsError(profile.label, f"series {series_uid} has duplicate slice positions; "
                                        "retrieve it instead")
-    ordered = [headers[i] for i in order.order]
-    rows, cols = next(iter(shapes))
-    ps = _floats(ordered[0], "PixelSpacing", 2)
-    spacing = (order.spacing, ps[0], ps[1])
-    direction = geometry.direction_matrix(iop, order.step)
-    origin = np.asarray(positions[order.order[0]], float)
+    return order, iop
 
+
+def _value_range(ordered: Sequence[Any]) -> tuple[float, float, np.dtype[Any]]:
+    """Lowest and highest modality value the slices can hold (stored range through each
+    slice's rescale) and the smallest dtype that holds them exactly."""
     lo, hi, integral, bits = np.inf, -np.inf, True, 16
     for d in ordered:
         slope = float(d.get("RescaleSlope", 1) or 1)
@@ -214,20 +232,35 @@ def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, c
         a, b = slo * slope + icpt, shi * slope + icpt
         lo, hi = min(lo, a, b), max(hi, a, b)
         integral &= slope == int(slope) and icpt == int(icpt)
-    dtype = smallest_dtype(lo, hi, integral, bits)
+    return float(lo), float(hi), np.dtype(smallest_dtype(lo, hi, integral, bits))
 
-    folder = series_folder(cache or default_cache(), study_uid, series_uid)
-    store = _Cache(folder, study_uid, series_uid)
-    sops = [str(d.SOPInstanceUID) for d in ordered]
-    fetch = _fetcher(profile, method, study_uid, series_uid, store,
-                     {str(d.SOPInstanceUID): str(d.get("SOPClassUID", "")) for d in ordered})
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _rescaled(stored: npt.NDArray[Any], slope: float, icpt: float,
+              dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Stored values through the modality rescale, in ``dtype`` (exact: integer arithmetic
+    when the volume's dtype is integral)."""
+    if slope == 1 and icpt == 0:
+        return stored.astype(dtype, copy=False)
+    if dtype.kind != "f":
+        return (stored.astype(np.int64) * int(slope) + int(icpt)).astype(dtype)
+    work = np.float64 if dtype.itemsize > 4 else np.float32
+    return (stored.astype(work) * slope + icpt).astype(dtype)
+
+
+def _lazy_array(profile: ServerProfile, store: _Cache, fetch: Callable[[str], None],
+                sops: list[str], shape: tuple[int, int], dtype: np.dtype[Any],
+                series_uid: str, cancel: threading.Event | None) -> dask.array.Array:
+    """A dask array of one chunk per slice; computing a slice reads it from the cache,
+    fetching it first when it is not there (one fetch per slice, however many threads)."""
+    import dask.array as da
+    import pydicom
+
     locks = {s: threading.Lock() for s in sops}
 
-    def plane(i: int) -> np.ndarray:
-        import os
-
-        import pydicom
-
+    def plane(i: int) -> npt.NDArray[Any]:
         sop = sops[i]
         path = store.path(sop)
         with locks[sop]:
@@ -236,50 +269,120 @@ def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *, c
                     raise PacsError(profile.label, "streaming cancelled")
                 fetch(sop)
         ds = pydicom.dcmread(path)
-        stored = ds.pixel_array
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        icpt = float(ds.get("RescaleIntercept", 0) or 0)
-        if slope == 1 and icpt == 0:
-            return stored.astype(dtype, copy=False)
-        work = np.float64 if dtype.kind == "f" and dtype.itemsize > 4 else (
-            np.float32 if dtype.kind == "f" else np.int64)
-        return (stored.astype(work) * (int(slope) if dtype.kind != "f" else slope)
-                + (int(icpt) if dtype.kind != "f" else icpt)).astype(dtype)
+        return _rescaled(ds.pixel_array, float(ds.get("RescaleSlope", 1) or 1),
+                         float(ds.get("RescaleIntercept", 0) or 0), dtype)
 
-    import dask.array as da
+    def block(block_info: dict[Any, Any] | None = None) -> npt.NDArray[Any]:
+        assert block_info is not None  # dask passes it to a function that takes it
+        return plane(block_info[None]["chunk-location"][0])[None]
 
-    def block(block_info=None):
-        i = block_info[None]["chunk-location"][0]
-        return plane(i)[None]
+    rows, cols = shape
+    arr: dask.array.Array = da.map_blocks(  # type: ignore[no-untyped-call]
+        # (dask.array is not annotated)
+        block, dtype=dtype, chunks=((1,) * len(sops), (rows,), (cols,)),
+        meta=np.empty((0, 0, 0), dtype), name=f"pacs-stream-{series_uid}")
+    return arr
 
-    arr = da.map_blocks(block, dtype=dtype, chunks=((1,) * len(sops), (rows,), (cols,)),
-                        meta=np.empty((0, 0, 0), dtype),
-                        name=f"pacs-stream-{series_uid}")
-    first = ordered[0]
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _window(first: Any) -> tuple[float, float] | None:
+    """The first WindowCenter/WindowWidth pair, None when absent or not numbers."""
     wc, ww = first.get("WindowCenter"), first.get("WindowWidth")
-    window = None
+    if wc is None or ww is None:
+        return None
     try:
-        if wc is not None and ww is not None:
-            window = (float(wc[0] if isinstance(wc, (list, tuple)) or type(wc).__name__ ==
-                            "MultiValue" else wc),
-                      float(ww[0] if isinstance(ww, (list, tuple)) or type(ww).__name__ ==
-                            "MultiValue" else ww))
+        return float(_first(wc)), float(_first(ww))
     except (TypeError, ValueError, IndexError):
-        window = None
+        return None
+
+
+def _metadata(first: Any, study_uid: str, series_uid: str, iop: list[float],
+              order: SliceOrder, value_range: tuple[float, float], folder: str
+              ) -> dict[str, Any]:
+    """``Volume.meta`` of a streamed series, as :func:`~.volume.read_volume` fills it."""
     number = str(first.get("SeriesNumber", "") or "")
     name = " ".join(x for x in (number, str(first.get("SeriesDescription", "") or "")) if x)
     text = {kw: str(first.get(kw, "") or "") for kw in (
         "Modality", "PatientID", "PatientName", "StudyDate", "StudyDescription",
         "SeriesDescription", "FrameOfReferenceUID")}
-    meta = {"name": name or series_uid, "series_uid": series_uid, "study_uid": study_uid,
+    return {"name": name or series_uid, "series_uid": series_uid, "study_uid": study_uid,
             "modality": text["Modality"], "patient_id": text["PatientID"],
             "patient_name": text["PatientName"], "study_date": text["StudyDate"],
             "study_description": text["StudyDescription"],
             "series_description": text["SeriesDescription"], "series_number": number,
             "frame_of_reference": text["FrameOfReferenceUID"],
             "orientation": geometry.orientation_label(iop), "n_time": 1, "rgb": False,
-            "units": "HU" if text["Modality"] == "CT" else "", "window": window,
-            "value_range": (float(lo), float(hi)), "has_geometry": True,
+            "units": "HU" if text["Modality"] == "CT" else "", "window": _window(first),
+            "value_range": value_range, "has_geometry": True,
             "tilt_deg": float(order.tilt_deg), "problems": list(order.problems),
             "pacs_cache": folder, "streaming": True}
-    return Volume(arr, spacing, origin, direction, meta)
+
+
+def open_streaming(profile: ServerProfile, study_uid: str, series_uid: str, *,
+                   cache: str | os.PathLike[str] | None = None,
+                   cancel: threading.Event | None = None,
+                   method: str | None = None) -> Volume:
+    """A lazy volume of a series on a server: geometry now, each slice when it is read.
+
+    Only single-frame grayscale series of one orientation and matrix stream this way, and
+    over DIMSE only when the server's C-FIND returns their geometry; the error for others
+    says to retrieve the series instead. Slices are fetched into the retrieve cache, where
+    a later :func:`~napari_dicomtools.core.pacs.retrieve` reuses them.
+
+    Parameters
+    ----------
+    profile : ServerProfile
+        The server.
+    study_uid : str
+        StudyInstanceUID.
+    series_uid : str
+        SeriesInstanceUID.
+    cache : str or os.PathLike, optional
+        Cache root (default :func:`~napari_dicomtools.core.pacs.default_cache`).
+    cancel : threading.Event, optional
+        Once set, reading a slice not cached yet raises a
+        :class:`~napari_dicomtools.core.pacs.PacsError` instead of fetching it.
+    method : {"wado", "c-get"}, optional
+        WADO-RS (default when the profile has a DICOMweb URL) or C-GET.
+
+    Returns
+    -------
+    Volume
+        Its ``array`` is a dask array of one chunk per slice; geometry, window and
+        metadata as :func:`~napari_dicomtools.core.volume.read_volume` gives them
+        (``meta["streaming"]`` is True, ``meta["pacs_cache"]`` the series' cache folder).
+
+    Raises
+    ------
+    PacsError
+        A method the profile cannot use, a series that cannot be streamed (the reason
+        says why), or the server failed.
+
+    Examples
+    --------
+    >>> from napari_dicomtools.core.pacs import ServerProfile
+    >>> profile = ServerProfile("web", dicomweb_url="http://localhost:8042/dicom-web")
+    >>> vol = open_streaming(profile, "1.2.3", "1.2.3.4")  # doctest: +SKIP
+    >>> vol.array[3].compute().shape  # one slice fetched  # doctest: +SKIP
+    (512, 512)
+    """
+    method = _check_method(profile, method)
+    headers = _headers(profile, study_uid, series_uid, method)
+    order, iop = _order(profile, series_uid, headers)
+    ordered = [headers[i] for i in order.order]
+    ps = _floats(ordered[0], "PixelSpacing", 2)
+    origin = _floats(ordered[0], "ImagePositionPatient", 3)
+    assert ps is not None and origin is not None  # _order checked every header
+    lo, hi, dtype = _value_range(ordered)
+    folder = series_folder(cache or default_cache(), study_uid, series_uid)
+    store = _Cache(folder, study_uid, series_uid)
+    sops = [str(d.SOPInstanceUID) for d in ordered]
+    fetch = _fetcher(profile, method, study_uid, series_uid, store,
+                     {str(d.SOPInstanceUID): str(d.get("SOPClassUID", "")) for d in ordered})
+    shape = (int(ordered[0].get("Rows")), int(ordered[0].get("Columns")))
+    arr = _lazy_array(profile, store, fetch, sops, shape, dtype, series_uid, cancel)
+    return Volume(arr, (order.spacing, ps[0], ps[1]), np.asarray(origin, float),
+                  geometry.direction_matrix(iop, order.step),
+                  _metadata(ordered[0], study_uid, series_uid, iop, order, (lo, hi), folder))

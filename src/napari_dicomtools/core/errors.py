@@ -24,6 +24,14 @@ class DicomToolsError(Exception):
         The file or folder the error is about.
     reason : str
         What is wrong, in words a user can act on.
+
+    Examples
+    --------
+    >>> err = NotDicomError("scans/notes.txt", "no DICM preamble")
+    >>> str(err)
+    'scans/notes.txt: no DICM preamble'
+    >>> isinstance(err, DicomToolsError), err.path, err.reason
+    (True, 'scans/notes.txt', 'no DICM preamble')
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
@@ -33,19 +41,54 @@ class DicomToolsError(Exception):
 
 
 class NotDicomError(DicomToolsError):
-    """The file is not DICOM at all (no DICM preamble and no plausible data set)."""
+    """The file is not DICOM at all (no DICM preamble and no plausible data set).
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The file or folder the error is about.
+    reason : str
+        What is wrong, in words a user can act on.
+    """
 
 
 class UnreadableDicomError(DicomToolsError):
-    """The file looks like DICOM but cannot be parsed or decoded (truncated, corrupt, codec)."""
+    """The file looks like DICOM but cannot be parsed or decoded (truncated, corrupt, codec).
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The file or folder the error is about.
+    reason : str
+        What is wrong, in words a user can act on.
+    """
 
 
 class NoImageError(DicomToolsError):
-    """The file is DICOM but holds no image (SR, RT plan, missing Pixel Data, ...)."""
+    """The file is DICOM but holds no image (SR, RT plan, missing Pixel Data, ...).
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The file or folder the error is about.
+    reason : str
+        What is wrong, in words a user can act on.
+    """
 
 
 class NoSeriesError(DicomToolsError):
-    """A path held no loadable image series; ``skipped`` lists every file and why."""
+    """A path held no loadable image series; ``skipped`` lists every file and why.
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The file or folder that was searched.
+    reason : str
+        What is wrong, in words a user can act on.
+    skipped : iterable, optional
+        The files passed over and why (``sources.Skipped`` records), kept as a list in
+        ``skipped``.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None, reason: str,
                  skipped: Iterable[Any] = ()) -> None:
@@ -54,4 +97,12 @@ class NoSeriesError(DicomToolsError):
 
 
 class GeometryError(DicomToolsError):
-    """The slices of a series cannot be stacked into one volume (mixed orientation, ...)."""
+    """The slices of a series cannot be stacked into one volume (mixed orientation, ...).
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The file or folder the error is about.
+    reason : str
+        What is wrong, in words a user can act on.
+    """

@@ -50,6 +50,16 @@ def slice_normal(orientation: ArrayLike) -> Floats:
     -------
     numpy.ndarray
         ``row x column``, normalized, shape (3,).
+
+    Raises
+    ------
+    ValueError
+        The row and column cosines are parallel (no plane).
+
+    Examples
+    --------
+    >>> slice_normal([1, 0, 0, 0, 1, 0])  # axial: the normal points superior (+z in LPS)
+    array([0., 0., 1.])
     """
     iop = np.asarray(orientation, dtype=float)
     n = np.cross(iop[:3], iop[3:6])
@@ -64,6 +74,23 @@ def orientation_label(orientation: ArrayLike) -> str:
     """'axial', 'coronal', 'sagittal' or 'oblique' from ImageOrientationPatient.
 
     A plane is called oblique when its normal is more than 1 degree off every patient axis.
+
+    Parameters
+    ----------
+    orientation : sequence of 6 float
+        ImageOrientationPatient (0020,0037): row then column direction cosines (LPS).
+
+    Returns
+    -------
+    str
+        ``"axial"``, ``"coronal"``, ``"sagittal"`` or ``"oblique"``.
+
+    Examples
+    --------
+    >>> orientation_label([1, 0, 0, 0, 0, -1])
+    'coronal'
+    >>> orientation_label([1, 0, 0, 0, 0.9, 0.436])  # tilted about 26 degrees
+    'oblique'
     """
     n = np.abs(slice_normal(orientation))
     k = int(np.argmax(n))
@@ -74,9 +101,9 @@ def orientation_label(orientation: ArrayLike) -> str:
 
 @dataclass
 class SliceOrder:
-    """How a stack of image positions is ordered and spaced.
+    """How a stack of image positions is ordered and spaced (made by :func:`order_slices`).
 
-    Attributes
+    Parameters
     ----------
     order : numpy.ndarray
         Indices that sort the input positions along the slice normal (ascending).
@@ -93,6 +120,14 @@ class SliceOrder:
         Human-readable findings: duplicates, gaps, non-uniform spacing, tilt.
     uniform : bool
         True when every step is within tolerance of the median.
+    duplicates : int
+        Number of steps shorter than the tolerance (two slices at one position).
+
+    Examples
+    --------
+    >>> o = order_slices([[0, 0, 5.0], [0, 0, 0.0]], [1, 0, 0, 0, 1, 0])
+    >>> o.order.tolist(), o.spacing, o.uniform
+    ([1, 0], 5.0, True)
     """
 
     order: np.ndarray
@@ -108,6 +143,16 @@ class SliceOrder:
 def median(values: ArrayLike) -> float:
     """The median of a 1-D array: :func:`numpy.median` without its first-call import of
     ``numpy.ma`` (tens of milliseconds, on every command-line call).
+
+    Parameters
+    ----------
+    values : array_like
+        Numbers (flattened).
+
+    Returns
+    -------
+    float
+        The median, NaN for no values.
 
     Examples
     --------
@@ -143,6 +188,19 @@ def order_slices(positions: ArrayLike, orientation: ArrayLike, *, rel_tol: float
     Returns
     -------
     SliceOrder
+        The order, sorted distances, spacing, step vector, tilt and the problems found
+        (duplicates, gaps, non-uniform spacing, tilt).
+
+    Examples
+    --------
+    Three axial slices given out of order, with a gap of one missing slice:
+
+    >>> o = order_slices([[0, 0, 10.0], [0, 0, 0.0], [0, 0, 2.5], [0, 0, 5.0]],
+    ...                  [1, 0, 0, 0, 1, 0])
+    >>> o.order.tolist(), o.spacing, o.uniform
+    ([1, 2, 3, 0], 2.5, False)
+    >>> o.problems
+    ['gap(s) in the slice positions: 1 step(s) up to 5 mm where the usual step is 2.5 mm (about 1 missing slice(s))']
     """
     pos = np.asarray(positions, dtype=float).reshape(-1, 3)
     normal = slice_normal(orientation)
@@ -206,6 +264,26 @@ def direction_matrix(orientation: ArrayLike, step: ArrayLike | None = None) -> F
 
     The slice column is the normalized step when given (so a tilted stack keeps its shear),
     the plane normal otherwise.
+
+    Parameters
+    ----------
+    orientation : sequence of 6 float
+        ImageOrientationPatient (0020,0037).
+    step : array_like, shape (3,), optional
+        LPS vector from one slice to the next (``SliceOrder.step``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (3, 3); column 0 the slice direction, 1 the column cosines (row index
+        increases), 2 the row cosines (column index increases).
+
+    Examples
+    --------
+    >>> direction_matrix([1, 0, 0, 0, 1, 0], step=[0, 0, -2.0])  # slices run inferior
+    array([[ 0.,  0.,  1.],
+           [ 0.,  1.,  0.],
+           [-1.,  0.,  0.]])
     """
     iop = np.asarray(orientation, dtype=float)
     row_cos = iop[:3] / np.linalg.norm(iop[:3])  # along a row: column index increases
@@ -230,6 +308,19 @@ def affine_lps(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike) -> F
         ImagePositionPatient.
     direction : array_like, shape (3, 3)
         Columns are the unit LPS vectors of the ``(slice, row, column)`` axes.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (4, 4), homogeneous.
+
+    Examples
+    --------
+    >>> affine_lps((2.5, 0.5, 0.5), (-100, -80, 40), np.eye(3)[:, ::-1])
+    array([[   0.5,    0. ,    0. , -100. ],
+           [   0. ,    0.5,    0. ,  -80. ],
+           [   0. ,    0. ,    2.5,   40. ],
+           [   0. ,    0. ,    0. ,    1. ]])
     """
     d = np.asarray(direction, float)
     sp = np.asarray(spacing, float)
@@ -242,13 +333,56 @@ def affine_lps(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike) -> F
 
 
 def affine_ras(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike) -> Floats:
-    """Like :func:`affine_lps` but to RAS, as NIfTI's sform/qform expect."""
+    """Like :func:`affine_lps` but to RAS, as NIfTI's sform/qform expect.
+
+    Parameters
+    ----------
+    spacing : sequence of 3 float
+        ``(slice, row, column)`` spacing in mm.
+    origin : sequence of 3 float
+        LPS position of the centre of voxel (0, 0, 0).
+    direction : array_like, shape (3, 3)
+        Columns are the unit LPS vectors of the ``(slice, row, column)`` axes.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (4, 4): voxel index ``(column, row, slice)`` to RAS mm.
+
+    Examples
+    --------
+    >>> affine_ras((2.5, 0.5, 0.5), (-100, -80, 40), np.eye(3)[:, ::-1])[:3, 3]
+    array([100.,  80.,  40.])
+    """
     ras: Floats = LPS_TO_RAS @ affine_lps(spacing, origin, direction)
     return ras
 
 
 def world_affine(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike) -> Floats:
-    """4x4 affine from array index ``(slice, row, column)`` to napari world ``(z, y, x)`` LPS."""
+    """4x4 affine from array index ``(slice, row, column)`` to napari world ``(z, y, x)`` LPS.
+
+    Parameters
+    ----------
+    spacing : sequence of 3 float
+        ``(slice, row, column)`` spacing in mm.
+    origin : sequence of 3 float
+        LPS position of the centre of voxel (0, 0, 0).
+    direction : array_like, shape (3, 3)
+        Columns are the unit LPS vectors of the ``(slice, row, column)`` axes.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (4, 4), the affine a napari layer of the ``(slice, row, column)`` array takes.
+
+    Examples
+    --------
+    >>> world_affine((2.5, 0.5, 0.5), (-100, -80, 40), np.eye(3)[:, ::-1])
+    array([[   2.5,    0. ,    0. ,   40. ],
+           [   0. ,    0.5,    0. ,  -80. ],
+           [   0. ,    0. ,    0.5, -100. ],
+           [   0. ,    0. ,    0. ,    1. ]])
+    """
     a = affine_lps(spacing, origin, direction)
     # reorder input axes (col,row,slice)->(slice,row,col) and output (x,y,z)->(z,y,x)
     perm_in = np.eye(4)[[2, 1, 0, 3]]
@@ -264,6 +398,33 @@ class DisplayTransform:
     ``view = array.transpose(axes)[flips]`` (numpy views, no copy), then a layer with
     ``scale`` and ``translate`` puts ``view`` in world ``(z, y, x)`` LPS mm. For oblique data
     the residual rotation is dropped for display only; ``residual_deg`` says how much.
+    Made by :func:`display_transform`.
+
+    Parameters
+    ----------
+    axes : tuple of int
+        For each world axis ``(z, y, x)``, the array axis shown along it.
+    flips : tuple of bool
+        For each world axis, whether the view runs against the array axis.
+    scale : tuple of float
+        mm per view voxel along ``(z, y, x)``.
+    translate : tuple of float
+        World ``(z, y, x)`` LPS mm of the view's first voxel.
+    residual_deg : float, optional
+        Largest angle between an array axis and the world axis it is shown along.
+
+    Examples
+    --------
+    A coronal stack (slices step anterior, rows run inferior) is shown with its rows on z
+    and its slices on y, both reversed:
+
+    >>> dt = DisplayTransform(axes=(1, 0, 2), flips=(True, True, False),
+    ...                       scale=(0.5, 2.0, 0.5), translate=(18.5, -4.0, -10.0))
+    >>> a = np.zeros((3, 4, 5))
+    >>> dt.apply(a).shape
+    (4, 3, 5)
+    >>> dt.invert(dt.apply(a)).shape
+    (3, 4, 5)
     """
 
     axes: tuple[int, ...]
@@ -301,6 +462,33 @@ def display_transform(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLik
 
     Uses :func:`nibabel.orientations.io_orientation` on the index->LPS affine, so ties and
     oblique data are resolved the way nibabel (and napari-nifti) do.
+
+    Parameters
+    ----------
+    spacing : sequence of 3 float
+        ``(slice, row, column)`` spacing in mm.
+    origin : sequence of 3 float
+        LPS position of the centre of voxel (0, 0, 0).
+    direction : array_like, shape (3, 3)
+        Columns are the unit LPS vectors of the ``(slice, row, column)`` axes.
+    shape : tuple of int
+        The ``(slice, row, column)`` shape (extra trailing axes ignored).
+
+    Returns
+    -------
+    DisplayTransform
+        Axes, flips, scale and translate of the view, and the rotation it leaves out.
+
+    Examples
+    --------
+    A coronal stack: slices step anterior (-y), rows run inferior (-z), columns left (+x):
+
+    >>> d = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)
+    >>> dt = display_transform((2.0, 0.5, 0.5), (-10, 0, 20), d, (3, 4, 5))
+    >>> dt.axes, dt.flips, dt.scale
+    ((1, 0, 2), (True, True, False), (0.5, 2.0, 0.5))
+    >>> dt.translate, dt.residual_deg
+    ((18.5, -4.0, -10.0), 0.0)
     """
     from nibabel.orientations import io_orientation
 
@@ -311,7 +499,7 @@ def display_transform(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLik
     flips = [False, False, False]
     for k, (w, s) in enumerate(ornt):
         axes[int(w)] = k
-        flips[int(w)] = s < 0
+        flips[int(w)] = bool(s < 0)
     # first voxel of the view (in original indices)
     first = np.zeros(3)
     for w in range(3):

@@ -54,6 +54,16 @@ def sanitize(text: str) -> str:
     Accented Latin letters lose their accent (dcm2niix maps ISO 8859-1 letters the same
     way); letters and digits of other scripts are kept, other non-ASCII symbols become ``_``.
 
+    Parameters
+    ----------
+    text : str
+        A header value or a pattern's expansion (anything else is converted with ``str``).
+
+    Returns
+    -------
+    str
+        The safe component (empty when ``text`` is empty).
+
     Examples
     --------
     >>> sanitize("T1 MPRAGE: sag/iso")
@@ -197,6 +207,35 @@ def expand(pattern: str, series: Series, folder: str = "") -> tuple[str, set[str
 
     Values are not sanitised yet; ``/`` in the pattern is kept as ``\\a`` so that a ``/``
     inside a value (``fMRI/bold``) does not make a folder.
+
+    Parameters
+    ----------
+    pattern : str
+        dcm2niix ``%`` codes and literal text (see the module's list of codes).
+    series : Series
+        The series the values come from (its first instance's headers).
+    folder : str, optional
+        Name of the input folder, for ``%f``.
+
+    Returns
+    -------
+    name : str
+        The expansion, with ``\\a`` where the pattern had ``/`` or ``\\``.
+    used : set of str
+        The codes the pattern used, upper case (``%3s`` counts as ``S``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from napari_dicomtools.core import scan
+    >>> from napari_dicomtools.core.synthetic import write_series
+    >>> _ = write_series(os.path.join(tempfile.mkdtemp(), "ct"), np.zeros((2, 4, 4)),
+    ...                  description="Chest CT", series_number=7)
+    >>> series = scan(_.files[0])[0]
+    >>> name, used = expand("%i_%3s_%d", series)
+    >>> name, sorted(used)
+    ('SYN001_007_Chest CT', ['D', 'I', 'S'])
     """
     out: list[str] = []
     used: set[str] = set()
@@ -226,7 +265,33 @@ def suffixes(series: Series, used: set[str], multi_echo: bool) -> str:
     """dcm2niix's post-fixes for what the pattern does not already say, in its order:
     ``_c<coil>`` (uncombined coil images), ``_e<n>`` (echo), ``_i<nnnnn>`` (non-parallel images), ``_imaginary``, ``_real``,
     ``_ph``; then our own labels for parts dcm2niix would not separate (acquisitions,
-    non-uniform parts, sizes, colour)."""
+    non-uniform parts, sizes, colour).
+
+    Parameters
+    ----------
+    series : Series
+        One part of a scanned series (``series.split`` says how it was split).
+    used : set of str
+        The codes the name pattern already used (from :func:`expand`): ``%e`` drops the
+        echo suffix, ``%a`` the coil suffix, ``%r`` the ``_i`` suffix.
+    multi_echo : bool
+        Other parts of the same SeriesInstanceUID hold other echoes: ``_e<n>`` even for echo 1.
+
+    Returns
+    -------
+    str
+        The suffixes joined (empty when nothing tells this part apart).
+
+    Examples
+    --------
+    A single echo-1 magnitude series needs no suffix:
+
+    >>> from pydicom.data import get_testdata_file
+    >>> from napari_dicomtools.core import scan
+    >>> series = scan(get_testdata_file("MR_small.dcm"))[0]
+    >>> suffixes(series, set(), multi_echo=False)
+    ''
+    """
     tail = []
     coil = _coil_of(series)
     if coil and "A" not in used:  # dcm2niix: _c<coil> first, unless %a names the coil
@@ -280,7 +345,8 @@ def output_names(series: Sequence[Series], pattern: str | None = None,
 
     Parameters
     ----------
-    series : list of Series
+    series : sequence of Series
+        The series to name, in output order (a ``SeriesList`` from ``scan``).
     pattern : str, optional
         dcm2niix ``%`` codes (default ``%s_%p``); ``/`` separates sub-folders.
     folder : str
@@ -292,6 +358,21 @@ def output_names(series: Sequence[Series], pattern: str | None = None,
         Relative paths (``/``-separated when the pattern makes folders), unique within the
         list: a repeated name gets ``a``, ``b``, ... as dcm2niix appends, then ``_<n>``.
         Each component is cut to fit 255 bytes of UTF-8 with its suffixes and ``.nii.gz``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from napari_dicomtools.core import scan
+    >>> from napari_dicomtools.core.synthetic import write_series
+    >>> study = tempfile.mkdtemp()
+    >>> for n in (2, 3):
+    ...     _ = write_series(os.path.join(study, f"s{n}"), np.zeros((2, 4, 4)),
+    ...                      description="T1 MPRAGE", series_number=n, study_uid="1.2.3")
+    >>> output_names(scan(study))
+    ['2_T1_MPRAGE', '3_T1_MPRAGE']
+    >>> output_names(scan(study), "%i/%d")
+    ['SYN001/T1_MPRAGE', 'SYN001/T1_MPRAGEa']
     """
     return unique_names(base_names(series, pattern, folder))
 
@@ -303,6 +384,28 @@ def base_names(series: Sequence[Series], pattern: str | None = None,
     A name depends on its series and on the other parts of its SeriesInstanceUID in
     ``series`` (``_e<n>`` when they hold other echoes), so the names of series grouped
     apart (by the workers of a batch job) are the same as of all series at once.
+
+    Parameters
+    ----------
+    series : sequence of Series
+        The series to name.
+    pattern : str, optional
+        dcm2niix ``%`` codes (default ``%s_%p``); ``/`` separates sub-folders.
+    folder : str, optional
+        Name of the input folder, for ``%f``.
+
+    Returns
+    -------
+    list of str
+        One sanitised relative name per series, possibly repeated.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> from napari_dicomtools.core import scan
+    >>> ct = scan(get_testdata_file("CT_small.dcm"))
+    >>> base_names(list(ct) * 2, "%m_%s")
+    ['GE_1', 'GE_1']
     """
     echoes: dict[str, set[int | None]] = {}
     for s in series:
@@ -325,7 +428,23 @@ def _base_name(series: Series, pattern: str | None, folder: str, multi_echo: boo
 
 def unique_names(names: Iterable[str]) -> list[str]:
     """``names`` in order, a repeated one (case-insensitively) suffixed ``a``, ``b``, ...
-    then ``_<n>``, as dcm2niix does."""
+    then ``_<n>``, as dcm2niix does.
+
+    Parameters
+    ----------
+    names : iterable of str
+        Names in output order.
+
+    Returns
+    -------
+    list of str
+        The names, each unique ignoring case; the first of each kept as it is.
+
+    Examples
+    --------
+    >>> unique_names(["ct", "CT", "ct", "mr"])
+    ['ct', 'CTa', 'ctb', 'mr']
+    """
     out: list[str] = []
     seen: set[str] = set()
     for base in names:

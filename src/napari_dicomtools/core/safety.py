@@ -39,6 +39,16 @@ def refuse_inside_source(out: str | os.PathLike[str],
     ------
     DicomToolsError
         ``out`` is (inside) a source folder, or is a source file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> src = tempfile.mkdtemp()
+    >>> refuse_inside_source(tempfile.mkdtemp(), src)  # a sibling folder is fine
+    >>> refuse_inside_source(os.path.join(src, "out"), src)
+    Traceback (most recent call last):
+    ...
+    napari_dicomtools.core.errors.DicomToolsError: ...: is inside the source ...
     """
     src = os.fspath(src)
     child = os.path.realpath(os.fspath(out))
@@ -63,6 +73,19 @@ _CLEANED: set[str] = set()
 def fit_name(name: str, limit: int = NAME_MAX) -> str:
     """Shorten a file name to ``limit`` bytes of UTF-8, cut on a character boundary and
     keeping its extension (``.nii.gz`` counts as one).
+
+    Parameters
+    ----------
+    name : str
+        A file name (no folder).
+    limit : int, optional
+        The most bytes of UTF-8 the name may take (255, most file systems' limit).
+
+    Returns
+    -------
+    str
+        ``name`` itself when it fits, else its stem cut to fit followed by its extension
+        (an extension over 16 bytes is not kept apart).
 
     Examples
     --------
@@ -118,6 +141,17 @@ def clean_stale_partials(folder: str | os.PathLike[str], *,
     -------
     list of str
         The files removed.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> debris = os.path.join(folder, PARTIAL_PREFIX + "999999999-0a1b")  # no such process
+    >>> open(debris, "wb").close()
+    >>> clean_stale_partials(folder, older_than=0) == [debris]
+    True
+    >>> os.listdir(folder)
+    []
     """
     import time
 

@@ -191,7 +191,23 @@ def _check_member(name: str, info: zipfile.ZipInfo) -> None:
 
 @dataclass
 class Skipped:
-    """A file (or frame) left out, and why."""
+    """A file (or frame) left out, and why.
+
+    Creating one logs it at INFO level on the ``napari_dicomtools`` logger.
+
+    Parameters
+    ----------
+    path : str
+        The file (``archive.zip::member`` inside an archive), or ``file frame n``.
+    reason : str
+        Why it was left out, in words a user can act on.
+
+    Examples
+    --------
+    >>> s = Skipped("study/notes.txt", "not DICOM (no DICM preamble)")
+    >>> str(s)
+    'study/notes.txt: not DICOM (no DICM preamble)'
+    """
 
     path: str
     reason: str

@@ -29,7 +29,6 @@ PENDING_TYPES = {
     "preprocess",
     "rtstruct",
     "seg",
-    "segment",
     "series",
     "sr",
     "synthetic",

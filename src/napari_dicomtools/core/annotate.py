@@ -26,7 +26,32 @@ def plane_of(vertices: ArrayLike, axis: int | None = None) -> int:
     """The array axis a 3D shape's vertices are constant along (its slice axis).
 
     ``axis`` is preferred when the vertices are constant along it (a rectangle drawn in the
-    plane the viewer shows); otherwise the one axis they are constant along."""
+    plane the viewer shows); otherwise the one axis they are constant along.
+
+    Parameters
+    ----------
+    vertices : array_like, shape (n, 3)
+        The shape's vertices in the image's data coordinates (rounded to whole voxels).
+    axis : int, optional
+        The preferred slice axis (the one the viewer was slicing when the shape was drawn).
+
+    Returns
+    -------
+    int
+        The array axis the shape lies on a slice of.
+
+    Raises
+    ------
+    ValueError
+        The vertices do not lie on one slice of any axis.
+
+    Examples
+    --------
+    >>> plane_of([[4, 0, 0], [4, 10, 0], [4, 10, 8]])  # drawn on slice 4 of axis 0
+    0
+    >>> plane_of([[0, 3, 0], [9, 3, 0], [9, 3, 5]])  # on a coronal view: axis 1
+    1
+    """
     v = np.round(np.asarray(vertices, float)).astype(int)
     flat = [k for k in range(v.shape[1]) if len(set(v[:, k].tolist())) == 1]
     if axis is not None and axis in flat:
@@ -40,9 +65,39 @@ def shape_mask(vertices: ArrayLike, shape: Sequence[int], kind: str = "polygon",
                axis: int | None = None) -> tuple[int | None, NDArray[np.bool_]]:
     """``(slice index or None, 2D boolean mask)`` of one shape on an image of ``shape``.
 
-    ``kind``: ``rectangle``, ``polygon`` or ``ellipse`` (napari's shape types); paths and
-    lines have no inside and raise. For 3D, the mask is in the plane of the two axes other
-    than the shape's slice axis (:func:`plane_of`; ``axis`` prefers one), in their order.
+    For 3D, the mask is in the plane of the two axes other than the shape's slice axis
+    (:func:`plane_of`; ``axis`` prefers one), in their order.
+
+    Parameters
+    ----------
+    vertices : array_like, shape (n, 2) or (n, 3)
+        The shape's vertices in the image's data coordinates.
+    shape : sequence of int
+        Shape of the 2D or 3D image.
+    kind : str, optional
+        ``"rectangle"``, ``"polygon"`` or ``"ellipse"`` (napari's shape types); paths and
+        lines have no inside and raise.
+    axis : int, optional
+        The preferred slice axis of a 3D image.
+
+    Returns
+    -------
+    slice : int or None
+        The slice index along the shape's axis (None for a 2D image).
+    mask : numpy.ndarray of bool
+        The inside of the shape on that slice.
+
+    Raises
+    ------
+    ValueError
+        The kind has no inside, the shape lies outside the image or on no one slice, or the
+        image is neither 2D nor 3D.
+
+    Examples
+    --------
+    >>> k, m = shape_mask([[2, 1, 1], [2, 1, 3], [2, 3, 3], [2, 3, 1]], (4, 5, 5), "rectangle")
+    >>> k, m.shape, int(m.sum())
+    (2, (5, 5), 9)
     """
     from skimage.draw import ellipse, polygon
 
@@ -78,8 +133,28 @@ def shapes_to_labels(shapes: Iterable[Shape], shape: Sequence[int], *,
                      axis: int | None = None) -> NDArray[np.int32]:
     """A label image: shape ``i`` (from 1) painted on its slice, later shapes on top.
 
-    ``shapes``: iterable of ``(vertices_in_data_coordinates, kind)``; ``axis`` the preferred
-    slice axis (the plane shown when they were drawn).
+    Parameters
+    ----------
+    shapes : iterable of (array_like, str)
+        ``(vertices in data coordinates, kind)`` per shape (see :func:`shape_mask`).
+    shape : sequence of int
+        Shape of the 2D or 3D image to paint.
+    axis : int, optional
+        The preferred slice axis (the plane shown when they were drawn).
+
+    Returns
+    -------
+    numpy.ndarray of int32
+        Labels of ``shape``: 0 outside every shape.
+
+    Examples
+    --------
+    >>> square = ([[0, 0], [0, 2], [2, 2], [2, 0]], "rectangle")
+    >>> shapes_to_labels([square, ([[1, 1], [1, 3], [3, 3], [3, 1]], "rectangle")], (4, 4))
+    array([[1, 1, 1, 0],
+           [1, 2, 2, 2],
+           [1, 2, 2, 2],
+           [0, 2, 2, 2]], dtype=int32)
     """
     out = np.zeros(shape, np.int32)
     for i, (verts, kind) in enumerate(shapes, start=1):
@@ -99,9 +174,34 @@ def roi_stats(image: ArrayLike, shapes: Iterable[Shape], spacing: ArrayLike | No
               ) -> list[dict[str, Any]]:
     """Per shape: plane axis and slice, pixels, area in mm^2, mean/min/max/std inside (HU).
 
-    ``spacing`` gives the pixel size of an axis-aligned grid; ``affine`` (4x4, data index ->
-    patient mm, e.g. :attr:`~napari_dicomtools.core.grid.Grid.index_to_lps`) the true one, so
-    areas are measured in the true (oblique, sheared) plane.
+    Parameters
+    ----------
+    image : array_like
+        The 2D or 3D image (HU for CT).
+    shapes : iterable of (array_like, str)
+        ``(vertices in data coordinates, kind)`` per shape (see :func:`shape_mask`).
+    spacing : sequence of float, optional
+        Voxel size per array axis of an axis-aligned grid (mm); default 1.
+    affine : array_like, shape (4, 4), optional
+        The true data index -> patient mm affine of a 3D image (e.g.
+        ``Grid.index_to_lps``), so areas are measured in the true (oblique, sheared) plane.
+    axis : int, optional
+        The preferred slice axis of a 3D image.
+
+    Returns
+    -------
+    list of dict
+        Per shape: ``shape`` (its number from 1), ``type``, ``axis`` and ``slice`` (None in
+        2D), ``pixels``, ``area_mm2``, and ``mean``, ``min``, ``max``, ``std`` of the
+        values inside (absent for an empty shape).
+
+    Examples
+    --------
+    >>> img = np.arange(16.0).reshape(4, 4)
+    >>> (row,) = roi_stats(img, [([[0, 0], [0, 1], [1, 1], [1, 0]], "rectangle")],
+    ...                    spacing=(0.5, 0.5))
+    >>> row["pixels"], row["area_mm2"], row["mean"], row["max"]
+    (4, 1.0, 2.5, 5.0)
     """
     img = np.asarray(image)
     sp = np.ones(img.ndim) if spacing is None else np.asarray(spacing, float)[-img.ndim:]

@@ -1,10 +1,10 @@
 """Training-dataset export: the nnU-Net v2 raw layout (NIfTI) and a 2D layout (PNG slices +
 CSV manifest), with a train/validation split by patient so no patient is on both sides.
 
-A *case* is a dict: ``{"image": array (slice, row, column), "affine_ras": 4x4,
-"labels": array or None, "patient": str, "name": str, "window": (center, width) or None}``.
-:func:`case_from_volume` builds one from a :class:`Volume`; the napari adapter builds them from
-layers.
+A *case* is a dict with the keys of :class:`Case`: ``{"image": array (slice, row, column),
+"affine_ras": 4x4, "labels": array or None, "patient": str, "name": str, "window": (center,
+width) or None}``. :func:`case_from_volume` builds one from a ``Volume``; the napari adapter
+builds them from layers.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -25,15 +25,80 @@ from .errors import DicomToolsError
 if TYPE_CHECKING:
     from .volume import Volume
 
-__all__ = ["case_from_volume", "export_2d", "export_nnunet", "split_by_patient"]
+__all__ = ["Case", "case_from_volume", "export_2d", "export_nnunet", "split_by_patient"]
 
-#: one case: see the module's docstring for its keys
-Case = dict[str, Any]
+
+class Case(TypedDict):
+    """One case of a training dataset: an image on its true grid, its labels, who it is.
+
+    A plain dict at run time (the napari adapter builds them from layers).
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        ``(slice, row, column)`` values (HU for CT).
+    affine_ras : numpy.ndarray
+        4x4 voxel index ``(column, row, slice)`` -> RAS mm (NIfTI's), from the true geometry.
+    labels : numpy.ndarray or None
+        Labels on the image's grid, or None (an unlabelled case).
+    patient : str
+        The patient it belongs to: the train/validation split keeps a patient on one side;
+        files carry only a hash of it.
+    name : str
+        The case's name (hashed with the patient into the case identifier).
+    window : tuple of 2 float or None
+        Display window ``(center, width)`` for PNG export, or None.
+
+    Examples
+    --------
+    >>> case = Case(image=np.zeros((2, 4, 4)), affine_ras=np.eye(4), labels=None,
+    ...             patient="P1", name="ct", window=(40.0, 400.0))
+    >>> sorted(case)
+    ['affine_ras', 'image', 'labels', 'name', 'patient', 'window']
+    """
+
+    image: NDArray[Any]
+    affine_ras: NDArray[np.float64]
+    labels: NDArray[Any] | None
+    patient: str
+    name: str
+    window: tuple[float, float] | None
 
 
 def case_from_volume(volume: Volume, labels: ArrayLike | None = None,
                      name: str | None = None) -> Case:
-    """A case from a :class:`Volume` (and an optional label array on its grid)."""
+    """A case from a ``Volume`` (and an optional label array on its grid).
+
+    Parameters
+    ----------
+    volume : Volume
+        A volume from ``read_volume`` (a lazy one is read into memory).
+    labels : array_like, optional
+        Labels on the volume's ``(slice, row, column)`` grid.
+    name : str, optional
+        The case's name; default the volume's name.
+
+    Returns
+    -------
+    Case
+        Image, RAS affine, labels, patient (PatientID, else ``"unknown"``), name, window.
+
+    Raises
+    ------
+    ValueError
+        ``labels`` is not on the volume's grid.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from napari_dicomtools.core import read_volume
+    >>> from napari_dicomtools.core.synthetic import write_series
+    >>> folder = os.path.join(tempfile.mkdtemp(), "ct")
+    >>> truth = write_series(folder, np.zeros((2, 4, 4)))
+    >>> case = case_from_volume(read_volume(folder), np.ones((2, 4, 4), np.uint8))
+    >>> case["image"].shape, case["patient"], int(case["labels"].sum())
+    ((2, 4, 4), 'SYN001', 32)
+    """
     array: Any = volume.array  # numpy or dask
     shape = tuple(array.shape)
     if labels is not None and np.shape(labels) != shape:
@@ -48,8 +113,32 @@ def case_from_volume(volume: Volume, labels: ArrayLike | None = None,
 
 def split_by_patient(patients: Iterable[str], val_fraction: float = 0.2,
                      seed: int = 0) -> dict[str, str]:
-    """``{patient: "train" | "val"}``, deterministic for a seed; at least one patient on each
-    side when there are two or more. Every case of a patient lands on the same side."""
+    """Split patients into training and validation, so every case of a patient lands on the
+    same side.
+
+    Parameters
+    ----------
+    patients : iterable of str
+        Patient identifiers (repeats allowed: one per case).
+    val_fraction : float, optional
+        Share of the patients in validation (rounded; at least one patient on each side
+        when there are two or more).
+    seed : int, optional
+        Seed of the shuffle: the same seed gives the same split.
+
+    Returns
+    -------
+    dict of str to str
+        ``{patient: "train" or "val"}``.
+
+    Examples
+    --------
+    >>> split = split_by_patient(["A", "A", "B", "C", "D", "E"], val_fraction=0.4, seed=1)
+    >>> sorted(split.values()).count("val")
+    2
+    >>> split == split_by_patient(["E", "D", "C", "B", "A"], val_fraction=0.4, seed=1)
+    True
+    """
     uniq = sorted(set(patients))
     if not uniq:
         return {}
@@ -77,7 +166,56 @@ def export_nnunet(cases: Iterable[Case], out_root: str | os.PathLike[str], *,
     """Write ``Dataset{id:03d}_{name}/`` with imagesTr, labelsTr, dataset.json and
     ``splits_final.json`` (one fold: train/val by patient, nnU-Net's format).
 
-    Cases without labels are written to imagesTs. Returns the dataset folder.
+    Cases without labels are written to imagesTs. File names are ``case_<n>_<hash>``: no
+    patient identifier appears in them.
+
+    Parameters
+    ----------
+    cases : iterable of Case
+        The cases, each an image on its true grid (``affine_ras``) with optional labels.
+    out_root : str or os.PathLike
+        nnU-Net's raw folder; the dataset folder is made inside it.
+    dataset_id : int, optional
+        nnU-Net's dataset number (1-999).
+    name : str, optional
+        The dataset's name (no ``/``, ``\\`` or NUL).
+    channel : str, optional
+        The one input channel's name in dataset.json (``CT``, ``T1``, ...).
+    label_names : mapping of int to str, optional
+        Names of label values in dataset.json; default ``label_<n>``.
+    val_fraction : float, optional
+        Share of the patients in the validation fold.
+    seed : int, optional
+        Seed of the split.
+    overwrite : bool, optional
+        Write into a non-empty dataset folder, replacing its files.
+
+    Returns
+    -------
+    str
+        The dataset folder.
+
+    Raises
+    ------
+    DicomToolsError
+        The name is not a plain folder name, the folder exists and is not empty (without
+        ``overwrite``) or is a file, there are no cases, or a case's labels and image differ
+        in shape.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> lab = np.zeros((2, 4, 4), np.uint8)
+    >>> lab[0, 1:3, 1:3] = 1
+    >>> cases = [Case(image=np.zeros((2, 4, 4), np.int16), affine_ras=np.eye(4), labels=lab,
+    ...               patient=p, name="ct", window=None) for p in ("P1", "P2")]
+    >>> folder = export_nnunet(cases, tempfile.mkdtemp(), dataset_id=7, name="Demo",
+    ...                        label_names={1: "lesion"})
+    >>> os.path.basename(folder), sorted(os.listdir(folder))
+    ('Dataset007_Demo', ['dataset.json', 'imagesTr', 'labelsTr', 'splits_final.json'])
+    >>> import json
+    >>> json.load(open(os.path.join(folder, "dataset.json")))["labels"]
+    {'background': 0, 'lesion': 1}
     """
     from .nifti import write_layer_nifti_affine
 
@@ -138,9 +276,53 @@ def export_2d(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, axis: s
               window: tuple[float, float] | None = None, preset: str | None = None,
               val_fraction: float = 0.2, seed: int = 0, only_labeled_slices: bool = False,
               overwrite: bool = False) -> str:
-    """PNG slices (windowed, square pixels) and label PNGs, with ``manifest.csv``:
+    """Write PNG slices (windowed) and label PNGs, with ``manifest.csv``:
     ``image, mask, case, patient_hash, slice, split`` (patients appear only as hashes).
-    Returns the manifest path."""
+
+    Parameters
+    ----------
+    cases : iterable of Case
+        The cases; their slices (axis 0) become PNGs under ``images/`` and ``masks/``.
+    out_dir : str or os.PathLike
+        The output folder.
+    axis : str, optional
+        Only ``"axial"`` (slice-wise) for now.
+    window : tuple of 2 float, optional
+        Display window ``(center, width)``; default the case's window, else the data's range.
+    preset : str, optional
+        A named window preset (``"lung"``, ``"bone"``, ...) instead of ``window``.
+    val_fraction : float, optional
+        Share of the patients in validation.
+    seed : int, optional
+        Seed of the split.
+    only_labeled_slices : bool, optional
+        Leave out slices without any label.
+    overwrite : bool, optional
+        Replace existing files; otherwise an existing manifest or PNG is an error.
+
+    Returns
+    -------
+    str
+        The path of ``manifest.csv``.
+
+    Raises
+    ------
+    DicomToolsError
+        The manifest (or a PNG) exists and ``overwrite`` is false.
+    ValueError
+        ``axis`` is not ``"axial"``.
+
+    Examples
+    --------
+    >>> import csv, os, tempfile
+    >>> lab = np.zeros((3, 4, 4), np.uint8)
+    >>> lab[1, 1:3, 1:3] = 1
+    >>> case = Case(image=np.arange(48.0).reshape(3, 4, 4), affine_ras=np.eye(4),
+    ...             labels=lab, patient="P1", name="ct", window=None)
+    >>> manifest = export_2d([case], tempfile.mkdtemp(), only_labeled_slices=True)
+    >>> [(r["image"], r["mask"], r["split"]) for r in csv.DictReader(open(manifest))]
+    [('images/case_0000_....png', 'masks/case_0000_....png', 'train')]
+    """
     from PIL import Image
 
     from .png import apply_window, resolve_window

@@ -83,7 +83,6 @@ PENDING_DOCS = {
     "headers",
     "nifti",
     "png",
-    "preprocess",
     "rtstruct",
     "seg",
     "series",

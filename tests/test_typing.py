@@ -26,7 +26,6 @@ PENDING_TYPES = {
     "headers",
     "nifti",
     "png",
-    "preprocess",
     "rtstruct",
     "seg",
     "series",

@@ -4,6 +4,7 @@ shown on stderr by `dicomtools -v`."""
 from __future__ import annotations
 
 import logging
+import os
 
 from napari_dicomtools import cli, scan
 
@@ -42,3 +43,20 @@ def test_cli_verbose_shows_diagnostics(tmp_path, ct_folder, capsys):
     finally:
         log.handlers[:] = before[0]
         log.setLevel(before[1])
+
+
+def test_removed_partial_outputs_are_logged(tmp_path, caplog):
+    """A killed writer's temporary file removed by the next writer leaves a trace."""
+    from napari_dicomtools.core.safety import PARTIAL_PREFIX, atomic_output
+
+    debris = tmp_path / f"{PARTIAL_PREFIX}999999999-0a1b"
+    debris.write_text("half")
+    old = debris.stat().st_mtime - 3600
+    os.utime(debris, (old, old))
+    with caplog.at_level(logging.INFO, logger="napari_dicomtools"):
+        with atomic_output(tmp_path / "out.csv") as tmp:
+            open(tmp, "w").close()
+    assert not debris.exists()
+    (rec,) = [r for r in caplog.records if debris.name in r.getMessage()]
+    assert rec.name == "napari_dicomtools.core.safety" and rec.levelno == logging.INFO
+    assert "999999999" in rec.getMessage() and "gone" in rec.getMessage()

@@ -9,6 +9,7 @@ limit; :func:`clean_stale_partials` removes what a killed writer left behind.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from .errors import DicomToolsError
 
 __all__ = ["NAME_MAX", "PARTIAL_PREFIX", "STALE_AFTER", "atomic_output", "clean_stale_partials",
            "fit_name", "refuse_inside_source"]
+
+log = logging.getLogger(__name__)
 
 
 def refuse_inside_source(out: str | os.PathLike[str],
@@ -128,7 +131,8 @@ def clean_stale_partials(folder: str | os.PathLike[str], *,
 
     Only names made by :func:`atomic_output` (``.dicomtools-partial-<pid>-<random>``) are
     touched, and only when older than ``older_than`` seconds and their process is no longer
-    running on this machine (an active writer keeps its file's time fresh).
+    running on this machine (an active writer keeps its file's time fresh). Each removal is
+    logged at INFO level.
 
     Parameters
     ----------
@@ -178,8 +182,10 @@ def clean_stale_partials(folder: str | os.PathLike[str], *,
         try:
             os.unlink(e.path)
             removed.append(e.path)
-        except OSError:
-            pass
+            log.info("removed %s: a partial output left by process %d, which is gone", e.path,
+                     pid)
+        except OSError as exc:
+            log.debug("cannot remove the stale partial %s: %s", e.path, exc)
     return removed
 
 

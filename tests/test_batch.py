@@ -184,6 +184,44 @@ def test_killed_worker_job_completes_exactly_once(client, tmp_path, monkeypatch)
     assert tree(out) == tree(ref)  # nothing missing, no partial file left
 
 
+def test_own_cluster_forked_workers_survive_a_kill(tmp_path, monkeypatch):
+    """``workers=2``: run_batch's own LocalCluster, its workers forked from this process
+    (modules already loaded); one killed mid-job is restarted (forked again while the
+    manifest is open and locked) and the job completes exactly once; the lock goes with the
+    job (a rerun opens the folder and skips everything)."""
+    import distributed
+
+    from napari_dicomtools.core import batch
+
+    # (pytest's Qt plugins make _fork_workers() say no here; no QApplication runs, so fork)
+    monkeypatch.setattr(batch, "_fork_workers", lambda: True)
+    warmed = []
+    monkeypatch.setattr(batch, "_warm_imports", lambda: warmed.append(1))
+    monkeypatch.setattr(batch._Dask, "stall_timeout", 20.0)
+    src = tmp_path / "src"
+    make_archive(src, patients=2, studies=1, series=3, corrupt=0, duplicates=0,
+                 bad_series=0)
+    ref = tmp_path / "ref"
+    run_batch("convert", [src], ref, workers=0)
+    out = tmp_path / "nifti"
+    killed = []
+
+    def progress(phase, done, total):
+        if phase == "convert" and not killed:
+            c = distributed.default_client()  # the job's own
+            pid = sorted(c.run(os.getpid).values())[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    summary = run_batch("convert", [src], out, workers=2, progress=progress)
+    assert len(killed) == 1 and warmed == [1]
+    assert (summary.succeeded, summary.failed) == (6, 0)
+    assert len(read_manifest(out)) == 6
+    assert tree(out) == tree(ref)
+    again = run_batch("convert", [src], out, workers=0)
+    assert (again.succeeded, again.skipped) == (0, 6)
+
+
 def test_interrupted_job_resumes_where_it_stopped(client, archive, tmp_path):
     out = tmp_path / "anon"
 

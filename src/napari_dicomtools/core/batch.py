@@ -53,6 +53,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -330,6 +331,10 @@ def _series_from(ref: tuple, opts: ConvertOptions):
 
 
 def _worker_address() -> str | None:
+    """This Dask worker's address, or None outside a worker (``workers=0``: distributed is
+    then never imported, which costs seconds)."""
+    if "distributed" not in sys.modules:
+        return None
     try:
         from distributed import get_worker
 
@@ -787,6 +792,33 @@ LOCAL_CLUSTER_CONFIG = {
 }
 
 
+def _fork_workers() -> bool:
+    """Start the LocalCluster's worker processes by ``fork``: each then has this process's
+    modules loaded (distributed, numpy, pydicom, ours) instead of importing them again, which
+    cost a spawned worker 4-5 s of CPU before its first task. Not in a process running Qt
+    (napari), where forking is unsafe, nor where fork does not exist (see
+    :func:`._parallel.mp_context`)."""
+    from ._parallel import mp_context
+
+    return mp_context().get_start_method() == "fork"
+
+
+def _warm_imports() -> None:
+    """Import what every task needs, once, before the workers are forked from this process
+    (pydicom too: any real archive has a file only pydicom reads, and anonymization always
+    needs it)."""
+    import importlib
+
+    for name in ("pydicom", "isal.igzip_threaded", "napari_dicomtools.core.headers",
+                 "napari_dicomtools.core.series", "napari_dicomtools.core.naming",
+                 "napari_dicomtools.core.nifti", "napari_dicomtools.core.volume",
+                 "napari_dicomtools.core.anonymize", "napari_dicomtools.core.safety"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional codec library: the worker does without it
+            pass
+
+
 def _executor(workers, scheduler, client):
     """(executor, cleanup) for the requested place of work."""
     if client is not None:
@@ -806,7 +838,11 @@ def _executor(workers, scheduler, client):
     from distributed import Client, LocalCluster
 
     n = workers or (os.cpu_count() or 1)
-    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+    config = dict(LOCAL_CLUSTER_CONFIG)
+    if _fork_workers():
+        _warm_imports()
+        config["distributed.worker.multiprocessing-method"] = "fork"
+    with dask.config.set(config):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=40)
         c = Client(cluster)

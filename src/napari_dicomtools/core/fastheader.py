@@ -13,15 +13,16 @@ It never imports pydicom, which keeps a plain CT read from paying pydicom's impo
 from __future__ import annotations
 
 import struct
+from typing import Any, BinaryIO
 
 __all__ = [
     "parse", "FastDataset", "RawElement", "Unsupported", "KEYWORDS", "MAX_HEADER_BYTES",
-    "MAX_DEPTH",
+    "MAX_DEPTH", "Value",
 ]
 
 
 #: keyword -> (tag, VR) for every attribute the scanner reads
-KEYWORDS = {
+KEYWORDS: dict[str, tuple[int, str]] = {
     "MediaStorageSOPClassUID": (0x00020002, "UI"),
     "MediaStorageSOPInstanceUID": (0x00020003, "UI"),
     "TransferSyntaxUID": (0x00020010, "UI"),
@@ -144,11 +145,13 @@ KEYWORDS = {
 _TAG_TO_KW = {t: (k, vr) for k, (t, vr) in KEYWORDS.items()}
 
 # VRs with a 4-byte length in Explicit VR
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
-             b"UT", b"UV"}
-_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
-             "UC", "UI", "UR", "UT"}
-_SINGLE_TEXT = {"LT", "ST", "UT", "UR"}
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                       b"UR", b"UT", b"UV"})
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
+                       "TM", "UC", "UI", "UR", "UT"})
+_SINGLE_TEXT = frozenset({"LT", "ST", "UT", "UR"})
+#: text VRs in the data set's character set; the others are ASCII
+_ENCODED_TEXT = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _NUM = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d"}
 _UNDEF = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -158,64 +161,138 @@ _FAST_TS = {
     "1.2.840.10008.1.2.1": False,  # explicit VR little endian
 }
 _ENCODINGS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
-_SKIP_IF_PRESENT = {0x52009229, 0x52009230}  # Shared/PerFrame functional groups: use pydicom
+#: Shared/PerFrame functional groups (enhanced multi-frame) and a DICOMDIR's records: pydicom
+_DECLINE = frozenset({0x52009229, 0x52009230, 0x00041220})
+#: (group, element, VR bytes, 2-byte length) of an element header, explicit VR little endian
+_HEADER = struct.Struct("<HH2sH")
+_U32 = struct.Struct("<I")
+_TAG = struct.Struct("<HH")
+#: VR bytes -> name, for every two upper-case letters (anything else is not a VR)
+_VR_NAMES = {bytes((a, b)): chr(a) + chr(b) for a in range(65, 91) for b in range(65, 91)}
+
+#: what a decoded value can be: text, a number, several of either, or raw bytes
+Value = str | int | float | bytes | list[Any]
+_MISSING: Any = object()
 
 
 class Unsupported(Exception):
-    """The fast path does not handle this file; use pydicom."""
+    """The fast path does not handle this file; use pydicom.
+
+    Examples
+    --------
+    >>> import io
+    >>> try:
+    ...     parse(io.BytesIO(b"not DICOM" * 20), 180)
+    ... except Unsupported as exc:
+    ...     print(exc)
+    no preamble
+    """
 
 
 class RawElement:
-    """What the scanner needs of Pixel Data: where its value starts and how long it is."""
+    """What the scanner needs of Pixel Data: where its value starts and how long it is.
+
+    Parameters
+    ----------
+    tag : int
+        The element's tag, ``0x7FE00010``.
+    value_tell : int
+        File offset of the first byte of the value.
+    length : int
+        Bytes of the value (``0xFFFFFFFF``: undefined, encapsulated frames).
+
+    Examples
+    --------
+    >>> px = RawElement(0x7FE00010, 1024, 8192)
+    >>> px.value_tell + px.length
+    9216
+    """
 
     __slots__ = ("tag", "value_tell", "length", "value")
 
-    def __init__(self, tag, value_tell, length):
-        self.tag, self.value_tell, self.length, self.value = tag, value_tell, length, None
+    def __init__(self, tag: int, value_tell: int, length: int) -> None:
+        self.tag, self.value_tell, self.length = tag, value_tell, length
+        self.value: bytes | None = None
 
 
-class _Meta(dict):
-    def get(self, key, default=None):
+class _Meta(dict[str, str]):
+    """The file meta elements the parse keeps; ``get`` answers ``default`` for a missing
+    one (pydicom's ``FileMetaDataset.get``)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
         v = super().get(key, default)
         return default if v is None else v
 
 
 class FastDataset:
-    """The subset of pydicom's ``Dataset`` interface the scanner uses (read-only)."""
+    """The subset of pydicom's ``Dataset`` interface the scanner uses (read-only).
 
-    def __init__(self, raw: dict, implicit: bool, meta: dict, pixel: RawElement | None,
-                 encoding: str):
-        self._raw = raw  # tag -> (vr, bytes)
-        self._cache: dict = {}
+    Every attribute of :data:`KEYWORDS` the file holds is decoded once, when the data set is
+    made (text in the file's character set, numbers as pydicom gives them: DS and IS as
+    float and int, binary numbers unpacked, several values as a list); ``get`` is then one
+    dictionary look-up. Other kept tags (``extra`` of :func:`parse`) are decoded on request
+    by :meth:`get_tag`.
+
+    Parameters
+    ----------
+    raw : dict
+        ``{tag: (VR, value bytes)}`` of the elements the parse kept.
+    implicit : bool
+        Implicit VR Little Endian (else explicit).
+    meta : dict
+        ``{keyword: text}`` of the file meta elements kept (TransferSyntaxUID...).
+    pixel : RawElement or None
+        Where Pixel Data is, if the file has it.
+    encoding : str
+        Python codec of the data set's SpecificCharacterSet.
+
+    Examples
+    --------
+    >>> import os
+    >>> from pydicom.data import get_testdata_file
+    >>> path = get_testdata_file("MR_small.dcm")
+    >>> with open(path, "rb") as f:
+    ...     ds = parse(f, os.path.getsize(path))
+    >>> ds.get("Modality"), ds.get("Rows"), "PixelData" in ds
+    ('MR', 64, True)
+    >>> ds.get("DoseUnits", "none"), ds.get("ContrastBolusAgent"), ds.EchoTime
+    ('none', '', 240.0)
+    """
+
+    def __init__(self, raw: dict[int, tuple[str, bytes]], implicit: bool,
+                 meta: dict[str, str], pixel: RawElement | None, encoding: str) -> None:
+        self._raw = raw
         self.is_implicit_VR = implicit
         self.is_little_endian = True
         self.file_meta = _Meta(meta)
         self._pixel = pixel
         self._encoding = encoding
+        self._values = _decode_known(raw, encoding)
 
-    def __contains__(self, keyword) -> bool:
+    def __contains__(self, keyword: str) -> bool:
         if keyword == "PixelData":
             return self._pixel is not None
         spec = KEYWORDS.get(keyword)
         return spec is not None and spec[0] in self._raw
 
-    def get(self, keyword, default=None):
-        if keyword in self._cache:
-            return self._cache[keyword]
-        spec = KEYWORDS.get(keyword)
-        if spec is None:
-            raise Unsupported(f"keyword {keyword} not in the fast table")
-        item = self._raw.get(spec[0])
-        if item is None:
-            return default
-        vr, data = item
-        value = _decode(vr if vr != "UN" else spec[1], data, self._encoding)
-        if value is None:
-            return default
-        self._cache[keyword] = value
-        return value
+    def get(self, keyword: str, default: Any = None) -> Any:
+        """The decoded value of ``keyword``, or ``default`` when the file does not have it
+        (or it is empty and not text).
 
-    def __getattr__(self, keyword):
+        Raises
+        ------
+        Unsupported
+            ``keyword`` is not one the fast parser reads (:data:`KEYWORDS`): the caller
+            asks pydicom.
+        """
+        v = self._values.get(keyword, _MISSING)
+        if v is not _MISSING:
+            return v
+        if keyword not in KEYWORDS:
+            raise Unsupported(f"keyword {keyword} not in the fast table")
+        return default
+
+    def __getattr__(self, keyword: str) -> Any:
         if keyword.startswith("_"):
             raise AttributeError(keyword)
         v = self.get(keyword, None)
@@ -223,8 +300,22 @@ class FastDataset:
             raise AttributeError(keyword)
         return v
 
-    def get_tag(self, tag: int, default=None):
-        """Decoded value of any tag the parse kept (see ``extra`` in :func:`parse`)."""
+    def get_tag(self, tag: int, default: Any = None) -> Any:
+        """Decoded value of any tag the parse kept (see ``extra`` in :func:`parse`), or
+        ``default`` (absent, empty or a sequence).
+
+        Parameters
+        ----------
+        tag : int
+            ``0xGGGGEEEE``.
+        default : object, optional
+            Returned when there is no value.
+
+        Returns
+        -------
+        object
+            Text, number(s) or bytes, as :meth:`get` decodes them (with the VR in the file).
+        """
         item = self._raw.get(tag)
         if item is None:
             return default
@@ -234,23 +325,82 @@ class FastDataset:
         value = _decode(vr, data, self._encoding)
         return default if value is None else value
 
-    def get_item(self, tag, keep_deferred=True):
+    def private_blocks(self, group: int) -> list[int]:
+        """Blocks ``0x10``-``0xFF`` of private ``group`` whose creator element
+        ``(group,00bb)`` the parse kept, in order.
+
+        Parameters
+        ----------
+        group : int
+            An odd group number (``0x0065``).
+
+        Returns
+        -------
+        list of int
+            Block numbers: ``0x10`` for a creator at ``(group,0010)``.
+        """
+        base = group << 16
+        return [t & 0xFF for t in sorted(self._raw) if base | 0x10 <= t <= base | 0xFF]
+
+    def get_item(self, tag: int, keep_deferred: bool = True) -> RawElement | None:
+        """Pixel Data's :class:`RawElement` (pydicom's ``Dataset.get_item`` of a deferred
+        value), or None when the file has none.
+
+        Parameters
+        ----------
+        tag : int
+            Must be ``0x7FE00010``.
+        keep_deferred : bool
+            Accepted for pydicom's signature; the value is never read.
+
+        Returns
+        -------
+        RawElement or None
+
+        Raises
+        ------
+        Unsupported
+            Any other tag.
+        """
         if tag == _PIXEL:
             return self._pixel
         raise Unsupported("get_item only for Pixel Data")
 
 
-def _decode(vr: str, data: bytes, encoding: str):
+def _decode_known(raw: dict[int, tuple[str, bytes]], encoding: str) -> dict[str, Any]:
+    """``{keyword: value}`` of every :data:`KEYWORDS` element in ``raw`` that has a value
+    (the dictionary's VR where the file says UN; sequences left out)."""
+    values: dict[str, Any] = {}
+    for tag, (vr, data) in raw.items():
+        spec = _TAG_TO_KW.get(tag)
+        if spec is None:
+            continue
+        keyword, dict_vr = spec
+        if vr == "UN":
+            vr = dict_vr
+        if vr == "SQ":
+            continue
+        value = _decode(vr, data, encoding)
+        if value is not None:
+            values[keyword] = value
+    return values
+
+
+def _decode(vr: str, data: bytes, encoding: str) -> Value | None:
     if vr in _TEXT_VRS:
-        text = data.decode(encoding if vr in ("LO", "LT", "PN", "SH", "ST", "UC", "UT")
-                           else "ascii", errors="replace")
+        text = data.decode(encoding if vr in _ENCODED_TEXT else "ascii", errors="replace")
         text = text.rstrip("\x00 ").lstrip(" ") if vr != "UI" else text.rstrip("\x00 ")
         if text == "":
             return ""
-        parts = [text] if vr in _SINGLE_TEXT else [p.strip(" \x00") for p in text.split("\\")]
+        if vr in _SINGLE_TEXT:
+            return text
+        if "\\" not in text:  # one value (most elements)
+            one = text.strip(" \x00")
+            return _number(one, vr) if vr in ("DS", "IS") else one
+        parts: list[Any] = [p.strip(" \x00") for p in text.split("\\")]
         if vr in ("DS", "IS"):  # like pydicom: an invalid number stays a string
             parts = [_number(p, vr) for p in parts]
-        return parts[0] if len(parts) == 1 else parts
+        return parts
     fmt = _NUM.get(vr)
     if fmt is None:
         if vr == "SQ":
@@ -264,7 +414,7 @@ def _decode(vr: str, data: bytes, encoding: str):
     return vals[0] if n == 1 else vals
 
 
-def _number(p: str, vr: str):
+def _number(p: str, vr: str) -> int | float | str | None:
     if not p:
         return None
     try:
@@ -292,12 +442,12 @@ def _skip_undefined(buf: bytes, pos: int, implicit: bool, end_tag: int, depth: i
     while True:
         if pos + 8 > n:
             raise EOFError
-        group, elem = struct.unpack_from("<HH", buf, pos)
+        group, elem = _TAG.unpack_from(buf, pos)
         tag = (group << 16) | elem
         if tag == end_tag:
             return pos + 8
         if tag == _ITEM:
-            (length,) = struct.unpack_from("<I", buf, pos + 4)
+            (length,) = _U32.unpack_from(buf, pos + 4)
             pos += 8
             if length == _UNDEF:
                 pos = _skip_dataset(buf, pos, implicit, _ITEM_END, depth + 1)
@@ -309,38 +459,44 @@ def _skip_undefined(buf: bytes, pos: int, implicit: bool, end_tag: int, depth: i
         pos = _skip_element(buf, pos, implicit, depth + 1)
 
 
-def _skip_dataset(buf, pos, implicit, end_tag, depth=0):
+def _skip_dataset(buf: bytes, pos: int, implicit: bool, end_tag: int, depth: int = 0) -> int:
     n = len(buf)
     while True:
         if pos + 8 > n:
             raise EOFError
-        group, elem = struct.unpack_from("<HH", buf, pos)
+        group, elem = _TAG.unpack_from(buf, pos)
         if ((group << 16) | elem) == end_tag:
             return pos + 8
         pos = _skip_element(buf, pos, implicit, depth + 1)
 
 
-def _element_header(buf, pos, implicit):
-    """(tag, vr or None, length, value position)."""
-    group, elem = struct.unpack_from("<HH", buf, pos)
+def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[int, str | None, int, int]:
+    """(tag, VR or None, length, value position) of the element at ``pos``.
+
+    Raises
+    ------
+    EOFError
+        The header runs past the end of ``buf``.
+    Unsupported
+        Bytes where an explicit VR belongs that are not two upper-case letters.
+    """
+    if pos + 8 > len(buf):
+        raise EOFError
+    group, elem, vrb, short = _HEADER.unpack_from(buf, pos)
     tag = (group << 16) | elem
-    if group == 0xFFFE:  # item/delimiters carry no VR
-        (length,) = struct.unpack_from("<I", buf, pos + 4)
-        return tag, None, length, pos + 8
-    if implicit:
-        (length,) = struct.unpack_from("<I", buf, pos + 4)
-        return tag, None, length, pos + 8
-    vr = buf[pos + 4: pos + 6]
-    if vr in _LONG_VRS:
-        (length,) = struct.unpack_from("<I", buf, pos + 8)
-        return tag, vr.decode("ascii"), length, pos + 12
-    if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-        raise Unsupported(f"bad VR bytes {vr!r} at {pos}")
-    (length,) = struct.unpack_from("<H", buf, pos + 6)
-    return tag, vr.decode("ascii"), length, pos + 8
+    if implicit or group == 0xFFFE:  # item/delimiters carry no VR
+        return tag, None, _U32.unpack_from(buf, pos + 4)[0], pos + 8
+    if vrb in _LONG_VRS:
+        if pos + 12 > len(buf):
+            raise EOFError
+        return tag, _VR_NAMES[vrb], _U32.unpack_from(buf, pos + 8)[0], pos + 12
+    vr = _VR_NAMES.get(vrb)
+    if vr is None:
+        raise Unsupported(f"bad VR bytes {vrb!r} at {pos}")
+    return tag, vr, short, pos + 8
 
 
-def _skip_element(buf, pos, implicit, depth=0):
+def _skip_element(buf: bytes, pos: int, implicit: bool, depth: int = 0) -> int:
     tag, vr, length, vpos = _element_header(buf, pos, implicit)
     if length == _UNDEF:
         if vr in (None, "SQ", "UN"):
@@ -350,11 +506,29 @@ def _skip_element(buf, pos, implicit, depth=0):
     return vpos + length
 
 
-def parse(fp, size: int, chunk: int = 16384, extra: dict | None = None) -> FastDataset:
+def parse(fp: BinaryIO, size: int, chunk: int = 16384,
+          extra: dict[int, str] | None = None) -> FastDataset:
     """Parse the header of an open binary file (positioned at 0) of ``size`` bytes.
 
-    ``extra`` maps more tags to their dictionary VR (used for Implicit VR files); their
-    values are then available through :meth:`FastDataset.get_tag`.
+    The file is read in pieces of ``chunk`` bytes (doubling) until Pixel Data or its end;
+    only the elements of :data:`KEYWORDS` and ``extra`` are kept, sequences are skipped.
+
+    Parameters
+    ----------
+    fp : binary file
+        Open at offset 0 (the preamble).
+    size : int
+        Bytes of the file.
+    chunk : int
+        Bytes of the first read.
+    extra : dict, optional
+        More tags to keep, ``{tag: dictionary VR}`` (the VR is used for Implicit VR files);
+        their values are then available through :meth:`FastDataset.get_tag`.
+
+    Returns
+    -------
+    FastDataset
+        The elements kept, decoded, and where Pixel Data is.
 
     Raises
     ------
@@ -362,6 +536,16 @@ def parse(fp, size: int, chunk: int = 16384, extra: dict | None = None) -> FastD
         Use pydicom for this file.
     EOFError
         The header runs past the end of the file (truncated).
+
+    Examples
+    --------
+    >>> import os
+    >>> from pydicom.data import get_testdata_file
+    >>> path = get_testdata_file("CT_small.dcm")
+    >>> with open(path, "rb") as f:
+    ...     ds = parse(f, os.path.getsize(path))
+    >>> ds.get("Modality"), ds.get("PixelSpacing"), ds.file_meta.get("TransferSyntaxUID")
+    ('CT', [0.661468, 0.661468], '1.2.840.10008.1.2.1')
     """
     buf = fp.read(chunk)
     if len(buf) < 132 or buf[128:132] != b"DICM":
@@ -380,27 +564,32 @@ def parse(fp, size: int, chunk: int = 16384, extra: dict | None = None) -> FastD
             buf += more
 
 
-def _parse_buffer(buf: bytes, size: int, extra: dict) -> FastDataset:
-    pos = 132
-    meta = {}
-    n = len(buf)
-    # file meta: always explicit VR little endian
+_META_KEPT = {0x00020010: "TransferSyntaxUID", 0x00020002: "MediaStorageSOPClassUID",
+              0x00020003: "MediaStorageSOPInstanceUID"}
+
+
+def _file_meta(buf: bytes) -> tuple[dict[str, str], int]:
+    """The file meta elements kept (always explicit VR little endian) and the position of
+    the data set after them."""
+    pos, n = 132, len(buf)
+    meta: dict[str, str] = {}
     while pos + 8 <= n:
-        group = struct.unpack_from("<H", buf, pos)[0]
-        if group != 0x0002:
+        if _TAG.unpack_from(buf, pos)[0] != 0x0002:
             break
-        tag, vr, length, vpos = _element_header(buf, pos, False)
-        if length == _UNDEF or vpos + length > n:
-            raise EOFError if vpos + length > n else Unsupported("odd file meta")
-        if tag == 0x00020010:
-            meta["TransferSyntaxUID"] = buf[vpos:vpos + length].decode("ascii").rstrip("\x00 ")
-        elif tag == 0x00020002:
-            meta["MediaStorageSOPClassUID"] = buf[vpos:vpos + length].decode(
-                "ascii").rstrip("\x00 ")
-        elif tag == 0x00020003:
-            meta["MediaStorageSOPInstanceUID"] = buf[vpos:vpos + length].decode(
-                "ascii").rstrip("\x00 ")
+        tag, _vr, length, vpos = _element_header(buf, pos, False)
+        if length == _UNDEF:
+            raise Unsupported("odd file meta")
+        if vpos + length > n:
+            raise EOFError
+        keyword = _META_KEPT.get(tag)
+        if keyword is not None:
+            meta[keyword] = buf[vpos:vpos + length].decode("ascii").rstrip("\x00 ")
         pos = vpos + length
+    return meta, pos
+
+
+def _parse_buffer(buf: bytes, size: int, extra: dict[int, str]) -> FastDataset:
+    meta, pos = _file_meta(buf)
     ts = meta.get("TransferSyntaxUID", "")
     if not ts:
         raise Unsupported("no transfer syntax")
@@ -409,16 +598,51 @@ def _parse_buffer(buf: bytes, size: int, extra: dict) -> FastDataset:
         if ts in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
             raise Unsupported("big endian or deflated")
         implicit = False  # encapsulated syntaxes: explicit VR little endian data set
-    raw: dict = {}
-    pixel = None
+    raw, pixel = _data_set(buf, pos, size, implicit, extra)
+    charset = raw.get(0x00080005)
+    enc = "ascii"
+    if charset is not None:
+        cs = charset[1].decode("ascii", "replace").strip(" \x00")
+        if cs not in _ENCODINGS:
+            raise Unsupported(f"character set {cs}")
+        enc = _ENCODINGS[cs]
+    return FastDataset(raw, implicit, meta, pixel, enc)
+
+
+def _data_set(buf: bytes, pos: int, size: int, implicit: bool, extra: dict[int, str]
+              ) -> tuple[dict[int, tuple[str, bytes]], RawElement | None]:
+    """Walk the top-level elements from ``pos`` to Pixel Data (or the end of the file):
+    ``({tag: (VR, bytes)} kept, Pixel Data or None)``. One loop, the element header decoded
+    inline (this runs for every element of every file scanned).
+
+    Raises
+    ------
+    EOFError
+        ``buf`` ends before Pixel Data and before the end of the file: read more.
+    """
+    raw: dict[int, tuple[str, bytes]] = {}
+    n = len(buf)
+    header, u32, long_vrs, vr_names = _HEADER.unpack_from, _U32.unpack_from, _LONG_VRS, \
+        _VR_NAMES
+    wanted = _TAG_TO_KW
     while pos + 8 <= n:
-        tag, vr, length, vpos = _element_header(buf, pos, implicit)
-        if tag == _PIXEL:
-            pixel = RawElement(tag, vpos, length)
-            break
-        if tag > _PIXEL:
-            break
-        if tag in _SKIP_IF_PRESENT or tag == 0x00041220:
+        group, elem, vrb, length = header(buf, pos)
+        tag = (group << 16) | elem
+        vr: str | None
+        if implicit or group == 0xFFFE:
+            length, vpos, vr = u32(buf, pos + 4)[0], pos + 8, None
+        elif vrb in long_vrs:
+            if pos + 12 > n:
+                raise EOFError
+            length, vpos, vr = u32(buf, pos + 8)[0], pos + 12, vr_names[vrb]
+        else:
+            vr = vr_names.get(vrb)
+            if vr is None:
+                raise Unsupported(f"bad VR bytes {vrb!r} at {pos}")
+            vpos = pos + 8
+        if tag >= _PIXEL:
+            return raw, (RawElement(tag, vpos, length) if tag == _PIXEL else None)
+        if tag in _DECLINE:
             raise Unsupported("enhanced multi-frame or DICOMDIR")
         if length == _UNDEF:
             if vr in (None, "SQ", "UN"):
@@ -430,7 +654,7 @@ def _parse_buffer(buf: bytes, size: int, extra: dict) -> FastDataset:
             if end > size:
                 raise Unsupported("element runs past the end of the file")
             raise EOFError
-        spec = _TAG_TO_KW.get(tag)
+        spec = wanted.get(tag)
         if spec is None and tag in extra:
             spec = (f"{tag:08X}", extra[tag])
         if spec is not None:
@@ -438,16 +662,8 @@ def _parse_buffer(buf: bytes, size: int, extra: dict) -> FastDataset:
                 vr = spec[1]
                 if " or " in vr:
                     raise Unsupported(f"ambiguous VR for {spec[0]}")
-            raw[tag] = (vr, bytes(buf[vpos:end]))
+            raw[tag] = (vr, buf[vpos:end])
         pos = end
-    else:
-        if pos < size:
-            raise EOFError
-    charset = raw.get(0x00080005)
-    enc = "ascii"
-    if charset is not None:
-        cs = charset[1].decode("ascii", "replace").strip(" \x00")
-        if cs not in _ENCODINGS:
-            raise Unsupported(f"character set {cs}")
-        enc = _ENCODINGS[cs]
-    return FastDataset(raw, implicit, meta, pixel, enc)
+    if pos < size:
+        raise EOFError
+    return raw, None

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from . import fastheader
 from ._values import _f, _floats, _group_item, _i, _text
 
 # internal: read_header applies these; nothing here is public API
@@ -21,7 +22,6 @@ __all__: list[str] = []
 
 def _philips_scale_slope(ds) -> float | None:
     """Philips' private ScaleSlope (2005,100E) when its creator block says Philips."""
-    from . import fastheader
 
     if isinstance(ds, fastheader.FastDataset):
         creator, ss = ds.get_tag(0x20050010), ds.get_tag(0x2005100E)
@@ -41,8 +41,6 @@ def _philips_scale_slope(ds) -> float | None:
 
 def _private(ds, tag: int):
     """Raw value of a private tag from the fast or the pydicom data set (None if absent)."""
-    from . import fastheader
-
     if isinstance(ds, fastheader.FastDataset):
         return ds.get_tag(tag)
     e = ds.get(tag)
@@ -255,7 +253,10 @@ UIH_CREATOR = "IMAGE PRIVATE HEADER"
 
 def _uih_get(ds, offset: int):
     """The value of UIH private element ``offset`` (0x50 for (0065,xx50)), or None."""
-    for block in range(0x10, 0x100):
+    # the fast parser knows which creators the file has: no probing of 240 blocks per file
+    blocks = ds.private_blocks(0x0065) if isinstance(ds, fastheader.FastDataset) \
+        else range(0x10, 0x100)
+    for block in blocks:
         creator = _private(ds, 0x00650000 | block)
         if creator is None:
             continue

@@ -979,6 +979,13 @@ def iter_frames(plan: _Plan, ahead: int = 4):
                 raise err
             yield out
         return
+    if workers == 1 and not plan.compressed():
+        # one worker wanted (a Dask worker of a batch job: the parallelism is outside) and
+        # nothing to decode: frames read in order, without a pool (its threads and hand-offs
+        # cost a small series a quarter of its conversion CPU)
+        for i in range(n):
+            yield plan.read_frame(i)
+        return
     # at most `ahead` decoded frames wait for the writer: Executor.map would submit all of
     # them at once, and behind a slow gzip writer the whole volume piled up in memory
     with ThreadPoolExecutor(2) as ex:

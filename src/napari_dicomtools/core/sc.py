@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -26,12 +26,27 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from pydicom import Dataset
+    from typing_extensions import Unpack
 
     from .series import Series
 
     #: what a capture may be filed against: an instance, a file, a folder, files, a series
     Reference: TypeAlias = (Dataset | Series | os.PathLike[str] | str
                             | Sequence[os.PathLike[str] | str])
+
+
+class _CaptureOptions(TypedDict, total=False):
+    """The keywords of :func:`secondary_capture` that :func:`write_secondary_capture` passes on."""
+
+    window: tuple[float, float] | None
+    description: str
+    orientation: str | tuple[str, str] | None
+    series_uid: str | None
+    series_number: int
+    instance_number: int
+    pixel_spacing: tuple[float, float] | None
+    derivation: str | None
+
 
 __all__ = ["SC_IMAGE_STORAGE", "read_png", "secondary_capture", "write_secondary_capture"]
 
@@ -222,13 +237,7 @@ def secondary_capture(image: npt.ArrayLike, reference: Reference, *,
 
 def write_secondary_capture(image: npt.ArrayLike, reference: Reference,
                             path: os.PathLike[str] | str, *, overwrite: bool = False,
-                            window: tuple[float, float] | None = None,
-                            description: str = "Secondary capture",
-                            orientation: str | tuple[str, str] | None = None,
-                            series_uid: str | None = None, series_number: int = 9901,
-                            instance_number: int = 1,
-                            pixel_spacing: tuple[float, float] | None = None,
-                            derivation: str | None = None) -> str:
+                            **options: Unpack[_CaptureOptions]) -> str:
     """Write :func:`secondary_capture` of ``image`` to a file.
 
     Parameters
@@ -241,10 +250,10 @@ def write_secondary_capture(image: npt.ArrayLike, reference: Reference,
         The file to write (atomically: no partial file is left on failure).
     overwrite : bool
         Replace an existing file; by default an existing file is refused.
-    window, description, orientation, series_uid
-        As for :func:`secondary_capture`.
-    series_number, instance_number, pixel_spacing, derivation
-        As for :func:`secondary_capture`.
+    **options
+        The keywords of :func:`secondary_capture` (``window``, ``description``,
+        ``orientation``, ``series_uid``, ``series_number``, ``instance_number``,
+        ``pixel_spacing``, ``derivation``).
 
     Returns
     -------
@@ -268,10 +277,7 @@ def write_secondary_capture(image: npt.ArrayLike, reference: Reference,
     """
     from .safety import atomic_output
 
-    ds = secondary_capture(image, reference, window=window, description=description,
-                           orientation=orientation, series_uid=series_uid,
-                           series_number=series_number, instance_number=instance_number,
-                           pixel_spacing=pixel_spacing, derivation=derivation)
+    ds = secondary_capture(image, reference, **options)
     out = os.fspath(path)
     with atomic_output(out, overwrite=overwrite) as tmp:
         ds.save_as(tmp, enforce_file_format=True)

@@ -246,3 +246,16 @@ def test_contours_as_shapes_lie_on_the_slices_of_the_coronal_series(make_napari_
     for i in shown:
         assert labels.world_to_data(shapes.data_to_world(shapes.data[i][0]))[1] == \
             pytest.approx(k)
+
+
+def test_segment_specs_are_not_consumed(tmp_path, ct):
+    """The caller's specs are read, never changed: writing twice with one dict gives the
+    interpreted type both times (write_rtstruct used to pop it out of the caller's dict)."""
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[5:9, 10:20, 10:20] = 1
+    specs = {1: {"label": "tumour", "interpreted_type": "GTV"}}
+    for name in ("a", "b"):
+        out = write_rtstruct(lab, ct, tmp_path / name / "rt.dcm", segments=specs)
+        ds = pydicom.dcmread(out)
+        assert ds.RTROIObservationsSequence[0].RTROIInterpretedType == "GTV"
+    assert specs == {1: {"label": "tumour", "interpreted_type": "GTV"}}

@@ -178,3 +178,21 @@ def test_2d_report_in_a_study_folder_opens_on_its_slice(make_napari_viewer, tmp_
     idx = np.array([image.world_to_data(shapes.data_to_world(p)) for p in shapes.data[0]])
     np.testing.assert_allclose(idx[:, 0], 4.0, atol=1e-6)  # on slice 4
     np.testing.assert_allclose(idx[:, 1:].min(0), [3.5, 2.5], atol=1e-6)  # row, column
+
+
+def test_rois_read_back_write_again(tmp_path, ct):
+    """What read_sr returns (Roi objects, measurements as a list of {name, value, unit}) is
+    what write_sr takes: a report can be edited and written again. Before, write_sr called
+    .items() on the Roi's measurement list and died with an AttributeError."""
+    rois = [{"label": "lesion 1", "points": SQUARE, "finding": "neoplasm",
+             "measurements": {"area": 80.0, "std": 3.5}}]
+    got, _ = read_sr(write_sr(rois, ct, tmp_path / "a" / "sr.dcm"))
+    assert [m["name"] for m in got[0].measurements] == ["Area", "Standard Deviation"]
+    again, _ = read_sr(write_sr(got, ct, tmp_path / "b" / "sr.dcm"))
+    assert again[0].measurements == got[0].measurements
+    assert (again[0].label, again[0].finding, again[0].tracking_uid) == \
+        (got[0].label, got[0].finding, got[0].tracking_uid)
+    np.testing.assert_allclose(again[0].points, got[0].points)
+    with pytest.raises(DicomToolsError, match="'area' has no value"):
+        write_sr([{"points": SQUARE, "measurements": [{"name": "area"}]}], ct,
+                 tmp_path / "c.dcm")

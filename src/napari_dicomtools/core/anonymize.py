@@ -197,7 +197,7 @@ def _allow_rules() -> dict:
 
 
 def _allow_tag(kw: str) -> int:
-    from pydicom.datadict import tag_for_keyword
+    from ._datadict import tag_for_keyword
 
     t = tag_for_keyword(kw)
     if t is None:
@@ -214,15 +214,11 @@ def _emptied_sequences() -> frozenset:
                      _allow_rules()["sequences_emptied"]["keywords"])
 
 
-@lru_cache(maxsize=1)
 def _well_known() -> frozenset:
-    import pydicom.uid as puid
-    from pydicom._uid_dict import UID_dictionary
+    """pydicom's UID registry (read without importing pydicom)."""
+    from ._datadict import uid_registry
 
-    known = set(UID_dictionary)
-    for name in ("PrivateTransferSyntaxes", "AllTransferSyntaxes"):
-        known.update(str(u) for u in getattr(puid, name, ()))
-    return frozenset(known)
+    return uid_registry()
 
 
 def is_well_known_uid(value: str) -> bool:
@@ -263,9 +259,16 @@ def is_valid_uid(value) -> bool:
 
 
 def _in_dictionary(tag: int) -> bool:
-    from pydicom.datadict import dictionary_has_tag
+    from ._datadict import dictionary_has_tag
 
     return dictionary_has_tag(tag)
+
+
+def _keyword(tag: int) -> str:
+    """The data dictionary keyword of ``tag`` ('' when unknown)."""
+    from ._datadict import keyword_for_tag
+
+    return keyword_for_tag(tag)
 
 
 def unlisted_action(tag: int, vr: str, options: Options | None = None) -> str:
@@ -315,7 +318,7 @@ def removed_by_profile(tag: int, options: Options | None = None) -> bool:
     -------
     bool
     """
-    from pydicom.datadict import dictionary_VR
+    from ._datadict import dictionary_vr as dictionary_VR
 
     opts = options or Options()
     tag = int(tag)
@@ -374,6 +377,9 @@ _MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 
             "UT": 1 << 20, "UC": 1 << 20, "AS": 4}
 #: a neutral person name (two components: not dciodvfy's "retired" single-component form)
 PN_DUMMY = "ANONYMIZED^"
+#: the file meta's ImplementationClassUID / ImplementationVersionName of our outputs
+_IMPLEMENTATION_UID = "2.25.194726453104815309870346372395458219451"
+_IMPLEMENTATION_NAME = "DICOMTOOLS_01"
 _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
 #: VRs whose values are character strings: replaced without being decoded
 _RAW_TEXT_VRS = frozenset({"UI", "DA", "DT", "TM", "PN", "LO", "SH", "ST", "LT", "UT", "UC",
@@ -521,8 +527,8 @@ class Anonymizer:
         meta.MediaStorageSOPInstanceUID = sop[0] if _multi(sop) and len(sop) else sop
         if ts:
             meta.TransferSyntaxUID = ts
-        meta.ImplementationClassUID = "2.25.194726453104815309870346372395458219451"
-        meta.ImplementationVersionName = "DICOMTOOLS_01"
+        meta.ImplementationClassUID = _IMPLEMENTATION_UID
+        meta.ImplementationVersionName = _IMPLEMENTATION_NAME
         ds.file_meta = meta
         ds.preamble = b"\x00" * 128
         return ds
@@ -554,22 +560,36 @@ class Anonymizer:
 
     def _method_sequence(self, implicit: bool):
         """The code sequence as an undecoded element, encoded once per VR encoding."""
-        from pydicom.dataelem import DataElement, RawDataElement
-        from pydicom.filebase import DicomBytesIO
-        from pydicom.filewriter import write_data_element
+        from pydicom.dataelem import RawDataElement
         from pydicom.tag import Tag
 
+        value = self._method_sequence_bytes(implicit)
+        return RawDataElement(Tag(0x00120064), None if implicit else "SQ", len(value),
+                              value, 0, implicit, True)
+
+    def _method_sequence_bytes(self, implicit: bool) -> bytes:
+        """The value of DeidentificationMethodCodeSequence as pydicom encodes the items of
+        :meth:`_method_items` (items of defined length; CodeValue, CodingSchemeDesignator,
+        CodeMeaning padded with spaces), once per VR encoding."""
+        import struct
+
         key = ("method", implicit)
-        raw = self._decisions.get(key)
-        if raw is None:
-            fp = DicomBytesIO()
-            fp.is_little_endian, fp.is_implicit_VR = True, implicit
-            write_data_element(fp, DataElement(0x00120064, "SQ", self._method_items()))
-            value = fp.getvalue()[8 if implicit else 12:]
-            raw = RawDataElement(Tag(0x00120064), None if implicit else "SQ", len(value),
-                                 value, 0, implicit, True)
-            self._decisions[key] = raw
-        return raw
+        value = self._decisions.get(key)
+        if value is None:
+            items = []
+            for code, meaning in self._codes():
+                body = b""
+                for elem, vr, text in ((0x0100, b"SH", code), (0x0102, b"SH", "DCM"),
+                                       (0x0104, b"LO", meaning)):
+                    raw = text.encode("ascii")
+                    raw += b" " * (len(raw) & 1)
+                    body += struct.pack("<HH", 0x0008, elem) + (
+                        struct.pack("<L", len(raw)) if implicit else
+                        vr + struct.pack("<H", len(raw))) + raw
+                items.append(struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body)
+            value = b"".join(items)
+            self._decisions[key] = value
+        return value
 
     def _decide(self, tag: int, vr: str) -> tuple[str, bool, bool]:
         """(action, listed in E.1-1, coded vocabulary) for a public tag and VR, cached per
@@ -577,9 +597,7 @@ class Anonymizer:
         key = (tag, vr)
         d = self._decisions.get(key)
         if d is None:
-            from pydicom.datadict import keyword_for_tag
-
-            code = keyword_for_tag(tag) in _CODE_KEYWORDS
+            code = _keyword(tag) in _CODE_KEYWORDS
             rule = rule_for(tag)
             if rule is not None:
                 d = (_action(rule, self.options, vr), True, code)
@@ -662,25 +680,39 @@ class Anonymizer:
         """Apply ``Z``, ``U`` and plain ``D`` to an undecoded text/UID element by writing its
         new bytes directly (what pydicom would encode, without decoding the old value).
         False when the element needs the general path (dates to shift, binary VRs, ...)."""
-        if vr not in _RAW_TEXT_VRS or raw.VR == "UN" or \
-                (action == "K" and self.options.retain_uids):
+        if raw.VR == "UN":
             return False
+        value = raw.value or b""
+        new = self._raw_replacement(int(tag), value, vr, action, ctx)
+        if new is None:
+            return False
+        if new is not value:
+            ds[tag] = raw._replace(length=len(new), value=new)
+        return True
+
+    def _raw_replacement(self, tag: int, value: bytes, vr: str, action: str,
+                         ctx) -> bytes | None:
+        """The new bytes of a text/UID value for ``Z``, ``U``, plain ``D`` and UID remapping
+        (``value`` itself when it stays as it is), or None when the general path must decode
+        it (dates to shift, binary VRs, cleaning ...). Shared by the pydicom path and the
+        byte path (:mod:`._anonfast`)."""
+        if vr not in _RAW_TEXT_VRS or (action == "K" and self.options.retain_uids):
+            return None
         if action == "Z":
             new = b""
         elif vr == "UI" and action in ("U", "D", "C", "K"):
-            old = (raw.value or b"").decode("latin-1").rstrip("\x00 ")
+            old = value.decode("latin-1").rstrip("\x00 ")
             if not old:
-                return True
+                return value
             new = "\\".join(self.uid(v) for v in old.split("\\")).encode("ascii")
         elif action in ("D", "U") and not (vr in ("DA", "DT") and ctx["shift"] is not None) \
-                and int(tag) != _ENCAPSULATED_DOCUMENT:
+                and tag != _ENCAPSULATED_DOCUMENT:
             new = str(_dummy(vr, ctx)).encode("ascii")
         else:
-            return False
+            return None
         if len(new) & 1:
             new += b"\x00" if vr == "UI" else b" "
-        ds[tag] = raw._replace(length=len(new), value=new)
-        return True
+        return new
 
     def _patient(self, elem, ctx, item_pid: str):
         """PatientName/PatientID inside a sequence item: the pseudonym of the ID they hold
@@ -755,7 +787,7 @@ _NUMBER_RE = {"DS": re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*"),
 
 @lru_cache(maxsize=4096)
 def _dictionary_vr(tag: int) -> str | None:
-    from pydicom.datadict import dictionary_VR
+    from ._datadict import dictionary_vr as dictionary_VR
 
     try:
         return dictionary_VR(tag).split(" or ")[0]
@@ -786,10 +818,10 @@ _CS_CHARS = re.compile(rb"[ -\[\]-~]*")  # printable ASCII without backslash
 @lru_cache(maxsize=4096)
 def _vm_max(tag: int) -> int | None:
     """The largest value multiplicity the data dictionary allows (None: unbounded)."""
-    from pydicom.datadict import dictionary_VM
+    from ._datadict import dictionary_vm
 
     try:
-        vm = dictionary_VM(tag)
+        vm = dictionary_vm(tag)
     except KeyError:
         return None
     m = re.fullmatch(r"(?:\d+-)?(\d+)", vm.strip())
@@ -805,21 +837,26 @@ def _kept_value_ok(elem, vr: str, tag: int) -> bool:
     if vr not in _BIN_SIZE and vr not in _TEXT_VRS:
         return True
     if elem.is_raw:
-        data = elem.value or b""
-    else:
-        value = elem.value
-        if value is None or value == "":
-            return True
-        if vr in _BIN_SIZE:
-            n = len(value) if _multi(value) else 1
-            vm = _vm_max(tag)
-            return vm is None or n <= vm
-        data = _text(value).encode("utf-8", "replace")
+        return _kept_bytes_ok(elem.value or b"", vr, tag)
+    value = elem.value
+    if value is None or value == "":
+        return True
+    if vr in _BIN_SIZE:
+        n = len(value) if _multi(value) else 1
+        vm = _vm_max(tag)
+        return vm is None or n <= vm
+    return _kept_bytes_ok(_text(value).encode("utf-8", "replace"), vr, tag)
+
+
+def _kept_bytes_ok(data, vr: str, tag: int) -> bool:
+    """:func:`_kept_value_ok` for an undecoded value (bytes or a memoryview)."""
+    if vr not in _BIN_SIZE and vr not in _TEXT_VRS:
+        return True
     if vr in _BIN_SIZE:
         size = _BIN_SIZE[vr]
         vm = _vm_max(tag)
         return len(data) % size == 0 and (vm is None or len(data) <= vm * size)
-    data = data.rstrip(b" \x00")
+    data = bytes(data).rstrip(b" \x00")
     if not data:
         return True
     if (_CTRL_LONG if vr in ("LT", "ST", "UT", "UC", "UR") else _CTRL_SHORT).search(data):
@@ -1168,21 +1205,28 @@ def _encode_chunks(ds) -> list:
     return chunks
 
 
+_META_ORDER = ((0x00020002, "UI"), (0x00020003, "UI"), (0x00020010, "UI"),
+               (0x00020012, "UI"), (0x00020013, "SH"))
+
+
 def _encode_meta(meta) -> bytes | None:
     """The file meta group as pydicom's ``write_file_meta_info`` encodes the meta that
     :meth:`Anonymizer.dataset` builds (explicit VR little endian, group length first), or
     None for anything else."""
+    if set(meta.keys()) - {t for t, _ in _META_ORDER}:
+        return None
+    return _encode_meta_values({int(t): meta[t].value for t in meta.keys()})
+
+
+def _encode_meta_values(meta: dict) -> bytes | None:
+    """:func:`_encode_meta` from ``{tag: text}`` (None for a value that is not ASCII text)."""
     import struct
 
-    order = ((0x00020002, "UI"), (0x00020003, "UI"), (0x00020010, "UI"), (0x00020012, "UI"),
-             (0x00020013, "SH"))
-    if set(meta.keys()) - {t for t, _ in order}:
-        return None
     body = [struct.pack("<HH2sHL", 2, 1, b"OB", 0, 2) + b"\x00\x01"]
-    for tag, vr in order:
+    for tag, vr in _META_ORDER:
         if tag not in meta:
             continue
-        value = meta[tag].value
+        value = meta[tag]
         if not isinstance(value, str) or not value.isascii():
             return None
         raw = value.encode("ascii")
@@ -1299,7 +1343,8 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     progress : callable, optional
         ``progress(done, total)`` after each file.
     workers : int, optional
-        Processes (default: up to 4 for 64 files or more, else 1).
+        Processes (default: ``NAPARI_DICOMTOOLS_WORKERS`` when set, else up to 4 for 64
+        files or more, else 1).
 
     Returns
     -------
@@ -1333,7 +1378,7 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     report = Report(skipped=[(s.path, s.reason) for s in skipped])
     total = len(sources)
     if workers is None:
-        workers = min(4, os.cpu_count() or 1) if total >= 64 else 1
+        workers = _default_workers(total)
     workers = max(1, min(int(workers), total or 1))
     _warm_up()  # once here, so that forked workers share it instead of each redoing it
     if workers > 1:
@@ -1361,18 +1406,26 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     return report
 
 
-def _warm_up() -> None:
-    """Import pydicom's reader/writer and load the profile tables (about 0.3 s)."""
-    import pydicom.filereader  # noqa: F401
-    import pydicom.filewriter  # noqa: F401
-    from pydicom.datadict import keyword_for_tag
+def _default_workers(total: int) -> int:
+    """``NAPARI_DICOMTOOLS_WORKERS`` when set (as for decoding), else up to 4 processes for
+    64 files or more (fewer files do not repay starting them), else 1."""
+    if os.environ.get("NAPARI_DICOMTOOLS_WORKERS", "").strip():
+        from ._parallel import decode_workers
 
-    from . import headers  # noqa: F401
+        return decode_workers()
+    return min(4, os.cpu_count() or 1) if total >= 64 else 1
+
+
+def _warm_up() -> None:
+    """Load the profile tables and the data dictionary (without pydicom: the byte path
+    needs none of it), so that forked workers share them instead of each redoing it."""
+    from . import _anonfast, headers  # noqa: F401
 
     profile_table()
     public_allowlist()
     _well_known()
-    keyword_for_tag(0x00100010)
+    _emptied_sequences()
+    _keyword(0x00100010)
 
 
 def _collect(report: Report, res):
@@ -1424,50 +1477,108 @@ def _worker_one(source, out_dir, overwrite):
     return _one(_WORKER["anon"], source, out_dir, overwrite)
 
 
+class _FileState:
+    """What :func:`_one` reports besides the outcome: BurnedInAnnotation warnings, and
+    whether a file that was not written looked like DICOM (then it counts as failed)."""
+
+    __slots__ = ("caught", "looks_dicom")
+
+    def __init__(self) -> None:
+        self.caught: list[str] = []
+        self.looks_dicom = False
+
+
 def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
     """De-identify one file: (target or None, (source, reason) or None, warnings, failed).
     Never raises: whatever goes wrong with one file is that file's reason."""
-    from .headers import open_dicom, safe_dcmread
-
     name = str(source)
-    caught: list[str] = []
-    looks_dicom = False
+    st = _FileState()
     try:
-        with open_dicom(source) as (fp, _size, dicm):
-            looks_dicom = bool(dicm)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ds = safe_dcmread(fp, name, force=not dicm)  # no deflate bombs
-                    ds.get("SOPInstanceUID")  # parse now, inside the open file
-            except Exception as exc:  # noqa: BLE001 - pydicom raises anything on junk
-                raise DicomToolsError(name, f"not readable as DICOM ({exc})") from None
-        if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
-            raise DicomToolsError(name, "not a DICOM file (no SOP Class/Instance UID)")
-        looks_dicom = True
-        if "DirectoryRecordSequence" in ds:
-            looks_dicom = False
-            raise DicomToolsError(name, "DICOMDIR index not copied")
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            try:
-                anon.dataset(ds, source=name)
-            except DicomToolsError as exc:
-                if "BurnedInAnnotation" in exc.reason:
-                    looks_dicom = False  # skipped on request, not a failure
-                raise
-        caught = [str(x.message) for x in w if "BurnedInAnnotation" in str(x.message)]
-        target = output_path(out_dir, ds)
+        fast, ds = _deidentified(anon, source, name, st)
+        target = output_path(out_dir, fast[1] if fast is not None else ds)
         if os.path.exists(target) and not overwrite:
-            looks_dicom = False  # an existing output, not a bad input
+            st.looks_dicom = False  # an existing output, not a bad input
             raise DicomToolsError(target, "exists; not overwriting (use --force)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            chunks = _encode_chunks(ds)
+        if fast is not None:
+            chunks = fast[0]
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                chunks = _encode_chunks(ds)
         _write_new(target, chunks, overwrite)
-        return target, None, caught, False
+        return target, None, st.caught, False
     except DicomToolsError as exc:
-        return None, (name, exc.reason), caught, looks_dicom
+        return None, (name, exc.reason), st.caught, st.looks_dicom
     except Exception as exc:  # noqa: BLE001 - one malformed file never ends the run
         return None, (name, f"could not be de-identified ({type(exc).__name__}: {exc})"), \
-            caught, True
+            st.caught, True
+
+
+def _deidentified(anon: Anonymizer, source, name: str, st: _FileState):
+    """``(byte-path result, None)`` or ``(None, de-identified pydicom data set)``: a file
+    with a preamble goes through :mod:`._anonfast` unless it declines, then through
+    pydicom and :meth:`Anonymizer.dataset` (the same output bytes)."""
+    from .headers import open_dicom
+
+    with open_dicom(source) as (fp, _size, dicm):
+        st.looks_dicom = bool(dicm)
+        if dicm:
+            fast = _fast_path(anon, fp, name, st)
+            if fast is not None:
+                return fast, None
+            fp.seek(0)
+        ds = _read_dataset(fp, name, dicm)
+    if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
+        raise DicomToolsError(name, "not a DICOM file (no SOP Class/Instance UID)")
+    st.looks_dicom = True
+    if "DirectoryRecordSequence" in ds:
+        st.looks_dicom = False
+        raise DicomToolsError(name, "DICOMDIR index not copied")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            anon.dataset(ds, source=name)
+        except DicomToolsError as exc:
+            if "BurnedInAnnotation" in exc.reason:
+                st.looks_dicom = False  # skipped on request, not a failure
+            raise
+    st.caught = [str(x.message) for x in w if "BurnedInAnnotation" in str(x.message)]
+    return None, ds
+
+
+def _fast_path(anon: Anonymizer, fp, name: str, st: _FileState):
+    """(pieces, identifiers) from the byte path, or None when it declines the file."""
+    from ._anonfast import Decline, anonymize_bytes
+
+    try:
+        pieces, ids, caught = anonymize_bytes(anon, fp.read(), name)
+    except Decline as exc:
+        _log().debug("%s: de-identified through pydicom (%s)", name, exc)
+        return None
+    except DicomToolsError as exc:
+        if "BurnedInAnnotation" in exc.reason:
+            st.looks_dicom = False  # skipped on request, not a failure
+        raise
+    st.looks_dicom = True
+    st.caught = caught
+    return pieces, ids
+
+
+def _read_dataset(fp, name: str, dicm: bool):
+    """The whole data set through pydicom (deflate bombs refused)."""
+    from .headers import safe_dcmread
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = safe_dcmread(fp, name, force=not dicm)  # no deflate bombs
+            ds.get("SOPInstanceUID")  # parse now, inside the open file
+    except Exception as exc:  # noqa: BLE001 - pydicom raises anything on junk
+        raise DicomToolsError(name, f"not readable as DICOM ({exc})") from None
+    return ds
+
+
+def _log():
+    import logging
+
+    return logging.getLogger(__name__)

@@ -84,7 +84,6 @@ PENDING_DOCS = {
     "png",
     "series",
     "synthetic",
-    "vendor",
     "volume",
 }
 # GL08 no docstring; PR01 a parameter undocumented; PR02 a documented parameter that does not

@@ -27,7 +27,6 @@ PENDING_TYPES = {
     "png",
     "series",
     "synthetic",
-    "vendor",
     "volume",
 }
 PUBLIC = sorted(p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_"))

@@ -30,17 +30,14 @@ from .geometry import slice_normal
 from .sources import Source
 from .vendor import (
     _diffusion,
-    _ge_diffusion,
     _ge_pepolar,
-    _philips_diffusion,
     _philips_scale_slope,
     _siemens_coil,
-    _siemens_diffusion,
     _siemens_ice_echo,
-    _uih_diffusion,
     _uih_grid_layout,
     _uih_grid_positions,
     _uih_grid_slices,
+    read_diffusion,
 )
 
 __all__ = ["DEFLATED_UID", "DICOMDIR_UID", "MAX_DEFLATED_HEADER", "MAX_FRAMES", "MAX_POSITION_MM",
@@ -257,13 +254,7 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
         for f in frames:
             f.flip_rows, f.number_offset, f.coil = flip, offset, coil
         ss = _philips_scale_slope(ds)
-        b, g = _diffusion(ds, None, None)
-        for vendor in (_siemens_diffusion, _ge_diffusion, _philips_diffusion, _uih_diffusion):
-            if b is not None and g is not None:
-                break
-            vb, vg = vendor(ds)  # private tags fill what the standard ones lack
-            if vb is not None and (b is None or g is None):
-                b, g = (b if b is not None and vg is None else vb), (g if g is not None else vg)
+        b, g = read_diffusion(ds)
         per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
         shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
         shared = shared_seq[0] if shared_seq else None

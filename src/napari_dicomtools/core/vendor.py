@@ -10,19 +10,106 @@ them.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 from . import fastheader
-from ._values import _f, _floats, _group_item, _i, _text
+from ._values import DatasetLike, _f, _floats, _group_item, _i, _text
 
-# internal: read_header applies these; nothing here is public API
-__all__: list[str] = []
+__all__ = ["Diffusion", "read_diffusion"]
+
+#: a gradient direction (x, y, z), an LPS unit vector (or zero for a b=0 image)
+Vector3 = tuple[float, float, float]
 
 
-def _philips_scale_slope(ds) -> float | None:
+class Diffusion(NamedTuple):
+    """The diffusion weighting of an MR image.
+
+    Parameters
+    ----------
+    bvalue : float or None
+        The b-value (s/mm^2); None when the tags do not give it.
+    gradient : tuple of 3 float or None
+        The gradient direction, an LPS unit vector (zero for a b=0 image); None when the tags
+        do not give it.
+
+    Examples
+    --------
+    >>> b, g = Diffusion(1000.0, (0.0, 0.0, 1.0))
+    >>> b, g
+    (1000.0, (0.0, 0.0, 1.0))
+    """
+
+    bvalue: float | None
+    gradient: Vector3 | None
+
+
+_NONE = Diffusion(None, None)
+
+
+def read_diffusion(ds: DatasetLike) -> Diffusion:
+    """b-value and gradient direction of an MR image, as dcm2niix reads them.
+
+    The standard DiffusionBValue (0018,9087) and DiffusionGradientOrientation (0018,9089)
+    (top level or an enhanced MRDiffusionSequence), completed by what the vendors' private
+    tags give: Siemens (0019,100C)/(0019,100E), GE (0043,1039) and (0019,10BB-BD) (image
+    frame turned into LPS; the b-value scaled by a shortened gradient), Philips (2001,1003)
+    and (2005,10B0-B2), United Imaging (0065,1009)/(0065,1037). Absent, foreign or unreadable
+    tags give None, never an error.
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset or FastDataset
+        The image's data set (the per-frame values of an enhanced multi-frame file are read
+        by :func:`~napari_dicomtools.core.series.scan`, frame by frame).
+
+    Returns
+    -------
+    Diffusion
+        ``(bvalue, gradient)``, each None when no tag gives it.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset()
+    >>> ds.DiffusionBValue = 1000
+    >>> ds.DiffusionGradientOrientation = [0, 0, 1]
+    >>> read_diffusion(ds)
+    Diffusion(bvalue=1000.0, gradient=(0.0, 0.0, 1.0))
+
+    Siemens' private tags, when the standard ones are absent:
+
+    >>> ds = Dataset()
+    >>> ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    >>> ds.add_new(0x0019100C, "IS", "800")
+    >>> ds.add_new(0x0019100E, "FD", [0.0, 1.0, 0.0])
+    >>> read_diffusion(ds)
+    Diffusion(bvalue=800.0, gradient=(0.0, 1.0, 0.0))
+    >>> read_diffusion(Dataset())
+    Diffusion(bvalue=None, gradient=None)
+    """
+    b, g = _diffusion(ds, None, None)
+    for vendor in (_siemens_diffusion, _ge_diffusion, _philips_diffusion, _uih_diffusion):
+        if b is not None and g is not None:
+            break
+        vb, vg = vendor(ds)  # private tags fill what the standard ones lack
+        if vb is not None and (b is None or g is None):
+            b, g = (b if b is not None and vg is None else vb), (g if g is not None else vg)
+    return Diffusion(b, g)
+
+
+def _vector3(values: list[float] | None) -> Vector3 | None:
+    """Three floats as a gradient tuple (None stays None)."""
+    return None if not values else (values[0], values[1], values[2])
+
+
+def _philips_scale_slope(ds: DatasetLike) -> float | None:
     """Philips' private ScaleSlope (2005,100E) when its creator block says Philips."""
-
     if isinstance(ds, fastheader.FastDataset):
         creator, ss = ds.get_tag(0x20050010), ds.get_tag(0x2005100E)
     else:
@@ -39,7 +126,7 @@ def _philips_scale_slope(ds) -> float | None:
     return v if v and np.isfinite(v) else None
 
 
-def _private(ds, tag: int):
+def _private(ds: DatasetLike, tag: int) -> Any:
     """Raw value of a private tag from the fast or the pydicom data set (None if absent)."""
     if isinstance(ds, fastheader.FastDataset):
         return ds.get_tag(tag)
@@ -47,11 +134,11 @@ def _private(ds, tag: int):
     return None if e is None else e.value
 
 
-def _siemens_diffusion(ds):
+def _siemens_diffusion(ds: DatasetLike) -> Diffusion:
     """b-value and gradient (LPS) from Siemens' private (0019,100C)/(0019,100E)."""
     creator = _private(ds, 0x00190010)
     if not creator or "SIEMENS MR HEADER" not in str(creator).upper():
-        return None, None
+        return _NONE
     raw_b = _private(ds, 0x0019100C)
     if isinstance(raw_b, (bytes, bytearray)):
         raw_b = raw_b.decode("ascii", "replace").strip(" \x00")
@@ -59,11 +146,10 @@ def _siemens_diffusion(ds):
     g = _private(ds, 0x0019100E)
     if isinstance(g, (bytes, bytearray)) and len(g) == 24:
         g = list(np.frombuffer(g, "<f8"))
-    g = _floats(g, 3)
-    return b, (tuple(g) if g else None)
+    return Diffusion(b, _vector3(_floats(g, 3)))
 
 
-def _ge_pepolar(ds) -> tuple[bool, int]:
+def _ge_pepolar(ds: DatasetLike) -> tuple[bool, int]:
     """(rows reversed, series-number offset) of a GE ``epi_pepolar`` image, as dcm2niix.
 
     The pulse sequence name (0019,109C) ends in ``epi_pepolar`` and user data 12 (0019,10B3)
@@ -88,7 +174,7 @@ def _ge_pepolar(ds) -> tuple[bool, int]:
     return False, 0
 
 
-def _private_numbers(ds, tag: int) -> list[float] | None:
+def _private_numbers(ds: DatasetLike, tag: int) -> list[float] | None:
     """A private DS/IS/FL value as floats (text, binary or already decoded), or None."""
     v = _private(ds, tag)
     if v is None:
@@ -105,14 +191,15 @@ def _private_numbers(ds, tag: int) -> list[float] | None:
     return out if out and all(np.isfinite(out)) else None
 
 
-def _creator(ds, tag: int) -> str:
+def _creator(ds: DatasetLike, tag: int) -> str:
+    """The private creator text at ``tag`` (upper case, padding stripped; "" if absent)."""
     v = _private(ds, tag)
     if isinstance(v, (bytes, bytearray)):
         v = bytes(v).decode("ascii", "replace")
     return str(v or "").strip(" \x00").upper()
 
 
-def _ge_diffusion(ds):
+def _ge_diffusion(ds: DatasetLike) -> Diffusion:
     """b-value and gradient (LPS) from GE's private (0043,1039) and (0019,10BB-BD).
 
     GE stores the b-value plus a 10^9 bias in the first value of (0043,1039) and the gradient
@@ -121,21 +208,21 @@ def _ge_diffusion(ds):
     of length 0.03-0.97 scales the b-value by its squared length (rounded to 5 s/mm^2).
     """
     if "GEMS_PARM" not in _creator(ds, 0x00430010):
-        return None, None
+        return _NONE
     slop = _private_numbers(ds, 0x00431039)
     if not slop:
-        return None, None
+        return _NONE
     b = float(int(slop[0]) % 1000000000)
     if "GEMS_ACQU" not in _creator(ds, 0x00190010):
-        return b, None
-    v = [(_private_numbers(ds, t) or [None])[0] for t in (0x001910BB, 0x001910BC, 0x001910BD)]
+        return Diffusion(b, None)
+    g = _private_vector(ds, (0x001910BB, 0x001910BC, 0x001910BD))
     iop = _floats(ds.get("ImageOrientationPatient", None), 6)
-    if any(x is None for x in v) or iop is None:
-        return b, None
-    v = np.array(v, float)
+    if g is None or iop is None:
+        return Diffusion(b, None)
+    v = np.array(g, float)
     n = float(np.linalg.norm(v))
     if b <= 0 or n <= 1e-6:
-        return b, (0.0, 0.0, 0.0)
+        return Diffusion(b, (0.0, 0.0, 0.0))
     if 0.03 < n < 0.97:  # dcm2niix: b-value scaled by |g|^2, issue 163/245
         scaled = b * n * n
         b = 5.0 if 0 < scaled < 5 else float(int((scaled + 2.5) / 5) * 5)
@@ -149,24 +236,35 @@ def _ge_diffusion(ds):
     v = v * np.where(np.array(flip) == 1, -1.0, 1.0)
     v[1] = -v[1]
     v = -v  # image-frame components as dcm2niix has them before its own output flips
-    world = v[0] * row - v[1] * col + v[2] * normal
-    return b, tuple(float(x) for x in world / np.linalg.norm(world))
+    return Diffusion(b, _unit(v[0] * row - v[1] * col + v[2] * normal))
 
 
-def _philips_diffusion(ds):
+def _unit(world: npt.NDArray[np.float64]) -> Vector3:
+    """``world`` scaled to length 1, as a gradient tuple."""
+    x, y, z = (float(c) for c in world / np.linalg.norm(world))
+    return x, y, z
+
+
+def _private_vector(ds: DatasetLike, tags: tuple[int, int, int]) -> list[float] | None:
+    """The first number of each of three private tags, or None when one lacks it."""
+    v = [_private_numbers(ds, t) for t in tags]
+    return None if any(not x for x in v) else [x[0] for x in v if x]
+
+
+def _philips_diffusion(ds: DatasetLike) -> Diffusion:
     """b-value (2001,1003) and gradient (2005,10B0-B2, LPS) from Philips' private tags."""
     if "PHILIPS" not in _creator(ds, 0x20010010):
-        return None, None
+        return _NONE
     b = _private_numbers(ds, 0x20011003)
     if not b:
-        return None, None
+        return _NONE
     if "PHILIPS" not in _creator(ds, 0x20050010):
-        return b[0], None
-    g = [(_private_numbers(ds, t) or [None])[0] for t in (0x200510B0, 0x200510B1, 0x200510B2)]
-    return b[0], (None if any(x is None for x in g) else tuple(g))
+        return Diffusion(b[0], None)
+    return Diffusion(b[0], _vector3(_private_vector(ds, (0x200510B0, 0x200510B1, 0x200510B2))))
 
 
-def _diffusion(ds, shared, default):
+def _diffusion(ds: DatasetLike, shared: DatasetLike | None,
+               default: Diffusion | None) -> Diffusion:
     """(b-value, gradient direction) from the top level or an enhanced MRDiffusionSequence."""
     b = _f(ds.get("DiffusionBValue", None)) if hasattr(ds, "get") else None
     g = _floats(ds.get("DiffusionGradientOrientation", None), 3) if hasattr(ds, "get") \
@@ -182,10 +280,10 @@ def _diffusion(ds, shared, default):
             g = _floats(direc.get("DiffusionGradientOrientation", None), 3)
     if b is None and g is None and default is not None:
         return default
-    return b, (tuple(g) if g else None)
+    return Diffusion(b, _vector3(g))
 
 
-def _siemens_coil(ds) -> str | None:
+def _siemens_coil(ds: DatasetLike) -> str | None:
     """The receive coil of a Siemens image, as dcm2niix reads it: CoilString (0051,100F)
     (creator ``SIEMENS MR HEADER``: ``HEA;HEP`` for a combined image, one element such as
     ``H12`` for an uncombined one), else, on XA, the coil number that leads the ICE
@@ -207,7 +305,7 @@ def _siemens_coil(ds) -> str | None:
     return None
 
 
-def _siemens_ice_echo(per_frame) -> int | None:
+def _siemens_ice_echo(per_frame: Dataset | None) -> int | None:
     """Echo number of a Siemens XA enhanced frame: the second field of its ICE dimensions
     (0021,1106) ``X_2_1_...`` in the per-frame (0021,11FE) item, as dcm2niix reads it."""
     if per_frame is None or 0x002111FE not in per_frame:
@@ -251,7 +349,7 @@ def _siemens_ice_echo(per_frame) -> int | None:
 UIH_CREATOR = "IMAGE PRIVATE HEADER"
 
 
-def _uih_get(ds, offset: int):
+def _uih_get(ds: DatasetLike, offset: int) -> Any:
     """The value of UIH private element ``offset`` (0x50 for (0065,xx50)), or None."""
     # the fast parser knows which creators the file has: no probing of 240 blocks per file
     blocks = ds.private_blocks(0x0065) if isinstance(ds, fastheader.FastDataset) \
@@ -267,7 +365,7 @@ def _uih_get(ds, offset: int):
     return None
 
 
-def _uih_numbers(value, count: int) -> list[float] | None:
+def _uih_numbers(value: Any, count: int) -> list[float] | None:
     """``count`` finite floats from a DS/FD value (decoded, text or little-endian bytes)."""
     if value is None:
         return None
@@ -289,7 +387,7 @@ def _uih_numbers(value, count: int) -> list[float] | None:
     return out if len(out) == count and all(math.isfinite(x) for x in out) else None
 
 
-def _uih_grid_slices(ds) -> int:
+def _uih_grid_slices(ds: DatasetLike) -> int:
     """(0065,1050): how many slices a UIH grid file holds (0 when absent or unreadable)."""
     n = _uih_numbers(_uih_get(ds, 0x50), 1)
     return round(n[0]) if n and n[0] >= 1 else 0
@@ -313,7 +411,7 @@ def _uih_grid_layout(n: int, rows: int, columns: int) -> tuple[int, int, int] | 
     return rows // n_rows, columns // per_row, per_row
 
 
-def _uih_grid_positions(ds, n: int) -> list[np.ndarray] | None:
+def _uih_grid_positions(ds: DatasetLike, n: int) -> list[npt.NDArray[np.float64]] | None:
     """ImagePositionPatient of each of the ``n`` slices of a UIH grid, from the (0065,1051)
     MR VFrame Sequence (tile order), or None when the sequence does not give all of them."""
     seq = _uih_get(ds, 0x51)
@@ -335,21 +433,20 @@ def _uih_grid_positions(ds, n: int) -> list[np.ndarray] | None:
     return out
 
 
-def _uih_diffusion(ds):
+def _uih_diffusion(ds: DatasetLike) -> Diffusion:
     """b-value (0065,1009) and gradient (0065,1037) from UIH's private tags, the gradient
     turned from the image frame (row, column, row x column) into an LPS unit vector, as
     dcm2niix reads it (``siemensPhilipsCorrectBvecs``, UIH case); a zero gradient (the b=0
     volume) stays zero."""
     b = _uih_numbers(_uih_get(ds, 0x09), 1)
     if b is None:
-        return None, None
-    v = _uih_numbers(_uih_get(ds, 0x37), 3)
+        return _NONE
+    g = _uih_numbers(_uih_get(ds, 0x37), 3)
     iop = _floats(ds.get("ImageOrientationPatient", None), 6)
-    if v is None or iop is None:
-        return b[0], None
-    v = np.array(v)
+    if g is None or iop is None:
+        return Diffusion(b[0], None)
+    v = np.array(g)
     if float(np.linalg.norm(v)) <= 1e-6:
-        return b[0], (0.0, 0.0, 0.0)
+        return Diffusion(b[0], (0.0, 0.0, 0.0))
     row, col = np.array(iop[:3]), np.array(iop[3:])
-    world = v[0] * row + v[1] * col + v[2] * np.cross(row, col)
-    return b[0], tuple(float(x) for x in world / np.linalg.norm(world))
+    return Diffusion(b[0], _unit(v[0] * row + v[1] * col + v[2] * np.cross(row, col)))

@@ -78,7 +78,6 @@ def test_docstring_examples_run(name):
 PENDING_DOCS = {
     "anonymize",
     "batch",
-    "grid",
     "headers",
     "nifti",
     "png",

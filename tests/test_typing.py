@@ -21,7 +21,6 @@ CORE = ROOT / "src" / "napari_dicomtools" / "core"
 PENDING_TYPES = {
     "anonymize",
     "batch",
-    "grid",
     "headers",
     "nifti",
     "png",

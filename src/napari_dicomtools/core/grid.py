@@ -20,11 +20,15 @@ moved or rescaled is recognised and falls back to its own (then exact) display t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from . import geometry
+from .geometry import Floats
 
 __all__ = [
     "GRID_KEY", "Grid", "metric", "plane_spacing", "box_bounds", "resample_to_patient_axes",
@@ -39,7 +43,27 @@ GRID_KEY = "grid"
 _REVERSE = np.eye(4)[[2, 1, 0, 3]]
 
 
-def _close(a, b, tol: float = 1e-6) -> bool:
+class DisplayMetadata(TypedDict):
+    """How the reader's view was made from the original array (``Grid.display``)."""
+
+    axes: list[int]
+    flips: list[bool]
+    residual_deg: float
+
+
+class GridMetadata(TypedDict):
+    """A :class:`Grid` as plain lists, as stored in ``layer.metadata["grid"]``."""
+
+    index_to_lps: list[list[float]]
+    shape: list[int]
+    scale: list[float]
+    translate: list[float]
+    display: DisplayMetadata | None
+    residual_deg: float
+    acquisition_axis: int
+
+
+def _close(a: npt.ArrayLike, b: npt.ArrayLike, tol: float = 1e-6) -> bool:
     a = np.asarray(a, float)
     b = np.asarray(b, float)
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol))
@@ -49,40 +73,95 @@ def _close(a, b, tol: float = 1e-6) -> bool:
 class Grid:
     """The true geometry of the spatial part of a layer's data.
 
-    Attributes
+    Parameters
     ----------
     index_to_lps : numpy.ndarray, shape (4, 4)
         Homogeneous map from a data index ``(a0, a1, a2)`` of the layer's last three axes to
         LPS ``(x, y, z)`` mm.
     shape : tuple of int
         The spatial shape (last three axes) the grid describes.
-    scale, translate : tuple of float
-        The display transform (napari world ``(z, y, x)`` LPS mm) the layer is shown with.
+    scale : tuple of float
+        The display scale (napari world ``(z, y, x)``, mm per index step) the layer is shown
+        with.
+    translate : tuple of float
+        The display translate (napari world ``(z, y, x)`` LPS mm) the layer is shown with.
     display : DisplayTransform or None
         When the layer data is the reader's view of an original ``(slice, row, column)``
         array: how to undo it (NIfTI is written on the original grid, as ``convert`` does).
+
+    See Also
+    --------
+    napari_dicomtools.core.geometry.display_transform : the view the reader shows.
+
+    Examples
+    --------
+    An axial series of 3 slices 2.5 mm apart, 4 rows and 5 columns of 0.5 mm, seen by the
+    reader in its acquisition plane:
+
+    >>> import numpy as np
+    >>> direction = [[0, 0, 1], [0, 1, 0], [1, 0, 0]]  # columns: slice, row, column (LPS)
+    >>> g = Grid.for_volume((2.5, 0.5, 0.5), (-10.0, 20.0, 30.0), direction, (3, 4, 5))
+    >>> g.shape, g.scale
+    ((3, 4, 5), (2.5, 0.5, 0.5))
+    >>> g.lps([1, 0, 2]).tolist()  # slice 1, row 0, column 2: LPS (x, y, z) mm
+    [-9.0, 20.0, 32.5]
+    >>> round(g.voxel_volume_mm3, 3), g.residual_deg
+    (0.625, 0.0)
     """
 
-    index_to_lps: np.ndarray
-    shape: tuple
-    scale: tuple
-    translate: tuple
+    index_to_lps: Floats
+    shape: tuple[int, ...]
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
     display: geometry.DisplayTransform | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def for_volume(cls, spacing, origin, direction, shape) -> Grid:
-        """The grid of the reader's axis-aligned view of a ``(slice, row, column)`` array."""
-        shape = tuple(int(n) for n in shape[:3])
-        dt = geometry.display_transform(spacing, origin, direction, shape)
+    def for_volume(cls, spacing: npt.ArrayLike, origin: npt.ArrayLike,
+                   direction: npt.ArrayLike, shape: Sequence[int]) -> Grid:
+        """The grid of the reader's axis-aligned view of a ``(slice, row, column)`` array.
+
+        Parameters
+        ----------
+        spacing : sequence of 3 float
+            ``(slice, row, column)`` spacing in mm.
+        origin : sequence of 3 float
+            LPS position (mm) of the centre of voxel (0, 0, 0).
+        direction : array_like, shape (3, 3)
+            Columns are the unit LPS vectors of the ``(slice, row, column)`` axes.
+        shape : sequence of int
+            The array shape (its first three axes are used).
+
+        Returns
+        -------
+        Grid
+            The grid of the view :func:`~napari_dicomtools.core.geometry.display_transform`
+            makes of that array.
+        """
+        shape3 = tuple(int(n) for n in shape[:3])
+        dt = geometry.display_transform(spacing, origin, direction, shape3)
         orig_to_lps = geometry.affine_lps(spacing, origin, direction) @ _REVERSE
-        view_shape = tuple(shape[k] for k in dt.axes)
+        view_shape = tuple(shape3[k] for k in dt.axes)
         q = _original_from_view(dt, view_shape)
         return cls(orig_to_lps @ q, view_shape, tuple(dt.scale), tuple(dt.translate), dt)
 
     @classmethod
-    def axis_aligned(cls, scale, translate, shape) -> Grid:
-        """The grid of a layer that *is* what napari shows: world ``(z, y, x)`` LPS mm."""
+    def axis_aligned(cls, scale: npt.ArrayLike, translate: npt.ArrayLike,
+                     shape: Sequence[int]) -> Grid:
+        """The grid of a layer that *is* what napari shows: world ``(z, y, x)`` LPS mm.
+
+        Parameters
+        ----------
+        scale, translate : sequence of float
+            The layer's scale and translate (the last three values are used).
+        shape : sequence of int
+            The layer's data shape (the last three values are used).
+
+        Returns
+        -------
+        Grid
+            A grid without a display transform.
+        """
         sc = np.asarray(scale, float)[-3:]
         tr = np.asarray(translate, float)[-3:]
         m = np.zeros((4, 4))
@@ -93,13 +172,30 @@ class Grid:
         return cls(m, tuple(int(n) for n in shape[-3:]), tuple(sc), tuple(tr), None)
 
     @classmethod
-    def from_metadata(cls, metadata, shape, scale, translate) -> Grid | None:
-        """The stored grid if it still belongs to this data and display transform, else None."""
-        g = (metadata or {}).get(GRID_KEY)
+    def from_metadata(cls, metadata: Mapping[str, Any] | None, shape: Sequence[int],
+                      scale: npt.ArrayLike, translate: npt.ArrayLike) -> Grid | None:
+        """The stored grid if it still belongs to this data and display transform, else None.
+
+        Parameters
+        ----------
+        metadata : mapping or None
+            A layer's metadata; its ``"grid"`` entry is a :class:`GridMetadata`.
+        shape : sequence of int
+            The layer's data shape (the last three values are compared).
+        scale, translate : sequence of float
+            The layer's current scale and translate (compared with the stored ones).
+
+        Returns
+        -------
+        Grid or None
+            None when there is no stored grid or the layer was since moved, rescaled or
+            reshaped.
+        """
+        g: GridMetadata | None = (metadata or {}).get(GRID_KEY)
         if not g:
             return None
-        shape = tuple(int(n) for n in shape[-3:])
-        if tuple(g["shape"]) != shape or not _close(np.asarray(scale, float)[-3:], g["scale"]) \
+        shape3 = tuple(int(n) for n in shape[-3:])
+        if tuple(g["shape"]) != shape3 or not _close(np.asarray(scale, float)[-3:], g["scale"]) \
                 or not _close(np.asarray(translate, float)[-3:], g["translate"]):
             return None
         disp = g.get("display")
@@ -108,47 +204,90 @@ class Grid:
             dt = geometry.DisplayTransform(tuple(disp["axes"]), tuple(disp["flips"]),
                                            tuple(g["scale"]), tuple(g["translate"]),
                                            float(disp.get("residual_deg", 0.0)))
-        return cls(np.asarray(g["index_to_lps"], float), shape, tuple(g["scale"]),
+        return cls(np.asarray(g["index_to_lps"], float), shape3, tuple(g["scale"]),
                    tuple(g["translate"]), dt)
 
     @classmethod
-    def of_layer(cls, shape, scale, translate, metadata=None) -> Grid:
-        """A layer's grid: the stored truth when it still applies, else its display grid."""
+    def of_layer(cls, shape: Sequence[int], scale: npt.ArrayLike, translate: npt.ArrayLike,
+                 metadata: Mapping[str, Any] | None = None) -> Grid:
+        """A layer's grid: the stored truth when it still applies, else its display grid.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            The layer's data shape (at least 3 axes; spatial axes last).
+        scale, translate : sequence of float
+            The layer's scale and translate.
+        metadata : mapping, optional
+            The layer's metadata (its ``"grid"`` entry, when the reader made the layer).
+
+        Returns
+        -------
+        Grid
+            The stored grid (:meth:`from_metadata`), else :meth:`axis_aligned`.
+
+        Raises
+        ------
+        ValueError
+            When ``shape`` has fewer than 3 axes.
+        """
         if len(shape) < 3:
             raise ValueError(f"a grid needs 3 spatial axes, got shape {tuple(shape)}")
         g = cls.from_metadata(metadata, shape, scale, translate)
         return g if g is not None else cls.axis_aligned(scale, translate, shape)
 
-    def to_metadata(self) -> dict:
-        """Plain lists for ``layer.metadata["grid"]``."""
-        out = {"index_to_lps": self.index_to_lps.tolist(),
-               "shape": [int(n) for n in self.shape],
-               "scale": [float(v) for v in self.scale],
-               "translate": [float(v) for v in self.translate],
-               "display": None,
-               "residual_deg": self.residual_deg,
-               "acquisition_axis": self.acquisition_axis}
-        if self.display is not None:
-            out["display"] = {"axes": list(self.display.axes),
-                              "flips": [bool(f) for f in self.display.flips],
-                              "residual_deg": float(self.display.residual_deg)}
-        return out
+    def to_metadata(self) -> GridMetadata:
+        """Plain lists for ``layer.metadata["grid"]``.
 
-    def derive(self, shape, scale, translate) -> Grid:
-        """The grid of a new layer on a different display grid of the same world (a crop moves
-        ``translate``, a resize changes ``scale`` and ``shape``): the truth is composed with
-        the change of display grid, so an oblique source stays oblique."""
-        shape = tuple(int(n) for n in shape[-3:])
+        Returns
+        -------
+        GridMetadata
+            What :meth:`from_metadata` reads back.
+        """
+        display: DisplayMetadata | None = None
+        if self.display is not None:
+            display = {"axes": list(self.display.axes),
+                       "flips": [bool(f) for f in self.display.flips],
+                       "residual_deg": float(self.display.residual_deg)}
+        return {"index_to_lps": self.index_to_lps.tolist(),
+                "shape": [int(n) for n in self.shape],
+                "scale": [float(v) for v in self.scale],
+                "translate": [float(v) for v in self.translate],
+                "display": display,
+                "residual_deg": self.residual_deg,
+                "acquisition_axis": self.acquisition_axis}
+
+    def derive(self, shape: Sequence[int], scale: npt.ArrayLike,
+               translate: npt.ArrayLike) -> Grid:
+        """The grid of a new layer on a different display grid of the same world.
+
+        A crop moves ``translate``, a resize changes ``scale`` and ``shape``: the truth is
+        composed with the change of display grid, so an oblique source stays oblique.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            The new layer's data shape (the last three values are used).
+        scale, translate : sequence of float
+            The new layer's scale and translate.
+
+        Returns
+        -------
+        Grid
+            ``self`` when nothing changed, else the composed grid (without a display
+            transform).
+        """
+        shape3 = tuple(int(n) for n in shape[-3:])
         sc = np.asarray(scale, float)[-3:]
         tr = np.asarray(translate, float)[-3:]
-        if shape == tuple(self.shape) and _close(sc, self.scale) and _close(tr, self.translate):
+        if shape3 == tuple(self.shape) and _close(sc, self.scale) and _close(tr, self.translate):
             return self
         old_sc = np.asarray(self.scale, float)
         old_tr = np.asarray(self.translate, float)
         m = np.eye(4)  # new data index -> old data index, through the display world
         m[:3, :3] = np.diag(sc / old_sc)
         m[:3, 3] = (tr - old_tr) / old_sc
-        return Grid(self.index_to_lps @ m, shape, tuple(sc), tuple(tr), None)
+        return Grid(self.index_to_lps @ m, shape3, tuple(sc), tuple(tr), None)
 
     # ------------------------------------------------------------------ what it tells
     @property
@@ -179,13 +318,14 @@ class Grid:
         return int(list(self.display.axes).index(0))
 
     @property
-    def linear(self) -> np.ndarray:
+    def linear(self) -> Floats:
         """``(3, 3)`` mm vector of one index step along each data axis (columns): the
         metric the core's ``spacing=`` arguments accept (see :func:`metric`)."""
-        return self.index_to_lps[:3, :3].copy()
+        out: Floats = self.index_to_lps[:3, :3].copy()
+        return out
 
     @property
-    def plane_spacing_mm(self) -> np.ndarray:
+    def plane_spacing_mm(self) -> Floats:
         """True distance (mm) between consecutive planes of constant index along each data
         axis: the slice spacing for the slice axis of a gantry-tilted series, not the
         (longer) step between its slice origins (see :func:`plane_spacing`)."""
@@ -197,53 +337,152 @@ class Grid:
         return float(abs(np.linalg.det(self.index_to_lps[:3, :3])))
 
     def pixel_area_mm2(self, normal_axis: int) -> float:
-        """Area of one pixel in the plane of the two data axes other than ``normal_axis``."""
+        """Area of one pixel in the plane of the two data axes other than ``normal_axis``.
+
+        Parameters
+        ----------
+        normal_axis : int
+            The data axis (0, 1 or 2) normal to the plane.
+
+        Returns
+        -------
+        float
+            mm^2, in the true (possibly oblique or sheared) plane.
+        """
         a, b = (k for k in range(3) if k != normal_axis)
         return float(np.linalg.norm(np.cross(self.index_to_lps[:3, a],
                                              self.index_to_lps[:3, b])))
 
-    def lps(self, index) -> np.ndarray:
-        """LPS mm of data indices (``(..., 3)``, fractional allowed)."""
-        idx = np.asarray(index, float)
-        return idx @ self.index_to_lps[:3, :3].T + self.index_to_lps[:3, 3]
+    def lps(self, index: npt.ArrayLike) -> Floats:
+        """LPS mm of data indices.
 
-    def index(self, lps) -> np.ndarray:
-        """Fractional data indices of LPS points (``(..., 3)``)."""
+        Parameters
+        ----------
+        index : array_like, shape (..., 3)
+            Data indices (fractional allowed).
+
+        Returns
+        -------
+        numpy.ndarray, shape (..., 3)
+            LPS ``(x, y, z)`` mm.
+        """
+        idx = np.asarray(index, float)
+        out: Floats = idx @ self.index_to_lps[:3, :3].T + self.index_to_lps[:3, 3]
+        return out
+
+    def index(self, lps: npt.ArrayLike) -> Floats:
+        """Fractional data indices of LPS points.
+
+        Parameters
+        ----------
+        lps : array_like, shape (..., 3)
+            LPS ``(x, y, z)`` mm.
+
+        Returns
+        -------
+        numpy.ndarray, shape (..., 3)
+            Fractional data indices.
+        """
         inv = np.linalg.inv(self.index_to_lps)
         p = np.asarray(lps, float)
-        return p @ inv[:3, :3].T + inv[:3, 3]
+        out: Floats = p @ inv[:3, :3].T + inv[:3, 3]
+        return out
 
-    def box_lps(self, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-        """LPS axis-aligned bounds of the voxel box ``[lo, hi)`` (outer voxel faces)."""
+    def box_lps(self, lo: npt.ArrayLike, hi: npt.ArrayLike) -> tuple[Floats, Floats]:
+        """LPS axis-aligned bounds of the voxel box ``[lo, hi)`` (outer voxel faces).
+
+        Parameters
+        ----------
+        lo, hi : array_like, shape (3,)
+            First and one-past-last data index of the box.
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            Smallest and largest LPS ``(x, y, z)`` mm (see :func:`box_bounds`).
+        """
         return box_bounds(self.index_to_lps, lo, hi)
 
-    def original_index(self, index) -> np.ndarray | None:
-        """``(slice, row, column)`` index in the original array, when the data is a view."""
+    def original_index(self, index: npt.ArrayLike) -> Floats | None:
+        """``(slice, row, column)`` index in the original array, when the data is a view.
+
+        Parameters
+        ----------
+        index : array_like, shape (..., 3)
+            Data indices of the layer.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            None when the layer is not the reader's view of an original array.
+        """
         if self.display is None:
             return None
         q = _original_from_view(self.display, self.shape)
-        return np.asarray(index, float) @ q[:3, :3].T + q[:3, 3]
+        out: Floats = np.asarray(index, float) @ q[:3, :3].T + q[:3, 3]
+        return out
 
     # ------------------------------------------------------------------ writing
-    def nifti(self, data, leading: int = 0):
-        """``(array, affine_ras)`` to write as NIfTI: the original ``(slice, row, column)``
-        array and its affine when the data is the reader's view (so image and labels land on
-        exactly the grid ``convert`` writes), else the data as it is with the true affine."""
+    def nifti(self, data: Any, leading: int = 0) -> tuple[Any, Floats]:
+        """``(array, affine_ras)`` to write as NIfTI.
+
+        The original ``(slice, row, column)`` array and its affine when the data is the
+        reader's view (so image and labels land on exactly the grid ``convert`` writes), else
+        the data as it is with the true affine.
+
+        Parameters
+        ----------
+        data : numpy.ndarray or dask.array.Array
+            Layer data, spatial axes last.
+        leading : int
+            Number of leading non-spatial axes (e.g. 1 for time).
+
+        Returns
+        -------
+        (array, numpy.ndarray)
+            The array to write (a view of ``data``, same type) and its 4x4 RAS affine
+            (index ``(i, j, k)`` = ``(column, row, slice)``).
+        """
         if self.display is not None:
             arr = self.display.invert(data, leading=leading)
             view_from_original = np.linalg.inv(_original_from_view(self.display, self.shape))
             orig_idx_to_lps = self.index_to_lps @ view_from_original
-            return arr, geometry.LPS_TO_RAS @ orig_idx_to_lps @ _REVERSE
-        return data, geometry.LPS_TO_RAS @ self.index_to_lps @ _REVERSE
+            affine: Floats = geometry.LPS_TO_RAS @ orig_idx_to_lps @ _REVERSE
+            return arr, affine
+        affine = geometry.LPS_TO_RAS @ self.index_to_lps @ _REVERSE
+        return data, affine
 
 
-def metric(spacing, ndim: int) -> np.ndarray:
+def metric(spacing: npt.ArrayLike | None, ndim: int) -> Floats:
     """The ``(ndim, ndim)`` index-step -> mm map of a ``spacing=`` argument.
 
-    ``spacing`` is either one voxel size per axis (mm; an axis-aligned grid) or a square
-    matrix whose column ``k`` is the mm vector of one step along array axis ``k``
-    (:attr:`Grid.linear`, for oblique or sheared grids); None means 1 mm voxels. Raises
-    ValueError when it does not fit ``ndim`` axes or is degenerate."""
+    Parameters
+    ----------
+    spacing : float, sequence of float, array_like of shape (ndim, ndim), or None
+        Either one voxel size per axis (mm; an axis-aligned grid; the last ``ndim`` values
+        are used) or a square matrix whose column ``k`` is the mm vector of one step along
+        array axis ``k`` (:attr:`Grid.linear`, for oblique or sheared grids); None means
+        1 mm voxels.
+    ndim : int
+        Number of array axes.
+
+    Returns
+    -------
+    numpy.ndarray, shape (ndim, ndim)
+        Column ``k``: the mm vector of one index step along axis ``k``.
+
+    Raises
+    ------
+    ValueError
+        When ``spacing`` does not fit ``ndim`` axes, is not positive or is degenerate.
+
+    Examples
+    --------
+    >>> metric((2.5, 0.5, 0.5), 3).diagonal().tolist()
+    [2.5, 0.5, 0.5]
+    >>> metric(None, 2).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     if spacing is None:
         return np.eye(ndim)
     sp = np.asarray(spacing, float)
@@ -258,22 +497,48 @@ def metric(spacing, ndim: int) -> np.ndarray:
     return np.diag(sp)
 
 
-def plane_spacing(linear, axes=None) -> np.ndarray:
-    """Distance (mm) between consecutive index planes (lines, in 2D) along each of ``axes``
-    (default all), within the space those axes span.
+def plane_spacing(linear: npt.ArrayLike, axes: Sequence[int] | None = None) -> Floats:
+    """Distance (mm) between consecutive index planes along each of ``axes``.
 
-    For an orthogonal grid this is the voxel size; for a sheared one (gantry tilt) it is
-    shorter than the step between voxel centres. A per-axis size in index units,
-    ``ceil(mm / plane_spacing)``, covers at least ``mm`` perpendicular to every face, and a
-    separable Gaussian with ``sigma_mm / plane_spacing`` has the per-axis variances of the
-    true isotropic one."""
+    Measured within the space those axes span (lines, in 2D). For an orthogonal grid this is
+    the voxel size; for a sheared one (gantry tilt) it is shorter than the step between voxel
+    centres. A per-axis size in index units, ``ceil(mm / plane_spacing)``, covers at least
+    ``mm`` perpendicular to every face, and a separable Gaussian with
+    ``sigma_mm / plane_spacing`` has the per-axis variances of the true isotropic one.
+
+    Parameters
+    ----------
+    linear : array_like, shape (3, n)
+        Column ``k``: the mm vector of one index step along axis ``k`` (:func:`metric`,
+        :attr:`Grid.linear`).
+    axes : sequence of int, optional
+        The axes to measure (default all).
+
+    Returns
+    -------
+    numpy.ndarray
+        One distance (mm) per axis of ``axes``.
+
+    Examples
+    --------
+    A gantry tilt of 30 degrees: 2 mm between slice origins, 2 cos(30) mm between the slice
+    planes; the planes of constant row index are tilted too (cos(30) mm apart).
+
+    >>> import numpy as np
+    >>> tilt = np.radians(30)
+    >>> linear = [[1, 0, 0], [0, 1, 2 * np.sin(tilt)], [0, 0, 2 * np.cos(tilt)]]
+    >>> plane_spacing(linear).round(3).tolist()
+    [1.0, 0.866, 1.732]
+    """
     m = np.asarray(linear, float)
     cols = list(range(m.shape[1])) if axes is None else list(axes)
     rows = np.linalg.pinv(m[:, cols])
-    return 1.0 / np.linalg.norm(rows, axis=1)
+    out: Floats = 1.0 / np.linalg.norm(rows, axis=1)
+    return out
 
 
-def _original_from_view(display: geometry.DisplayTransform, view_shape) -> np.ndarray:
+def _original_from_view(display: geometry.DisplayTransform,
+                        view_shape: Sequence[int]) -> Floats:
     """Homogeneous map from a view index to the original ``(slice, row, column)`` index:
     ``orig[axes[w]] = v[w]``, or ``n - 1 - v[w]`` along a flipped axis."""
     q = np.zeros((4, 4))
@@ -287,19 +552,41 @@ def _original_from_view(display: geometry.DisplayTransform, view_shape) -> np.nd
     return q
 
 
-def box_bounds(index_to_lps, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-    """LPS axis-aligned bounds of the voxel box ``[lo, hi)`` (outer voxel faces) under a
-    4x4 index -> LPS affine."""
-    lo = np.asarray(lo, float) - 0.5
-    hi = np.asarray(hi, float) - 0.5
-    corners = np.array([[(lo, hi)[b >> k & 1][k] for k in range(3)] for b in range(8)])
+def box_bounds(index_to_lps: npt.ArrayLike, lo: npt.ArrayLike,
+               hi: npt.ArrayLike) -> tuple[Floats, Floats]:
+    """LPS axis-aligned bounds of the voxel box ``[lo, hi)`` (outer voxel faces).
+
+    Parameters
+    ----------
+    index_to_lps : array_like, shape (4, 4)
+        Index -> LPS mm affine (voxel centres at integer indices).
+    lo, hi : array_like, shape (3,)
+        First and one-past-last index of the box along each axis.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Smallest and largest LPS ``(x, y, z)`` mm over the box's eight outer corners.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lo, hi = box_bounds(np.diag([2.0, 1.0, 1.0, 1.0]), (0, 0, 0), (2, 3, 4))
+    >>> lo.tolist(), hi.tolist()
+    ([-1.0, -0.5, -0.5], [3.0, 2.5, 3.5])
+    """
+    lo_ = np.asarray(lo, float) - 0.5
+    hi_ = np.asarray(hi, float) - 0.5
+    corners = np.array([[(lo_, hi_)[b >> k & 1][k] for k in range(3)] for b in range(8)])
     a = np.asarray(index_to_lps, float)
     p = corners @ a[:3, :3].T + a[:3, 3]
     return p.min(axis=0), p.max(axis=0)
 
 
-def resample_to_patient_axes(data, grid: Grid, spacing=None, *, order: int = 1,
-                             cval: float | None = None, leading: int = 0):
+def resample_to_patient_axes(data: npt.ArrayLike, grid: Grid,
+                             spacing: npt.ArrayLike | None = None, *, order: int = 1,
+                             cval: float | None = None,
+                             leading: int = 0) -> tuple[npt.NDArray[Any], Grid]:
     """Resample layer data onto an exact patient-axis grid (world ``(z, y, x)`` LPS mm).
 
     The output covers the whole true extent of ``data`` (every voxel corner) on axes aligned
@@ -319,12 +606,31 @@ def resample_to_patient_axes(data, grid: Grid, spacing=None, *, order: int = 1,
         Spline order: 0 for labels, 1 (default) linear, 3 cubic.
     cval : float, optional
         Value outside the acquired volume; default the data minimum (air for CT).
+    leading : int
+        Number of leading non-spatial axes of ``data``, each resampled alike.
 
     Returns
     -------
     (numpy.ndarray, Grid)
         The resampled array (same dtype) and its axis-aligned grid (``scale``/``translate``
         for the napari layer).
+
+    Raises
+    ------
+    ValueError
+        When ``spacing`` is not positive.
+
+    Examples
+    --------
+    A 4 x 4 x 4 block tilted by 10 degrees about the x axis, resampled to 1 mm patient axes:
+
+    >>> import numpy as np
+    >>> c, s = np.cos(np.radians(10)), np.sin(np.radians(10))
+    >>> affine = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    >>> grid = Grid(affine[[2, 1, 0, 3]], (4, 4, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    >>> out, out_grid = resample_to_patient_axes(np.ones((4, 4, 4), np.int16), grid, order=0)
+    >>> out.dtype, out.shape, out_grid.residual_deg
+    (dtype('int16'), (5, 5, 4), 0.0)
     """
     from scipy import ndimage
 

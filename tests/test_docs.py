@@ -80,7 +80,6 @@ PENDING_DOCS = {
     "batch",
     "headers",
     "nifti",
-    "png",
     "series",
     "synthetic",
     "volume",

@@ -23,7 +23,6 @@ PENDING_TYPES = {
     "batch",
     "headers",
     "nifti",
-    "png",
     "series",
     "synthetic",
     "volume",

@@ -1,24 +1,62 @@
 """PNG writers: windowed 8-bit slices with square pixels, annotations burned in; window presets.
 
-Outputs go through :func:`~.safety.atomic_output` (never silently overwritten, never
-half-written).
+Outputs go through :func:`~napari_dicomtools.core.safety.atomic_output` (never silently
+overwritten, never half-written).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from . import geometry
 from .errors import DicomToolsError
+from .geometry import Floats
 from .safety import NAME_MAX, _reason, atomic_output, fit_name
 
-__all__ = ["AXES", "WINDOW_PRESETS", "apply_window", "canonical_view", "export_annotated",
-           "export_png", "render_plane", "resolve_window", "slice_plane", "write_png"]
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+    from .volume import Volume
+
+__all__ = ["AXES", "WINDOW_PRESETS", "Annotation", "apply_window", "export_annotated",
+           "export_png", "resolve_window", "write_png"]
+
+#: an 8-bit image: ``(H, W)`` grey or ``(H, W, 3)`` RGB
+UInt8Image = npt.NDArray[np.uint8]
+#: maps ``(..., 3)`` world ``(z, y, x)`` index points to (row, column) pixel coordinates
+ToPixel = Callable[[Floats], tuple[Floats, Floats]]
+
+
+class _AnnotationVertices(TypedDict):
+    vertices: npt.ArrayLike
+
+
+class Annotation(_AnnotationVertices, total=False):
+    """A shape to burn into a PNG (``export_annotated``'s ``shapes``), as a plain dict.
+
+    Keys: ``vertices`` (required; ``(n, 2)`` or ``(n, 3)`` points), ``type`` (``"rectangle"``,
+    ``"polygon"`` (default), ``"path"``, ``"line"`` or ``"ellipse"``), ``color`` (``(r, g,
+    b)`` 0-255, default yellow) and ``label`` (text written beside it).
+
+    Examples
+    --------
+    >>> roi: Annotation = {"vertices": [[10, 10], [10, 30], [30, 30]], "label": "ROI 1"}
+    >>> roi.get("type", "polygon")
+    'polygon'
+    """
+
+    type: str
+    color: Sequence[int]
+    label: str | None
+
 
 #: (center, width) in HU, the usual radiology presets
-WINDOW_PRESETS = {
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),
     "subdural": (75.0, 215.0),
     "stroke": (40.0, 40.0),
@@ -30,13 +68,36 @@ WINDOW_PRESETS = {
     "bone": (400.0, 1800.0),
 }
 
+#: the patient planes :func:`export_png` writes
 AXES = ("axial", "coronal", "sagittal")
 
 
-def apply_window(arr, center: float, width: float) -> np.ndarray:
+def apply_window(arr: npt.ArrayLike, center: float, width: float) -> UInt8Image:
     """8-bit display values with DICOM's linear VOI function (PS3.3 C.11.2.1.2.1).
 
     ``x <= c - 0.5 - (w-1)/2`` -> 0, ``x > c - 0.5 + (w-1)/2`` -> 255, linear between.
+
+    Parameters
+    ----------
+    arr : array_like
+        Values in output units (HU for CT).
+    center, width : float
+        Window center and width (WindowCenter (0028,1050), WindowWidth (0028,1051)).
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+        Same shape as ``arr``.
+
+    Raises
+    ------
+    ValueError
+        When ``width`` is below 1.
+
+    Examples
+    --------
+    >>> apply_window([-1000, 40, 1000], 40, 400).tolist()
+    [0, 128, 255]
     """
     if width < 1:
         raise ValueError(f"window width must be >= 1, got {width}")
@@ -45,10 +106,40 @@ def apply_window(arr, center: float, width: float) -> np.ndarray:
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
-def resolve_window(volume_or_window=None, *, window=None, preset: str | None = None,
-                   data=None) -> tuple[float, float]:
-    """The window to use: explicit ``(center, width)``, a preset name, the DICOM window of the
-    volume, or the 0.5-99.5 percentile range of ``data``."""
+def resolve_window(volume_or_window: Volume | None = None, *,
+                   window: Sequence[float] | None = None, preset: str | None = None,
+                   data: npt.ArrayLike | None = None) -> tuple[float, float]:
+    """The window to use, in this order: an explicit ``window``, a ``preset`` name, the DICOM
+    window of the volume, the 0.5-99.5 percentile range of ``data`` (or of the volume).
+
+    Parameters
+    ----------
+    volume_or_window : Volume, optional
+        A volume whose DICOM window (WindowCenter/WindowWidth) or values are used.
+    window : (float, float), optional
+        ``(center, width)`` in output units.
+    preset : str, optional
+        A name of :data:`WINDOW_PRESETS` (case, spaces and hyphens ignored).
+    data : array_like, optional
+        Values whose percentile range is the window when nothing else gives one.
+
+    Returns
+    -------
+    (float, float)
+        ``(center, width)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset.
+
+    Examples
+    --------
+    >>> resolve_window(preset="Soft tissue")
+    (40.0, 400.0)
+    >>> resolve_window(data=[0, 100, 200])
+    (100.0, 198.0)
+    """
     if window is not None:
         c, w = (float(v) for v in window)
         return c, w
@@ -58,24 +149,29 @@ def resolve_window(volume_or_window=None, *, window=None, preset: str | None = N
             raise ValueError(f"unknown window preset {preset!r}; choose from "
                              f"{', '.join(WINDOW_PRESETS)}")
         return WINDOW_PRESETS[key]
-    w = getattr(volume_or_window, "window", None)
-    if w:
-        return float(w[0]), float(w[1])
+    dicom_window = getattr(volume_or_window, "window", None)
+    if dicom_window:
+        return float(dicom_window[0]), float(dicom_window[1])
     if data is None:
+        if volume_or_window is None:
+            raise ValueError("no window, preset, volume or data to take a window from")
         data = np.asarray(volume_or_window.array)
     lo, hi = np.percentile(np.asarray(data), [0.5, 99.5])
     return float((lo + hi) / 2), float(max(hi - lo, 1.0))
 
 
-def canonical_view(array, spacing, origin, direction, leading: int = 0):
-    """``(z, y, x)`` LPS-ordered view (no copy), its spacing and world origin (napari's
-    display grid)."""
-    shape = array.shape[leading:leading + 3]
+def _canonical_view(array: Any, spacing: npt.ArrayLike, origin: npt.ArrayLike,
+                    direction: npt.ArrayLike, leading: int = 0) -> tuple[Any, Floats, Floats]:
+    """``(z, y, x)`` LPS-ordered view (no copy) of a numpy or dask ``array``, its spacing and
+    world origin (napari's display grid)."""
+    shape = tuple(array.shape[leading:leading + 3])
     dt = geometry.display_transform(spacing, origin, direction, shape)
-    return dt.apply(array, leading=leading), np.asarray(dt.scale), np.asarray(dt.translate)
+    return (dt.apply(array, leading=leading), np.asarray(dt.scale, float),
+            np.asarray(dt.translate, float))
 
 
-def slice_plane(view, scale, axis: str, index: int):
+def _slice_plane(view: Any, scale: Floats, axis: str,
+                 index: int) -> tuple[Any, tuple[float, float], ToPixel]:
     """One plane of a ``(z, y, x)`` view as displayed by radiologists.
 
     Returns ``(image, (row_mm, col_mm), to_pixel)`` where ``to_pixel(world_zyx)`` maps world
@@ -100,8 +196,9 @@ _PALETTE = [(255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120), (255,
             (255, 150, 50), (0, 255, 200), (180, 120, 255)]
 
 
-def render_plane(image2d, pixel_mm, window, *, shapes=(), labels2d=None, to_pixel=None,
-                 rgb: bool = False, upsample_only: bool = True):
+def _render_plane(image2d: npt.ArrayLike, pixel_mm: Sequence[float],
+                  window: tuple[float, float] | None, *, shapes: Iterable[Annotation] = (),
+                  labels2d: npt.ArrayLike | None = None, rgb: bool = False) -> UInt8Image:
     """Window a plane, resample to square pixels, and burn in annotations.
 
     Parameters
@@ -111,11 +208,14 @@ def render_plane(image2d, pixel_mm, window, *, shapes=(), labels2d=None, to_pixe
     pixel_mm : (float, float)
         Row and column spacing; the image is resized so a pixel is square (the smaller
         spacing is kept, the other axis stretched).
-    shapes : iterable of dict
-        ``{"type": "rectangle"|"polygon"|"path"|"line"|"ellipse", "vertices": (n, 2) pixel
-        coordinates (row, column) of this plane, "color": (r, g, b), "label": str}``.
+    window : (float, float) or None
+        ``(center, width)``; None for RGB.
+    shapes : iterable of Annotation
+        Vertices are ``(n, 2)`` pixel coordinates (row, column) of this plane.
     labels2d : ndarray of int, optional
         A label image on the same grid; each label's outline is drawn in its own colour.
+    rgb : bool
+        ``image2d`` is ``(H, W, 3)`` colour, shown as it is.
 
     Returns
     -------
@@ -124,33 +224,55 @@ def render_plane(image2d, pixel_mm, window, *, shapes=(), labels2d=None, to_pixe
     """
     from PIL import Image, ImageDraw
 
-    if rgb:
-        arr = np.asarray(image2d)
-        if arr.dtype != np.uint8:
-            arr = (arr.astype(np.float64) / max(float(arr.max()), 1.0) * 255).astype(np.uint8)
-        base = Image.fromarray(np.ascontiguousarray(arr[..., :3]), "RGB")
-    else:
-        base = Image.fromarray(apply_window(image2d, *window), "L").convert("RGB")
+    base = _base_image(image2d, window, rgb)
     h, w = base.height, base.width
     rmm, cmm = float(pixel_mm[0]), float(pixel_mm[1])
     unit = min(rmm, cmm)
     fy, fx = rmm / unit, cmm / unit
     size = (max(1, int(round(w * fx))), max(1, int(round(h * fy))))
     if size != (w, h):
-        base = base.resize(size, Image.BILINEAR)
-    draw = ImageDraw.Draw(base)
+        base = base.resize(size, Image.Resampling.BILINEAR)
     if labels2d is not None:
-        lab = np.asarray(labels2d)
-        edge = _outline(lab)
-        if edge.any():
-            rgbimg = np.asarray(base).copy()
-            big = np.asarray(Image.fromarray(np.where(edge, lab, 0).astype(np.int32))
-                             .resize(size, Image.NEAREST))
-            for v in np.unique(big[big > 0]):
-                rgbimg[big == v] = _PALETTE[(int(v) - 1) % len(_PALETTE)]
-            base = Image.fromarray(rgbimg)
-            draw = ImageDraw.Draw(base)
-    lw = max(1, int(round(min(size) / 256)))
+        base = _burn_label_outlines(base, np.asarray(labels2d), size)
+    _draw_shapes(ImageDraw.Draw(base), shapes, fx, fy, max(1, int(round(min(size) / 256))))
+    return np.asarray(base)
+
+
+def _base_image(image2d: npt.ArrayLike, window: tuple[float, float] | None,
+                rgb: bool) -> PILImage.Image:
+    """The plane as an RGB PIL image: windowed grey, or colour scaled to 8 bits."""
+    from PIL import Image
+
+    if rgb:
+        arr = np.asarray(image2d)
+        if arr.dtype != np.uint8:
+            arr = (arr.astype(np.float64) / max(float(arr.max()), 1.0) * 255).astype(np.uint8)
+        return Image.fromarray(np.ascontiguousarray(arr[..., :3]), "RGB")
+    if window is None:
+        raise ValueError("a grey image needs a window (center, width)")
+    return Image.fromarray(apply_window(image2d, *window), "L").convert("RGB")
+
+
+def _burn_label_outlines(base: PILImage.Image, lab: npt.NDArray[Any],
+                         size: tuple[int, int]) -> PILImage.Image:
+    """``base`` with each label's outline (resized to ``size``) in its palette colour."""
+    from PIL import Image
+
+    edge = _outline(lab)
+    if not edge.any():
+        return base
+    rgbimg = np.asarray(base).copy()
+    big = np.asarray(Image.fromarray(np.where(edge, lab, 0).astype(np.int32))
+                     .resize(size, Image.Resampling.NEAREST))
+    for v in np.unique(big[big > 0]):
+        rgbimg[big == v] = _PALETTE[(int(v) - 1) % len(_PALETTE)]
+    return Image.fromarray(rgbimg)
+
+
+def _draw_shapes(draw: Any, shapes: Iterable[Annotation], fx: float, fy: float,
+                 lw: int) -> None:
+    """Draw ``shapes`` (pixel ``(row, column)`` vertices before the ``fx``/``fy`` stretch)
+    with a ``lw`` pixel line on a PIL ``ImageDraw``."""
     for sh in shapes:
         pts = np.asarray(sh["vertices"], float)
         xy = [(float(c * fx + (fx - 1) / 2), float(r * fy + (fy - 1) / 2)) for r, c in pts]
@@ -167,21 +289,51 @@ def render_plane(image2d, pixel_mm, window, *, shapes=(), labels2d=None, to_pixe
         if label:
             x0, y0 = min(p[0] for p in xy), min(p[1] for p in xy)
             draw.text((x0 + 2, max(0, y0 - 12)), str(label), fill=color)
-    return np.asarray(base)
 
 
-def _outline(lab: np.ndarray) -> np.ndarray:
+def _outline(lab: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     """Pixels of a label image that touch a different label (4-neighbourhood)."""
     edge = np.zeros(lab.shape, bool)
     edge[1:, :] |= lab[1:, :] != lab[:-1, :]
     edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
     edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
     edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
-    return edge & (lab > 0)
+    out: npt.NDArray[np.bool_] = edge & (lab > 0)
+    return out
 
 
-def write_png(path, rgb_image, *, overwrite: bool = False) -> str:
-    """Save an ``(H, W, 3)`` or ``(H, W)`` uint8 image as PNG (or JPEG by extension)."""
+def write_png(path: str | os.PathLike[str], rgb_image: npt.ArrayLike, *,
+              overwrite: bool = False) -> str:
+    """Save an ``(H, W, 3)`` or ``(H, W)`` uint8 image as PNG (or JPEG by extension).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file, ending in ``.png``, ``.jpg`` or ``.jpeg``.
+    rgb_image : array_like of uint8
+        ``(H, W)`` grey or ``(H, W, 3)`` colour.
+    overwrite : bool
+        Replace an existing file (otherwise it is an error).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    DicomToolsError
+        For another extension, an existing file without ``overwrite``, or a write that fails.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> tmp = tempfile.mkdtemp()
+    >>> path = write_png(os.path.join(tmp, "ramp.png"), np.arange(256, dtype=np.uint8)[None])
+    >>> os.path.basename(path)
+    'ramp.png'
+    """
     from PIL import Image
 
     path = os.fspath(path)
@@ -194,30 +346,48 @@ def write_png(path, rgb_image, *, overwrite: bool = False) -> str:
     return path
 
 
-def export_png(volume, out_dir, *, window=None, preset: str | None = None,
-               axis: str = "axial", slices=None, overwrite: bool = False,
-               prefix: str | None = None, progress=None) -> list[str]:
-    """Write slices of a :class:`Volume` as windowed 8-bit PNGs with square pixels.
+def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
+               window: Sequence[float] | None = None, preset: str | None = None,
+               axis: str = "axial", slices: Iterable[int] | None = None,
+               overwrite: bool = False, prefix: str | None = None,
+               progress: Callable[[int, int], object] | None = None) -> list[str]:
+    """Write slices of a :class:`~napari_dicomtools.core.volume.Volume` as windowed 8-bit
+    PNGs with square pixels, in the radiological orientation.
 
     Parameters
     ----------
     volume : Volume
         3D (4D volumes export their first time point; RGB exports as is).
-    out_dir : path
+    out_dir : str or os.PathLike
         Folder (created if needed). Files are ``<prefix or axis>_<index:04d>.png``.
     window : (center, width), optional
         In the volume's units (HU for CT). Default: ``preset``, else the DICOM window, else
         the 0.5-99.5 percentile range.
+    preset : str, optional
+        A name of :data:`WINDOW_PRESETS` (``"lung"``, ``"bone"``, ...).
     axis : {"axial", "coronal", "sagittal"}
         Plane of the patient (not of the acquisition): a sagittal series exported axially
         gives axial reformats.
     slices : iterable of int, optional
         Indices along ``axis`` (default: all).
+    overwrite : bool
+        Replace existing files (see Notes); otherwise an existing file is an error.
+    prefix : str, optional
+        File name stem instead of ``axis``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each file.
 
     Returns
     -------
     list of str
         The files written.
+
+    Raises
+    ------
+    DicomToolsError
+        When a file exists (without ``overwrite``) or the folder or a file cannot be written.
+    ValueError
+        For an unknown ``axis`` or preset, or a slice index out of range.
 
     Notes
     -----
@@ -225,14 +395,25 @@ def export_png(volume, out_dir, *, window=None, preset: str | None = None,
     (``axial|coronal|sagittal|<prefix>_NNNN.png``) that this export did not rewrite are
     removed once it has succeeded, so the folder never mixes slices of two exports; other
     files are never touched.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> from napari_dicomtools.core.volume import read_volume
+    >>> tmp = tempfile.mkdtemp()
+    >>> _ = write_series(os.path.join(tmp, "ct"), phantom((4, 16, 16)), spacing=(2.0, 1.0, 1.0))
+    >>> files = export_png(read_volume(os.path.join(tmp, "ct")), os.path.join(tmp, "png"),
+    ...                    preset="soft_tissue", axis="coronal", slices=[8])
+    >>> [os.path.basename(f) for f in files]
+    ['coronal_0008.png']
     """
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
-    arr = volume.array
-    lead = 1 if volume.n_time > 1 else 0
-    if lead:
+    arr: Any = volume.array  # numpy or dask
+    if volume.n_time > 1:
         arr = arr[0]
-    view, scale, _ = canonical_view(arr, volume.spacing, volume.origin, volume.direction)
+    view, scale, _ = _canonical_view(arr, volume.spacing, volume.origin, volume.direction)
     win = None if volume.rgb else resolve_window(volume, window=window, preset=preset)
     n = {"axial": view.shape[0], "coronal": view.shape[1], "sagittal": view.shape[2]}[axis]
     idx = list(range(n)) if slices is None else [int(i) for i in slices]
@@ -241,10 +422,7 @@ def export_png(volume, out_dir, *, window=None, preset: str | None = None,
         raise ValueError(f"slice index {bad[0]} out of range 0..{n - 1} for {axis}")
     stem = fit_name(prefix or axis, NAME_MAX - 16)
     names = [os.path.join(os.fspath(out_dir), f"{stem}_{i:04d}.png") for i in idx]
-    if not overwrite:
-        clash = [p for p in names if os.path.exists(p)]
-        if clash:
-            raise DicomToolsError(clash[0], "exists; not overwriting (use overwrite=True / --force)")
+    _refuse_existing(names, overwrite, "exists; not overwriting (use overwrite=True / --force)")
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -253,25 +431,37 @@ def export_png(volume, out_dir, *, window=None, preset: str | None = None,
     previous = _own_pngs(out_dir, stem) if overwrite else []
     out = []
     for j, (i, name) in enumerate(zip(idx, names, strict=True)):
-        plane, pix, _ = slice_plane(view, scale, axis, i)
-        img = render_plane(np.asarray(plane), pix, win, rgb=volume.rgb)
+        plane, pix, _ = _slice_plane(view, scale, axis, i)
+        img = _render_plane(np.asarray(plane), pix, win, rgb=volume.rgb)
         out.append(write_png(name, img, overwrite=overwrite))
         if progress is not None:
             progress(j + 1, len(idx))
-    new = {os.path.basename(p) for p in out}
     if overwrite:  # our own earlier PNGs that this run did not rewrite are stale
-        for n in sorted(set(previous) - new):
-            try:
-                os.unlink(os.path.join(os.fspath(out_dir), n))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise DicomToolsError(exc.filename, _reason(exc, "cannot remove an earlier "
-                                                                 "output")) from None
+        _remove_stale(out_dir, set(previous) - {os.path.basename(p) for p in out})
     return out
 
 
-def _own_pngs(out_dir, stem: str) -> list[str]:
+def _refuse_existing(names: Sequence[str], overwrite: bool, why: str) -> None:
+    """Raise DicomToolsError naming the first of ``names`` that exists, unless ``overwrite``."""
+    if not overwrite:
+        clash = [p for p in names if os.path.exists(p)]
+        if clash:
+            raise DicomToolsError(clash[0], why)
+
+
+def _remove_stale(out_dir: str | os.PathLike[str], names: Iterable[str]) -> None:
+    """Remove ``names`` from ``out_dir`` (already gone is fine)."""
+    for n in sorted(names):
+        try:
+            os.unlink(os.path.join(os.fspath(out_dir), n))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise DicomToolsError(exc.filename, _reason(exc, "cannot remove an earlier "
+                                                             "output")) from None
+
+
+def _own_pngs(out_dir: str | os.PathLike[str], stem: str) -> list[str]:
     """Names in ``out_dir`` that :func:`export_png` writes (``axial_0007.png``, any axis, or
     ``<stem>_0007.png``): regular files only."""
     import re
@@ -284,22 +474,56 @@ def _own_pngs(out_dir, stem: str) -> list[str]:
     return [e.name for e in entries if pat.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
 
 
-def export_annotated(image, image_scale, image_translate, path, *, window, rgb=False,
-                     shapes=(), labels=None, overwrite: bool = False) -> list[str]:
+def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: npt.ArrayLike,
+                     path: str | os.PathLike[str], *, window: tuple[float, float] | None,
+                     rgb: bool = False, shapes: Iterable[Annotation] = (),
+                     labels: Any = None, overwrite: bool = False) -> list[str]:
     """Write an image as shown in napari (axis-aligned world grid) with annotations burned in.
 
     Parameters
     ----------
-    image : array, 2D or 3D ``(z, y, x)`` display grid (layer data)
-    image_scale, image_translate : sequences
+    image : numpy.ndarray or dask.array.Array
+        2D, or 3D ``(z, y, x)`` on the display grid (layer data); a trailing axis of 3 when
+        ``rgb``.
+    image_scale, image_translate : sequence of float
         The layer's world transform (mm).
-    path : str
+    path : str or os.PathLike
         ``name.png``: a 2D image is written there; for 3D, each axial slice that carries an
         annotation (every slice when there are none) goes to ``name_<k:04d>.png``.
-    shapes : iterable of dict
-        ``{"type", "vertices" (world coordinates, n x 2 or n x 3), "color", "label"}``.
-    labels : array, optional
+    window : (float, float) or None
+        ``(center, width)`` of the grey values (the layer's contrast limits); None for RGB.
+    rgb : bool
+        The image is colour, shown as it is.
+    shapes : iterable of Annotation
+        Vertices in world coordinates (``n x 2`` or ``n x 3``); a 3D shape is drawn on its
+        slice when all its vertices lie on one.
+    labels : array_like, optional
         Label image on the same grid as ``image`` (outlines are drawn).
+    overwrite : bool
+        Replace existing files; otherwise an existing file is an error.
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Raises
+    ------
+    DicomToolsError
+        When ``labels`` is not on the image's grid, the image is not 2D or 3D, a file exists
+        (without ``overwrite``) or cannot be written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> tmp = tempfile.mkdtemp()
+    >>> box = {"type": "rectangle", "color": (255, 0, 0), "label": "ROI",
+    ...        "vertices": [[2, 4, 4], [2, 4, 12], [2, 12, 12], [2, 12, 4]]}
+    >>> files = export_annotated(np.zeros((4, 16, 16)), (1, 1, 1), (0, 0, 0),
+    ...                          os.path.join(tmp, "shot.png"), window=(0, 100), shapes=[box])
+    >>> [os.path.basename(f) for f in files]
+    ['shot_0002.png']
     """
     path = os.fspath(path)
     img = np.asarray(image) if not hasattr(image, "compute") else image
@@ -309,40 +533,49 @@ def export_annotated(image, image_scale, image_translate, path, *, window, rgb=F
     if labels is not None and tuple(np.shape(labels)) != tuple(img.shape[:nd]):
         raise DicomToolsError(path, f"labels shape {np.shape(labels)} differs from the image "
                                     f"{img.shape[:nd]}; draw labels on the image's grid")
-    shapes_idx = []
+    shapes_idx: list[Annotation] = []
     for sh in shapes:
         v = np.asarray(sh["vertices"], float)[:, -nd:]
-        shapes_idx.append(dict(sh, vertices=(v - tr) / sc))
+        shapes_idx.append({**sh, "vertices": (v - tr) / sc})
     if nd == 2:
-        pix = (sc[0], sc[1])
         lab = None if labels is None else np.asarray(labels)
-        out = render_plane(np.asarray(img), pix, window, shapes=shapes_idx, labels2d=lab,
-                           rgb=rgb)
+        out = _render_plane(np.asarray(img), (sc[0], sc[1]), window, shapes=shapes_idx,
+                            labels2d=lab, rgb=rgb)
         return [write_png(path, out, overwrite=overwrite)]
     if nd != 3:
         raise DicomToolsError(path, f"PNG export needs a 2D or 3D layer, got {nd}D")
-    by_slice: dict[int, list] = {}
-    for sh in shapes_idx:
-        z = np.round(sh["vertices"][:, 0]).astype(int)
+    by_slice = _shapes_by_slice(shapes_idx)
+    wanted = _annotated_slices(img.shape[0], by_slice, labels)
+    stem = path[:-4] if path.lower().endswith(".png") else path
+    names = [f"{stem}_{k:04d}.png" for k in wanted]
+    _refuse_existing(names, overwrite, "exists; not overwriting")
+    out_files = []
+    for k, name in zip(wanted, names, strict=True):
+        lab2 = None if labels is None else np.asarray(labels[k])
+        rgbimg = _render_plane(np.asarray(img[k]), (sc[1], sc[2]), window,
+                               shapes=by_slice.get(k, ()), labels2d=lab2, rgb=rgb)
+        out_files.append(write_png(name, rgbimg, overwrite=overwrite))
+    return out_files
+
+
+def _shapes_by_slice(shapes: Iterable[Annotation]) -> dict[int, list[Annotation]]:
+    """3D shapes (index coordinates) that lie on one slice, by slice, with 2D vertices."""
+    by_slice: dict[int, list[Annotation]] = {}
+    for sh in shapes:
+        verts = np.asarray(sh["vertices"])
+        z = np.round(verts[:, 0]).astype(int)
         if len(set(z.tolist())) == 1:
-            by_slice.setdefault(int(z[0]), []).append(dict(sh, vertices=sh["vertices"][:, 1:]))
-    lab_slices = set()
+            by_slice.setdefault(int(z[0]), []).append({**sh, "vertices": verts[:, 1:]})
+    return by_slice
+
+
+def _annotated_slices(n: int, by_slice: dict[int, list[Annotation]],
+                      labels: Any) -> list[int]:
+    """Slices (of ``n``) carrying a shape or a label; all of them when none does."""
+    lab_slices: set[int] = set()
     if labels is not None:
         lab_arr = np.asarray(labels)
         lab_slices = set(np.nonzero(lab_arr.reshape(lab_arr.shape[0], -1).any(axis=1))[0]
                          .tolist())
-    wanted = sorted(set(by_slice) | lab_slices) or list(range(img.shape[0]))
-    wanted = [k for k in wanted if 0 <= k < img.shape[0]]
-    stem = path[:-4] if path.lower().endswith(".png") else path
-    names = [f"{stem}_{k:04d}.png" for k in wanted]
-    if not overwrite:
-        clash = [p for p in names if os.path.exists(p)]
-        if clash:
-            raise DicomToolsError(clash[0], "exists; not overwriting")
-    out = []
-    for k, name in zip(wanted, names, strict=True):
-        lab2 = None if labels is None else np.asarray(labels[k])
-        rgbimg = render_plane(np.asarray(img[k]), (sc[1], sc[2]), window,
-                              shapes=by_slice.get(k, ()), labels2d=lab2, rgb=rgb)
-        out.append(write_png(name, rgbimg, overwrite=overwrite))
-    return out
+    wanted = sorted(set(by_slice) | lab_slices) or list(range(n))
+    return [k for k in wanted if 0 <= k < n]

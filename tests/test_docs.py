@@ -81,7 +81,6 @@ PENDING_DOCS = {
     "headers",
     "nifti",
     "series",
-    "synthetic",
     "volume",
 }
 # GL08 no docstring; PR01 a parameter undocumented; PR02 a documented parameter that does not

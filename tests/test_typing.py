@@ -24,7 +24,6 @@ PENDING_TYPES = {
     "headers",
     "nifti",
     "series",
-    "synthetic",
     "volume",
 }
 PUBLIC = sorted(p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_"))

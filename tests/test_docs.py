@@ -80,7 +80,6 @@ PENDING_DOCS = {
     "batch",
     "headers",
     "nifti",
-    "series",
     "volume",
 }
 # GL08 no docstring; PR01 a parameter undocumented; PR02 a documented parameter that does not

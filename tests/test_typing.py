@@ -23,7 +23,6 @@ PENDING_TYPES = {
     "batch",
     "headers",
     "nifti",
-    "series",
     "volume",
 }
 PUBLIC = sorted(p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_"))

@@ -13,9 +13,10 @@ import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ._limits import FATAL, inflate_capped
 from ._values import _as_list, _f, _fg_value, _first, _floats, _i, _text
@@ -139,9 +140,9 @@ class Frame:
 
     instance: Instance
     index: int | None  # frame index in a multi-frame file, None for single-frame files
-    position: np.ndarray | None
-    orientation: tuple | None
-    pixel_spacing: tuple | None
+    position: npt.NDArray[np.float64] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, ...] | None
     slope: float = 1.0
     intercept: float = 0.0
     window: tuple | None = None  # (center, width)
@@ -151,7 +152,7 @@ class Frame:
     echo_number: int | None = None  # enhanced MR: the frame's own echo (Siemens ICE)
     component: str | None = None  # enhanced: per-frame ComplexImageComponent (ph/real/...)
     bvalue: float | None = None  # DiffusionBValue (0018,9087)
-    bvec: tuple | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
+    bvec: tuple[float, float, float] | None = None  # DiffusionGradientOrientation (0018,9089), LPS unit vector
     echo_time: float | None = None  # enhanced MR: per-frame EffectiveEchoTime (0018,9082)
     coil: str | None = None  # Siemens receive coil (uncombined images: one element each)
     flip_rows: bool = False  # GE pepolar: a reversed-polarity frame, stored upside down
@@ -203,11 +204,11 @@ class Instance:
     spacing_between_slices: float | None
     units: str = ""  # e.g. "HU" for CT, RescaleType otherwise
     mosaic: tuple | None = None  # Siemens mosaic: (mosaic rows, mosaic columns, tiles per row)
-    header: dict = field(default_factory=dict)  # small readable summary
-    frames: list = field(default_factory=list)
+    header: dict[str, Any] = field(default_factory=dict)  # small readable summary
+    frames: list[Frame] = field(default_factory=list)
     file_size: int = 0  # bytes of the file (or zip member), for plausibility checks
     #: SeriesInstanceUIDs an annotation object (SEG, RTSTRUCT, SR) says it was made on
-    references: tuple = ()
+    references: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -23,6 +23,7 @@ import numpy as np
 from ._limits import FATAL
 from .errors import DicomToolsError
 from .geometry import (
+    Floats,
     SliceOrder,
     direction_matrix,
     order_slices,
@@ -30,7 +31,8 @@ from .geometry import (
     slice_normal,
 )
 from .headers import NO_PIXEL_OBJECTS, Frame, Instance, _exc_text, read_header
-from .sources import Skipped, iter_sources
+from .sources import Skipped, Source, iter_sources
+from .vendor import Diffusion
 
 __all__ = ["NO_IMAGE_KINDS", "OBJECT_KINDS", "Series", "SeriesList", "group_series",
            "image_component", "scan", "scan_iter"]
@@ -41,63 +43,109 @@ OBJECT_KINDS = {"1.2.840.10008.5.1.4.1.1.66.4": "SEG", "1.2.840.10008.5.1.4.1.1.
 #: kinds that hold no image at all (read with read_rtstruct / read_sr)
 NO_IMAGE_KINDS = frozenset(NO_PIXEL_OBJECTS.values())
 
+#: what scan() and scan_iter() accept: a path, or several
+PathInput = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
 
 @dataclass
 class Series:
     """One loadable image volume (a series, or one part of a split series).
 
-    ``frames`` are in storage order for :func:`read_volume`: time-major, then ascending along
-    the slice normal. ``shape`` is ``(slices, rows, columns)`` or ``(time, slices, rows,
-    columns)``; ``spacing`` is ``(slice, row, column)`` mm.
+    Series are made by :func:`scan` (or :func:`group_series`), not by hand; the descriptive
+    properties (``patient_id``, ``description``, ``modality``, ...) come from the first
+    frame's file.
+
+    Parameters
+    ----------
+    uid : str
+        SeriesInstanceUID.
+    frames : list of Frame
+        In storage order for :func:`~napari_dicomtools.core.volume.read_volume`:
+        time-major, then ascending along the slice normal.
+    split : str
+        Why this is one part of a SeriesInstanceUID (``"e2"``, ``"acq 1"``, ``"part 2"``,
+        ...); ``""`` when it is all of it.
+    n_time : int
+        Number of volumes (time points, b-values, ...) over the same positions.
+    order : SliceOrder or None
+        The geometric ordering of the slices (None without geometry).
+    problems : list of str
+        What is wrong or approximate (gaps, non-uniform spacing, tilt, duplicates, ...).
+    skipped : list of Skipped
+        Files left out of this series, with the reason.
+
+    See Also
+    --------
+    scan : how series are found.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> tmp = tempfile.mkdtemp()
+    >>> _ = write_series(os.path.join(tmp, "ct"), phantom((3, 8, 8)), spacing=(2.0, 0.5, 0.5))
+    >>> (s,) = scan(tmp)
+    >>> s.shape, s.spacing, s.orientation_label, s.modality
+    ((3, 8, 8), (2.0, 0.5, 0.5), 'axial', 'CT')
     """
 
     uid: str
-    frames: list
+    frames: list[Frame]
     split: str = ""  # why this is one part of a SeriesInstanceUID ("" when it is all of it)
     n_time: int = 1
     order: SliceOrder | None = None
-    problems: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     # --- descriptive facts --------------------------------------------------------------
     @property
     def first(self) -> Instance:
+        """The header of the first frame's file."""
         return self.frames[0].instance
 
     @property
     def patient_name(self) -> str:
+        """PatientName (0010,0010)."""
         return self.first.patient_name
 
     @property
     def patient_id(self) -> str:
+        """PatientID (0010,0020)."""
         return self.first.patient_id
 
     @property
     def study_uid(self) -> str:
+        """StudyInstanceUID (0020,000D)."""
         return self.first.study_uid
 
     @property
     def study_date(self) -> str:
+        """StudyDate (0008,0020), ``YYYYMMDD``."""
         return self.first.study_date
 
     @property
     def study_description(self) -> str:
+        """StudyDescription (0008,1030)."""
         return self.first.study_description
 
     @property
     def description(self) -> str:
+        """SeriesDescription (0008,103E)."""
         return self.first.series_description
 
     @property
     def number(self) -> int | None:
+        """SeriesNumber (0020,0011)."""
         return self.first.series_number
 
     @property
     def modality(self) -> str:
+        """Modality (0008,0060)."""
         return self.first.modality
 
     @property
     def frame_of_reference(self) -> str:
+        """FrameOfReferenceUID (0020,0052): series sharing it overlay in patient space."""
         return self.first.frame_of_reference
 
     @property
@@ -110,30 +158,35 @@ class Series:
         return OBJECT_KINDS.get(self.first.sop_class, "IMAGE")
 
     @property
-    def references(self) -> tuple:
+    def references(self) -> tuple[str, ...]:
         """SeriesInstanceUIDs of the image series an annotation object was made on (empty
         for images, and for objects that name none)."""
         return self.first.references
 
     @property
     def files(self) -> list[str]:
+        """The files of the series, each once, in storage order."""
         seen = dict.fromkeys(f.instance.path for f in self.frames)
         return list(seen)
 
     @property
     def n_slices(self) -> int:
+        """Slices per volume."""
         return len(self.frames) // self.n_time
 
     @property
     def rows(self) -> int:
+        """Rows (0028,0010)."""
         return self.first.rows
 
     @property
     def columns(self) -> int:
+        """Columns (0028,0011)."""
         return self.first.columns
 
     @property
     def is_rgb(self) -> bool:
+        """Colour pixels (3 samples, or a palette)."""
         return self.first.samples == 3 or self.first.photometric == "PALETTE COLOR"
 
     @property
@@ -143,25 +196,29 @@ class Series:
         return self.first.photometric if self.is_rgb else ""
 
     @property
-    def shape(self) -> tuple:
+    def shape(self) -> tuple[int, ...]:
+        """``(slices, rows, columns)``, or ``(time, slices, rows, columns)``."""
         s = (self.n_slices, self.rows, self.columns)
         return ((self.n_time,) + s) if self.n_time > 1 else s
 
     @property
-    def orientation(self) -> tuple | None:
+    def orientation(self) -> tuple[float, ...] | None:
+        """ImageOrientationPatient (0020,0037): row and column direction cosines, or None."""
         return self.frames[0].orientation
 
     @property
     def orientation_label(self) -> str:
+        """``"axial"``, ``"coronal"``, ``"sagittal"``, ``"oblique ..."`` or ``"unknown"``."""
         return orientation_label(self.orientation) if self.orientation else "unknown"
 
     @property
-    def pixel_spacing(self) -> tuple:
+    def pixel_spacing(self) -> tuple[float, ...]:
+        """PixelSpacing (0028,0030): ``(row, column)`` mm (1 mm when absent)."""
         ps = self.frames[0].pixel_spacing
         return tuple(ps) if ps else (1.0, 1.0)
 
     @property
-    def spacing(self) -> tuple:
+    def spacing(self) -> tuple[float, float, float]:
         """(slice, row, column) spacing in mm; slice spacing from positions, not thickness."""
         ps = self.pixel_spacing
         if self.order is not None:
@@ -171,15 +228,15 @@ class Series:
         return (float(dz), float(ps[0]), float(ps[1]))
 
     @property
-    def diffusion(self) -> list | None:
+    def diffusion(self) -> list[Diffusion] | None:
         """Per volume ``(b-value, (gx, gy, gz) LPS or None)`` for diffusion series, else None."""
         firsts = self.frames[:: self.n_slices] if self.n_time > 1 else self.frames[:1]
         if not any(f.bvalue is not None for f in firsts):
             return None
-        out = [(float(f.bvalue or 0.0), f.bvec) for f in firsts]
+        out = [Diffusion(float(f.bvalue or 0.0), f.bvec) for f in firsts]
         # as dcm2niix: nothing to say when every volume has the same low b-value and no
         # gradient (e.g. Philips stores b=0 in every ASL or fMRI frame)
-        bvals = {b for b, _ in out}
+        bvals = {float(b or 0.0) for b, _ in out}
         moving = any(g is not None and any(abs(x) > 1e-6 for x in g) for _, g in out)
         if len(bvals) == 1 and not moving and max(bvals) <= 50.0:
             return None
@@ -187,10 +244,13 @@ class Series:
 
     @property
     def has_geometry(self) -> bool:
+        """Whether the slices were ordered by their positions."""
         return self.order is not None
 
     @property
-    def direction(self) -> np.ndarray:
+    def direction(self) -> Floats:
+        """3x3: column ``k`` is the unit LPS vector of array axis ``k`` (slice, row,
+        column); the slice column follows the slice step (a gantry tilt shears it)."""
         if self.orientation is None:
             # no geometry: slices along z, rows along y, columns along x
             return np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]])
@@ -198,7 +258,8 @@ class Series:
         return direction_matrix(self.orientation, step)
 
     @property
-    def origin(self) -> np.ndarray:
+    def origin(self) -> Floats:
+        """LPS mm of the centre of voxel ``(0, 0, 0)`` (zeros without geometry)."""
         pos = self.frames[0].position
         return np.zeros(3) if pos is None else np.asarray(pos, float)
 
@@ -228,10 +289,26 @@ class Series:
         return f"<Series {self.label} ({len(self.files)} file(s))>"
 
 
-class SeriesList(list):
-    """A list of :class:`Series` that also knows every file it skipped (``.skipped``)."""
+class SeriesList(list[Series]):
+    """A list of :class:`Series` that also knows every file it skipped (``.skipped``).
 
-    def __init__(self, items=(), skipped=()):
+    Parameters
+    ----------
+    items : iterable of Series
+        The series.
+    skipped : iterable of Skipped
+        Every file left out, with the reason (not DICOM, no image, truncated, duplicate,
+        ...).
+
+    Examples
+    --------
+    >>> from napari_dicomtools.core.sources import Skipped
+    >>> found = SeriesList([], [Skipped("notes.txt", "not a DICOM file")])
+    >>> len(found), [str(k) for k in found.skipped]
+    (0, ['notes.txt: not a DICOM file'])
+    """
+
+    def __init__(self, items: Iterable[Series] = (), skipped: Iterable[Skipped] = ()) -> None:
         super().__init__(items)
         self.skipped: list[Skipped] = list(skipped)
 
@@ -242,7 +319,7 @@ class SeriesList(list):
         return "[" + ",\n ".join(lines) + "]"
 
 
-def _round_tuple(v, nd):
+def _round_tuple(v: Iterable[float] | None, nd: int) -> tuple[float, ...] | None:
     return None if v is None else tuple(round(float(x), nd) for x in v)
 
 
@@ -250,9 +327,27 @@ _COMPONENTS = {"P": "ph", "PHASE": "ph", "R": "real", "REAL": "real", "I": "imag
                "IMAGINARY": "imaginary"}
 
 
-def image_component(image_type) -> str:
-    """dcm2niix-style suffix of a complex-data component from ImageType (0008,0008):
-    ``"ph"``, ``"real"``, ``"imaginary"``, or ``""`` for magnitude/ordinary images."""
+def image_component(image_type: Iterable[str]) -> str:
+    """dcm2niix-style suffix of a complex-data component from ImageType (0008,0008).
+
+    Parameters
+    ----------
+    image_type : sequence of str
+        The ImageType values; the component is looked for from the third value on (``P`` or
+        ``PHASE``, ``R``/``REAL``, ``I``/``IMAGINARY``, as the vendors write it).
+
+    Returns
+    -------
+    str
+        ``"ph"``, ``"real"``, ``"imaginary"``, or ``""`` for magnitude/ordinary images.
+
+    Examples
+    --------
+    >>> image_component(["ORIGINAL", "PRIMARY", "P", "ND"])
+    'ph'
+    >>> image_component(["ORIGINAL", "PRIMARY", "M", "ND"])
+    ''
+    """
     for token in list(image_type)[2:]:
         comp = _COMPONENTS.get(str(token).strip().upper())
         if comp:
@@ -268,8 +363,8 @@ class _GroupKey(NamedTuple):
     rows: int
     columns: int
     colour: str  # "rgb" or "mono"
-    orientation: tuple | None  # ImageOrientationPatient, 3 decimals
-    pixel_spacing: tuple | None  # (row, column) mm, 3 decimals
+    orientation: tuple[float, ...] | None  # ImageOrientationPatient, 3 decimals
+    pixel_spacing: tuple[float, ...] | None  # (row, column) mm, 3 decimals
     echo: int | None
     component: str  # complex component: "ph", "real", "imaginary" or "" (magnitude)
     number_offset: int  # GE pepolar: 1000 for the reversed-polarity volumes
@@ -289,11 +384,11 @@ def _group_key(fr: Frame) -> _GroupKey:
     )
 
 
-def _rank_echoes(instances) -> None:
+def _rank_echoes(instances: list[Instance]) -> None:
     """Echo numbers of enhanced frames that only carry an echo time: the rank of their
     EffectiveEchoTime among all the echo times of their series, across files (Siemens XA
     writes one enhanced file per echo), left None when the series has a single one."""
-    times: dict = defaultdict(set)
+    times: dict[str, set[float]] = defaultdict(set)
     for inst in instances:
         for fr in inst.frames:
             if fr.echo_number is None and fr.echo_time is not None:
@@ -345,11 +440,12 @@ def _build(uid: str, frames: list[Frame], split: str, *,
             out.extend(_build(uid, part, lab, split_nonuniform=split_nonuniform))
         out[0].skipped[:0] = skipped
         return out
-    if not all(f.position is not None and f.orientation is not None for f in frames):
-        return [_stack_without_geometry(uid, frames, split, skipped)]
     iop = frames[0].orientation
+    if iop is None or not all(f.position is not None and f.orientation is not None
+                              for f in frames):
+        return [_stack_without_geometry(uid, frames, split, skipped)]
     normal = slice_normal(iop)
-    proj = [float(f.position @ normal) for f in frames]
+    proj = [float(_position(f) @ normal) for f in frames]
     bins = [int(q) for q in np.round(np.array(proj) / 0.01).astype(np.int64)]  # 0.01 mm
     reps = set(Counter(bins).values())
     problems: list[str] = []
@@ -366,7 +462,7 @@ def _build(uid: str, frames: list[Frame], split: str, *,
         if len(reps) == 1:  # every position repeated equally often: 4D
             return [_series_4d(uid, at, reps.pop(), iop, split, skipped)]
         frames = _first_at_each_position(at, skipped, problems)
-    so = order_slices([f.position for f in frames], iop,
+    so = order_slices([_position(f) for f in frames], iop,
                       fallback_spacing=_fallback_spacing(frames[0]))
     ordered = [frames[i] for i in so.order]
     if split_nonuniform and not so.uniform and so.duplicates == 0 and len(ordered) > 2:
@@ -378,11 +474,20 @@ def _build(uid: str, frames: list[Frame], split: str, *,
     return [Series(uid, ordered, split, order=so, problems=problems, skipped=skipped)]
 
 
+def _position(f: Frame) -> Floats:
+    """A frame's ImagePositionPatient, where every frame of its group is known to have one."""
+    if f.position is None:  # never: _build checked every frame
+        raise DicomToolsError(f.instance.path, "no ImagePositionPatient")
+    return f.position
+
+
 def _drop_repeated_instances(frames: list[Frame]) -> tuple[list[Frame], list[Skipped]]:
     """The frames without a second copy of one SOP instance (a copied file), and the copies
     left out (one :class:`Skipped` per file, not per frame)."""
-    seen: dict = {}
-    uniq, skipped, reported = [], [], set()
+    seen: dict[tuple[str, int | None], str] = {}
+    uniq: list[Frame] = []
+    skipped: list[Skipped] = []
+    reported: set[str] = set()
     for fr in frames:
         key = (fr.instance.sop_uid, fr.index)
         if fr.instance.sop_uid and key in seen:
@@ -408,14 +513,15 @@ def _stack_without_geometry(uid: str, frames: list[Frame], split: str,
     return Series(uid, frames, split, problems=problems, skipped=skipped)
 
 
-def _acquisitions_to_split(frames: list[Frame], bins: list[int]) -> dict | None:
+def _acquisitions_to_split(frames: list[Frame],
+                           bins: list[int]) -> dict[int | None, list[Frame]] | None:
     """``{AcquisitionNumber: frames}`` when repeated positions separate into acquisitions that
     each have unique positions but cover different ones (a localizer, partial re-scans), else
     None. Acquisitions that all cover the same positions are repetitions (fMRI, DCE, phases):
     4D, not split."""
     if len({f.acquisition for f in frames}) < 2:
         return None
-    by_acq: dict = defaultdict(list)
+    by_acq: dict[int | None, list[tuple[Frame, int]]] = defaultdict(list)
     for f, q in zip(frames, bins, strict=True):
         by_acq[f.acquisition].append((f, q))
     unique_within = all(len({q for _, q in fq}) == len(fq) for fq in by_acq.values())
@@ -425,10 +531,14 @@ def _acquisitions_to_split(frames: list[Frame], bins: list[int]) -> dict | None:
     return {a: [f for f, _ in fq] for a, fq in by_acq.items()}
 
 
+#: frames by position bin (0.01 mm along the normal): ``[(frame, mm along the normal), ...]``
+_AtPosition = dict[int, list[tuple[Frame, float]]]
+
+
 def _frames_at_each_position(frames: list[Frame], bins: list[int],
-                             proj: list[float]) -> dict:
+                             proj: list[float]) -> _AtPosition:
     """``{position bin: [(frame, mm along the normal), ...]}`` in temporal order."""
-    at: dict = defaultdict(list)
+    at: _AtPosition = defaultdict(list)
     for f, q, p in zip(frames, bins, proj, strict=True):
         at[q].append((f, p))
     for q in at:
@@ -440,20 +550,20 @@ def _fallback_spacing(fr: Frame) -> float | None:
     return fr.instance.spacing_between_slices or fr.instance.slice_thickness
 
 
-def _series_4d(uid: str, at: dict, n_time: int, iop, split: str,
+def _series_4d(uid: str, at: _AtPosition, n_time: int, iop: tuple[float, ...], split: str,
                skipped: list[Skipped]) -> Series:
     """A 4D series: ``n_time`` volumes over the same positions, time-major storage order."""
     zs = sorted(at)
     ordered = [at[z][t][0] for t in range(n_time) for z in zs]
     first_vol = ordered[:len(zs)]
-    so = order_slices([f.position for f in first_vol], iop,
+    so = order_slices([_position(f) for f in first_vol], iop,
                       fallback_spacing=_fallback_spacing(first_vol[0]))
     problems = [*so.problems, f"4D: {n_time} volumes of {len(zs)} slices"]
     return Series(uid, ordered, split, n_time=n_time, order=so, problems=problems,
                   skipped=skipped)
 
 
-def _first_at_each_position(at: dict, skipped: list[Skipped],
+def _first_at_each_position(at: _AtPosition, skipped: list[Skipped],
                             problems: list[str]) -> list[Frame]:
     """Unequal repetition: the first frame (temporal order) at each position; the others
     are appended to ``skipped`` and counted in ``problems``."""
@@ -487,7 +597,7 @@ def _split_nonuniform(uid: str, ordered: list[Frame], so: SliceOrder,
     return out
 
 
-def _uncombined_coils(frames) -> dict | None:
+def _uncombined_coils(frames: list[Frame]) -> dict[str, list[Frame]] | None:
     """``{coil: frames}`` when ``frames`` are uncombined coil images (Siemens "save
     uncombined": every element images the same slices), else None.
 
@@ -497,10 +607,11 @@ def _uncombined_coils(frames) -> dict | None:
     coils = {f.coil for f in frames}
     if len(coils) < 2 or None in coils:
         return None
-    parts: dict = defaultdict(list)
+    parts: dict[str, list[Frame]] = defaultdict(list)
     for f in frames:
-        parts[f.coil].append(f)
-    seen: set = set()
+        if f.coil is not None:  # never None here (checked above)
+            parts[f.coil].append(f)
+    seen: set[tuple[float, ...] | None] = set()
     overlap = False
     for part in parts.values():
         mine = {None if f.position is None else tuple(np.round(f.position, 2)) for f in part}
@@ -511,14 +622,15 @@ def _uncombined_coils(frames) -> dict | None:
     return {c: parts[c] for c in sorted(parts, key=_coil_order)}
 
 
-def _coil_order(coil: str) -> list:
+def _coil_order(coil: str) -> list[tuple[int, int, str]]:
     """Coil names in their natural order (H2 before H10)."""
     import re
 
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", coil)]
 
 
-def _uniform_runs(distances, rel_tol: float = 0.01, abs_tol: float = 0.01) -> list[tuple]:
+def _uniform_runs(distances: Iterable[float], rel_tol: float = 0.01,
+                  abs_tol: float = 0.01) -> list[tuple[int, int]]:
     """Index ranges ``[a, b)`` of consecutive slices with one uniform step each."""
     d = np.asarray(distances, float)
     steps = np.diff(d)
@@ -536,16 +648,47 @@ def _uniform_runs(distances, rel_tol: float = 0.01, abs_tol: float = 0.01) -> li
 
 
 def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
-                 skipped: list | None = None) -> list[Series]:
+                 skipped: list[Skipped] | None = None) -> list[Series]:
     """Group parsed instances into ordered :class:`Series` (splitting where needed).
 
-    A group whose geometry cannot be ordered is left out; its files are appended to
-    ``skipped`` (when given) with the reason, and the other groups are still built.
+    Frames are grouped by SeriesInstanceUID, then split wherever they cannot form one volume
+    (matrix, orientation, pixel spacing, colour, echo, complex component, GE pepolar
+    polarity), by acquisition when repeated positions say so, per coil element for
+    uncombined images; each part is ordered along its slice normal (4D when every position
+    repeats equally often).
+
+    Parameters
+    ----------
+    instances : iterable of Instance
+        Parsed headers (:func:`~napari_dicomtools.core.headers.read_header`).
+    split_nonuniform : bool
+        Split a stack with gaps or changing spacing into parts of uniform spacing.
+    skipped : list of Skipped, optional
+        Appended to: the files of a group whose geometry cannot be ordered (that group is
+        left out, the others are still built), and objects without pixel data.
+
+    Returns
+    -------
+    list of Series
+        Sorted by patient, study date and UID, series number, SeriesInstanceUID and part.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from napari_dicomtools.core.headers import read_header
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> tmp = tempfile.mkdtemp()
+    >>> truth = write_series(tmp, phantom((5, 8, 8)), drop_slices=[2])  # a gap
+    >>> (s,) = group_series(read_header(f) for f in truth.files)
+    >>> s.n_slices, s.problems
+    (4, ['gap(s) in the slice positions: 1 step(s) up to 5 mm where the usual step is
+          2.5 mm (about 1 missing slice(s))'])
+    >>> [(p.split, p.n_slices) for p in group_series(map(read_header, truth.files), True)]
+    [('part 1', 2), ('part 2', 2)]
     """
     instances = list(instances)
     _rank_echoes(instances)
     by_uid: dict[str, dict[_GroupKey, list[Frame]]] = defaultdict(lambda: defaultdict(list))
-    out: list[Series] = []
     for inst in instances:
         if inst.sop_class in NO_PIXEL_OBJECTS:  # no image to group (scan() lists them)
             if skipped is not None:
@@ -554,53 +697,100 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
             continue
         for fr in inst.frames:
             by_uid[inst.series_uid][_group_key(fr)].append(fr)
+    out: list[Series] = []
     for uid, groups in by_uid.items():
         keys = list(groups)
         for key in keys:
             split = _describe_split(key, keys) if len(keys) > 1 else ""
-            try:
-                built = _build(uid, groups[key], split, split_nonuniform=split_nonuniform)
-                for b in built:  # properties the reader and `info` use at once
-                    _ = (b.spacing, b.direction, b.origin, b.label)
-            except FATAL:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - odd geometry: skip, keep the rest
-                reason = exc.reason if isinstance(exc, DicomToolsError) else _exc_text(exc)
-                if skipped is not None:
-                    for p in dict.fromkeys(f.instance.path for f in groups[key]):
-                        skipped.append(Skipped(p, f"series {uid} cannot be ordered into a "
-                                                  f"volume ({reason})"))
-                continue
-            out.extend(built)
+            out.extend(_build_or_skip(uid, groups[key], split, split_nonuniform, skipped))
     for s in out:
-        if s.frames[0].flip_rows:
-            s.problems.append("GE pepolar: reversed phase-encoding polarity, stored upside "
-                              "down; rows flipped back (as dcm2niix)")
-        if s.first.header.get("MosaicProblem"):
-            s.problems.append("mosaic shown as one tiled 2D image: "
-                              + s.first.header["MosaicProblem"])
+        _note_vendor_problems(s)
     out.sort(key=_series_order)
     return out
 
 
-def _series_order(s: Series) -> tuple:
+def _build_or_skip(uid: str, frames: list[Frame], split: str, split_nonuniform: bool,
+                   skipped: list[Skipped] | None) -> list[Series]:
+    """The series of one group, or none (its files appended to ``skipped`` with the reason)
+    when its geometry cannot be ordered."""
+    try:
+        built = _build(uid, frames, split, split_nonuniform=split_nonuniform)
+        for b in built:  # properties the reader and `info` use at once
+            _ = (b.spacing, b.direction, b.origin, b.label)
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - odd geometry: skip, keep the rest
+        reason = exc.reason if isinstance(exc, DicomToolsError) else _exc_text(exc)
+        if skipped is not None:
+            for p in dict.fromkeys(f.instance.path for f in frames):
+                skipped.append(Skipped(p, f"series {uid} cannot be ordered into a "
+                                          f"volume ({reason})"))
+        return []
+    return built
+
+
+def _note_vendor_problems(s: Series) -> None:
+    """Problems a vendor's storage brings (GE pepolar rows, a mosaic that stays tiled)."""
+    if s.frames[0].flip_rows:
+        s.problems.append("GE pepolar: reversed phase-encoding polarity, stored upside "
+                          "down; rows flipped back (as dcm2niix)")
+    if s.first.header.get("MosaicProblem"):
+        s.problems.append("mosaic shown as one tiled 2D image: "
+                          + s.first.header["MosaicProblem"])
+
+
+def _series_order(s: Series) -> tuple[str, str, str, int, str, str]:
     return (s.patient_id, s.study_date, s.study_uid,
             s.number if s.number is not None else 1 << 30, s.uid, s.split)
 
 
-def scan_iter(path: str | os.PathLike | Iterable, split_nonuniform: bool = False):
-    """Generator form of :func:`scan`: yields ``(done, total)`` per file, returns the
-    :class:`SeriesList` (as ``StopIteration.value``; napari's generator workers pass it to
-    ``returned``)."""
+def scan_iter(path: PathInput,
+              split_nonuniform: bool = False) -> Generator[tuple[int, int], None, SeriesList]:
+    """Generator form of :func:`scan`, for progress bars and napari's generator workers.
+
+    Parameters
+    ----------
+    path : str, os.PathLike, or iterable of them
+        A DICOM file, a folder (searched recursively), a ``.zip`` archive, or a DICOMDIR.
+    split_nonuniform : bool
+        As for :func:`scan`.
+
+    Yields
+    ------
+    (int, int)
+        ``(done, total)`` after each file.
+
+    Returns
+    -------
+    SeriesList
+        As ``StopIteration.value`` (napari's generator workers pass it to ``returned``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> tmp = tempfile.mkdtemp()
+    >>> _ = write_series(tmp, phantom((2, 8, 8)))
+    >>> gen = scan_iter(tmp)
+    >>> next(gen), next(gen)
+    ((1, 2), (2, 2))
+    >>> try:
+    ...     next(gen)
+    ... except StopIteration as stop:
+    ...     print(stop.value)
+    [<Series 3 Synthetic phantom | CT | 2x8x8 | 0.8x0.8x2.5 mm | axial (2 file(s))>]
+    """
+    paths: list[str | os.PathLike[str]]
     if isinstance(path, (str, os.PathLike)):
         paths = [path]
     else:
         paths = list(path)
-    sources, skipped = [], []
+    sources: list[Source] = []
+    skipped: list[Skipped] = []
     for p in paths:
-        s, k = iter_sources(p)
-        sources.extend(s)
-        skipped.extend(k)
+        found, left_out = iter_sources(p)
+        sources.extend(found)
+        skipped.extend(left_out)
     instances = []
     total = len(sources)
     for i, src in enumerate(sources):
@@ -624,7 +814,7 @@ def scan_iter(path: str | os.PathLike | Iterable, split_nonuniform: bool = False
     return SeriesList(series, skipped)
 
 
-def scan(path: str | os.PathLike | Iterable, *,
+def scan(path: PathInput, *,
          progress: Callable[[int, int], None] | None = None,
          split_nonuniform: bool = False) -> SeriesList:
     """Index the image series under ``path`` by reading headers only.
@@ -668,6 +858,7 @@ def scan(path: str | os.PathLike | Iterable, *,
         try:
             done, total = next(gen)
         except StopIteration as stop:
-            return stop.value
+            result: SeriesList = stop.value
+            return result
         if progress is not None:
             progress(done, total)

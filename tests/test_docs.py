@@ -76,7 +76,6 @@ def test_docstring_examples_run(name):
 # Examples section (run by test_docstring_examples_run above). Modules still being documented are
 # in PENDING_DOCS; remove a module once it passes. One per line (fewer merge conflicts).
 PENDING_DOCS = {
-    "anonymize",
     "batch",
     "headers",
     "nifti",

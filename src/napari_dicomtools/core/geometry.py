@@ -225,38 +225,56 @@ def order_slices(positions: ArrayLike, orientation: ArrayLike, *, rel_tol: float
     med = median(positive)
     tol = max(abs_tol, rel_tol * med)
     uniform = bool(np.all(np.abs(positive - med) <= tol)) and dup == 0
-    if not uniform and len(positive):
-        gaps = positive[positive > med + tol]
-        if len(gaps):
-            missing = int(np.sum(np.round(gaps / med) - 1))
-            problems.append(
-                f"gap(s) in the slice positions: {len(gaps)} step(s) up to {gaps.max():.3g} mm "
-                f"where the usual step is {med:.3g} mm (about {missing} missing slice(s))")
-        small = positive[positive < med - tol]
-        if len(small):
-            problems.append(f"non-uniform slice spacing: steps from {positive.min():.4g} to "
-                            f"{positive.max():.4g} mm")
+    if not uniform:
+        problems += _spacing_problems(positive, med, tol)
+    step, tilt = _step_and_tilt(pos[order], normal, dist, max(n - 1 - dup, 1), uniform, med)
+    if tilt:
+        problems.append(f"gantry/detector tilt of {tilt:.2f} degrees (sheared geometry)")
+    spacing = float(np.linalg.norm(step))
+    return SliceOrder(order, dist, spacing, step, tilt, problems, uniform, dup)
 
-    # step vector: the mean displacement between neighbours, from first to last slice; for a
-    # non-uniform stack, the direction of that line with the median step along the normal
-    ordered = pos[order]
+
+def _spacing_problems(positive: Floats, med: float, tol: float) -> list[str]:
+    """What is wrong with steps (along the normal, duplicates left out) that are not all
+    within ``tol`` of their median ``med``: gaps (with the slices likely missing) and
+    non-uniform spacing."""
+    problems = []
+    gaps = positive[positive > med + tol]
+    if len(gaps):
+        missing = int(np.sum(np.round(gaps / med) - 1))
+        problems.append(
+            f"gap(s) in the slice positions: {len(gaps)} step(s) up to {gaps.max():.3g} mm "
+            f"where the usual step is {med:.3g} mm (about {missing} missing slice(s))")
+    small = positive[positive < med - tol]
+    if len(small):
+        problems.append(f"non-uniform slice spacing: steps from {positive.min():.4g} to "
+                        f"{positive.max():.4g} mm")
+    return problems
+
+
+def _step_and_tilt(ordered: Floats, normal: Floats, dist: Floats, nsteps: int, uniform: bool,
+                   med: float) -> tuple[Floats, float]:
+    """The LPS step vector from one slice to the next and the tilt (degrees, 0 when below
+    0.01) between it and the plane normal.
+
+    The step is the mean displacement between neighbours, from first to last slice; for a
+    non-uniform stack, the direction of that line with the median step ``med`` along the
+    normal. Without tilt the step is along the normal (its length the along-normal spacing);
+    with tilt the in-space step is longer than its projection on the normal.
+    """
     total = ordered[-1] - ordered[0]
-    nsteps = max(n - 1 - dup, 1)
+    step: Floats
     if uniform:
         step = total / nsteps
     else:
-        along = abs(total @ normal)
+        along = float(abs(total @ normal))
         step = total / along * med if along > 1e-9 else normal * med
-    # along-normal spacing is the median step; the in-space step length can be longer (tilt)
-    cos_t = float(np.clip(abs(step @ normal) / max(np.linalg.norm(step), 1e-12), -1, 1))
+    cos_t = float(np.clip(abs(step @ normal) / max(float(np.linalg.norm(step)), 1e-12), -1, 1))
     tilt = float(np.degrees(np.arccos(cos_t)))
     if tilt > 0.01:
-        problems.append(f"gantry/detector tilt of {tilt:.2f} degrees (sheared geometry)")
-    else:
-        tilt = 0.0
-        step = normal * (dist[-1] - dist[0]) / nsteps if uniform else normal * med
-    spacing = float(np.linalg.norm(step))
-    return SliceOrder(order, dist, spacing, step, tilt, problems, uniform, dup)
+        return step, tilt
+    step = normal * (dist[-1] - dist[0]) / nsteps if uniform else normal * med
+    return step, 0.0
 
 
 def direction_matrix(orientation: ArrayLike, step: ArrayLike | None = None) -> Floats:
@@ -434,7 +452,21 @@ class DisplayTransform:
     residual_deg: float = 0.0
 
     def apply(self, array: Any, leading: int = 0) -> Any:
-        """Return the display view of ``array`` (extra leading axes, e.g. time, kept)."""
+        """Return the display view of ``array`` (no copy).
+
+        Parameters
+        ----------
+        array : numpy.ndarray or dask.array.Array
+            ``(slice, row, column)`` after ``leading`` axes, with optional trailing axes
+            (RGB samples), all kept.
+        leading : int, optional
+            Extra axes before the three spatial ones (e.g. time).
+
+        Returns
+        -------
+        numpy.ndarray or dask.array.Array
+            The transposed, flipped view.
+        """
         lead = tuple(range(leading))
         axes = lead + tuple(leading + a for a in self.axes)
         trailing = tuple(range(leading + 3, array.ndim))  # e.g. RGB samples
@@ -444,7 +476,20 @@ class DisplayTransform:
         return view[sl]
 
     def invert(self, view: Any, leading: int = 0) -> Any:
-        """The original ``(slice, row, column)`` array from a display ``view`` (no copy)."""
+        """The original ``(slice, row, column)`` array from a display ``view`` (no copy).
+
+        Parameters
+        ----------
+        view : numpy.ndarray or dask.array.Array
+            A view made by :meth:`apply` (or data drawn on it, e.g. a labels layer).
+        leading : int, optional
+            Extra axes before the three spatial ones (e.g. time).
+
+        Returns
+        -------
+        numpy.ndarray or dask.array.Array
+            The array in the original axis order and directions.
+        """
         sl = (slice(None),) * leading + tuple(slice(None, None, -1) if f else slice(None)
                                               for f in self.flips)
         unflipped = view[sl]

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from .headers import Frame, Instance
     from .series import Series
 
-__all__ = ["DEFAULT_PATTERN", "base_names", "expand", "output_names", "sanitize", "suffixes",
-           "unique_names"]
+__all__ = ["DEFAULT_PATTERN", "base_names", "output_names", "sanitize", "unique_names"]
 
 #: dcm2niix's default in this project (dcm2niix itself defaults to ``%f_%p_%t_%s``)
 DEFAULT_PATTERN = "%s_%p"
@@ -202,7 +201,7 @@ def _first_instance_number(series: Series) -> int:
     return 1 if n is None else n
 
 
-def expand(pattern: str, series: Series, folder: str = "") -> tuple[str, set[str]]:
+def _expand(pattern: str, series: Series, folder: str = "") -> tuple[str, set[str]]:
     """The pattern with its ``%`` codes replaced, and the set of codes used (upper case).
 
     Values are not sanitised yet; ``/`` in the pattern is kept as ``\\a`` so that a ``/``
@@ -233,7 +232,7 @@ def expand(pattern: str, series: Series, folder: str = "") -> tuple[str, set[str
     >>> _ = write_series(os.path.join(tempfile.mkdtemp(), "ct"), np.zeros((2, 4, 4)),
     ...                  description="Chest CT", series_number=7)
     >>> series = scan(_.files[0])[0]
-    >>> name, used = expand("%i_%3s_%d", series)
+    >>> name, used = _expand("%i_%3s_%d", series)
     >>> name, sorted(used)
     ('SYN001_007_Chest CT', ['D', 'I', 'S'])
     """
@@ -261,7 +260,7 @@ def expand(pattern: str, series: Series, folder: str = "") -> tuple[str, set[str
     return "".join(out), used
 
 
-def suffixes(series: Series, used: set[str], multi_echo: bool) -> str:
+def _suffixes(series: Series, used: set[str], multi_echo: bool) -> str:
     """dcm2niix's post-fixes for what the pattern does not already say, in its order:
     ``_c<coil>`` (uncombined coil images), ``_e<n>`` (echo), ``_i<nnnnn>`` (non-parallel images), ``_imaginary``, ``_real``,
     ``_ph``; then our own labels for parts dcm2niix would not separate (acquisitions,
@@ -272,7 +271,7 @@ def suffixes(series: Series, used: set[str], multi_echo: bool) -> str:
     series : Series
         One part of a scanned series (``series.split`` says how it was split).
     used : set of str
-        The codes the name pattern already used (from :func:`expand`): ``%e`` drops the
+        The codes the name pattern already used (from ``_expand``): ``%e`` drops the
         echo suffix, ``%a`` the coil suffix, ``%r`` the ``_i`` suffix.
     multi_echo : bool
         Other parts of the same SeriesInstanceUID hold other echoes: ``_e<n>`` even for echo 1.
@@ -289,7 +288,7 @@ def suffixes(series: Series, used: set[str], multi_echo: bool) -> str:
     >>> from pydicom.data import get_testdata_file
     >>> from napari_dicomtools.core import scan
     >>> series = scan(get_testdata_file("MR_small.dcm"))[0]
-    >>> suffixes(series, set(), multi_echo=False)
+    >>> _suffixes(series, set(), multi_echo=False)
     ''
     """
     tail = []
@@ -416,8 +415,8 @@ def base_names(series: Sequence[Series], pattern: str | None = None,
 def _base_name(series: Series, pattern: str | None, folder: str, multi_echo: bool) -> str:
     from .safety import fit_name
 
-    raw, used = expand(pattern or DEFAULT_PATTERN, series, folder)
-    tail = fit_name(suffixes(series, used, multi_echo), 64)
+    raw, used = _expand(pattern or DEFAULT_PATTERN, series, folder)
+    tail = fit_name(_suffixes(series, used, multi_echo), 64)
     parts = [sanitize(p) for p in raw.split("\a")]
     parts = ["_" if p in ("", ".", "..") else p for p in parts[:-1]] + [parts[-1]]
     parts = [fit_name(p, NAME_BUDGET) for p in parts]

@@ -90,3 +90,17 @@ def test_display_transform_inverts(iop):
     arr = np.arange(2 * 4 * 5 * 6).reshape(2, 4, 5, 6)
     view = dt.apply(arr, leading=1)
     assert np.array_equal(dt.invert(view, leading=1), arr)
+
+
+@pytest.mark.parametrize("iop", [AXIAL, CORONAL, SAGITTAL])
+def test_display_transform_holds_plain_values(iop):
+    """The reader copies axes and flips into a layer's metadata: plain Python values, so
+    the metadata can be saved as JSON (flips were numpy bools)."""
+    import dataclasses
+    import json
+
+    d = geometry.direction_matrix(iop)
+    dt = geometry.display_transform((2.0, 0.5, 0.7), (1, 2, 3), d, (4, 5, 6))
+    assert all(type(f) is bool for f in dt.flips)
+    assert all(type(a) is int for a in dt.axes)
+    assert json.loads(json.dumps(dataclasses.asdict(dt)))["flips"] == list(dt.flips)

@@ -78,8 +78,6 @@ def test_docstring_examples_run(name):
 PENDING_DOCS = {
     "batch",
     "headers",
-    "nifti",
-    "volume",
 }
 # GL08 no docstring; PR01 a parameter undocumented; PR02 a documented parameter that does not
 # exist; PR07 a parameter without description; RT01 no Returns section; RT03 a return without

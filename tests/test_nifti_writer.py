@@ -14,6 +14,7 @@ from napari_dicomtools import read_volume
 from napari_dicomtools.core.errors import DicomToolsError
 from napari_dicomtools.core.nifti import (
     RGB24,
+    native_dtype,
     write_layer_nifti_affine,
     write_nifti,
     write_series_nifti,
@@ -165,3 +166,84 @@ def test_rgb24_agrees_with_dcm2niix(rgb_folder, tmp_path):
     assert ours_c.shape == ref_c.shape
     assert np.allclose(ours_c.affine, ref_c.affine, atol=0.01)
     assert np.array_equal(np.asarray(ours_c.dataobj), np.asarray(ref_c.dataobj))
+
+
+def _nibabel_reference(values, affine):
+    """The header nibabel itself writes for ``values`` (C-order slice, row, column) with the
+    fields our writer sets (sform and qform code 1, units mm and s)."""
+    data = np.ascontiguousarray(values.T)
+    img = nib.Nifti1Image(data, affine, dtype=native_dtype(data.dtype))
+    img.set_qform(affine, 1)
+    img.set_sform(affine, 1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img.header
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_header_fields_match_the_header_nibabel_writes(tmp_path, dtype, order):
+    """Field by field against nibabel's own Nifti1Image header for the same array and affine
+    (4D included): what a reader of either file gets is the same."""
+    values = _values(dtype, shape=(2, 3, 4, 5)).astype(np.dtype(dtype).newbyteorder(order))
+    img = nib.load(write_layer_nifti_affine(tmp_path / "v.nii.gz", values, AFFINE,
+                                            repetition_time=1.0))
+    ours = img.header
+    ref = _nibabel_reference(values, AFFINE)
+    for field in ("sizeof_hdr", "dim", "datatype", "bitpix", "pixdim", "qform_code",
+                  "sform_code", "quatern_b", "quatern_c", "quatern_d", "qoffset_x",
+                  "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "xyzt_units",
+                  "magic", "intent_code", "slice_code", "cal_min", "cal_max"):
+        assert np.array_equal(ours[field], ref[field]), field
+    assert ours.get_data_dtype() == ref.get_data_dtype()
+    assert img.dataobj.offset == 352
+    assert ours.get_slope_inter() == (None, None)  # raw values, no scaling
+    assert np.allclose(ours.get_best_affine(), ref.get_best_affine())
+
+
+def test_rgba_and_big_endian_colour_read_back(tmp_path):
+    rgba = np.random.default_rng(5).integers(0, 256, size=(2, 3, 4, 4)).astype(">u2")
+    img = nib.load(write_layer_nifti_affine(tmp_path / "c.nii", rgba, AFFINE, rgb=True))
+    assert img.header["datatype"] == 2304 and img.header["bitpix"] == 32
+    data = np.asarray(img.dataobj)
+    assert np.array_equal(np.stack([data[c] for c in "RGBA"], -1), rgba.transpose(2, 1, 0, 3))
+
+
+def test_big_endian_dicom_series_writes_the_little_endian_values(tmp_path):
+    """pydicom's MR_small in Explicit VR Big Endian and in Little Endian: the same NIfTI."""
+    from pydicom.data import get_testdata_file
+
+    files = {}
+    for name in ("MR_small.dcm", "MR_small_bigendian.dcm"):
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(get_testdata_file(name), folder / name)
+        files[name] = write_series_nifti(scan(folder)[0], tmp_path / f"{name}.nii.gz")
+    little, big = (nib.load(files[n]) for n in ("MR_small.dcm", "MR_small_bigendian.dcm"))
+    assert big.get_data_dtype() == little.get_data_dtype()
+    assert np.array_equal(np.asarray(big.dataobj), np.asarray(little.dataobj))
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    assert np.array_equal(np.asarray(big.dataobj)[:, :, 0], ds.pixel_array.T)
+
+
+def test_nii_gz_is_one_gzip_member_that_every_reader_takes(tmp_path):
+    """A .nii.gz big enough for many parallel compression blocks is still one gzip member
+    (some readers stop after the first member), with the right CRC and length: Python's
+    gzip, `gzip -t` and nibabel read it."""
+    import gzip
+    import struct
+    import zlib
+
+    values = np.random.default_rng(2).integers(-1024, 3000, size=(12, 256, 256), dtype=np.int16)
+    values[:, :64] = -1024  # compressible air, as CT has
+    out = write_layer_nifti_affine(tmp_path / "big.nii.gz", values, AFFINE)
+    raw = open(out, "rb").read()
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = d.decompress(raw)
+    assert d.eof and d.unused_data == b""  # one member, nothing after it
+    assert data[352:] == values.tobytes()
+    crc, size = struct.unpack("<II", raw[-8:])
+    assert crc == zlib.crc32(data) and size == len(data) % 2**32
+    assert gzip.decompress(raw) == data
+    if shutil.which("gzip"):
+        assert subprocess.run(["gzip", "-t", out]).returncode == 0
+    assert np.array_equal(np.asarray(nib.load(out).dataobj), values.T)

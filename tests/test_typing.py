@@ -21,8 +21,6 @@ CORE = ROOT / "src" / "napari_dicomtools" / "core"
 PENDING_TYPES = {
     "batch",
     "headers",
-    "nifti",
-    "volume",
 }
 PUBLIC = sorted(p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_"))
 TYPED = [n for n in PUBLIC if n not in PENDING_TYPES]

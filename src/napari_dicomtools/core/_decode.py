@@ -29,11 +29,22 @@ import os
 import subprocess
 import sys
 import threading
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ._limits import FATAL, check_allocation, format_bytes
 from .errors import DicomToolsError, UnreadableDicomError
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+    from .headers import Instance
+
+#: a decoded frame (stored values)
+Array = npt.NDArray[Any]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +92,7 @@ _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
 
 # GDCM in a child costs a process start per frame: a file it failed on is not tried again,
 # and after five failures in a row (a folder of broken files) the fallback rests
-_GDCM_FAILED: set = set()
+_GDCM_FAILED: set[str] = set()
 _GDCM_STATE = {"failures_in_a_row": 0}
 
 
@@ -92,7 +103,8 @@ def gdcm_allowed() -> bool:
 
 
 def _available(ts: str) -> list[str]:
-    from pydicom.pixels import get_decoder
+    # pydicom.pixels does not list these in __all__: mypy calls them private
+    from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
     try:
         dec = get_decoder(ts)
@@ -101,13 +113,13 @@ def _available(ts: str) -> list[str]:
     return list(getattr(dec, "available_plugins", ()) or ())
 
 
-def frame_nbytes(inst) -> int:
+def frame_nbytes(inst: Instance) -> int:
     """Decoded bytes of one frame as the header declares it."""
     per = max(int(inst.bits_allocated), 8) // 8
     return int(inst.rows) * int(inst.columns) * max(int(inst.samples), 1) * per
 
 
-def check_frame(inst) -> None:
+def check_frame(inst: Instance) -> None:
     """Refuse a frame whose declared size memory cannot hold, or that its compressed bytes
     cannot plausibly encode (before any decoder allocates it)."""
     nbytes = frame_nbytes(inst)
@@ -131,7 +143,8 @@ def _exc_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
+def decode_frame(inst: Instance, index: int | None, *,
+                 palette_ds: bool = False) -> tuple[Array, Dataset | None]:
     """Decode frame ``index`` (None: the only frame) of ``inst`` with an explicit plugin.
 
     Returns ``(array, dataset_or_None)``; the data set is returned when ``palette_ds`` asks
@@ -144,7 +157,7 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
         declares an impossible size.
     """
     import pydicom
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels import pixel_array  # type: ignore[attr-defined]  # see _available
     from pydicom.uid import UID
 
     from .headers import DEFLATED_UID, read_deflated
@@ -156,7 +169,7 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
     plugins = [""] if native else [p for p in PLUGIN_ORDER.get(ts, ()) if p in available]
     if not native and not PLUGIN_ORDER.get(ts):  # an unknown syntax: anything but GDCM
         plugins = [p for p in available if p != "gdcm"]
-    errors = []
+    errors: list[str] = []
     for plugin in plugins:
         try:
             with inst.source.open() as fp:
@@ -168,11 +181,12 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
                     ds = read_deflated(fp, inst.path, cap=2 * need + 64 * 2**20)
                 elif palette_ds:
                     ds = pydicom.dcmread(fp, force=True)
-                kwargs = {"decoding_plugin": plugin} if plugin else {}
+                kwargs: dict[str, Any] = {"decoding_plugin": plugin} if plugin else {}
                 if ds is not None:
-                    arr = pixel_array(ds, index=index, **kwargs)
+                    arr: Array = pixel_array(ds, index=index, **kwargs)
                 else:
-                    arr = pixel_array(fp, index=index, transfer_syntax_uid=UID(ts), **kwargs)
+                    arr = pixel_array(cast(BinaryIO, fp), index=index,
+                                      transfer_syntax_uid=UID(ts), **kwargs)
                 return arr, ds
         except DicomToolsError:
             raise
@@ -181,27 +195,41 @@ def decode_frame(inst, index: int | None, *, palette_ds: bool = False):
         except BaseException as exc:  # noqa: BLE001 - PanicException, decoder errors, ...
             errors.append(f"{plugin or 'pydicom'}: {_exc_text(exc)}")
             log.debug("%s: %s declined: %s", inst.path, plugin or "pydicom", errors[-1])
-    if not native and "gdcm" in available and gdcm_allowed() and \
-            inst.path not in _GDCM_FAILED and _GDCM_STATE["failures_in_a_row"] < 5:
-        log.info("%s: decoding with GDCM in a child process (%s)", inst.path, "; ".join(errors))
-        try:
-            arr = _gdcm_in_child(inst, index)
-            _GDCM_STATE["failures_in_a_row"] = 0
-            ds = None
-            if palette_ds:
-                with inst.source.open() as fp:
-                    ds = pydicom.dcmread(fp, force=True, stop_before_pixels=True)
-            return arr, ds
-        except UnreadableDicomError as exc:
-            errors.append(f"gdcm: {exc.reason}")
-            _GDCM_FAILED.add(inst.path)
-            _GDCM_STATE["failures_in_a_row"] += 1
+    if not native and "gdcm" in available:
+        got = _gdcm_last_resort(inst, index, palette_ds, errors)
+        if got is not None:
+            return got
     where = f" frame {index}" if index is not None else ""
     if not errors:
         errors.append(f"no decoder for transfer syntax {ts} (install the compressed-data "
                       "codecs: pip install 'napari-dicomtools[all]')")
     raise UnreadableDicomError(inst.path, f"pixel data{where} cannot be decoded: "
                                           + "; ".join(errors))
+
+
+def _gdcm_last_resort(inst: Instance, index: int | None, palette_ds: bool,
+                      errors: list[str]) -> tuple[Array, Dataset | None] | None:
+    """GDCM in a child process, after every in-process plugin declined (their reasons in
+    ``errors``, to which GDCM's is added); None when it is not tried or fails."""
+    import pydicom
+
+    if not gdcm_allowed() or inst.path in _GDCM_FAILED or \
+            _GDCM_STATE["failures_in_a_row"] >= 5:
+        return None
+    log.info("%s: decoding with GDCM in a child process (%s)", inst.path, "; ".join(errors))
+    try:
+        arr = _gdcm_in_child(inst, index)
+    except UnreadableDicomError as exc:
+        errors.append(f"gdcm: {exc.reason}")
+        _GDCM_FAILED.add(inst.path)
+        _GDCM_STATE["failures_in_a_row"] += 1
+        return None
+    _GDCM_STATE["failures_in_a_row"] = 0
+    ds = None
+    if palette_ds:
+        with inst.source.open() as fp:
+            ds = pydicom.dcmread(fp, force=True, stop_before_pixels=True)
+    return arr, ds
 
 
 #: transfer syntax -> imagecodecs decoder for the frames :func:`decode_into` takes: C
@@ -219,24 +247,25 @@ FAST_CODECS = {
     "1.2.840.10008.1.2.5": "rle",  # DICOM RLE segments are PackBits byte streams
 }
 
-_IC: dict = {}
+_IC: dict[str, ModuleType | None] = {}
 
 
-def _imagecodecs():
+def _imagecodecs() -> ModuleType | None:
     """The imagecodecs module, or None (not installed, or ``NAPARI_DICOMTOOLS_FAST_CODECS=0``)."""
     if os.environ.get("NAPARI_DICOMTOOLS_FAST_CODECS", "1").strip().lower() in (
             "0", "no", "off", "false"):
         return None
     if "mod" not in _IC:
+        mod: ModuleType | None
         try:
-            import imagecodecs
+            import imagecodecs as mod
         except Exception:  # noqa: BLE001 - optional ([all] extra); an old or broken build
-            imagecodecs = None
-        _IC["mod"] = imagecodecs
+            mod = None
+        _IC["mod"] = mod
     return _IC["mod"]
 
 
-def fast_codec(inst) -> str | None:
+def fast_codec(inst: Instance) -> str | None:
     """The :data:`FAST_CODECS` decoder that :func:`decode_into` would use for ``inst``, or
     None: one sample per pixel, 8 or 16 bits allocated, no palette, no mosaic."""
     name = FAST_CODECS.get(inst.transfer_syntax)
@@ -248,7 +277,7 @@ def fast_codec(inst) -> str | None:
     return name
 
 
-def _frame_bytes(inst) -> bytes | None:
+def _frame_bytes(inst: Instance) -> bytes | None:
     """The compressed bytes of a single-frame file's only frame: its fragments after the
     Basic Offset Table, joined (PS3.5 A.4). None: the header is not one the fast parser
     reads; the caller then goes through pydicom. Neither step imports pydicom (a second of
@@ -260,13 +289,15 @@ def _frame_bytes(inst) -> bytes | None:
     with inst.source.open() as fp:
         size = int(getattr(inst, "file_size", 0) or 0) or inst.source.size()
         try:
-            px = fastheader.parse(fp, size).get_item(fastheader._PIXEL)
+            # Any: fastheader's typing is its owner's (issue 13); only .get_item is used
+            parsed: Any = fastheader.parse(fp, size)
+            px = parsed.get_item(fastheader._PIXEL)
         except (fastheader.Unsupported, EOFError):
             return None
         if px is None or px.length != 0xFFFFFFFF:  # encapsulated: undefined length
             return None
         fp.seek(px.value_tell)
-        parts = []
+        parts: list[bytes] = []
         left = size - px.value_tell
         first = True
         while True:
@@ -300,18 +331,21 @@ class FrameTable:
     Basic or Extended Offset Table, or one fragment per frame) instead of once per frame.
     One per read (the plan of a volume holds it), so the bytes go with the volume."""
 
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.key = None
-        self.frames: list = []
+    def __init__(self) -> None:
+        self._reset()
 
-    def __getstate__(self):  # a pickled plan starts with an empty table
+    def _reset(self) -> None:
+        self.lock = threading.Lock()
+        self.key: tuple[str, int] | None = None
+        self.frames: list[bytes] = []
+
+    def __getstate__(self) -> dict[str, Any]:  # a pickled plan starts with an empty table
         return {}
 
-    def __setstate__(self, state):
-        self.__init__()
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._reset()
 
-    def frame(self, inst, index: int) -> bytes | None:
+    def frame(self, inst: Instance, index: int) -> bytes | None:
         key = (inst.path, int(getattr(inst, "file_size", 0) or 0))
         with self.lock:  # one thread splits a file; the others wait for it
             if key != self.key:
@@ -334,7 +368,7 @@ class FrameTable:
             return self.frames[index]
 
 
-def _rle_into(ic, data: bytes, out: np.ndarray) -> None:
+def _rle_into(ic: ModuleType, data: bytes, out: Array) -> None:
     """Decode a DICOM RLE frame (PS3.5 Annex G) into ``out`` (little-endian, 1 sample).
 
     The 64-byte header gives the segment count and offsets; segment ``k`` holds byte
@@ -360,7 +394,7 @@ def _rle_into(ic, data: bytes, out: np.ndarray) -> None:
         planes[:, size - 1 - k] = np.frombuffer(seg, np.uint8, count=npix)
 
 
-def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int = 1,
+def decode_into(inst: Instance, out: Array, index: int | None = None, *, threads: int = 1,
                 table: FrameTable | None = None) -> bool:
     """Decode frame ``index`` (None: the only frame) of ``inst`` into ``out`` (its stored
     values, any signedness of the stored item size, shape ``(rows, columns)``) with
@@ -379,6 +413,8 @@ def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int
             or out.dtype.itemsize != inst.bits_allocated // 8:
         return False
     ic = _imagecodecs()
+    if ic is None:
+        return False
     check_frame(inst)
     try:
         if inst.n_frames > 1:
@@ -403,7 +439,7 @@ def decode_into(inst, out: np.ndarray, index: int | None = None, *, threads: int
         return False
 
 
-def _gdcm_in_child(inst, index: int | None) -> np.ndarray:
+def _gdcm_in_child(inst: Instance, index: int | None) -> Array:
     """Decode with GDCM in a child process (a segfault there is an error here)."""
     import io
 
@@ -428,7 +464,8 @@ def _gdcm_in_child(inst, index: int | None) -> np.ndarray:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise UnreadableDicomError(inst.path, f"GDCM failed ({msg[-1] if msg else 'error'})")
     try:
-        return np.load(io.BytesIO(proc.stdout), allow_pickle=False)
+        arr: Array = np.load(io.BytesIO(proc.stdout), allow_pickle=False)
+        return arr
     except Exception as exc:  # noqa: BLE001
         raise UnreadableDicomError(inst.path, f"GDCM output unreadable ({exc})") from None
 
@@ -438,7 +475,7 @@ def _child_main(argv: list[str]) -> int:
     write the frame as ``.npy`` to stdout."""
     import io
 
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels import pixel_array  # type: ignore[attr-defined]  # see _available
     from pydicom.uid import UID
 
     ts, index, path = argv[0], int(argv[1]), argv[2]

@@ -11,7 +11,11 @@ closest rotation by polar decomposition, nibabel's ``quaternions.mat2quat``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 #: the NIfTI-1 header (nifti1.h), field for field, in the machine's byte order
 HEADER_DTYPE = np.dtype([
@@ -38,7 +42,7 @@ _COLOUR = {("R", "G", "B"): 128, ("R", "G", "B", "A"): 2304}  # RGB24, RGBA32
 NIFTI_UNIT_MM, NIFTI_UNIT_SEC = 2, 8
 
 
-def datatype_code(dtype) -> int:
+def datatype_code(dtype: npt.DTypeLike) -> int:
     """The NIfTI-1 ``datatype`` of ``dtype``.
 
     Raises
@@ -46,9 +50,9 @@ def datatype_code(dtype) -> int:
     ValueError
         ``dtype`` has no NIfTI-1 code (float16, bool, strings, ...).
     """
-    dt = np.dtype(dtype)
+    dt: np.dtype[Any] = np.dtype(dtype)
     if dt.fields:
-        names = tuple(dt.names)
+        names = tuple(dt.names or ())
         if names in _COLOUR and all(dt.fields[n][0] == np.uint8 for n in names):
             return _COLOUR[names]
     else:
@@ -58,7 +62,7 @@ def datatype_code(dtype) -> int:
     raise ValueError(f"dtype {dt} cannot be stored in NIfTI-1")
 
 
-def mat2quat(m) -> np.ndarray:
+def mat2quat(m: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """The unit quaternion (w, x, y, z), w >= 0, of the rotation matrix ``m``: the largest
     eigenvector of Bar-Itzhack's K matrix (exactly nibabel's ``quaternions.mat2quat``)."""
     qxx, qyx, qzx, qxy, qyy, qzy, qxz, qyz, qzz = np.asarray(m, float).flat
@@ -73,7 +77,9 @@ def mat2quat(m) -> np.ndarray:
     return -q if q[0] < 0 else q
 
 
-def qform_params(affine):
+def qform_params(affine: npt.ArrayLike) -> tuple[npt.NDArray[np.float64],
+                                                  npt.NDArray[np.float64], float,
+                                                  npt.NDArray[np.float64]]:
     """``(quaternion b, c, d), (qoffset x, y, z), qfac, zooms`` for ``affine`` (4x4), as
     NIfTI-1's qform stores it: the rotation closest to the affine's direction cosines
     (shears stripped, by polar decomposition), the sign of the determinant in qfac."""
@@ -90,7 +96,8 @@ def qform_params(affine):
     return quat[1:], aff[:3, 3], qfac, zooms
 
 
-def pack_header(shape, dtype, affine, *, xyzt_units: int = NIFTI_UNIT_MM | NIFTI_UNIT_SEC,
+def pack_header(shape: Sequence[int], dtype: npt.DTypeLike, affine: npt.ArrayLike, *,
+                xyzt_units: int = NIFTI_UNIT_MM | NIFTI_UNIT_SEC,
                 pixdim4: float | None = None, description: bytes = b"",
                 vox_offset: int = 352) -> bytes:
     """The 348 bytes of a single-file NIfTI-1 header, in the machine's byte order.

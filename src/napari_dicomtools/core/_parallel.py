@@ -15,9 +15,14 @@ import atexit
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.context import BaseContext
 
 
-def mp_context():
+def mp_context() -> BaseContext:
     """``fork`` (fast start) except in a process running Qt (napari), where forking a GUI is
     unsafe: ``spawn`` there, and wherever fork does not exist."""
     import multiprocessing as mp
@@ -50,11 +55,16 @@ def decode_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_POOL: dict = {"pool": None, "workers": 0}
+class _PoolSlot(TypedDict):
+    pool: ProcessPoolExecutor | None
+    workers: int
+
+
+_POOL: _PoolSlot = {"pool": None, "workers": 0}
 _POOL_LOCK = threading.Lock()
 
 
-def process_pool(workers: int):
+def process_pool(workers: int) -> ProcessPoolExecutor:
     """The shared :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` processes
     (made on first use, remade when broken or resized, shut down at exit)."""
     from concurrent.futures import ProcessPoolExecutor
@@ -66,7 +76,7 @@ def process_pool(workers: int):
             pool = None
         if pool is None:
             pool = ProcessPoolExecutor(workers, mp_context=mp_context())
-            _POOL.update(pool=pool, workers=workers)
+            _POOL["pool"], _POOL["workers"] = pool, workers
         return pool
 
 

@@ -4,17 +4,36 @@
 Every writer refuses to overwrite an existing file unless ``overwrite=True`` and writes through
 :func:`~.safety.atomic_output`, so a crash never leaves a half-written output under the final
 name.
+
+Why the header is packed here and not by nibabel: a ``.nii`` is a 348-byte header, four
+bytes of extension flag and the voxels, and ``import nibabel`` (urllib, http, email, xml and
+every image format it knows) took about a third of converting a small series
+(benchmarks/bench_small_series.py). ``core._nifti1`` packs the same bytes
+:class:`nibabel.Nifti1Header` packs for the fields we set, and the data block is streamed
+after it, one slice at a time, in native byte order. How that is checked:
+tests/test_latency.py compares the header byte for byte with nibabel's for every voxel type
+and several affines; tests/test_nifti_writer.py writes every dtype nibabel's NIfTI-1 stores,
+from little- and big-endian arrays, and reads values and header fields back with nibabel; a
+``.nii.gz`` is one gzip member that nibabel, Python's :mod:`gzip` and ``gzip -t`` read.
 """
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import geometry
 from .errors import DicomToolsError
 from .safety import atomic_output
+
+if TYPE_CHECKING:
+    from .series import Series
+    from .volume import Volume, VoxelArray
 
 __all__ = ["RGB24", "RGBA32", "bvecs_in_voxel_frame", "layer_geometry", "native_dtype",
            "nifti_header", "world_affine_to_ras", "write_bvals_bvecs", "write_layer_nifti",
@@ -26,18 +45,37 @@ RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 RGBA32 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")])
 
 
-def nifti_header(shape_xyzt, dtype, affine_ras, *, repetition_time: float | None = None,
-                 description: str = "") -> bytes:
+#: a 2D plane (or a colour plane) ready to write, in the voxel dtype and native byte order
+Plane = npt.NDArray[Any]
+
+
+def nifti_header(shape_xyzt: Sequence[int], dtype: npt.DTypeLike, affine_ras: npt.ArrayLike,
+                 *, repetition_time: float | None = None, description: str = "") -> bytes:
     """The 352 bytes (NIfTI-1 header + empty extension flag) of a single-file ``.nii``.
 
     In the machine's byte order: the data block written after it must be in native byte
-    order too (see :func:`native_dtype`). ``shape_xyzt`` is the NIfTI shape (columns, rows,
-    slices[, time]); sform and qform both carry ``affine_ras`` with code 1 (scanner; the
-    qform is the closest rotation, by polar decomposition), units mm and s, like dcm2niix.
-    ``dtype`` is any numeric dtype NIfTI-1 stores, or :data:`RGB24` / :data:`RGBA32` for
-    colour. The bytes are those :class:`nibabel.Nifti1Header` packs for the same fields
-    (``core._nifti1``, tested byte for byte against it), without nibabel's import, which
-    took a third of a small series' conversion.
+    order too (see :func:`native_dtype`). The sform and the qform both carry ``affine_ras``
+    with code 1 (scanner; the qform is the closest rotation, by polar decomposition), units
+    mm and s, like dcm2niix. The bytes are those :class:`nibabel.Nifti1Header` packs for the
+    same fields (``core._nifti1``, tested byte for byte against it).
+
+    Parameters
+    ----------
+    shape_xyzt : sequence of int
+        The NIfTI shape: (columns, rows, slices[, time]).
+    dtype : numpy dtype-like
+        Any numeric dtype NIfTI-1 stores, or :data:`RGB24` / :data:`RGBA32` for colour.
+    affine_ras : array-like, 4 x 4
+        Voxel (column, row, slice) -> RAS mm.
+    repetition_time : float, optional
+        The time step (s), stored as pixdim[4]; 1.0 for a 4D image without one.
+    description : str
+        The ``descrip`` field (ASCII, at most 79 characters kept).
+
+    Returns
+    -------
+    bytes
+        352 bytes: the header, then the four zero bytes of "no extension".
 
     Raises
     ------
@@ -45,6 +83,13 @@ def nifti_header(shape_xyzt, dtype, affine_ras, *, repetition_time: float | None
         ``dtype`` has no NIfTI-1 code.
     DicomToolsError
         A dimension over 32767 (NIfTI-1 dimensions are int16).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hdr = nifti_header((4, 3, 2), np.int16, np.diag([0.5, 0.5, 2.0, 1.0]))
+    >>> len(hdr), hdr[344:347]
+    (352, b'n+1')
     """
     from ._nifti1 import pack_header
 
@@ -59,13 +104,29 @@ def nifti_header(shape_xyzt, dtype, affine_ras, *, repetition_time: float | None
     return block + b"\0\0\0\0"
 
 
-def native_dtype(dtype) -> np.dtype:
-    """``dtype`` in the machine's byte order (structured colour types unchanged)."""
-    dt = np.dtype(dtype)
+def native_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
+    """``dtype`` in the machine's byte order (structured colour types unchanged).
+
+    Parameters
+    ----------
+    dtype : numpy dtype-like
+        Any dtype, in either byte order.
+
+    Returns
+    -------
+    numpy.dtype
+        The same type in native byte order: what a NIfTI data block written here holds.
+
+    Examples
+    --------
+    >>> native_dtype(">i2") == np.dtype("int16")
+    True
+    """
+    dt: np.dtype[Any] = np.dtype(dtype)
     return dt if dt.fields else dt.newbyteorder("=")
 
 
-def _colour_dtype(arr, where) -> np.dtype:
+def _colour_dtype(arr: VoxelArray, where: str) -> np.dtype[Any]:
     """:data:`RGB24`/:data:`RGBA32` for an ``(..., 3|4)`` array of 8-bit values.
 
     16-bit colour (palette LUTs) is accepted when it is exactly 8-bit data scaled by 257 (or
@@ -80,7 +141,7 @@ def _colour_dtype(arr, where) -> np.dtype:
     return RGB24 if arr.shape[-1] == 3 else RGBA32
 
 
-def _to_uint8_colour(frame: np.ndarray, where) -> np.ndarray:
+def _to_uint8_colour(frame: npt.NDArray[Any], where: str) -> npt.NDArray[np.uint8]:
     """One colour frame as uint8 (see :func:`_colour_dtype`), never approximated."""
     if frame.dtype == np.uint8:
         return frame
@@ -92,14 +153,16 @@ def _to_uint8_colour(frame: np.ndarray, where) -> np.ndarray:
                                  "losing precision; not written")
 
 
-def _open_output(tmp: str, gz: bool, level: int):
+def _open_output(tmp: str, gz: bool, level: int) -> io.BufferedIOBase:
     """A binary writer: plain, or gzip with the fastest codec installed.
 
     isal first, compressing 256 KiB blocks (memory stays low) in
-    :func:`~._parallel.decode_workers` threads (isal releases the GIL; each block keeps the previous 32 KiB as its dictionary, so the file is
-    as small as a serial one). isal has levels 0-3: ``level`` 1-5 -> 2, 6-9 -> 3. On the
-    300-slice benchmark CT: isal 2 77.6 MB, isal 3 76.9 MB (25 % more CPU), zlib -6 76.8 MB
-    (19x the CPU), dcm2niix 75.4 MB. Then zlib-ng, then zlib (dcm2niix without pigz spends most of a
+    :func:`~._parallel.decode_workers` threads (isal releases the GIL; each block keeps the
+    previous 32 KiB as its dictionary, so the file is as small as a serial one, and the
+    blocks are one deflate stream: the file is a single gzip member, with the CRC32 of the
+    whole data). isal has levels 0-3: ``level`` 1-5 -> 2, 6-9 -> 3. On the 300-slice
+    benchmark CT: isal 2 77.6 MB, isal 3 76.9 MB (25 % more CPU), zlib -6 76.8 MB (19x the
+    CPU), dcm2niix 75.4 MB. Then zlib-ng, then zlib (dcm2niix without pigz spends most of a
     conversion in single-thread zlib).
     """
     if not gz:
@@ -110,37 +173,42 @@ def _open_output(tmp: str, gz: bool, level: int):
         from ._parallel import decode_workers
 
         isal_level = 0 if level <= 0 else (2 if level <= 5 else 3)
-        return igzip_threaded.open(tmp, "wb", compresslevel=isal_level,
-                                   threads=decode_workers(), block_size=256 * 1024)
+        # isal ships no type hints for igzip_threaded.open (a BufferedWriter over its writer)
+        writer: io.BufferedIOBase = igzip_threaded.open(  # type: ignore[no-untyped-call]
+            tmp, "wb", compresslevel=isal_level, threads=decode_workers(),
+            block_size=256 * 1024)
+        return writer
     except ImportError:
         pass
     try:
         from zlib_ng import gzip_ng
 
-        return gzip_ng.open(tmp, "wb", compresslevel=level)
+        ng: io.BufferedIOBase = gzip_ng.open(tmp, "wb", compresslevel=level)
+        return ng
     except ImportError:
         import gzip
 
         return gzip.open(tmp, "wb", compresslevel=level)
 
 
-def _write_nifti_frames(path, header: bytes, frames, *, overwrite: bool, compress_level: int):
+def _write_nifti_frames(path: str, header: bytes, frames: Iterable[Plane], *,
+                        overwrite: bool, compress_level: int) -> None:
     """Header, then each frame's bytes: C-order (slice, row, column) is NIfTI's x-fastest."""
     with atomic_output(path, overwrite) as tmp:
         with _open_output(tmp, path.endswith(".gz"), compress_level) as f:
             f.write(header)
             for fr in frames:
-                f.write(memoryview(np.ascontiguousarray(fr)).cast("B"))
+                f.write(np.ascontiguousarray(fr).data.cast("B"))
 
 
-def _nifti_path(path) -> str:
+def _nifti_path(path: os.PathLike[str] | str) -> str:
     path = os.fspath(path)
     if not path.endswith((".nii", ".nii.gz")):
         raise DicomToolsError(path, "a NIfTI file name must end in .nii or .nii.gz")
     return path
 
 
-def _tr_seconds(metadata) -> float | None:
+def _tr_seconds(metadata: dict[str, Any] | None) -> float | None:
     tr = (metadata or {}).get("header", {}).get("RepetitionTime")
     try:
         return float(tr) / 1000.0 if tr is not None else None
@@ -148,40 +216,53 @@ def _tr_seconds(metadata) -> float | None:
         return None
 
 
-def _fits_int32(arr) -> bool:
+def _fits_int32(arr: VoxelArray) -> bool:
     a = np.asarray(arr)
-    return a.size == 0 or (np.iinfo(np.int32).min <= a.min() and a.max() <= np.iinfo(
-        np.int32).max)
+    return a.size == 0 or bool(np.iinfo(np.int32).min <= a.min()
+                               and a.max() <= np.iinfo(np.int32).max)
 
 
-def _nifti_layout(arr, path: str, rgb: bool):
+def _voxel_dtype(arr: VoxelArray) -> np.dtype[Any]:
+    """The NIfTI voxel type of a grey array: bool as uint8, int64 as int32 when it fits,
+    native byte order."""
+    dtype: np.dtype[Any] = np.dtype(arr.dtype)
+    if dtype == np.bool_:
+        dtype = np.dtype(np.uint8)
+    elif dtype == np.int64 and _fits_int32(arr):
+        dtype = np.dtype(np.int32)
+    return native_dtype(dtype)
+
+
+def _nifti_layout(arr: VoxelArray, path: str,
+                  rgb: bool) -> tuple[tuple[int, ...], np.dtype[Any], Iterator[Plane]]:
     """``(nifti_shape, voxel_dtype, frames)`` for a ``(..., row, column[, sample])`` array:
     frames are the 2D (or 2D colour) planes in C order, converted to the voxel dtype in
     native byte order one at a time (a lazy array is never loaded whole)."""
+    plane_axes = 3 if rgb else 2
+    conv: Callable[[Any], Plane]
     if rgb:
         dtype = _colour_dtype(arr, path)
-        flat = arr.reshape((-1,) + tuple(arr.shape[-3:]))
         shape = tuple(arr.shape[:-1])[::-1]
 
-        def conv(f):
+        def conv(f: Any) -> Plane:
             return _to_uint8_colour(np.asarray(f), path)
     else:
-        dtype = np.dtype(arr.dtype)
-        if dtype == np.bool_:
-            dtype = np.dtype(np.uint8)
-        elif dtype == np.int64 and _fits_int32(arr):
-            dtype = np.dtype(np.int32)
-        dtype = native_dtype(dtype)
-        flat = arr.reshape((-1,) + tuple(arr.shape[-2:]))
+        dtype = _voxel_dtype(arr)
         shape = tuple(arr.shape)[::-1]
 
-        def conv(f):
+        def conv(f: Any) -> Plane:
             return np.asarray(f).astype(dtype, copy=False)
-    return shape, dtype, (conv(flat[i]) for i in range(flat.shape[0]))
+    lead = tuple(arr.shape[:len(arr.shape) - plane_axes])
+    return shape, dtype, (conv(arr[idx]) for idx in np.ndindex(*lead))
 
 
-def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 1) -> str:
-    """Write a :class:`Volume` as NIfTI-1 (``.nii`` or ``.nii.gz``), as dcm2niix would.
+def write_nifti(volume: Volume, path: os.PathLike[str] | str, *, overwrite: bool = False,
+                compress_level: int = 1) -> str:
+    """Write a :class:`~.volume.Volume` as NIfTI-1 (``.nii`` or ``.nii.gz``), as dcm2niix
+    would.
+
+    A diffusion series (b-values in its headers) also gets FSL ``.bval``/``.bvec`` beside
+    the image (:func:`write_bvals_bvecs`).
 
     Parameters
     ----------
@@ -200,6 +281,22 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
     -------
     str
         The path written.
+
+    Raises
+    ------
+    DicomToolsError
+        The name does not end in ``.nii``/``.nii.gz``, the file (or a sidecar) exists and
+        ``overwrite`` is false, or the values do not fit a NIfTI-1 voxel type.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from napari_dicomtools.core.volume import Volume
+    >>> vol = Volume(np.zeros((2, 3, 4), np.int16), (2.0, 0.5, 0.5), np.zeros(3), np.eye(3))
+    >>> out = write_nifti(vol, os.path.join(tempfile.mkdtemp(), "ct.nii"))
+    >>> os.path.getsize(out)  # 352 header bytes + 2 * 3 * 4 int16
+    400
     """
     path = _nifti_path(path)
     shape, dtype, frames = _nifti_layout(volume.array, path, volume.rgb)
@@ -207,37 +304,75 @@ def write_nifti(volume, path, *, overwrite: bool = False, compress_level: int = 
                        repetition_time=_tr_seconds(volume.metadata),
                        description=str(volume.metadata.get("name", "")))
     series = volume.series
-    if series is not None and series.diffusion and len(series.diffusion) == volume.n_time:
+    diffusion = (series.diffusion if series is not None and series.diffusion
+                 and len(series.diffusion) == volume.n_time else None)
+    if diffusion:
         _refuse_existing_sidecars(path, overwrite)
     _write_nifti_frames(path, hdr, frames, overwrite=overwrite, compress_level=compress_level)
-    if series is not None and series.diffusion and len(series.diffusion) == volume.n_time:
-        write_bvals_bvecs(series.diffusion, volume.affine_ras, path, overwrite=overwrite)
+    if diffusion:
+        write_bvals_bvecs(diffusion, volume.affine_ras, path, overwrite=overwrite)
     return path
 
 
-def write_series_nifti(series, path, *, overwrite: bool = False, compress_level: int = 1,
+def write_series_nifti(series: Series, path: os.PathLike[str] | str, *,
+                       overwrite: bool = False, compress_level: int = 1,
                        philips_precise: bool = False) -> str:
-    """Stream a :class:`Series` straight from DICOM to NIfTI: frames are decoded ahead (worker
-    processes or threads) and written in order, so memory stays at a few slices whatever the
-    size. Colour series are written as RGB24 (see :func:`write_nifti`)."""
-    from .volume import _plan, iter_frames
+    """Stream a :class:`~.series.Series` straight from DICOM to NIfTI (what ``dicomtools
+    convert`` runs).
+
+    Frames are decoded ahead (threads, or worker processes for codecs that hold the GIL)
+    and written in order, so memory stays at a few slices whatever the size. The file is the
+    one :func:`write_nifti` writes for the :class:`~.volume.Volume` of the series. Colour
+    series are written as RGB24; diffusion series get ``.bval``/``.bvec``.
+
+    Parameters
+    ----------
+    series : Series
+        From :func:`~.series.scan`.
+    path : str or os.PathLike
+        Ends in ``.nii`` or ``.nii.gz``.
+    overwrite : bool
+        Replace an existing file (default: refuse).
+    compress_level : int
+        gzip level for ``.nii.gz``.
+    philips_precise : bool
+        Philips floating-point values (scale slope) instead of the displayed ones.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    DicomToolsError
+        A bad name, an existing output without ``overwrite``, inconsistent geometry, or a
+        frame that cannot be decoded (nothing is left under the final name).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from napari_dicomtools.core.series import scan
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> tmp = tempfile.mkdtemp()
+    >>> _ = write_series(os.path.join(tmp, "ct"), phantom((3, 8, 8)))
+    >>> out = write_series_nifti(scan(os.path.join(tmp, "ct"))[0],
+    ...                          os.path.join(tmp, "ct.nii.gz"))
+    >>> out.endswith("ct.nii.gz")
+    True
+    """
+    from .volume import _iter_frames, _plan
 
     path = _nifti_path(path)
     plan = _plan(series, philips_precise)
-    lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
     aff = geometry.affine_ras(series.spacing, series.origin, series.direction)
-    tr = _tr_seconds({"header": series.first.header}) if series.n_time > 1 else None
-    if plan.rgb:
-        dtype = _colour_dtype(np.empty((0,) + plan.frame_shape, plan.out_dtype), path)
-        shape = (lead + plan.frame_shape[:-1])[::-1]
-    else:
-        dtype, shape = plan.out_dtype, (lead + plan.frame_shape)[::-1]
-    hdr = nifti_header(shape, dtype, aff, repetition_time=tr, description=series.name)
-
+    hdr = nifti_header(*_series_layout(series, plan.frame_shape, plan.out_dtype, plan.rgb,
+                                       path), aff,
+                       repetition_time=_tr_seconds({"header": series.first.header})
+                       if series.n_time > 1 else None, description=series.name)
     if series.diffusion:
         _refuse_existing_sidecars(path, overwrite)
-
-    frames = iter_frames(plan)
+    frames: Iterable[Plane] = _iter_frames(plan)
     if plan.rgb:
         frames = (_to_uint8_colour(f, path) for f in frames)
     _write_nifti_frames(path, hdr, frames, overwrite=overwrite,
@@ -247,12 +382,45 @@ def write_series_nifti(series, path, *, overwrite: bool = False, compress_level:
     return path
 
 
-def bvecs_in_voxel_frame(gradients, affine_ras) -> np.ndarray:
+def _series_layout(series: Series, frame_shape: tuple[int, ...], out_dtype: np.dtype[Any],
+                   rgb: bool, path: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """``(nifti_shape, voxel_dtype)`` of a series whose frames are ``frame_shape`` of
+    ``out_dtype``."""
+    lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
+    if rgb:
+        dtype = _colour_dtype(np.empty((0,) + frame_shape, out_dtype), path)
+        return (lead + frame_shape[:-1])[::-1], dtype
+    return (lead + frame_shape)[::-1], out_dtype
+
+
+def bvecs_in_voxel_frame(gradients: Sequence[npt.ArrayLike | None],
+                         affine_ras: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """FSL-convention b-vectors (3 x N) for a NIfTI with ``affine_ras``.
 
-    ``gradients``: N LPS unit vectors (None for b=0). Each is projected on the image's voxel
-    axes; when the affine's determinant is positive the x component is negated (FSL stores
-    b-vectors in radiological voxel space), as dcm2niix does.
+    Each gradient is projected on the image's voxel axes; when the affine's determinant is
+    positive the x component is negated (FSL stores b-vectors in radiological voxel space),
+    as dcm2niix does.
+
+    Parameters
+    ----------
+    gradients : sequence of 3-vectors or None
+        N LPS gradient directions (None, or all zeros, for b=0).
+    affine_ras : array-like, 4 x 4
+        The NIfTI's affine (voxel -> RAS mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3, N)`` unit vectors in the voxel frame (zeros for b=0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> aff = np.diag([-1.0, -1.0, 1.0, 1.0])  # axial, voxel x towards the patient's left
+    >>> bvecs_in_voxel_frame([None, (1.0, 0.0, 0.0)], aff)  # x negated: det > 0
+    array([[ 0., -1.],
+           [ 0.,  0.],
+           [ 0.,  0.]])
     """
     a = np.asarray(affine_ras, float)[:3, :3]
     axes_ras = a / np.linalg.norm(a, axis=0)
@@ -269,20 +437,57 @@ def bvecs_in_voxel_frame(gradients, affine_ras) -> np.ndarray:
     return out
 
 
+def _sidecar_stem(path: str) -> str:
+    return path[:-7] if path.endswith(".nii.gz") else path[:-4]
+
+
 def _refuse_existing_sidecars(path: str, overwrite: bool) -> None:
     """Refuse before writing a diffusion NIfTI whose ``.bval``/``.bvec`` exist already."""
     if overwrite:
         return
-    stem = path[:-7] if path.endswith(".nii.gz") else path[:-4]
+    stem = _sidecar_stem(path)
     for ext in (".bval", ".bvec"):
         if os.path.lexists(stem + ext):
             raise DicomToolsError(stem + ext, "exists; not overwriting (use overwrite=True / "
                                               "--force)")
 
 
-def write_bvals_bvecs(diffusion, affine_ras, nifti_path, *, overwrite: bool = False):
-    """``.bval``/``.bvec`` beside ``nifti_path`` (FSL format) from ``[(b, g), ...]``."""
-    stem = nifti_path[:-7] if nifti_path.endswith(".nii.gz") else nifti_path[:-4]
+def write_bvals_bvecs(diffusion: Sequence[tuple[float, npt.ArrayLike | None]],
+                      affine_ras: npt.ArrayLike, nifti_path: str, *,
+                      overwrite: bool = False) -> tuple[str, str]:
+    """FSL ``.bval``/``.bvec`` beside ``nifti_path``.
+
+    Parameters
+    ----------
+    diffusion : sequence of (float, 3-vector or None)
+        ``(b-value, LPS gradient direction)`` per volume, as ``Series.diffusion`` holds it.
+    affine_ras : array-like, 4 x 4
+        The NIfTI's affine (see :func:`bvecs_in_voxel_frame`).
+    nifti_path : str
+        The ``.nii``/``.nii.gz`` the sidecars go beside (same stem).
+    overwrite : bool
+        Replace existing sidecars (default: refuse).
+
+    Returns
+    -------
+    (str, str)
+        The ``.bval`` and ``.bvec`` paths.
+
+    Raises
+    ------
+    DicomToolsError
+        A sidecar exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> nii = os.path.join(tempfile.mkdtemp(), "dwi.nii.gz")
+    >>> bval, bvec = write_bvals_bvecs([(0, None), (1000, (0.0, 0.0, 1.0))], np.eye(4), nii)
+    >>> open(bval).read().split()
+    ['0', '1000']
+    """
+    stem = _sidecar_stem(nifti_path)
     bvals = " ".join(f"{b:g}" for b, _ in diffusion) + "\n"
     vecs = bvecs_in_voxel_frame([g for _, g in diffusion], affine_ras)
     bvecs = "".join(" ".join(f"{x:.6g}" for x in row) + "\n" for row in vecs)
@@ -293,17 +498,44 @@ def write_bvals_bvecs(diffusion, affine_ras, nifti_path, *, overwrite: bool = Fa
     return stem + ".bval", stem + ".bvec"
 
 
-def world_affine_to_ras(scale, translate) -> np.ndarray:
-    """RAS affine of voxel ``(column, row, slice)`` for a layer shown axis-aligned in our world
-    ``(z, y, x)`` LPS with diagonal ``scale``/``translate`` (last three axes)."""
+def world_affine_to_ras(scale: Sequence[float],
+                        translate: Sequence[float]) -> npt.NDArray[np.float64]:
+    """RAS affine of voxel ``(column, row, slice)`` for a layer shown axis-aligned.
+
+    Our napari world is ``(z, y, x)`` LPS mm; a layer with a diagonal ``scale`` and
+    ``translate`` (their last three axes are used) has this NIfTI affine.
+
+    Parameters
+    ----------
+    scale : sequence of float
+        The layer's scale, ``(..., z, y, x)`` mm per voxel.
+    translate : sequence of float
+        The layer's translate, ``(..., z, y, x)`` mm.
+
+    Returns
+    -------
+    numpy.ndarray
+        4 x 4 voxel ``(column, row, slice)`` -> RAS mm.
+
+    Examples
+    --------
+    >>> world_affine_to_ras((2.0, 0.5, 0.5), (10.0, 0.0, 0.0))
+    array([[-0.5,  0. ,  0. ,  0. ],
+           [ 0. , -0.5,  0. ,  0. ],
+           [ 0. ,  0. ,  2. , 10. ],
+           [ 0. ,  0. ,  0. ,  1. ]])
+    """
     sc = np.asarray(scale, float)[-3:]
     tr = np.asarray(translate, float)[-3:]
     direction = np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]])  # (slice,row,col) -> (x,y,z)
     return geometry.affine_ras(sc, tr[::-1], direction)
 
 
-def layer_geometry(data, scale, translate, metadata=None):
-    """Array ``(slice, row, column)`` (4D: leading time axis) and RAS affine for a napari layer.
+def layer_geometry(data: VoxelArray, scale: Sequence[float], translate: Sequence[float],
+                   metadata: dict[str, Any] | None = None
+                   ) -> tuple[VoxelArray, npt.NDArray[np.float64]]:
+    """Array ``(slice, row, column)`` (4D: leading time axis) and RAS affine for a napari
+    layer.
 
     Always the true geometry (:class:`~napari_dicomtools.core.grid.Grid`): a layer the reader
     made (or a labels layer on its grid) is written on exactly the original series grid, the
@@ -312,9 +544,34 @@ def layer_geometry(data, scale, translate, metadata=None):
     moved, as shown: axis-aligned in world ``(z, y, x)`` LPS mm from its ``scale`` and
     ``translate``.
 
+    Parameters
+    ----------
+    data : array-like
+        The layer's data, 2D, 3D or 4D (numpy or dask).
+    scale : sequence of float
+        The layer's scale.
+    translate : sequence of float
+        The layer's translate.
+    metadata : dict, optional
+        The layer's metadata (the reader's true geometry, when it made the layer).
+
     Returns
     -------
-    (numpy.ndarray or array-like, numpy.ndarray)
+    (array-like, numpy.ndarray)
+        The array in ``(slice, row, column)`` order (a 2D layer gets one slice) and its 4 x 4
+        voxel ``(column, row, slice)`` -> RAS affine.
+
+    Raises
+    ------
+    ValueError
+        ``data`` is not 2D, 3D or 4D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> arr, aff = layer_geometry(np.zeros((2, 3, 4)), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    >>> arr.shape, float(aff[2, 2])
+    ((2, 3, 4), 2.0)
     """
     from .grid import Grid
 
@@ -326,12 +583,55 @@ def layer_geometry(data, scale, translate, metadata=None):
                                                (0.0,) + tuple(translate)[-2:])
     lead = nd - 3
     grid = Grid.of_layer(tuple(data.shape[lead:]), scale, translate, metadata)
-    return grid.nifti(data, leading=lead)
+    arr, aff = grid.nifti(data, leading=lead)
+    return arr, np.asarray(aff, np.float64)
 
 
-def write_layer_nifti(path, data, scale, translate, metadata=None, *, overwrite=False,
-                      compress_level: int = 1) -> str:
-    """Write napari layer data (image or labels) as NIfTI with its patient-space affine."""
+def write_layer_nifti(path: os.PathLike[str] | str, data: VoxelArray, scale: Sequence[float],
+                      translate: Sequence[float], metadata: dict[str, Any] | None = None, *,
+                      overwrite: bool = False, compress_level: int = 1) -> str:
+    """Write napari layer data (image or labels) as NIfTI with its patient-space affine.
+
+    The geometry is :func:`layer_geometry`'s: a layer the reader made is written on the
+    original series grid, exactly as ``dicomtools convert`` writes the series.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Ends in ``.nii`` or ``.nii.gz``.
+    data : array-like
+        The layer's data (2D, 3D or 4D; numpy or dask).
+    scale : sequence of float
+        The layer's scale.
+    translate : sequence of float
+        The layer's translate.
+    metadata : dict, optional
+        The layer's metadata (true geometry, RepetitionTime).
+    overwrite : bool
+        Replace an existing file (default: refuse).
+    compress_level : int
+        gzip level for ``.nii.gz``.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    DicomToolsError
+        A bad name, or an existing file without ``overwrite``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> labels = np.zeros((2, 3, 4), np.uint8)
+    >>> out = write_layer_nifti(os.path.join(tempfile.mkdtemp(), "mask.nii"), labels,
+    ...                         (2.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    >>> os.path.getsize(out)
+    376
+    """
     path = _nifti_path(path)
     arr, aff = layer_geometry(data, scale, translate, metadata)
     return write_layer_nifti_affine(path, arr, aff, overwrite=overwrite,
@@ -339,17 +639,57 @@ def write_layer_nifti(path, data, scale, translate, metadata=None, *, overwrite=
                                     repetition_time=_tr_seconds(metadata))
 
 
-def write_layer_nifti_affine(path, array, affine_ras, *, overwrite: bool = False,
-                             compress_level: int = 1, repetition_time=None,
+def write_layer_nifti_affine(path: os.PathLike[str] | str, array: VoxelArray,
+                             affine_ras: npt.ArrayLike, *, overwrite: bool = False,
+                             compress_level: int = 1, repetition_time: float | None = None,
                              rgb: bool = False) -> str:
-    """Write a ``(slice, row, column)`` (or 4D) array with a RAS affine of voxel ``(column,
-    row, slice)`` as NIfTI, creating the folder if needed (:func:`atomic_output`).
+    """Write an array with its RAS affine as NIfTI, creating the folder if needed.
 
-    ``rgb=True``: the array is ``(..., row, column, 3)`` 8-bit colour, written as RGB24.
-    Any byte order is accepted; the file is in native byte order.
+    Any byte order is accepted; the file is in native byte order. bool is written as
+    uint8, int64 as int32 when the values fit.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Ends in ``.nii`` or ``.nii.gz``.
+    array : array-like
+        ``(slice, row, column)`` or ``(time, slice, row, column)`` (numpy or dask);
+        with ``rgb``, a trailing axis of 3 or 4 8-bit samples.
+    affine_ras : array-like, 4 x 4
+        Voxel ``(column, row, slice)`` -> RAS mm.
+    overwrite : bool
+        Replace an existing file (default: refuse).
+    compress_level : int
+        gzip level for ``.nii.gz``.
+    repetition_time : float, optional
+        Seconds between volumes (pixdim[4]).
+    rgb : bool
+        Write the trailing samples as one RGB24 (or RGBA32) voxel.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    DicomToolsError
+        A bad name, an existing file without ``overwrite``, colour that is not 8-bit.
+    ValueError
+        The dtype has no NIfTI-1 code (strings, float16, ...).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> big_endian = np.arange(24, dtype=">i2").reshape(2, 3, 4)
+    >>> out = write_layer_nifti_affine(os.path.join(tempfile.mkdtemp(), "a.nii"),
+    ...                                big_endian, np.eye(4))
+    >>> np.frombuffer(open(out, "rb").read()[352:], "=i2")[:5]
+    array([0, 1, 2, 3, 4], dtype=int16)
     """
     path = _nifti_path(path)
-    shape, dtype, frames = _nifti_layout(np.asarray(array), path, rgb)
+    shape, dtype, frames = _nifti_layout(array, path, rgb)
     hdr = nifti_header(shape, dtype, affine_ras, repetition_time=repetition_time)
     _write_nifti_frames(path, hdr, frames, overwrite=overwrite,
                         compress_level=compress_level)

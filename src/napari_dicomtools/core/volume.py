@@ -15,10 +15,12 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from . import geometry
 from ._limits import FATAL, check_allocation
@@ -27,17 +29,43 @@ from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDic
 from .headers import Frame, Instance
 from .series import NO_IMAGE_KINDS, Series, scan
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from ._decode import FrameTable
+
+#: a decoded frame, or a whole volume, in memory
+Array = npt.NDArray[Any]
+#: ``progress(done, total)``
+Progress = Callable[[int, int], None]
+#: what a worker process sent back for a frame: the stored values, the frame's error, or
+#: None (decode it here: the pool is gone)
+Decoded = Array | DicomToolsError | None
+
 __all__ = [
-    "Volume", "read_volume", "read_volumes", "iter_frames", "regularize", "correct_tilt",
+    "Volume", "read_volume", "read_volumes", "regularize", "correct_tilt",
     "resample_uniform", "check_geometry", "smallest_dtype",
 ]
+
+
+class VoxelArray(Protocol):
+    """What :attr:`Volume.array` is and the writers take: a numpy array or a lazy (dask)
+    one, with a shape, a dtype, and indexing (planes are read one at a time)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    def __getitem__(self, key: Any, /) -> Any: ...
 
 
 @dataclass
 class Volume:
     """Pixels and the geometry that places them in the patient.
 
-    Attributes
+    Parameters
     ----------
     array : numpy.ndarray or dask.array.Array
         ``(slice, row, column)``; ``(time, slice, row, column)`` for 4D series; a trailing
@@ -51,13 +79,26 @@ class Volume:
         3x3, column ``k`` is the unit LPS vector of array axis ``k``.
     metadata : dict
         Readable header summary, series facts, window, units, problems found, files.
+    series : Series, optional
+        The series it was read from (None for a derived volume whose voxels no longer sit
+        where the files put them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> vol = Volume(np.zeros((3, 4, 5), np.int16), (2.5, 0.5, 0.5),
+    ...              np.array([-10.0, -20.0, 30.0]), np.eye(3))
+    >>> vol.spatial_shape
+    (3, 4, 5)
+    >>> vol.affine_ras[:3, 3]  # the origin in RAS: x and y negated
+    array([10., 20., 30.])
     """
 
-    array: object
-    spacing: tuple
-    origin: np.ndarray
-    direction: np.ndarray
-    metadata: dict = field(default_factory=dict)
+    array: VoxelArray
+    spacing: tuple[float, float, float]
+    origin: npt.NDArray[np.float64]
+    direction: npt.NDArray[np.float64]
+    metadata: dict[str, Any] = field(default_factory=dict)
     series: Series | None = None
 
     @property
@@ -69,17 +110,18 @@ class Volume:
         return bool(self.metadata.get("rgb", False))
 
     @property
-    def spatial_shape(self) -> tuple:
+    def spatial_shape(self) -> tuple[int, int, int]:
         lead = 1 if self.n_time > 1 else 0
-        return tuple(self.array.shape[lead:lead + 3])
+        z, y, x = self.array.shape[lead:lead + 3]
+        return z, y, x
 
     @property
-    def affine_lps(self) -> np.ndarray:
+    def affine_lps(self) -> npt.NDArray[np.float64]:
         """4x4: voxel ``(column, row, slice)`` -> LPS mm (ITK/DICOM convention)."""
         return geometry.affine_lps(self.spacing, self.origin, self.direction)
 
     @property
-    def affine_ras(self) -> np.ndarray:
+    def affine_ras(self) -> npt.NDArray[np.float64]:
         """4x4: voxel ``(column, row, slice)`` -> RAS mm, as NIfTI's sform wants it.
 
         ``nibabel.Nifti1Image(np.asarray(vol.array).T, vol.affine_ras)`` (3D, non-RGB) is the
@@ -88,7 +130,7 @@ class Volume:
         return geometry.affine_ras(self.spacing, self.origin, self.direction)
 
     @property
-    def world_affine(self) -> np.ndarray:
+    def world_affine(self) -> npt.NDArray[np.float64]:
         """4x4: array index ``(slice, row, column)`` -> napari world ``(z, y, x)`` LPS mm."""
         return geometry.world_affine(self.spacing, self.origin, self.direction)
 
@@ -98,10 +140,10 @@ class Volume:
                                           self.spatial_shape)
 
     @property
-    def window(self) -> tuple | None:
+    def window(self) -> tuple[float, float] | None:
         """(center, width) from WindowCenter/WindowWidth, in output units, or None."""
         w = self.metadata.get("window")
-        return tuple(w) if w else None
+        return (float(w[0]), float(w[1])) if w else None
 
     def __repr__(self) -> str:
         kind = type(self.array).__module__.split(".")[0]
@@ -120,14 +162,39 @@ def _stored_range(inst: Instance) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-_INT_TYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64]
+_INT_TYPES: list[type[np.integer[Any]]] = [np.uint8, np.int8, np.uint16, np.int16, np.uint32,
+                                           np.int32, np.int64]
 
 
-def smallest_dtype(lo: float, hi: float, integral: bool, bits: int = 16) -> np.dtype:
+def smallest_dtype(lo: float, hi: float, integral: bool, bits: int = 16) -> np.dtype[Any]:
     """Smallest dtype holding every value in ``[lo, hi]`` exactly.
 
     Integer ranges get the smallest (unsigned first) integer type; otherwise float32, or
     float64 when the stored values have more than 24 significant bits.
+
+    Parameters
+    ----------
+    lo, hi : float
+        The lowest and highest value to hold (rescaled: ``stored * slope + intercept``).
+    integral : bool
+        Every value is an integer (integer slope and intercept).
+    bits : int
+        Significant bits of the stored values (BitsStored), for the float case.
+
+    Returns
+    -------
+    numpy.dtype
+        uint8, int8, uint16, int16, uint32, int32 or int64 for integers (float64 beyond
+        int64), float32 or float64 otherwise.
+
+    Examples
+    --------
+    CT with RescaleIntercept -1024 over 12 stored bits:
+
+    >>> smallest_dtype(-1024, 4095 - 1024, True, 12)
+    dtype('int16')
+    >>> smallest_dtype(0.0, 2.5, False, 16)
+    dtype('float32')
     """
     if integral:
         for t in _INT_TYPES:
@@ -145,18 +212,22 @@ _TABLE_LOCK = threading.Lock()
 class _Plan:
     """Everything needed to decode any frame of a series into output units."""
 
-    frames: list
-    out_dtype: np.dtype
-    frame_shape: tuple
+    frames: list[Frame]
+    out_dtype: np.dtype[Any]
+    frame_shape: tuple[int, ...]
     lo: float
     hi: float
     invert: bool
     rgb: bool
     palette: bool
     #: a multi-frame file's compressed frames, split once for all its frames (made on use)
-    table: object = field(default=None, repr=False, compare=False)
+    table: FrameTable | None = field(default=None, repr=False, compare=False)
+    #: decoded Siemens mosaic planes by file (the last few), and their lock
+    _mosaic_cache: dict[str, Array] = field(default_factory=dict, repr=False, compare=False)
+    _mosaic_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                         compare=False)
 
-    def frame_table(self):
+    def frame_table(self) -> FrameTable:
         """The :class:`._decode.FrameTable` of this read."""
         if self.table is None:
             with _TABLE_LOCK:
@@ -166,7 +237,7 @@ class _Plan:
                     self.table = FrameTable()
         return self.table
 
-    def read_frame(self, i: int, out: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
+    def read_frame(self, i: int, out: Array | None = None, threads: int = 1) -> Array:
         """Frame ``i`` in output units (into ``out`` when given); ``threads``: a codec's own
         threads for this one frame (JPEG 2000)."""
         fr: Frame = self.frames[i]
@@ -184,7 +255,7 @@ class _Plan:
             _read_native(fr, out)
         return self._finish(fr, out)
 
-    def _finish(self, fr: Frame, out: np.ndarray) -> np.ndarray:
+    def _finish(self, fr: Frame, out: Array) -> Array:
         if self.invert:
             np.subtract(self.lo + self.hi, out, out=out, casting="unsafe")
         if fr.flip_rows:  # GE pepolar: reversed polarity stored upside down
@@ -212,7 +283,7 @@ class _Plan:
         return any(f.instance.mosaic is None and not self.native(i)
                    for i, f in enumerate(self.frames))
 
-    def place(self, i: int, arr: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def place(self, i: int, arr: Array, out: Array) -> Array:
         """A decoded frame ``i`` (stored values) into ``out``, in output units."""
         fr: Frame = self.frames[i]
         if self.rgb:
@@ -228,12 +299,10 @@ class _Plan:
         return self._finish(fr, out)
 
 
-    def _mosaic_tile(self, fr: Frame) -> np.ndarray:
+    def _mosaic_tile(self, fr: Frame) -> Array:
         """Tile ``fr.index`` of a Siemens mosaic (the decoded plane is cached per file)."""
         inst = fr.instance
-        if not hasattr(self, "_mosaic_lock"):
-            self._mosaic_lock = threading.Lock()
-            self._mosaic_cache = {}
+        assert inst.mosaic is not None  # only mosaic frames come here
         with self._mosaic_lock:
             plane = self._mosaic_cache.get(inst.path)
         if plane is None:
@@ -248,14 +317,15 @@ class _Plan:
         return plane[r0:r0 + inst.rows, c0:c0 + inst.columns]
 
 
-def _palette_to_8bit(rgb: np.ndarray) -> np.ndarray:
+def _palette_to_8bit(rgb: Array) -> Array:
     """Colours from a 16-bit palette LUT as 8-bit RGB (rounded: 65535 -> 255), the depth of
     a screen, PNG and NIfTI RGB24."""
     return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def _mosaic_plane(inst: Instance) -> np.ndarray:
+def _mosaic_plane(inst: Instance) -> Array:
     """The whole stored mosaic plane of a file (native read or pydicom decode)."""
+    assert inst.mosaic is not None  # only mosaic files come here
     mr, mc, _ = inst.mosaic
     if inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32):
         sdt = _stored_dtype(inst)
@@ -277,7 +347,7 @@ def _stored_dtype(inst: Instance) -> np.dtype:
     return np.dtype(f"{'>' if big else '<'}{kind}{inst.bits_allocated // 8}")
 
 
-def _fix_bits(a: np.ndarray, inst: Instance) -> None:
+def _fix_bits(a: Array, inst: Instance) -> None:
     """Mask bits above BitsStored (unsigned) or sign-extend them (signed), in place."""
     nbits = a.dtype.itemsize * 8
     bs = inst.bits_stored
@@ -291,7 +361,7 @@ def _fix_bits(a: np.ndarray, inst: Instance) -> None:
         np.bitwise_and(a, (1 << bs) - 1, out=a)
 
 
-def _rescale_into(stored: np.ndarray, fr: Frame, out: np.ndarray) -> None:
+def _rescale_into(stored: Array, fr: Frame, out: Array) -> None:
     slope, intercept = fr.slope, fr.intercept
     if slope == 1 and intercept == 0:
         out[...] = stored
@@ -304,7 +374,7 @@ def _rescale_into(stored: np.ndarray, fr: Frame, out: np.ndarray) -> None:
         np.add(out, intercept, out=out, casting="unsafe")
 
 
-def _stored_target(inst: Instance, out: np.ndarray) -> tuple[np.ndarray, bool]:
+def _stored_target(inst: Instance, out: Array) -> tuple[Array, bool]:
     """Where to put a frame's stored values: ``out`` itself, viewed as the stored dtype, when
     the rescale can then run in place (``direct``), else a scratch array."""
     sdt = _stored_dtype(inst)
@@ -314,7 +384,7 @@ def _stored_target(inst: Instance, out: np.ndarray) -> tuple[np.ndarray, bool]:
     return (out.view(sdt) if direct else np.empty(out.shape, sdt)), direct
 
 
-def _stored_into(target: np.ndarray, direct: bool, fr: Frame, out: np.ndarray) -> None:
+def _stored_into(target: Array, direct: bool, fr: Frame, out: Array) -> None:
     """Stored values in ``target`` (from :func:`_stored_target`) -> output units in ``out``:
     bits above BitsStored masked or sign-extended, RescaleSlope/Intercept applied."""
     inst = fr.instance
@@ -337,7 +407,8 @@ def _stored_into(target: np.ndarray, direct: bool, fr: Frame, out: np.ndarray) -
     _rescale_into(target, fr, out)
 
 
-def _decode_fast(fr: Frame, out: np.ndarray, threads: int = 1, table=None) -> bool:
+def _decode_fast(fr: Frame, out: Array, threads: int = 1,
+                 table: FrameTable | None = None) -> bool:
     """Decode a compressed frame straight into ``out`` with a codec that releases the GIL
     (see :func:`._decode.decode_into`); False when that path does not apply."""
     from ._decode import decode_into, fast_codec
@@ -353,17 +424,18 @@ def _decode_fast(fr: Frame, out: np.ndarray, threads: int = 1, table=None) -> bo
     return True
 
 
-def _read_native(fr: Frame, out: np.ndarray) -> None:
+def _read_native(fr: Frame, out: Array) -> None:
     """Read one frame of native pixel data straight into ``out`` (rescaled in place)."""
     inst = fr.instance
     target, direct = _stored_target(inst, out)
     sdt = target.dtype
     nbytes = inst.rows * inst.columns * sdt.itemsize
+    assert inst.pixel_offset is not None  # native frames have one (_Plan.native)
     offset = inst.pixel_offset + (fr.index or 0) * nbytes
     try:
         with open(inst.source.path, "rb") as f:
             f.seek(offset)
-            got = f.readinto(memoryview(target.reshape(-1)).cast("B"))
+            got = f.readinto(target.reshape(-1).data.cast("B"))
     except OSError as exc:
         raise UnreadableDicomError(inst.path, f"cannot read pixel data: {exc}") from None
     if got != nbytes:
@@ -372,7 +444,7 @@ def _read_native(fr: Frame, out: np.ndarray) -> None:
     _stored_into(target, direct, fr, out)
 
 
-def _decode_pydicom(fr: Frame) -> np.ndarray:
+def _decode_pydicom(fr: Frame) -> Array:
     """Decode one frame with pydicom (compressed, bit-packed, colour, odd layouts).
 
     Decoders are chosen explicitly and isolated (see :mod:`._decode`): no malformed file can
@@ -386,7 +458,8 @@ def _decode_pydicom(fr: Frame) -> np.ndarray:
     try:
         arr, ds = decode_frame(inst, index, palette_ds=palette)
         if palette:
-            from pydicom.pixels import apply_color_lut
+            # pydicom.pixels does not list it in __all__: mypy calls it private
+            from pydicom.pixels import apply_color_lut  # type: ignore[attr-defined]
 
             arr = apply_color_lut(arr, ds)
     except DicomToolsError:
@@ -400,10 +473,11 @@ def _decode_pydicom(fr: Frame) -> np.ndarray:
                                               f"{msg}") from None
     if arr.ndim == 3 and inst.samples == 1 and arr.shape[0] == 1:
         arr = arr[0]
-    return arr
+    decoded: Array = np.asarray(arr)
+    return decoded
 
 
-def _precise(frames: list) -> list:
+def _precise(frames: list[Frame]) -> list[Frame]:
     """Frames rescaled to Philips "precise" values: (SV*RS + RI) / (RS*SS)."""
     from dataclasses import replace
 
@@ -432,7 +506,7 @@ def _plan(series: Series, philips_precise: bool = False) -> _Plan:
         return _Plan(frames, dtype, shape, 0, float(np.iinfo(dtype).max), False, True, palette)
     lo, hi = np.inf, -np.inf
     integral = True
-    seen = set()
+    seen: set[tuple[float, float, int, int, int]] = set()
     for fr in frames:
         key = (fr.slope, fr.intercept, fr.instance.bits_stored,
                fr.instance.pixel_representation, fr.instance.bits_allocated)
@@ -463,7 +537,7 @@ class _Prefetch:
     that fails here is simply not kept: the request decodes it and reports the error.
     """
 
-    _pool = None
+    _pool: ThreadPoolExecutor | None = None
     _pool_lock = threading.Lock()
 
     def __init__(self, plan: _Plan, ahead: int = 4, behind: int = 1, keep: int = 16):
@@ -471,14 +545,14 @@ class _Prefetch:
         self.n = len(plan.frames)
         self.ahead, self.behind, self.keep = ahead, behind, max(keep, ahead + behind + 1)
         self.lock = threading.Lock()
-        self.cache: OrderedDict = OrderedDict()  # frame index -> decoded frame
-        self.pending: dict = {}  # frame index -> Future
+        self.cache: OrderedDict[int, Array] = OrderedDict()  # frame index -> decoded frame
+        self.pending: dict[int, Future[Array | None]] = {}  # frame index -> its decoding
         self.last: int | None = None
         self.step = 1
-        self.window: set = set()
+        self.window: set[int] = set()
 
     @classmethod
-    def executor(cls):
+    def executor(cls) -> ThreadPoolExecutor:
         from concurrent.futures import ThreadPoolExecutor
 
         with cls._pool_lock:
@@ -487,7 +561,7 @@ class _Prefetch:
                                                thread_name_prefix="dicomtools-prefetch")
             return cls._pool
 
-    def take(self, i: int, out: np.ndarray) -> bool:
+    def take(self, i: int, out: Array) -> bool:
         """Copy frame ``i`` into ``out`` if it is decoded (or being decoded: wait for it)."""
         with self.lock:
             arr = self.cache.get(i)
@@ -525,7 +599,7 @@ class _Prefetch:
             for j in todo:
                 self.pending[j] = self.executor().submit(self._decode, j)
 
-    def _decode(self, j: int):
+    def _decode(self, j: int) -> Array | None:
         with self.lock:
             wanted = j in self.window
         arr = None
@@ -552,10 +626,10 @@ class _Prefetch:
 
 
 class _LazyFrames:
-    """Array-like over a series' frames for :func:`dask.array.from_array`; a compressed
+    """An array-like over a series' frames for :func:`dask.array.from_array`; a compressed
     series decodes the neighbours of each requested frame ahead (:class:`_Prefetch`)."""
 
-    def __init__(self, plan: _Plan, shape: tuple):
+    def __init__(self, plan: _Plan, shape: tuple[int, ...]):
         self.plan = plan
         self.shape = shape
         self.dtype = plan.out_dtype
@@ -563,15 +637,15 @@ class _LazyFrames:
         self.prefetch = _Prefetch(plan) if len(plan.frames) > 1 and plan.compressed() \
             else None
 
-    def __getstate__(self):  # a distributed scheduler pickles the graph: no locks
-        return {**self.__dict__, "prefetch": None}
+    def __getstate__(self) -> dict[str, Any]:  # a distributed scheduler pickles the graph
+        return {**self.__dict__, "prefetch": None}  # no locks
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if len(self.plan.frames) > 1 and self.plan.compressed():
             self.prefetch = _Prefetch(self.plan)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Array:
         # dask asks for blocks of one frame: key is a tuple of slices
         if not isinstance(key, tuple):
             key = (key,)
@@ -588,14 +662,14 @@ class _LazyFrames:
                 if pre.take(i, flat[j]):
                     continue
             err = _read_frame_safely(self.plan, i, flat[j],
-                                     threads=decode_workers() if flat.shape[0] == 1 else 1)
+                                     threads=decode_workers() if len(flat) == 1 else 1)
             if err is not None:  # as the eager read does: a blank frame and a warning
                 flat[j] = self.plan.lo if not self.plan.rgb else 0
                 warnings.warn(f"frame left blank: {err}", stacklevel=2)
         return out[(Ellipsis,) + tuple(key[n_lead:])] if len(key) > n_lead else out
 
 
-def _metadata(series: Series, plan: _Plan) -> dict:
+def _metadata(series: Series, plan: _Plan) -> dict[str, Any]:
     inst0 = series.first
     window = None
     w = series.frames[0].window
@@ -634,8 +708,8 @@ def _metadata(series: Series, plan: _Plan) -> dict:
     }
 
 
-def read_volume(path_or_series, lazy: bool = False, *,
-                progress: Callable[[int, int], None] | None = None,
+def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = False, *,
+                progress: Progress | None = None,
                 correct_tilt: bool = False, philips_precise: bool = False,
                 uniform_spacing: bool = False) -> Volume:
     """Read one image series as a :class:`Volume` in real units and patient geometry.
@@ -663,6 +737,8 @@ def read_volume(path_or_series, lazy: bool = False, *,
     Returns
     -------
     Volume
+        The pixels (numpy, or dask when ``lazy``) with spacing, origin, direction, metadata
+        and the series they came from.
 
     Raises
     ------
@@ -715,32 +791,37 @@ def read_volume(path_or_series, lazy: bool = False, *,
     return vol
 
 
-def _slice_positions(volume: Volume) -> np.ndarray:
+def _slice_positions(volume: Volume) -> Array:
     """LPS position of each slice's first voxel (from the files when known)."""
     s = volume.series
     n = volume.spatial_shape[0]
     if s is not None and s.n_time == 1 and len(s.frames) == n and \
             all(f.position is not None for f in s.frames):
-        return np.array([f.position for f in s.frames], float)
+        positions: Array = np.array([f.position for f in s.frames], float)
+        return positions
     d = np.asarray(volume.direction, float)
-    return np.asarray(volume.origin, float) + np.outer(np.arange(n), d[:, 0] * volume.spacing[0])
+    stepped: Array = np.asarray(volume.origin, float) + np.outer(np.arange(n),
+                                                                d[:, 0] * volume.spacing[0])
+    return stepped
 
 
-def regularize(volume: Volume, spacing: float | None = None, *, uniform: bool = True,
-               order: int = 1) -> Volume:
-    """Resample a stack onto an orthogonal, uniform grid from each slice's true position.
+@dataclass
+class _StackGeometry:
+    """Where each slice of a stack really is, relative to its first slice."""
 
-    Every slice is shifted in-plane by its offset from the first slice's axis (gantry tilt),
-    then, with ``uniform``, slices are interpolated at ``spacing`` mm along the plane normal
-    (default: the median step) from the first to the last slice (gaps, changing spacing).
-    The new grid covers every acquired voxel (as dcm2niix's tilt correction); voxels outside
-    the acquired slab get the lowest value in use (air for CT). Returns ``volume`` when there
-    is nothing to do.
-    """
-    from scipy import ndimage
+    normal: Array  # unit LPS normal of the slices, pointing from the first to the last
+    col_dir: Array  # LPS direction of increasing row index
+    row_dir: Array  # LPS direction of increasing column index
+    first: Array  # LPS position of the first slice's first voxel
+    along: Array  # each slice's distance along the normal (mm)
+    off_r: Array  # each slice's in-plane shift, in rows
+    off_c: Array  # and in columns
+    median_step: float
+    sheared: bool  # slices shifted in-plane (gantry tilt)
+    regular: bool  # evenly spaced along the normal
 
-    if volume.rgb or volume.n_time > 1:
-        raise DicomToolsError(None, "tilt/spacing regularization is for 3D grayscale volumes")
+
+def _stack_geometry(volume: Volume) -> _StackGeometry:
     d = np.asarray(volume.direction, float)
     col_dir, row_dir = d[:, 1], d[:, 2]
     normal = np.cross(row_dir, col_dir)
@@ -754,75 +835,236 @@ def regularize(volume: Volume, spacing: float | None = None, *, uniform: bool = 
     off_c = (rel @ row_dir) / volume.spacing[2]
     steps = np.diff(along)
     med = geometry.median(steps) if len(steps) else float(volume.spacing[0])
-    sheared = np.max(np.abs(off_r)) > 1e-3 or np.max(np.abs(off_c)) > 1e-3
-    regular = len(steps) == 0 or np.all(np.abs(steps - med) <= max(0.01, 0.01 * med))
-    step = float(spacing or med)
-    if not sheared and (regular or not uniform) and spacing is None:
-        return volume
-    arr = np.asarray(volume.array)
-    n, rows, cols = arr.shape
-    min_r, min_c = float(off_r.min()), float(off_c.min())
-    new_rows = rows + int(np.ceil(off_r.max() - min_r - 1e-6))
-    new_cols = cols + int(np.ceil(off_c.max() - min_c - 1e-6))
+    sheared = bool(np.max(np.abs(off_r)) > 1e-3 or np.max(np.abs(off_c)) > 1e-3)
+    regular = bool(len(steps) == 0 or np.all(np.abs(steps - med) <= max(0.01, 0.01 * med)))
+    return _StackGeometry(normal, col_dir, row_dir, pos[0], along, off_r, off_c, float(med),
+                          sheared, regular)
+
+
+def _fill_value(volume: Volume, arr: Array) -> float:
+    """The value of voxels outside the acquired slab: the lowest in use (air for CT)."""
     fill = float(volume.metadata.get("value_range", (float(arr.min()), 0))[0])
     if volume.metadata.get("units") == "HU":
         fill = max(fill, -1024.0)
+    return fill
+
+
+def _align_slices(arr: Array, g: _StackGeometry, fill: float, order: int) -> Array:
+    """Each slice shifted in-plane onto the first slice's axis, on a canvas that holds
+    every shifted slice whole (float32)."""
+    from scipy import ndimage
+
+    n, rows, cols = arr.shape
+    min_r, min_c = float(g.off_r.min()), float(g.off_c.min())
+    new_rows = rows + int(np.ceil(g.off_r.max() - min_r - 1e-6))
+    new_cols = cols + int(np.ceil(g.off_c.max() - min_c - 1e-6))
     aligned = np.empty((n, new_rows, new_cols), np.float32)
     canvas = np.empty((new_rows, new_cols), np.float32)
     for k in range(n):
         canvas[:] = fill
         canvas[:rows, :cols] = arr[k]
-        if off_r[k] - min_r or off_c[k] - min_c:
-            aligned[k] = ndimage.shift(canvas, (off_r[k] - min_r, off_c[k] - min_c),
+        if g.off_r[k] - min_r or g.off_c[k] - min_c:
+            aligned[k] = ndimage.shift(canvas, (g.off_r[k] - min_r, g.off_c[k] - min_c),
                                        order=order, mode="constant", cval=fill)
         else:
             aligned[k] = canvas
-    if uniform and (not regular or spacing is not None) and n > 1:
-        m = int(np.floor((along[-1] - along[0]) / step + 1e-6)) + 1
-        targets = along[0] + step * np.arange(m)
-        hi = np.clip(np.searchsorted(along, targets, side="left"), 1, n - 1)
-        lo = hi - 1
-        w = ((targets - along[lo]) / np.maximum(along[hi] - along[lo], 1e-9))[:, None, None]
-        out = aligned[lo] * (1 - w) + aligned[hi] * w
-    else:
-        out = aligned
-        step = med if n > 1 else float(volume.spacing[0])
-    if arr.dtype.kind in "iu":
-        info = np.iinfo(arr.dtype)
-        out = np.clip(np.round(out), info.min, info.max).astype(arr.dtype)
-    origin = pos[0] + min_r * volume.spacing[1] * col_dir + min_c * volume.spacing[2] * row_dir
+    return aligned
+
+
+def _interpolate_slices(aligned: Array, along: Array, step: float) -> Array:
+    """Slices every ``step`` mm from the first to the last, linear between the acquired
+    slices at distances ``along``."""
+    n = len(aligned)
+    m = int(np.floor((along[-1] - along[0]) / step + 1e-6)) + 1
+    targets = along[0] + step * np.arange(m)
+    hi = np.clip(np.searchsorted(along, targets, side="left"), 1, n - 1)
+    lo = hi - 1
+    w = ((targets - along[lo]) / np.maximum(along[hi] - along[lo], 1e-9))[:, None, None]
+    out: Array = aligned[lo] * (1 - w) + aligned[hi] * w
+    return out
+
+
+def _regularized_metadata(volume: Volume, g: _StackGeometry, uniform: bool, n_out: int,
+                          step: float) -> dict[str, Any]:
+    """The metadata of a regularized volume: what was done, among its problems."""
     meta = dict(volume.metadata)
     notes = [p for p in meta.get("problems", []) if "tilt" not in p]
-    if sheared:
+    if g.sheared:
         notes.append(f"gantry tilt of {meta.get('tilt_deg', 0):.2f} degrees corrected by "
                      "resampling")
         meta["tilt_corrected"] = True
-    if uniform and not regular:
-        notes.append(f"resampled to {out.shape[0]} uniform slices of {step:.4g} mm "
-                     f"(from {n} acquired)")
+    if uniform and not g.regular:
+        notes.append(f"resampled to {n_out} uniform slices of {step:.4g} mm "
+                     f"(from {volume.spatial_shape[0]} acquired)")
         meta["resampled_uniform"] = True
     meta["problems"] = notes
-    direction = np.column_stack([normal, col_dir, row_dir])
+    return meta
+
+
+def regularize(volume: Volume, spacing: float | None = None, *, uniform: bool = True,
+               order: int = 1) -> Volume:
+    """Resample a stack onto an orthogonal, uniform grid from each slice's true position.
+
+    Every slice is shifted in-plane by its offset from the first slice's axis (gantry tilt),
+    then, with ``uniform``, slices are interpolated at ``spacing`` mm along the plane normal
+    from the first to the last slice (gaps, changing spacing). The new grid covers every
+    acquired voxel (as dcm2niix's tilt correction); voxels outside the acquired slab get the
+    lowest value in use (air for CT).
+
+    Parameters
+    ----------
+    volume : Volume
+        A 3D grayscale volume (eager or lazy; it is loaded).
+    spacing : float, optional
+        The new slice spacing (mm); default the median step between acquired slices.
+    uniform : bool
+        Interpolate onto evenly spaced slices (else only the tilt is corrected).
+    order : int
+        Spline order of the in-plane shift (0 nearest, 1 linear, 3 cubic).
+
+    Returns
+    -------
+    Volume
+        ``volume`` itself when there is nothing to do; else a new volume (same dtype,
+        integers rounded) with an orthogonal direction and no ``series`` (its voxels no
+        longer sit where the files put them); ``metadata["problems"]`` says what was done.
+
+    Raises
+    ------
+    DicomToolsError
+        ``volume`` is colour or 4D.
+
+    Examples
+    --------
+    A stack whose slices step 10 degrees off the normal (gantry tilt):
+
+    >>> import numpy as np
+    >>> t = np.deg2rad(10.0)
+    >>> d = np.array([[0, 0, 1], [np.sin(t), 1, 0], [np.cos(t), 0, 0]])  # slice, row, col
+    >>> vol = Volume(np.zeros((4, 8, 8), np.int16), (2.0, 1.0, 1.0), np.zeros(3), d)
+    >>> flat = regularize(vol)
+    >>> flat.array.shape, [round(s, 3) for s in flat.spacing]
+    ((4, 10, 8), [1.97, 1.0, 1.0])
+    """
+    if volume.rgb or volume.n_time > 1:
+        raise DicomToolsError(None, "tilt/spacing regularization is for 3D grayscale volumes")
+    g = _stack_geometry(volume)
+    step = float(spacing or g.median_step)
+    if not g.sheared and (g.regular or not uniform) and spacing is None:
+        return volume
+    arr = np.asarray(volume.array)
+    n = arr.shape[0]
+    aligned = _align_slices(arr, g, _fill_value(volume, arr), order)
+    if uniform and (not g.regular or spacing is not None) and n > 1:
+        out = _interpolate_slices(aligned, g.along, step)
+    else:
+        out = aligned
+        step = g.median_step if n > 1 else float(volume.spacing[0])
+    if arr.dtype.kind in "iu":
+        info = np.iinfo(arr.dtype)
+        out = np.clip(np.round(out), info.min, info.max).astype(arr.dtype)
+    origin = g.first + float(g.off_r.min()) * volume.spacing[1] * g.col_dir \
+        + float(g.off_c.min()) * volume.spacing[2] * g.row_dir
+    meta = _regularized_metadata(volume, g, uniform, out.shape[0], step)
+    direction = np.column_stack([g.normal, g.col_dir, g.row_dir])
     # the voxels no longer sit where the files put them: the result carries no series
     return Volume(out, (step, volume.spacing[1], volume.spacing[2]), origin, direction, meta,
                   None)
 
 
 def correct_tilt(volume: Volume, order: int = 1) -> Volume:
-    """Resample a gantry-tilted (sheared) stack onto an orthogonal grid, like dcm2niix's tilt
-    correction (slices keep their spacing; see :func:`regularize`). Returns ``volume`` when it
-    has no tilt."""
+    """Resample a gantry-tilted (sheared) stack onto an orthogonal grid, like dcm2niix's
+    tilt correction (slices keep their spacing; see :func:`regularize`).
+
+    Parameters
+    ----------
+    volume : Volume
+        A 3D grayscale volume.
+    order : int
+        Spline order of the in-plane shift.
+
+    Returns
+    -------
+    Volume
+        ``volume`` itself when it has no tilt, else the resampled volume.
+
+    Raises
+    ------
+    DicomToolsError
+        ``volume`` is colour or 4D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> straight = Volume(np.zeros((3, 4, 4), np.int16), (2.0, 1.0, 1.0), np.zeros(3),
+    ...                   np.eye(3))
+    >>> correct_tilt(straight) is straight
+    True
+    """
     return regularize(volume, uniform=False, order=order)
 
 
 def resample_uniform(volume: Volume, spacing: float | None = None) -> Volume:
     """Resample a stack with gaps or non-uniform spacing onto uniform slices (and onto an
-    orthogonal grid when it is also tilted); see :func:`regularize`."""
+    orthogonal grid when it is also tilted); see :func:`regularize`.
+
+    Parameters
+    ----------
+    volume : Volume
+        A 3D grayscale volume.
+    spacing : float, optional
+        The new slice spacing (mm); default the median step.
+
+    Returns
+    -------
+    Volume
+        ``volume`` itself when it is already uniform (and no ``spacing`` is asked for),
+        else the resampled volume.
+
+    Raises
+    ------
+    DicomToolsError
+        ``volume`` is colour or 4D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> vol = Volume(np.arange(3 * 4 * 4, dtype=np.int16).reshape(3, 4, 4), (2.0, 1.0, 1.0),
+    ...              np.zeros(3), np.eye(3))
+    >>> fine = resample_uniform(vol, spacing=1.0)
+    >>> fine.array.shape, fine.spacing[0]
+    ((5, 4, 4), 1.0)
+    """
     return regularize(volume, spacing, uniform=True)
 
 
-def read_volumes(path, lazy: bool = False, *, progress=None) -> list[Volume]:
-    """Every series under ``path`` as a :class:`Volume` (skipping the ones that fail)."""
+def read_volumes(path: os.PathLike[str] | str, lazy: bool = False, *,
+                 progress: Progress | None = None) -> list[Volume]:
+    """Every image series under ``path`` as a :class:`Volume`.
+
+    A series that cannot be read is skipped with a warning naming the file and the reason;
+    annotation objects (RTSTRUCT, SR) are left out.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file, folder, ``.zip`` or DICOMDIR.
+    lazy : bool
+        Dask arrays decoded on demand (see :func:`read_volume`).
+    progress : callable, optional
+        ``progress(done, total)`` per series' frames (eager reads only).
+
+    Returns
+    -------
+    list of Volume
+        In :func:`~.series.scan` order.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> [v.array.shape for v in read_volumes(get_testdata_file("CT_small.dcm"))]
+    [(1, 128, 128)]
+    """
     out = []
     for s in scan(path):
         if s.kind in NO_IMAGE_KINDS:  # RTSTRUCT, SR: no image to read
@@ -834,7 +1076,7 @@ def read_volumes(path, lazy: bool = False, *, progress=None) -> list[Volume]:
     return out
 
 
-def _empty(shape, dtype) -> np.ndarray:
+def _empty(shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
     """``np.empty`` without numpy's transparent-huge-page advice for this allocation.
 
     With THP in ``madvise`` mode (a common kernel default) the first touch of a freshly advised
@@ -851,7 +1093,8 @@ def _empty(shape, dtype) -> np.ndarray:
             setter(prev)
 
 
-def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
+def _read_all(plan: _Plan, flat: Array,
+              progress: Progress | None = None) -> list[tuple[int, DicomToolsError]]:
     """Decode every frame into ``flat`` (n, ...); returns the errors of frames that failed.
 
     Series in a syntax whose decoder holds the GIL decode in worker processes
@@ -862,14 +1105,15 @@ def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
     from concurrent.futures import ThreadPoolExecutor
 
     n = len(flat)
-    failures = []
+    failures: list[tuple[int, DicomToolsError]] = []
     workers = decode_workers()
     ex = None
+    results: Iterable[tuple[int, DicomToolsError | None]]
     if plan.in_processes(workers):
         results = ((i, _place_safely(plan, i, got, flat[i]))
                    for i, got in _decode_in_processes(plan, range(n), workers))
     else:
-        def one(i):
+        def one(i: int) -> tuple[int, DicomToolsError | None]:
             return i, _read_frame_safely(plan, i, flat[i])
 
         if n > 8 and workers > 1:
@@ -888,7 +1132,7 @@ def _read_all(plan: _Plan, flat: np.ndarray, progress=None) -> list:
     return failures
 
 
-def _decode_task(fr: Frame):
+def _decode_task(fr: Frame) -> tuple[bool, Array | tuple[str | None, str]]:
     """Worker-process task: decode one frame; ``(True, stored values)`` or ``(False, (path,
     reason))`` (errors travel as data: a DicomToolsError does not unpickle)."""
     try:
@@ -903,7 +1147,8 @@ def _decode_task(fr: Frame):
                                          f"{msg})")
 
 
-def _decode_in_processes(plan: _Plan, indices, workers: int):
+def _decode_in_processes(plan: _Plan, indices: Iterable[int], workers: int
+                         ) -> Iterator[tuple[int, Decoded]]:
     """Yield ``(i, got)`` for ``indices`` in order, decoded by the shared worker pool with at
     most ``4 * workers`` frames in flight; ``got`` is the decoded frame, an
     :class:`UnreadableDicomError`, or None: decode it here (a worker died, e.g. a decoder
@@ -912,7 +1157,7 @@ def _decode_in_processes(plan: _Plan, indices, workers: int):
     from concurrent.futures.process import BrokenProcessPool
 
     todo = iter(indices)
-    pending: deque = deque()
+    pending: deque[tuple[int, Future[tuple[bool, Any]]]] = deque()
     broken = False
     try:
         pool = process_pool(workers)
@@ -949,7 +1194,7 @@ def _decode_in_processes(plan: _Plan, indices, workers: int):
             yield i, None
 
 
-def _place_safely(plan: _Plan, i: int, got, out: np.ndarray) -> DicomToolsError | None:
+def _place_safely(plan: _Plan, i: int, got: Decoded, out: Array) -> DicomToolsError | None:
     """Place what a worker decoded for frame ``i`` (see :func:`_decode_in_processes`)."""
     if got is None:
         return _read_frame_safely(plan, i, out)
@@ -962,7 +1207,7 @@ def _place_safely(plan: _Plan, i: int, got, out: np.ndarray) -> DicomToolsError 
         return exc
 
 
-def iter_frames(plan: _Plan, ahead: int = 4):
+def _iter_frames(plan: _Plan, ahead: int = 4) -> Iterator[Array]:
     """Every frame of ``plan`` in order, decoded ahead (worker processes or two threads) with
     at most a few frames waiting, for writers that stream (memory stays at a few slices).
     Raises the first frame's error."""
@@ -1003,7 +1248,7 @@ def iter_frames(plan: _Plan, ahead: int = 4):
                 f.cancel()
 
 
-def _read_frame_safely(plan: _Plan, i: int, out: np.ndarray,
+def _read_frame_safely(plan: _Plan, i: int, out: Array,
                        threads: int = 1) -> DicomToolsError | None:
     """Decode frame ``i`` into ``out``; the error (always a DicomToolsError) or None."""
     try:
@@ -1022,8 +1267,24 @@ def _read_frame_safely(plan: _Plan, i: int, out: np.ndarray,
 
 
 def check_geometry(series: Series) -> None:
-    """Raise :class:`GeometryError` when a series' spacing, origin or direction cannot be
-    right (zero or non-finite spacing, a singular or non-finite direction matrix)."""
+    """Refuse a series whose spacing, origin or direction cannot be right.
+
+    Parameters
+    ----------
+    series : Series
+        From :func:`~.series.scan`.
+
+    Raises
+    ------
+    GeometryError
+        Zero, negative or non-finite spacing, a non-finite origin, or a singular or
+        non-finite direction matrix (the message names the first file and the value).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> check_geometry(scan(get_testdata_file("CT_small.dcm"))[0])  # nothing to say
+    """
     path = series.first.path
     try:
         sp = np.asarray(series.spacing, float)
@@ -1042,7 +1303,7 @@ def check_geometry(series: Series) -> None:
         raise GeometryError(path, "slice, row and column directions do not span 3D space")
 
 
-def _read_series(series: Series, lazy: bool, progress=None,
+def _read_series(series: Series, lazy: bool, progress: Progress | None = None,
                  philips_precise: bool = False) -> Volume:
     """Decode ``series`` into a :class:`Volume`; raises only :class:`DicomToolsError`."""
     try:
@@ -1071,7 +1332,7 @@ def _dask_name(series: Series, philips_precise: bool) -> str:
 
     h = hashlib.sha1(usedforsecurity=False)
     h.update(f"{series.uid}\0{series.split}\0{int(bool(philips_precise))}\0".encode())
-    stats: dict = {}
+    stats: dict[str, str] = {}
     for f in series.frames:
         src = f.instance.source
         if src.path not in stats:
@@ -1084,7 +1345,7 @@ def _dask_name(series: Series, philips_precise: bool) -> str:
     return f"dicom-{h.hexdigest()}"
 
 
-def _read_series_unchecked(series: Series, lazy: bool, progress=None,
+def _read_series_unchecked(series: Series, lazy: bool, progress: Progress | None = None,
                            philips_precise: bool = False) -> Volume:
     plan = _plan(series, philips_precise)
     n = len(series.frames)

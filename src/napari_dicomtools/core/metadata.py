@@ -253,7 +253,7 @@ def _instance_rows_parallel(sources: Sequence[Source], tags: TagMap,
     from ._parallel import mp_context
 
     chunks = [sources[i::workers] for i in range(workers)]
-    ctx = mp_context()  # type: ignore[no-untyped-call]  # (_parallel is not typed yet)
+    ctx = mp_context()
     with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
         parts = list(ex.map(_instance_rows, chunks, [tags] * workers))
     # restore the input order

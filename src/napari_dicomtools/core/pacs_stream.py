@@ -277,8 +277,7 @@ def _lazy_array(profile: ServerProfile, store: _Cache, fetch: Callable[[str], No
         return plane(block_info[None]["chunk-location"][0])[None]
 
     rows, cols = shape
-    arr: dask.array.Array = da.map_blocks(  # type: ignore[no-untyped-call]
-        # (dask.array is not annotated)
+    arr: dask.array.Array = da.map_blocks(
         block, dtype=dtype, chunks=((1,) * len(sops), (rows,), (cols,)),
         meta=np.empty((0, 0, 0), dtype), name=f"pacs-stream-{series_uid}")
     return arr

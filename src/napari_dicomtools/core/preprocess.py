@@ -663,8 +663,7 @@ class DenoiseJob:
         n = arr.shape[0]
         k = max(1, min(workers or os.cpu_count() or 1, n))
         bounds = np.linspace(0, n, k + 1).astype(int)
-        # _parallel (not typed yet) returns a multiprocessing context
-        ctx: Any = mp_context()  # type: ignore[no-untyped-call]
+        ctx: Any = mp_context()
         self._procs: list[Any] = []  # multiprocessing.Process of the context
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             spec: _DenoiseSpec = {"src": self._src.name, "dst": self._dst.name, "shape": arr.shape,

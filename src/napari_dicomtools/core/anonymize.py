@@ -1705,7 +1705,7 @@ def _results_in_pool(sources: list[Source], out: str, options: Options | None,
     from ._parallel import mp_context
 
     total = len(sources)
-    ctx = mp_context()  # type: ignore[no-untyped-call]  # (_parallel is not typed yet)
+    ctx = mp_context()
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(options, key, os.getpid())) as ex:
         yield from ex.map(_worker_one, sources, [out] * total, [overwrite] * total,

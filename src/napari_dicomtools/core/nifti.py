@@ -452,15 +452,16 @@ def _refuse_existing_sidecars(path: str, overwrite: bool) -> None:
                                               "--force)")
 
 
-def write_bvals_bvecs(diffusion: Sequence[tuple[float, npt.ArrayLike | None]],
+def write_bvals_bvecs(diffusion: Sequence[tuple[float | None, npt.ArrayLike | None]],
                       affine_ras: npt.ArrayLike, nifti_path: str, *,
                       overwrite: bool = False) -> tuple[str, str]:
     """FSL ``.bval``/``.bvec`` beside ``nifti_path``.
 
     Parameters
     ----------
-    diffusion : sequence of (float, 3-vector or None)
-        ``(b-value, LPS gradient direction)`` per volume, as ``Series.diffusion`` holds it.
+    diffusion : sequence of (float or None, 3-vector or None)
+        ``(b-value, LPS gradient direction)`` per volume, as ``Series.diffusion`` holds it
+        (a b-value of None is written as 0).
     affine_ras : array-like, 4 x 4
         The NIfTI's affine (see :func:`bvecs_in_voxel_frame`).
     nifti_path : str
@@ -488,7 +489,7 @@ def write_bvals_bvecs(diffusion: Sequence[tuple[float, npt.ArrayLike | None]],
     ['0', '1000']
     """
     stem = _sidecar_stem(nifti_path)
-    bvals = " ".join(f"{b:g}" for b, _ in diffusion) + "\n"
+    bvals = " ".join(f"{b or 0.0:g}" for b, _ in diffusion) + "\n"
     vecs = bvecs_in_voxel_frame([g for _, g in diffusion], affine_ras)
     bvecs = "".join(" ".join(f"{x:.6g}" for x in row) + "\n" for row in vecs)
     for ext, text in ((".bval", bvals), (".bvec", bvecs)):

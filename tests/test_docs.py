@@ -120,3 +120,11 @@ def test_public_api_has_complete_numpydoc(short):
         problems += [f"{module}.{attr}: {code} {msg}" for code, msg in result["errors"]
                      if code in checks]
     assert not problems, "\n".join(problems)
+
+
+def test_every_public_core_module_has_an_api_page():
+    """A new public module gets its page in docs/api (an ``automodule`` directive)."""
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in (DOCS / "api").glob("*.rst"))
+    missing = [n for n in _core_modules() if not n.rsplit(".", 1)[1].startswith("_")
+               and f"automodule:: {n}\n" not in pages]
+    assert not missing, missing

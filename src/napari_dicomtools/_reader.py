@@ -7,6 +7,7 @@ kept in ``layer.metadata``), values (window -> contrast limits) and names.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 import zipfile
@@ -19,6 +20,8 @@ from .core.grid import GRID_KEY, Grid
 from .core.headers import looks_like_dicom
 from .core.series import scan
 from .core.volume import Volume, read_volume
+
+log = logging.getLogger(__name__)
 
 #: series larger than this (bytes, decoded) open lazily: slices decode as napari shows them
 LAZY_THRESHOLD = int(os.environ.get("NAPARI_DICOMTOOLS_LAZY_BYTES", 512 * 2**20))
@@ -99,6 +102,7 @@ def napari_get_reader(path):
         if paths and all(is_dicom_path(p) for p in paths):
             return read_dicom
     except Exception:  # noqa: BLE001 - a getter must never break napari's open dialog
+        log.debug("not offering to read %r: the DICOM check failed", path, exc_info=True)
         return None
     return None
 
@@ -183,6 +187,9 @@ def _install_viewer_controller() -> None:
         if viewer is not None:
             install(viewer)
     except Exception as exc:  # noqa: BLE001 - reading must not fail because of display
+        # the user sees this one (napari shows warnings): the layers would not open in their
+        # acquisition plane; the traceback goes to the log (dicomtools -vv / logging)
+        log.debug("viewer controller not installed", exc_info=True)
         warnings.warn(f"viewer controller not installed: {exc}", stacklevel=2)
 
 

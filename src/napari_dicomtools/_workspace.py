@@ -25,7 +25,7 @@ from .core.errors import DicomToolsError
 from .core.grid import GRID_KEY
 from .core.png import WINDOW_PRESETS
 
-log = logging.getLogger("napari_dicomtools")
+log = logging.getLogger(__name__)
 
 #: F<key> -> window preset (HU); "auto" is the 1-99 percentile window (MR, PET, ...)
 PRESET_KEYS = {"1": "brain", "2": "subdural", "3": "stroke", "4": "lung", "5": "mediastinum",

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ._pacs_local import Received, SendResult, _read_source, _reason, _send_cancelled
 from ._pacs_profiles import PacsError, RetrieveCancelled, ServerProfile, _need
@@ -382,8 +382,8 @@ def _c_move(profile: ServerProfile, q: Dataset, contexts: list[PresentationConte
 
 
 def _drain(profile: ServerProfile, assoc: Association,
-           responses: Iterator[tuple[Dataset, Any]], cancel: threading.Event | None,
-           what: str) -> None:
+           responses: Iterator[tuple[Dataset, Dataset | None]],
+           cancel: threading.Event | None, what: str) -> None:
     """Read the C-GET/C-MOVE responses to the end (instances arrive meanwhile through the
     C-STORE handler); abort on ``cancel``; a failure status is a :class:`PacsError`."""
     t = time.monotonic()

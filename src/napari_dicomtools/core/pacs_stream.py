@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ from .volume import Volume, smallest_dtype
 
 if TYPE_CHECKING:
     import dask.array
+    from pydicom import Dataset
 
     from .geometry import SliceOrder
 
@@ -83,14 +84,19 @@ class _Header(dict[str, Any]):
         return out
 
 
+#: one instance's header: a C-FIND identifier (DIMSE) or its WADO-RS metadata (DICOMweb);
+#: both answer ``.get(keyword, default)`` and ``.Keyword``
+_Row: TypeAlias = Union["Dataset", _Header]
+
+
 def _headers(profile: ServerProfile, study_uid: str, series_uid: str,
-             method: str) -> list[Any]:
+             method: str) -> list[_Row]:
     """The headers (no pixels) of every instance of the series: pydicom data sets of a
     C-FIND at IMAGE level, or :class:`_Header` of the WADO-RS metadata."""
     if method == "c-get":
-        rows: list[Any] = _find(profile, "image", {"StudyInstanceUID": study_uid,
+        rows: list[_Row] = list(_find(profile, "image", {"StudyInstanceUID": study_uid,
                                                    "SeriesInstanceUID": series_uid},
-                                HEADER_KEYS)
+                                HEADER_KEYS))
     else:
         client = dicomweb_client(profile)
         try:
@@ -139,9 +145,11 @@ def _fetcher(profile: ServerProfile, method: str, study_uid: str, series_uid: st
     return fetch_web
 
 
-def _floats(ds: Any, kw: str, n: int) -> list[float] | None:
+def _floats(ds: _Row, kw: str, n: int) -> list[float] | None:
     """The ``n`` numbers of attribute ``kw`` of a header, None unless exactly ``n``."""
     v = ds.get(kw)
+    if v is None:
+        return None
     try:
         out = [float(x) for x in v]
     except (TypeError, ValueError):
@@ -173,7 +181,7 @@ def _check_method(profile: ServerProfile, method: str | None) -> str:
     return method
 
 
-def _why_not_streamable(headers: Sequence[Any]) -> str | None:
+def _why_not_streamable(headers: Sequence[_Row]) -> str | None:
     """Why the series cannot be streamed slice by slice, None when it can: single-frame
     MONOCHROME2 images of one orientation and matrix, each with its position and spacing."""
     iops = {tuple(np.round(_floats(d, "ImageOrientationPatient", 6) or [np.nan] * 6, 4))
@@ -196,7 +204,7 @@ def _why_not_streamable(headers: Sequence[Any]) -> str | None:
     return None
 
 
-def _order(profile: ServerProfile, series_uid: str, headers: Sequence[Any]
+def _order(profile: ServerProfile, series_uid: str, headers: Sequence[_Row]
            ) -> tuple[SliceOrder, list[float]]:
     """The slices ordered along the normal, and the orientation (six cosines)."""
     why = _why_not_streamable(headers)
@@ -216,7 +224,7 @@ def _order(profile: ServerProfile, series_uid: str, headers: Sequence[Any]
     return order, iop
 
 
-def _value_range(ordered: Sequence[Any]) -> tuple[float, float, np.dtype[Any]]:
+def _value_range(ordered: Sequence[_Row]) -> tuple[float, float, np.dtype[Any]]:
     """Lowest and highest modality value the slices can hold (stored range through each
     slice's rescale) and the smallest dtype that holds them exactly."""
     lo, hi, integral, bits = np.inf, -np.inf, True, 16
@@ -286,7 +294,7 @@ def _lazy_array(profile: ServerProfile, store: _Cache, fetch: Callable[[str], No
 # --------------------------------------------------------------------------- metadata
 
 
-def _window(first: Any) -> tuple[float, float] | None:
+def _window(first: _Row) -> tuple[float, float] | None:
     """The first WindowCenter/WindowWidth pair, None when absent or not numbers."""
     wc, ww = first.get("WindowCenter"), first.get("WindowWidth")
     if wc is None or ww is None:
@@ -297,7 +305,7 @@ def _window(first: Any) -> tuple[float, float] | None:
         return None
 
 
-def _metadata(first: Any, study_uid: str, series_uid: str, iop: list[float],
+def _metadata(first: _Row, study_uid: str, series_uid: str, iop: list[float],
               order: SliceOrder, value_range: tuple[float, float], folder: str
               ) -> dict[str, Any]:
     """``Volume.meta`` of a streamed series, as :func:`~.volume.read_volume` fills it."""

@@ -104,3 +104,22 @@ def test_display_transform_holds_plain_values(iop):
     assert all(type(f) is bool for f in dt.flips)
     assert all(type(a) is int for a in dt.axes)
     assert json.loads(json.dumps(dataclasses.asdict(dt)))["flips"] == list(dt.flips)
+
+
+@pytest.mark.parametrize("z, expected", [
+    # three slices, one missing: the median step (3.75 mm) falls between step and gap
+    ([0, 2.5, 7.5], "usual step is 2.5 mm (about 1 missing slice(s))"),
+    ([0, 3, 6, 9, 15, 18], "usual step is 3 mm (about 1 missing slice(s))"),
+    ([0, 2.5, 5, 12.5], "usual step is 2.5 mm (about 2 missing slice(s))"),
+])
+def test_gap_message_names_the_true_step_and_missing_slices(z, expected):
+    o = geometry.order_slices([[0, 0, v] for v in z], [1, 0, 0, 0, 1, 0])
+    gaps = [p for p in o.problems if p.startswith("gap(s)")]
+    assert len(gaps) == 1 and gaps[0].endswith(expected), o.problems
+    assert not any(p.startswith("non-uniform") for p in o.problems), o.problems
+
+
+def test_a_longer_step_short_of_a_slice_is_non_uniform_not_a_gap():
+    o = geometry.order_slices([[0, 0, v] for v in (0, 2.5, 5.5, 8)], [1, 0, 0, 0, 1, 0])
+    assert not o.uniform
+    assert o.problems == ["non-uniform slice spacing: steps from 2.5 to 3 mm"]

@@ -239,14 +239,21 @@ def _spacing_problems(positive: Floats, med: float, tol: float) -> list[str]:
     within ``tol`` of their median ``med``: gaps (with the slices likely missing) and
     non-uniform spacing."""
     problems = []
-    gaps = positive[positive > med + tol]
+    # with few slices the median can fall between the step and a gap (steps 2.5 and 5: median
+    # 3.75); when every step is a whole multiple of the smallest, that smallest is the step
+    smallest = float(positive.min())
+    multiples = positive / smallest
+    if np.all(np.abs(multiples - np.round(multiples)) * smallest <= tol):
+        med = smallest
+    # a gap holds at least one whole missing slice; a longer step short of that is non-uniform
+    # spacing, not a gap ("about 0 missing slices" helps nobody)
+    gaps = positive[(positive > med + tol) & (np.round(positive / med) >= 2)]
     if len(gaps):
         missing = int(np.sum(np.round(gaps / med) - 1))
         problems.append(
             f"gap(s) in the slice positions: {len(gaps)} step(s) up to {gaps.max():.3g} mm "
             f"where the usual step is {med:.3g} mm (about {missing} missing slice(s))")
-    small = positive[positive < med - tol]
-    if len(small):
+    if np.any(np.abs(positive - med * np.maximum(np.round(positive / med), 1)) > tol):
         problems.append(f"non-uniform slice spacing: steps from {positive.min():.4g} to "
                         f"{positive.max():.4g} mm")
     return problems

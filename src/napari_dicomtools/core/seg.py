@@ -16,6 +16,11 @@ the functional groups, references and segment descriptions the standard asks for
 Arrays are ``(slice, row, column)`` in the order :func:`~.volume.read_volume` gives for the
 reference series (ascending along the slice normal), so ``read_volume(ref).array`` and the
 labels share every index.
+
+Segment categories and types may be given as keywords of a short SNOMED CT list:
+``CATEGORIES`` (keyword -> pydicom ``codes.SCT`` name: tissue, anatomical structure,
+morphologically abnormal structure, physical object) and ``TYPES`` (keyword -> (``codes.SCT``
+name, category keyword): liver, lung, lesion, ...); a type keyword also picks its category.
 """
 
 from __future__ import annotations

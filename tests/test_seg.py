@@ -299,3 +299,19 @@ def test_convert_writes_a_seg_as_labels_on_its_image_grid(tmp_path, ct, capsys):
     assert np.array_equal(np.asarray(lab.dataobj), _labels().T)
     np.testing.assert_allclose(lab.affine, img.affine, atol=1e-5)
     assert img.shape == lab.shape
+
+
+def test_segment_specs_resolve_keywords_codes_and_colours():
+    from napari_dicomtools.core.seg import Segment
+
+    s = Segment.make(3, {"label": "tumour", "type": "Blood_Vessel", "color": (1.0, 0.5, 0)})
+    assert s.type == ("59820001", "SCT", "Blood Vessel")
+    assert s.category[2] == "Anatomical Structure"  # the type keyword picks its category
+    assert s.color == (255, 128, 0)  # floats <= 1 are fractions, ints are 0-255
+    assert Segment.make(7, s).number == 7 and Segment.make(7, s).label == "tumour"
+    coded = Segment.make(1, {"type": ("T-D0050", "SRT", "Tissue")})
+    assert coded.type == ("T-D0050", "SRT", "Tissue") and coded.label == "Segment 1"
+    for spec, why in (({"color": (255, 0)}, "3 values"), ({"type": "unicorn"}, "unknown"),
+                      ({"shade": 1}, "unknown field"), ({"algorithm_type": "x"}, "not one")):
+        with pytest.raises(DicomToolsError, match=why):
+            Segment.make(1, spec)

@@ -301,14 +301,12 @@ def source_datasets(series: Series) -> tuple[list[Dataset], list[int] | None]:
 
 def _frame_order(series: Series, inst: Instance) -> list[int]:
     """The slice index of each frame of the one multi-frame file of ``series``."""
-    order: list[int | None] = [None] * len(series.frames)
-    for k, f in enumerate(series.frames):
-        order[f.index] = k
-    if len(order) != inst.n_frames or any(o is None for o in order):
+    where = {f.index: k for k, f in enumerate(series.frames)}
+    if len(series.frames) != inst.n_frames or set(where) != set(range(inst.n_frames)):
         raise DicomToolsError(inst.path, "the multi-frame reference has frames that are not "
                                          "part of the volume; cannot reference it frame by "
                                          "frame")
-    return [int(o) for o in order if o is not None]
+    return [where[i] for i in range(inst.n_frames)]
 
 
 # --------------------------------------------------------------------------------------------

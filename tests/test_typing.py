@@ -61,6 +61,8 @@ def test_mypy_strict_on_typed_modules():
     # a public module split into private ones (``pacs`` -> ``_pacs_web.py``...) is checked
     # whole: mypy's follow_imports=silent would not report their errors otherwise
     files += [str(p) for n in TYPED for p in sorted(CORE.glob(f"_{n}_*.py"))]
+    # and every private core module (shared helpers such as _dicomobj, _decode, _values)
+    files += [str(p) for p in sorted(CORE.glob("_*.py")) if str(p) not in files]
     r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", *files],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -290,7 +290,7 @@ def _frame_bytes(inst: Instance) -> bytes | None:
         size = int(getattr(inst, "file_size", 0) or 0) or inst.source.size()
         try:
             # Any: fastheader's typing is its owner's (issue 13); only .get_item is used
-            parsed: Any = fastheader.parse(fp, size)
+            parsed: Any = fastheader.parse(cast(BinaryIO, fp), size)
             px = parsed.get_item(fastheader._PIXEL)
         except (fastheader.Unsupported, EOFError):
             return None

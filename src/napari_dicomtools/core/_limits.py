@@ -12,6 +12,7 @@ import io
 import os
 import stat
 import zlib
+from typing import BinaryIO
 
 from .errors import DicomToolsError, UnreadableDicomError
 
@@ -97,7 +98,7 @@ def format_bytes(n: float) -> str:
     return _fmt(float(n))
 
 
-def check_allocation(path, nbytes: int, what: str, fraction: float = 0.8) -> None:
+def check_allocation(path: str | os.PathLike[str] | None, nbytes: int, what: str, fraction: float = 0.8) -> None:
     """Refuse (with a one-line reason) to allocate ``nbytes`` when memory cannot hold it.
 
     Raises
@@ -153,7 +154,8 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
-def inflate_capped(fp, cap: int, path, until: bytes | None = None) -> bytes:
+def inflate_capped(fp: BinaryIO, cap: int, path: str | os.PathLike[str] | None,
+                   until: bytes | None = None) -> bytes:
     """Inflate a raw deflate stream (DICOM's Deflated Explicit VR Little Endian) incrementally,
     refusing as soon as the output would exceed ``cap`` bytes.
 

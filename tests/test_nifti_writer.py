@@ -247,3 +247,24 @@ def test_nii_gz_is_one_gzip_member_that_every_reader_takes(tmp_path):
     if shutil.which("gzip"):
         assert subprocess.run(["gzip", "-t", out]).returncode == 0
     assert np.array_equal(np.asarray(nib.load(out).dataobj), values.T)
+
+
+@pytest.mark.parametrize("slices", [1, 20, 31, 32, 40])
+def test_small_gz_written_in_this_thread_has_the_threaded_writers_bytes(tmp_path, slices,
+                                                                        monkeypatch):
+    """A .nii.gz of one gzip block (at most 256 KiB: 64 x 64 x 31 int16 and its header) is
+    compressed without isal's writer thread; its bytes must be the writer's own (the batch
+    outputs stay byte-identical), and bigger ones still go through the writer."""
+    from napari_dicomtools.core import nifti
+    from napari_dicomtools.core.volume import Volume
+
+    pytest.importorskip("isal")
+    arr = (np.arange(slices * 64 * 64) % 3001 - 1000).astype(np.int16).reshape(slices, 64, 64)
+    vol = Volume(arr, spacing=(2.5, 0.8, 0.8), origin=(0.0, 0.0, 0.0),
+                 direction=np.eye(3), metadata={})
+    fast = write_nifti(vol, str(tmp_path / "fast.nii.gz"))
+    monkeypatch.setattr(nifti, "_one_block_gzip", lambda level: None)
+    threaded = write_nifti(vol, str(tmp_path / "threaded.nii.gz"))
+    with open(fast, "rb") as a, open(threaded, "rb") as b:
+        assert a.read() == b.read()
+    assert np.array_equal(np.asanyarray(nib.load(fast).dataobj).T, arr)

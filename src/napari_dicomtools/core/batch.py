@@ -951,38 +951,83 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
     KeyboardInterrupt
         Passed on after the manifest is closed: a rerun continues where this one stopped.
     """
-    from .safety import refuse_inside_source
-    from .sources import iter_sources
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     t_start = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
+    paths = _checked_inputs(inputs, out)
+    options, key, job = _job(kind, options, key)
+    _prepare_out(kind, out, force)
+    summary = Summary(kind, out)
+    manifest = Manifest(out, job, force)
+    executor, cleanup = None, lambda: None
+    token = f"{os.getpid()}-{time.time_ns()}"
+    try:
+        sources = _list_sources(paths, summary)
+        executor, cleanup = _executor(workers, scheduler, client)
+        summary.dashboard = executor.dashboard_link
+        if on_start is not None:
+            on_start(summary.dashboard)
+        if kind == "convert":  # headers read in parallel, then one task per series
+            records = _convert_scan(executor, sources, token, options, pattern or BATCH_PATTERN,
+                                    summary, progress)
+            tasks = _convert_plan(records, out, ".nii.gz" if options.gzip else ".nii")
+        else:
+            tasks = _anonymize_plan(_anonymize_scan(executor, sources, progress), summary)
+        del sources
+        summary.total = len(tasks)
+        todo = _pending(kind, tasks, manifest, force, summary)
+        manifest.start()
+        _work(kind, executor, todo, (out, options, key), manifest, summary, progress)
+    finally:
+        manifest.close()
+        if executor is not None:
+            executor.forget(token)
+        cleanup()
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _checked_inputs(inputs, out: str) -> list[str]:
+    """The expanded inputs (see :func:`expand_inputs`), none of which holds ``out``."""
+    from .safety import refuse_inside_source
+
     paths = expand_inputs(inputs)
     if not paths:
         raise DicomToolsError(None, "no inputs given")
     for p in paths:
         refuse_inside_source(out, p.partition("::")[0])
+    return paths
+
+
+def _job(kind: str, options, key) -> tuple:
+    """``(options, key bytes or None, job description)``: the defaults filled in; an
+    anonymization without a key gets a random one, and a job description no rerun matches
+    (it could not map the UIDs the same way)."""
     if kind == "convert":
         options = options or ConvertOptions()
-    else:
-        from .anonymize import Options
+        return options, None, _job_description(kind, options, None)
+    from .anonymize import Options
 
-        options = options or Options()
-        key = key if key is not None else options.key
-        resumable = key is not None
-        if key is None:
-            import secrets
+    options = options or Options()
+    key = key if key is not None else options.key
+    resumable = key is not None
+    if key is None:
+        import secrets
 
-            key = secrets.token_bytes(32)
-        key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        key = secrets.token_bytes(32)
+    key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    job = _job_description(kind, options, key)
+    if not resumable:
+        job["key"] = "random:" + job["key"]  # never matches: a random key cannot resume
+    return options, key, job
+
+
+def _prepare_out(kind: str, out: str, force: bool) -> None:
+    """Make the output folder; a new batch anonymization wants it empty."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise DicomToolsError(out, "exists and is not a folder")
     os.makedirs(out, exist_ok=True)
-    job = _job_description(kind, options, key if kind == "anonymize" else None)
-    if kind == "anonymize" and not resumable:
-        job["key"] = "random:" + job["key"]  # never matches: a random key cannot resume
-    summary = Summary(kind, out)
     if kind == "anonymize" and not force and not os.path.exists(os.path.join(out, JOBFILE)):
         # the names of de-identified files are known only once written: start in a folder
         # holding nothing else, so that every file in it is this job's
@@ -991,74 +1036,68 @@ def run_batch(kind: str, inputs, out, *, options=None, key: bytes | str | None =
         if other is not None:
             raise DicomToolsError(out, f"is not empty ({other}); a batch anonymization "
                                        "writes into a new or empty folder (or use --force)")
-    manifest = Manifest(out, job, force)
-    executor, cleanup = None, lambda: None
-    token = f"{os.getpid()}-{time.time_ns()}"
-    try:
-        inputs, skipped = [], []
-        for p in paths:
-            s, k = iter_sources(p)
-            inputs.append((s, _folder_name(p)))
-            skipped.extend(k)
-        summary.files = sum(len(s) for s, _ in inputs)
-        summary.unreadable = [(k.path, k.reason) for k in skipped]
-        executor, cleanup = _executor(workers, scheduler, client)
-        summary.dashboard = executor.dashboard_link
-        if on_start is not None:
-            on_start(summary.dashboard)
-        # 1. headers, in parallel; 2. tasks
-        if kind == "convert":
-            records = _convert_scan(executor, inputs, token, options, pattern or BATCH_PATTERN,
-                                    summary, progress)
-            tasks = _convert_plan(records, out, ".nii.gz" if options.gzip else ".nii")
+
+
+def _list_sources(paths: list[str], summary: Summary) -> list[tuple[list, str]]:
+    """Every input's files, with its ``%f`` folder name; the entries left out (not files,
+    unreadable archives...) go to ``summary.unreadable``."""
+    from .sources import iter_sources
+
+    inputs, skipped = [], []
+    for p in paths:
+        s, k = iter_sources(p)
+        inputs.append((s, _folder_name(p)))
+        skipped.extend(k)
+    summary.files = sum(len(s) for s, _ in inputs)
+    summary.unreadable = [(k.path, k.reason) for k in skipped]
+    return inputs
+
+
+def _pending(kind: str, tasks: list[dict], manifest: Manifest, force: bool,
+             summary: Summary) -> list[dict]:
+    """The tasks still to do: those the manifest has as done (same sources, outputs there)
+    are skipped; a new conversion refuses outputs that exist already."""
+    todo = []
+    for t in tasks:
+        if not force and manifest.is_done(t["task"], t["meta"]["sources"]):
+            summary.skipped += 1
         else:
-            tasks = _anonymize_plan(_anonymize_scan(executor, inputs, progress), summary)
-        del inputs
-        summary.total = len(tasks)
-        # Outputs existing when a job starts are refused (unless ``force`` or resumed); past
-        # that check every file at a target is this job's own (an earlier attempt of a task
-        # on a killed worker, or of an interrupted run), so tasks replace them.
-        own = force or manifest.resumed
-        todo = []
-        for t in tasks:
-            if not force and manifest.is_done(t["task"], t["meta"]["sources"]):
-                summary.skipped += 1
-            else:
-                todo.append(t)
-        if kind == "convert" and not own:
-            clash = [t["target"] for t in todo if os.path.lexists(t["target"])]
-            if clash:
-                raise DicomToolsError(clash[0], "exists; not overwriting (use --force)")
-        # 3. the work
-        manifest.start()
-        if kind == "convert":
-            args = [(_ref(t["record"]), t["target"], True, options,
-                     _ref(t["ref"]) if t["ref"] is not None else None) for t in todo]
-            fn = _convert_task
-            wheres = [t["record"]["worker"] for t in todo]
-        else:
-            args = [(t["sources"], out, options, key, True) for t in todo]
-            fn = _anonymize_task
-            wheres = [None] * len(todo)
-        folders = set()
-        groups = _by_worker(wheres, executor.n_workers, SERIES_PER_TASK)
-        n = 0
-        for g, results, err in executor.run(_each, [(fn, [args[i] for i in r])
-                                                    for r in groups],
-                                            where=[wheres[r[0]] for r in groups]):
-            for i, res in zip(groups[g], results or [None] * len(groups[g]), strict=True):
-                n += 1
-                _record(manifest, summary, todo[i], res, err, folders, kind)
-                if progress is not None:
-                    progress(kind, n, len(todo))
-        _partials_cleanup(folders)
-    finally:
-        manifest.close()
-        if executor is not None:
-            executor.forget(token)
-        cleanup()
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+            todo.append(t)
+    # Outputs existing when a job starts are refused (unless ``force`` or resumed); past
+    # that check every file at a target is this job's own (an earlier attempt of a task
+    # on a killed worker, or of an interrupted run), so tasks replace them.
+    if kind == "convert" and not (force or manifest.resumed):
+        clash = [t["target"] for t in todo if os.path.lexists(t["target"])]
+        if clash:
+            raise DicomToolsError(clash[0], "exists; not overwriting (use --force)")
+    return todo
+
+
+def _work(kind: str, executor, todo: list[dict], job: tuple, manifest: Manifest,
+          summary: Summary, progress) -> None:
+    """Run ``todo`` (Dask tasks of several series, on the worker that keeps them), each
+    result recorded as it arrives; ``job``: ``(out, options, key)``."""
+    out, options, key = job
+    if kind == "convert":
+        args = [(_ref(t["record"]), t["target"], True, options,
+                 _ref(t["ref"]) if t["ref"] is not None else None) for t in todo]
+        fn = _convert_task
+        wheres = [t["record"]["worker"] for t in todo]
+    else:
+        args = [(t["sources"], out, options, key, True) for t in todo]
+        fn = _anonymize_task
+        wheres = [None] * len(todo)
+    folders: set = set()
+    groups = _by_worker(wheres, executor.n_workers, SERIES_PER_TASK)
+    n = 0
+    for g, results, err in executor.run(_each, [(fn, [args[i] for i in r]) for r in groups],
+                                        where=[wheres[r[0]] for r in groups]):
+        for i, res in zip(groups[g], results or [None] * len(groups[g]), strict=True):
+            n += 1
+            _record(manifest, summary, todo[i], res, err, folders, kind)
+            if progress is not None:
+                progress(kind, n, len(todo))
+    _partials_cleanup(folders)
 
 
 def _by_worker(wheres: list, workers: int, most: int) -> list[list[int]]:

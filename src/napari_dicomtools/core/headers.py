@@ -511,22 +511,26 @@ def read_header(source: Source | str, *, fast: bool = True) -> Instance:
     """
     if not isinstance(source, Source):
         source = Source(os.fspath(source))
-    name = str(source)
     try:
         return _read_header(source, fast)
     except DicomToolsError:
         raise
-    except RecursionError:
-        raise UnreadableDicomError(name, "header cannot be parsed (sequences nested too "
-                                         "deeply)") from None
-    except MemoryError:
-        raise UnreadableDicomError(name, "header cannot be parsed (out of memory: absurd "
-                                         "declared lengths)") from None
     except FATAL:
         raise
     except BaseException as exc:  # noqa: BLE001 - parsers raise anything on hostile input
-        raise UnreadableDicomError(name, f"header cannot be parsed ({_exc_text(exc)})") \
-            from None
+        raise _header_error(str(source), exc, "parsed") from None
+
+
+def _header_error(name: str, exc: BaseException, stage: str) -> UnreadableDicomError:
+    """The one error every unexpected exception of reading a header becomes: ``stage`` is
+    ``"parsed"`` (reading the elements) or ``"interpreted"`` (making the Instance)."""
+    if isinstance(exc, RecursionError):
+        why = "sequences nested too deeply"
+    elif isinstance(exc, MemoryError):
+        why = "an element declares more bytes than the file or memory holds"
+    else:
+        why = _exc_text(exc)
+    return UnreadableDicomError(name, f"header cannot be {stage} ({why})")
 
 
 def _exc_text(exc: BaseException) -> str:
@@ -537,63 +541,54 @@ def _exc_text(exc: BaseException) -> str:
 
 
 def _read_header(source: Source, fast: bool) -> Instance:
-    name = str(source)
     with open_dicom(source) as (fp, size, has_preamble):
-        ds = None
         if has_preamble and fast:
-            from . import fastheader
-
-            try:
-                ds = fastheader.parse(fp, size)
-            except DicomToolsError:
-                raise
-            except Exception:  # noqa: BLE001 - anything odd: let pydicom judge the file
-                fp.seek(0)
-                ds = None
-        if ds is not None:
-            try:
-                return _instance_from_dataset(source, ds, size)
-            except DicomToolsError:
-                raise
-            except Exception:  # noqa: BLE001 - Unsupported or odd values: use pydicom
-                fp.seek(0)
-        import pydicom
-        from pydicom.errors import InvalidDicomError
-
-        try:
-            ds = read_deflated(fp, name, header_only=True) if has_preamble else None
-            if ds is None:
-                fp.seek(0)
-                # 64 KB: Siemens CSA headers (needed for mosaics) stay in memory; pixel data
-                # is deferred, its offset kept
-                ds = pydicom.dcmread(fp, defer_size=65536, force=not has_preamble)
-        except DicomToolsError:
-            raise
-        except InvalidDicomError as exc:
-            raise NotDicomError(name, f"not a DICOM file ({exc})") from None
-        except RecursionError:
-            raise UnreadableDicomError(name, "header cannot be parsed (sequences nested too "
-                                             "deeply)") from None
-        except MemoryError:
-            raise UnreadableDicomError(name, "header cannot be parsed (element lengths larger "
-                                             "than memory allows)") from None
-        except Exception as exc:  # noqa: BLE001 - struct/zlib/BytesLength/... on bad input
-            raise UnreadableDicomError(name, f"header cannot be parsed "
-                                             f"({_exc_text(exc)})") from None
+            inst = _fast_instance(source, fp, size)
+            if inst is not None:
+                return inst
+            fp.seek(0)
+        ds = _pydicom_dataset(str(source), fp, has_preamble)
         try:
             return _instance_from_dataset(source, ds, size)
         except DicomToolsError:
             raise
-        except RecursionError:
-            raise UnreadableDicomError(name, "header cannot be interpreted (sequences nested "
-                                             "too deeply)") from None
-        except MemoryError:
-            raise UnreadableDicomError(name, "header cannot be interpreted (an element declares "
-                                             "more bytes than the file or memory holds)") \
-                from None
         except Exception as exc:  # noqa: BLE001 - odd values in a parsed header
-            raise UnreadableDicomError(name, f"header cannot be interpreted "
-                                             f"({_exc_text(exc)})") from None
+            raise _header_error(str(source), exc, "interpreted") from None
+
+
+def _fast_instance(source: Source, fp, size: int) -> Instance | None:
+    """The Instance through :mod:`.fastheader`, or None when it declines the file or its
+    values (pydicom then judges it)."""
+    from . import fastheader
+
+    try:
+        ds = fastheader.parse(fp, size)
+        return _instance_from_dataset(source, ds, size)
+    except DicomToolsError:
+        raise
+    except Exception:  # noqa: BLE001 - Unsupported, or anything odd: let pydicom judge
+        return None
+
+
+def _pydicom_dataset(name: str, fp, has_preamble: bool):
+    """The header as pydicom reads it (a deflated one inflated under a cap; pixel data
+    deferred, its offset kept)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = read_deflated(fp, name, header_only=True) if has_preamble else None
+        if ds is None:
+            fp.seek(0)
+            # 64 KB: Siemens CSA headers (needed for mosaics) stay in memory
+            ds = pydicom.dcmread(fp, defer_size=65536, force=not has_preamble)
+    except DicomToolsError:
+        raise
+    except InvalidDicomError as exc:
+        raise NotDicomError(name, f"not a DICOM file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - struct/zlib/BytesLength/... on bad input
+        raise _header_error(name, exc, "parsed") from None
+    return ds
 
 
 DEFLATED_UID = "1.2.840.10008.1.2.1.99"

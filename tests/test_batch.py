@@ -184,39 +184,51 @@ def test_killed_worker_job_completes_exactly_once(client, tmp_path, monkeypatch)
     assert tree(out) == tree(ref)  # nothing missing, no partial file left
 
 
-def test_own_cluster_forked_workers_survive_a_kill(tmp_path, monkeypatch):
-    """``workers=2``: run_batch's own LocalCluster, its workers forked from this process
-    (modules already loaded); one killed mid-job is restarted (forked again while the
-    manifest is open and locked) and the job completes exactly once; the lock goes with the
-    job (a rerun opens the folder and skips everything)."""
-    import distributed
+_FORKED_JOB = """
+import os, signal, sys
+import distributed
+from napari_dicomtools.core import batch
+from napari_dicomtools.core.batch import read_manifest, run_batch
 
-    from napari_dicomtools.core import batch
+assert batch._fork_workers(), "a one-thread process forks its workers"
+warmed, killed = [], []
+real_warm = batch._warm_imports
+batch._warm_imports = lambda: (warmed.append(1), real_warm())
+batch._Dask.stall_timeout = 20.0
 
-    # (pytest's Qt plugins make _fork_workers() say no here; no QApplication runs, so fork)
-    monkeypatch.setattr(batch, "_fork_workers", lambda: True)
-    warmed = []
-    monkeypatch.setattr(batch, "_warm_imports", lambda: warmed.append(1))
-    monkeypatch.setattr(batch._Dask, "stall_timeout", 20.0)
+def progress(phase, done, total):
+    if phase == "convert" and not killed:
+        c = distributed.default_client()  # the job's own
+        pid = sorted(c.run(os.getpid).values())[0]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+src, out = sys.argv[1], sys.argv[2]
+s = run_batch("convert", [src], out, workers=2, progress=progress)
+print(len(warmed), len(killed), s.succeeded, s.failed, len(read_manifest(out)))
+"""
+
+
+def test_own_cluster_forked_workers_survive_a_kill(tmp_path):
+    """``workers=2`` from a one-thread process (as the ``dicomtools`` command): run_batch's
+    own LocalCluster, its workers forked with the modules loaded; one killed mid-job is
+    replaced and the job completes exactly once; the lock goes with the job (a rerun opens
+    the folder and skips everything). In a fresh process: this one has threads (pytest's,
+    other clusters), where run_batch spawns its workers instead."""
+    import subprocess
+    import sys
+
     src = tmp_path / "src"
     make_archive(src, patients=2, studies=1, series=3, corrupt=0, duplicates=0,
                  bad_series=0)
     ref = tmp_path / "ref"
     run_batch("convert", [src], ref, workers=0)
     out = tmp_path / "nifti"
-    killed = []
-
-    def progress(phase, done, total):
-        if phase == "convert" and not killed:
-            c = distributed.default_client()  # the job's own
-            pid = sorted(c.run(os.getpid).values())[0]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    summary = run_batch("convert", [src], out, workers=2, progress=progress)
-    assert len(killed) == 1 and warmed == [1]
-    assert (summary.succeeded, summary.failed) == (6, 0)
-    assert len(read_manifest(out)) == 6
+    r = subprocess.run([sys.executable, "-c", _FORKED_JOB, str(src), str(out)],
+                       capture_output=True, text=True, timeout=400,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["1", "1", "6", "0", "6"]  # forked, one killed, 6 done once
     assert tree(out) == tree(ref)
     again = run_batch("convert", [src], out, workers=0)
     assert (again.succeeded, again.skipped) == (0, 6)

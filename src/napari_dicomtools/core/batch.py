@@ -795,12 +795,19 @@ LOCAL_CLUSTER_CONFIG = {
 def _fork_workers() -> bool:
     """Start the LocalCluster's worker processes by ``fork``: each then has this process's
     modules loaded (distributed, numpy, pydicom, ours) instead of importing them again, which
-    cost a spawned worker 4-5 s of CPU before its first task. Not in a process running Qt
-    (napari), where forking is unsafe, nor where fork does not exist (see
-    :func:`._parallel.mp_context`)."""
+    cost a spawned worker 4-5 s of CPU before its first task.
+
+    Only from a process whose one thread is this one (the ``dicomtools`` command): a fork
+    copies the locks other threads hold, and a LocalCluster forked from a busy process (a
+    test runner with another cluster running) was seen to hang. Not in a process running Qt
+    (napari), nor where fork does not exist (see :func:`._parallel.mp_context`). Workers
+    restarted later (after one was killed) are spawned: the setting holds only while the
+    cluster starts."""
+    import threading
+
     from ._parallel import mp_context
 
-    return mp_context().get_start_method() == "fork"
+    return threading.active_count() == 1 and mp_context().get_start_method() == "fork"
 
 
 def _warm_imports() -> None:

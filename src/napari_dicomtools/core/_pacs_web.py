@@ -9,13 +9,20 @@ client certificate) are set on the session; every failure becomes a one-line
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ._pacs_dimse import _ToDebug
 from ._pacs_local import Received, SendResult, _encode, _read_source, _reason, _send_cancelled
 from ._pacs_profiles import PacsError, RetrieveCancelled, ServerProfile, _need
+
+# dicomweb-client retries through the `retrying` package, which logs each failed attempt
+# (a TLS failure included) with its traceback at WARNING or above; the PacsError we raise
+# says what went wrong in one line, so its account goes to our logger at DEBUG (-vv)
+logging.getLogger("retrying").addFilter(_ToDebug())
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -77,7 +77,6 @@ def test_docstring_examples_run(name):
 # in PENDING_DOCS; remove a module once it passes. One per line (fewer merge conflicts).
 PENDING_DOCS = {
     "batch",
-    "headers",
 }
 # GL08 no docstring; PR01 a parameter undocumented; PR02 a documented parameter that does not
 # exist; PR07 a parameter without description; RT01 no Returns section; RT03 a return without

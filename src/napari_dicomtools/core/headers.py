@@ -9,17 +9,19 @@ tags are read in :mod:`.vendor`.
 
 from __future__ import annotations
 
+import io
 import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from ._limits import FATAL, inflate_capped
-from ._values import _as_list, _f, _fg_value, _first, _floats, _i, _text
+from ._values import DatasetLike, _as_list, _f, _fg_value, _first, _floats, _i, _text
 from .errors import (
     DicomToolsError,
     GeometryError,
@@ -40,6 +42,18 @@ from .vendor import (
     _uih_grid_slices,
     read_diffusion,
 )
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+    from pydicom.dataset import FileDataset
+
+    from .fastheader import FastDataset
+
+    #: a parsed header: pydicom's, or the fast parser's (which declines what it cannot read)
+    ParsedDataset = Dataset | FastDataset
+
+#: a binary, seekable file: a regular file or a zip member's stream (what ``Source.open`` gives)
+_BinaryFile = IO[bytes] | io.RawIOBase
 
 __all__ = ["DEFLATED_UID", "DICOMDIR_UID", "MAX_DEFLATED_HEADER", "MAX_FRAMES", "MAX_POSITION_MM",
            "MAX_RESCALE", "MAX_SPACING_MM", "MAX_VOXELS", "NO_PIXEL_OBJECTS", "Frame", "Instance",
@@ -62,12 +76,12 @@ _REFERENCING = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7",
                 "1.2.840.10008.5.1.4.1.1.481.2", *NO_PIXEL_OBJECTS}
 
 
-def _references(ds) -> tuple:
+def _references(ds: DatasetLike) -> tuple[str, ...]:
     """SeriesInstanceUIDs an object refers to: ReferencedSeriesSequence (SEG), the RT
     referenced series of a structure set, the evidence of a report."""
-    uids: dict = {}
+    uids: dict[str, None] = {}
 
-    def add(items):
+    def add(items: Iterable[DatasetLike] | None) -> None:
         for it in items or []:
             uid = _text(it.get("SeriesInstanceUID", None))
             if uid:
@@ -83,7 +97,7 @@ def _references(ds) -> tuple:
     return tuple(uids)
 
 
-def _object_instance(source: Source, ds, size: int, sop_class: str, ts: str) -> Instance:
+def _object_instance(source: Source, ds: DatasetLike, size: int, sop_class: str, ts: str) -> Instance:
     """An annotation object without pixels (RTSTRUCT, SR) as an Instance of no image: one
     frame without geometry, and what it references."""
     inst = Instance(
@@ -120,6 +134,24 @@ class TemporalKey(NamedTuple):
     AcquisitionNumber (0020,0012) and InstanceNumber (0020,0013); enhanced multi-frame files
     from each frame's TemporalPositionIndex (0020,9128), NominalCardiacTriggerDelayTime
     (0020,9153), FrameAcquisitionDateTime (0018,9074) and the frame index.
+
+    Parameters
+    ----------
+    position : int
+        TemporalPositionIdentifier, or an enhanced frame's TemporalPositionIndex (0 if none).
+    trigger_time : float
+        TriggerTime or NominalCardiacTriggerDelayTime, in ms (0.0 if none).
+    acquired : str
+        AcquisitionDateTime, AcquisitionTime or FrameAcquisitionDateTime as DICOM DT/TM text.
+    acquisition : int
+        AcquisitionNumber (0 if none; 0 for the frames of a multi-frame file).
+    number : int
+        InstanceNumber, or the frame index in a multi-frame file.
+
+    Examples
+    --------
+    >>> TemporalKey(position=1, number=7) < TemporalKey(position=2, number=3)
+    True
     """
 
     position: int = 0
@@ -136,6 +168,58 @@ class Frame:
     ``echo`` is the echo this frame belongs to: the number the frame declares
     (``echo_number``, Siemens XA's ICE dimensions), else the rank of its EffectiveEchoTime
     among the echo times of its series (``echo_rank``, set when the series is grouped).
+
+    Parameters
+    ----------
+    instance : Instance
+        The file the frame is in.
+    index : int or None
+        The frame's index in a multi-frame file (or a mosaic tile's); None for a single-frame
+        file.
+    position : ndarray of 3 float64 or None
+        ImagePositionPatient (0020,0032): the centre of the first pixel, LPS mm.
+    orientation : tuple of 6 float or None
+        ImageOrientationPatient (0020,0037): row then column direction cosines (LPS).
+    pixel_spacing : tuple of 2 float or None
+        PixelSpacing (0028,0030) (or ImagerPixelSpacing): row spacing then column spacing, mm.
+    slope, intercept : float
+        RescaleSlope and RescaleIntercept (0028,1053/1052): value = stored * slope + intercept
+        (RT Dose: slope times DoseGridScaling).
+    window : tuple of 2 float or None
+        The first (WindowCenter, WindowWidth) (0028,1050/1051) with a positive width.
+    temporal : TemporalKey
+        The frame's order among the frames at its position (4D series).
+    acquisition : int or None
+        AcquisitionNumber (0020,0012).
+    philips_scale_slope : float or None
+        Philips (2005,100E), for Philips "precise" floating-point values.
+    echo_number : int or None
+        The echo an enhanced frame declares (Siemens XA ICE dimensions).
+    component : str or None
+        An enhanced MR frame's ComplexImageComponent as a name suffix (``"ph"``, ``"real"``,
+        ``"imaginary"``; ``""`` for magnitude).
+    bvalue : float or None
+        DiffusionBValue (0018,9087) or the vendor's private b-value, s/mm^2.
+    bvec : tuple of 3 float or None
+        DiffusionGradientOrientation (0018,9089) or the vendor's, an LPS unit vector.
+    echo_time : float or None
+        An enhanced MR frame's EffectiveEchoTime (0018,9082), ms.
+    coil : str or None
+        The Siemens receive coil (uncombined images: one element each).
+    flip_rows : bool
+        GE pepolar: a reversed-polarity frame, stored upside down.
+    number_offset : int
+        Added to SeriesNumber in output names (dcm2niix: +1000 for a GE pepolar series).
+    echo_rank : int or None
+        The rank of ``echo_time`` among the echo times of its series (set when the series is
+        grouped).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> fr = read_header(get_testdata_file("MR_small.dcm")).frames[0]
+    >>> fr.index, fr.orientation, fr.pixel_spacing, fr.window
+    (None, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.3125, 0.3125), (600.0, 1600.0))
     """
 
     instance: Instance
@@ -145,7 +229,7 @@ class Frame:
     pixel_spacing: tuple[float, ...] | None
     slope: float = 1.0
     intercept: float = 0.0
-    window: tuple | None = None  # (center, width)
+    window: tuple[float, float] | None = None  # (center, width)
     temporal: TemporalKey = TemporalKey()  # order within one position (4D)
     acquisition: int | None = None
     philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
@@ -167,7 +251,69 @@ class Frame:
 
 @dataclass
 class Instance:
-    """Header facts of one DICOM file (no pixel data)."""
+    """Header facts of one DICOM file (no pixel data): what :func:`read_header` returns.
+
+    Parameters
+    ----------
+    source : Source
+        The file, or the zip member.
+    sop_class, sop_uid : str
+        SOPClassUID and SOPInstanceUID (0008,0016/0018), from the file meta when absent.
+    study_uid, series_uid : str
+        StudyInstanceUID and SeriesInstanceUID (0020,000D/000E); a series without one gets
+        ``"unknown-series:<file>"``.
+    patient_name, patient_id, study_date, study_description, series_description : str
+        PatientName, PatientID, StudyDate, StudyDescription and SeriesDescription (``""``
+        when absent).
+    series_number, instance_number, acquisition_number, echo_number : int or None
+        SeriesNumber, InstanceNumber, AcquisitionNumber and the first of EchoNumbers.
+    modality : str
+        Modality (0008,0060), upper case.
+    image_type : tuple of str
+        The values of ImageType (0008,0008) (``("ORIGINAL", "PRIMARY", "AXIAL")``).
+    frame_of_reference : str
+        FrameOfReferenceUID (0020,0052).
+    rows, columns : int
+        The size of one frame (a mosaic's tile once it is unpacked).
+    samples : int
+        SamplesPerPixel (3 for RGB).
+    photometric : str
+        PhotometricInterpretation, upper case (MONOCHROME2 or RGB when absent).
+    bits_allocated, bits_stored, high_bit, pixel_representation, planar_configuration : int
+        The pixel module's attributes (0028,0100-0103 and 0028,0006).
+    n_frames : int
+        NumberOfFrames (1 for a single-frame file).
+    transfer_syntax : str
+        TransferSyntaxUID (from the encoding when the file has no file meta).
+    encapsulated : bool
+        Whether the pixel data is encapsulated (compressed or deflated).
+    pixel_offset, pixel_length : int or None
+        File offset and byte length of native Pixel Data in a plain file; None when
+        encapsulated, of undefined length or in a zip member.
+    slice_thickness, spacing_between_slices : float or None
+        SliceThickness and SpacingBetweenSlices (mm) when positive and of sane size.
+    units : str
+        ``"HU"`` for CT, DoseUnits for RT Dose, RescaleType otherwise.
+    mosaic : tuple of 3 int or None
+        A Siemens mosaic or UIH grid: (mosaic rows, mosaic columns, tiles per row).
+    header : dict
+        A small readable summary of the header (keyword -> value) for display.
+    frames : list of Frame
+        The file's 2D images (one per frame, or per mosaic tile).
+    file_size : int
+        Bytes of the file (or zip member), for plausibility checks.
+    references : tuple of str
+        The SeriesInstanceUIDs an annotation object (SEG, RTSTRUCT, SR) says it was made on.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> inst = read_header(get_testdata_file("CT_small.dcm"))
+    >>> inst.modality, inst.rows, inst.columns, inst.units, inst.image_type
+    ('CT', 128, 128, 'HU', ('ORIGINAL', 'PRIMARY', 'AXIAL'))
+    >>> inst.pixel_offset, inst.pixel_length
+    (6300, 32768)
+    """
 
     source: Source
     sop_class: str
@@ -184,7 +330,7 @@ class Instance:
     instance_number: int | None
     acquisition_number: int | None
     echo_number: int | None
-    image_type: tuple
+    image_type: tuple[str, ...]
     frame_of_reference: str
     rows: int
     columns: int
@@ -203,7 +349,7 @@ class Instance:
     slice_thickness: float | None
     spacing_between_slices: float | None
     units: str = ""  # e.g. "HU" for CT, RescaleType otherwise
-    mosaic: tuple | None = None  # Siemens mosaic: (mosaic rows, mosaic columns, tiles per row)
+    mosaic: tuple[int, int, int] | None = None  # Siemens mosaic: (mosaic rows, mosaic columns, tiles per row)
     header: dict[str, Any] = field(default_factory=dict)  # small readable summary
     frames: list[Frame] = field(default_factory=list)
     file_size: int = 0  # bytes of the file (or zip member), for plausibility checks
@@ -212,6 +358,7 @@ class Instance:
 
     @property
     def path(self) -> str:
+        """The file as text (``archive.zip::member`` for a zip member)."""
         return str(self.source)
 
 
@@ -230,8 +377,8 @@ _SUMMARY_KEYWORDS = (
 )
 
 
-def _summary(ds) -> dict:
-    out = {}
+def _summary(ds: DatasetLike) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for kw in _SUMMARY_KEYWORDS:
         v = ds.get(kw, None)
         if v is None or v == "":
@@ -244,7 +391,7 @@ def _summary(ds) -> dict:
     return out
 
 
-def _frames_of(inst: Instance, ds) -> list[Frame]:
+def _frames_of(inst: Instance, ds: DatasetLike) -> list[Frame]:
     """Geometry, scaling and ordering keys of every frame in ``ds``."""
     frames = _frames_geometry(inst, ds)
     if inst.modality == "MR":
@@ -255,16 +402,16 @@ def _frames_of(inst: Instance, ds) -> list[Frame]:
         for f in frames:
             f.flip_rows, f.number_offset, f.coil = flip, offset, coil
         ss = _philips_scale_slope(ds)
-        b, g = read_diffusion(ds)
+        diffusion = read_diffusion(ds)
         per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
         shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
         shared = shared_seq[0] if shared_seq else None
         for f in frames:
             f.philips_scale_slope = ss
             if per_frame is not None and f.index is not None and f.index < len(per_frame):
-                f.bvalue, f.bvec = _diffusion(per_frame[f.index], shared, (b, g))
+                f.bvalue, f.bvec = _diffusion(per_frame[f.index], shared, diffusion)
             else:
-                f.bvalue, f.bvec = b, g
+                f.bvalue, f.bvec = diffusion
     return frames
 
 
@@ -278,7 +425,7 @@ MAX_RESCALE = 1e20
 MAX_FRAMES = 1 << 18
 
 
-def check_orientation(iop, path=None) -> None:
+def check_orientation(iop: Sequence[float], path: str | None = None) -> None:
     """Raise :class:`GeometryError` unless ImageOrientationPatient (0020,0037) holds two
     (nearly) unit, (nearly) perpendicular direction cosines.
 
@@ -288,6 +435,20 @@ def check_orientation(iop, path=None) -> None:
         Row then column direction cosines (LPS).
     path : str, optional
         The file, for the error message.
+
+    Raises
+    ------
+    GeometryError
+        Not 6 finite numbers, a zero or non-unit direction, or directions that are not
+        perpendicular.
+
+    Examples
+    --------
+    >>> check_orientation([1, 0, 0, 0, 1, 0])  # axial: fine
+    >>> check_orientation([1, 0, 0, 1, 0, 0], "a.dcm")
+    Traceback (most recent call last):
+    ...
+    napari_dicomtools.core.errors.GeometryError: a.dcm: ImageOrientationPatient 1\\0\\0\\1\\0\\0: row and column directions are not perpendicular
     """
     try:
         v = [float(x) for x in iop]
@@ -309,7 +470,7 @@ def check_orientation(iop, path=None) -> None:
                                   "directions are not perpendicular")
 
 
-def _show(v) -> str:
+def _show(v: Iterable[float]) -> str:
     try:
         return "\\".join(f"{float(x):g}" for x in v)
     except (TypeError, ValueError):
@@ -322,7 +483,7 @@ def _check_frames(inst: Instance) -> None:
     Window values that are not finite are dropped (they only affect the display).
     """
     path = inst.path
-    checked_iop: set = set()
+    checked_iop: set[tuple[float, ...]] = set()
     for fr in inst.frames:
         if fr.orientation is not None and fr.orientation not in checked_iop:
             check_orientation(fr.orientation, path)
@@ -346,9 +507,9 @@ def _check_frames(inst: Instance) -> None:
             fr.window = None
 
 
-def _spacing_or_none(v) -> float | None:
+def _spacing_or_none(value: object) -> float | None:
     """A slice spacing/thickness when it is a positive finite number of sane size."""
-    v = _f(v)
+    v = _f(value)
     return v if v is not None and np.isfinite(v) and 0 < v <= MAX_SPACING_MM else None
 
 
@@ -356,15 +517,15 @@ class _TopLevel(NamedTuple):
     """A file's top-level geometry, scaling and window: what every frame has unless its
     functional groups (enhanced multi-frame) say otherwise."""
 
-    position: tuple | None
-    orientation: tuple | None
-    pixel_spacing: tuple | None
+    position: tuple[float, ...] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, ...] | None
     slope: float
     intercept: float
-    window: tuple | None
+    window: tuple[float, float] | None
 
 
-def _top_level(inst: Instance, ds) -> _TopLevel:
+def _top_level(inst: Instance, ds: DatasetLike) -> _TopLevel:
     pos = _floats(ds.get("ImagePositionPatient", None), 3)
     iop = _floats(ds.get("ImageOrientationPatient", None), 6)
     ps = _floats(ds.get("PixelSpacing", None), 2) or _floats(
@@ -372,14 +533,14 @@ def _top_level(inst: Instance, ds) -> _TopLevel:
     slope = _f(ds.get("RescaleSlope", None), 1.0) or 1.0
     intercept = _f(ds.get("RescaleIntercept", None), 0.0)
     if inst.modality == "RTDOSE" and "DoseGridScaling" in ds:
-        slope = _f(ds.DoseGridScaling, 1.0) * slope
+        slope = _f(ds.get("DoseGridScaling", None), 1.0) * slope
     wc, ww = _f(_first(ds.get("WindowCenter", None))), _f(_first(ds.get("WindowWidth", None)))
     return _TopLevel(tuple(pos) if pos else None, tuple(iop) if iop else None,
                      tuple(ps) if ps else None, slope, intercept,
                      (wc, ww) if wc is not None and ww and ww > 0 else None)
 
 
-def _frames_geometry(inst: Instance, ds) -> list[Frame]:
+def _frames_geometry(inst: Instance, ds: DatasetLike) -> list[Frame]:
     """Position, orientation, spacing, scaling, window and temporal key of every frame."""
     top = _top_level(inst, ds)
     per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence", None)
@@ -404,10 +565,11 @@ def _frames_geometry(inst: Instance, ds) -> list[Frame]:
     return _classic_multiframe(inst, ds, top)
 
 
-def _enhanced_frame(inst: Instance, k: int, pf, shared, top: _TopLevel) -> Frame:
+def _enhanced_frame(inst: Instance, k: int, pf: Dataset | None, shared: DatasetLike | None,
+                    top: _TopLevel) -> Frame:
     """Frame ``k`` of an enhanced multi-frame file from its per-frame item ``pf`` and the
     shared functional groups (top-level values where both are silent)."""
-    def value(seq_kw, kw, shared_too=True):
+    def value(seq_kw: str, kw: str, shared_too: bool = True) -> Any:
         return _fg_value(pf, shared if shared_too else None, seq_kw, kw)
 
     pos = _floats(value("PlanePositionSequence", "ImagePositionPatient"), 3)
@@ -437,7 +599,7 @@ def _enhanced_frame(inst: Instance, k: int, pf, shared, top: _TopLevel) -> Frame
     )
 
 
-def _classic_multiframe(inst: Instance, ds, top: _TopLevel) -> list[Frame]:
+def _classic_multiframe(inst: Instance, ds: DatasetLike, top: _TopLevel) -> list[Frame]:
     """Frames of a classic multi-frame file: RT dose / NM grids placed along the normal by
     GridFrameOffsetVector (3004,000C) or SpacingBetweenSlices, or a cine loop at one
     position."""
@@ -457,9 +619,9 @@ def _classic_multiframe(inst: Instance, ds, top: _TopLevel) -> list[Frame]:
         check_orientation(top.orientation, inst.path)
         normal = slice_normal(top.orientation)
     step = inst.spacing_between_slices
-    frames = []
+    frames: list[Frame] = []
     for k in range(n):
-        pos = None
+        pos: npt.NDArray[np.float64] | None = None
         if top.position is not None and normal is not None:
             if offsets is not None and len(offsets) == n:
                 pos = np.array(top.position) + normal * float(offsets[k])
@@ -472,15 +634,38 @@ def _classic_multiframe(inst: Instance, ds, top: _TopLevel) -> list[Frame]:
 
 
 @contextmanager
-def open_dicom(source: Source):
+def open_dicom(source: Source) -> Iterator[tuple[BinaryIO, int, bool]]:
     """Open ``source`` and reject empty and non-DICOM files at once (a few bytes read).
 
-    Yields ``(file object, size, has_preamble)``; raises :class:`NotDicomError` or
-    :class:`UnreadableDicomError` naming the file.
+    Parameters
+    ----------
+    source : Source
+        The file or zip member.
+
+    Yields
+    ------
+    tuple of (binary file, int, bool)
+        The open file at offset 0 (closed on exit), its size in bytes, and whether it has
+        the 128-byte preamble and ``DICM`` marker.
+
+    Raises
+    ------
+    NotDicomError
+        An empty file, or one that starts with neither the marker nor a DICOM element.
+    UnreadableDicomError
+        The file cannot be opened.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> with open_dicom(Source(get_testdata_file("CT_small.dcm"))) as (fp, size, preamble):
+    ...     size, preamble, fp.tell()
+    (39206, True, 0)
     """
     name = str(source)
     try:
-        fp = source.open()
+        # a regular file or a zip member's stream: binary, seekable, closed here
+        fp = cast(BinaryIO, source.open())
     except OSError as exc:
         raise UnreadableDicomError(name, f"cannot open: {exc.strerror or exc}") from None
     with fp:
@@ -503,11 +688,34 @@ def read_header(source: Source | str, *, fast: bool = True) -> Instance:
     :mod:`.fastheader`; everything else, and anything it declines, through pydicom. ``fast=False``
     forces pydicom. A deflated data set is inflated incrementally under a memory cap.
 
+    Parameters
+    ----------
+    source : Source or str
+        The file (a path), or a zip member.
+    fast : bool
+        Try the fast parser first (the result is the same; pydicom is slower).
+
+    Returns
+    -------
+    Instance
+        The file's header facts and its frames, their geometry and scaling checked.
+
     Raises
     ------
     NotDicomError, UnreadableDicomError, NoImageError, GeometryError
         With the file's path and the reason; nothing else (a malformed file of any kind ends
         as one of these).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> inst = read_header(get_testdata_file("CT_small.dcm"))
+    >>> inst.modality, inst.n_frames, inst.frames[0].slope, inst.frames[0].intercept
+    ('CT', 1, 1.0, -1024.0)
+    >>> read_header(__file__)
+    Traceback (most recent call last):
+    ...
+    napari_dicomtools.core.errors.NotDicomError: ...headers.py: not a DICOM file (no 'DICM' marker, no DICOM data elements at the start)
     """
     if not isinstance(source, Source):
         source = Source(os.fspath(source))
@@ -556,7 +764,7 @@ def _read_header(source: Source, fast: bool) -> Instance:
             raise _header_error(str(source), exc, "interpreted") from None
 
 
-def _fast_instance(source: Source, fp, size: int) -> Instance | None:
+def _fast_instance(source: Source, fp: BinaryIO, size: int) -> Instance | None:
     """The Instance through :mod:`.fastheader`, or None when it declines the file or its
     values (pydicom then judges it)."""
     from . import fastheader
@@ -570,7 +778,7 @@ def _fast_instance(source: Source, fp, size: int) -> Instance | None:
         return None
 
 
-def _pydicom_dataset(name: str, fp, has_preamble: bool):
+def _pydicom_dataset(name: str, fp: BinaryIO, has_preamble: bool) -> FileDataset:
     """The header as pydicom reads it (a deflated one inflated under a cap; pixel data
     deferred, its offset kept)."""
     import pydicom
@@ -596,14 +804,46 @@ DEFLATED_UID = "1.2.840.10008.1.2.1.99"
 MAX_DEFLATED_HEADER = 256 * 2**20
 
 
-def read_deflated(fp, name: str, *, header_only: bool = False, cap: int | None = None):
+def read_deflated(fp: _BinaryFile, name: str, *, header_only: bool = False,
+                  cap: int | None = None) -> FileDataset | None:
     """A pydicom Dataset from a Deflated Explicit VR Little Endian file, or None otherwise.
 
     pydicom inflates such a data set whole with ``zlib.decompress``; a 2 MB file can inflate
     to gigabytes. Here the stream is inflated incrementally under a cap (by default a quarter
     of the memory available). With ``header_only`` inflation stops at Pixel Data, which is
     then represented by an empty placeholder (the scan needs only to know it is there).
-    ``fp`` must be positioned at the start of a file with a preamble.
+
+    Parameters
+    ----------
+    fp : binary file
+        The file, positioned at its start; it must have a preamble.
+    name : str
+        The file's name, for error messages and the data set's ``filename``.
+    header_only : bool
+        Stop inflating at Pixel Data (an empty placeholder stands for it).
+    cap : int, optional
+        Most bytes to inflate (never more than a quarter of the memory available).
+
+    Returns
+    -------
+    pydicom.dataset.FileDataset or None
+        The inflated data set (nothing deferred), or None when the file is not deflated.
+
+    Raises
+    ------
+    UnreadableDicomError
+        The stream inflates past the cap, or is corrupt.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> with open(get_testdata_file("image_dfl.dcm"), "rb") as fp:
+    ...     ds = read_deflated(fp, "image_dfl.dcm", header_only=True)
+    >>> ds.Rows, len(ds.PixelData)
+    (512, 0)
+    >>> with open(get_testdata_file("CT_small.dcm"), "rb") as fp:
+    ...     print(read_deflated(fp, "CT_small.dcm"))
+    None
     """
     import pydicom
     from pydicom.filebase import DicomBytesIO
@@ -611,6 +851,7 @@ def read_deflated(fp, name: str, *, header_only: bool = False, cap: int | None =
 
     from ._limits import available_memory
 
+    fp = cast(BinaryIO, fp)  # pydicom's annotations call any binary file BinaryIO
     fp.seek(0)
     read_preamble(fp, False)
     meta = _read_file_meta_info(fp)
@@ -625,7 +866,9 @@ def read_deflated(fp, name: str, *, header_only: bool = False, cap: int | None =
         raw = inflate_capped(fp, min(cap, MAX_DEFLATED_HEADER), name,
                              until=b"\xe0\x7f\x10\x00")
         try:
-            ds = read_dataset(DicomBytesIO(raw), False, True, defer_size=None)
+            # pydicom's own reader of its DicomBytesIO (its annotation says BinaryIO)
+            ds = read_dataset(DicomBytesIO(raw), False, True,  # type: ignore[arg-type]
+                              defer_size=None)
             ds.add_new(_PIXEL_TAG, "OB", b"")
         except Exception:  # noqa: BLE001 - the marker was inside a value: inflate it all
             raw = b""
@@ -633,12 +876,14 @@ def read_deflated(fp, name: str, *, header_only: bool = False, cap: int | None =
     if not raw:
         raw = inflate_capped(fp, cap, name)
         # nothing deferred: a deferred value would be re-read from the (deflated) file on disk
-        ds = read_dataset(DicomBytesIO(raw), False, True, defer_size=None)
+        ds = read_dataset(DicomBytesIO(raw), False, True,  # type: ignore[arg-type]
+                          defer_size=None)
     return pydicom.dataset.FileDataset(name, ds, preamble=b"\x00" * 128, file_meta=meta,
                                        is_implicit_VR=False, is_little_endian=True)
 
 
-def safe_dcmread(fp, name: str, *, stop_before_pixels: bool = False, **kwargs):
+def safe_dcmread(fp: _BinaryFile, name: str, *, stop_before_pixels: bool = False,
+                 **kwargs: Any) -> FileDataset:
     """``pydicom.dcmread`` that cannot be made to inflate a deflate bomb.
 
     pydicom inflates a Deflated Explicit VR Little Endian data set whole, even with
@@ -647,13 +892,38 @@ def safe_dcmread(fp, name: str, *, stop_before_pixels: bool = False, **kwargs):
     memory); every other file goes to ``pydicom.dcmread(fp, stop_before_pixels=..., **kwargs)``
     unchanged (``specific_tags`` and ``defer_size`` only apply there).
 
+    Parameters
+    ----------
+    fp : binary file
+        The file, positioned at the start of the data (a preamble is recognised at offset 0).
+    name : str
+        The file's name, for error messages.
+    stop_before_pixels : bool
+        Do not read Pixel Data (a deflated file stops inflating there).
+    **kwargs
+        Passed on to ``pydicom.dcmread`` (``force``, ``specific_tags``, ``defer_size``...).
+
+    Returns
+    -------
+    pydicom.dataset.FileDataset
+        The data set.
+
     Raises
     ------
     UnreadableDicomError
         A corrupt or oversized deflate stream (anything pydicom raises otherwise).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> with open(get_testdata_file("image_dfl.dcm"), "rb") as fp:
+    ...     ds = safe_dcmread(fp, "image_dfl.dcm")
+    >>> ds.file_meta.TransferSyntaxUID.name, len(ds.PixelData)
+    ('Deflated Explicit VR Little Endian', 262144)
     """
     import pydicom
 
+    fp = cast(BinaryIO, fp)  # pydicom's annotations call any binary file BinaryIO
     pos = fp.tell()
     head = fp.read(132)
     fp.seek(pos)
@@ -672,6 +942,16 @@ def looks_like_dicom(head: bytes) -> bool:
     data set without preamble (starting with a group 0002/0008 tag, either endianness).
 
     A cheap sniff for file pickers and readers; :func:`~.series.scan` decides for certain.
+
+    Parameters
+    ----------
+    head : bytes
+        The file's first 132 bytes (fewer for a short file).
+
+    Returns
+    -------
+    bool
+        True when the bytes look like the start of a DICOM file.
 
     Examples
     --------
@@ -692,7 +972,7 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
 
 
-def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
+def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Instance:
     """The :class:`Instance` of a parsed data set: refused with the reason when it is not an
     image we can read, its frames and their checks done."""
     name = str(source)
@@ -704,9 +984,9 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
 
         if isinstance(ds, fastheader.FastDataset):  # its sequences are read by pydicom
             raise fastheader.Unsupported("an annotation object's references")
-    if sop_class in NO_PIXEL_OBJECTS and _PIXEL_TAG not in ds:
-        ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
-        return _object_instance(source, ds, size, sop_class, ts)
+        if sop_class in NO_PIXEL_OBJECTS and _PIXEL_TAG not in ds:
+            ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
+            return _object_instance(source, ds, size, sop_class, ts)
     raw = _pixel_element(name, ds, sop_class)
     rows, cols, samples, bits, n_frames = _image_size(name, ds, size)
     ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
@@ -773,7 +1053,7 @@ def _instance_from_dataset(source: Source, ds, size: int) -> Instance:
     return inst
 
 
-def _pixel_element(name: str, ds, sop_class: str):
+def _pixel_element(name: str, ds: ParsedDataset, sop_class: str) -> object:
     """The (possibly deferred) Pixel Data element, or the reason this is not an image."""
     if sop_class == DICOMDIR_UID or "DirectoryRecordSequence" in ds:
         raise NoImageError(name, "a DICOMDIR index (open it directly to read the files it lists)")
@@ -794,7 +1074,7 @@ def _pixel_element(name: str, ds, sop_class: str):
     return raw
 
 
-def _image_size(name: str, ds, size: int) -> tuple[int, int, int, int, int]:
+def _image_size(name: str, ds: DatasetLike, size: int) -> tuple[int, int, int, int, int]:
     """``(rows, columns, samples, bits allocated, frames)``, refusing sizes that cannot be
     (zero, unsupported bits, more frames or values than the file or memory can hold)."""
     rows, cols = _i(ds.get("Rows", None), 0), _i(ds.get("Columns", None), 0)
@@ -816,7 +1096,7 @@ def _image_size(name: str, ds, size: int) -> tuple[int, int, int, int, int]:
     return rows, cols, samples, bits, n_frames
 
 
-def _pixel_location(source: Source, raw, size: int, encapsulated: bool, expected: int,
+def _pixel_location(source: Source, raw: object, size: int, encapsulated: bool, expected: int,
                     what: str) -> tuple[int | None, int | None]:
     """``(file offset, length)`` of native Pixel Data in a plain file (None, None otherwise:
     encapsulated, deferred length unknown, or a zip member), refusing a value that runs past
@@ -844,7 +1124,7 @@ def _pixel_location(source: Source, raw, size: int, encapsulated: bool, expected
     return None, None
 
 
-def _unpack_mosaic(inst: Instance, ds) -> None:
+def _unpack_mosaic(inst: Instance, ds: ParsedDataset) -> None:
     """A Siemens mosaic: one frame per tile, positions from the CSA header (via nibabel).
 
     The instance keeps the tile size as rows/columns and the mosaic layout in ``mosaic``
@@ -880,7 +1160,7 @@ def _unpack_mosaic(inst: Instance, ds) -> None:
     inst.frames = [replace(base, index=k, position=pos0 + k * dz * normal) for k in range(n)]
 
 
-def _unpack_uih_grid(inst: Instance, ds) -> None:
+def _unpack_uih_grid(inst: Instance, ds: ParsedDataset) -> None:
     """A UIH grid (ImageType VFRAME): one frame per tile, each at the position its item of
     the (0065,1051) MR VFrame Sequence gives (see :mod:`.vendor`). A grid that does not add
     up (slice count, tile size, positions) stays one tiled image, with the reason in

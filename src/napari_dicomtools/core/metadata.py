@@ -205,17 +205,17 @@ def _read_row(source: Source | os.PathLike[str] | str,
         from .headers import safe_dcmread
 
         try:  # (a deflated file is inflated only up to its Pixel Data, with a cap)
-            ds = safe_dcmread(fp, name, stop_before_pixels=True, force=not dicm,
-                              specific_tags=list(wanted))
+            pds = safe_dcmread(fp, name, stop_before_pixels=True, force=not dicm,
+                               specific_tags=list(wanted))
         except Exception as exc:  # noqa: BLE001
             raise UnreadableDicomError(name, f"header cannot be parsed "
                                              f"({type(exc).__name__}: {exc})") from None
-        if not dicm and len(ds) == 0:
+        if not dicm and len(pds) == 0:
             raise NotDicomError(name, "not a DICOM file")
         out: dict[str, Cell] = {}
         for t, (col, _) in wanted.items():
             try:
-                el = ds.get(t)
+                el = pds.get(t)
                 out[col] = _cell(el.value if el is not None else None)
             except Exception:  # noqa: BLE001 - an undecodable value is an empty cell
                 out[col] = ""

@@ -302,7 +302,7 @@ class _Plan:
     def _mosaic_tile(self, fr: Frame) -> Array:
         """Tile ``fr.index`` of a Siemens mosaic (the decoded plane is cached per file)."""
         inst = fr.instance
-        assert inst.mosaic is not None  # only mosaic frames come here
+        assert inst.mosaic is not None and fr.index is not None  # only mosaic tiles come here
         with self._mosaic_lock:
             plane = self._mosaic_cache.get(inst.path)
         if plane is None:

@@ -185,7 +185,6 @@ def test_method_sequence_bytes_are_pydicoms_encoding(implicit):
 
 def test_data_dictionary_without_pydicom_is_pydicoms():
     import pydicom.datadict as pdd
-    import pydicom.uid
 
     main = _datadict._tables()[0]
     rnd = random.Random(0)
@@ -207,10 +206,83 @@ def test_data_dictionary_without_pydicom_is_pydicoms():
             assert a == b, (hex(tag), ours.__name__)
     assert all(_datadict.tag_for_keyword(k) == t for k, t in pdd.keyword_dict.items())
     assert _datadict.tag_for_keyword("NoSuchKeyword") is None
+
+
+def _uid_probe(tmp_path):
+    """A file whose UI values are a DICOM-defined UID newer than pydicom's registry (JPEG XL
+    Lossless: pynetdicom adds it to the registry when imported), one of the registry, a
+    private UID and an instance UID made under the DICOM root."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.1.2.4.110"
+    ref.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2.19650304"
+    other = Dataset()
+    other.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    other.ReferencedSOPInstanceUID = "1.2.3.4.5.6"
+    ds.ReferencedImageSequence = Sequence([ref, other])
+    path = tmp_path / "probe.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+_ANONYMIZE_ONE = """
+import hashlib, sys, warnings
+warnings.simplefilter("ignore")
+if sys.argv[1] == "net":
+    import pynetdicom  # adds transfer syntaxes to pydicom's UID registry
+from napari_dicomtools.core import anonymize as an
+from napari_dicomtools.core._anonfast import anonymize_bytes
+import io
+data = open(sys.argv[2], "rb").read()
+fast = b"".join(bytes(p) for p in anonymize_bytes(an.Anonymizer(key="k"), data)[0])
+ds = an._read_dataset(io.BytesIO(data), "f", True)
+an.Anonymizer(key="k").dataset(ds)
+slow = an.encode_file(ds)
+print(hashlib.sha256(fast).hexdigest(), hashlib.sha256(slow).hexdigest())
+"""
+
+
+def test_output_does_not_depend_on_importing_pynetdicom_first(tmp_path):
+    """Which UIDs are kept is a fixed rule: the same bytes in a fresh process with and
+    without ``import pynetdicom`` first, by both paths."""
+    pytest.importorskip("pynetdicom")
+    path = _uid_probe(tmp_path)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    digests = [subprocess.run([sys.executable, "-c", _ANONYMIZE_ONE, how, str(path)],
+                              capture_output=True, text=True, check=True, env=env
+                              ).stdout.split() for how in ("net", "plain")]
+    assert digests[0] == digests[1]
+    assert digests[0][0] == digests[0][1]  # and the byte path wrote the pydicom path's bytes
+
+
+def test_kept_uids_are_the_dicom_defined_ones(tmp_path):
+    """PS3.15: well-known DICOM UIDs (1.2.840.10008.*) kept, every other UID replaced; a
+    private UID is replaced even when registered with pydicom, and an instance UID made
+    under the DICOM root is replaced too."""
     from pydicom._uid_dict import UID_dictionary
 
-    # computed afresh (the cached registry is whatever it was at first use: pynetdicom, for
-    # one, adds transfer syntaxes to pydicom's dictionary when it is imported)
-    fresh = _datadict.uid_registry.__wrapped__()
-    assert fresh >= set(UID_dictionary)
-    assert fresh >= {str(u) for u in pydicom.uid.AllTransferSyntaxes}
+    assert all(an.is_well_known_uid(u) for u in UID_dictionary)  # as shipped
+    assert all(an.is_well_known_uid(str(u)) for u in pydicom.uid.AllTransferSyntaxes)
+    for uid in ("1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.8.1",  # newer than pydicom's
+                "1.2.840.10008.6.1.1453", "1.2.840.10008.1.4.1.1"):  # context group, Talairach
+        assert an.is_well_known_uid(uid) and an.Anonymizer(key="k").uid(uid) == uid
+    private = "1.2.826.0.1.3680043.9.3811.2.0"
+    pydicom.uid.register_transfer_syntax(private, True, True)
+    try:
+        for uid in (private, "1.2.840.10008.5.1.4.1.1.2.19650304", "1.2.840.10008",
+                    "1.2.840.10008.5.01", "1.2.840.100081.2", "1.2.840.10008.1.2.x"):
+            assert not an.is_well_known_uid(uid), uid
+            assert an.Anonymizer(key="k").uid(uid).startswith("2.25."), uid
+    finally:
+        pydicom.uid.PrivateTransferSyntaxes.remove(private)
+    data = _uid_probe(tmp_path).read_bytes()
+    fast, _ = _byte_path(data, an.Options(), "probe")
+    out = pydicom.dcmread(io.BytesIO(fast))
+    ref = out.ReferencedImageSequence[0]
+    assert ref.ReferencedSOPClassUID == "1.2.840.10008.1.2.4.110"
+    assert ref.ReferencedSOPInstanceUID.startswith("2.25.")
+    assert b"19650304" not in fast
+    other = out.ReferencedImageSequence[1]
+    assert other.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
+    assert other.ReferencedSOPInstanceUID.startswith("2.25.")
+    assert _compare(data, an.Options(), "probe")

@@ -1,10 +1,10 @@
-"""pydicom's data dictionary and UID registry, without importing pydicom.
+"""pydicom's data dictionary, without importing pydicom.
 
 ``import pydicom`` costs 0.3-0.5 s of CPU (its pixel decoders, numpy, ``requests`` through
 ``pydicom.data``), more than de-identifying a few hundred files by the byte-level path
-(:mod:`._anonfast`). The tables themselves are plain data modules (``pydicom/_dicom_dict.py``,
-``pydicom/_uid_dict.py``, generated from the standard): they are loaded here from pydicom's own
-files (9 ms), or taken from ``sys.modules`` when pydicom is already imported, so both paths use
+(:mod:`._anonfast`). The tables themselves are a plain data module
+(``pydicom/_dicom_dict.py``, generated from the standard): they are loaded here from pydicom's
+own file (9 ms), or taken from ``sys.modules`` when pydicom is already imported, so both paths use
 the very same tables as pydicom. The functions mirror :mod:`pydicom.datadict`'s (same repeater
 masks, same ``KeyError``), which ``tests/test_anonymize_fast.py`` checks tag by tag.
 """
@@ -20,7 +20,7 @@ from types import ModuleType
 
 __all__ = [
     "dictionary_has_tag", "dictionary_vm", "dictionary_vr", "keyword_for_tag",
-    "tag_for_keyword", "uid_registry",
+    "tag_for_keyword",
 ]
 
 #: (VR, VM, name, retired, keyword) per tag, as in pydicom's DicomDictionary
@@ -101,15 +101,3 @@ def keyword_for_tag(tag: int) -> str:
 def tag_for_keyword(keyword: str) -> int | None:
     """The tag of a keyword of the main dictionary, else None."""
     return _tables()[3].get(keyword)
-
-
-@lru_cache(maxsize=1)
-def uid_registry() -> frozenset[str]:
-    """Every UID of pydicom's registry (SOP classes, transfer syntaxes, coding schemes ...),
-    plus private transfer syntaxes registered with pydicom when it is loaded."""
-    known = set(_pydicom_module("_uid_dict").UID_dictionary)
-    puid = sys.modules.get("pydicom.uid")
-    if puid is not None:
-        for name in ("PrivateTransferSyntaxes", "AllTransferSyntaxes"):
-            known.update(str(u) for u in getattr(puid, name, ()))
-    return frozenset(known)

@@ -15,8 +15,9 @@ What the engine does beyond the table (PS3.15 E.3 and lessons from other tools' 
   (``data/deid_public_allowlist.json``: numbers, code strings, sequences, image pixel,
   geometry and technique attributes, coded vocabulary), unless ``keep_unlisted_public``;
   elements unknown to the data dictionary are always removed;
-* remaps every UI value that is not a well-known UID (pydicom's UID registry: SOP classes,
-  transfer syntaxes, coding schemes, ...) wherever it is, listed in E.1-1 or not;
+* remaps every UI value that is not a well-known UID (one DICOM defines, under its root
+  1.2.840.10008: SOP classes, transfer syntaxes, coding schemes, ...; see
+  ``is_well_known_uid``) wherever it is, listed in E.1-1 or not;
 * removes all private elements (and their creators) unless ``retain_private``;
 * removes overlay (60xx) and curve (50xx) groups (their data can hold burned-in text);
 * rebuilds the file meta (new MediaStorageSOPInstanceUID, no AE titles, no private
@@ -346,17 +347,26 @@ def _emptied_sequences() -> frozenset[int]:
                      _allow_rules()["sequences_emptied"]["keywords"])
 
 
-def _well_known() -> frozenset[str]:
-    """pydicom's UID registry (read without importing pydicom)."""
-    from ._datadict import uid_registry
-
-    return uid_registry()
+#: PS3.5 9.1: the root ``1.2.840.10008`` is reserved for what DICOM itself defines (SOP
+#: classes, transfer syntaxes, well-known SOP instances and frames of reference, coding
+#: schemes, context groups, templates), never for an instance. Every such UID (PS3.6 Annex A)
+#: has components of at most four digits after the root, while an instance UID generated
+#: under it by mistake carries a long one (a time, a counter, a record number): only the
+#: former is kept.
+_DICOM_DEFINED_RE = re.compile(r"1\.2\.840\.10008(\.(0|[1-9][0-9]{0,3}))+")
 
 
 def is_well_known_uid(value: str) -> bool:
-    """True for UIDs of pydicom's registry (SOP classes, transfer syntaxes, coding schemes,
-    well-known frames of reference ...): these identify a kind of thing, never a patient,
-    and are kept; every other UID is remapped.
+    """True for a UID that DICOM itself defines (SOP classes, transfer syntaxes, coding
+    schemes, well-known frames of reference ...): these identify a kind of thing, never a
+    patient, and are kept; every other UID is remapped.
+
+    The rule is fixed, so that the output never depends on what else was imported (pynetdicom
+    adds transfer syntaxes to pydicom's UID registry) nor on the pydicom release: a UID under
+    the DICOM root ``1.2.840.10008`` (PS3.5 9.1), of valid grammar, whose components after
+    the root have at most four digits (as in PS3.6 Annex A; an instance UID wrongly made
+    under the root has a longer one and is remapped). A private UID is never kept, whatever
+    registry lists it.
 
     Parameters
     ----------
@@ -372,10 +382,15 @@ def is_well_known_uid(value: str) -> bool:
     --------
     >>> is_well_known_uid("1.2.840.10008.5.1.4.1.1.2")   # CT Image Storage
     True
+    >>> is_well_known_uid("1.2.840.10008.1.2.4.110")     # JPEG XL Lossless (2024)
+    True
     >>> is_well_known_uid("1.2.826.0.1.3680043.8.498.1")
     False
+    >>> is_well_known_uid("1.2.840.10008.5.1.4.1.1.2.19650304")  # an instance under the root
+    False
     """
-    return str(value).strip().rstrip("\x00") in _well_known()
+    uid = str(value).strip().rstrip("\x00")
+    return len(uid) <= 64 and _DICOM_DEFINED_RE.fullmatch(uid) is not None
 
 
 _UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -612,7 +627,7 @@ class Anonymizer:
         """``2.25.<decimal>`` derived from the keyed hash of ``original`` (< 64 chars).
         Well-known UIDs (:func:`is_well_known_uid`) and empty values are returned as is."""
         original = str(original).strip().rstrip("\x00")
-        if not original or original in _well_known():
+        if not original or is_well_known_uid(original):
             return original
         new = self.uid_map.get(original)
         if new is None:
@@ -1729,7 +1744,6 @@ def _warm_up() -> None:
 
     profile_table()
     public_allowlist()
-    _well_known()
     _emptied_sequences()
     _keyword(0x00100010)
 

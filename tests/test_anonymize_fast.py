@@ -286,3 +286,61 @@ def test_kept_uids_are_the_dicom_defined_ones(tmp_path):
     assert other.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
     assert other.ReferencedSOPInstanceUID.startswith("2.25.")
     assert _compare(data, an.Options(), "probe")
+
+
+def _meta_variants():
+    """CT_small.dcm with its file meta broken in the ways both byte readers refuse."""
+    import struct
+
+    data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+    group, elem, vr, length = struct.unpack_from("<HH2sH", data, 132)
+    assert (group, elem, vr) == (2, 0, b"UL")
+    second = 132 + 8 + length  # (0002,0001) OB, a 4-byte length
+    assert data[second + 4:second + 6] == b"OB"
+    implicit = data[:132] + struct.pack("<HHL", 2, 0, 4) + data[132 + 8:]
+    return {
+        "implicit VR meta": implicit,
+        "non-ASCII VR in the second element": data[:second + 4] + b"\xc3\xa9" +
+        data[second + 6:],
+        "undefined length": data[:second + 8] + b"\xff\xff\xff\xff" + data[second + 12:],
+        "long VR header cut": data[:second + 10],
+    }
+
+
+@pytest.mark.parametrize("case", list(_meta_variants()))
+def test_one_file_meta_reader_refuses_for_both_byte_paths(case):
+    """core/_filemeta.py serves the header parser and the de-identification: a malformed
+    file meta is declined (never a crash: a non-ASCII VR or a cut header raised
+    UnicodeDecodeError or struct.error from the byte path before), and the header parser
+    refuses it or asks for more bytes."""
+    from napari_dicomtools.core import fastheader
+
+    data = _meta_variants()[case]
+    with pytest.raises(Decline, match="file meta"):
+        _byte_path(data, an.Options(), case)
+    with pytest.raises((fastheader.Unsupported, EOFError)):
+        fastheader._parse_buffer(data, len(data), {})
+
+
+def test_file_meta_reader_reads_what_pydicom_reads():
+    from napari_dicomtools.core._filemeta import read_file_meta
+
+    root = os.path.dirname(get_testdata_file("CT_small.dcm"))
+    seen = 0
+    for f in sorted(glob.glob(os.path.join(root, "**", "*.dcm"), recursive=True)):
+        data = open(f, "rb").read()
+        if data[128:132] != b"DICM":
+            continue
+        try:
+            raw, end = read_file_meta(data, {0x00020010, 0x00020003}, ValueError)
+        except (ValueError, EOFError):
+            continue
+        meta = pydicom.filereader.read_file_meta_info(f)
+        ts = raw[0x00020010].decode().rstrip("\0 ") if 0x00020010 in raw else None
+        assert ts == meta.get("TransferSyntaxUID"), f
+        fp = io.BytesIO(data)
+        pydicom.filereader.read_preamble(fp, False)
+        pydicom.filereader._read_file_meta_info(fp)
+        assert end == fp.tell(), f
+        seen += 1
+    assert seen > 50

@@ -26,6 +26,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._filemeta import read_file_meta
 from .errors import DicomToolsError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ _PIXEL = 0x7FE00010
 _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
 _CHARSET = 0x00080005
 _METHOD_TAGS = (0x00120062, 0x00120063, 0x00120064)
+#: MediaStorageSOPClassUID, MediaStorageSOPInstanceUID, TransferSyntaxUID
+_META_UIDS = frozenset({0x00020002, 0x00020003, 0x00020010})
 _LONG = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV",
                    "UV"})
 _VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB",
@@ -470,30 +473,19 @@ class _Walker:
 
 
 def _meta(buf: bytes) -> tuple[dict[int, str], int]:
-    """The file meta elements' values (ASCII UIDs) and where the data set starts."""
-    pos, n = 132, len(buf)
+    """The file meta UIDs (MediaStorageSOPClassUID, MediaStorageSOPInstanceUID,
+    TransferSyntaxUID by element number, ASCII, one value each) and where the data set
+    starts."""
+    try:
+        raw, pos = read_file_meta(buf, _META_UIDS, Decline)
+    except EOFError:
+        raise Decline("file meta runs past the end of the file") from None
     values: dict[int, str] = {}
-    first = True
-    while pos + 8 <= n:
-        group, elem = _HH.unpack_from(buf, pos)
-        if group != 0x0002:
-            break
-        if first and not _looks_explicit(buf, pos):
-            raise Decline("file meta in Implicit VR")
-        first = False
-        vr = buf[pos + 4:pos + 6].decode("ascii")
-        if vr in _LONG:
-            length, start = _L.unpack_from(buf, pos + 8)[0], pos + 12
-        else:
-            length, start = _H.unpack_from(buf, pos + 6)[0], pos + 8
-        if length == _UNDEF or start + length > n:
-            raise Decline("malformed file meta")
-        if elem in (0x0002, 0x0003, 0x0010):
-            text = _ascii(buf[start:start + length]).rstrip("\x00 ")
-            if "\\" in text:
-                raise Decline("a multi-valued file meta UID")
-            values[elem] = text
-        pos = start + length
+    for tag, value in raw.items():
+        text = _ascii(value).rstrip("\x00 ")
+        if "\\" in text:
+            raise Decline("a multi-valued file meta UID")
+        values[tag & 0xFFFF] = text
     return values, pos
 
 

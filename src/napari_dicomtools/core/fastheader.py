@@ -15,6 +15,8 @@ from __future__ import annotations
 import struct
 from typing import Any, BinaryIO
 
+from ._filemeta import read_file_meta
+
 __all__ = [
     "parse", "FastDataset", "RawElement", "Unsupported", "KEYWORDS", "MAX_HEADER_BYTES",
     "MAX_DEPTH", "Value",
@@ -570,22 +572,10 @@ _META_KEPT = {0x00020010: "TransferSyntaxUID", 0x00020002: "MediaStorageSOPClass
 
 def _file_meta(buf: bytes) -> tuple[dict[str, str], int]:
     """The file meta elements kept (always explicit VR little endian) and the position of
-    the data set after them."""
-    pos, n = 132, len(buf)
-    meta: dict[str, str] = {}
-    while pos + 8 <= n:
-        if _TAG.unpack_from(buf, pos)[0] != 0x0002:
-            break
-        tag, _vr, length, vpos = _element_header(buf, pos, False)
-        if length == _UNDEF:
-            raise Unsupported("odd file meta")
-        if vpos + length > n:
-            raise EOFError
-        keyword = _META_KEPT.get(tag)
-        if keyword is not None:
-            meta[keyword] = buf[vpos:vpos + length].decode("ascii").rstrip("\x00 ")
-        pos = vpos + length
-    return meta, pos
+    the data set after them (``EOFError``: read more)."""
+    raw, pos = read_file_meta(buf, _META_KEPT, Unsupported)
+    return {_META_KEPT[tag]: value.decode("ascii").rstrip("\x00 ")
+            for tag, value in raw.items()}, pos
 
 
 def _parse_buffer(buf: bytes, size: int, extra: dict[int, str]) -> FastDataset:

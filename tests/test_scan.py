@@ -8,7 +8,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from napari_dicomtools import NotDicomError, read_volume, scan
-from napari_dicomtools.core.headers import read_header
+from napari_dicomtools.core.headers import Mosaic, Window, read_header
 
 
 def test_scan_finds_one_series_with_facts(ct_folder):
@@ -306,3 +306,20 @@ def test_zip_is_opened_once_per_scan_not_once_per_member(tmp_path, monkeypatch):
         zf.writestr("other.txt", "not dicom at all")
     found = scan(z)
     assert not found and found.skipped[0].path.endswith("other.txt")
+
+
+def test_window_and_mosaic_layout_are_named_fields():
+    """Frame.window is a Window (center, width) and a mosaic's tile layout a Mosaic: read by
+    name, and still unpack like the tuples they replaced."""
+    fr = read_header(get_testdata_file("MR_small.dcm")).frames[0]
+    assert isinstance(fr.window, Window)
+    assert (fr.window.center, fr.window.width) == (600.0, 1600.0)
+    c, w = fr.window
+    assert (c, w) == (600.0, 1600.0)
+    # 35 tiles of 64x64 in a 384x384 plane: ceil(sqrt(35)) = 6 tiles per row
+    mosaic = os.path.join(os.path.dirname(__file__), "data", "dcm_qa", "siemens_mosaic_rle",
+                          "dcm", "4.dcm")
+    inst = read_header(mosaic)
+    assert inst.mosaic == Mosaic(rows=384, columns=384, per_row=6)
+    assert (inst.rows, inst.columns, len(inst.frames)) == (64, 64, 35)
+    assert read_header(get_testdata_file("CT_small.dcm")).mosaic is None

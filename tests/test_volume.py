@@ -71,6 +71,7 @@ def test_hounsfield_units_and_smallest_dtype(ct_folder):
     assert np.array_equal(vol.array, truth.values)
     assert vol.array.min() >= -1024 and vol.metadata["units"] == "HU"
     assert vol.window == (40.0, 400.0)
+    assert (vol.window.center, vol.window.width) == (40.0, 400.0)
 
 
 def test_float_rescale_gives_float32(make_series):

@@ -197,7 +197,7 @@ def _contrast_limits(vol: Volume):
     if vol.rgb:
         return None
     if vol.window is not None:
-        c, w = vol.window
+        c, w = vol.window.center, vol.window.width
         return [c - w / 2.0, c + w / 2.0]
     arr = vol.array
     if hasattr(arr, "compute"):  # lazy: look at the middle slice only

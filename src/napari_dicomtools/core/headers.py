@@ -57,7 +57,7 @@ _BinaryFile = IO[bytes] | io.RawIOBase
 
 __all__ = ["DEFLATED_UID", "DICOMDIR_UID", "MAX_DEFLATED_HEADER", "MAX_FRAMES", "MAX_POSITION_MM",
            "MAX_RESCALE", "MAX_SPACING_MM", "MAX_VOXELS", "NO_PIXEL_OBJECTS", "Frame", "Instance",
-           "TemporalKey",
+           "Mosaic", "TemporalKey", "Window",
            "check_orientation", "looks_like_dicom", "open_dicom", "read_deflated", "read_header",
            "safe_dcmread"]
 
@@ -161,6 +161,53 @@ class TemporalKey(NamedTuple):
     number: int = 0  # InstanceNumber, or the frame index in a multi-frame file
 
 
+class Window(NamedTuple):
+    """A display window: WindowCenter (0028,1050) and WindowWidth (0028,1051).
+
+    Parameters
+    ----------
+    center : float
+        The value shown mid-grey, in the image's rescaled units (HU for CT).
+    width : float
+        The range of values from black to white (positive).
+
+    Examples
+    --------
+    >>> w = Window(40.0, 400.0)
+    >>> w.center - w.width / 2, w.center + w.width / 2
+    (-160.0, 240.0)
+    """
+
+    center: float
+    width: float
+
+
+class Mosaic(NamedTuple):
+    """How a Siemens mosaic or a UIH grid lays its tiles out in the stored image.
+
+    Tile ``k`` is at tile row ``k // per_row``, tile column ``k % per_row``.
+
+    Parameters
+    ----------
+    rows : int
+        Rows of the whole stored image.
+    columns : int
+        Columns of the whole stored image.
+    per_row : int
+        Tiles per row of the mosaic.
+
+    Examples
+    --------
+    >>> m = Mosaic(rows=256, columns=256, per_row=4)
+    >>> divmod(6, m.per_row)  # tile 6: second tile row, third tile column
+    (1, 2)
+    """
+
+    rows: int
+    columns: int
+    per_row: int
+
+
 @dataclass
 class Frame:
     """One 2D image: a single-frame file, or one frame of a multi-frame file.
@@ -185,8 +232,8 @@ class Frame:
     slope, intercept : float
         RescaleSlope and RescaleIntercept (0028,1053/1052): value = stored * slope + intercept
         (RT Dose: slope times DoseGridScaling).
-    window : tuple of 2 float or None
-        The first (WindowCenter, WindowWidth) (0028,1050/1051) with a positive width.
+    window : Window or None
+        The first WindowCenter and WindowWidth (0028,1050/1051), when the width is positive.
     temporal : TemporalKey
         The frame's order among the frames at its position (4D series).
     acquisition : int or None
@@ -219,7 +266,7 @@ class Frame:
     >>> from pydicom.data import get_testdata_file
     >>> fr = read_header(get_testdata_file("MR_small.dcm")).frames[0]
     >>> fr.index, fr.orientation, fr.pixel_spacing, fr.window
-    (None, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.3125, 0.3125), (600.0, 1600.0))
+    (None, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.3125, 0.3125), Window(center=600.0, width=1600.0))
     """
 
     instance: Instance
@@ -229,7 +276,7 @@ class Frame:
     pixel_spacing: tuple[float, ...] | None
     slope: float = 1.0
     intercept: float = 0.0
-    window: tuple[float, float] | None = None  # (center, width)
+    window: Window | None = None
     temporal: TemporalKey = TemporalKey()  # order within one position (4D)
     acquisition: int | None = None
     philips_scale_slope: float | None = None  # (2005,100E), for Philips "precise" values
@@ -294,8 +341,8 @@ class Instance:
         SliceThickness and SpacingBetweenSlices (mm) when positive and of sane size.
     units : str
         ``"HU"`` for CT, DoseUnits for RT Dose, RescaleType otherwise.
-    mosaic : tuple of 3 int or None
-        A Siemens mosaic or UIH grid: (mosaic rows, mosaic columns, tiles per row).
+    mosaic : Mosaic or None
+        A Siemens mosaic or UIH grid: the stored image's size and tiles per row.
     header : dict
         A small readable summary of the header (keyword -> value) for display.
     frames : list of Frame
@@ -349,7 +396,7 @@ class Instance:
     slice_thickness: float | None
     spacing_between_slices: float | None
     units: str = ""  # e.g. "HU" for CT, RescaleType otherwise
-    mosaic: tuple[int, int, int] | None = None  # Siemens mosaic: (mosaic rows, mosaic columns, tiles per row)
+    mosaic: Mosaic | None = None  # Siemens mosaic or UIH grid: the tiles' layout
     header: dict[str, Any] = field(default_factory=dict)  # small readable summary
     frames: list[Frame] = field(default_factory=list)
     file_size: int = 0  # bytes of the file (or zip member), for plausibility checks
@@ -522,7 +569,7 @@ class _TopLevel(NamedTuple):
     pixel_spacing: tuple[float, ...] | None
     slope: float
     intercept: float
-    window: tuple[float, float] | None
+    window: Window | None
 
 
 def _top_level(inst: Instance, ds: DatasetLike) -> _TopLevel:
@@ -537,7 +584,7 @@ def _top_level(inst: Instance, ds: DatasetLike) -> _TopLevel:
     wc, ww = _f(_first(ds.get("WindowCenter", None))), _f(_first(ds.get("WindowWidth", None)))
     return _TopLevel(tuple(pos) if pos else None, tuple(iop) if iop else None,
                      tuple(ps) if ps else None, slope, intercept,
-                     (wc, ww) if wc is not None and ww and ww > 0 else None)
+                     Window(wc, ww) if wc is not None and ww and ww > 0 else None)
 
 
 def _frames_geometry(inst: Instance, ds: DatasetLike) -> list[Frame]:
@@ -591,7 +638,7 @@ def _enhanced_frame(inst: Instance, k: int, pf: Dataset | None, shared: DatasetL
         tuple(iop) if iop else top.orientation,
         tuple(fps) if fps else top.pixel_spacing,
         fs if fs else top.slope, fi if fi is not None else top.intercept,
-        (fwc, fww) if fwc is not None and fww and fww > 0 else top.window,
+        Window(fwc, fww) if fwc is not None and fww and fww > 0 else top.window,
         temporal, inst.acquisition_number,
         echo_number=_siemens_ice_echo(pf),
         component={"PHASE": "ph", "REAL": "real", "IMAGINARY": "imaginary"}.get(cic, ""),
@@ -1128,7 +1175,7 @@ def _unpack_mosaic(inst: Instance, ds: ParsedDataset) -> None:
     """A Siemens mosaic: one frame per tile, positions from the CSA header (via nibabel).
 
     The instance keeps the tile size as rows/columns and the mosaic layout in ``mosaic``
-    = (mosaic rows, mosaic columns, tiles per row); pixel readers cut tiles from the plane.
+    (a :class:`Mosaic`); pixel readers cut tiles from the plane.
     """
     from . import fastheader
 
@@ -1152,7 +1199,7 @@ def _unpack_mosaic(inst: Instance, ds: ParsedDataset) -> None:
             inst.frames = _frames_of(inst, ds)
             return
     per_row = int(np.ceil(np.sqrt(n)))
-    inst.mosaic = (inst.rows, inst.columns, per_row)
+    inst.mosaic = Mosaic(inst.rows, inst.columns, per_row)
     frames = _frames_of(inst, ds)
     base = frames[0]
     inst.rows, inst.columns = tile_r, tile_c
@@ -1184,7 +1231,7 @@ def _unpack_uih_grid(inst: Instance, ds: ParsedDataset) -> None:
         inst.frames = frames
         return
     tile_r, tile_c, per_row = layout
-    inst.mosaic = (inst.rows, inst.columns, per_row)
+    inst.mosaic = Mosaic(inst.rows, inst.columns, per_row)
     inst.rows, inst.columns = tile_r, tile_c
     # every tile keeps what the grid frame carries (b-value, gradient, scaling...)
     inst.frames = [replace(frames[0], index=k, position=positions[k]) for k in range(n)]

@@ -149,9 +149,9 @@ def resolve_window(volume_or_window: Volume | None = None, *,
             raise ValueError(f"unknown window preset {preset!r}; choose from "
                              f"{', '.join(WINDOW_PRESETS)}")
         return WINDOW_PRESETS[key]
-    dicom_window = getattr(volume_or_window, "window", None)
+    dicom_window = volume_or_window.window if volume_or_window is not None else None
     if dicom_window:
-        return float(dicom_window[0]), float(dicom_window[1])
+        return float(dicom_window.center), float(dicom_window.width)
     if data is None:
         if volume_or_window is None:
             raise ValueError("no window, preset, volume or data to take a window from")

@@ -26,7 +26,7 @@ from . import geometry
 from ._limits import FATAL, check_allocation
 from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
-from .headers import Frame, Instance
+from .headers import Frame, Instance, Window
 from .series import NO_IMAGE_KINDS, Series, scan
 
 if TYPE_CHECKING:
@@ -140,10 +140,10 @@ class Volume:
                                           self.spatial_shape)
 
     @property
-    def window(self) -> tuple[float, float] | None:
+    def window(self) -> Window | None:
         """(center, width) from WindowCenter/WindowWidth, in output units, or None."""
         w = self.metadata.get("window")
-        return (float(w[0]), float(w[1])) if w else None
+        return Window(float(w[0]), float(w[1])) if w else None
 
     def __repr__(self) -> str:
         kind = type(self.array).__module__.split(".")[0]
@@ -311,9 +311,8 @@ class _Plan:
                 if len(self._mosaic_cache) >= 4:
                     self._mosaic_cache.pop(next(iter(self._mosaic_cache)))
                 self._mosaic_cache[inst.path] = plane
-        per_row = inst.mosaic[2]
-        r0 = (fr.index // per_row) * inst.rows
-        c0 = (fr.index % per_row) * inst.columns
+        r0 = (fr.index // inst.mosaic.per_row) * inst.rows
+        c0 = (fr.index % inst.mosaic.per_row) * inst.columns
         return plane[r0:r0 + inst.rows, c0:c0 + inst.columns]
 
 
@@ -326,7 +325,7 @@ def _palette_to_8bit(rgb: Array) -> Array:
 def _mosaic_plane(inst: Instance) -> Array:
     """The whole stored mosaic plane of a file (native read or pydicom decode)."""
     assert inst.mosaic is not None  # only mosaic files come here
-    mr, mc, _ = inst.mosaic
+    mr, mc = inst.mosaic.rows, inst.mosaic.columns
     if inst.pixel_offset is not None and inst.bits_allocated in (8, 16, 32):
         sdt = _stored_dtype(inst)
         with open(inst.source.path, "rb") as f:
@@ -674,10 +673,10 @@ def _metadata(series: Series, plan: _Plan) -> dict[str, Any]:
     window = None
     w = series.frames[0].window
     if w is not None and not plan.rgb:
-        c, width = w
+        c = w.center
         if plan.invert:
             c = plan.lo + plan.hi - c
-        window = (float(c), float(width))
+        window = (float(c), float(w.width))
     return {
         "name": series.name,
         "series_uid": series.uid,

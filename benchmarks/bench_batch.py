@@ -18,6 +18,7 @@ process itself (the Dask client, which plans the job; the workers are other proc
 
 usage: python benchmarks/bench_batch.py [--data DIR] [--patients 50] [--studies 4]
            [--series 5] [--slices 20] [--size 64] [--loop patient|series] [--only convert]
+           [--work DIR]
 needs: pip install -e ".[bench]"   (dcm2niix, dicognito)
 """
 
@@ -39,8 +40,11 @@ from _common import child_env  # noqa: E402
 def archive(args):
     from napari_dicomtools.core.synthetic import make_archive
 
-    root = os.path.join(args.data, f"archive-{args.patients}x{args.studies}x{args.series}x"
-                                   f"{args.slices}-{args.size}")
+    name = f"archive-{args.patients}x{args.studies}x{args.series}x{args.slices}-{args.size}"
+    root = os.path.join(args.data, name)
+    shared = os.path.join(args.data, "archive", name)  # the layout of a shared data folder
+    if not os.path.exists(root + ".complete") and os.path.exists(shared + ".complete"):
+        return shared
     done = root + ".complete"
     if not os.path.exists(done):
         shutil.rmtree(root, ignore_errors=True)
@@ -104,6 +108,9 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--loop", choices=["patient", "series"], default="patient")
     ap.add_argument("--only", choices=["convert", "anonymize"])
+    ap.add_argument("--work", default=tempfile.gettempdir(),
+                    help="where the outputs go (removed at the end; default: the temporary "
+                         "folder), so that --data may be read-only or shared")
     args = ap.parse_args()
     os.makedirs(args.data, exist_ok=True)
     root = archive(args)
@@ -114,7 +121,7 @@ def main():
         dp for dp, _, fs in os.walk(root) if any(f.startswith("IM") for f in fs))
     subprocess.run(f"cat $(find {root} -type f) > /dev/null", shell=True)  # warm cache
     py = sys.executable
-    work = tempfile.mkdtemp(prefix="bench-batch-", dir=args.data)
+    work = tempfile.mkdtemp(prefix="batch-bench-", dir=args.work)
     print(f"archive: {root}\n  {n_files} files, {n_series} series ({args.size}x{args.size}, "
           f"{args.slices} slices); {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; baselines: one call per {args.loop} folder "

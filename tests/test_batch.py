@@ -364,12 +364,12 @@ def test_a_series_its_worker_no_longer_keeps_is_read_again(archive, tmp_path, mo
     monkeypatch.setattr(batch, "CACHE_LIMIT", len(sources) - 1)  # a worker kept enough
     batch._scan_part("job:0", sources, "x", ConvertOptions(), BATCH_PATTERN)
     assert "job:0" not in batch._CACHE
-    ref = ("job:0", uid, "", sources, False)
+    ref = batch._Ref("job:0", uid, "", sources, False)
     done = batch._convert_task(ref, str(tmp_path / "a.nii.gz"), False, ConvertOptions())
     assert done["status"] == "done", done["error"]
     np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "a.nii.gz").dataobj).T,
                                   read_volume(folder).array)
-    gone = batch._convert_task(("job:0", "1.2.3.4", "", sources, False),
+    gone = batch._convert_task(batch._Ref("job:0", "1.2.3.4", "", sources, False),
                                str(tmp_path / "b.nii.gz"), False, ConvertOptions())
     assert gone["status"] == "failed" and "series 1.2.3.4 is not in its files" in gone["error"]
 

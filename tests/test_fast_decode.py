@@ -220,3 +220,72 @@ def test_enhanced_multiframe_decodes_every_frame_fast(tmp_path, fast_calls, two_
     assert fast_calls == {"ok": len(VALUES), "declined": 0}
     lazy = read_volume(series, lazy=True)
     assert np.array_equal(np.asarray(lazy.array[7]), truth.values[7])
+
+
+# --- frames decoded while the scan still parses headers (volume._DecodeAhead) ----------------
+
+
+def _scan_ahead(folder, **kw):
+    """The folder's series scanned with a _DecodeAhead, and that, once every frame it took
+    is decoded (no race with the scan: the test sees them all)."""
+    ahead = volume._DecodeAhead(1, **kw)
+    series = volume._the_image_series(folder, ahead)
+    ahead.pool.shutdown(wait=True)
+    return series, ahead
+
+
+@pytest.mark.parametrize("ts_name", SYNTAXES)
+def test_frames_decoded_during_the_scan_are_placed_exactly(compressed, fast_calls, ts_name):
+    values, folder = compressed[ts_name]["unsigned"]
+    series, ahead = _scan_ahead(folder)
+    assert len(ahead.frames) == len(values)
+    vol = volume._read_series(series, lazy=False, ahead=ahead)
+    assert np.array_equal(vol.array, values)
+    assert not ahead.frames  # every one taken: no frame decoded twice
+    assert fast_calls == {"ok": len(values), "declined": 0}
+
+
+def test_decoding_ahead_holds_at_most_its_budget(compressed):
+    values, folder = compressed["JPEGLSLossless"]["signed"]
+    frame_bytes = values[0].size * 2
+    series, ahead = _scan_ahead(folder, max_bytes=2 * frame_bytes)
+    assert len(ahead.frames) == 2
+    assert np.array_equal(volume._read_series(series, lazy=False, ahead=ahead).array, values)
+
+
+def test_frames_the_scan_outran_are_dropped_and_decoded_by_the_read(compressed, fast_calls):
+    import threading
+
+    values, folder = compressed["RLELossless"]["signed"]
+    ahead = volume._DecodeAhead(1)
+    gate = threading.Event()
+    ahead.pool.submit(gate.wait)  # the decoding thread is busy for the whole scan
+    series = volume._the_image_series(folder, ahead)
+    ahead.stop()
+    gate.set()
+    assert not ahead.frames  # all queued, none started: dropped
+    vol = volume._read_series(series, lazy=False, ahead=ahead)
+    assert np.array_equal(vol.array, values)
+    assert fast_calls == {"ok": len(values), "declined": 0}
+
+
+def test_a_frame_declined_during_the_scan_goes_to_pydicom_once(compressed, tmp_path,
+                                                              fast_calls):
+    import shutil
+
+    values, src = compressed["RLELossless"]["signed"]
+    folder = tmp_path / "bad"
+    shutil.copytree(src, folder)
+    victim = scan(str(folder))[0].frames[4].instance.path
+    data = bytearray(open(victim, "rb").read())
+    data[-200:] = b"\xff" * 200
+    open(victim, "wb").write(bytes(data))
+    series, ahead = _scan_ahead(str(folder))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = volume._read_series(series, lazy=False, ahead=ahead)
+    assert any(victim in str(w.message) and "frame left blank" in str(w.message)
+               for w in caught)
+    others = [i for i in range(len(values)) if i != 4]
+    assert np.array_equal(vol.array[others], values[others])
+    assert fast_calls == {"ok": len(values) - 1, "declined": 1}

@@ -126,6 +126,12 @@ def check_frame(inst: Instance) -> None:
     if inst.photometric == "PALETTE COLOR":
         nbytes = int(inst.rows) * int(inst.columns) * 3 * 2
     check_allocation(inst.path, 3 * nbytes, f"one {inst.columns}x{inst.rows} frame")
+    _check_ratio(inst, nbytes)
+
+
+def _check_ratio(inst: Instance, nbytes: int) -> None:
+    """Refuse a compressed frame of ``nbytes`` decoded bytes that its file's compressed data
+    cannot plausibly encode."""
     if inst.transfer_syntax not in _NATIVE and nbytes > RATIO_MIN_BYTES:
         per_frame = max(1, int(getattr(inst, "file_size", 0) or 0) // max(inst.n_frames, 1))
         if nbytes > MAX_EXPANSION * per_frame:
@@ -277,50 +283,67 @@ def fast_codec(inst: Instance) -> str | None:
     return name
 
 
-def _frame_bytes(inst: Instance) -> bytes | None:
-    """The compressed bytes of a single-frame file's only frame: its fragments after the
-    Basic Offset Table, joined (PS3.5 A.4). None: the header is not one the fast parser
-    reads; the caller then goes through pydicom. Neither step imports pydicom (a second of
-    start-up: its pixel plugins import GDCM and requests)."""
-    import struct
-
+def _pixel_value_offset(inst: Instance, fp: BinaryIO, size: int) -> int | None:
+    """File offset of the value of a single-frame file's encapsulated Pixel Data (its first
+    item), from the header parsed while scanning when it recorded one, else by parsing the
+    header again. None: the fast parser does not read this header, or the Pixel Data is not
+    encapsulated (undefined length)."""
     from . import fastheader
 
+    known = getattr(inst, "encapsulated_offset", None)  # recorded by headers when it can
+    if known is not None:
+        return int(known)
+    try:
+        # Any: fastheader's typing is its owner's (issue 13); only .get_item is used
+        parsed: Any = fastheader.parse(fp, size)
+        px = parsed.get_item(fastheader._PIXEL)
+    except (fastheader.Unsupported, EOFError):
+        return None
+    if px is None or px.length != 0xFFFFFFFF:  # encapsulated: undefined length
+        return None
+    return int(px.value_tell)
+
+
+def _frame_bytes(inst: Instance) -> bytes | memoryview | None:
+    """The compressed bytes of a single-frame file's only frame: its fragments after the
+    Basic Offset Table (PS3.5 A.4), a view of one read of the file's tail when there is one
+    fragment, else the fragments joined. None: the header is not one the fast parser reads;
+    the caller then goes through pydicom. Neither step imports pydicom (a second of
+    start-up: its pixel plugins import GDCM and requests)."""
     with inst.source.open() as fp:
         size = int(getattr(inst, "file_size", 0) or 0) or inst.source.size()
-        try:
-            # Any: fastheader's typing is its owner's (issue 13); only .get_item is used
-            parsed: Any = fastheader.parse(cast(BinaryIO, fp), size)
-            px = parsed.get_item(fastheader._PIXEL)
-        except (fastheader.Unsupported, EOFError):
+        start = _pixel_value_offset(inst, cast(BinaryIO, fp), size)
+        if start is None:
             return None
-        if px is None or px.length != 0xFFFFFFFF:  # encapsulated: undefined length
-            return None
-        fp.seek(px.value_tell)
-        parts: list[bytes] = []
-        left = size - px.value_tell
-        first = True
-        while True:
-            head = fp.read(8)
-            if len(head) < 8:
-                raise ValueError("encapsulated Pixel Data ends without a sequence delimiter")
-            group, elem, length = struct.unpack("<HHI", head)
-            if (group, elem) == (0xFFFE, 0xE0DD):
-                break
-            left -= 8
-            if (group, elem) != (0xFFFE, 0xE000) or length > left:
-                raise ValueError(f"bad encapsulated item ({group:04X},{elem:04X}), "
-                                 f"{length} bytes")
-            data = fp.read(length)
-            if len(data) != length:
-                raise ValueError("encapsulated Pixel Data truncated")
-            left -= length
-            if not first:  # the first item is the Basic Offset Table
-                parts.append(data)
-            first = False
-        if not parts:
-            raise ValueError("encapsulated Pixel Data holds no fragment")
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        fp.seek(start)
+        tail = memoryview(fp.read(size - start))
+    return _fragments(tail)
+
+
+def _fragments(tail: memoryview) -> bytes | memoryview:
+    """The frame in encapsulated Pixel Data whose items start at ``tail[0]``: every fragment
+    after the Basic Offset Table, up to the sequence delimiter (one fragment: a view)."""
+    import struct
+
+    parts: list[memoryview] = []
+    pos, end, first = 0, len(tail), True
+    while True:
+        if end - pos < 8:
+            raise ValueError("encapsulated Pixel Data ends without a sequence delimiter")
+        group, elem, length = struct.unpack_from("<HHI", tail, pos)
+        pos += 8
+        if (group, elem) == (0xFFFE, 0xE0DD):
+            break
+        if (group, elem) != (0xFFFE, 0xE000) or length > end - pos:
+            raise ValueError(f"bad encapsulated item ({group:04X},{elem:04X}), "
+                             f"{length} bytes")
+        if not first:  # the first item is the Basic Offset Table
+            parts.append(tail[pos:pos + length])
+        pos += length
+        first = False
+    if not parts:
+        raise ValueError("encapsulated Pixel Data holds no fragment")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 MULTIFRAME_MAX_BYTES = 2 * 2**30
@@ -368,7 +391,7 @@ class FrameTable:
             return self.frames[index]
 
 
-def _rle_into(ic: ModuleType, data: bytes, out: Array) -> None:
+def _rle_into(ic: ModuleType, data: bytes | memoryview, out: Array) -> None:
     """Decode a DICOM RLE frame (PS3.5 Annex G) into ``out`` (little-endian, 1 sample).
 
     The 64-byte header gives the segment count and offsets; segment ``k`` holds byte
@@ -415,8 +438,11 @@ def decode_into(inst: Instance, out: Array, index: int | None = None, *, threads
     ic = _imagecodecs()
     if ic is None:
         return False
-    check_frame(inst)
+    # the frame's memory is ``out``, already allocated: no look at available memory (four
+    # /proc and cgroup files per frame), only at what the compressed bytes can encode
+    _check_ratio(inst, out.nbytes)
     try:
+        data: bytes | memoryview | None
         if inst.n_frames > 1:
             data = (table or FrameTable()).frame(inst, int(index or 0))
         else:

@@ -745,7 +745,9 @@ def _series_order(s: Series) -> tuple[str, str, str, int, str, str]:
 
 
 def scan_iter(path: PathInput,
-              split_nonuniform: bool = False) -> Generator[tuple[int, int], None, SeriesList]:
+              split_nonuniform: bool = False,
+              on_header: Callable[[Instance], None] | None = None,
+              ) -> Generator[tuple[int, int], None, SeriesList]:
     """Generator form of :func:`scan`, for progress bars and napari's generator workers.
 
     Parameters
@@ -754,6 +756,9 @@ def scan_iter(path: PathInput,
         A DICOM file, a folder (searched recursively), a ``.zip`` archive, or a DICOMDIR.
     split_nonuniform : bool
         As for :func:`scan`.
+    on_header : callable, optional
+        Called with each file's parsed :class:`~.headers.Instance` as soon as it is read
+        (``read_volume`` starts decoding frames there while later headers are parsed).
 
     Yields
     ------
@@ -802,6 +807,9 @@ def scan_iter(path: PathInput,
             raise
         except BaseException as exc:  # noqa: BLE001 - one bad file never ends the scan
             skipped.append(Skipped(str(src), f"cannot be read ({_exc_text(exc)})"))
+        else:
+            if on_header is not None:
+                on_header(instances[-1])
         yield i + 1, total
     objects = [i for i in instances if i.sop_class in NO_PIXEL_OBJECTS]
     series = group_series([i for i in instances if i.sop_class not in NO_PIXEL_OBJECTS],

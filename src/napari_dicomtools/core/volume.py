@@ -27,7 +27,7 @@ from ._limits import FATAL, check_allocation
 from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
 from .headers import Frame, Instance, Window
-from .series import NO_IMAGE_KINDS, Series, scan
+from .series import NO_IMAGE_KINDS, Series, SeriesList, scan, scan_iter
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -222,6 +222,8 @@ class _Plan:
     palette: bool
     #: a multi-frame file's compressed frames, split once for all its frames (made on use)
     table: FrameTable | None = field(default=None, repr=False, compare=False)
+    #: frames decoded while the scan was still parsing headers (:class:`_DecodeAhead`)
+    ahead: _DecodeAhead | None = field(default=None, repr=False, compare=False)
     #: decoded Siemens mosaic planes by file (the last few), and their lock
     _mosaic_cache: dict[str, Array] = field(default_factory=dict, repr=False, compare=False)
     _mosaic_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
@@ -246,7 +248,7 @@ class _Plan:
         inst = fr.instance
         if self.rgb or (inst.mosaic is None and not self.native(i)):
             table = self.frame_table() if inst.n_frames > 1 else None
-            if not self.rgb and _decode_fast(fr, out, threads, table):
+            if not self.rgb and _decode_fast(fr, out, threads, table, self.ahead):
                 return self._finish(fr, out)
             return self.place(i, _decode_pydicom(fr), out)
         if inst.mosaic is not None:
@@ -407,20 +409,90 @@ def _stored_into(target: Array, direct: bool, fr: Frame, out: Array) -> None:
 
 
 def _decode_fast(fr: Frame, out: Array, threads: int = 1,
-                 table: FrameTable | None = None) -> bool:
+                 table: FrameTable | None = None, ahead: _DecodeAhead | None = None) -> bool:
     """Decode a compressed frame straight into ``out`` with a codec that releases the GIL
-    (see :func:`._decode.decode_into`); False when that path does not apply."""
+    (see :func:`._decode.decode_into`), or take it from ``ahead`` when it was decoded
+    there during the scan; False when that path does not apply."""
     from ._decode import decode_into, fast_codec
 
     inst = fr.instance
     if fast_codec(inst) is None:
         return False
     target, direct = _stored_target(inst, out)
-    if not decode_into(inst, target, fr.index if inst.n_frames > 1 else None,
-                       threads=threads, table=table):
+    seen, early = ahead.take(inst) if ahead is not None and inst.n_frames == 1 else (False, None)
+    if seen:  # decoded during the scan; None: the codec declined it (pydicom's turn)
+        if early is None or early.shape != target.shape or early.dtype != target.dtype:
+            return False
+        target[...] = early
+    elif not decode_into(inst, target, fr.index if inst.n_frames > 1 else None,
+                         threads=threads, table=table):
         return False
     _stored_into(target, direct, fr, out)
     return True
+
+
+class _DecodeAhead:
+    """Compressed frames decoded while the scan still parses later headers.
+
+    ``read_volume(folder)`` knows the order of the slices, and so where each frame goes in
+    the volume, only once every header is parsed. Parsing holds the GIL; the codecs of
+    :func:`._decode.decode_into` release it. So, instead of parse-all-then-decode, each
+    single-frame file the scan has parsed (:meth:`offer`, the ``on_header`` of
+    :func:`~.series.scan_iter`) is decoded at once by the spare cores (all but the one
+    parsing) into a frame of its own; the read then copies it into the volume
+    (:meth:`take`) instead of decoding it. What the scan outruns is dropped when it ends
+    (:meth:`stop`): at most ``max_bytes`` of frames are ever queued, so memory stays the
+    volume plus a few frames. A frame the codec declines here goes to pydicom's plugins in
+    the read, as it would have without this, and they report the error.
+    """
+
+    def __init__(self, threads: int, max_bytes: int = 64 * 2**20) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="dicomtools-ahead")
+        self.left = max_bytes
+        self.frames: dict[str, Future[Array | None]] = {}
+
+    @classmethod
+    def start(cls) -> _DecodeAhead | None:
+        """One for an eager read on more than one core (None otherwise)."""
+        workers = decode_workers()
+        return cls(workers - 1) if workers > 1 else None
+
+    def offer(self, inst: Instance) -> None:
+        """Decode ``inst``'s frame (single-frame, a GIL-free codec) while the budget lasts."""
+        from ._decode import fast_codec
+
+        if inst.n_frames != 1 or fast_codec(inst) is None or self.left <= 0:
+            return
+        self.left -= inst.rows * inst.columns * (inst.bits_allocated // 8)
+        self.frames[inst.path] = self.pool.submit(self._decode, inst)
+
+    @staticmethod
+    def _decode(inst: Instance) -> Array | None:
+        """The frame's stored values, or None: the codec declined it or failed (the read
+        then goes through pydicom's plugins, which name the reason)."""
+        from ._decode import decode_into
+
+        out = np.empty((inst.rows, inst.columns), _stored_dtype(inst))
+        try:
+            return out if decode_into(inst, out) else None
+        except DicomToolsError:
+            return None
+
+    def stop(self) -> None:
+        """The scan is over: queued frames are dropped, those being decoded finish."""
+        for path, fut in list(self.frames.items()):
+            if fut.cancel():
+                del self.frames[path]
+        self.pool.shutdown(wait=False)
+
+    def take(self, inst: Instance) -> tuple[bool, Array | None]:
+        """``(True, stored values)`` when ``inst`` was decoded here (waiting for a decode
+        under way), ``(True, None)`` when the codec declined it here, ``(False, None)`` when
+        it was not tried."""
+        fut = self.frames.pop(inst.path, None)
+        return (False, None) if fut is None else (True, fut.result())
 
 
 def _read_native(fr: Frame, out: Array) -> None:
@@ -757,37 +829,61 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
     >>> vol.metadata["units"], int(vol.array.min())
     ('HU', -896)
     """
+    ahead = None
     if isinstance(path_or_series, Series):
         series = path_or_series
     else:
-        found = scan(path_or_series)
-        objects = [s for s in found if s.kind in NO_IMAGE_KINDS]  # RTSTRUCT, SR: no image
-        found[:] = [s for s in found if s.kind not in NO_IMAGE_KINDS]
-        if not found:
-            if objects:
-                raise NoSeriesError(path_or_series, f"holds no image, only {objects[0].kind} "
-                                    f"{objects[0].name!r} (read it with read_rtstruct or "
-                                    "read_sr)", found.skipped)
-            reasons = "; ".join(str(s) for s in found.skipped[:5]) or "no files"
-            raise NoSeriesError(path_or_series, f"no loadable DICOM image ({reasons})",
-                                found.skipped)
-        if len(found) > 1:
-            listing = "\n  ".join(s.label for s in found)
-            raise DicomToolsError(
-                path_or_series, f"holds {len(found)} series; pick one from "
-                                f"napari_dicomtools.scan(path) or use read_volumes():\n  "
-                                f"{listing}")
-        series = found[0]
+        if not lazy or correct_tilt or uniform_spacing:  # an eager read: decode while scanning
+            ahead = _DecodeAhead.start()
+        try:
+            series = _the_image_series(path_or_series, ahead)
+        finally:
+            if ahead is not None:
+                ahead.stop()
     if series.kind in NO_IMAGE_KINDS:
         raise DicomToolsError(series.first.path, f"a {series.kind} holds no image (read it "
                                                  "with read_rtstruct or read_sr)")
     vol = _read_series(series, lazy=lazy and not (correct_tilt or uniform_spacing),
-                       progress=progress, philips_precise=philips_precise)
+                       progress=progress, philips_precise=philips_precise, ahead=ahead)
     if uniform_spacing:
         vol = resample_uniform(vol)
     if correct_tilt and vol.metadata.get("tilt_deg"):
         vol = globals()["correct_tilt"](vol)
     return vol
+
+
+def _the_image_series(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> Series:
+    """The one image series under ``path`` (``ahead`` decodes frames while it is scanned).
+
+    Raises
+    ------
+    NoSeriesError
+        No image series (only RTSTRUCT/SR objects, or nothing loadable: the reasons).
+    DicomToolsError
+        More than one image series (listed).
+    """
+    gen = scan_iter(path, on_header=ahead.offer if ahead is not None else None)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            found: SeriesList = stop.value
+            break
+    objects = [s for s in found if s.kind in NO_IMAGE_KINDS]  # RTSTRUCT, SR: no image
+    found[:] = [s for s in found if s.kind not in NO_IMAGE_KINDS]
+    if not found:
+        if objects:
+            raise NoSeriesError(path, f"holds no image, only {objects[0].kind} "
+                                f"{objects[0].name!r} (read it with read_rtstruct or "
+                                "read_sr)", found.skipped)
+        reasons = "; ".join(str(s) for s in found.skipped[:5]) or "no files"
+        raise NoSeriesError(path, f"no loadable DICOM image ({reasons})", found.skipped)
+    if len(found) > 1:
+        listing = "\n  ".join(s.label for s in found)
+        raise DicomToolsError(
+            path, f"holds {len(found)} series; pick one from "
+                  f"napari_dicomtools.scan(path) or use read_volumes():\n  {listing}")
+    return found[0]
 
 
 def _slice_positions(volume: Volume) -> Array:
@@ -1303,10 +1399,11 @@ def check_geometry(series: Series) -> None:
 
 
 def _read_series(series: Series, lazy: bool, progress: Progress | None = None,
-                 philips_precise: bool = False) -> Volume:
-    """Decode ``series`` into a :class:`Volume`; raises only :class:`DicomToolsError`."""
+                 philips_precise: bool = False, ahead: _DecodeAhead | None = None) -> Volume:
+    """Decode ``series`` into a :class:`Volume` (taking the frames ``ahead`` decoded during
+    the scan); raises only :class:`DicomToolsError`."""
     try:
-        return _read_series_unchecked(series, lazy, progress, philips_precise)
+        return _read_series_unchecked(series, lazy, progress, philips_precise, ahead)
     except DicomToolsError:
         raise
     except MemoryError:
@@ -1345,8 +1442,10 @@ def _dask_name(series: Series, philips_precise: bool) -> str:
 
 
 def _read_series_unchecked(series: Series, lazy: bool, progress: Progress | None = None,
-                           philips_precise: bool = False) -> Volume:
+                           philips_precise: bool = False,
+                           ahead: _DecodeAhead | None = None) -> Volume:
     plan = _plan(series, philips_precise)
+    plan.ahead = None if lazy else ahead
     n = len(series.frames)
     lead = (series.n_time, series.n_slices) if series.n_time > 1 else (series.n_slices,)
     shape = lead + plan.frame_shape

@@ -140,3 +140,34 @@ def test_fast_parser_takes_most_of_the_corpus(tmp_path):
     assert taken["pydicom"] >= 120, taken
     assert taken["nibabel"] >= 3, taken
     assert taken["tests"] >= 40, taken
+
+
+def test_parse_head_of_the_first_bytes_equals_parse(tmp_path):
+    """A header parsed from the file's first bytes, read in one go (``Source.read_head``, a
+    plain file or a zip member), is the one :func:`fastheader.parse` reads from the file; a
+    header that goes on past those bytes asks for more (EOFError), a FIFO is refused at once."""
+    import zipfile
+
+    from napari_dicomtools.core.sources import Source
+
+    path = get_testdata_file("MR_small.dcm")
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        whole = fastheader.parse(f, size)
+        f.seek(0)
+        first = f.read(16384)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(path, "sub/mr.dcm")
+    for src in (Source(path), Source(str(tmp_path / "a.zip"), "sub/mr.dcm")):
+        head, n = src.read_head(16384)
+        assert (head, n) == (first, size)
+        ds = fastheader.parse_head(head, n)
+        for kw in fastheader.KEYWORDS:
+            if kw != "PixelData":
+                assert ds.get(kw) == whole.get(kw), kw
+        assert ds.get_item(0x7FE00010).value_tell == whole.get_item(0x7FE00010).value_tell
+    with pytest.raises(EOFError):
+        fastheader.parse_head(first[:600], size)
+    os.mkfifo(tmp_path / "pipe.dcm")
+    with pytest.raises(DicomToolsError, match="FIFO"):
+        Source(str(tmp_path / "pipe.dcm")).read_head(132)

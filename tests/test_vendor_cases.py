@@ -237,6 +237,54 @@ def test_uih_grid_tiles_and_slice_positions():
         assert np.array_equal(vol[z], tile), k
 
 
+def _uih_moved_to_block_11(src, out):
+    """The UIH grid files with their "Image Private Header" block moved from (0065,10xx) to
+    (0065,11xx), and another creator in block 0x10 whose (0065,1009)/(0065,1050) must not be
+    taken for UIH's (a scanner or an archive may put the block anywhere, PS3.5 7.8.1)."""
+    import pydicom
+
+    out.mkdir()
+    for path in sorted(src.iterdir()):
+        ds = pydicom.dcmread(path)
+        moved = [e for e in ds if e.tag.group == 0x0065]
+        for e in moved:
+            del ds[e.tag]
+        for e in moved:
+            elem = e.tag.element
+            new = 0x0011 if elem == 0x0010 else (0x1100 | (elem & 0xFF))
+            ds.add_new((0x0065 << 16) | new, e.VR, e.value)
+        ds.add_new(0x00650010, "LO", "OTHER VENDOR BLOCK")
+        ds.add_new(0x00651009, "FD", 12345.0)
+        ds.add_new(0x00651050, "DS", "7")
+        ds.save_as(out / path.name, enforce_file_format=True)
+    return out
+
+
+def test_uih_block_found_wherever_its_creator_is(tmp_path):
+    """The fast parser reads UIH's private tags in the block its creator names (here 0x11,
+    block 0x10 being another's): the b-values and gradients are pydicom's, and the grid is
+    unpacked to the same 20 slices as when the block is 0x10."""
+    import pydicom
+
+    from napari_dicomtools.core import fastheader
+    from napari_dicomtools.core.vendor import read_diffusion
+
+    src = DATA / "uih_dti_grid"
+    moved = _uih_moved_to_block_11(src, tmp_path / "moved")
+    bvalues = []
+    for path in sorted(moved.iterdir()):
+        with open(path, "rb") as fp:
+            fast = read_diffusion(fastheader.parse(fp, path.stat().st_size))
+        assert fast == read_diffusion(pydicom.dcmread(path, stop_before_pixels=True))
+        assert fast == read_diffusion(pydicom.dcmread(src / path.name, stop_before_pixels=True))
+        bvalues.append(fast.bvalue)
+    assert np.allclose(bvalues, [1.25126, 929.75, 929.75], atol=1e-4)
+    (a,), (b,) = scan(src), scan(moved)
+    assert a.shape == b.shape == (3, 20, 16, 16)
+    assert a.diffusion == b.diffusion
+    assert np.allclose([f.position for f in a.frames], [f.position for f in b.frames])
+
+
 def read_volume_of(series):
     from napari_dicomtools import read_volume
 

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from ._filemeta import read_file_meta
 
 __all__ = [
-    "parse", "FastDataset", "RawElement", "Unsupported", "KEYWORDS", "MAX_HEADER_BYTES",
+    "parse", "parse_head", "FastDataset", "RawElement", "Unsupported", "KEYWORDS", "MAX_HEADER_BYTES",
     "MAX_DEPTH", "Value",
 ]
 
@@ -155,6 +155,9 @@ _SINGLE_TEXT = frozenset({"LT", "ST", "UT", "UR"})
 #: text VRs in the data set's character set; the others are ASCII
 _ENCODED_TEXT = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _NUM = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d"}
+_NUMBERS = {vr: struct.Struct(fmt) for vr, fmt in _NUM.items()}
+#: text VR -> codec of its bytes ("": the data set's character set)
+_TEXT_CODECS = {vr: "" if vr in _ENCODED_TEXT else "ascii" for vr in _TEXT_VRS}
 _UNDEF = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL = 0x7FE00010
@@ -389,31 +392,36 @@ def _decode_known(raw: dict[int, tuple[str, bytes]], encoding: str) -> dict[str,
 
 
 def _decode(vr: str, data: bytes, encoding: str) -> Value | None:
-    if vr in _TEXT_VRS:
-        text = data.decode(encoding if vr in _ENCODED_TEXT else "ascii", errors="replace")
-        text = text.rstrip("\x00 ").lstrip(" ") if vr != "UI" else text.rstrip("\x00 ")
-        if text == "":
-            return ""
+    """The value of an element of ``vr`` (pydicom's types; None: an empty binary value).
+
+    Text is stripped of the padding pydicom strips (one value: spaces and NULs at both ends;
+    LT/ST/UT/UR: trailing ones, leading spaces); DS and IS become numbers (an invalid one
+    stays text, like pydicom's); several values (``\\``) a list. Runs for every element kept
+    of every file scanned: the common one-value case is the first branch."""
+    codec = _TEXT_CODECS.get(vr)
+    if codec is not None:
+        text = data.decode(codec or encoding, "replace")
         if vr in _SINGLE_TEXT:
-            return text
+            return text.rstrip("\x00 ").lstrip(" ")
+        numeric = vr == "DS" or vr == "IS"
         if "\\" not in text:  # one value (most elements)
             one = text.strip(" \x00")
-            return _number(one, vr) if vr in ("DS", "IS") else one
+            return _number(one, vr) if numeric and one else one
         parts: list[Any] = [p.strip(" \x00") for p in text.split("\\")]
-        if vr in ("DS", "IS"):  # like pydicom: an invalid number stays a string
+        if numeric:  # like pydicom: an invalid number stays a string
             parts = [_number(p, vr) for p in parts]
         return parts
-    fmt = _NUM.get(vr)
-    if fmt is None:
+    unpack = _NUMBERS.get(vr)
+    if unpack is None:
         if vr == "SQ":
             raise Unsupported("sequence value requested")
         return data
-    size = struct.calcsize(fmt)
-    n = len(data) // size
+    n = len(data) // unpack.size
+    if n == 1:
+        return unpack.unpack_from(data)[0]  # type: ignore[no-any-return]  # struct's Any
     if n == 0:
         return None
-    vals = list(struct.unpack("<" + fmt[1] * n, data[: n * size]))
-    return vals[0] if n == 1 else vals
+    return list(struct.unpack("<" + unpack.format[-1] * n, data[: n * unpack.size]))
 
 
 def _number(p: str, vr: str) -> int | float | str | None:
@@ -550,11 +558,9 @@ def parse(fp: BinaryIO, size: int, chunk: int = 16384,
     ('CT', [0.661468, 0.661468], '1.2.840.10008.1.2.1')
     """
     buf = fp.read(chunk)
-    if len(buf) < 132 or buf[128:132] != b"DICM":
-        raise Unsupported("no preamble")
     while True:
         try:
-            return _parse_buffer(buf, size, extra or {})
+            return parse_head(buf, size, extra)
         except EOFError:
             if len(buf) >= size:
                 raise
@@ -564,6 +570,48 @@ def parse(fp: BinaryIO, size: int, chunk: int = 16384,
             if not more:
                 raise
             buf += more
+
+
+def parse_head(head: bytes, size: int, extra: dict[int, str] | None = None) -> FastDataset:
+    """Parse a header from the first bytes of a file of ``size`` bytes, already read (one
+    read of a few KB holds the header of most files; :func:`parse` reads more when needed).
+
+    Parameters
+    ----------
+    head : bytes
+        The file's first bytes (the preamble first).
+    size : int
+        Bytes of the whole file.
+    extra : dict, optional
+        More tags to keep, as in :func:`parse`.
+
+    Returns
+    -------
+    FastDataset
+        The elements kept, decoded, and where Pixel Data is.
+
+    Raises
+    ------
+    Unsupported
+        Use pydicom for this file.
+    EOFError
+        The header goes on past ``head``: when ``head`` is shorter than the file, read more
+        (:func:`parse`); else the file is truncated.
+
+    Examples
+    --------
+    >>> import os
+    >>> from pydicom.data import get_testdata_file
+    >>> path = get_testdata_file("MR_small.dcm")
+    >>> with open(path, "rb") as f:
+    ...     head = f.read(16384)
+    >>> ds = parse_head(head, os.path.getsize(path))
+    >>> ds.get("Modality"), ds.get_item(0x7FE00010).value_tell
+    ('MR', 1500)
+    """
+    if len(head) < 132 or head[128:132] != b"DICM":
+        raise Unsupported("no preamble")
+    return _parse_buffer(head, size, extra or {})
 
 
 _META_KEPT = {0x00020010: "TransferSyntaxUID", 0x00020002: "MediaStorageSOPClassUID",
@@ -597,6 +645,29 @@ def _parse_buffer(buf: bytes, size: int, extra: dict[int, str]) -> FastDataset:
             raise Unsupported(f"character set {cs}")
         enc = _ENCODINGS[cs]
     return FastDataset(raw, implicit, meta, pixel, enc)
+
+
+#: UIH's private group; its elements the vendor module reads, by offset in the block whose
+#: creator is :data:`_UIH_CREATOR` (vendor.UIH_CREATOR), with their dictionary VR
+_UIH_GROUP = 0x0065
+_UIH_ELEMENTS = {0x09: "FD", 0x37: "FD", 0x50: "DS"}
+_UIH_CREATOR = "IMAGE PRIVATE HEADER"
+
+
+def _uih_spec(tag: int, raw: dict[int, tuple[str, bytes]]) -> tuple[str, str] | None:
+    """``(name, VR)`` to keep a group 0065 element under, or None: every private creator
+    (0065,0010-00FF), and UIH's b-value, gradient and slice count in the block whose creator
+    is UIH's, wherever the scanner put it (:data:`KEYWORDS` names block 0x10 only, the usual
+    one). Creators precede their block's elements, so the block is known when they come."""
+    elem = tag & 0xFFFF
+    if 0x10 <= elem <= 0xFF:
+        return f"{tag:08X}", "LO"
+    vr = _UIH_ELEMENTS.get(elem & 0xFF)
+    creator = raw.get((tag & 0xFFFF0000) | (elem >> 8))
+    if vr is None or elem < 0x1000 or creator is None:
+        return None
+    text = creator[1].decode("ascii", "replace").strip(" \x00").upper()
+    return (f"{tag:08X}", vr) if text == _UIH_CREATOR else None
 
 
 def _data_set(buf: bytes, pos: int, size: int, implicit: bool, extra: dict[int, str]
@@ -645,8 +716,11 @@ def _data_set(buf: bytes, pos: int, size: int, implicit: bool, extra: dict[int, 
                 raise Unsupported("element runs past the end of the file")
             raise EOFError
         spec = wanted.get(tag)
-        if spec is None and tag in extra:
-            spec = (f"{tag:08X}", extra[tag])
+        if spec is None:
+            if tag in extra:
+                spec = (f"{tag:08X}", extra[tag])
+            elif group == _UIH_GROUP:
+                spec = _uih_spec(tag, raw)
         if spec is not None:
             if vr is None:
                 vr = spec[1]

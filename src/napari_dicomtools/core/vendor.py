@@ -342,8 +342,9 @@ def _siemens_ice_echo(per_frame: Dataset | None) -> int | None:
 #   gradient in the image frame (row direction, column direction, row x column), as dcm2niix
 #   reads it.
 #
-# The fast parser keeps (0065,0010), (0065,1009), (0065,1037) and (0065,1050) but no
-# sequences: a grid file's slice positions need pydicom.
+# The fast parser keeps every (0065,00xx) creator and (0065,bb09), (0065,bb37), (0065,bb50) of
+# the block bb whose creator is UIH's (usually 0x10), but no sequences: a grid file's slice
+# positions need pydicom.
 
 #: private creator of UIH's (0065,xx..) block
 UIH_CREATOR = "IMAGE PRIVATE HEADER"

@@ -7,9 +7,8 @@ are plain Python types.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, overload
-
-import numpy as np
 
 
 class DatasetLike(Protocol):
@@ -52,7 +51,7 @@ def _floats(v: Any, n: int) -> list[float] | None:
         out = [float(x) for x in v]
     except (TypeError, ValueError):
         return None
-    return out if len(out) == n and all(np.isfinite(out)) else None
+    return out if len(out) == n and all(map(math.isfinite, out)) else None
 
 
 def _first(v: Any) -> Any:

@@ -274,6 +274,12 @@ class FastDataset:
         self._encoding = encoding
         self._values = _decode_known(raw, encoding)
 
+    @property
+    def decoded(self) -> dict[str, Any]:
+        """``{keyword: value}`` of every :data:`KEYWORDS` attribute the file has a value for:
+        what :meth:`get` answers, for callers that look many up (do not modify it)."""
+        return self._values
+
     def __contains__(self, keyword: str) -> bool:
         if keyword == "PixelData":
             return self._pixel is not None

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
+from . import fastheader
 from ._limits import FATAL, inflate_capped
 from ._values import DatasetLike, _as_list, _f, _fg_value, _first, _floats, _i, _text
 from .errors import (
@@ -426,8 +427,11 @@ _SUMMARY_KEYWORDS = (
 
 def _summary(ds: DatasetLike) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    # the fast parser's values are looked up directly (every summary keyword is one it reads:
+    # tests/test_fastheader.py checks), pydicom's through Dataset.get
+    get = ds.decoded.get if isinstance(ds, fastheader.FastDataset) else ds.get
     for kw in _SUMMARY_KEYWORDS:
-        v = ds.get(kw, None)
+        v = get(kw, None)
         if v is None or v == "":
             continue
         if isinstance(v, list) or type(v).__name__ == "MultiValue":
@@ -524,19 +528,25 @@ def _show(v: Iterable[float]) -> str:
         return repr(v)[:80]
 
 
+#: orientations :func:`check_orientation` passed: the slices of a series share theirs, and a
+#: scan checks each once (NaN never equals itself, so a NaN orientation is never taken for one)
+_GOOD_ORIENTATIONS: set[tuple[float, ...]] = set()
+
+
 def _check_frames(inst: Instance) -> None:
     """Reject geometry and value scaling that cannot be right (GeometryError/Unreadable).
 
     Window values that are not finite are dropped (they only affect the display).
     """
     path = inst.path
-    checked_iop: set[tuple[float, ...]] = set()
     for fr in inst.frames:
-        if fr.orientation is not None and fr.orientation not in checked_iop:
+        if fr.orientation is not None and fr.orientation not in _GOOD_ORIENTATIONS:
             check_orientation(fr.orientation, path)
-            checked_iop.add(fr.orientation)
+            if len(_GOOD_ORIENTATIONS) >= 4096:
+                _GOOD_ORIENTATIONS.clear()
+            _GOOD_ORIENTATIONS.add(fr.orientation)
         if fr.position is not None:
-            p = [float(x) for x in fr.position]
+            p = [float(x) for x in fr.position.tolist()]
             if len(p) != 3 or not all(abs(x) <= MAX_POSITION_MM for x in p):  # NaN fails
                 raise GeometryError(path, f"ImagePositionPatient {_show(p)} is not a position "
                                           f"on a patient (more than {MAX_POSITION_MM:g} mm "
@@ -557,7 +567,7 @@ def _check_frames(inst: Instance) -> None:
 def _spacing_or_none(value: object) -> float | None:
     """A slice spacing/thickness when it is a positive finite number of sane size."""
     v = _f(value)
-    return v if v is not None and np.isfinite(v) and 0 < v <= MAX_SPACING_MM else None
+    return v if v is not None and math.isfinite(v) and 0 < v <= MAX_SPACING_MM else None
 
 
 class _TopLevel(NamedTuple):
@@ -796,12 +806,11 @@ def _exc_text(exc: BaseException) -> str:
 
 
 def _read_header(source: Source, fast: bool) -> Instance:
+    if fast:
+        inst = _fast_instance(source)
+        if inst is not None:
+            return inst
     with open_dicom(source) as (fp, size, has_preamble):
-        if has_preamble and fast:
-            inst = _fast_instance(source, fp, size)
-            if inst is not None:
-                return inst
-            fp.seek(0)
         ds = _pydicom_dataset(str(source), fp, has_preamble)
         try:
             return _instance_from_dataset(source, ds, size)
@@ -811,13 +820,28 @@ def _read_header(source: Source, fast: bool) -> Instance:
             raise _header_error(str(source), exc, "interpreted") from None
 
 
-def _fast_instance(source: Source, fp: BinaryIO, size: int) -> Instance | None:
-    """The Instance through :mod:`.fastheader`, or None when it declines the file or its
-    values (pydicom then judges it)."""
-    from . import fastheader
+#: bytes of the first read of a file: the whole header of most (a longer one is read on)
+_HEAD_BYTES = 16384
 
+
+def _fast_instance(source: Source) -> Instance | None:
+    """The Instance through :mod:`.fastheader`, or None when it declines the file or its
+    values, or the file has no preamble or cannot be opened (:func:`open_dicom` and pydicom
+    then judge it). Most files cost one open, ``fstat``, read and close."""
     try:
-        ds = fastheader.parse(fp, size)
+        head, size = source.read_head(_HEAD_BYTES)
+    except OSError:
+        return None
+    if head[128:132] != b"DICM":
+        return None
+    try:
+        try:
+            ds = fastheader.parse_head(head, size)
+        except EOFError:
+            if len(head) >= size:  # truncated
+                raise
+            with source.open() as fp:
+                ds = fastheader.parse(cast(BinaryIO, fp), size, chunk=2 * len(head))
         return _instance_from_dataset(source, ds, size)
     except DicomToolsError:
         raise
@@ -1027,8 +1051,6 @@ def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Inst
     sop_class = _text(ds.get("SOPClassUID", None)) or _text(
         meta.get("MediaStorageSOPClassUID", None) if meta else None)
     if sop_class in _REFERENCING:
-        from . import fastheader
-
         if isinstance(ds, fastheader.FastDataset):  # its sequences are read by pydicom
             raise fastheader.Unsupported("an annotation object's references")
         if sop_class in NO_PIXEL_OBJECTS and _PIXEL_TAG not in ds:
@@ -1177,8 +1199,6 @@ def _unpack_mosaic(inst: Instance, ds: ParsedDataset) -> None:
     The instance keeps the tile size as rows/columns and the mosaic layout in ``mosaic``
     (a :class:`Mosaic`); pixel readers cut tiles from the plane.
     """
-    from . import fastheader
-
     if isinstance(ds, fastheader.FastDataset):
         raise fastheader.Unsupported("mosaic: the CSA header needs pydicom")
     import warnings
@@ -1212,8 +1232,6 @@ def _unpack_uih_grid(inst: Instance, ds: ParsedDataset) -> None:
     the (0065,1051) MR VFrame Sequence gives (see :mod:`.vendor`). A grid that does not add
     up (slice count, tile size, positions) stays one tiled image, with the reason in
     ``info``."""
-    from . import fastheader
-
     n = _uih_grid_slices(ds)
     if n < 2:
         inst.frames = _frames_of(inst, ds)

@@ -14,8 +14,8 @@ differ, the file is declined (:class:`Decline`) and takes the pydicom path: anyt
 would read in a way of its own (an encoding that switches inside the data set, an unknown or
 ``UN`` VR that would be decoded, odd lengths, tags out of order, truncation, a stray
 delimiter, a fragment containing the sequence delimiter's bytes), text that would have to be
-decoded beyond ASCII, and the options that rewrite values this module does not
-(``retain_uids``, ``retain_private``, the Clean options, Encapsulated Documents). Declining
+decoded beyond ASCII (or holds ISO 2022 escape sequences), and the options that rewrite
+values this module does not (``retain_uids``, ``retain_private``, the Clean options, Encapsulated Documents). Declining
 is always safe; ``tests/test_anonymize_fast.py`` checks the bytes against the pydicom path
 over pydicom's test files and planted edge cases.
 """
@@ -256,8 +256,13 @@ def _padded(text: str, vr: str) -> bytes:
 
 
 def _ascii(data: bytes | memoryview) -> str:
+    """Text that reads the same in every character set: ASCII without the escape sequences
+    of ISO 2022 (7-bit bytes that pydicom decodes to kanji, hangul ...)."""
+    raw = bytes(data)
+    if b"\x1b" in raw:
+        raise Decline("text with ISO 2022 escape sequences would need its character set")
     try:
-        return bytes(data).decode("ascii")
+        return raw.decode("ascii")
     except UnicodeDecodeError:
         raise Decline("text beyond ASCII would need its character set") from None
 

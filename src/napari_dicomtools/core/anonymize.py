@@ -468,9 +468,20 @@ def unlisted_action(tag: int, vr: str, options: Options | None = None) -> str:
         return replaced[tag]
     if opts.keep_unlisted_public or tag in kept:
         return "K"
-    if vr in vrs and (tag >> 16) not in groups:
-        return "K"
+    if vr in vrs and (tag >> 16) not in groups and _dictionary_vrs(tag) & vrs:
+        return "K"  # a safe VR, as read and in the dictionary (text written as CS is not)
     return "X"
+
+
+def _dictionary_vrs(tag: int) -> frozenset[str]:
+    """The VRs the data dictionary allows for ``tag`` (``{"US", "SS"}`` ...), empty when
+    unknown."""
+    from ._datadict import dictionary_vr
+
+    try:
+        return frozenset(dictionary_vr(tag).split(" or "))
+    except KeyError:
+        return frozenset()
 
 
 def removed_by_profile(tag: int, options: Options | None = None) -> bool:
@@ -1052,10 +1063,12 @@ def _kept_value_ok(elem: DataElement | RawDataElement, vr: str, tag: int) -> boo
     the multiplicity for binary numbers. A malformed length in a damaged or crafted file
     makes a kept element swallow the elements after it (names included); such an element
     is removed rather than copied."""
-    if vr not in _BIN_SIZE and vr not in _TEXT_VRS:
-        return True
     if elem.is_raw:
         return _kept_bytes_ok(elem.value or b"", vr, tag)
+    if _foreign_vr(vr, tag):
+        return False  # decoded (odd length ...) with a VR not its own: not judged, removed
+    if vr not in _BIN_SIZE and vr not in _TEXT_VRS:
+        return True
     value = elem.value
     if value is None or value == "":
         return True
@@ -1067,7 +1080,21 @@ def _kept_value_ok(elem: DataElement | RawDataElement, vr: str, tag: int) -> boo
 
 
 def _kept_bytes_ok(data: bytes | memoryview, vr: str, tag: int) -> bool:
-    """:func:`_kept_value_ok` for an undecoded value (bytes or a memoryview)."""
+    """:func:`_kept_value_ok` for an undecoded value (bytes or a memoryview); written with
+    a VR the dictionary does not give the tag, it must also be well formed for the
+    dictionary's VR (free text written as OF or CS in a code or number attribute is not)."""
+    if _foreign_vr(vr, tag) and not _bytes_ok(data, _dictionary_vr(tag) or vr, tag):
+        return False
+    return _bytes_ok(data, vr, tag)
+
+
+def _foreign_vr(vr: str, tag: int) -> bool:
+    """Whether ``vr`` is not a VR the data dictionary gives ``tag`` (False when unknown)."""
+    vrs = _dictionary_vrs(tag)
+    return bool(vrs) and vr not in vrs
+
+
+def _bytes_ok(data: bytes | memoryview, vr: str, tag: int) -> bool:
     if vr not in _BIN_SIZE and vr not in _TEXT_VRS:
         return True
     if vr in _BIN_SIZE:

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._limits import FATAL, check_allocation, format_bytes
-from .errors import DicomToolsError, UnreadableDicomError
+from .errors import DicomToolsError, UnreadableDicomError, exception_text
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -143,10 +143,7 @@ def _check_ratio(inst: Instance, nbytes: int) -> None:
 
 
 def _exc_text(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split())
-    if len(msg) > 160:
-        msg = msg[:160] + "..."
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return exception_text(exc, 160)
 
 
 def decode_frame(inst: Instance, index: int | None, *,
@@ -296,7 +293,7 @@ def _pixel_value_offset(inst: Instance, fp: BinaryIO, size: int) -> int | None:
     try:
         # Any: fastheader's typing is its owner's (issue 13); only .get_item is used
         parsed: Any = fastheader.parse(fp, size)
-        px = parsed.get_item(fastheader._PIXEL)
+        px = parsed.get_item(0x7FE00010)  # Pixel Data
     except (fastheader.Unsupported, EOFError):
         return None
     if px is None or px.length != 0xFFFFFFFF:  # encapsulated: undefined length

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["DicomToolsError", "GeometryError", "NoImageError", "NoSeriesError", "NotDicomError",
-           "UnreadableDicomError"]
+           "UnreadableDicomError", "exception_text", "os_error_reason"]
 
 
 class DicomToolsError(Exception):
@@ -106,3 +106,69 @@ class GeometryError(DicomToolsError):
     reason : str
         What is wrong, in words a user can act on.
     """
+
+
+def exception_text(exc: BaseException, limit: int = 200) -> str:
+    """An unexpected exception as one line for a reason: its type and its message.
+
+    Used where a parser or decoder raised something of its own (``struct.error``,
+    ``ValueError``...) and the reason must still say what happened, in one readable line.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception.
+    limit : int
+        Most characters of the message kept (``...`` marks a cut).
+
+    Returns
+    -------
+    str
+        ``"<type>: <message>"`` with white space collapsed, or the type alone when the
+        message is empty.
+
+    Examples
+    --------
+    >>> exception_text(ValueError("bad\\n  value"))
+    'ValueError: bad value'
+    >>> exception_text(KeyError())
+    'KeyError'
+    >>> exception_text(RuntimeError("x" * 30), limit=10)
+    'RuntimeError: xxxxxxxxxx...'
+    """
+    msg = " ".join(str(exc).split())
+    if len(msg) > limit:
+        msg = msg[:limit] + "..."
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def os_error_reason(exc: OSError, verb: str = "cannot write") -> str:
+    """An operating-system error as the reason of a :class:`DicomToolsError`: what failed,
+    the system's words and the errno name (``ENOSPC``, ``EACCES``...), which users search for.
+
+    Parameters
+    ----------
+    exc : OSError
+        The error (its ``filename`` is not repeated: the error's path names the file).
+    verb : str
+        What was being done, e.g. ``"cannot write"`` or ``"cannot create the folder"``.
+
+    Returns
+    -------
+    str
+        ``"<verb>: <system message> (<ERRNO>)"``.
+
+    Examples
+    --------
+    >>> import errno, os
+    >>> exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out.nii")
+    >>> os_error_reason(exc)
+    'cannot write: No space left on device (ENOSPC)'
+    >>> str(DicomToolsError(exc.filename, os_error_reason(exc, "cannot create")))
+    '/data/out.nii: cannot create: No space left on device (ENOSPC)'
+    """
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or str(exc)
+    return f"{verb}: {text}" + (f" ({name})" if name else "")

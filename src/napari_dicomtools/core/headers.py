@@ -29,6 +29,7 @@ from .errors import (
     NoImageError,
     NotDicomError,
     UnreadableDicomError,
+    exception_text,
 )
 from .geometry import slice_normal
 from .sources import Source
@@ -794,15 +795,8 @@ def _header_error(name: str, exc: BaseException, stage: str) -> UnreadableDicomE
     elif isinstance(exc, MemoryError):
         why = "an element declares more bytes than the file or memory holds"
     else:
-        why = _exc_text(exc)
+        why = exception_text(exc)
     return UnreadableDicomError(name, f"header cannot be {stage} ({why})")
-
-
-def _exc_text(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split())
-    if len(msg) > 200:
-        msg = msg[:200] + "..."
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def _read_header(source: Source, fast: bool) -> Instance:

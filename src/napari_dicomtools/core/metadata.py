@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TAGS", "SERIES_COLUMNS", "INSTANCE_COLUMNS", "parse_tag", "read_tags",
-    "metadata_table", "redact_paths", "write_csv",
+    "instance_rows", "metadata_table", "redact_paths", "deidentified_columns", "write_csv",
 ]
 
 
@@ -231,8 +231,35 @@ def _checked(name: str, row: dict[str, Cell]) -> dict[str, Cell]:
     return row
 
 
-def _instance_rows(sources: Sequence[Source], tags: TagMap) -> list[dict[str, Cell]]:
-    """One row per source (``path``, the tags, ``error``: the reason a file was not read)."""
+def instance_rows(sources: Sequence[Source], tags: TagMap) -> list[dict[str, Cell]]:
+    """One row per file: its ``path``, the ``tags`` (:func:`read_tags`) and ``error``, the
+    reason a file was not read (its row then has no tag columns).
+
+    Parameters
+    ----------
+    sources : sequence of Source
+        The files (or zip members), in the order of the rows.
+    tags : mapping of int to (str, str)
+        ``{tag: (column name, dictionary VR)}``, as :func:`parse_tag` gives them.
+
+    Returns
+    -------
+    list of dict
+        ``{"path", <columns of tags>, "series_uid", "sop_uid", "error"}`` per readable file,
+        ``{"path", "error"}`` per unreadable one.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> from napari_dicomtools.core.sources import Source
+    >>> tag, name, vr = parse_tag("Modality")
+    >>> ok, bad = instance_rows([Source(get_testdata_file("CT_small.dcm")), Source(__file__)],
+    ...                         {tag: (name, vr)})
+    >>> ok["Modality"], ok["error"]
+    ('CT', '')
+    >>> sorted(bad), bad["error"]
+    (['error', 'path'], "not a DICOM file (no 'DICM' marker, no DICOM data elements at the start)")
+    """
     wanted = _wanted(tags)
     extra = {t: v for t, (_, v) in wanted.items()}
     rows: list[dict[str, Cell]] = []
@@ -255,7 +282,7 @@ def _instance_rows_parallel(sources: Sequence[Source], tags: TagMap,
     chunks = [sources[i::workers] for i in range(workers)]
     ctx = mp_context()
     with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-        parts = list(ex.map(_instance_rows, chunks, [tags] * workers))
+        parts = list(ex.map(instance_rows, chunks, [tags] * workers))
     # restore the input order
     order = {str(s): i for i, s in enumerate(sources)}
     rows = [r for part in parts for r in part]
@@ -328,7 +355,7 @@ def metadata_table(path: PathInput, tags: Iterable[int | str] | None = None,
         rows = _series_rows(path, tagmap, known)
         order = columns + list(SERIES_COLUMNS)
     if deidentify:
-        order = _deidentified_columns(order, specs)
+        order = deidentified_columns(order, specs)
         known.update(os.fspath(p) for p in _paths(path))
         for r in rows:
             for col in ("problems", "error"):
@@ -365,7 +392,7 @@ def _instance_table(path: PathInput, tagmap: TagMap,
     n_workers = workers if workers is not None else (
         min(2, os.cpu_count() or 1) if len(sources) >= 200 else 1)
     rows = _instance_rows_parallel(sources, tagmap, n_workers) if n_workers > 1 \
-        else _instance_rows(sources, tagmap)
+        else instance_rows(sources, tagmap)
     rows += [{"path": k.path, "error": k.reason} for k in skipped]
     return rows
 
@@ -460,9 +487,30 @@ def redact_paths(text: str, known: Iterable[str] = ()) -> str:
     return _PATHLIKE.sub("<file>", text)
 
 
-def _deidentified_columns(order: Sequence[str],
-                          specs: Iterable[tuple[int, str, str]]) -> list[str]:
-    """``order`` without paths, UIDs and the columns of tags de-identification removes."""
+def deidentified_columns(order: Sequence[str],
+                         specs: Iterable[tuple[int, str, str]]) -> list[str]:
+    """The columns a de-identified table may keep: ``order`` without the file paths, the
+    UIDs and the columns of tags the PS3.15 Basic Profile removes (PatientName, dates...).
+
+    Parameters
+    ----------
+    order : sequence of str
+        The table's columns, in order.
+    specs : iterable of (int, str, str)
+        ``(tag, column name, VR)`` of the tag columns, as :func:`parse_tag` gives them.
+
+    Returns
+    -------
+    list of str
+        ``order`` without the removed columns, in the same order.
+
+    Examples
+    --------
+    >>> specs = [parse_tag(k) for k in ("PatientName", "Modality", "SliceThickness")]
+    >>> deidentified_columns(["path", "PatientName", "Modality", "SliceThickness",
+    ...                       "sop_uid"], specs)
+    ['Modality', 'SliceThickness']
+    """
     from .anonymize import removed_by_profile
 
     drop = {name for t, name, _ in specs if removed_by_profile(t)}
@@ -519,3 +567,8 @@ def write_csv(table: pd.DataFrame | Sequence[Mapping[str, Any]],
             for r in rows:
                 w.writerow(r)
     return os.fspath(path)
+
+
+# the batch module's names for these, until it imports the public ones (issue 13)
+_instance_rows = instance_rows
+_deidentified_columns = deidentified_columns

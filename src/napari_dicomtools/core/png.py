@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import geometry
-from .errors import DicomToolsError
+from .errors import DicomToolsError, os_error_reason
 from .geometry import Floats
-from .safety import NAME_MAX, _reason, atomic_output, fit_name
+from .safety import NAME_MAX, atomic_output, fit_name
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -426,7 +426,7 @@ def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
-        raise DicomToolsError(exc.filename or out_dir, _reason(exc, "cannot create the "
+        raise DicomToolsError(exc.filename or out_dir, os_error_reason(exc, "cannot create the "
                                                                     "folder")) from None
     previous = _own_pngs(out_dir, stem) if overwrite else []
     out = []
@@ -457,7 +457,7 @@ def _remove_stale(out_dir: str | os.PathLike[str], names: Iterable[str]) -> None
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise DicomToolsError(exc.filename, _reason(exc, "cannot remove an earlier "
+            raise DicomToolsError(exc.filename, os_error_reason(exc, "cannot remove an earlier "
                                                              "output")) from None
 
 

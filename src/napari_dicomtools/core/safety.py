@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import DicomToolsError
+from .errors import DicomToolsError, os_error_reason
 
 __all__ = ["NAME_MAX", "PARTIAL_PREFIX", "STALE_AFTER", "atomic_output", "clean_stale_partials",
            "fit_name", "refuse_inside_source"]
@@ -105,14 +105,6 @@ def fit_name(name: str, limit: int = NAME_MAX) -> str:
     room = limit - len(ext.encode("utf-8"))
     cut = stem.encode("utf-8")[:room].decode("utf-8", "ignore")
     return cut + ext
-
-
-def _reason(exc: OSError, verb: str = "cannot write") -> str:
-    import errno as _errno
-
-    name = _errno.errorcode.get(exc.errno or 0, "")
-    text = exc.strerror or str(exc)
-    return f"{verb}: {text}" + (f" ({name})" if name else "")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -307,8 +299,8 @@ def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iter
         where = path if ours else name  # the output, unless a source file failed
         if isinstance(exc, IsADirectoryError) and where == path:
             raise DicomToolsError(path, "is a folder; not replacing it with a file") from None
-        raise DicomToolsError(where, _reason(exc, "cannot write" if where == path
-                                             else "failed")) from None
+        raise DicomToolsError(where, os_error_reason(exc, "cannot write" if where == path
+                                                     else "failed")) from None
     finally:
         if tmp is not None and os.path.lexists(tmp):
             try:

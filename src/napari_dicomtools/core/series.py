@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._limits import FATAL
-from .errors import DicomToolsError
+from .errors import DicomToolsError, exception_text
 from .geometry import (
     Floats,
     SliceOrder,
@@ -30,7 +30,7 @@ from .geometry import (
     orientation_label,
     slice_normal,
 )
-from .headers import NO_PIXEL_OBJECTS, Frame, Instance, _exc_text, read_header
+from .headers import NO_PIXEL_OBJECTS, Frame, Instance, read_header
 from .sources import Skipped, Source, iter_sources
 from .vendor import Diffusion
 
@@ -720,7 +720,7 @@ def _build_or_skip(uid: str, frames: list[Frame], split: str, split_nonuniform: 
     except FATAL:
         raise
     except BaseException as exc:  # noqa: BLE001 - odd geometry: skip, keep the rest
-        reason = exc.reason if isinstance(exc, DicomToolsError) else _exc_text(exc)
+        reason = exc.reason if isinstance(exc, DicomToolsError) else exception_text(exc)
         if skipped is not None:
             for p in dict.fromkeys(f.instance.path for f in frames):
                 skipped.append(Skipped(p, f"series {uid} cannot be ordered into a "
@@ -806,7 +806,7 @@ def scan_iter(path: PathInput,
         except FATAL:
             raise
         except BaseException as exc:  # noqa: BLE001 - one bad file never ends the scan
-            skipped.append(Skipped(str(src), f"cannot be read ({_exc_text(exc)})"))
+            skipped.append(Skipped(str(src), f"cannot be read ({exception_text(exc)})"))
         else:
             if on_header is not None:
                 on_header(instances[-1])

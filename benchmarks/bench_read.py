@@ -24,6 +24,7 @@ from _common import (  # noqa: E402,F401
     SITK,
     child_env,
     load_note,
+    machine_line,
     make_series,
     series_args,
     workers_env,
@@ -70,13 +71,23 @@ vol = read_volume(sys.argv[1])
 print(vol.array.shape, vol.array.dtype)
 """
 
+#: a fresh process's lazy open and middle slice, by step (one run's seconds, in order)
 OURS_LAZY_FIRST = """
 import sys, time
-t0 = time.perf_counter()
-from napari_dicomtools import read_volume
-vol = read_volume(sys.argv[1], lazy=True)
+t = [time.perf_counter()]
+from napari_dicomtools import read_volume, scan
+t.append(time.perf_counter())
+series = scan(sys.argv[1])[0]
+t.append(time.perf_counter())
+import dask.array
+t.append(time.perf_counter())
+vol = read_volume(series, lazy=True)
+t.append(time.perf_counter())
 first = vol.array[vol.array.shape[0] // 2].compute()
-print(f"first-slice-seconds {time.perf_counter() - t0:.3f}", first.shape)
+t.append(time.perf_counter())
+steps = ("imports", "scan", "dask", "lazy", "slice")
+print(" ".join(f"{k} {b - a:.3f}" for k, a, b in zip(steps, t, t[1:])),
+      f"total {t[-1] - t[0]:.3f}")
 """
 
 IMPORT_OURS = "import numpy, napari_dicomtools"
@@ -85,9 +96,9 @@ IMPORT_SITK = "import SimpleITK"
 IMPORT_NONE = "import os, sys"
 
 
-def run_isolated(code: str, *args: str, env=None) -> tuple[float, int, str]:
-    """Wall seconds, max RSS (bytes) and stdout of ``python -c code args``, measured by a
-    wrapper process so the RSS is this child's own."""
+def run_isolated(code: str, *args: str, env=None) -> tuple[float, int, str, float]:
+    """Wall seconds, max RSS (bytes), stdout and CPU seconds (user + sys) of ``python -c
+    code args``, measured by a wrapper process so the RSS and CPU are this child's own."""
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "t0 = time.perf_counter()\n"
@@ -95,23 +106,24 @@ def run_isolated(code: str, *args: str, env=None) -> tuple[float, int, str]:
         " capture_output=True, text=True)\n"
         "dt = time.perf_counter() - t0\n"
         "assert p.returncode == 0, p.stderr\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(dt, rss); print(p.stdout.strip())\n"
+        "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(dt, ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime); print(p.stdout.strip())\n"
     )
     p = subprocess.run([sys.executable, "-c", wrapper, code, *args], capture_output=True,
                        text=True, env=child_env() if env is None else env)
     if p.returncode != 0:
         raise RuntimeError(p.stderr)
     first, _, rest = p.stdout.partition("\n")
-    dt, rss = first.split()
-    return float(dt), int(rss), rest
+    dt, rss, cpu = first.split()
+    return float(dt), int(rss), rest, float(cpu)
 
 
-def best(code, args, repeat, env=None):
+def best(code, args, repeat, env=None) -> tuple[float, int, str, float]:
+    """The fastest of ``repeat`` runs: its wall seconds, output and CPU seconds, and the
+    largest RSS of all runs."""
     runs = [run_isolated(code, *args, env=env) for _ in range(repeat)]
-    t = min(r[0] for r in runs)
-    rss = max(r[1] for r in runs)
-    return t, rss, runs[0][2]
+    fastest = min(runs, key=lambda r: r[0])
+    return fastest[0], max(r[1] for r in runs), fastest[2], fastest[3]
 
 
 def main():
@@ -129,56 +141,59 @@ def main():
     # warm the page cache
     run_isolated(RAW, series)
 
-    rows = []
-    t_raw, rss_raw, _ = best(RAW, [series], a.repeat)
-    base_none = best(IMPORT_NONE, [], a.repeat)[1]
-    rows.append(("raw bytes (floor)", t_raw, rss_raw - base_none))
-    t_rawnp, rss_rawnp, _ = best(RAW_NUMPY, [series], a.repeat)
-    base_np = best("import numpy", [], a.repeat)[1]
-    rows.append(("raw bytes into one numpy array", t_rawnp, rss_rawnp - base_np))
-    base_ours = best(IMPORT_OURS, [], a.repeat)[1]
-    t_one, rss_one, _ = best(OURS, [series], a.repeat, env=workers_env(1))
-    rows.append(("read_volume, 1 worker", t_one, rss_one - base_ours))
     nw = os.cpu_count() or 1
-    t_ours, rss_ours, out = best(OURS, [series], a.repeat, env=workers_env(nw))
-    rows.append((f"read_volume, {nw} workers", t_ours, rss_ours - base_ours))
-    t_pd, rss_pd, _ = best(PYDICOM_LOOP, [series], a.repeat)
-    base_pd = best(IMPORT_PYDICOM, [], a.repeat)[1]
-    rows.append(("plain pydicom loop", t_pd, rss_pd - base_pd))
-    t_sitk = None
+    base = {name: best(code, [], a.repeat)[1] for name, code in (
+        ("none", IMPORT_NONE), ("numpy", "import numpy"), ("ours", IMPORT_OURS),
+        ("pydicom", IMPORT_PYDICOM))}
+    contenders = [
+        ("raw bytes (floor)", RAW, None, "none"),
+        ("raw bytes into one numpy array", RAW_NUMPY, None, "numpy"),
+        ("read_volume, 1 worker", OURS, workers_env(1), "ours"),
+        (f"read_volume, {nw} workers", OURS, workers_env(nw), "ours"),
+        ("plain pydicom loop", PYDICOM_LOOP, None, "pydicom"),
+    ]
     if not a.skip_sitk:
         try:
-            t_sitk, rss_sitk, _ = best(SITK, [series], a.repeat)
-            base_sitk = best(IMPORT_SITK, [], a.repeat)[1]
-            rows.append(("SimpleITK ImageSeriesReader", t_sitk, rss_sitk - base_sitk))
+            base["sitk"] = best(IMPORT_SITK, [], a.repeat)[1]
+            contenders.append(("SimpleITK ImageSeriesReader", SITK, None, "sitk"))
         except RuntimeError as exc:
             print(f"SimpleITK not measured: {str(exc).strip().splitlines()[-1]}")
+    rows = {}
+    for name, code, env, imports in contenders:
+        t, rss, _, cpu = best(code, [series], a.repeat, env=env)
+        rows[name] = (t, cpu, rss - base[imports])
 
     print(f"\nseries: {series} ({a.slices} x 512 x 512, {vol_bytes / 2**20:.0f} MiB as int16)"
-          f"  best of {a.repeat}, warm cache, whole process, {os.cpu_count()} cores"
+          f"  best of {a.repeat}, warm cache, whole process, {machine_line()}"
           f"{load_note()}\n")
-    print(f"{'contender':34s} {'seconds':>8s} {'x floor':>8s} {'peak extra MiB':>15s} "
-          f"{'x volume':>9s}")
-    for name, t, extra in rows:
-        print(f"{name:34s} {t:8.3f} {t / t_raw:8.2f} {extra / 2**20:15.0f} "
-              f"{extra / vol_bytes:9.2f}")
+    print(f"{'contender':34s} {'wall s':>8s} {'CPU s':>7s} {'x floor':>8s} {'x numpy':>8s} "
+          f"{'peak extra MiB':>15s} {'x volume':>9s}")
+    t_raw, t_rawnp = rows["raw bytes (floor)"][0], rows["raw bytes into one numpy array"][0]
+    for name, (t, cpu, extra) in rows.items():
+        print(f"{name:34s} {t:8.3f} {cpu:7.3f} {t / t_raw:8.2f} {t / t_rawnp:8.2f} "
+              f"{extra / 2**20:15.0f} {extra / vol_bytes:9.2f}")
     print()
-    print(f"read_volume vs raw floor:   {t_ours / t_raw:.2f}x   (target <= 1.3)")
+    t_one, t_ours = rows["read_volume, 1 worker"][0], rows[f"read_volume, {nw} workers"][0]
+    print(f"read_volume vs raw floor:   {t_ours / t_raw:.2f}x")
+    print(f"read_volume vs raw bytes into a numpy array: {t_ours / t_rawnp:.2f}x "
+          "(target <= 1.3)")
     print(f"read_volume 1 -> {nw} workers: {t_one / t_ours:.2f}x")
-    print(f"read_volume vs raw bytes into a numpy array: {t_ours / t_rawnp:.2f}x")
-    print(f"read_volume vs pydicom loop: {t_pd / t_ours:.2f}x faster")
-    if t_sitk:
-        print(f"read_volume vs SimpleITK:    {t_sitk / t_ours:.2f}x faster (target > 1)")
-    print(f"peak memory over imports:    {(rss_ours - base_ours) / vol_bytes:.2f}x the volume "
-          "(target < 1.5)")
+    print(f"read_volume vs pydicom loop: {rows['plain pydicom loop'][0] / t_ours:.2f}x faster")
+    if "SimpleITK ImageSeriesReader" in rows:
+        print(f"read_volume vs SimpleITK:    "
+              f"{rows['SimpleITK ImageSeriesReader'][0] / t_ours:.2f}x faster (target > 1)")
+    print(f"peak memory over imports:    {rows[f'read_volume, {nw} workers'][2] / vol_bytes:.2f}x "
+          "the volume (target < 1.5)")
 
     lazy = os.path.join(a.data, f"ct{a.lazy_slices}")
     make_series(lazy, a.lazy_slices)
     run_isolated(RAW, lazy)
-    _, _, out = best(OURS_LAZY_FIRST, [lazy], a.repeat)
-    secs = float(out.split()[1])
-    print(f"lazy open of {a.lazy_slices} slices, first slice shown after: {secs:.3f} s "
-          "(target < 1 s)")
+    _, _, out, _ = best(OURS_LAZY_FIRST, [lazy], a.repeat)
+    secs = dict(zip(out.split()[::2], map(float, out.split()[1::2]), strict=True))
+    print(f"lazy open of {a.lazy_slices} slices, first slice after {secs['total']:.3f} s "
+          f"(target < 1 s): imports {secs['imports']:.3f}, scan {secs['scan']:.3f}, "
+          f"import dask.array {secs['dask']:.3f}, read_volume(lazy=True) {secs['lazy']:.3f}, "
+          f"the slice {secs['slice']:.3f}")
 
 
 if __name__ == "__main__":

@@ -289,3 +289,31 @@ def test_a_frame_declined_during_the_scan_goes_to_pydicom_once(compressed, tmp_p
     others = [i for i in range(len(values)) if i != 4]
     assert np.array_equal(vol.array[others], values[others])
     assert fast_calls == {"ok": len(values) - 1, "declined": 1}
+
+
+def test_the_read_finds_the_frames_where_the_scan_saw_them(compressed, monkeypatch):
+    """The scan records where encapsulated Pixel Data starts: the read goes there without
+    parsing the header a second time."""
+    from napari_dicomtools.core import fastheader
+
+    values, folder = compressed["JPEGLSLossless"]["signed"]
+    series = scan(folder)[0]
+    assert all(f.instance.encapsulated_offset for f in series.frames)
+
+    def no_parse(*args, **kw):
+        raise AssertionError("the header was parsed again")
+
+    monkeypatch.setattr(fastheader, "parse", no_parse)
+    assert np.array_equal(read_volume(series).array, values)
+
+
+def test_a_stale_pixel_offset_is_declined_not_misread(compressed):
+    from dataclasses import replace
+
+    values, folder = compressed["RLELossless"]["signed"]
+    inst = scan(folder)[0].first
+    out = np.empty((inst.rows, inst.columns), np.int16)
+    for wrong in (inst.encapsulated_offset + 2, inst.file_size - 4, inst.file_size + 10):
+        assert not _decode.decode_into(replace(inst, encapsulated_offset=wrong), out)
+    assert _decode.decode_into(inst, out)
+    assert np.array_equal(out, values[0])

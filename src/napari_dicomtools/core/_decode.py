@@ -287,9 +287,8 @@ def _pixel_value_offset(inst: Instance, fp: BinaryIO, size: int) -> int | None:
     encapsulated (undefined length)."""
     from . import fastheader
 
-    known = getattr(inst, "encapsulated_offset", None)  # recorded by headers when it can
-    if known is not None:
-        return int(known)
+    if inst.encapsulated_offset is not None:  # recorded while scanning
+        return inst.encapsulated_offset
     try:
         # Any: fastheader's typing is its owner's (issue 13); only .get_item is used
         parsed: Any = fastheader.parse(fp, size)

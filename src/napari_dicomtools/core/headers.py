@@ -353,6 +353,10 @@ class Instance:
         Bytes of the file (or zip member), for plausibility checks.
     references : tuple of str
         The SeriesInstanceUIDs an annotation object (SEG, RTSTRUCT, SR) says it was made on.
+    encapsulated_offset : int or None
+        File offset of encapsulated Pixel Data's first item (its Basic Offset Table) in a
+        plain file, so a decoder finds the frames without parsing the header again; None
+        otherwise.
 
     Examples
     --------
@@ -404,6 +408,8 @@ class Instance:
     file_size: int = 0  # bytes of the file (or zip member), for plausibility checks
     #: SeriesInstanceUIDs an annotation object (SEG, RTSTRUCT, SR) says it was made on
     references: tuple[str, ...] = ()
+    #: file offset of encapsulated Pixel Data's first item (a plain file, not deflated)
+    encapsulated_offset: int | None = None
 
     @property
     def path(self) -> str:
@@ -1106,6 +1112,8 @@ def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Inst
     )
     if sop_class in _REFERENCING:
         inst.references = _references(ds)
+    if encapsulated and ts != DEFLATED_UID and source.member is None:
+        inst.encapsulated_offset = _encapsulated_offset(raw)
     if "MOSAIC" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
         _unpack_mosaic(inst, ds)
     elif "VFRAME" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:
@@ -1157,6 +1165,16 @@ def _image_size(name: str, ds: DatasetLike, size: int) -> tuple[int, int, int, i
             name, f"absurd declared size {n_frames} frame(s) x {rows} x {cols} x {samples} "
                   f"samples ({voxels:,} values); refusing to allocate it")
     return rows, cols, samples, bits, n_frames
+
+
+def _encapsulated_offset(raw: object) -> int | None:
+    """Where encapsulated Pixel Data's items start in the file (the value's position as the
+    parser, fast or pydicom, read it from the file's start; a decoder checks the items it
+    finds there and declines anything else)."""
+    if getattr(raw, "length", None) != 0xFFFFFFFF:
+        return None
+    tell = getattr(raw, "value_tell", None)
+    return int(tell) if tell is not None else None
 
 
 def _pixel_location(source: Source, raw: object, size: int, encapsulated: bool, expected: int,

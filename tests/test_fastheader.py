@@ -171,3 +171,54 @@ def test_parse_head_of_the_first_bytes_equals_parse(tmp_path):
     os.mkfifo(tmp_path / "pipe.dcm")
     with pytest.raises(DicomToolsError, match="FIFO"):
         Source(str(tmp_path / "pipe.dcm")).read_head(132)
+
+
+def test_encapsulated_offset_points_at_the_first_item():
+    """Instance.encapsulated_offset, found while parsing (fast path and pydicom alike), is
+    where a compressed file's Pixel Data items begin: the Basic Offset Table item's tag."""
+    names = ("JPEG2000.dcm", "SC_rgb_rle.dcm", "MR_small_jp2klossless.dcm",
+             "JPEGLSNearLossless_08.dcm", "SC_rgb_jpeg_gdcm.dcm")
+    for name in names:
+        path = get_testdata_file(name)
+        fast, slow = read_header(path), read_header(path, fast=False)
+        assert fast.encapsulated and fast.encapsulated_offset == slow.encapsulated_offset
+        with open(path, "rb") as f:
+            f.seek(fast.encapsulated_offset)
+            assert f.read(4) == b"\xfe\xff\x00\xe0", name
+    assert read_header(get_testdata_file("CT_small.dcm")).encapsulated_offset is None
+
+
+def test_values_decoded_once_are_not_shared_between_data_sets(ct_folder):
+    """Values the files of a series repeat are decoded once (fastheader._MEMO): each data
+    set still owns its lists, so changing one file's PixelSpacing leaves the next file's."""
+    folder, truth = ct_folder
+    fastheader._MEMO.clear()
+    first, second = truth.files[:2]
+    with open(first, "rb") as f:
+        a = fastheader.parse(f, os.path.getsize(first))
+    a.get("PixelSpacing")[0] = -1.0
+    with open(second, "rb") as f:
+        b = fastheader.parse(f, os.path.getsize(second))
+    with open(first, "rb") as f:
+        c = fastheader.parse(f, os.path.getsize(first))
+    assert b.get("PixelSpacing")[0] > 0 and c.get("PixelSpacing")[0] > 0
+    assert tuple(b.get("PixelSpacing")) == read_header(first).frames[0].pixel_spacing
+    assert b.get("PixelSpacing") == c.get("PixelSpacing")
+
+
+def test_keywords_headers_looks_up_directly_are_read_by_the_fast_parser():
+    """headers looks the fast parser's values up directly (``_getter``: no 'not in the fast
+    table' refusal on the way): every keyword it asks that way, and every summary keyword,
+    must be one the parser reads, or a file holding it would lose it on the fast path only."""
+    import ast
+    import inspect
+
+    from napari_dicomtools.core import headers
+
+    tree = ast.parse(inspect.getsource(headers))
+    asked = {node.args[0].value for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id == "get" and node.args and isinstance(node.args[0], ast.Constant)}
+    assert {"Rows", "SeriesInstanceUID", "ImagePositionPatient"} <= asked
+    assert asked <= set(fastheader.KEYWORDS)
+    assert set(headers._SUMMARY_KEYWORDS) <= set(fastheader.KEYWORDS)

@@ -378,10 +378,20 @@ class FastDataset:
         raise Unsupported("get_item only for Pixel Data")
 
 
+#: decoded values by (VR, bytes, character set): the files of a series repeat most of their
+#: header (UIDs, names, dates, spacing, orientation, sizes), so most elements of a folder's
+#: files are decoded once; emptied when it holds :data:`_MEMO_SIZE` values
+_MEMO: dict[tuple[str, bytes, str], Any] = {}
+_MEMO_SIZE = 8192
+
+
 def _decode_known(raw: dict[int, tuple[str, bytes]], encoding: str) -> dict[str, Any]:
     """``{keyword: value}`` of every :data:`KEYWORDS` element in ``raw`` that has a value
-    (the dictionary's VR where the file says UN; sequences left out)."""
+    (the dictionary's VR where the file says UN; sequences left out). A value already
+    decoded for another file is taken from :data:`_MEMO` (a list copied: each data set owns
+    its values)."""
     values: dict[str, Any] = {}
+    memo = _MEMO
     for tag, (vr, data) in raw.items():
         spec = _TAG_TO_KW.get(tag)
         if spec is None:
@@ -391,7 +401,15 @@ def _decode_known(raw: dict[int, tuple[str, bytes]], encoding: str) -> dict[str,
             vr = dict_vr
         if vr == "SQ":
             continue
-        value = _decode(vr, data, encoding)
+        key = (vr, data, encoding)
+        value = memo.get(key, _MISSING)
+        if value is _MISSING:
+            value = _decode(vr, data, encoding)
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = list(value) if value.__class__ is list else value
+        elif value.__class__ is list:
+            value = list(value)
         if value is not None:
             values[keyword] = value
     return values

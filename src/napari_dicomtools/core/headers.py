@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
@@ -417,6 +417,14 @@ class Instance:
         return str(self.source)
 
 
+def _getter(ds: DatasetLike) -> Callable[[str, Any], Any]:
+    """``ds.get``, or for the fast parser's data set one dictionary look-up of its decoded
+    values (``FastDataset.decoded``; what its ``get`` answers for the keywords it reads:
+    every keyword this module asks through a getter is one of them, as
+    tests/test_fastheader.py checks on this module's source)."""
+    return ds.decoded.get if isinstance(ds, fastheader.FastDataset) else ds.get
+
+
 _SUMMARY_KEYWORDS = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
     "StudyTime", "StudyDescription", "AccessionNumber", "SeriesDate", "SeriesTime",
@@ -434,9 +442,7 @@ _SUMMARY_KEYWORDS = (
 
 def _summary(ds: DatasetLike) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    # the fast parser's values are looked up directly (every summary keyword is one it reads:
-    # tests/test_fastheader.py checks), pydicom's through Dataset.get
-    get = ds.decoded.get if isinstance(ds, fastheader.FastDataset) else ds.get
+    get = _getter(ds)
     for kw in _SUMMARY_KEYWORDS:
         v = get(kw, None)
         if v is None or v == "":
@@ -590,15 +596,16 @@ class _TopLevel(NamedTuple):
 
 
 def _top_level(inst: Instance, ds: DatasetLike) -> _TopLevel:
-    pos = _floats(ds.get("ImagePositionPatient", None), 3)
-    iop = _floats(ds.get("ImageOrientationPatient", None), 6)
-    ps = _floats(ds.get("PixelSpacing", None), 2) or _floats(
-        ds.get("ImagerPixelSpacing", None), 2)
-    slope = _f(ds.get("RescaleSlope", None), 1.0) or 1.0
-    intercept = _f(ds.get("RescaleIntercept", None), 0.0)
+    get = _getter(ds)
+    pos = _floats(get("ImagePositionPatient", None), 3)
+    iop = _floats(get("ImageOrientationPatient", None), 6)
+    ps = _floats(get("PixelSpacing", None), 2) or _floats(
+        get("ImagerPixelSpacing", None), 2)
+    slope = _f(get("RescaleSlope", None), 1.0) or 1.0
+    intercept = _f(get("RescaleIntercept", None), 0.0)
     if inst.modality == "RTDOSE" and "DoseGridScaling" in ds:
-        slope = _f(ds.get("DoseGridScaling", None), 1.0) * slope
-    wc, ww = _f(_first(ds.get("WindowCenter", None))), _f(_first(ds.get("WindowWidth", None)))
+        slope = _f(get("DoseGridScaling", None), 1.0) * slope
+    wc, ww = _f(_first(get("WindowCenter", None))), _f(_first(get("WindowWidth", None)))
     return _TopLevel(tuple(pos) if pos else None, tuple(iop) if iop else None,
                      tuple(ps) if ps else None, slope, intercept,
                      Window(wc, ww) if wc is not None and ww and ww > 0 else None)
@@ -606,9 +613,10 @@ def _top_level(inst: Instance, ds: DatasetLike) -> _TopLevel:
 
 def _frames_geometry(inst: Instance, ds: DatasetLike) -> list[Frame]:
     """Position, orientation, spacing, scaling, window and temporal key of every frame."""
+    get = _getter(ds)
     top = _top_level(inst, ds)
-    per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence", None)
-    shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
+    per_frame_seq = get("PerFrameFunctionalGroupsSequence", None)
+    shared_seq = get("SharedFunctionalGroupsSequence", None)
     shared = shared_seq[0] if shared_seq else None
     if per_frame_seq is not None or shared is not None:
         return [_enhanced_frame(inst, k, per_frame_seq[k] if per_frame_seq is not None
@@ -616,11 +624,11 @@ def _frames_geometry(inst: Instance, ds: DatasetLike) -> list[Frame]:
                 for k in range(inst.n_frames)]
     if inst.n_frames == 1:
         temporal = TemporalKey(
-            _i(ds.get("TemporalPositionIdentifier", None), 0),
-            _f(ds.get("TriggerTime", None), 0.0),
-            _text(ds.get("AcquisitionDateTime", None)) or _text(ds.get("AcquisitionTime",
+            _i(get("TemporalPositionIdentifier", None), 0),
+            _f(get("TriggerTime", None), 0.0),
+            _text(get("AcquisitionDateTime", None)) or _text(get("AcquisitionTime",
                                                                        None)),
-            _i(ds.get("AcquisitionNumber", None), 0),
+            _i(get("AcquisitionNumber", None), 0),
             inst.instance_number or 0,
         )
         return [Frame(inst, None, np.array(top.position) if top.position else None,
@@ -1043,12 +1051,17 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
 
 
+#: implicit VR little endian, explicit VR little and big endian: Pixel Data stored as is
+_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+
+
 def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Instance:
     """The :class:`Instance` of a parsed data set: refused with the reason when it is not an
     image we can read, its frames and their checks done."""
+    get = _getter(ds)
     name = str(source)
     meta = getattr(ds, "file_meta", None)
-    sop_class = _text(ds.get("SOPClassUID", None)) or _text(
+    sop_class = _text(get("SOPClassUID", None)) or _text(
         meta.get("MediaStorageSOPClassUID", None) if meta else None)
     if sop_class in _REFERENCING:
         if isinstance(ds, fastheader.FastDataset):  # its sequences are read by pydicom
@@ -1063,49 +1076,48 @@ def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Inst
         ts = ("1.2.840.10008.1.2" if ds.is_implicit_VR else
               ("1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2"))
     # deflated (.99) too: pydicom inflates it, file offsets are meaningless
-    encapsulated = ts not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
-                              "1.2.840.10008.1.2.2")
+    encapsulated = ts not in _NATIVE_SYNTAXES
     pixel_offset, pixel_length = _pixel_location(
         source, raw, size, encapsulated, (rows * cols * n_frames * samples * bits + 7) // 8,
         f"{n_frames} frame(s) of {rows}x{cols}x{samples} at {bits} bits")
-    modality = _text(ds.get("Modality", None)).upper()
-    units = "HU" if modality == "CT" else _text(ds.get("RescaleType", None))
+    modality = _text(get("Modality", None)).upper()
+    units = "HU" if modality == "CT" else _text(get("RescaleType", None))
     if modality == "RTDOSE":
-        units = _text(ds.get("DoseUnits", None)) or "GY"
+        units = _text(get("DoseUnits", None)) or "GY"
     meta_sop = _text(meta.get("MediaStorageSOPInstanceUID", None)) if meta else ""
     inst = Instance(
         source=source,
         sop_class=sop_class,
-        sop_uid=_text(ds.get("SOPInstanceUID", None)) or meta_sop,
-        study_uid=_text(ds.get("StudyInstanceUID", None)),
-        series_uid=_text(ds.get("SeriesInstanceUID", None)) or f"unknown-series:{name}",
-        patient_name=_text(ds.get("PatientName", None)),
-        patient_id=_text(ds.get("PatientID", None)),
-        study_date=_text(ds.get("StudyDate", None)),
-        study_description=_text(ds.get("StudyDescription", None)),
-        series_description=_text(ds.get("SeriesDescription", None)),
-        series_number=_i(ds.get("SeriesNumber", None)),
+        sop_uid=_text(get("SOPInstanceUID", None)) or meta_sop,
+        study_uid=_text(get("StudyInstanceUID", None)),
+        series_uid=_text(get("SeriesInstanceUID", None)) or f"unknown-series:{name}",
+        patient_name=_text(get("PatientName", None)),
+        patient_id=_text(get("PatientID", None)),
+        study_date=_text(get("StudyDate", None)),
+        study_description=_text(get("StudyDescription", None)),
+        series_description=_text(get("SeriesDescription", None)),
+        series_number=_i(get("SeriesNumber", None)),
         modality=modality,
-        instance_number=_i(ds.get("InstanceNumber", None)),
-        acquisition_number=_i(ds.get("AcquisitionNumber", None)),
-        echo_number=_i(_first(ds.get("EchoNumbers", None))),
-        image_type=tuple(str(x).strip() for x in _as_list(ds.get("ImageType", None))),
-        frame_of_reference=_text(ds.get("FrameOfReferenceUID", None)),
+        instance_number=_i(get("InstanceNumber", None)),
+        acquisition_number=_i(get("AcquisitionNumber", None)),
+        echo_number=_i(_first(get("EchoNumbers", None))),
+        image_type=tuple(str(x).strip() for x in _as_list(get("ImageType", None))),
+        frame_of_reference=_text(get("FrameOfReferenceUID", None)),
         rows=rows, columns=cols, samples=samples,
-        photometric=_text(ds.get("PhotometricInterpretation", None)).upper() or (
+        photometric=_text(get("PhotometricInterpretation", None)).upper() or (
             "MONOCHROME2" if samples == 1 else "RGB"),
         bits_allocated=bits,
-        bits_stored=_i(ds.get("BitsStored", None), bits) or bits,
-        high_bit=_i(ds.get("HighBit", None), bits - 1),
-        pixel_representation=_i(ds.get("PixelRepresentation", None), 0) or 0,
-        planar_configuration=_i(ds.get("PlanarConfiguration", None), 0) or 0,
+        bits_stored=_i(get("BitsStored", None), bits) or bits,
+        high_bit=_i(get("HighBit", None), bits - 1),
+        pixel_representation=_i(get("PixelRepresentation", None), 0) or 0,
+        planar_configuration=_i(get("PlanarConfiguration", None), 0) or 0,
         n_frames=n_frames,
         transfer_syntax=ts,
         encapsulated=encapsulated,
         pixel_offset=pixel_offset,
         pixel_length=pixel_length,
-        slice_thickness=_spacing_or_none(ds.get("SliceThickness", None)),
-        spacing_between_slices=_spacing_or_none(ds.get("SpacingBetweenSlices", None)),
+        slice_thickness=_spacing_or_none(get("SliceThickness", None)),
+        spacing_between_slices=_spacing_or_none(get("SpacingBetweenSlices", None)),
         units=units,
         header=_summary(ds),
         file_size=int(size),
@@ -1148,14 +1160,15 @@ def _pixel_element(name: str, ds: ParsedDataset, sop_class: str) -> object:
 def _image_size(name: str, ds: DatasetLike, size: int) -> tuple[int, int, int, int, int]:
     """``(rows, columns, samples, bits allocated, frames)``, refusing sizes that cannot be
     (zero, unsupported bits, more frames or values than the file or memory can hold)."""
-    rows, cols = _i(ds.get("Rows", None), 0), _i(ds.get("Columns", None), 0)
+    get = _getter(ds)
+    rows, cols = _i(get("Rows", None), 0), _i(get("Columns", None), 0)
     if not rows or not cols:
         raise UnreadableDicomError(name, f"invalid image size Rows={rows} Columns={cols}")
-    samples = _i(ds.get("SamplesPerPixel", None), 1) or 1
-    bits = _i(ds.get("BitsAllocated", None), 0) or 0
+    samples = _i(get("SamplesPerPixel", None), 1) or 1
+    bits = _i(get("BitsAllocated", None), 0) or 0
     if bits not in (1, 8, 16, 32, 64):
         raise UnreadableDicomError(name, f"unsupported BitsAllocated={bits}")
-    n_frames = max(_i(ds.get("NumberOfFrames", None), 1) or 1, 1)
+    n_frames = max(_i(get("NumberOfFrames", None), 1) or 1, 1)
     if n_frames > MAX_FRAMES or n_frames > max(size, 1):
         raise UnreadableDicomError(
             name, f"absurd NumberOfFrames={n_frames:,} for a file of {size:,} bytes")

@@ -220,21 +220,27 @@ def cmd_send(args) -> int:
 
 def add_subcommands(sub) -> None:
     """Add this module's subcommands to the ``dicomtools`` parser's subparsers."""
-    from .core.pacs import METHODS, PROTOCOLS, SEND_METHODS
-
     pacs = sub.add_parser("pacs", help="query, retrieve and send with a PACS (DIMSE, DICOMweb)",
                           description="Talk to a PACS or DICOMweb archive through a named "
                                       "server profile. Errors are one line naming the "
                                       "server and the reason.")
     ps = pacs.add_subparsers(dest="pacs_command", required=True, metavar="COMMAND")
+    _add_profile_commands(ps)
+    _add_query_commands(ps)
+    _add_transfer_commands(ps)
 
-    def common(p, server=True):
-        if server:
-            p.add_argument("server", help="server profile name (see `dicomtools pacs list`)")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
-        return p
 
-    p = common(ps.add_parser("add", help="add a server profile"), server=False)
+def _common(p, server=True):
+    """The options every ``pacs`` subcommand has (and the server profile's name)."""
+    if server:
+        p.add_argument("server", help="server profile name (see `dicomtools pacs list`)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    return p
+
+
+def _add_profile_commands(ps) -> None:
+    """``pacs add``, ``list`` and ``remove``: the server profiles."""
+    p = _common(ps.add_parser("add", help="add a server profile"), server=False)
     p.add_argument("name")
     p.add_argument("--url", help="DICOMweb root, e.g. https://pacs.example/dicom-web")
     p.add_argument("--host", help="DIMSE host")
@@ -269,11 +275,16 @@ def add_subcommands(sub) -> None:
     p.add_argument("name")
     p.set_defaults(func=cmd_remove)
 
-    p = common(ps.add_parser("echo", help="check the server answers (C-ECHO / QIDO-RS)"))
+
+def _add_query_commands(ps) -> None:
+    """``pacs echo`` and ``find``."""
+    from .core.pacs import PROTOCOLS
+
+    p = _common(ps.add_parser("echo", help="check the server answers (C-ECHO / QIDO-RS)"))
     p.add_argument("--protocol", choices=PROTOCOLS, help="default: every one the profile has")
     p.set_defaults(func=cmd_echo)
 
-    p = common(ps.add_parser("find", help="search studies or series",
+    p = _common(ps.add_parser("find", help="search studies or series",
                              epilog="exit status: 0 found, 1 nothing found or an error"))
     p.add_argument("--level", choices=["study", "series"], default="study")
     p.add_argument("--protocol", choices=PROTOCOLS,
@@ -288,7 +299,12 @@ def add_subcommands(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_find)
 
-    p = common(ps.add_parser(
+
+def _add_transfer_commands(ps) -> None:
+    """``pacs get`` and ``send``."""
+    from .core.pacs import METHODS, SEND_METHODS
+
+    p = _common(ps.add_parser(
         "get", help="retrieve a series into the local cache; prints its folder",
         epilog="The cache keeps complete, verified instances only: an interrupted get "
                "resumes where it stopped. exit status: 0 complete, 1 an error."))
@@ -301,7 +317,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--workers", type=int, default=4, help="concurrent WADO-RS requests")
     p.set_defaults(func=cmd_get)
 
-    p = common(ps.add_parser(
+    p = _common(ps.add_parser(
         "send", help="upload DICOM files or folders (pictures as secondary captures)",
         epilog="exit status: 0 all stored; 3 some refused (listed on stderr); 1 nothing "
                "sent or an error."))

@@ -52,7 +52,14 @@ class PacsWidget(QWidget):
         self.profiles: dict[str, pacs.ServerProfile] = {}
         self._worker = None
         self._cancel = threading.Event()
+        form = self._query_form()
+        self._results_table()
+        self._action_widgets()
+        self._lay_out(form)
+        self.reload_profiles()
 
+    def _query_form(self) -> QFormLayout:
+        """The server, protocol and query fields (Return in a field searches)."""
         self.server = QComboBox()
         self.server.setToolTip("server profiles from " + pacs.config_path()
                                + " (add them with `dicomtools pacs add`)")
@@ -86,7 +93,10 @@ class PacsWidget(QWidget):
         form.addRow("Study date", self.date)
         form.addRow("Modality", self.modality)
         form.addRow("Description", self.description)
+        return form
 
+    def _results_table(self) -> None:
+        """The Search button and the table of hits (a double click retrieves)."""
         self.search_button = QPushButton("Search")
         self.search_button.clicked.connect(lambda: self.search())
         self.table = QTableWidget(0, len(COLUMNS))
@@ -98,6 +108,8 @@ class PacsWidget(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.doubleClicked.connect(lambda _index: self.retrieve())
 
+    def _action_widgets(self) -> None:
+        """Retrieve, stream, send and cancel controls, the progress bar and the status."""
         self.stream_box = QCheckBox("Stream: open at once, slices as they arrive "
                                     "(WADO-RS or C-GET)")
         self.stream_box.setToolTip("the series opens from its metadata; each slice shown is "
@@ -124,6 +136,7 @@ class PacsWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+    def _lay_out(self, form: QFormLayout) -> None:
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.search_button)
@@ -142,7 +155,6 @@ class PacsWidget(QWidget):
         lay.addLayout(send_row)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
-        self.reload_profiles()
 
     # ------------------------------------------------------------------ profiles
     def reload_profiles(self):

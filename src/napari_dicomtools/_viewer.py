@@ -416,12 +416,19 @@ def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
 def make_geometry_widget(napari_viewer):
     """The *Planes & geometry* dock: plane buttons (axial, coronal, sagittal, acquisition),
     the active layer's geometry in words, and *Resample to patient axes* (in a worker)."""
-    from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
-    from napari.qt.threading import thread_worker
-    from napari.utils.notifications import show_error, show_info, show_warning
-
     viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
     install(viewer)
+    box = _geometry_controls(viewer)
+    _connect_planes(viewer, box)
+    _connect_description(viewer, box)
+    box.resample_now = _connect_resample(viewer, box)
+    return box
+
+
+def _geometry_controls(viewer):
+    """The dock's widgets in a magicgui Container, each also an attribute of it."""
+    from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+
     buttons = {p: PushButton(text=f"{p.capitalize()} ({k})") for p, k in
                (("axial", "Alt+1"), ("coronal", "Alt+2"), ("sagittal", "Alt+3"),
                 ("acquisition", "Alt+0"))}
@@ -439,8 +446,16 @@ def make_geometry_widget(napari_viewer):
         buttons, info, layer_box, voxel, resample)
     box.ortho = ortho
     box.worker = None
+    return box
 
-    for plane, b in buttons.items():
+
+def _connect_planes(viewer, box) -> None:
+    """Plane buttons set the viewer's plane; the checkbox shows the orthogonal views (and
+    follows whether they are shown)."""
+    from napari.utils.notifications import show_warning
+
+    ortho = box.ortho
+    for plane, b in box.buttons.items():
         b.clicked.connect(lambda *_, p=plane: set_plane(viewer, p, keep_cursor=False)
                           if viewer.dims.ndim >= 3 else None)
 
@@ -456,6 +471,11 @@ def make_geometry_widget(napari_viewer):
         if ortho.value != shown:
             with ortho.changed.blocked():
                 ortho.value = shown
+
+
+def _connect_description(viewer, box) -> None:
+    """The active layer's acquisition plane and display error in words, kept current."""
+    info, layer_box = box.info, box.layer_box
 
     def describe(event=None):
         layer_box.reset_choices()
@@ -478,14 +498,21 @@ def make_geometry_widget(napari_viewer):
     viewer.layers.events.removed.connect(describe)
     describe()
 
-    @resample.clicked.connect
+
+def _connect_resample(viewer, box):
+    """*Resample to patient axes* runs in a worker and adds the resampled layer; returns
+    what the button calls."""
+    from napari.qt.threading import thread_worker
+    from napari.utils.notifications import show_error, show_info
+
+    @box.resample.clicked.connect
     def _resample():
         try:
-            layer = viewer.layers[layer_box.value]
+            layer = viewer.layers[box.layer_box.value]
         except (KeyError, ValueError):
             show_error("choose a 3D image or labels layer")
             return
-        spacing = voxel.value or None
+        spacing = box.voxel.value or None
 
         @thread_worker(progress={"total": 0, "desc": "resampling to patient axes"})
         def run():
@@ -501,5 +528,4 @@ def make_geometry_widget(napari_viewer):
         box.worker = w
         w.start()
 
-    box.resample_now = _resample
-    return box
+    return _resample

@@ -53,7 +53,13 @@ class DicomBrowser(QWidget):
         from ._viewer import install
 
         install(self.viewer)
+        row = self._path_row()
+        self._series_tree()
+        self._open_controls()
+        self._lay_out(row)
 
+    def _path_row(self) -> QHBoxLayout:
+        """The path field, Browse and Scan (Return in the field scans)."""
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("folder, DICOM file, .zip or DICOMDIR")
         browse = QPushButton("Browse…")
@@ -65,7 +71,10 @@ class DicomBrowser(QWidget):
         row.addWidget(self.path_edit)
         row.addWidget(browse)
         row.addWidget(self.scan_button)
+        return row
 
+    def _series_tree(self) -> None:
+        """The tree of patients, studies and series (a double click opens)."""
         self.tree = QTreeWidget()
         self.tree.setColumnCount(len(_COLUMNS))
         self.tree.setHeaderLabels(_COLUMNS)
@@ -78,6 +87,8 @@ class DicomBrowser(QWidget):
         header.setStretchLastSection(True)
         self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
+    def _open_controls(self) -> None:
+        """Open options and buttons, the progress bar and the status line."""
         self.lazy_box = QCheckBox("Lazy (decode on demand)")
         self.contours_box = QCheckBox("RTSTRUCT also as shapes")
         self.contours_box.setToolTip("Besides the labels layer, a structure set's contours "
@@ -92,6 +103,7 @@ class DicomBrowser(QWidget):
         self.status = QLabel("Choose a folder and press Scan.")
         self.status.setWordWrap(True)
 
+    def _lay_out(self, row: QHBoxLayout) -> None:
         lay = QVBoxLayout(self)
         lay.addLayout(row)
         lay.addWidget(self.tree)

@@ -219,12 +219,36 @@ def _convert_seg(s, candidates, target: str, args) -> None:
 
 
 def cmd_convert(args) -> int:
-    from .core.nifti import write_series_nifti
-
     src, out = os.fspath(args.path), os.fspath(args.out)
     if not os.path.exists(src):
         raise DicomToolsError(src, "no such file or folder")
     _check_not_into_source(out, src)
+    series = _convertible_series(src, args)
+    targets = _convert_targets(series, src, out, args)
+    bar = None
+    if not args.quiet and len(series) > 1 and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(series), unit="volume", desc="converting", file=sys.stderr)
+    failed = 0
+    for s, target in zip(series, targets, strict=True):
+        try:
+            _convert_one(s, series, target, args)
+        except (DicomToolsError, OSError, ValueError, MemoryError) as exc:
+            failed += 1  # report, and go on with the next series
+            print(_err(exc), file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if failed:
+        print(f"dicomtools: {failed} of {len(series)} volume(s) not written", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _convertible_series(src: str, args):
+    """The image series of ``src`` (skipped files, RTSTRUCT and SR reported on stderr);
+    refuses a source without any."""
     series = _progress_scan(src, args.quiet, args.split_nonuniform)
     for k in series.skipped:
         print(printable(f"skipped {k.path}: {k.reason}"), file=sys.stderr)
@@ -235,6 +259,13 @@ def cmd_convert(args) -> int:
               file=sys.stderr)
     if not series:
         raise DicomToolsError(src, "no convertible DICOM image series")
+    return series
+
+
+def _convert_targets(series, src: str, out: str, args) -> list[str]:
+    """One output file per series: ``out`` itself (a .nii/.nii.gz name, one series), else
+    named by ``--filename`` inside the folder ``out``; refuses existing files without
+    ``--force``."""
     single = out.endswith((".nii", ".nii.gz"))
     if single and len(series) > 1:
         raise DicomToolsError(out, f"is one file but {src} holds {len(series)} volumes; "
@@ -253,42 +284,33 @@ def cmd_convert(args) -> int:
         clash = [t for t in targets if os.path.exists(t)]
         if clash:
             raise DicomToolsError(clash[0], "exists; not overwriting (use --force)")
-    bar = None
-    if not args.quiet and len(series) > 1 and sys.stderr.isatty():
-        from tqdm import tqdm
+    return targets
 
-        bar = tqdm(total=len(series), unit="volume", desc="converting", file=sys.stderr)
-    failed = 0
-    for s, target in zip(series, targets, strict=True):
-        try:
-            tilt = args.correct_tilt and s.order is not None and s.order.tilt_deg
-            gaps = args.uniform and s.order is not None and not s.order.uniform
-            if getattr(s, "kind", "IMAGE") == "SEG":
-                _convert_seg(s, series, target, args)
-            elif tilt or gaps:
-                from .core.nifti import write_nifti
-                from .core.volume import read_volume
 
-                write_nifti(read_volume(s, correct_tilt=bool(tilt), uniform_spacing=bool(gaps),
-                                        philips_precise=args.philips_precise),
-                            target, overwrite=args.force)
-            else:
-                write_series_nifti(s, target, overwrite=args.force,
-                                   philips_precise=args.philips_precise)
-            if not args.quiet and getattr(s, "kind", "IMAGE") != "SEG":
-                print(printable(f"{target}: {s.label}"))
-            for p in s.problems:
-                print(printable(f"  ! {p}"), file=sys.stderr)
-        except (DicomToolsError, OSError, ValueError, MemoryError) as exc:
-            failed += 1  # report, and go on with the next series
-            print(_err(exc), file=sys.stderr)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    if failed:
-        print(f"dicomtools: {failed} of {len(series)} volume(s) not written", file=sys.stderr)
-    return 1 if failed else 0
+def _convert_one(s, series, target: str, args) -> None:
+    """Write one series to ``target``: a SEG as labels, a tilted or gapped stack through
+    ``read_volume`` when asked to correct it, anything else streamed; its problems to
+    stderr."""
+    from .core.nifti import write_series_nifti
+
+    tilt = args.correct_tilt and s.order is not None and s.order.tilt_deg
+    gaps = args.uniform and s.order is not None and not s.order.uniform
+    if getattr(s, "kind", "IMAGE") == "SEG":
+        _convert_seg(s, series, target, args)
+    elif tilt or gaps:
+        from .core.nifti import write_nifti
+        from .core.volume import read_volume
+
+        write_nifti(read_volume(s, correct_tilt=bool(tilt), uniform_spacing=bool(gaps),
+                                philips_precise=args.philips_precise),
+                    target, overwrite=args.force)
+    else:
+        write_series_nifti(s, target, overwrite=args.force,
+                           philips_precise=args.philips_precise)
+    if not args.quiet and getattr(s, "kind", "IMAGE") != "SEG":
+        print(printable(f"{target}: {s.label}"))
+    for p in s.problems:
+        print(printable(f"  ! {p}"), file=sys.stderr)
 
 
 def _parse_window(text: str):
@@ -497,6 +519,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="diagnostics on stderr: -v what the tools decide (files skipped, "
                          "decoders used), -vv everything (debug)")
     sub = ap.add_subparsers(dest="command", required=True)
+    for add in (_add_info, _add_convert, _add_png, _add_anonymize, _add_view):
+        add(sub)
+    known = set(sub.choices).union(*_SUBCOMMAND_MODULES.values())
+    for module, commands in _SUBCOMMAND_MODULES.items():
+        if command not in known or command in commands:
+            importlib.import_module(module).add_subcommands(sub)
+    return ap
+
+
+
+
+def _add_info(sub) -> None:
+    """``dicomtools info``: list series, or a table of header values."""
     p = sub.add_parser("info", help="list patients/studies/series and skipped files")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -510,6 +545,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing CSV")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_info)
+
+
+def _add_convert(sub) -> None:
+    """``dicomtools convert``: DICOM -> NIfTI, one file per volume."""
     p = sub.add_parser("convert", help="DICOM -> NIfTI, one file per volume (like dcm2niix)")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
     p.add_argument("out", help="OUT.nii[.gz] for a single volume, otherwise a folder "
@@ -537,6 +576,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "the true sheared affine in sform; qform is the closest rotation)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or listing")
     p.set_defaults(func=cmd_convert)
+
+
+def _add_png(sub) -> None:
+    """``dicomtools png``: windowed 8-bit PNG slices."""
     p = sub.add_parser("png", help="windowed 8-bit PNG slices, square pixels")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
     p.add_argument("outdir", help="output folder (one subfolder per series)")
@@ -550,6 +593,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing PNGs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_png)
+
+
+def _add_anonymize(sub) -> None:
+    """``dicomtools anonymize``: a PS3.15 Annex E de-identified copy."""
     p = sub.add_parser("anonymize", help="PS3.15 Annex E de-identified copy of a folder",
                        description="De-identify every DICOM file under SRC into OUTDIR with "
                                    "the Basic Application Level Confidentiality Profile. "
@@ -584,6 +631,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_anonymize)
+
+
+def _add_view(sub) -> None:
+    """``dicomtools view``: open DICOM (or a sample) in napari."""
     p = sub.add_parser("view", help="open DICOM (or a sample) in napari")
     p.add_argument("paths", nargs="*", help="DICOM files, folders, .zip or DICOMDIR")
     p.add_argument("--sample", choices=["phantom", "ct", "mr"], help="open built-in sample data")
@@ -591,11 +642,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="save a screenshot of the window and exit (works under xvfb-run)")
     p.set_defaults(func=cmd_view)
-    known = set(sub.choices).union(*_SUBCOMMAND_MODULES.values())
-    for module, commands in _SUBCOMMAND_MODULES.items():
-        if command not in known or command in commands:
-            importlib.import_module(module).add_subcommands(sub)
-    return ap
 
 
 #: modules adding subcommands, each through ``add_subcommands(subparsers)``, with the

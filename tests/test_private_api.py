@@ -48,9 +48,6 @@ KNOWN = {
     ("core/headers.py", "vendor._uih_grid_layout"),
     ("core/headers.py", "vendor._uih_grid_positions"),
     ("core/headers.py", "vendor._uih_grid_slices"),
-    # decode developer: the NIfTI writer streams the decode plan of volume
-    ("core/nifti.py", "volume._iter_frames"),
-    ("core/nifti.py", "volume._plan"),
 }
 
 

@@ -413,19 +413,19 @@ def write_series_nifti(series: Series, path: os.PathLike[str] | str, *,
     >>> out.endswith("ct.nii.gz")
     True
     """
-    from .volume import _iter_frames, _plan
+    from .volume import stream_frames
 
     path = _nifti_path(path)
-    plan = _plan(series, philips_precise)
+    stream = stream_frames(series, philips_precise=philips_precise)
     aff = geometry.affine_ras(series.spacing, series.origin, series.direction)
-    shape, dtype = _series_layout(series, plan.frame_shape, plan.out_dtype, plan.rgb, path)
+    shape, dtype = _series_layout(series, stream.frame_shape, stream.dtype, stream.rgb, path)
     hdr = nifti_header(shape, dtype, aff,
                        repetition_time=_tr_seconds({"header": series.first.header})
                        if series.n_time > 1 else None, description=series.name)
     if series.diffusion:
         _refuse_existing_sidecars(path, overwrite)
-    frames: Iterable[Plane] = _iter_frames(plan)
-    if plan.rgb:
+    frames: Iterable[Plane] = stream.frames
+    if stream.rgb:
         frames = (_to_uint8_colour(f, path) for f in frames)
     _write_nifti_frames(path, hdr, frames, overwrite=overwrite,
                         compress_level=compress_level,

@@ -17,7 +17,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +44,7 @@ Decoded = Array | DicomToolsError | None
 
 __all__ = [
     "Volume", "read_volume", "read_volumes", "regularize", "correct_tilt",
-    "resample_uniform", "check_geometry", "smallest_dtype",
+    "resample_uniform", "check_geometry", "smallest_dtype", "FrameStream", "stream_frames",
 ]
 
 
@@ -1341,6 +1341,78 @@ def _iter_frames(plan: _Plan, ahead: int = 4) -> Iterator[Array]:
         finally:
             for f in pending:
                 f.cancel()
+
+
+class FrameStream(NamedTuple):
+    """A series decoded frame by frame (:func:`stream_frames`), for writers that stream.
+
+    Parameters
+    ----------
+    frame_shape : tuple of int
+        The shape of one frame: ``(rows, columns)``, ``(rows, columns, 3)`` for colour.
+    dtype : numpy.dtype
+        The frames' dtype: for grey images the smallest that holds the rescaled values
+        exactly (what :func:`read_volume` gives); for colour the stored sample depth.
+    rgb : bool
+        Colour frames (RGB, YBR or palette colour applied).
+    frames : iterator of ndarray
+        Every frame of ``series.frames`` in order (slices, then time points, as
+        :func:`read_volume`'s array flattened), decoded a few frames ahead of the reader.
+
+    Examples
+    --------
+    >>> FrameStream((4, 4), np.dtype(np.int16), False, iter([])).frame_shape
+    (4, 4)
+    """
+
+    frame_shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    rgb: bool
+    frames: Iterator[Array]
+
+
+def stream_frames(series: Series, *, philips_precise: bool = False) -> FrameStream:
+    """Decode a series one frame at a time, in output units, holding only a few frames.
+
+    What :func:`read_volume` computes, without the whole volume in memory: the same values
+    (rescaled, MONOCHROME1 inverted, in the same dtype), frame by frame, decoded ahead in
+    worker processes or threads. The NIfTI writer streams series this way.
+
+    Parameters
+    ----------
+    series : Series
+        A series of :func:`~napari_dicomtools.core.series.scan`.
+    philips_precise : bool
+        Philips MR: precise floating-point values (private ScaleSlope).
+
+    Returns
+    -------
+    FrameStream
+        The frames' shape and dtype (known before any frame is decoded) and the frames.
+
+    Raises
+    ------
+    GeometryError
+        The slices cannot be stacked (as :func:`check_geometry`), before any decoding.
+    DicomToolsError
+        From the iterator: the first frame that cannot be read, naming its file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> tmp = tempfile.mkdtemp()
+    >>> _ = write_series(tmp, phantom((3, 8, 8)))
+    >>> (series,) = scan(tmp)
+    >>> stream = stream_frames(series)
+    >>> stream.frame_shape, stream.dtype
+    ((8, 8), dtype('int16'))
+    >>> frames = list(stream.frames)
+    >>> len(frames), bool(np.array_equal(np.stack(frames), read_volume(series).array))
+    (3, True)
+    """
+    plan = _plan(series, philips_precise)
+    return FrameStream(plan.frame_shape, plan.out_dtype, plan.rgb, _iter_frames(plan))
 
 
 def _read_frame_safely(plan: _Plan, i: int, out: Array,

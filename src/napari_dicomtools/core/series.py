@@ -319,8 +319,23 @@ class SeriesList(list[Series]):
         return "[" + ",\n ".join(lines) + "]"
 
 
+#: rounded orientations and spacings by (value, digits): the files of a series share theirs
+#: (issue 17: grouping rounds two per file); emptied when it holds 4096
+_ROUNDED: dict[tuple[tuple[float, ...], int], tuple[float, ...]] = {}
+
+
 def _round_tuple(v: Iterable[float] | None, nd: int) -> tuple[float, ...] | None:
-    return None if v is None else tuple(round(float(x), nd) for x in v)
+    if v is None:
+        return None
+    key = (v, nd) if isinstance(v, tuple) else None
+    done = _ROUNDED.get(key) if key is not None else None
+    if done is None:
+        done = tuple(round(float(x), nd) for x in v)
+        if key is not None:
+            if len(_ROUNDED) >= 4096:
+                _ROUNDED.clear()
+            _ROUNDED[key] = done
+    return done
 
 
 _COMPONENTS = {"P": "ph", "PHASE": "ph", "R": "real", "REAL": "real", "I": "imaginary",

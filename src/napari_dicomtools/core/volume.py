@@ -495,6 +495,27 @@ class _DecodeAhead:
         return (False, None) if fut is None else (True, fut.result())
 
 
+def _read_at(path: str, offset: int, buffer: memoryview) -> int:
+    """Read into ``buffer`` from ``offset`` of the file: one ``open``, ``preadv`` and
+    ``close`` where the platform has ``preadv`` (half the CPU of a buffered file object's
+    open, seek and readinto, for the small frames of a batch job). Returns the bytes read."""
+    if not hasattr(os, "preadv"):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.readinto(buffer)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        got = os.preadv(fd, [buffer], offset)
+        while 0 < got < len(buffer):  # a regular file reads short only at its end
+            more = os.preadv(fd, [buffer[got:]], offset + got)
+            if more <= 0:
+                break
+            got += more
+        return got
+    finally:
+        os.close(fd)
+
+
 def _read_native(fr: Frame, out: Array) -> None:
     """Read one frame of native pixel data straight into ``out`` (rescaled in place)."""
     inst = fr.instance
@@ -504,9 +525,7 @@ def _read_native(fr: Frame, out: Array) -> None:
     assert inst.pixel_offset is not None  # native frames have one (_Plan.native)
     offset = inst.pixel_offset + (fr.index or 0) * nbytes
     try:
-        with open(inst.source.path, "rb") as f:
-            f.seek(offset)
-            got = f.readinto(target.reshape(-1).data.cast("B"))
+        got = _read_at(inst.source.path, offset, target.reshape(-1).data.cast("B"))
     except OSError as exc:
         raise UnreadableDicomError(inst.path, f"cannot read pixel data: {exc}") from None
     if got != nbytes:

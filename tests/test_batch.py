@@ -469,3 +469,30 @@ def test_zip_input_converts_like_its_folder(archive, tmp_path):
     assert c.succeeded == 6 and tree(tmp_path / "from_list") == tree(tmp_path / "from_folder")
     row = read_manifest(tmp_path / "from_zip")[0]
     assert all(s[0].startswith(z + "::") and s[1] > 0 for s in row["sources"])
+
+
+def test_scan_parts_are_whole_folders_and_smaller_at_the_end():
+    """The scan is cut between folders, every file once and in order, and its last parts are
+    smaller (the workers finish the scan together: the conversion starts when all of it is
+    done); series found in several parts are scanned again in one part per worker."""
+    from napari_dicomtools.core import batch
+    from napari_dicomtools.core.sources import Source
+
+    files = [Source(f"/a/P{i // 100}/S{i // 20}/IM{i % 20}.dcm", None) for i in range(4000)]
+    parts = batch._parts([(files, "a")], 2)
+    assert [s for p, _ in parts for s in p] == files
+    folders = [{os.path.dirname(s.path) for s in p} for p, _ in parts]
+    assert sum(len(f) for f in folders) == len(set().union(*folders)) == 200  # none cut
+    sizes = [len(p) for p, _ in parts]
+    assert max(sizes) == 260 and sizes[-1] <= 80 and sizes[0] > 2 * sizes[-2]
+
+    # two series, each with files in both parts: re-read in two parts, not one
+    part_a = [Source(f"/a/x{i}.dcm", None) for i in range(4)]
+    part_b = [Source(f"/a/y{i}.dcm", None) for i in range(4)]
+    results = [{"part": f"j:{k}", "worker": None, "loose": [],
+                "uids": {u: {"idx": [2 * n, 2 * n + 1], "series": [], "skipped": []}
+                         for n, u in enumerate(("1.1", "1.2"))}} for k in range(2)]
+    again = batch._spanning([(part_a, "a"), (part_b, "a")], results, 2)
+    assert [[s.path[-6:] for s in p] for p, _ in again] == [
+        ["x0.dcm", "x1.dcm", "y0.dcm", "y1.dcm"], ["x2.dcm", "x3.dcm", "y2.dcm", "y3.dcm"]]
+    assert all(r["uids"] == {} for r in results)

@@ -644,21 +644,26 @@ def _parts(inputs: _Inputs, n_workers: int) -> _Inputs:
     ``(sources, %f folder name)``. Inputs of one folder name share parts (a list file of
     single files is read in parts of many files, not one task each)."""
     total = sum(len(srcs) for srcs, _ in inputs)
-    per = max(1, min(SCAN_CHUNK, -(-total // max(1, n_workers * TASKS_PER_WORKER))))
+    full = max(1, min(SCAN_CHUNK, -(-total // max(1, n_workers * TASKS_PER_WORKER))))
     parts: _Inputs = []
     cur: list[Source] = []
     last: object = None
     name = ""
+    seen = 0
     for srcs, folder in inputs:
         for src in srcs:
             d = (src.path, os.path.dirname(src.member)) if src.member is not None else \
                 os.path.dirname(src.path)
+            # the last parts smaller, so that the workers finish the scan together (the
+            # conversion starts when all of it is done)
+            per = full if total - seen > 2 * n_workers * full else max(1, full // 4)
             # cut between folders once big enough; inside a huge folder at 4 x the size
             if cur and (folder != name or (d != last and len(cur) >= per)
                         or len(cur) >= 4 * per):
                 parts.append((cur, name))
                 cur = []
             cur.append(src)
+            seen += 1
             last, name = d, folder
     if cur:
         parts.append((cur, name))
@@ -674,7 +679,7 @@ def _convert_scan(executor: _Executor, inputs: _Inputs, job: str, opts: ConvertO
     in ``scan`` order."""
     parts = _parts(inputs, executor.n_workers)
     results = _scan_parts(executor, parts, job, 0, opts, pattern, progress)
-    again = _spanning(parts, results)
+    again = _spanning(parts, results, executor.n_workers)
     results += _scan_parts(executor, again, job, len(parts), opts, pattern, None)
     parts += again
     records: list[_SeriesRecord] = []
@@ -708,18 +713,21 @@ def _scan_parts(executor: _Executor, parts: _Inputs, job: str, first: int,
     return [r for r in results if r is not None]
 
 
-def _spanning(parts: _Inputs, results: list[_PartResult]) -> _Inputs:
+def _spanning(parts: _Inputs, results: list[_PartResult], n_workers: int) -> _Inputs:
     """Parts of the SeriesInstanceUIDs found in several parts, their files together (to be
-    scanned again); these UIDs are taken out of ``results``."""
+    scanned again, shared among the workers: the others wait for them); these UIDs are
+    taken out of ``results``."""
     owners: dict[str, list[int]] = defaultdict(list)
     for i, res in enumerate(results):
         for uid in res["uids"]:
             owners[uid].append(i)
-    spanning = [uid for uid, ps in owners.items() if len(ps) > 1]
+    spanning = {uid: [parts[i][0][j] for i in ps for j in results[i]["uids"][uid]["idx"]]
+                for uid, ps in owners.items() if len(ps) > 1}
+    total = sum(len(srcs) for srcs in spanning.values())
+    per = max(1, min(SCAN_CHUNK, -(-total // max(1, n_workers))))
     again: _Inputs = []
-    for uid in spanning:
-        srcs = [parts[i][0][j] for i in owners[uid] for j in results[i]["uids"][uid]["idx"]]
-        if not again or len(again[-1][0]) + len(srcs) > SCAN_CHUNK:
+    for uid, srcs in spanning.items():
+        if not again or len(again[-1][0]) + len(srcs) > per:
             again.append(([], parts[owners[uid][0]][1]))
         again[-1][0].extend(srcs)
     for res in results:

@@ -1,9 +1,9 @@
-"""pydicom's data dictionary, without importing pydicom.
+"""pydicom's data dictionary and UID registry, without importing pydicom.
 
 ``import pydicom`` costs 0.3-0.5 s of CPU (its pixel decoders, numpy, ``requests`` through
 ``pydicom.data``), more than de-identifying a few hundred files by the byte-level path
-(:mod:`._anonfast`). The tables themselves are a plain data module
-(``pydicom/_dicom_dict.py``, generated from the standard): they are loaded here from pydicom's
+(:mod:`._anonfast`). The tables themselves are plain data modules
+(``pydicom/_dicom_dict.py``, ``pydicom/_uid_dict.py``, generated from the standard): they are loaded here from pydicom's
 own file (9 ms), or taken from ``sys.modules`` when pydicom is already imported, so both paths use
 the very same tables as pydicom. The functions mirror :mod:`pydicom.datadict`'s (same repeater
 masks, same ``KeyError``), which ``tests/test_anonymize_fast.py`` checks tag by tag.
@@ -20,18 +20,19 @@ from types import ModuleType
 
 __all__ = [
     "dictionary_has_tag", "dictionary_vm", "dictionary_vr", "keyword_for_tag",
-    "tag_for_keyword",
+    "tag_for_keyword", "uid_registry",
 ]
 
 #: (VR, VM, name, retired, keyword) per tag, as in pydicom's DicomDictionary
 Entry = tuple[str, str, str, str, str]
 
 
-def _pydicom_module(name: str) -> ModuleType:
+def _pydicom_module(name: str, as_shipped: bool = False) -> ModuleType:
     """``pydicom.<name>`` (a pure data module), executed from pydicom's file without running
-    ``pydicom/__init__.py``; the imported module when pydicom is loaded already."""
+    ``pydicom/__init__.py``; the imported module when pydicom is loaded already, unless
+    ``as_shipped`` (the file's content, whatever was added to the loaded module since)."""
     loaded = sys.modules.get(f"pydicom.{name}")
-    if loaded is not None:
+    if loaded is not None and not as_shipped:
         return loaded
     try:
         spec = importlib.util.find_spec("pydicom")
@@ -101,3 +102,12 @@ def keyword_for_tag(tag: int) -> str:
 def tag_for_keyword(keyword: str) -> int | None:
     """The tag of a keyword of the main dictionary, else None."""
     return _tables()[3].get(keyword)
+
+
+@lru_cache(maxsize=1)
+def uid_registry() -> frozenset[str]:
+    """Every UID of pydicom's registry (SOP classes, transfer syntaxes, well-known instances
+    and frames of reference, coding schemes ...) as pydicom ships it: read from its file even
+    when pydicom is loaded, because importing pynetdicom adds transfer syntaxes to the
+    loaded dictionary, and what is kept must not depend on what was imported first."""
+    return frozenset(_pydicom_module("_uid_dict", as_shipped=True).UID_dictionary)

@@ -15,9 +15,10 @@ What the engine does beyond the table (PS3.15 E.3 and lessons from other tools' 
   (``data/deid_public_allowlist.json``: numbers, code strings, sequences, image pixel,
   geometry and technique attributes, coded vocabulary), unless ``keep_unlisted_public``;
   elements unknown to the data dictionary are always removed;
-* remaps every UI value that is not a well-known UID (one DICOM defines, under its root
-  1.2.840.10008: SOP classes, transfer syntaxes, coding schemes, ...; see
-  ``is_well_known_uid``) wherever it is, listed in E.1-1 or not;
+* remaps every UI value that is not a well-known UID (one DICOM defines under its root
+  1.2.840.10008: SOP classes, transfer syntaxes, coding schemes ... of pydicom's registry
+  as shipped and their siblings; see ``is_well_known_uid``) wherever it is, listed in
+  E.1-1 or not;
 * removes all private elements (and their creators) unless ``retain_private``;
 * removes overlay (60xx) and curve (50xx) groups (their data can hold burned-in text);
 * rebuilds the file meta (new MediaStorageSOPInstanceUID, no AE titles, no private
@@ -347,13 +348,20 @@ def _emptied_sequences() -> frozenset[int]:
                      _allow_rules()["sequences_emptied"]["keywords"])
 
 
-#: PS3.5 9.1: the root ``1.2.840.10008`` is reserved for what DICOM itself defines (SOP
-#: classes, transfer syntaxes, well-known SOP instances and frames of reference, coding
-#: schemes, context groups, templates), never for an instance. Every such UID (PS3.6 Annex A)
-#: has components of at most four digits after the root, while an instance UID generated
-#: under it by mistake carries a long one (a time, a counter, a record number): only the
-#: former is kept.
-_DICOM_DEFINED_RE = re.compile(r"1\.2\.840\.10008(\.(0|[1-9][0-9]{0,3}))+")
+#: PS3.5 9.1: the root ``1.2.840.10008`` is reserved for what DICOM itself defines
+_DICOM_ROOT = "1.2.840.10008."
+#: arcs of DICOM-defined UIDs that pydicom's registry does not list (PS3.16 context groups)
+_EXTRA_ARCS = frozenset({"1.2.840.10008.6.1"})
+_LAST_COMPONENT_RE = re.compile(r"0|[1-9][0-9]{0,3}")
+
+
+@lru_cache(maxsize=1)
+def _dicom_defined() -> tuple[frozenset[str], frozenset[str]]:
+    """(the DICOM UIDs of pydicom's registry as shipped, the arcs they hang from)."""
+    from ._datadict import uid_registry
+
+    known = frozenset(u for u in uid_registry() if u.startswith(_DICOM_ROOT))
+    return known, frozenset(u.rpartition(".")[0] for u in known) | _EXTRA_ARCS
 
 
 def is_well_known_uid(value: str) -> bool:
@@ -362,11 +370,12 @@ def is_well_known_uid(value: str) -> bool:
     patient, and are kept; every other UID is remapped.
 
     The rule is fixed, so that the output never depends on what else was imported (pynetdicom
-    adds transfer syntaxes to pydicom's UID registry) nor on the pydicom release: a UID under
-    the DICOM root ``1.2.840.10008`` (PS3.5 9.1), of valid grammar, whose components after
-    the root have at most four digits (as in PS3.6 Annex A; an instance UID wrongly made
-    under the root has a longer one and is remapped). A private UID is never kept, whatever
-    registry lists it.
+    adds transfer syntaxes to pydicom's loaded UID registry): a UID under the DICOM root
+    ``1.2.840.10008`` (PS3.5 9.1) that is in pydicom's registry as shipped, or a sibling of
+    one (the same parent arc, a last component of at most four digits: a SOP class or
+    transfer syntax newer than the registry), or a PS3.16 context group. A private UID is
+    never kept, whatever registry lists it, nor an instance UID wrongly made under the
+    DICOM root.
 
     Parameters
     ----------
@@ -390,7 +399,11 @@ def is_well_known_uid(value: str) -> bool:
     False
     """
     uid = str(value).strip().rstrip("\x00")
-    return len(uid) <= 64 and _DICOM_DEFINED_RE.fullmatch(uid) is not None
+    if not uid.startswith(_DICOM_ROOT) or not is_valid_uid(uid):
+        return False
+    known, arcs = _dicom_defined()
+    arc, _, last = uid.rpartition(".")
+    return uid in known or (arc in arcs and _LAST_COMPONENT_RE.fullmatch(last) is not None)
 
 
 _UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -473,6 +486,7 @@ def unlisted_action(tag: int, vr: str, options: Options | None = None) -> str:
     return "X"
 
 
+@lru_cache(maxsize=4096)
 def _dictionary_vrs(tag: int) -> frozenset[str]:
     """The VRs the data dictionary allows for ``tag`` (``{"US", "SS"}`` ...), empty when
     unknown."""
@@ -1771,6 +1785,7 @@ def _warm_up() -> None:
 
     profile_table()
     public_allowlist()
+    _dicom_defined()
     _emptied_sequences()
     _keyword(0x00100010)
 

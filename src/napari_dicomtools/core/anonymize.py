@@ -1893,12 +1893,12 @@ def _deidentified(anon: Anonymizer, source: Source, name: str, st: _FileState
                 return fast
             fp.seek(0)
         ds = _read_dataset(fp, name, dicm)
+    if "DirectoryRecordSequence" in ds:  # a DICOMDIR by another name: skipped, as by name
+        st.looks_dicom = False
+        raise DicomToolsError(name, "DICOMDIR index not copied")
     if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
         raise DicomToolsError(name, "not a DICOM file (no SOP Class/Instance UID)")
     st.looks_dicom = True
-    if "DirectoryRecordSequence" in ds:
-        st.looks_dicom = False
-        raise DicomToolsError(name, "DICOMDIR index not copied")
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         try:

@@ -709,7 +709,7 @@ def _data_set(buf: bytes, pos: int, size: int, implicit: bool, extra: dict[int, 
     n = len(buf)
     header, u32, long_vrs, vr_names = _HEADER.unpack_from, _U32.unpack_from, _LONG_VRS, \
         _VR_NAMES
-    wanted = _TAG_TO_KW
+    wanted, pixel, decline, undefined = _TAG_TO_KW, _PIXEL, _DECLINE, _UNDEF
     while pos + 8 <= n:
         group, elem, vrb, length = header(buf, pos)
         tag = (group << 16) | elem
@@ -725,11 +725,11 @@ def _data_set(buf: bytes, pos: int, size: int, implicit: bool, extra: dict[int, 
             if vr is None:
                 raise Unsupported(f"bad VR bytes {vrb!r} at {pos}")
             vpos = pos + 8
-        if tag >= _PIXEL:
-            return raw, (RawElement(tag, vpos, length) if tag == _PIXEL else None)
-        if tag in _DECLINE:
+        if tag >= pixel:
+            return raw, (RawElement(tag, vpos, length) if tag == pixel else None)
+        if tag in decline:
             raise Unsupported("enhanced multi-frame or DICOMDIR")
-        if length == _UNDEF:
+        if length == undefined:
             if vr in (None, "SQ", "UN"):
                 pos = _skip_undefined(buf, vpos, implicit if vr != "UN" else True, _SEQ_END)
                 continue

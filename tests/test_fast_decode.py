@@ -317,3 +317,24 @@ def test_a_stale_pixel_offset_is_declined_not_misread(compressed):
         assert not _decode.decode_into(replace(inst, encapsulated_offset=wrong), out)
     assert _decode.decode_into(inst, out)
     assert np.array_equal(out, values[0])
+
+
+def test_read_volumes_decodes_while_scanning_too(compressed, two_workers, monkeypatch):
+    """read_volumes(folder) offers the scan's files to a _DecodeAhead as read_volume does;
+    every volume is exact."""
+    from napari_dicomtools import read_volumes
+
+    made = []
+    real = volume._DecodeAhead.start
+
+    def start():
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(volume._DecodeAhead, "start", staticmethod(start))
+    values, folder = compressed["JPEGLSLossless"]["unsigned"]
+    (vol,) = read_volumes(folder)
+    assert np.array_equal(vol.array, values)
+    assert len(made) == 1 and made[0] is not None
+    assert read_volumes(folder, lazy=True)[0].array.shape == values.shape
+    assert len(made) == 1  # a lazy read decodes nothing up front

@@ -27,7 +27,7 @@ from ._limits import FATAL, check_allocation
 from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
 from .headers import Frame, Instance, Window
-from .series import NO_IMAGE_KINDS, Series, SeriesList, scan, scan_iter
+from .series import NO_IMAGE_KINDS, Series, SeriesList, scan_iter
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -871,6 +871,17 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
     return vol
 
 
+def _scan_with(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> SeriesList:
+    """:func:`~.series.scan`, each parsed file offered to ``ahead`` to decode meanwhile."""
+    gen = scan_iter(path, on_header=ahead.offer if ahead is not None else None)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            found: SeriesList = stop.value
+            return found
+
+
 def _the_image_series(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> Series:
     """The one image series under ``path`` (``ahead`` decodes frames while it is scanned).
 
@@ -881,13 +892,7 @@ def _the_image_series(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) 
     DicomToolsError
         More than one image series (listed).
     """
-    gen = scan_iter(path, on_header=ahead.offer if ahead is not None else None)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            found: SeriesList = stop.value
-            break
+    found = _scan_with(path, ahead)
     objects = [s for s in found if s.kind in NO_IMAGE_KINDS]  # RTSTRUCT, SR: no image
     found[:] = [s for s in found if s.kind not in NO_IMAGE_KINDS]
     if not found:
@@ -1180,11 +1185,17 @@ def read_volumes(path: os.PathLike[str] | str, lazy: bool = False, *,
     [(1, 128, 128)]
     """
     out = []
-    for s in scan(path):
+    ahead = None if lazy else _DecodeAhead.start()
+    try:
+        found = _scan_with(path, ahead)
+    finally:
+        if ahead is not None:
+            ahead.stop()
+    for s in found:
         if s.kind in NO_IMAGE_KINDS:  # RTSTRUCT, SR: no image to read
             continue
         try:
-            out.append(_read_series(s, lazy=lazy, progress=progress))
+            out.append(_read_series(s, lazy=lazy, progress=progress, ahead=ahead))
         except DicomToolsError as exc:
             warnings.warn(str(exc), stacklevel=2)
     return out
@@ -1469,6 +1480,7 @@ def check_geometry(series: Series) -> None:
     Examples
     --------
     >>> from pydicom.data import get_testdata_file
+    >>> from napari_dicomtools.core.series import scan
     >>> check_geometry(scan(get_testdata_file("CT_small.dcm"))[0])  # nothing to say
     """
     path = series.first.path

@@ -1430,6 +1430,7 @@ def stream_frames(series: Series, *, philips_precise: bool = False) -> FrameStre
     Examples
     --------
     >>> import tempfile
+    >>> from napari_dicomtools.core.series import scan
     >>> from napari_dicomtools.core.synthetic import phantom, write_series
     >>> tmp = tempfile.mkdtemp()
     >>> _ = write_series(tmp, phantom((3, 8, 8)))

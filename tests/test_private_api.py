@@ -26,19 +26,6 @@ KNOWN = {
     # batch / anonymize developers: one file's de-identification shared with batch
     ("core/batch.py", "anonymize._one"),
     ("core/batch.py", "anonymize._warm_up"),
-    # anonymize developer: the byte path (_anonfast) shares the pydicom path's tables and
-    # helpers; they belong in a private module both import
-    ("core/_anonfast.py", "anonymize._Context"),
-    ("core/_anonfast.py", "anonymize._ENCAPSULATED_DOCUMENT"),
-    ("core/_anonfast.py", "anonymize._FREE_TEXT"),
-    ("core/_anonfast.py", "anonymize._IMPLEMENTATION_NAME"),
-    ("core/_anonfast.py", "anonymize._IMPLEMENTATION_UID"),
-    ("core/_anonfast.py", "anonymize._TEXT_VRS"),
-    ("core/_anonfast.py", "anonymize._clean_text"),
-    ("core/_anonfast.py", "anonymize._dictionary_vr"),
-    ("core/_anonfast.py", "anonymize._dummy"),
-    ("core/_anonfast.py", "anonymize._encode_meta_values"),
-    ("core/_anonfast.py", "anonymize._norm_name"),
     # vendor private tag readers used by headers (not user API): to move to a private module
     ("core/headers.py", "vendor._diffusion"),
     ("core/headers.py", "vendor._ge_pepolar"),

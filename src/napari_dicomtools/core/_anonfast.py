@@ -5,7 +5,8 @@ pydicom data set, and :func:`~napari_dicomtools.core.anonymize.encode_file` writ
 For a file with a preamble, an explicit file meta and a little-endian data set (Implicit VR,
 Explicit VR, or an encapsulated transfer syntax), this module does the same walk on the file's
 bytes: it tokenizes the elements, asks the very same rules (``Anonymizer._decide``,
-``_raw_replacement``, ``_kept_bytes_ok``, the pseudonyms and UID map) what to do with each,
+``_raw_replacement``, the pseudonyms and UID map, and ``_anonrules``: ``_kept_bytes_ok``, the
+dummies, date shifts and cleaning) what to do with each,
 and writes the result, copying kept values (Pixel Data included) byte for byte. It never
 imports pydicom, whose import costs more than de-identifying a few hundred files this way.
 
@@ -26,11 +27,28 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._anonrules import (
+    _ENCAPSULATED_DOCUMENT,
+    _FREE_TEXT,
+    _IDENTITY_SQ,
+    _IMPLEMENTATION_NAME,
+    _IMPLEMENTATION_UID,
+    _TEXT_VRS,
+    _clean_text,
+    _Context,
+    _dictionary_vr,
+    _dummy,
+    _encode_meta_values,
+    _kept_bytes_ok,
+    _keyword,
+    _norm_name,
+    _shift,
+)
 from ._filemeta import read_file_meta
 from .errors import DicomToolsError
 
 if TYPE_CHECKING:
-    from .anonymize import Anonymizer, _Context
+    from .anonymize import Anonymizer
 
 __all__: list[str] = []
 
@@ -298,16 +316,13 @@ class _Walker:
     """Anonymizer._walk over tokenized elements, writing the result as it goes."""
 
     def __init__(self, anon: Anonymizer, parser: _Parser, ctx: _Context):
-        from . import anonymize as a
-
         self.anon, self.parser, self.ctx = anon, parser, ctx
-        self.a = a
         self.view = parser.view
         self.top_values: dict[int, bytes] = {}  # de-identified UIDs the file meta and path need
 
     def walk(self, elements: list[_Element], out: _Out, strict: int, top: bool,
              depth: int) -> None:
-        a, anon, ctx = self.a, self.anon, self.ctx
+        anon, ctx = self.anon, self.ctx
         view = self.view
         item_pid: str | None = None
         for el in elements:
@@ -328,7 +343,7 @@ class _Walker:
             if not el.undefined and el.length & 1:
                 raise Decline("odd value length")
             if vr in (None, "UN"):
-                vr = a._dictionary_vr(t) or "UN"
+                vr = _dictionary_vr(t) or "UN"
             action, listed, code = anon._decide(t, vr)
             value = view[el.start:el.start + el.length]
             if not listed:
@@ -337,7 +352,7 @@ class _Walker:
                         self._sequence(el, out, strict, depth)
                     continue
                 if strict and (strict > 1 or not code) and \
-                        (vr in a._FREE_TEXT or vr in ("DA", "DT", "TM")):
+                        (vr in _FREE_TEXT or vr in ("DA", "DT", "TM")):
                     action = "D"
                 elif action == "K":
                     self._keep(el, vr, value, out)
@@ -369,7 +384,7 @@ class _Walker:
             out.add(value)
             out.add(_HHL.pack(0xFFFE, 0xE0DD, 0))
             return
-        if self.a._kept_bytes_ok(value, vr, el.tag):
+        if _kept_bytes_ok(value, vr, el.tag):
             out.element(el.tag, el.vr, value)
         elif el.tag == _CHARSET:  # pydicom would then write the whole file its own way
             raise Decline("a Specific Character Set that would be removed")
@@ -378,10 +393,10 @@ class _Walker:
         """``Anonymizer._apply`` for what ``_raw_replacement`` leaves: empty or dummy values
         of binary VRs, dates shifted (``shift_dates``) or replaced, LO/SH cleaned (the
         Clean action of the retain options)."""
-        a, ctx = self.a, self.ctx
+        ctx = self.ctx
         if action == "Z":
             return b""
-        if tag == a._ENCAPSULATED_DOCUMENT:
+        if tag == _ENCAPSULATED_DOCUMENT:
             raise Decline("an Encapsulated Document")
         shift = ctx["shift"]
         if (action == "D" and vr in ("DA", "DT") and shift is not None) or \
@@ -389,13 +404,13 @@ class _Walker:
             return self._shifted(value, vr, shift)
         if action == "C" and vr in ("LO", "SH"):  # cleaned as pydicom decodes them
             parts = [v.rstrip("\x00 ") for v in _ascii(value).split("\\")]
-            cleaned = a._clean_text(parts if len(parts) > 1 else parts[0], ctx["phi"])
+            cleaned = _clean_text(parts if len(parts) > 1 else parts[0], ctx["phi"])
             return _padded(cleaned if isinstance(cleaned, str) else "\\".join(cleaned), vr)
         if action in ("D", "U") or (action == "C" and vr in ("DA", "DT", "TM")):
             if vr in _ZERO:
                 return _ZERO[vr]
-            dummy = a._dummy(vr, ctx)
-            if isinstance(dummy, str) and vr in a._TEXT_VRS:
+            dummy = _dummy(vr, ctx)
+            if isinstance(dummy, str) and vr in _TEXT_VRS:
                 return _padded(dummy, vr)
         raise Decline(f"action {action} on {vr} needs the pydicom path")
 
@@ -407,7 +422,7 @@ class _Walker:
                 raise Decline("a blank date or time")
             return b""
         parts = text.split("\\")
-        shifted = self.a._shift(parts if len(parts) > 1 else parts[0], vr, shift)
+        shifted = _shift(parts if len(parts) > 1 else parts[0], vr, shift)
         return _padded(shifted if isinstance(shifted, str) else "\\".join(shifted), vr)
 
     def _sequence(self, el: _Element, out: _Out, level: int, depth: int,
@@ -441,8 +456,8 @@ class _Walker:
             return
         level = strict
         if action in ("D", "C"):
-            keyword = self.a._keyword(el.tag)
-            level = max(strict, 2 if self.a._IDENTITY_SQ.search(keyword) else 1)
+            keyword = _keyword(el.tag)
+            level = max(strict, 2 if _IDENTITY_SQ.search(keyword) else 1)
         self._sequence(el, out, level, depth)
 
     def _item_patient_id(self, elements: list[_Element]) -> str:
@@ -470,7 +485,7 @@ class _Walker:
             new = anon.pseudonym(value.strip())
         elif item_pid:
             new = anon.pseudonym(item_pid)
-        elif self.a._norm_name(value) == ctx["pname"]:
+        elif _norm_name(value) == ctx["pname"]:
             new = ctx["pseudonym"]
         else:
             new = anon.pseudonym("", value)
@@ -519,8 +534,6 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
     DicomToolsError
         BurnedInAnnotation is YES and ``skip_burned_in`` was asked for.
     """
-    from . import anonymize as a
-
     opts = anon.options
     if opts.retain_uids or opts.retain_private or opts.clean_descriptors or \
             opts.clean_structured_content or opts.clean_graphics:
@@ -535,7 +548,7 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
         implicit = False
     else:
         raise Decline(f"transfer syntax {ts or 'missing'}")
-    parser = _Parser(buf, a._dictionary_vr)
+    parser = _Parser(buf, _dictionary_vr)
     elements, _ = parser.dataset(start, len(buf), implicit, 0)
     tags = {el.tag for el in elements}
     if 0x00041220 in tags:
@@ -547,7 +560,7 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
     pname = _top_text(parser, elements, _PATIENT_NAME, "PN")
     ctx: _Context = {
         "implicit": implicit, "pseudonym": anon.pseudonym(pid, pname), "pid": pid.strip(),
-        "pname": a._norm_name(pname),
+        "pname": _norm_name(pname),
         "shift": anon.date_offset_days(pid or pname) if opts.shift_dates else None,
         "phi": set(),
     }
@@ -599,15 +612,13 @@ def _top_level(walker: _Walker, elements: list[_Element],
 def _file(anon: Anonymizer, meta: dict[int, str], top: dict[int, bytes],
           body: list[tuple[int, list[Piece]]], implicit: bool, ts: str) -> list[Piece]:
     """Preamble, ``DICM``, the rebuilt file meta (E.3.8) and the data set."""
-    from . import anonymize as a
-
     sop_class = _uid_text(top.get(0x00080016, b"")) or meta.get(0x0002, "")
     if 0x00080018 not in top:
         raise Decline("no SOP Instance UID left in the data set")
     sop = _uid_text(top[0x00080018])
-    encoded = a._encode_meta_values({0x00020002: sop_class, 0x00020003: sop,
-                                     0x00020010: ts, 0x00020012: a._IMPLEMENTATION_UID,
-                                     0x00020013: a._IMPLEMENTATION_NAME})
+    encoded = _encode_meta_values({0x00020002: sop_class, 0x00020003: sop,
+                                   0x00020010: ts, 0x00020012: _IMPLEMENTATION_UID,
+                                   0x00020013: _IMPLEMENTATION_NAME})
     if encoded is None:
         raise Decline("file meta beyond ASCII")
     pieces: list[Piece] = []

@@ -1627,12 +1627,12 @@ class _TableSpec(NamedTuple):
 
 
 def _table_spec(tags: Iterable[int | str] | None, deidentify: bool) -> _TableSpec:
-    from .metadata import DEFAULT_TAGS, INSTANCE_COLUMNS, _deidentified_columns, parse_tag
+    from .metadata import DEFAULT_TAGS, INSTANCE_COLUMNS, deidentified_columns, parse_tag
 
     specs = [parse_tag(t) for t in (DEFAULT_TAGS if tags is None else tags)]
     columns = list(INSTANCE_COLUMNS[:3]) + [n for _, n, _ in specs] + ["error"]
     if deidentify:
-        columns = _deidentified_columns(columns, specs)
+        columns = deidentified_columns(columns, specs)
     return _TableSpec({t: (name, vr) for t, name, vr in specs}, columns, _column_types(specs))
 
 
@@ -1650,9 +1650,9 @@ def _write_part(path: str, rows: Sequence[dict[str, Any]], columns: list[str],
 def _table_part(sources: Sequence[Source], extra_rows: Sequence[dict[str, Any]],
                 spec: _TableSpec, path: str, deidentify: bool) -> int:
     """Read the tags of ``sources`` (a task) and write them as one Parquet file."""
-    from .metadata import _instance_rows, redact_paths
+    from .metadata import instance_rows, redact_paths
 
-    rows: list[dict[str, Any]] = _instance_rows(sources, spec.tagmap) + list(extra_rows)
+    rows: list[dict[str, Any]] = instance_rows(sources, spec.tagmap) + list(extra_rows)
     if deidentify:
         known = [str(r["path"]) for r in rows]
         for r in rows:

@@ -567,8 +567,3 @@ def write_csv(table: pd.DataFrame | Sequence[Mapping[str, Any]],
             for r in rows:
                 w.writerow(r)
     return os.fspath(path)
-
-
-# the batch module's names for these, until it imports the public ones (issue 13)
-_instance_rows = instance_rows
-_deidentified_columns = deidentified_columns

@@ -20,9 +20,6 @@ PUBLIC_CORE = {p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_")}
 # What is still crossed today, each with its owner's plan; remove an entry once it is gone
 # (the test fails on a stale entry too, so the list only shrinks).
 KNOWN = {
-    # batch / anonymize developers: one file's de-identification shared with batch
-    ("core/batch.py", "anonymize._one"),
-    ("core/batch.py", "anonymize._warm_up"),
     # vendor private tag readers used by headers (not user API): to move to a private module
     ("core/headers.py", "vendor._diffusion"),
     ("core/headers.py", "vendor._ge_pepolar"),

@@ -51,7 +51,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import IO, TYPE_CHECKING, Any, TypeGuard
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from . import _anonrules
 from ._anonrules import (
@@ -101,7 +101,7 @@ __all__ = [
     "Options", "Rule", "Report", "Anonymizer", "anonymize_files", "encode_file", "output_path",
     "profile_table", "rule_for", "removed_by_profile", "unlisted_action", "public_allowlist",
     "is_well_known_uid", "is_valid_uid", "minimal_pdf", "OPTION_COLUMNS", "BASIC_PROFILE_CODE",
-    "PN_DUMMY",
+    "PN_DUMMY", "FileResult", "anonymize_one", "preload_tables",
 ]
 
 
@@ -1468,7 +1468,7 @@ def anonymize_files(src: PathInput, out_dir: os.PathLike[str] | str,
     if workers is None:
         workers = _default_workers(total)
     workers = max(1, min(int(workers), total or 1))
-    _warm_up()  # once here, so that forked workers share it instead of each redoing it
+    preload_tables()  # once here, so that forked workers share it instead of each redoing it
     results = _results_in_pool(sources, out, options, key, overwrite, workers) \
         if workers > 1 else _results_here(sources, out, Anonymizer(options, key=key),
                                           overwrite)
@@ -1541,9 +1541,20 @@ def _default_workers(total: int) -> int:
     return min(4, os.cpu_count() or 1) if total >= 64 else 1
 
 
-def _warm_up() -> None:
-    """Load the profile tables and the data dictionary (without pydicom: the byte path
-    needs none of it), so that forked workers share them instead of each redoing it."""
+def preload_tables() -> None:
+    """Load the de-identification tables before worker processes are forked.
+
+    The confidentiality profile, the public allow-list and the data dictionary (read
+    without importing pydicom: the byte-level path needs none of it) are otherwise loaded
+    by the first file each worker de-identifies. Loaded once here, forked workers share
+    them. Calling it again costs nothing.
+
+    Examples
+    --------
+    >>> preload_tables()
+    >>> profile_table()[0][0x00100010].name
+    "Patient's Name"
+    """
     from . import _anonfast, headers  # noqa: F401
 
     profile_table()
@@ -1612,6 +1623,75 @@ class _FileState:
     def __init__(self) -> None:
         self.caught: list[str] = []
         self.looks_dicom = False
+
+
+class FileResult(NamedTuple):
+    """What de-identifying one file gave (:func:`anonymize_one`).
+
+    Parameters
+    ----------
+    output : str or None
+        The file written, or None when nothing was written.
+    skipped : (str, str) or None
+        ``(source, reason)`` when nothing was written (not DICOM, an existing output,
+        a malformed file, ...), else None.
+    warnings : list of str
+        BurnedInAnnotation and similar warnings about the file.
+    failed : bool
+        True when the file looked like DICOM but could not be de-identified (a failure to
+        report), False when it was written or skipped for an expected reason.
+
+    Examples
+    --------
+    >>> FileResult(None, ("notes.txt", "not a DICOM file"), [], False).skipped[1]
+    'not a DICOM file'
+    """
+
+    output: str | None
+    skipped: tuple[str, str] | None
+    warnings: list[str]
+    failed: bool
+
+
+def anonymize_one(anon: Anonymizer, source: Source | os.PathLike[str] | str,
+                  out_dir: os.PathLike[str] | str, overwrite: bool = False) -> FileResult:
+    """De-identify one file into ``out_dir`` with ``anon``; never raises for the file.
+
+    This is the unit of work of :func:`anonymize_files` and of the batch engine: the
+    output goes to :func:`output_path` under ``out_dir``, written atomically; whatever goes
+    wrong with this file is returned as its reason instead of raised, so that one bad
+    file never ends a run.
+
+    Parameters
+    ----------
+    anon : Anonymizer
+        The run's anonymizer (its key makes pseudonyms and UIDs the same in every
+        process).
+    source : Source or path-like
+        The file, or a zip member (``Source("a.zip", "member")`` or ``"a.zip::member"``).
+    out_dir : path-like
+        The output folder.
+    overwrite : bool, default False
+        Replace an existing output (otherwise the file is skipped with a reason).
+
+    Returns
+    -------
+    FileResult
+        The output written, or why the file was skipped, and its warnings.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pydicom.data import get_testdata_file
+    >>> res = anonymize_one(Anonymizer(key="k"), get_testdata_file("CT_small.dcm"),
+    ...                     tempfile.mkdtemp())
+    >>> res.skipped is None and os.path.isfile(res.output)
+    True
+    """
+    from .sources import Source
+
+    src = source if isinstance(source, Source) else Source.from_string(source)
+    return FileResult(*_one(anon, src, os.fspath(out_dir), overwrite))
 
 
 def _one(anon: Anonymizer, source: Source, out_dir: str, overwrite: bool) -> _Result:

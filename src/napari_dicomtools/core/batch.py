@@ -775,13 +775,13 @@ def _anonymize_task(sources: list[Source], out: str, options: AnonymizeOptions, 
     """De-identify the files of one series (or of one chunk of files without a series)."""
     import warnings
 
-    from .anonymize import Anonymizer, _one, _warm_up
+    from .anonymize import Anonymizer, anonymize_one, preload_tables
 
     t0 = time.perf_counter()
     ident = (repr(options), key)
     anon = _ANONYMIZERS.get(ident)
     if anon is None:
-        _warm_up()
+        preload_tables()
         _ANONYMIZERS.clear()
         anon = _ANONYMIZERS[ident] = Anonymizer(options, key=key)
     anon.uid_map.clear()  # a cache of keyed hashes: bounded to one task's UIDs
@@ -793,7 +793,7 @@ def _anonymize_task(sources: list[Source], out: str, options: AnonymizeOptions, 
     for src in sources:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            target, skipped, w, failed = _one(anon, src, out, overwrite)
+            target, skipped, w, failed = anonymize_one(anon, src, out, overwrite)
         warns.extend(w)
         if target is not None:
             outputs.append(target)

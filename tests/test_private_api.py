@@ -18,18 +18,8 @@ CORE = PACKAGE / "core"
 PUBLIC_CORE = {p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_")}
 
 # What is still crossed today, each with its owner's plan; remove an entry once it is gone
-# (the test fails on a stale entry too, so the list only shrinks).
-KNOWN = {
-    # vendor private tag readers used by headers (not user API): to move to a private module
-    ("core/headers.py", "vendor._diffusion"),
-    ("core/headers.py", "vendor._ge_pepolar"),
-    ("core/headers.py", "vendor._philips_scale_slope"),
-    ("core/headers.py", "vendor._siemens_coil"),
-    ("core/headers.py", "vendor._siemens_ice_echo"),
-    ("core/headers.py", "vendor._uih_grid_layout"),
-    ("core/headers.py", "vendor._uih_grid_positions"),
-    ("core/headers.py", "vendor._uih_grid_slices"),
-}
+# (the test fails on a stale entry too, so the list only shrinks). Empty: nothing is crossed.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _private(name: str) -> bool:

@@ -672,7 +672,7 @@ def _parse_buffer(buf: bytes, size: int, extra: dict[int, str]) -> FastDataset:
 
 
 #: UIH's private group; its elements the vendor module reads, by offset in the block whose
-#: creator is :data:`_UIH_CREATOR` (vendor.UIH_CREATOR), with their dictionary VR
+#: creator is :data:`_UIH_CREATOR` (_vendortags.UIH_CREATOR), with their dictionary VR
 _UIH_GROUP = 0x0065
 _UIH_ELEMENTS = {0x09: "FD", 0x37: "FD", 0x50: "DS"}
 _UIH_CREATOR = "IMAGE PRIVATE HEADER"

@@ -23,6 +23,16 @@ import numpy.typing as npt
 from . import fastheader
 from ._limits import FATAL, inflate_capped
 from ._values import DatasetLike, _as_list, _f, _fg_value, _first, _floats, _i, _text
+from ._vendortags import (
+    _diffusion,
+    _ge_pepolar,
+    _philips_scale_slope,
+    _siemens_coil,
+    _siemens_ice_echo,
+    _uih_grid_layout,
+    _uih_grid_positions,
+    _uih_grid_slices,
+)
 from .errors import (
     DicomToolsError,
     GeometryError,
@@ -33,17 +43,7 @@ from .errors import (
 )
 from .geometry import slice_normal
 from .sources import Source
-from .vendor import (
-    _diffusion,
-    _ge_pepolar,
-    _philips_scale_slope,
-    _siemens_coil,
-    _siemens_ice_echo,
-    _uih_grid_layout,
-    _uih_grid_positions,
-    _uih_grid_slices,
-    read_diffusion,
-)
+from .vendor import read_diffusion
 
 if TYPE_CHECKING:
     from pydicom import Dataset

@@ -839,7 +839,8 @@ def scan_iter(path: PathInput,
 
 def scan(path: PathInput, *,
          progress: Callable[[int, int], None] | None = None,
-         split_nonuniform: bool = False) -> SeriesList:
+         split_nonuniform: bool = False,
+         on_header: Callable[[Instance], None] | None = None) -> SeriesList:
     """Index the image series under ``path`` by reading headers only.
 
     Parameters
@@ -851,6 +852,9 @@ def scan(path: PathInput, *,
     split_nonuniform : bool
         Split a stack with gaps or changing slice spacing into parts of uniform spacing
         (named ``part 1``, ``part 2``...), instead of one stack with the problem reported.
+    on_header : callable, optional
+        Called with each file's parsed :class:`~.headers.Instance` as soon as it is read
+        (as for :func:`scan_iter`).
 
     Returns
     -------
@@ -876,7 +880,7 @@ def scan(path: PathInput, *,
     >>> [os.path.basename(k.path) for k in series.skipped]
     ['notes.txt']
     """
-    gen = scan_iter(path, split_nonuniform)
+    gen = scan_iter(path, split_nonuniform, on_header)
     while True:
         try:
             done, total = next(gen)

@@ -27,7 +27,7 @@ from ._limits import FATAL, check_allocation
 from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
 from .headers import Frame, Instance, Window
-from .series import NO_IMAGE_KINDS, Series, SeriesList, scan_iter
+from .series import NO_IMAGE_KINDS, Series, SeriesList
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -438,7 +438,7 @@ class _DecodeAhead:
     the volume, only once every header is parsed. Parsing holds the GIL; the codecs of
     :func:`._decode.decode_into` release it. So, instead of parse-all-then-decode, each
     single-frame file the scan has parsed (:meth:`offer`, the ``on_header`` of
-    :func:`~.series.scan_iter`) is decoded at once by the spare cores (all but the one
+    :func:`~.series.scan`) is decoded at once by the spare cores (all but the one
     parsing) into a frame of its own; the read then copies it into the volume
     (:meth:`take`) instead of decoding it. What the scan outruns is dropped when it ends
     (:meth:`stop`): at most ``max_bytes`` of frames are ever queued, so memory stays the
@@ -873,13 +873,9 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
 
 def _scan_with(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> SeriesList:
     """:func:`~.series.scan`, each parsed file offered to ``ahead`` to decode meanwhile."""
-    gen = scan_iter(path, on_header=ahead.offer if ahead is not None else None)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            found: SeriesList = stop.value
-            return found
+    from .series import scan
+
+    return scan(path, on_header=ahead.offer if ahead is not None else None)
 
 
 def _the_image_series(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> Series:

@@ -222,13 +222,13 @@ def test_enhanced_multiframe_decodes_every_frame_fast(tmp_path, fast_calls, two_
     assert np.array_equal(np.asarray(lazy.array[7]), truth.values[7])
 
 
-# --- frames decoded while the scan still parses headers (volume._DecodeAhead) ----------------
+# --- frames decoded while the scan still parses headers (volume.DecodeAhead) ----------------
 
 
 def _scan_ahead(folder, **kw):
-    """The folder's series scanned with a _DecodeAhead, and that, once every frame it took
+    """The folder's series scanned with a DecodeAhead, and that, once every frame it took
     is decoded (no race with the scan: the test sees them all)."""
-    ahead = volume._DecodeAhead(1, **kw)
+    ahead = volume.DecodeAhead(1, **kw)
     series = volume._the_image_series(folder, ahead)
     ahead.pool.shutdown(wait=True)
     return series, ahead
@@ -257,7 +257,7 @@ def test_frames_the_scan_outran_are_dropped_and_decoded_by_the_read(compressed, 
     import threading
 
     values, folder = compressed["RLELossless"]["signed"]
-    ahead = volume._DecodeAhead(1)
+    ahead = volume.DecodeAhead(1)
     gate = threading.Event()
     ahead.pool.submit(gate.wait)  # the decoding thread is busy for the whole scan
     series = volume._the_image_series(folder, ahead)
@@ -320,18 +320,18 @@ def test_a_stale_pixel_offset_is_declined_not_misread(compressed):
 
 
 def test_read_volumes_decodes_while_scanning_too(compressed, two_workers, monkeypatch):
-    """read_volumes(folder) offers the scan's files to a _DecodeAhead as read_volume does;
+    """read_volumes(folder) offers the scan's files to a DecodeAhead as read_volume does;
     every volume is exact."""
     from napari_dicomtools import read_volumes
 
     made = []
-    real = volume._DecodeAhead.start
+    real = volume.DecodeAhead.start
 
     def start():
         made.append(real())
         return made[-1]
 
-    monkeypatch.setattr(volume._DecodeAhead, "start", staticmethod(start))
+    monkeypatch.setattr(volume.DecodeAhead, "start", staticmethod(start))
     values, folder = compressed["JPEGLSLossless"]["unsigned"]
     (vol,) = read_volumes(folder)
     assert np.array_equal(vol.array, values)

@@ -253,3 +253,132 @@ def test_reader_getter_never_blocks_on_a_fifo(tmp_path, make_series):
     assert callable(result["r"])
     assert napari_get_reader(str(folder / "0000_pipe")) is None
     assert truth.files
+
+
+# --- the reader decodes compressed frames while it scans (issue 18) --------------------------
+
+
+def _ahead_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("dicomtools-ahead")]
+
+
+@pytest.fixture
+def jpegls_series(tmp_path):
+    """(folder, Truth) of a 12-slice JPEG-LS lossless CT."""
+    truth = write_series(tmp_path / "jls", phantom((12, 48, 40)), spacing=(2.0, 0.8, 0.8),
+                         transfer_syntax=pydicom.uid.JPEGLSLossless)
+    return str(tmp_path / "jls"), truth
+
+
+@pytest.fixture
+def aheads(monkeypatch):
+    """Every DecodeAhead the napari adapters make (two decoding workers: one decodes ahead),
+    each with a scan slower than its decoding: the scan goes on only once the frame it has
+    offered is decoded, so that every frame is decoded during the scan, whatever the load."""
+    import contextlib
+    from concurrent.futures import CancelledError
+
+    import napari_dicomtools._reader as reader
+    import napari_dicomtools._widgets as widgets
+    from napari_dicomtools.core.volume import DecodeAhead
+
+    monkeypatch.setenv("NAPARI_DICOMTOOLS_WORKERS", "2")
+    made = []
+
+    class Recorded(DecodeAhead):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            made.append(self)
+
+        def offer(self, inst):
+            super().offer(inst)
+            fut = self.frames.get(inst.path)
+            if fut is not None:
+                with contextlib.suppress(CancelledError):  # a cancelled scan
+                    fut.result()
+
+    monkeypatch.setattr(reader, "DecodeAhead", Recorded)
+    monkeypatch.setattr(widgets, "DecodeAhead", Recorded)
+    return made
+
+
+def test_reader_takes_the_frames_decoded_while_it_scanned(jpegls_series, aheads):
+    from napari_dicomtools import read_volume
+
+    folder, truth = jpegls_series
+    (data, kwargs, _), = napari_get_reader(folder)(folder)
+    (ahead,) = aheads
+    assert ahead.served == 12  # every frame decoded during the scan, none decoded again
+    ref = read_volume(folder)
+    assert np.array_equal(np.asarray(data), ref.array)  # the display view of an axial CT
+    assert np.array_equal(ref.array, truth.values)
+    assert not ahead.frames and not _ahead_threads()  # freed, the threads ended
+
+
+def test_reader_lazy_series_decodes_as_before_and_frees_the_scan_frames(
+        jpegls_series, aheads, monkeypatch):
+    import napari_dicomtools._reader as reader
+
+    monkeypatch.setattr(reader, "LAZY_THRESHOLD", 1)
+    folder, truth = jpegls_series
+    (data, _, _), = read_dicom(folder)
+    assert type(data).__module__.startswith("dask")
+    assert aheads[0].served == 0 and not aheads[0].frames and not _ahead_threads()
+    assert np.array_equal(np.asarray(data[5]), truth.values[5])
+
+
+def test_reader_error_ends_the_decoding_threads(jpegls_series, aheads, monkeypatch):
+    """A read that fails after the scan (here every series fails to decode) names the
+    folder, and leaves no decoding thread behind."""
+    import napari_dicomtools._reader as reader
+    from napari_dicomtools.core.errors import DicomToolsError, NoSeriesError
+
+    def broken(series, **kw):
+        raise DicomToolsError(series.first.path, "cannot be decoded")
+
+    monkeypatch.setattr(reader, "image_layer_data", broken)
+    folder, _ = jpegls_series
+    with pytest.warns(UserWarning, match="not opened"), \
+            pytest.raises(NoSeriesError, match="no series could be decoded") as err:
+        read_dicom(folder)
+    assert folder in str(err.value)
+    assert aheads[0].served == 0 and not _ahead_threads()
+
+
+def test_browser_open_takes_the_frames_its_scan_decoded(make_napari_viewer, qtbot,
+                                                        jpegls_series, aheads):
+    from napari_dicomtools import read_volume
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder, truth = jpegls_series
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    w.scan(folder)
+    qtbot.waitUntil(lambda: len(w.series) == 1 and w.scan_button.isEnabled(), timeout=20000)
+    qtbot.waitUntil(lambda: not _ahead_threads(), timeout=5000)  # stopped with the scan
+    w.open_selected(list(w.series))
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1 and w.scan_button.isEnabled(),
+                    timeout=20000)
+    (ahead,) = aheads
+    assert ahead.served == 12 and not ahead.frames and w._ahead is None
+    assert np.array_equal(np.asarray(viewer.layers[0].data), read_volume(folder).array)
+
+
+def test_browser_cancel_stops_the_decoding(make_napari_viewer, qtbot, tmp_path, aheads):
+    """Cancelling a scan ends its decoding threads at once and frees their frames."""
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder = tmp_path / "big"
+    write_series(folder, phantom((60, 32, 32)), transfer_syntax=pydicom.uid.JPEGLSLossless)
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    worker = w.scan(str(folder))
+    qtbot.waitUntil(lambda: w.progress.value() >= 5, timeout=20000)
+    assert _ahead_threads()  # decoding while the scan runs
+    w.cancel()
+    assert not _ahead_threads() and not aheads[0].frames and w._ahead is None
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=20000)
+    assert not _ahead_threads() and not aheads[0].frames
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 import zipfile
 
@@ -19,7 +20,7 @@ from .core.errors import DicomToolsError, NoSeriesError
 from .core.grid import GRID_KEY, Grid
 from .core.headers import looks_like_dicom
 from .core.series import scan
-from .core.volume import Volume, read_volume
+from .core.volume import DecodeAhead, Volume, read_volume
 
 log = logging.getLogger(__name__)
 
@@ -113,48 +114,61 @@ def read_dicom(path, *, rtstruct_contours: bool = False) -> list:
     ``rtstruct_contours``: structure sets also as shapes layers of their contours (off for
     napari's File > Open; the DICOM browser has a check box)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    series = scan(paths if len(paths) > 1 else paths[0])
+    # compressed frames decode (an uncompressed volume's memory faults in) on the spare
+    # cores while later headers are parsed, as in read_volume(folder); leaving the block
+    # ends the threads and frees what no eager read took (a series that opens lazily)
+    with DecodeAhead() as ahead:
+        series = scan(paths if len(paths) > 1 else paths[0], on_header=ahead.offer,
+                      progress=ahead.progress)
+        ahead.stop()
+        layers = _layers(paths[0], series, ahead, rtstruct_contours)
+    _install_viewer_controller()
+    return layers
+
+
+def _layers(path, series, ahead: DecodeAhead, contours: bool) -> list:
+    """The layers of the series a scan of ``path`` found (see :func:`read_dicom`)."""
     skipped = series.skipped
     if not series:
         why = "; ".join(str(s) for s in skipped[:5]) or "no files"
-        raise NoSeriesError(paths[0], f"no loadable DICOM image ({why})", skipped)
+        raise NoSeriesError(path, f"no loadable DICOM image ({why})", skipped)
     if skipped:
         first = "; ".join(str(s) for s in skipped[:3])
         more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
-        warnings.warn(f"skipped {len(skipped)} file(s): {first}{more}", stacklevel=2)
+        warnings.warn(f"skipped {len(skipped)} file(s): {first}{more}", stacklevel=3)
     layers = []
     total = 0
     for s in series:
         if s.kind != "IMAGE":
             # SEG, RTSTRUCT, SR, RT dose: on the image they reference, not grey images
             try:
-                layers.extend(read_annotation(s, series, contours=rtstruct_contours))
+                layers.extend(read_annotation(s, series, contours=contours))
             except DicomToolsError as exc:
-                warnings.warn(f"{s.kind} {s.name!r} not opened: {exc}", stacklevel=2)
+                warnings.warn(f"{s.kind} {s.name!r} not opened: {exc}", stacklevel=3)
             continue
         nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
         total += nbytes
         try:
             # large series, or many series together, decode lazily as napari shows them
             lazy = nbytes > LAZY_THRESHOLD or total > 2 * LAZY_THRESHOLD
-            layers.append(image_layer_data(s, lazy=lazy))
+            layers.append(image_layer_data(s, lazy=lazy, ahead=ahead))
         except DicomToolsError as exc:
-            warnings.warn(f"series {s.name!r} not opened: {exc}", stacklevel=2)
+            warnings.warn(f"series {s.name!r} not opened: {exc}", stacklevel=3)
             continue
     if not layers:
-        raise NoSeriesError(paths[0], "no series could be decoded", series.skipped)
-    _install_viewer_controller()
+        raise NoSeriesError(path, "no series could be decoded", series.skipped)
     return layers
 
 
-def image_layer_data(series, *, lazy: bool = False) -> tuple:
+def image_layer_data(series, *, lazy: bool = False, ahead: DecodeAhead | None = None) -> tuple:
     """The image ``LayerDataTuple`` of one image series; an RT Dose is read in its dose
-    units and shown as a colour wash over the images (:func:`dose_layer_data`)."""
+    units and shown as a colour wash over the images (:func:`dose_layer_data`); ``ahead``:
+    the frames decoded while the series was scanned (:class:`~.core.volume.DecodeAhead`)."""
     from .core.rtdose import RTDOSE_SOP_CLASS, read_dose
 
     if series.first.sop_class == RTDOSE_SOP_CLASS:
         return dose_layer_data(read_dose(series))  # dose grids are small: read eagerly
-    return volume_to_layer_data(read_volume(series, lazy=lazy))
+    return volume_to_layer_data(read_volume(series, lazy=lazy, ahead=ahead))
 
 
 def dose_layer_data(vol: Volume) -> tuple:
@@ -178,6 +192,10 @@ def dose_layer_data(vol: Volume) -> tuple:
 def _install_viewer_controller() -> None:
     """Attach the geometry controller (acquisition plane, upright radiological display,
     oblique notices, true-LPS status readout) to the viewer that is opening these layers."""
+    if "napari.viewer" not in sys.modules:
+        # no Viewer can exist: a script or a test reading without one is spared importing
+        # the whole of napari (seconds) just to learn there is no current viewer
+        return
     try:
         import napari
 

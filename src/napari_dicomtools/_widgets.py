@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from .core.errors import DicomToolsError
 from .core.series import SeriesList, scan_iter
+from .core.volume import DecodeAhead
 
 _COLUMNS = ["Series", "Modality", "Slices", "Size", "Spacing (mm)", "Orientation"]
 _SERIES_ROLE = Qt.UserRole + 1
@@ -50,6 +51,8 @@ class DicomBrowser(QWidget):
         self.series: SeriesList = SeriesList()
         self._worker = None
         self._opened: list = []
+        #: the frames the last scan decoded on the spare cores, for the next open
+        self._ahead: DecodeAhead | None = None
         from ._viewer import install
 
         install(self.viewer)
@@ -137,7 +140,14 @@ class DicomBrowser(QWidget):
             self.status.setText(f"{path or '(empty)'}: no such file or folder")
             return None
 
-        worker = create_worker(scan_iter, path)
+        self._drop_ahead()
+        # compressed frames decode on the spare cores while later headers are parsed; the
+        # next open takes them (as read_volume(folder) does). The decoding ends with the
+        # scan, however it ends (finished is emitted after a cancel too; the connection
+        # does not depend on this widget still being alive)
+        ahead = self._ahead = DecodeAhead()
+        worker = create_worker(scan_iter, path, on_header=ahead.offer)
+        worker.finished.connect(ahead.stop)
         worker.yielded.connect(self._on_scan_progress)
         worker.returned.connect(self._on_scanned)
         worker.errored.connect(self._on_error)
@@ -225,21 +235,27 @@ class DicomBrowser(QWidget):
             return None
         lazy = self.lazy_box.isChecked()
         contours = self.contours_box.isChecked()
+        # this open takes the frames the scan decoded, then frees the others
+        ahead, self._ahead = self._ahead, None
 
         def work():
-            for k, s in enumerate(chosen):
-                yield ("progress", k, len(chosen))
-                try:
-                    if s.kind != "IMAGE":  # SEG: labels on the image it references
-                        for data in read_annotation(s, self.series, contours=contours):
-                            yield ("layer", data, None)
+            try:
+                for k, s in enumerate(chosen):
+                    yield ("progress", k, len(chosen))
+                    try:
+                        if s.kind != "IMAGE":  # SEG: labels on the image it references
+                            for data in read_annotation(s, self.series, contours=contours):
+                                yield ("layer", data, None)
+                            continue
+                        data = image_layer_data(s, lazy=lazy, ahead=ahead)
+                    except DicomToolsError as exc:
+                        yield ("error", str(exc), None)
                         continue
-                    data = image_layer_data(s, lazy=lazy)
-                except DicomToolsError as exc:
-                    yield ("error", str(exc), None)
-                    continue
-                yield ("layer", data, None)
-            yield ("progress", len(chosen), len(chosen))
+                    yield ("layer", data, None)
+                yield ("progress", len(chosen), len(chosen))
+            finally:  # done, failed or cancelled
+                if ahead is not None:
+                    ahead.close()
 
         worker = create_worker(work)
         worker.yielded.connect(self._on_open_yield)
@@ -297,10 +313,18 @@ class DicomBrowser(QWidget):
         """Stop the running scan or open (within one file)."""
         if self._worker is not None:
             self._worker.quit()
+            self._drop_ahead()
             self.status.setText("Cancelled.")
+
+    def _drop_ahead(self) -> None:
+        """End the decoding of the last scan's frames and free them."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
 
     # ------------------------------------------------------------------ misc
     def _on_error(self, exc):
+        self._drop_ahead()
         self.status.setText(f"Error: {exc}")
 
     def _set_busy(self, busy: bool, text: str | None = None):

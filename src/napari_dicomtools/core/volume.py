@@ -46,6 +46,7 @@ Decoded = Array | DicomToolsError | None
 __all__ = [
     "Volume", "read_volume", "read_volumes", "regularize", "correct_tilt",
     "resample_uniform", "check_geometry", "smallest_dtype", "FrameStream", "stream_frames",
+    "DecodeAhead",
 ]
 
 
@@ -232,8 +233,8 @@ class _Plan:
     palette: bool
     #: a multi-frame file's compressed frames, split once for all its frames (made on use)
     table: FrameTable | None = field(default=None, repr=False, compare=False)
-    #: frames decoded while the scan was still parsing headers (:class:`_DecodeAhead`)
-    ahead: _DecodeAhead | None = field(default=None, repr=False, compare=False)
+    #: frames decoded while the scan was still parsing headers (:class:`DecodeAhead`)
+    ahead: DecodeAhead | None = field(default=None, repr=False, compare=False)
     #: decoded Siemens mosaic planes by file (the last few), and their lock
     _mosaic_cache: dict[str, Array] = field(default_factory=dict, repr=False, compare=False)
     _mosaic_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
@@ -419,7 +420,7 @@ def _stored_into(target: Array, direct: bool, fr: Frame, out: Array) -> None:
 
 
 def _decode_fast(fr: Frame, out: Array, threads: int = 1,
-                 table: FrameTable | None = None, ahead: _DecodeAhead | None = None) -> bool:
+                 table: FrameTable | None = None, ahead: DecodeAhead | None = None) -> bool:
     """Decode a compressed frame straight into ``out`` with a codec that releases the GIL
     (see :func:`._decode.decode_into`), or take it from ``ahead`` when it was decoded
     there during the scan; False when that path does not apply."""
@@ -464,8 +465,8 @@ class _Prefault:
     #: smaller volumes fault in faster than the thread hand-off pays
     MIN_BYTES = 32 * 2**20
 
-    def __init__(self, pool: ThreadPoolExecutor) -> None:
-        self.pool = pool
+    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
+        self.pool = pool  # None: no spare core, nothing is faulted in ahead
         self.frame_bytes = 0  # of the first native image, in output units; -1: gave up
         self.files = 0
         self.buffer: mmap.mmap | None = None
@@ -491,7 +492,8 @@ class _Prefault:
             self._begin()
 
     def _begin(self) -> None:
-        if self.buffer is not None or self.frame_bytes <= 0 or not self.files:
+        if self.pool is None or self.buffer is not None or self.frame_bytes <= 0 \
+                or not self.files:
             return
         from ._limits import available_memory
 
@@ -544,45 +546,98 @@ class _Prefault:
         return buffer
 
 
-class _DecodeAhead:
-    """Compressed frames decoded while the scan still parses later headers.
+class DecodeAhead:
+    """Compressed frames decoded while a scan still parses later headers.
 
-    ``read_volume(folder)`` knows the order of the slices, and so where each frame goes in
-    the volume, only once every header is parsed. Parsing holds the GIL; the codecs of
+    A reader knows the order of the slices, and so where each frame goes in the volume,
+    only once every header is parsed. Parsing holds the GIL; the codecs of
     :func:`._decode.decode_into` release it. So, instead of parse-all-then-decode, each
     single-frame file the scan has parsed (:meth:`offer`, the ``on_header`` of
     :func:`~.series.scan`) is decoded at once by the spare cores (all but the one
-    parsing) into a frame of its own; the read then copies it into the volume
-    (:meth:`take`) instead of decoding it. What the scan outruns is dropped when it ends
-    (:meth:`stop`): at most ``max_bytes`` of frames are ever queued, so memory stays the
-    volume plus a few frames. A frame the codec declines here goes to pydicom's plugins in
-    the read, as it would have without this, and they report the error.
+    parsing) into a frame of its own; :func:`read_volume` (``ahead=``) then copies it into
+    the volume (:meth:`take`) instead of decoding it. What the scan outruns is dropped when
+    it ends (:meth:`stop`): at most ``max_bytes`` of frames are ever queued, so memory stays
+    the volume plus a few frames. A frame the codec declines here goes to pydicom's plugins
+    in the read, as it would have without this, and they report the error. For an
+    uncompressed series, once the scan's :meth:`progress` says how many files it parses,
+    the volume's memory is faulted in meanwhile instead (``_Prefault``): the read takes it
+    as its array. Used as a context manager, leaving it (normally, by an error or a cancelled worker) ends its
+    threads and frees the frames no read took (:meth:`close`).
+
+    Parameters
+    ----------
+    threads : int, optional
+        Decoding threads; by default all cores but one (``NAPARI_DICOMTOOLS_WORKERS`` minus
+        one). With 0 (one core) nothing is decoded ahead: :meth:`offer` does nothing.
+    max_bytes : int
+        At most this many bytes of decoded frames are ever queued or kept.
+
+    Examples
+    --------
+    The scan offers each header, the read takes the frames decoded meanwhile (here all of
+    them: without :meth:`stop`, the read waits for the frames still queued):
+
+    >>> import tempfile
+    >>> from pydicom.uid import RLELossless
+    >>> from napari_dicomtools.core.series import scan
+    >>> from napari_dicomtools.core.synthetic import phantom, write_series
+    >>> tmp = tempfile.mkdtemp()
+    >>> truth = write_series(tmp, phantom((4, 16, 16)), transfer_syntax=RLELossless)
+    >>> with DecodeAhead(threads=1) as ahead:
+    ...     series = scan(tmp, on_header=ahead.offer)
+    ...     vol = read_volume(series[0], ahead=ahead)
+    >>> bool((vol.array == truth.values).all()), ahead.served
+    (True, 4)
     """
 
-    def __init__(self, threads: int, max_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, threads: int | None = None, max_bytes: int = 64 * 2**20) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="dicomtools-ahead")
+        if threads is None:
+            threads = decode_workers() - 1
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="dicomtools-ahead") \
+            if threads > 0 else None
         self.left = max_bytes
         self.frames: dict[str, Future[Array | None]] = {}
         #: a native series' volume, faulted in meanwhile
         self.memory = _Prefault(self.pool)
+        #: frames a read took from here instead of decoding them
+        self.served = 0
+        self.stopped = False
+        self._lock = threading.Lock()
 
     @classmethod
-    def start(cls) -> _DecodeAhead | None:
-        """One for an eager read on more than one core (None otherwise)."""
+    def start(cls) -> DecodeAhead | None:
+        """One for an eager read on more than one core (None otherwise).
+
+        Returns
+        -------
+        DecodeAhead or None
+            With all cores but one decoding; None on one core.
+        """
         workers = decode_workers()
         return cls(workers - 1) if workers > 1 else None
 
     def offer(self, inst: Instance) -> None:
-        """Decode ``inst``'s frame (single-frame, a GIL-free codec) while the budget lasts."""
+        """Decode ``inst``'s frame (single-frame, a GIL-free codec) while the budget lasts.
+
+        Parameters
+        ----------
+        inst : Instance
+            A file the scan has just parsed (any other, or one offered after :meth:`stop`,
+            is ignored).
+        """
         from ._decode import fast_codec
 
-        self.memory.offer(inst)
-        if inst.n_frames != 1 or fast_codec(inst) is None or self.left <= 0:
-            return
-        self.left -= inst.rows * inst.columns * (inst.bits_allocated // 8)
-        self.frames[inst.path] = self.pool.submit(self._decode, inst)
+        with self._lock:
+            if self.stopped:  # the scan is over, or was cancelled
+                return
+            self.memory.offer(inst)
+            if self.pool is None or inst.n_frames != 1 or fast_codec(inst) is None \
+                    or self.left <= 0:
+                return
+            self.left -= inst.rows * inst.columns * (inst.bits_allocated // 8)
+            self.frames[inst.path] = self.pool.submit(self._decode, inst)
 
     @staticmethod
     def _decode(inst: Instance) -> Array | None:
@@ -597,23 +652,68 @@ class _DecodeAhead:
             return None
 
     def progress(self, done: int, total: int) -> None:
-        """The scan's ``progress`` (how many files it parses, for :class:`_Prefault`)."""
-        self.memory.progress(done, total)
+        """The scan's ``progress``: how many files it parses (for an uncompressed series,
+        the volume's memory is faulted in meanwhile once that is known).
+
+        Parameters
+        ----------
+        done, total : int
+            Files parsed so far, and in all.
+        """
+        with self._lock:
+            if not self.stopped:
+                self.memory.progress(done, total)
 
     def stop(self) -> None:
-        """The scan is over: queued frames are dropped, those being decoded finish (as
-        does the volume's faulting in, until the read takes it)."""
-        for path, fut in list(self.frames.items()):
-            if fut.cancel():
-                del self.frames[path]
-        self.pool.shutdown(wait=False)
+        """The scan is over: queued frames are dropped, those being decoded finish (the
+        threads end then, once the read has taken the volume's memory faulted in
+        meanwhile); later offers are ignored."""
+        with self._lock:
+            self.stopped = True
+            for path, fut in list(self.frames.items()):
+                if fut.cancel():
+                    del self.frames[path]
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+
+    def close(self) -> None:
+        """:meth:`stop`, then wait for the decodes under way (no thread is left behind) and
+        free every frame, and the memory, no read took."""
+        self.stop()
+        self.memory.release()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.frames.clear()
+
+    def __enter__(self) -> DecodeAhead:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def take(self, inst: Instance) -> tuple[bool, Array | None]:
-        """``(True, stored values)`` when ``inst`` was decoded here (waiting for a decode
-        under way), ``(True, None)`` when the codec declined it here, ``(False, None)`` when
-        it was not tried."""
+        """A frame decoded here, for the read.
+
+        Parameters
+        ----------
+        inst : Instance
+            A file the scan offered.
+
+        Returns
+        -------
+        tuple of (bool, numpy.ndarray or None)
+            ``(True, stored values)`` when ``inst`` was decoded here (waiting for a decode
+            under way), ``(True, None)`` when the codec declined it here, ``(False, None)``
+            when it was not tried.
+        """
         fut = self.frames.pop(inst.path, None)
-        return (False, None) if fut is None else (True, fut.result())
+        if fut is None:
+            return False, None
+        got = fut.result()
+        if got is not None:
+            with self._lock:
+                self.served += 1
+        return True, got
 
 
 def _read_at(path: str, offset: int, buffer: memoryview) -> int:
@@ -920,7 +1020,7 @@ def _metadata(series: Series, plan: _Plan) -> dict[str, Any]:
 def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = False, *,
                 progress: Progress | None = None,
                 correct_tilt: bool = False, philips_precise: bool = False,
-                uniform_spacing: bool = False) -> Volume:
+                uniform_spacing: bool = False, ahead: DecodeAhead | None = None) -> Volume:
     """Read one image series as a :class:`Volume` in real units and patient geometry.
 
     Parameters
@@ -942,6 +1042,11 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
         Philips MR only: return "precise" floating-point values ``(SV*RS + RI) / (RS*SS)``
         with the private ScaleSlope SS (2005,100E), comparable across scans, instead of the
         standard's RescaleSlope/Intercept display values (the default, as DICOM defines).
+    ahead : DecodeAhead, optional
+        The frames decoded while the series was scanned (``scan(path,
+        on_header=ahead.offer)``): an eager read takes them instead of decoding them again.
+        With a path, the scan offers its files to ``ahead`` instead of a DecodeAhead of
+        read_volume's own (one is made for every eager read of a path).
 
     Returns
     -------
@@ -967,12 +1072,11 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
     >>> vol.metadata["units"], int(vol.array.min())
     ('HU', -896)
     """
-    ahead = None
     if isinstance(path_or_series, Series):
         series = path_or_series
     else:
-        if not lazy or correct_tilt or uniform_spacing:  # an eager read: decode while scanning
-            ahead = _DecodeAhead.start()
+        if ahead is None and (not lazy or correct_tilt or uniform_spacing):  # an eager read:
+            ahead = DecodeAhead.start()  # decode while scanning
         try:
             series = _the_image_series(path_or_series, ahead)
         finally:
@@ -988,7 +1092,7 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
 
 def _read_volume(series: Series, lazy: bool, progress: Progress | None, correct_tilt: bool,
                  philips_precise: bool, uniform_spacing: bool,
-                 ahead: _DecodeAhead | None) -> Volume:
+                 ahead: DecodeAhead | None) -> Volume:
     """:func:`read_volume` once its series is known."""
     if series.kind in NO_IMAGE_KINDS:
         raise DicomToolsError(series.first.path, f"a {series.kind} holds no image (read it "
@@ -1002,7 +1106,7 @@ def _read_volume(series: Series, lazy: bool, progress: Progress | None, correct_
     return vol
 
 
-def _scan_with(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> SeriesList:
+def _scan_with(path: os.PathLike[str] | str, ahead: DecodeAhead | None) -> SeriesList:
     """:func:`~.series.scan`, each parsed file offered to ``ahead`` to decode meanwhile."""
     from .series import scan
 
@@ -1011,7 +1115,7 @@ def _scan_with(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> Seri
     return scan(path, on_header=ahead.offer, progress=ahead.progress)
 
 
-def _the_image_series(path: os.PathLike[str] | str, ahead: _DecodeAhead | None) -> Series:
+def _the_image_series(path: os.PathLike[str] | str, ahead: DecodeAhead | None) -> Series:
     """The one image series under ``path`` (``ahead`` decodes frames while it is scanned).
 
     Raises
@@ -1314,7 +1418,7 @@ def read_volumes(path: os.PathLike[str] | str, lazy: bool = False, *,
     [(1, 128, 128)]
     """
     out = []
-    ahead = None if lazy else _DecodeAhead.start()
+    ahead = None if lazy else DecodeAhead.start()
     try:
         found = _scan_with(path, ahead)
     finally:
@@ -1628,7 +1732,7 @@ def check_geometry(series: Series) -> None:
 
 
 def _read_series(series: Series, lazy: bool, progress: Progress | None = None,
-                 philips_precise: bool = False, ahead: _DecodeAhead | None = None) -> Volume:
+                 philips_precise: bool = False, ahead: DecodeAhead | None = None) -> Volume:
     """Decode ``series`` into a :class:`Volume` (taking the frames ``ahead`` decoded during
     the scan); raises only :class:`DicomToolsError`."""
     try:
@@ -1672,7 +1776,7 @@ def _dask_name(series: Series, philips_precise: bool) -> str:
 
 def _read_series_unchecked(series: Series, lazy: bool, progress: Progress | None = None,
                            philips_precise: bool = False,
-                           ahead: _DecodeAhead | None = None) -> Volume:
+                           ahead: DecodeAhead | None = None) -> Volume:
     plan = _plan(series, philips_precise)
     plan.ahead = None if lazy else ahead
     n = len(series.frames)

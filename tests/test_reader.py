@@ -382,3 +382,26 @@ def test_browser_cancel_stops_the_decoding(make_napari_viewer, qtbot, tmp_path, 
     qtbot.waitUntil(lambda: not worker.is_running, timeout=20000)
     assert not _ahead_threads() and not aheads[0].frames
 
+
+
+def test_reader_reads_an_uncompressed_series_into_memory_faulted_in_while_scanning(
+        tmp_path, aheads, monkeypatch):
+    """As read_volume(folder): the volume's memory is faulted in during the scan (the
+    scan's progress is fed to the DecodeAhead) and the read takes it; values exact."""
+    from napari_dicomtools.core import volume
+
+    monkeypatch.setattr(volume._Prefault, "MIN_BYTES", 1)
+    taken = []
+    real = volume._Prefault.take
+
+    def take(self, shape, dtype):
+        arr = real(self, shape, dtype)
+        taken.append(arr is not None)
+        return arr
+
+    monkeypatch.setattr(volume._Prefault, "take", take)
+    truth = write_series(tmp_path / "ct", phantom((12, 40, 48)), spacing=(2.0, 0.7, 0.7))
+    (data, _, _), = read_dicom(str(tmp_path / "ct"))
+    assert taken == [True]
+    assert np.array_equal(np.asarray(data), truth.values)
+    assert not _ahead_threads() and aheads[0].memory.buffer is None

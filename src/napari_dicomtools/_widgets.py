@@ -144,7 +144,8 @@ class DicomBrowser(QWidget):
         # compressed frames decode on the spare cores while later headers are parsed; the
         # next open takes them (as read_volume(folder) does). The decoding ends with the
         # scan, however it ends (finished is emitted after a cancel too; the connection
-        # does not depend on this widget still being alive)
+        # does not depend on this widget still being alive). Its progress is not fed to
+        # the DecodeAhead: no volume-sized memory is faulted in for a choice not yet made
         ahead = self._ahead = DecodeAhead()
         worker = create_worker(scan_iter, path, on_header=ahead.offer)
         worker.finished.connect(ahead.stop)

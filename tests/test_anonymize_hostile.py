@@ -2,7 +2,8 @@
 de-identifiers have missed it (nested sequences, private tags with and without creators,
 sequences hidden in UN, overlay and curve text, person names with ideographic and phonetic
 groups, SR content, the file meta and preamble, deflated and big-endian files, DICOMDIRs,
-trailing padding, original-attribute records), each file through both paths: the byte-level
+trailing padding, original-attribute records, text inside compressed Pixel Data: JPEG,
+JPEG-LS and JPEG 2000 comments and application segments, JP2 boxes), each file through both paths: the byte-level
 path (core/_anonfast.py, where it takes the file) and the pydicom path. Every output byte is
 searched for every marker in ASCII/UTF-8, UTF-16 (both byte orders), Latin-1 and the
 Japanese encodings, any case; a deflated output is searched inflated."""
@@ -17,16 +18,20 @@ import zlib
 
 import pydicom
 import pytest
+from pixeltext_cases import CASES as PIXEL_CASES
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
 )
 
 from napari_dicomtools.core import anonymize as an
@@ -259,6 +264,20 @@ def _padding_and_history() -> Dataset:
     return ds
 
 
+def _pixel_text(case: str):
+    """A file of tests/pixeltext_cases.py (text planted inside its compressed Pixel Data)
+    with a patient of its own."""
+    def build() -> Dataset:
+        ds, markers = PIXEL_CASES[case]()
+        tag = "".join(c for c in case.upper() if c.isalnum())[:8]
+        ds.PatientName = f"PHX{tag}TOP^Jane"
+        ds.PatientID = f"PHX{tag}MRN"
+        ds.PatientBirthDate = BIRTH
+        _MADE.update(markers | {f"PHX{tag}TOP", f"PHX{tag}MRN"})
+        return ds
+    return build
+
+
 CASES = {
     "deep": (_deep, ExplicitVRLittleEndian),
     "deep implicit": (_deep, ImplicitVRLittleEndian),
@@ -278,6 +297,11 @@ CASES = {
     "big endian": (_deep, ExplicitVRBigEndian),
     "big endian SR": (_sr, ExplicitVRBigEndian),
     "big endian names": (_groups("utf8"), ExplicitVRBigEndian),
+    "JPEG text segments": (_pixel_text("JPEG COM, Exif, ICC"), JPEGBaseline8Bit),
+    "JPEG-LS text segments": (_pixel_text("JPEG-LS COM and APP1"), JPEGLSLossless),
+    "JPEG 2000 comments": (_pixel_text("J2K main and tile-part COM"), JPEG2000),
+    "JP2 boxes": (_pixel_text("JP2 file boxes"), JPEG2000),
+    "multi-frame JPEG comments": (_pixel_text("multi-frame split no BOT"), JPEGBaseline8Bit),
 }
 
 
@@ -382,8 +406,9 @@ def test_byte_path_takes_most_hostile_files(tmp_path):
         except Decline:
             pass
     assert {"deep", "deep implicit", "private", "private implicit", "other patient ids",
-            "overlays and curves", "SR content", "file meta and preamble"} <= set(taken), \
-        taken
+            "overlays and curves", "SR content", "file meta and preamble", "JPEG text segments",
+            "JPEG-LS text segments", "JPEG 2000 comments", "JP2 boxes",
+            "multi-frame JPEG comments"} <= set(taken), taken
 
 
 def test_dicomdir_records_never_reach_the_output(tmp_path):

@@ -403,6 +403,7 @@ def anonymize_options(args):
         clean_descriptors=args.clean_descriptors,
         skip_burned_in=args.skip_burned_in,
         keep_unlisted_public=args.keep_unlisted_public,
+        keep_uncleanable_pixels=args.keep_uncleanable_pixels,
     )
 
 
@@ -600,8 +601,10 @@ def _add_anonymize(sub) -> None:
     p = sub.add_parser("anonymize", help="PS3.15 Annex E de-identified copy of a folder",
                        description="De-identify every DICOM file under SRC into OUTDIR with "
                                    "the Basic Application Level Confidentiality Profile. "
-                                   "Pixel data is not changed: check BurnedInAnnotation "
-                                   "warnings. A file that cannot be de-identified is skipped "
+                                   "Text inside compressed pixel data (JPEG/JPEG-LS "
+                                   "comments and application segments, JPEG 2000 comments) "
+                                   "is removed; pixels are not changed: check "
+                                   "BurnedInAnnotation warnings. A file that cannot be de-identified is skipped "
                                    "with its reason; the others are written.",
                        epilog="exit status: 0 every DICOM file written (non-DICOM files "
                               "skipped); 3 written, but some DICOM files could not be "
@@ -628,6 +631,9 @@ def _add_anonymize(sub) -> None:
     p.add_argument("--keep-unlisted-public", action="store_true",
                    help="keep public attributes the profile's table does not list (default: "
                         "removed unless known to be safe; UIDs are remapped either way)")
+    p.add_argument("--keep-uncleanable-pixels", action="store_true",
+                   help="write files whose compressed pixel data cannot be searched for "
+                        "text (video, JPEG XL) with it copied as is (default: refused)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_anonymize)

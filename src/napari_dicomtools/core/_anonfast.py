@@ -45,6 +45,7 @@ from ._anonrules import (
     _shift,
 )
 from ._filemeta import read_file_meta
+from ._pixeltext import deidentify_pixels, offset_table
 from .errors import DicomToolsError
 
 if TYPE_CHECKING:
@@ -319,6 +320,8 @@ class _Walker:
         self.anon, self.parser, self.ctx = anon, parser, ctx
         self.view = parser.view
         self.top_values: dict[int, bytes] = {}  # de-identified UIDs the file meta and path need
+        #: new values of the top-level Pixel Data and Extended Offset Table (text removed)
+        self.pixels: dict[int, Piece] = {}
 
     def walk(self, elements: list[_Element], out: _Out, strict: int, top: bool,
              depth: int) -> None:
@@ -346,6 +349,9 @@ class _Walker:
                 vr = _dictionary_vr(t) or "UN"
             action, listed, code = anon._decide(t, vr)
             value = view[el.start:el.start + el.length]
+            if top and t in self.pixels:  # kept (as the walk keeps them), with new values
+                self._keep(el, vr, value, out, self.pixels[t])
+                continue
             if not listed:
                 if vr == "SQ":
                     if action != "X":
@@ -374,18 +380,19 @@ class _Walker:
             if top and t in (0x00080016, 0x00080018, 0x0020000D, 0x0020000E):
                 self.top_values[t] = bytes(new)
 
-    def _keep(self, el: _Element, vr: str, value: memoryview, out: _Out) -> None:
-        """A value kept as read, unless malformed for its VR (then removed, as the pydicom
-        path does)."""
-        if el.undefined:
+    def _keep(self, el: _Element, vr: str, value: memoryview, out: _Out,
+              new: Piece | None = None) -> None:
+        """A value kept as read (or as ``new``: Pixel Data cleaned of text), unless
+        malformed for its VR (then removed, as the pydicom path does)."""
+        if el.undefined or (new is not None and el.tag == _PIXEL):
             if el.tag != _PIXEL:
                 raise Decline("an undefined-length value kept")
             out.add(_header(el.tag, el.vr, _UNDEF))
-            out.add(value)
+            out.add(value if new is None else new)
             out.add(_HHL.pack(0xFFFE, 0xE0DD, 0))
             return
         if _kept_bytes_ok(value, vr, el.tag):
-            out.element(el.tag, el.vr, value)
+            out.element(el.tag, el.vr, value if new is None else new)
         elif el.tag == _CHARSET:  # pydicom would then write the whole file its own way
             raise Decline("a Specific Character Set that would be removed")
 
@@ -556,6 +563,10 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
     if 0x00080016 not in tags and 0x00080018 not in tags:
         raise Decline("no SOP Class or Instance UID")
     caught = _burned_in(anon, parser, elements, source)
+    pixels = _pixels(anon, parser, elements, ts, source)
+    if pixels[1] is not None:
+        anon.warnings.append(pixels[1])
+        caught.append(pixels[1])
     pid = _top_text(parser, elements, _PATIENT_ID, "LO")
     pname = _top_text(parser, elements, _PATIENT_NAME, "PN")
     ctx: _Context = {
@@ -565,6 +576,7 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
         "phi": set(),
     }
     walker = _Walker(anon, parser, ctx)
+    walker.pixels = pixels[0]
     body = _top_level(walker, elements, ctx)
     return _file(anon, meta, walker.top_values, body, implicit, ts), \
         _identifiers(walker.top_values, ctx["pseudonym"]), caught
@@ -582,6 +594,28 @@ def _burned_in(anon: Anonymizer, parser: _Parser, elements: list[_Element],
            "patient identity; pixel data is NOT cleaned")
     anon.warnings.append(msg)
     return [msg]
+
+
+def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element], ts: str,
+            source: str) -> tuple[dict[int, Piece], str | None]:
+    """``Anonymizer._pixels``: the new values of Pixel Data and of the Extended Offset
+    Table and its Lengths when text was removed from the bitstream (else none), and the
+    report's message."""
+    if ts not in _ENCAPSULATED:
+        return {}, None
+    pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
+    if pixel is None:
+        return {}, None
+    tags = {el.tag for el in elements}
+    cleaned, msg = deidentify_pixels(
+        parser.view[pixel.start:pixel.start + pixel.length], ts,
+        _top_text(parser, elements, 0x00280008, "IS"), undefined=pixel.undefined,
+        extended=0x7FE00001 in tags or 0x7FE00002 in tags,
+        keep_uncleanable=anon.options.keep_uncleanable_pixels, source=source)
+    if cleaned is None:
+        return {}, msg
+    return {_PIXEL: cleaned.value, 0x7FE00001: offset_table(cleaned.offsets),
+            0x7FE00002: offset_table(cleaned.lengths)}, msg
 
 
 def _top_level(walker: _Walker, elements: list[_Element],

@@ -32,7 +32,17 @@ What the engine does beyond the table (PS3.15 E.3 and lessons from other tools' 
   number of days (same key), keeping intervals;
 * sets PatientIdentityRemoved=YES, DeidentificationMethod and
   DeidentificationMethodCodeSequence (CID 7050 codes of the profile and options used);
-* leaves Pixel Data untouched, and warns (or skips, on request) when BurnedInAnnotation=YES.
+* removes the text a compressed Pixel Data bitstream carries (``_pixeltext``): JPEG and
+  JPEG-LS comment and application segments (Exif, ICC, thumbnails ...), JPEG 2000 comments
+  in the main and tile-part headers, a JP2 wrapper's boxes but its header and codestream, and
+  data after a frame's end; the segments decoders need for colour (APP14 Adobe, JFIF without
+  its thumbnail, CharLS' mrfx) are kept, so the decoded pixels are identical. The offset
+  tables are rebuilt (one fragment per frame); Pixel Data with nothing to remove is copied
+  byte for byte. The warnings say what went ("removed 2 JPEG COM segments from Pixel Data").
+  A bitstream that cannot be parsed fails its file; video (MPEG-2, MPEG-4, HEVC) and JPEG XL,
+  whose text cannot be found, are refused unless ``keep_uncleanable_pixels``;
+* leaves the pixels themselves untouched, and warns (or skips, on request) when
+  BurnedInAnnotation=YES.
 """
 
 from __future__ import annotations
@@ -89,6 +99,7 @@ if TYPE_CHECKING:
     from pydicom.sequence import Sequence as DicomSequence
 
     from ._anonfast import Piece
+    from ._pixeltext import Cleaned
     from .sources import Skipped, Source
 
     #: what a worker reports per file: (output or None, (source, reason) or None,
@@ -181,6 +192,10 @@ class Options:
         are consistent within one :class:`Anonymizer` only.
     max_shift_days : int
         Largest date shift, in days.
+    keep_uncleanable_pixels : bool
+        Write files whose compressed Pixel Data cannot be searched for text (video:
+        MPEG-2, MPEG-4/H.264, HEVC; JPEG XL; unknown encapsulated syntaxes) with their Pixel
+        Data copied as is, with a warning each, instead of refusing them.
 
     Examples
     --------
@@ -203,6 +218,7 @@ class Options:
     skip_burned_in: bool = False
     key: bytes | str | None = None
     max_shift_days: int = 365
+    keep_uncleanable_pixels: bool = False  # copy video/JPEG XL Pixel Data, text uncleaned
 
 
 @dataclass
@@ -673,12 +689,13 @@ class Anonymizer:
             BurnedInAnnotation is YES and ``skip_burned_in`` was asked for.
         """
         self._check_burned_in(ds, source)
-        pid = _text(ds.get("PatientID", ""))
-        pname = _text(ds.get("PatientName", ""))
         old = getattr(ds, "file_meta", None)
         ts = old.get("TransferSyntaxUID") if old is not None else None
         if not ts:
             ts = _transfer_syntax_read(ds)
+        pixels = self._pixels(ds, ts, source)
+        pid = _text(ds.get("PatientID", ""))
+        pname = _text(ds.get("PatientName", ""))
         ctx: _Context = {
             "implicit": ts == "1.2.840.10008.1.2",
             "pseudonym": self.pseudonym(pid, pname),
@@ -691,9 +708,40 @@ class Anonymizer:
                                        self.options.clean_graphics) else set(),
         }
         self._walk(ds, ctx, top=True)
+        if pixels is not None:
+            _put_pixels(ds, pixels)
         self._mark(ds, ctx, ts)
         self._rebuild_meta(ds, old, ts)
         return ds
+
+    def _pixels(self, ds: Dataset, ts: str | None, source: str) -> Cleaned | None:
+        """Encapsulated Pixel Data without the text of its bitstream (:mod:`._pixeltext`),
+        None when it stays as read; the report's message warned. Raises DicomToolsError
+        for a bitstream that cannot be cleaned (the file is not written)."""
+        from pydicom.dataelem import RawDataElement
+
+        from ._pixeltext import PixelTextWarning, deidentify_pixels
+
+        if ts is None or 0x7FE00010 not in ds:
+            return None
+        elem = ds.get_item(0x7FE00010)
+        value = elem.value
+        if not isinstance(value, (bytes, bytearray)):
+            return None
+        undefined = bool(elem.length == 0xFFFFFFFF if isinstance(elem, RawDataElement)
+                         else elem.is_undefined_length)
+        frames = ds.get_item(0x00280008) if 0x00280008 in ds else None
+        text = "" if frames is None else (
+            frames.value.decode("latin-1") if isinstance(frames.value, bytes)
+            else _text(frames.value))
+        cleaned, msg = deidentify_pixels(
+            bytes(value), str(ts), text.rstrip("\x00 "), undefined=undefined,
+            extended=0x7FE00001 in ds or 0x7FE00002 in ds,
+            keep_uncleanable=self.options.keep_uncleanable_pixels, source=source)
+        if msg is not None:
+            warnings.warn(msg, PixelTextWarning, stacklevel=3)
+            self.warnings.append(msg)
+        return cleaned
 
     def _check_burned_in(self, ds: Dataset, source: str) -> None:
         """Warn (or refuse, with ``skip_burned_in``) when BurnedInAnnotation is YES."""
@@ -1000,6 +1048,24 @@ class Anonymizer:
             elem.value = _dummy(vr, ctx)
 
 
+def _put_pixels(ds: Dataset, cleaned: Cleaned) -> None:
+    """The cleaned Pixel Data, and the Extended Offset Table (and its Lengths) the walk kept
+    rewritten for its frames; undecoded elements, as the byte path writes them."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from ._pixeltext import offset_table
+
+    old = ds.get_item(0x7FE00010)
+    value = bytes(cleaned.value)
+    ds[0x7FE00010] = RawDataElement(Tag(0x7FE00010), old.VR, 0xFFFFFFFF, value, 0, False,
+                                    True)
+    for tag, values in ((0x7FE00001, cleaned.offsets), (0x7FE00002, cleaned.lengths)):
+        if tag in ds:
+            table = offset_table(values)
+            ds[tag] = RawDataElement(Tag(tag), "OV", len(table), table, 0, False, True)
+
+
 def _odd(raw: RawDataElement) -> bool:
     """An undecoded value whose length is odd or differs from its header (truncated)."""
     if raw.length == 0xFFFFFFFF:
@@ -1154,7 +1220,8 @@ class Report:
         Every input not written, as ``(source, reason)``: non-DICOM files, DICOMDIRs,
         burned-in files when asked to skip, existing outputs, malformed files.
     warnings : list of str
-        BurnedInAnnotation warnings (the pixels may show identity).
+        BurnedInAnnotation warnings (the pixels may show identity), text removed from
+        compressed Pixel Data, Pixel Data copied that could not be cleaned.
     failed : list of (str, str)
         The subset of ``skipped`` that looked like DICOM but could not be de-identified
         (malformed, unreadable, missing SOP Instance UID ...).
@@ -1636,7 +1703,8 @@ class FileResult(NamedTuple):
         ``(source, reason)`` when nothing was written (not DICOM, an existing output,
         a malformed file, ...), else None.
     warnings : list of str
-        BurnedInAnnotation and similar warnings about the file.
+        BurnedInAnnotation warnings, the text removed from compressed Pixel Data ("removed
+        2 JPEG COM segments from Pixel Data") and similar notes about the file.
     failed : bool
         True when the file looked like DICOM but could not be de-identified (a failure to
         report), False when it was written or skipped for an expected reason.
@@ -1726,6 +1794,7 @@ def _deidentified(anon: Anonymizer, source: Source, name: str, st: _FileState
     """The byte path's (pieces, identifiers), or the de-identified pydicom data set: a file
     with a preamble goes through :mod:`._anonfast` unless it declines, then through
     pydicom and :meth:`Anonymizer.dataset` (the same output bytes)."""
+    from ._pixeltext import PixelTextWarning
     from .headers import open_dicom
 
     with open_dicom(source) as (fp, _size, dicm):
@@ -1750,7 +1819,8 @@ def _deidentified(anon: Anonymizer, source: Source, name: str, st: _FileState
             if "BurnedInAnnotation" in exc.reason:
                 st.looks_dicom = False  # skipped on request, not a failure
             raise
-    st.caught = [str(x.message) for x in w if "BurnedInAnnotation" in str(x.message)]
+    st.caught = [str(x.message) for x in w if "BurnedInAnnotation" in str(x.message) or
+                 issubclass(x.category, PixelTextWarning)]
     return ds
 
 

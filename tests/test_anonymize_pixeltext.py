@@ -1,0 +1,258 @@
+"""No PHI inside compressed Pixel Data: text planted in JPEG, JPEG-LS and JPEG 2000
+bitstreams (tests/pixeltext_cases.py) is gone from both de-identification paths' outputs,
+which agree byte for byte; every decoder decodes the same pixels from them as from the
+source; files with nothing to remove keep their pixel bytes; video is refused unless asked
+for; a bitstream that cannot be parsed fails its file with the reason."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import struct
+import subprocess
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from pixeltext_cases import CASES, encapsulate, frames_of, segment, write
+from pydicom.data import get_testdata_file
+from pydicom.pixels import get_decoder, pixel_array
+
+from napari_dicomtools.core import _pixeltext as pt
+from napari_dicomtools.core import anonymize as an
+from napari_dicomtools.core._anonfast import Decline, anonymize_bytes
+
+
+def _encodings(marker: str) -> set[bytes]:
+    return {marker.encode(c).lower() for c in ("ascii", "utf-16-le", "utf-16-be")}
+
+
+def _leaks(data: bytes, markers: set[str]) -> list[str]:
+    hay = data.lower()
+    return sorted(m for m in markers if any(e in hay for e in _encodings(m)))
+
+
+def _pydicom_path(data: bytes, options: an.Options | None = None) -> tuple[bytes, list[str]]:
+    anon = an.Anonymizer(options, key="k")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = an._read_dataset(io.BytesIO(data), "f.dcm", True)
+        anon.dataset(ds, source="f.dcm")
+        return an.encode_file(ds), anon.warnings
+
+
+def _byte_path(data: bytes, options: an.Options | None = None) -> bytes | None:
+    try:
+        pieces, _, caught = anonymize_bytes(an.Anonymizer(options, key="k"), data, "f.dcm")
+    except Decline:
+        return None
+    return b"".join(bytes(p) for p in pieces)
+
+
+def _decoded(ds: pydicom.Dataset) -> dict[str, np.ndarray]:
+    """The pixels every available plugin decodes (GDCM too: in a test, a crash is a
+    failure to see)."""
+    out = {}
+    for plugin in get_decoder(ds.file_meta.TransferSyntaxUID).available_plugins:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                out[plugin] = pixel_array(ds, decoding_plugin=plugin)
+            except Exception:  # noqa: BLE001 - a plugin that cannot decode this syntax
+                continue
+    return out
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pixeltext")
+    made = {}
+    for name, build in CASES.items():
+        ds, markers = build()
+        made[name] = (write(ds, root / (name.replace(" ", "_") + ".dcm")), markers)
+    return made
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_planted_text_is_removed_pixels_identical_paths_agree(case, cases):
+    data, markers = cases[case]
+    assert _leaks(data, markers) == sorted(markers)  # planted where the test looks
+    slow, messages = _pydicom_path(data)
+    assert _leaks(slow, markers) == [], case
+    assert any("from Pixel Data" in m and m.startswith("f.dcm: removed ") for m in messages)
+    fast = _byte_path(data)
+    assert fast is not None, "the byte path takes every one of these files"
+    assert fast == slow, case
+    src, out = pydicom.dcmread(io.BytesIO(data)), pydicom.dcmread(io.BytesIO(slow))
+    before, after = _decoded(src), _decoded(out)
+    assert before and before.keys() <= after.keys(), (before.keys(), after.keys())
+    for plugin, pixels in before.items():
+        assert np.array_equal(pixels, after[plugin]), (case, plugin)
+    n = int(src.get("NumberOfFrames", 1) or 1)
+    assert len(frames_of(out)) == n
+
+
+def test_multiframe_offset_tables_are_rebuilt(cases):
+    """One fragment per frame; the Basic Offset Table points at them, or, with an Extended
+    Offset Table, stays empty while the extended one (and its lengths) does."""
+    for case in ("multi-frame BOT", "multi-frame split no BOT", "multi-frame EOT"):
+        out = pydicom.dcmread(io.BytesIO(_pydicom_path(cases[case][0])[0]))
+        value = out.PixelData
+        bot_len = struct.unpack("<L", value[4:8])[0]
+        frames = frames_of(out)
+        assert len(frames) == 30
+        offsets, pos = [], 0
+        for f in frames:
+            offsets.append(pos)
+            pos += 8 + len(f)
+        if case.endswith("EOT"):
+            assert bot_len == 0
+            assert struct.unpack("<30Q", out.ExtendedOffsetTable) == tuple(offsets)
+            assert struct.unpack("<30Q", out.ExtendedOffsetTableLengths) == \
+                tuple(len(f) for f in frames)
+        else:
+            assert struct.unpack("<30L", value[8:8 + bot_len]) == tuple(offsets)
+
+
+def test_kept_colour_segments_matter(cases):
+    """The segments kept for colour really change the decoded colours (so the pixel
+    equality above would see them dropped): CharLS' mrfx, JPEG's APP14 Adobe."""
+    data, _ = cases["JPEG-LS beside mrfx"]
+    ds = pydicom.dcmread(io.BytesIO(data))
+    (frame,) = frames_of(ds)
+    at = frame.index(b"mrfx") - 4
+    plain = pydicom.dcmread(io.BytesIO(data))
+    plain.PixelData = encapsulate([frame[:at] + frame[at + 9:]])
+    assert not np.array_equal(pixel_array(ds, decoding_plugin="pyjpegls"),
+                              pixel_array(plain, decoding_plugin="pyjpegls"))
+    out = pydicom.dcmread(io.BytesIO(_pydicom_path(data)[0]))
+    assert b"\xff\xe8\x00\x07mrfx\x01" in out.PixelData
+
+    # pydicom asks libjpeg for unconverted samples; a plain JPEG reader (Pillow here)
+    # lets APP14 decide between RGB and YCbCr
+    from PIL import Image
+
+    def rgb(jpeg: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+    data, _ = cases["JPEG beside Adobe APP14"]
+    (frame,) = frames_of(pydicom.dcmread(io.BytesIO(data)))
+    at = frame.index(b"Adobe") - 4
+    length = struct.unpack(">H", frame[at + 2:at + 4])[0]
+    assert not np.array_equal(rgb(frame), rgb(frame[:at] + frame[at + 2 + length:]))
+    (cleaned,) = frames_of(pydicom.dcmread(io.BytesIO(_pydicom_path(data)[0])))
+    assert b"\xff\xee\x00\x0eAdobe" in cleaned and b"PHXADOBE" not in cleaned
+    assert np.array_equal(rgb(frame), rgb(cleaned))
+
+
+def test_tlm_follows_the_new_tile_part_lengths(cases):
+    out = pydicom.dcmread(io.BytesIO(_pydicom_path(cases["J2K tiles with TLM"][0])[0]))
+    (frame,) = frames_of(out)
+    at = frame.index(b"\xff\x55")
+    length = struct.unpack(">H", frame[at + 2:at + 4])[0]
+    entries = [struct.unpack(">BL", frame[at + 6 + 5 * k:at + 11 + 5 * k])
+               for k in range((length - 4) // 5)]
+    parts, pos = [], frame.index(b"\xff\x90")
+    while frame[pos:pos + 2] == b"\xff\x90":
+        isot, psot = struct.unpack(">HL", frame[pos + 4:pos + 10])
+        parts.append((isot, psot))
+        pos += psot
+    assert entries == parts and len(parts) == 4
+    assert frame[pos:pos + 2] == b"\xff\xd9"
+
+
+@pytest.mark.parametrize("name", ["JPEG-lossy.dcm", "SC_rgb_jpeg_app14_dcmd.dcm",
+                                  "MR_small_jpeg_ls_lossless.dcm", "examples_ybr_color.dcm",
+                                  "SC_rgb_rle_2frame.dcm"])
+def test_files_without_text_keep_their_pixel_bytes(name):
+    data = open(get_testdata_file(name), "rb").read()
+    slow, messages = _pydicom_path(data)
+    assert pydicom.dcmread(io.BytesIO(slow)).PixelData == \
+        pydicom.dcmread(io.BytesIO(data)).PixelData
+    assert not any("Pixel Data" in m for m in messages)
+    fast = _byte_path(data)
+    assert fast is None or fast == slow
+
+
+def test_unparseable_bitstream_fails_its_file_only(tmp_path):
+    """A JPEG whose segment length runs past its data is never copied unexamined: the file
+    fails with the reason, the good file beside it is written."""
+    src = tmp_path / "src"
+    src.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    (frame,) = frames_of(ds)
+    good = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    good.PixelData = encapsulate([frame[:2] + segment(0xFE, b"PHXGOODCOM") + frame[2:]])
+    write(good, src / "good.dcm")
+    ds.PixelData = encapsulate([frame[:2] + b"\xff\xfe\xff\xf0PHXBADCOM" + frame[2:]])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    write(ds, src / "bad.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = an.anonymize_files(src, tmp_path / "out", key="k", workers=1)
+    assert len(report.written) == 1
+    ((path, reason),) = report.failed
+    assert os.path.basename(path) == "bad.dcm"
+    assert reason.startswith("Pixel Data could not be searched for text (JPEG marker 0xFFFE")
+    assert "not written" in reason
+    assert [w for w in report.warnings if "removed 1 JPEG COM segment from Pixel Data" in w]
+    assert any("removed 1 JPEG COM segment" in str(w.message) for w in caught)
+    assert b"PHXGOODCOM" not in open(report.written[0], "rb").read()
+
+
+def test_video_is_refused_unless_asked_for(tmp_path):
+    """MPEG-4 user data cannot be cleaned: the file is refused (counted as failed), or with
+    keep_uncleanable_pixels written as is with a warning."""
+    ds = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"  # MPEG-4 AVC/H.264
+    ds.PixelData = encapsulate([b"\x00\x00\x00\x01\x06\x05PHXSEIUSERDATA\x80"])
+    src = tmp_path / "src"
+    src.mkdir()
+    write(ds, src / "video.dcm")
+    report = an.anonymize_files(src, tmp_path / "out", key="k", workers=1)
+    assert report.written == [] and len(report.failed) == 1
+    assert "MPEG-4 AVC/H.264 video: text in its bitstream cannot be removed" in \
+        report.failed[0][1]
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        kept = an.anonymize_files(src, tmp_path / "out2", an.Options(
+            keep_uncleanable_pixels=True), key="k", workers=1)
+    assert len(kept.written) == 1 and kept.failed == []
+    assert any("copied as is" in w for w in kept.warnings)
+
+
+def test_cli_reports_removed_text(tmp_path, capsys, cases):
+    from napari_dicomtools.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(cases["JPEG COM, Exif, ICC"][0])
+    assert main(["anonymize", str(src), str(tmp_path / "out"), "--key", "k"]) == 0
+    err = capsys.readouterr().err
+    assert "a.dcm: removed 1 JPEG APP1 segment, 1 JPEG APP2 segment, 2 JPEG COM segments " \
+        "from Pixel Data" in err
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None,
+                    reason="dciodvfy (Debian/Ubuntu package dicom3tools) is not installed")
+@pytest.mark.parametrize("case", ["multi-frame BOT", "J2K main and tile-part COM"])
+def test_no_new_dciodvfy_errors(case, cases, tmp_path):
+    def errors(path):
+        r = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True)
+        return {line.split(" - ", 1)[-1] for line in (r.stdout + r.stderr).splitlines()
+                if line.startswith("Error")}
+
+    data = cases[case][0]
+    (tmp_path / "src.dcm").write_bytes(data)
+    (tmp_path / "out.dcm").write_bytes(_pydicom_path(data)[0])
+    assert errors(tmp_path / "out.dcm") <= errors(tmp_path / "src.dcm")
+
+
+def test_summary_and_policy():
+    assert pt.summary({"JPEG COM segment": 2, "JP2 'xml ' box": 1}) == \
+        "1 JP2 'xml ' box, 2 JPEG COM segments"
+    assert pt.policy("1.2.840.10008.1.2.4.50") == "clean"
+    assert pt.policy("1.2.840.10008.1.2.5") == "none"
+    assert pt.policy("1.2.840.10008.1.2.4.107") == "refuse"

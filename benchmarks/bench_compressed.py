@@ -17,7 +17,14 @@ Python process (start-up and imports count, as a user waits), warm page cache, m
 
 Every run is checked: our volume must equal the uncompressed series, value for value.
 
+``--reader`` measures instead napari's reader path (``napari_get_reader(folder)(folder)``, no
+viewer) against ``read_volume(folder)`` on the same series (and ``--also`` folders, e.g. an
+uncompressed one), in process (one process alternates the two, after a warm-up run of each)
+and as whole processes; ``--before SRC`` adds the reader path of another checkout's ``src``
+(e.g. ``git archive <rev> src | tar -x -C /tmp/before``) in the same run.
+
 usage: python benchmarks/bench_compressed.py [--data DIR] [--slices 100] [--repeat 3]
+       python benchmarks/bench_compressed.py --reader [--also DIR ...] [--before SRC]
 needs: pip install -e ".[bench]"   (SimpleITK, dcm2niix)
 """
 
@@ -32,7 +39,16 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import SITK, load_note, make_series, median_of, timed, workers_env  # noqa: E402,E501
+from _common import (  # noqa: E402
+    SITK,
+    child_env,
+    load_note,
+    machine_line,
+    make_series,
+    median_of,
+    timed,
+    workers_env,
+)
 
 #: transfer syntax name (pydicom.uid) -> label
 SYNTAXES = {
@@ -64,6 +80,82 @@ print(vol.array.shape, vol.array.dtype)
 """
 
 
+#: napari's reader path on a folder, no viewer (what File > Open runs)
+READER = """
+import sys
+from napari_dicomtools._reader import napari_get_reader
+layers = napari_get_reader(sys.argv[1])(sys.argv[1])
+print(layers[0][0].shape, layers[0][0].dtype)
+"""
+
+#: read_volume(folder) and the reader path alternately in one process, after a warm-up of
+#: each; prints the median wall and CPU (all threads) seconds of each and the first check
+IN_PROCESS = """
+import resource, statistics, sys, time
+import numpy as np
+from napari_dicomtools import read_volume
+from napari_dicomtools._reader import napari_get_reader
+folder, repeat = sys.argv[1], int(sys.argv[2])
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+paths = {"read_volume": lambda: read_volume(folder).array,
+         "reader": lambda: napari_get_reader(folder)(folder)[0][0]}
+same = np.array_equal(np.asarray(paths["reader"]()), paths["read_volume"]())
+runs = {k: [] for k in paths}
+for _ in range(repeat):
+    for k, f in paths.items():
+        t0, c0 = time.perf_counter(), cpu()
+        f()
+        runs[k].append((time.perf_counter() - t0, cpu() - c0))
+print(same, *(f"{statistics.median(r[0] for r in v)} {statistics.median(r[1] for r in v)}"
+              for v in runs.values()))
+"""
+
+
+def reader_vs_read_volume(folders: list[str], repeat: int, before: str | None) -> int:
+    """``--reader``: the reader path against read_volume(folder), in process and as whole
+    processes, on each of ``folders`` (and the reader path of ``before``'s code)."""
+    py = sys.executable
+    env = child_env()
+    versions = {"now": env}
+    if before:
+        versions["before"] = child_env(PYTHONPATH=os.path.abspath(before))
+    rows = []
+    for folder in folders:
+        row = {"series": os.path.basename(folder.rstrip("/"))}
+        for name, e in versions.items():
+            out = subprocess.run([py, "-c", IN_PROCESS, folder, str(repeat)], env=e, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            if out[0] != "True":
+                raise SystemExit(f"{folder}: the reader's values differ from read_volume's")
+            vals = [float(x) for x in out[1:]]
+            row[f"in {name}: read_volume"] = (vals[0], vals[1])
+            row[f"in {name}: reader"] = (vals[2], vals[3])
+            timed([py, "-c", READER, folder], e)  # warms the bytecode cache and imports
+            row[f"whole {name}: reader"] = median_of(repeat, [py, "-c", READER, folder], e)
+        row["whole: read_volume"] = median_of(repeat, [py, "-c", OURS, folder], env)
+        rows.append(row)
+        print(row, flush=True)
+    print(f"\nnapari's reader path against read_volume(folder), median of {repeat}, "
+          f"{machine_line()}{load_note()}; seconds as wall (CPU), ratio of walls\n")
+    for where in ("in", "whole"):
+        label = "in process" if where == "in" else "whole process"
+        print(f"{label:24s}{'read_volume':>16s}" + "".join(
+            f"{'reader ' + v:>16s}{'x':>7s}" for v in versions))
+        for r in rows:
+            base = r["in now: read_volume" if where == "in" else "whole: read_volume"]
+            line = f"{r['series']:24s}{base[0]:8.3f} ({base[1]:5.2f})"
+            for v in versions:
+                t = r[f"{where} {v}: reader"]
+                # in process: against read_volume in the same process
+                own = r[f"in {v}: read_volume"] if where == "in" else base
+                line += f"{t[0]:8.3f} ({t[1]:5.2f}){t[0] / own[0]:6.2f}x"
+            print(line)
+        print()
+    return 0
+
+
 def compress_series(src: str, dst: str, ts_name: str) -> None:
     """Every file of ``src`` re-encoded in transfer syntax ``ts_name`` into ``dst``."""
     import pydicom
@@ -92,7 +184,19 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="the parallel run's workers (default: all cores)")
     ap.add_argument("--only", nargs="*", choices=list(SYNTAXES), help="these syntaxes only")
+    ap.add_argument("--reader", action="store_true",
+                    help="napari's reader path against read_volume(folder) instead")
+    ap.add_argument("--also", nargs="*", default=[], metavar="DIR",
+                    help="--reader: these series folders too (e.g. an uncompressed one)")
+    ap.add_argument("--before", metavar="SRC",
+                    help="--reader: also the reader path of this checkout's src folder")
     a = ap.parse_args()
+    if a.reader:
+        folders = [os.path.join(a.data, f"ct{a.slices}-{ts}") for ts in a.only or SYNTAXES]
+        missing = [f for f in folders if not os.path.isdir(f)]
+        if missing:
+            raise SystemExit(f"{missing[0]}: not found (run without --reader first)")
+        return reader_vs_read_volume(folders + a.also, a.repeat, a.before)
     import numpy as np
 
     py = sys.executable

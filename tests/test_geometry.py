@@ -123,3 +123,34 @@ def test_a_longer_step_short_of_a_slice_is_non_uniform_not_a_gap():
     o = geometry.order_slices([[0, 0, v] for v in (0, 2.5, 5.5, 8)], [1, 0, 0, 0, 1, 0])
     assert not o.uniform
     assert o.problems == ["non-uniform slice spacing: steps from 2.5 to 3 mm"]
+
+
+def test_aligned_orientation_is_nibabels_answer_without_importing_it():
+    """display_transform reads the orientation of axis-aligned data off the affine (no
+    nibabel import): the same answer as io_orientation for all 48 signed permutations,
+    exact or with float noise, any spacing; oblique data goes to nibabel."""
+    import itertools
+
+    from nibabel.orientations import io_orientation
+
+    from napari_dicomtools.core.geometry import _aligned_orientation
+
+    rng = np.random.default_rng(0)
+    n = 0
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            m[list(perm), range(3)] = signs
+            for noise in (0.0, 1e-12):
+                aff = np.eye(4)
+                aff[:3, :3] = (m + noise * rng.standard_normal((3, 3))) \
+                    * rng.uniform(0.2, 5.0, 3)
+                aff[:3, 3] = rng.uniform(-100, 100, 3)
+                assert np.array_equal(_aligned_orientation(aff), io_orientation(aff))
+                n += 1
+    assert n == 96
+    t = np.radians(0.01)  # oblique by 0.01 degree: nibabel's call
+    tilted = np.eye(4)
+    tilted[:3, :3] = [[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]]
+    assert _aligned_orientation(tilted) is None
+    assert _aligned_orientation(np.diag([1.0, 0.0, 1.0, 1.0])) is None  # degenerate

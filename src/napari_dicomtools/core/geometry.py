@@ -511,12 +511,32 @@ class DisplayTransform:
         return unflipped.transpose(lead + tuple(leading + a for a in inv) + trailing)
 
 
+def _aligned_orientation(affine: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """:func:`nibabel.orientations.io_orientation` of an affine whose axes lie along the
+    output axes (each unit column within 1e-9 of a signed unit vector, on distinct axes):
+    then its polar decomposition is that signed permutation and its answer is read off
+    directly. None otherwise. Importing nibabel costs 0.4-0.5 s of a process's first
+    napari open (it brings pydicom and requests along), for a few lines of arithmetic."""
+    rzs = np.asarray(affine, float)[:3, :3]
+    norms = np.linalg.norm(rzs, axis=0)
+    if not np.all(norms > 0):
+        return None
+    unit = rzs / norms
+    out = np.argmax(np.abs(unit), axis=0)
+    peak = unit[out, np.arange(3)]
+    if len(set(out.tolist())) != 3 or np.min(np.abs(peak)) < 1 - 1e-9:
+        return None
+    return np.column_stack([out, np.sign(peak)]).astype(float)
+
+
 def display_transform(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLike,
                       shape: tuple[int, ...]) -> DisplayTransform:
     """Closest axis-aligned presentation of a volume in napari world ``(z, y, x)``.
 
     Uses :func:`nibabel.orientations.io_orientation` on the index->LPS affine, so ties and
-    oblique data are resolved the way nibabel (and napari-nifti) do.
+    oblique data are resolved the way nibabel (and napari-nifti) do. Axes that lie along the
+    world axes (most series) need no import of nibabel: its answer is then the signed
+    permutation itself (:func:`_aligned_orientation`).
 
     Parameters
     ----------
@@ -545,11 +565,13 @@ def display_transform(spacing: ArrayLike, origin: ArrayLike, direction: ArrayLik
     >>> dt.translate, dt.residual_deg
     ((18.5, -4.0, -10.0), 0.0)
     """
-    from nibabel.orientations import io_orientation
-
     shape = tuple(int(s) for s in shape[:3])
     wa = world_affine(spacing, origin, direction)  # (slice,row,col) -> (z,y,x)
-    ornt = io_orientation(wa)  # for each input axis: (output axis, sign)
+    ornt = _aligned_orientation(wa)  # for each input axis: (output axis, sign)
+    if ornt is None:  # oblique
+        from nibabel.orientations import io_orientation
+
+        ornt = io_orientation(wa)
     axes = [0, 0, 0]
     flips = [False, False, False]
     for k, (w, s) in enumerate(ornt):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,9 +133,16 @@ def reader_vs_read_volume(folders: list[str], repeat: int, before: str | None) -
             vals = [float(x) for x in out[1:]]
             row[f"in {name}: read_volume"] = (vals[0], vals[1])
             row[f"in {name}: reader"] = (vals[2], vals[3])
-            timed([py, "-c", READER, folder], e)  # warms the bytecode cache and imports
-            row[f"whole {name}: reader"] = median_of(repeat, [py, "-c", READER, folder], e)
-        row["whole: read_volume"] = median_of(repeat, [py, "-c", OURS, folder], env)
+        # whole processes, the contenders alternating (the machine's load drifts)
+        whole = {"whole: read_volume": ([py, "-c", OURS, folder], env)}
+        whole.update({f"whole {name}: reader": ([py, "-c", READER, folder], e)
+                      for name, e in versions.items()})
+        for cmd, e in whole.values():
+            timed(cmd, e)  # warms the bytecode cache and the imports
+        runs = [[timed(cmd, e) for cmd, e in whole.values()] for _ in range(repeat)]
+        for k, key in enumerate(whole):
+            row[key] = (statistics.median(r[k][0] for r in runs),
+                        statistics.median(r[k][1] for r in runs))
         rows.append(row)
         print(row, flush=True)
     print(f"\nnapari's reader path against read_volume(folder), median of {repeat}, "

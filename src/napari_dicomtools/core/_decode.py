@@ -318,27 +318,11 @@ def _frame_bytes(inst: Instance) -> bytes | memoryview | None:
 
 def _fragments(tail: memoryview) -> bytes | memoryview:
     """The frame in encapsulated Pixel Data whose items start at ``tail[0]``: every fragment
-    after the Basic Offset Table, up to the sequence delimiter (one fragment: a view)."""
-    import struct
+    after the Basic Offset Table, up to the sequence delimiter (one fragment: a view).
+    Raises ValueError for malformed items."""
+    from ._pixeltext import items
 
-    parts: list[memoryview] = []
-    pos, end, first = 0, len(tail), True
-    while True:
-        if end - pos < 8:
-            raise ValueError("encapsulated Pixel Data ends without a sequence delimiter")
-        group, elem, length = struct.unpack_from("<HHI", tail, pos)
-        pos += 8
-        if (group, elem) == (0xFFFE, 0xE0DD):
-            break
-        if (group, elem) != (0xFFFE, 0xE000) or length > end - pos:
-            raise ValueError(f"bad encapsulated item ({group:04X},{elem:04X}), "
-                             f"{length} bytes")
-        if not first:  # the first item is the Basic Offset Table
-            parts.append(tail[pos:pos + length])
-        pos += length
-        first = False
-    if not parts:
-        raise ValueError("encapsulated Pixel Data holds no fragment")
+    _table, parts = items(tail, delimited=True)
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

@@ -65,6 +65,7 @@ _UNCLEANABLE = {
 }
 
 _ITEM = b"\xfe\xff\x00\xe0"
+_DELIMITER = b"\xfe\xff\xdd\xe0"
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">L")
 _LE32 = struct.Struct("<L")
@@ -186,7 +187,7 @@ def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: in
     kind = policy(transfer_syntax)
     if kind != "clean":
         return Cleaned(value)
-    bot, fragments = _items(memoryview(value))
+    bot, fragments = items(memoryview(value))
     joined = fragments[0] if len(fragments) == 1 else memoryview(b"".join(fragments))
     ends = []
     pos = 0
@@ -215,21 +216,39 @@ def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: in
     return _rebuilt([_join(p) for p in kept], removed, bool(len(bot)) or frames > 1, extended)
 
 
-def _items(value: memoryview) -> tuple[memoryview, list[memoryview]]:
-    """The Basic Offset Table and the fragments of an encapsulated value."""
-    items: list[memoryview] = []
+def items(value: memoryview, *, delimited: bool = False
+          ) -> tuple[memoryview, list[memoryview]]:
+    """The Basic Offset Table and the fragments of encapsulated Pixel Data (PS3.5 A.4), as
+    views of ``value``: its items to its end, or with ``delimited`` up to the sequence
+    delimiter (what follows it is ignored; the decoder reads a frame from a file's tail this
+    way).
+
+    Raises
+    ------
+    PixelTextError
+        Something else than an item, an item running past the data, no fragment, or (with
+        ``delimited``) no delimiter.
+    """
+    found: list[memoryview] = []
     pos, end = 0, len(value)
-    while pos < end:
-        if end - pos < 8 or value[pos:pos + 4] != _ITEM:
-            raise PixelTextError(f"not an item at byte {pos} of the encapsulated Pixel Data")
+    while True:
+        if pos == end and not delimited:
+            break
+        if end - pos < 8:
+            raise PixelTextError("encapsulated Pixel Data ends without a sequence delimiter"
+                                 if delimited else f"a truncated item at byte {pos}")
+        head = value[pos:pos + 4].tobytes()
         length = _LE32.unpack_from(value, pos + 4)[0]
-        if length > end - pos - 8:
-            raise PixelTextError(f"an item of {length} bytes runs past the Pixel Data")
-        items.append(value[pos + 8:pos + 8 + length])
+        if delimited and head == _DELIMITER:
+            break
+        if head != _ITEM or length > end - pos - 8:
+            raise PixelTextError(f"a bad encapsulated item at byte {pos} ({head.hex()}, "
+                                 f"{length} bytes)")
+        found.append(value[pos + 8:pos + 8 + length])
         pos += 8 + length
-    if len(items) < 2:
+    if len(found) < 2:
         raise PixelTextError("encapsulated Pixel Data holds no fragment")
-    return items[0], items[1:]
+    return found[0], found[1:]
 
 
 def _check_frames(starts: list[int], fragments: list[memoryview], bot: memoryview,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 import struct
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -77,6 +78,10 @@ _EOC = re.compile(rb"\xff\xd9")
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 #: JP2 boxes kept: signature, file type, header (colour, palette, channel definitions)
 _JP2_KEPT = frozenset({b"jP  ", b"ftyp", b"jp2h"})
+
+
+#: a codestream parser: (buffer, start, codec name, removed counts) -> (kept pieces, end)
+_Parser = Callable[[memoryview, int, str, dict[str, int]], tuple[list[memoryview], int]]
 
 
 class PixelTextError(ValueError):
@@ -188,32 +193,46 @@ def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: in
     if kind != "clean":
         return Cleaned(value)
     bot, fragments = items(memoryview(value))
-    joined = fragments[0] if len(fragments) == 1 else memoryview(b"".join(fragments))
+    parse = _j2k_frame if transfer_syntax in JPEG_2000 else _jpeg_frame
+    codec = "JPEG-LS" if transfer_syntax in JPEG_LS else "JPEG"
+    removed: dict[str, int] = {}
+    if len(fragments) == frames:  # one fragment per frame, the usual layout: no copy
+        groups = [[f] for f in fragments]
+    else:  # frames spanning fragments: cut where each codestream ends
+        groups = [fragments]
+    starts: list[int] = []
+    kept: list[list[memoryview]] = []  # each frame's kept pieces
+    base = 0
+    for group in groups:
+        starts += (base + at for at in _frames(group, parse, codec, removed, kept))
+        base += sum(len(f) for f in group)
+    _check_frames(starts, fragments, bot, frames)
+    if not removed:
+        return Cleaned(value)
+    return _rebuilt(kept, removed, bool(len(bot)) or frames > 1, extended)
+
+
+def _frames(fragments: list[memoryview], parse: _Parser, codec: str,
+            removed: dict[str, int], kept: list[list[memoryview]]) -> list[int]:
+    """Parse the codestreams in ``fragments`` (joined) one after the other, each from a
+    fragment's start to the end of the fragment where it ends (the rest must be padding);
+    their kept pieces go to ``kept``; returns where each starts."""
+    buf = fragments[0] if len(fragments) == 1 else memoryview(b"".join(fragments))
     ends = []
     pos = 0
     for frag in fragments:
         pos += len(frag)
         ends.append(pos)
-    if transfer_syntax in JPEG_2000:
-        parse = _j2k_frame
-    else:
-        parse = _jpeg_frame
-    codec = "JPEG-LS" if transfer_syntax in JPEG_LS else "JPEG"
-    removed: dict[str, int] = {}
-    kept: list[list[memoryview]] = []  # each frame's kept pieces
     starts: list[int] = []
     start = 0
-    while start < len(joined):
+    while start < len(buf):
         starts.append(start)
-        pieces, end = parse(joined, start, codec, removed)
+        pieces, end = parse(buf, start, codec, removed)
         boundary = ends[bisect_left(ends, end)]  # the frame's last fragment ends here
-        _trailing(joined[end:boundary], removed)
+        _trailing(buf[end:boundary], removed)
         kept.append(pieces)
         start = boundary
-    _check_frames(starts, fragments, bot, frames)
-    if not removed:
-        return Cleaned(value)
-    return _rebuilt([_join(p) for p in kept], removed, bool(len(bot)) or frames > 1, extended)
+    return starts
 
 
 def items(value: memoryview, *, delimited: bool = False
@@ -281,22 +300,22 @@ def _trailing(tail: memoryview, removed: dict[str, int]) -> None:
         _count(removed, "trailing data block")
 
 
-def _rebuilt(frames: list[bytes], removed: dict[str, int], with_bot: bool,
+def _rebuilt(frames: list[list[memoryview]], removed: dict[str, int], with_bot: bool,
              extended: bool) -> Cleaned:
-    """The value with one even-length fragment per frame, its Basic Offset Table (empty with
-    an Extended Offset Table, or when frame offsets exceed 32 bits) and the frames' offsets
-    and lengths."""
+    """The value with one even-length fragment per frame (each frame the pieces kept of it,
+    copied once), its Basic Offset Table (empty with an Extended Offset Table, or when
+    frame offsets exceed 32 bits) and the frames' offsets and lengths."""
     offsets: list[int] = []
     lengths: list[int] = []
-    body: list[bytes] = []
+    body: list[bytes | memoryview] = []
     pos = 0
-    for frame in frames:
-        if len(frame) & 1:
-            frame += b"\x00"  # PS3.5 A.4: an odd fragment gets one trailing NUL
+    for pieces in frames:
+        n = sum(len(p) for p in pieces)
+        pad = n & 1  # PS3.5 A.4: an odd fragment gets one trailing NUL
         offsets.append(pos)
-        lengths.append(len(frame))
-        body += (_ITEM, _LE32.pack(len(frame)), frame)
-        pos += 8 + len(frame)
+        lengths.append(n + pad)
+        body += (_ITEM, _LE32.pack(n + pad), *pieces, b"\x00" * pad)
+        pos += 8 + n + pad
     bot = b""
     if with_bot and not extended and offsets[-1] <= 0xFFFFFFFF:
         bot = struct.pack(f"<{len(offsets)}L", *offsets)

@@ -32,14 +32,13 @@ def _cpu() -> float:
 
 def _run(folder: str, bypass: bool) -> tuple[float, float]:
     """(wall, CPU) of de-identifying ``folder`` in this process with one worker."""
-    from napari_dicomtools.core import _anonfast, _pixeltext, anonymize
+    from napari_dicomtools.core import _pixeltext, anonymize
 
     real = _pixeltext.deidentify_pixels
     if bypass:
         def copied(*a, **k):
             return None, None
-        _anonfast.deidentify_pixels = copied
-        _pixeltext.deidentify_pixels = copied
+        _pixeltext.deidentify_pixels = copied  # both paths import it from there per file
     out = tempfile.mkdtemp(prefix="pixeltext-bench-")
     try:
         w0, c0 = time.perf_counter(), _cpu()
@@ -49,7 +48,6 @@ def _run(folder: str, bypass: bool) -> tuple[float, float]:
         wall, cpu = time.perf_counter() - w0, _cpu() - c0
         assert len(report.written) == len(os.listdir(folder)), report.skipped[:3]
     finally:
-        _anonfast.deidentify_pixels = real
         _pixeltext.deidentify_pixels = real
         shutil.rmtree(out, ignore_errors=True)
     return wall, cpu

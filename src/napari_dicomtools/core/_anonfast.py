@@ -45,7 +45,6 @@ from ._anonrules import (
     _shift,
 )
 from ._filemeta import read_file_meta
-from ._pixeltext import deidentify_pixels, offset_table
 from .errors import DicomToolsError
 
 if TYPE_CHECKING:
@@ -603,6 +602,8 @@ def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element], ts: str
     report's message."""
     if ts not in _ENCAPSULATED:
         return {}, None
+    from ._pixeltext import deidentify_pixels, offset_table  # compressed files only
+
     pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
     if pixel is None:
         return {}, None

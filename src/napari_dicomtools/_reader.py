@@ -12,17 +12,32 @@ import os
 import sys
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from .core import geometry
 from .core.errors import DicomToolsError, NoSeriesError
 from .core.grid import GRID_KEY, Grid
 from .core.headers import looks_like_dicom
-from .core.series import scan
+from .core.series import Series, SeriesList, scan
 from .core.volume import DecodeAhead, Volume, read_volume
 
+if TYPE_CHECKING:
+    from napari.utils.colormaps import Colormap
+
+    from .core.seg import Segmentation
+    from .core.sources import Source
+
 log = logging.getLogger(__name__)
+
+#: napari's full ``LayerDataTuple``: ``(data, layer keyword arguments, layer type)``; the
+#: data is a numpy or dask array (image, labels) or a list of point arrays (shapes)
+LayerData: TypeAlias = tuple[Any, dict[str, Any], str]
+#: what napari hands a reader: one path or several
+PathOrPaths: TypeAlias = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 #: series larger than this (bytes, decoded) open lazily: slices decode as napari shows them
 LAZY_THRESHOLD = int(os.environ.get("NAPARI_DICOMTOOLS_LAZY_BYTES", 512 * 2**20))
@@ -81,7 +96,7 @@ def _looks_dicom_dir(path: str, limit: int = 200) -> bool:
     return False
 
 
-def is_dicom_path(path) -> bool:
+def is_dicom_path(path: str | os.PathLike[str]) -> bool:
     """Cheap test (a few bytes per file) of whether ``path`` holds DICOM we can read."""
     try:
         path = os.fspath(path)
@@ -96,7 +111,7 @@ def is_dicom_path(path) -> bool:
     return _looks_dicom_file(path)
 
 
-def napari_get_reader(path):
+def napari_get_reader(path: PathOrPaths) -> Callable[..., list[LayerData]] | None:
     """npe2 reader getter: the reader function for DICOM paths, else None (never raises)."""
     try:
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
@@ -108,7 +123,7 @@ def napari_get_reader(path):
     return None
 
 
-def read_dicom(path, *, rtstruct_contours: bool = False) -> list:
+def read_dicom(path: PathOrPaths, *, rtstruct_contours: bool = False) -> list[LayerData]:
     """Read every image series under ``path`` (file/folder/zip/DICOMDIR, or a list), and the
     SEG, RTSTRUCT, SR and RT Dose objects on the images they reference;
     ``rtstruct_contours``: structure sets also as shapes layers of their contours (off for
@@ -126,7 +141,8 @@ def read_dicom(path, *, rtstruct_contours: bool = False) -> list:
     return layers
 
 
-def _layers(path, series, ahead: DecodeAhead, contours: bool) -> list:
+def _layers(path: str | os.PathLike[str], series: SeriesList, ahead: DecodeAhead,
+            contours: bool) -> list[LayerData]:
     """The layers of the series a scan of ``path`` found (see :func:`read_dicom`)."""
     skipped = series.skipped
     if not series:
@@ -136,7 +152,7 @@ def _layers(path, series, ahead: DecodeAhead, contours: bool) -> list:
         first = "; ".join(str(s) for s in skipped[:3])
         more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
         warnings.warn(f"skipped {len(skipped)} file(s): {first}{more}", stacklevel=3)
-    layers = []
+    layers: list[LayerData] = []
     total = 0
     for s in series:
         if s.kind != "IMAGE":
@@ -160,7 +176,8 @@ def _layers(path, series, ahead: DecodeAhead, contours: bool) -> list:
     return layers
 
 
-def image_layer_data(series, *, lazy: bool = False, ahead: DecodeAhead | None = None) -> tuple:
+def image_layer_data(series: Series, *, lazy: bool = False,
+                     ahead: DecodeAhead | None = None) -> LayerData:
     """The image ``LayerDataTuple`` of one image series; an RT Dose is read in its dose
     units and shown as a colour wash over the images (:func:`dose_layer_data`); ``ahead``:
     the frames decoded while the series was scanned (:class:`~.core.volume.DecodeAhead`)."""
@@ -171,7 +188,7 @@ def image_layer_data(series, *, lazy: bool = False, ahead: DecodeAhead | None = 
     return volume_to_layer_data(read_volume(series, lazy=lazy, ahead=ahead))
 
 
-def dose_layer_data(vol: Volume) -> tuple:
+def dose_layer_data(vol: Volume) -> LayerData:
     """An RT Dose volume (:func:`~.core.rtdose.read_dose`) as an image layer on its own grid
     in world mm: a translucent colour wash from 0 (transparent) to the maximum dose, named
     with its unit (Gy, or relative dose: never relabelled as Gy)."""
@@ -211,7 +228,7 @@ def _install_viewer_controller() -> None:
         warnings.warn(f"viewer controller not installed: {exc}", stacklevel=2)
 
 
-def _contrast_limits(vol: Volume):
+def _contrast_limits(vol: Volume) -> list[float] | None:
     if vol.rgb:
         return None
     if vol.window is not None:
@@ -222,7 +239,7 @@ def _contrast_limits(vol: Volume):
         lead = (arr.shape[0] // 2,) if vol.n_time == 1 else (0, arr.shape[1] // 2)
         sample = np.asarray(arr[lead])
     else:
-        sample = arr
+        sample = np.asarray(arr)  # the array itself
     lo, hi = float(np.min(sample)), float(np.max(sample))
     if hi <= lo:
         hi = lo + 1
@@ -245,7 +262,7 @@ def _sheared(grid: Grid) -> bool:
                     abs(u[:, 1] @ u[:, 2])) > 1e-3)
 
 
-def volume_to_layer_data(vol: Volume) -> tuple:
+def volume_to_layer_data(vol: Volume) -> LayerData:
     """A napari ``LayerDataTuple`` ``(data, kwargs, "image")`` for a :class:`Volume`.
 
     The data is shown axis-aligned in world ``(z, y, x)`` LPS millimetres (an axial view
@@ -269,7 +286,7 @@ def volume_to_layer_data(vol: Volume) -> tuple:
         # header inspector and writers that go back to the files
         meta["frame_sources"] = [(f.instance.path, f.index) for f in vol.series.frames]
         meta["n_slices"] = vol.series.n_slices
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "name": meta.get("name") or "DICOM",
         "metadata": meta,
         "rgb": vol.rgb,
@@ -307,17 +324,19 @@ def volume_to_layer_data(vol: Volume) -> tuple:
 # annotation objects: DICOM SEG -> labels layers on the image they reference
 
 
-def _reference_files(series) -> list[str]:
+def _reference_files(series: Series | None) -> list[str]:
     return list(series.files) if series is not None else []
 
 
-def segmentation_layer_data(seg, reference=None) -> list:
+def segmentation_layer_data(seg: Segmentation,
+                            reference: Series | None = None) -> list[LayerData]:
     """``LayerDataTuple``s for a :class:`~.core.seg.Segmentation`: one labels layer per
     group of non-overlapping segments, on the display grid of the referenced image layer
     (same view, scale and translate), segment names/colours in ``features``/colormap; plus,
     for a fractional SEG, one image layer of fractions per segment."""
     grid = Grid.for_volume(seg.spacing, seg.origin, seg.direction, seg.shape)
     dt = grid.display
+    assert dt is not None  # for_volume always gives its grid a display transform
     name = seg.metadata.get("name") or "SEG"
     meta_base = {
         GRID_KEY: grid.to_metadata(),
@@ -336,11 +355,12 @@ def segmentation_layer_data(seg, reference=None) -> list:
     }
     common = {"scale": dt.scale, "translate": dt.translate, "units": ("mm", "mm", "mm"),
               "axis_labels": geometry.WORLD_AXIS_LABELS}
-    out = []
+    out: list[LayerData] = []
     many = len(seg.labels) > 1
     for k, (arr, group) in enumerate(zip(seg.labels, seg.groups, strict=True)):
         rows = [seg.segment(n).as_row() for n in group]
-        colors = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
+        colors: dict[int | None, tuple[float, ...]] = {None: (0.0, 0.0, 0.0, 0.0),
+                                                       0: (0.0, 0.0, 0.0, 0.0)}
         for r in rows:
             if r["color"] is not None:
                 colors[r["index"]] = tuple(c / 255.0 for c in r["color"]) + (1.0,)
@@ -362,7 +382,7 @@ def segmentation_layer_data(seg, reference=None) -> list:
     return out
 
 
-def contour_shapes_layer_data(seg) -> tuple:
+def contour_shapes_layer_data(seg: Segmentation) -> LayerData:
     """The closed contours of an RT Structure Set (:func:`~.core.rtstruct.read_rtstruct`) as
     a shapes layer of polygons in world mm, on the same display grid as its labels layer
     (so each polygon lies on the slice of the referenced series it was drawn on); ROI
@@ -370,7 +390,9 @@ def contour_shapes_layer_data(seg) -> tuple:
     left out (the labels layer's ``problems`` name them)."""
     grid = Grid.for_volume(seg.spacing, seg.origin, seg.direction, seg.shape)
     acq = grid.acquisition_axis
-    polys, rows, colors = [], [], []
+    polys: list[npt.NDArray[np.float64]] = []
+    rows: list[tuple[int, str]] = []
+    colors: list[tuple[float, ...]] = []
     for number, contours in (seg.metadata.get("contours") or {}).items():
         s = seg.segment(number)
         for pts in contours:
@@ -399,13 +421,14 @@ def contour_shapes_layer_data(seg) -> tuple:
     return polys, kwargs, "shapes"
 
 
-def _ramp(name: str, rgb: tuple):
+def _ramp(name: str, rgb: tuple[float, ...]) -> Colormap:
     from napari.utils.colormaps import Colormap
 
     return Colormap([(0.0, 0.0, 0.0, 1.0), tuple(rgb) + (1.0,)], name=f"seg {name}")
 
 
-def sr_layer_data(path, candidates=None) -> list:
+def sr_layer_data(path: str | os.PathLike[str],
+                  candidates: Iterable[Series] | None = None) -> list[LayerData]:
     """A shapes layer (world ``(z, y, x)`` LPS mm) of the planar ROIs of a TID 1500
     measurement report, measurements in ``features`` and ``metadata["measurements"]``;
     regions in 2D image coordinates are placed on their image among ``candidates``."""
@@ -423,7 +446,7 @@ def sr_layer_data(path, candidates=None) -> list:
             pts = np.vstack([pts, pts])
         data.append(np.asarray(pts, float)[:, ::-1])  # LPS (x, y, z) -> world (z, y, x)
         types.append(kinds.get(r.graphic_type, "path"))
-        row = {"label": r.label, "finding": r.finding}
+        row: dict[str, Any] = {"label": r.label, "finding": r.finding}
         for m in r.measurements:
             row[f"{m['name']} ({m['unit']})"] = m["value"]
         rows.append(row)
@@ -440,7 +463,8 @@ def sr_layer_data(path, candidates=None) -> list:
     return [(data, kwargs, "shapes")]
 
 
-def read_annotation(series, candidates=(), *, contours: bool = False) -> list:
+def read_annotation(series: Series, candidates: Iterable[Series] = (), *,
+                    contours: bool = False) -> list[LayerData]:
     """Layers of an annotation series from :func:`~.core.series.scan` (``kind`` SEG,
     RTSTRUCT, SR or RTDOSE), placed on the image among ``candidates`` it references when
     there is one; ``contours``: an RTSTRUCT's contours also as a shapes layer of polygons
@@ -452,16 +476,20 @@ def read_annotation(series, candidates=(), *, contours: bool = False) -> list:
         return [dose_layer_data(read_dose(series))]
     if kind == "SR":
         return sr_layer_data(str(series.first.source), candidates)
+    find: Callable[[Source, Iterable[Series]], Series | None]
+    read: Callable[[Source, Series | None], Segmentation]
     if kind == "RTSTRUCT":
-        from .core.rtstruct import find_reference
-        from .core.rtstruct import read_rtstruct as read
+        from .core import rtstruct
+
+        find, read = rtstruct.find_reference, rtstruct.read_rtstruct
     elif kind == "SEG":
-        from .core.seg import find_reference
-        from .core.seg import read_segmentation as read
+        from .core import seg as seg_module
+
+        find, read = seg_module.find_reference, seg_module.read_segmentation
     else:
         raise DicomToolsError(series.first.path, f"not an annotation object ({kind})")
     source = series.first.source
-    ref = find_reference(source, candidates)
+    ref = find(source, candidates)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         seg = read(source, reference=ref)

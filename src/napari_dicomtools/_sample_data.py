@@ -8,8 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 from .core.synthetic import phantom, write_series
+
+if TYPE_CHECKING:
+    from ._reader import LayerData
 
 _PHANTOM_VERSION = "v1"
 
@@ -34,26 +38,32 @@ def phantom_series_dir() -> str:
     return final
 
 
-def _read(path):
+def _read(path: str) -> list[LayerData]:
     from ._reader import read_dicom
 
     return read_dicom(path)
 
 
-def sample_phantom():
+def sample_phantom() -> list[LayerData]:
     """Synthetic CT (60 axial slices, 0.9 x 0.9 x 2.0 mm, HU) with known geometry."""
     return _read(phantom_series_dir())
 
 
-def sample_ct():
+def _pydicom_file(name: str) -> str:
+    """The path of one of pydicom's bundled test files."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if not isinstance(path, str):  # None: not in this pydicom installation
+        raise FileNotFoundError(f"pydicom's test file {name} is not installed")
+    return path
+
+
+def sample_ct() -> list[LayerData]:
     """pydicom's CT_small.dcm: one CT slice in HU with its position in the patient."""
-    from pydicom.data import get_testdata_file
-
-    return _read(get_testdata_file("CT_small.dcm"))
+    return _read(_pydicom_file("CT_small.dcm"))
 
 
-def sample_mr():
+def sample_mr() -> list[LayerData]:
     """pydicom's MR_small.dcm: one MR slice."""
-    from pydicom.data import get_testdata_file
-
-    return _read(get_testdata_file("MR_small.dcm"))
+    return _read(_pydicom_file("MR_small.dcm"))

@@ -4,18 +4,35 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from .core.errors import DicomToolsError
 from .core.nifti import write_layer_nifti
 
+if TYPE_CHECKING:
+    from ._reader import LayerData
+    from .core.grid import Grid
+    from .core.png import Annotation
+    from .core.series import Series
+    from .core.volume import VoxelArray
 
-def _reported(fn):
+#: napari's layer attributes (``layer.as_layer_data_tuple()[1]``): name, scale, translate,
+#: metadata, features, colormap...
+Meta = dict[str, Any]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reported(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Show a writer's refusal as its own notification (napari's save dialog otherwise only
     says the writer failed), then let napari see the error too."""
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return fn(*args, **kwargs)
         except (ValueError, OSError, DicomToolsError) as exc:
@@ -29,16 +46,17 @@ def _reported(fn):
     return wrapper
 
 
-def _nifti(path: str, data, meta: dict) -> list[str]:
+def _nifti(path: str, data: VoxelArray, meta: Meta) -> list[str]:
     # napari never asks twice: a file chosen in its save dialog was confirmed by the user
-    scale = meta.get("scale", (1.0,) * data.ndim)
-    translate = meta.get("translate", (0.0,) * data.ndim)
+    scale = meta.get("scale", (1.0,) * len(data.shape))
+    translate = meta.get("translate", (0.0,) * len(data.shape))
     return [write_layer_nifti(path, data, scale, translate,
                               _with_grid(data, scale, translate, meta.get("metadata") or {}),
                               overwrite=True)]
 
 
-def _with_grid(data, scale, translate, metadata: dict) -> dict:
+def _with_grid(data: VoxelArray, scale: Sequence[float], translate: Sequence[float],
+               metadata: dict[str, Any]) -> dict[str, Any]:
     """``metadata`` plus the true grid of the viewer layer this data sits on (a labels layer
     painted on one of our images), so it is saved on exactly the image's grid."""
     from .core.grid import GRID_KEY, Grid
@@ -59,7 +77,7 @@ def _with_grid(data, scale, translate, metadata: dict) -> dict:
 
 
 @_reported
-def write_image_nifti(path: str, data, meta: dict) -> list[str]:
+def write_image_nifti(path: str, data: VoxelArray, meta: Meta) -> list[str]:
     """Image layer -> NIfTI on its true patient grid (sform/qform RAS, like dcm2niix)."""
     if meta.get("rgb"):
         raise ValueError(f"{path}: RGB layers cannot be saved as NIfTI; use PNG")
@@ -67,12 +85,12 @@ def write_image_nifti(path: str, data, meta: dict) -> list[str]:
 
 
 @_reported
-def write_labels_nifti(path: str, data, meta: dict) -> list[str]:
+def write_labels_nifti(path: str, data: VoxelArray, meta: Meta) -> list[str]:
     """Labels layer -> NIfTI in the same patient space as the image it was drawn on."""
     return _nifti(path, data, meta)
 
 
-def _shapes_from_layer(data, meta) -> list[dict]:
+def _shapes_from_layer(data: Sequence[npt.ArrayLike], meta: Meta) -> list[Annotation]:
     """Shapes layer data -> world-coordinate dicts for :func:`export_annotated`."""
     import numpy as np
 
@@ -85,9 +103,9 @@ def _shapes_from_layer(data, meta) -> list[dict]:
     label_key = text.get("string") if isinstance(text, dict) else None
     if isinstance(label_key, dict):
         label_key = label_key.get("feature")
-    out = []
+    out: list[Annotation] = []
     for i, verts in enumerate(data):
-        color = (255, 255, 0)
+        color: tuple[int, ...] = (255, 255, 0)
         if edges is not None and len(edges) > i:
             color = tuple(int(round(float(c) * 255)) for c in np.asarray(edges[i])[:3])
         label = None
@@ -100,7 +118,7 @@ def _shapes_from_layer(data, meta) -> list[dict]:
 
 
 @_reported
-def write_png_layers(path: str, layer_data: list) -> list[str]:
+def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
     """One image layer (+ any shapes and labels layers) -> PNG(s) with annotations burned in.
 
     The window is the image layer's contrast limits, i.e. what the user sees.
@@ -113,7 +131,7 @@ def write_png_layers(path: str, layer_data: list) -> list[str]:
     data, meta = images[0]
     lo, hi = meta.get("contrast_limits") or (float(data.min()), float(data.max()))
     window = ((lo + hi) / 2.0, max(hi - lo, 1.0))
-    shapes = []
+    shapes: list[Annotation] = []
     for d, m, t in layer_data:
         if t == "shapes":
             shapes.extend(_shapes_from_layer(d, m))
@@ -125,7 +143,7 @@ def write_png_layers(path: str, layer_data: list) -> list[str]:
 
 
 @_reported
-def write_anonymized_series(path: str, data, meta: dict) -> list[str]:
+def write_anonymized_series(path: str, data: object, meta: Meta) -> list[str]:
     """Save the DICOM files behind an image layer, de-identified (PS3.15 Annex E basic
     profile), into the folder ``path`` without its ``.dcm`` suffix."""
     import os
@@ -145,12 +163,14 @@ def write_anonymized_series(path: str, data, meta: dict) -> list[str]:
     return report.written
 
 
-def _seg_reference(data, meta: dict):
+def _seg_reference(data: VoxelArray, meta: Meta) -> tuple[Grid | None, list[str]]:
     """(true grid, reference image files) of a labels layer, from its own metadata or the
     viewer layer of our DICOM it lies on; (None, []) when it lies on no series' grid."""
     from .core.grid import GRID_KEY, Grid
 
-    scale, translate = meta.get("scale"), meta.get("translate")
+    ndim = len(data.shape)
+    scale = meta.get("scale", (1.0,) * ndim)
+    translate = meta.get("translate", (0.0,) * ndim)
     own = meta.get("metadata") or {}
     grid = Grid.from_metadata(own, data.shape, scale, translate)
     files = list(own.get("reference_files") or own.get("files") or [])
@@ -174,11 +194,15 @@ def _seg_reference(data, meta: dict):
     return grid, files
 
 
-def _segments_of_layer(meta: dict, values) -> dict:
+#: segment specs per label value (write_seg's / write_rtstruct's ``segments``)
+Specs = dict[int | str, dict[str, Any]]
+
+
+def _segments_of_layer(meta: Meta, values: Sequence[int]) -> Specs:
     """Segment specs per label value: the SEG's own table when the layer came from one,
     names from the layer's ``features`` and the colours the user sees."""
     own = meta.get("metadata") or {}
-    table = {}
+    table: dict[int, dict[str, Any]] = {}
     feats = meta.get("features")
     stored = own.get("segments") or []
     if feats is not None and "index" in getattr(feats, "columns", ()):
@@ -188,7 +212,7 @@ def _segments_of_layer(meta: dict, values) -> dict:
                 spec["label"] = str(feats["label"].iloc[i])
             table[int(v)] = spec
     cmap = meta.get("colormap")
-    out = {}
+    out: Specs = {}
     for v in values:
         spec = dict(table.get(int(v), {}))
         if cmap is not None and hasattr(cmap, "map"):
@@ -199,7 +223,8 @@ def _segments_of_layer(meta: dict, values) -> dict:
     return out
 
 
-def _labels_on_reference(path: str, data, meta: dict):
+def _labels_on_reference(path: str, data: VoxelArray,
+                         meta: Meta) -> tuple[npt.NDArray[Any], Series]:
     """(``(slice, row, column)`` labels, reference Series) of a labels layer lying on a DICOM
     series' grid; ValueError naming the reason otherwise."""
     from .core.series import scan
@@ -221,7 +246,7 @@ def _labels_on_reference(path: str, data, meta: dict):
 
 
 @_reported
-def write_labels_seg(path: str, data, meta: dict) -> list[str]:
+def write_labels_seg(path: str, data: VoxelArray, meta: Meta) -> list[str]:
     """Labels layer -> DICOM SEG referencing the DICOM series it was drawn on (or read with)."""
     from .core.seg import write_seg
 
@@ -232,19 +257,20 @@ def write_labels_seg(path: str, data, meta: dict) -> list[str]:
 
 
 @_reported
-def write_labels_rtstruct(path: str, data, meta: dict) -> list[str]:
+def write_labels_rtstruct(path: str, data: VoxelArray, meta: Meta) -> list[str]:
     """Labels layer -> RT Structure Set (one ROI per label value) referencing its series."""
     from .core.rtstruct import write_rtstruct
 
     arr, series = _labels_on_reference(path, data, meta)
     values = [int(v) for v in np.unique(arr) if v != 0]
-    specs = {v: {k: spec[k] for k in ("label", "color") if k in spec}
+    specs: Specs = {v: {k: spec[k] for k in ("label", "color") if k in spec}
              for v, spec in _segments_of_layer(meta, values).items()}
     return [write_rtstruct(arr, series, path, segments=specs, overwrite=True,
                            description=f"{meta.get('name') or 'Structure set'}")]
 
 
-def _image_under(points_world):
+def _image_under(points_world: npt.NDArray[np.float64]
+                 ) -> tuple[Grid, list[str], Any] | None:
     """(true grid, files, layer) of the DICOM image layer in the viewer whose extent holds
     every point (world ``(z, y, x)`` mm), or None."""
     from .core.grid import Grid
@@ -270,7 +296,7 @@ def _image_under(points_world):
 
 
 @_reported
-def write_shapes_sr(path: str, data, meta: dict) -> list[str]:
+def write_shapes_sr(path: str, data: Sequence[npt.ArrayLike], meta: Meta) -> list[str]:
     """Shapes layer -> DICOM SR TID 1500 measurement report (area of polygons, length of
     paths, in the true patient geometry) referencing the DICOM image they were drawn on."""
     from .core.series import scan

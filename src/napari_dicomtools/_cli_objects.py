@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .core.errors import DicomToolsError
+
+if TYPE_CHECKING:
+    from .core.seg import Segmentation
+
+#: what ``add_subparsers()`` returns (argparse names it privately)
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 _NIFTI = (".nii", ".nii.gz")
 
@@ -14,17 +23,17 @@ def _split(text: str | None) -> list[str]:
     return [t.strip() for t in text.split(",")] if text else []
 
 
-def cmd_seg(args) -> int:
+def cmd_seg(args: argparse.Namespace) -> int:
     """NIfTI labels -> DICOM SEG (OUT.dcm), or DICOM SEG -> NIfTI labels (OUT.nii[.gz])."""
     return _cmd(args, "SEG")
 
 
-def cmd_rtstruct(args) -> int:
+def cmd_rtstruct(args: argparse.Namespace) -> int:
     """NIfTI labels -> RTSTRUCT (OUT.dcm), or RTSTRUCT -> NIfTI labels (OUT.nii[.gz])."""
     return _cmd(args, "RTSTRUCT")
 
 
-def _cmd(args, kind: str) -> int:
+def _cmd(args: argparse.Namespace, kind: str) -> int:
     if not os.path.exists(args.input):
         raise DicomToolsError(args.input, "no such file or folder")
     if args.out.lower().endswith(_NIFTI):
@@ -36,12 +45,15 @@ def _cmd(args, kind: str) -> int:
         raise DicomToolsError(args.reference, "no such file or folder")
     import nibabel as nib
     import numpy as np
+    from nibabel.spatialimages import SpatialImage
 
     from .core.seg import onto_reference, reference_series
 
     fractional = getattr(args, "fractional", False)
     try:
         img = nib.load(args.input)
+        if not isinstance(img, SpatialImage):  # a CIFTI or other non-grid image
+            raise TypeError(f"a {type(img).__name__} has no voxel grid")
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds on a bad file
         raise DicomToolsError(args.input, f"cannot be read as NIfTI ({exc})") from None
@@ -59,9 +71,9 @@ def _cmd(args, kind: str) -> int:
     names, types = _split(args.names), _split(getattr(args, "types", None))
     n = labels.shape[0] if fractional and labels.ndim == 4 else None
     values = list(range(1, n + 1)) if n else sorted(int(v) for v in np.unique(labels) if v)
-    segments = {}
+    segments: dict[int | str, dict[str, Any]] = {}
     for i, v in enumerate(values):
-        spec = {"algorithm_type": args.algorithm} if kind == "SEG" else {}
+        spec: dict[str, Any] = {"algorithm_type": args.algorithm} if kind == "SEG" else {}
         if i < len(names) and names[i]:
             spec["label"] = names[i]
         if i < len(types) and types[i]:
@@ -83,17 +95,19 @@ def _cmd(args, kind: str) -> int:
     return 0
 
 
-def _to_nifti(args, kind: str) -> int:
+def _to_nifti(args: argparse.Namespace, kind: str) -> int:
+    read: Callable[[str, str | None], Segmentation]
     if kind == "SEG":
         from .core.seg import read_segmentation as read
     else:
         from .core.rtstruct import read_rtstruct as read
-    seg = read(args.input, reference=args.reference)
+    seg = read(args.input, args.reference)
     write_labels_nifti(seg, args.out, force=args.force, quiet=args.quiet)
     return 0
 
 
-def write_labels_nifti(seg, out: str, *, force: bool = False, quiet: bool = False) -> list:
+def write_labels_nifti(seg: Segmentation, out: str, *, force: bool = False,
+                       quiet: bool = False) -> list[str]:
     """A read SEG/RTSTRUCT's label arrays as NIfTI: OUT, then OUT_2, ... for groups of
     overlapping segments; its problems as warnings on stderr, the files and their segments
     on stdout unless ``quiet``."""
@@ -109,7 +123,7 @@ def write_labels_nifti(seg, out: str, *, force: bool = False, quiet: bool = Fals
     return outs
 
 
-def add_subcommands(sub) -> None:
+def add_subcommands(sub: SubParsers) -> None:
     """Add this module's subcommands to the ``dicomtools`` parser's subparsers."""
     from .core.seg import ALGORITHM_TYPES, TYPES
 
@@ -148,7 +162,8 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_rtstruct)
 
 
-def _io(p, kind: str, input_help: str, reading: str, types_help: str) -> None:
+def _io(p: argparse.ArgumentParser, kind: str, input_help: str, reading: str,
+        types_help: str) -> None:
     p.add_argument("input", help=input_help)
     p.add_argument("out", help=f"OUT.dcm ({kind}) or OUT.nii[.gz] (labels from a {kind})")
     p.add_argument("--reference", metavar="SERIES_DIR",
@@ -158,6 +173,6 @@ def _io(p, kind: str, input_help: str, reading: str, types_help: str) -> None:
     p.add_argument("--types", help=types_help)
 
 
-def _common(p) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true")

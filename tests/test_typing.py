@@ -26,6 +26,7 @@ TYPED_ADAPTERS = [
     "__init__",
     "__main__",
     "_cli_objects",
+    "_objects_dock",
     "_reader",
     "_sample_data",
     "_writer",

@@ -10,8 +10,11 @@ grid it lies on.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -33,18 +36,34 @@ from .core.errors import DicomToolsError
 from .core.grid import GRID_KEY, Grid
 from .core.seg import CATEGORIES, TYPES
 
+if TYPE_CHECKING:
+    from napari.qt.threading import FunctionWorker
+
+    from .core.series import Series
+
 FORMATS = ("DICOM SEG", "RTSTRUCT")
 _COLUMNS = ("Value", "Name", "Category", "Type", "Colour")
+#: napari's viewer and layers (napari ships no type information)
+Viewer = Any
+Layer = Any
+#: a write the form describes: (function, positional arguments, keyword arguments)
+Job = tuple[Callable[..., str], tuple[npt.NDArray[Any], "Series", str], dict[str, Any]]
 
 
-def _kind(layer) -> str:
+class _ColourButton(QPushButton):
+    """A segment's colour: shows it, and keeps it as 0-255 ``rgb``."""
+
+    rgb: tuple[int, int, int] = (255, 255, 0)
+
+
+def _kind(layer: Layer) -> str:
     return type(layer).__name__
 
 
-def reference_candidates(viewer, labels) -> list:
+def reference_candidates(viewer: Viewer, labels: Layer) -> list[Layer]:
     """The DICOM image layers a labels layer can be written against: 3D, read from files,
     with the labels' array shape; the one the labels lie on (same display grid) first."""
-    out = []
+    out: list[Layer] = []
     for layer in viewer.layers:
         md = layer.metadata
         if _kind(layer) != "Image" or not md.get("files") or GRID_KEY not in md \
@@ -58,7 +77,7 @@ def reference_candidates(viewer, labels) -> list:
 class DicomObjectExport(QWidget):
     """Save a labels layer as DICOM SEG or RTSTRUCT referencing a DICOM series."""
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.labels_combo = QComboBox()
@@ -69,7 +88,9 @@ class DicomObjectExport(QWidget):
         self.format_combo.addItems(FORMATS)
         self.table = QTableWidget(0, len(_COLUMNS))
         self.table.setHorizontalHeaderLabels(_COLUMNS)
-        self.table.verticalHeader().setVisible(False)
+        header = self.table.verticalHeader()
+        if header is not None:
+            header.setVisible(False)
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("output .dcm (not in the source folder)")
         browse = QPushButton("…")
@@ -115,11 +136,11 @@ class DicomObjectExport(QWidget):
         self.labels_combo.blockSignals(False)
         self._on_labels()
 
-    def labels_layer(self):
+    def labels_layer(self) -> Layer | None:
         name = self.labels_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
-    def reference_layer(self):
+    def reference_layer(self) -> Layer | None:
         name = self.reference_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
@@ -140,7 +161,7 @@ class DicomObjectExport(QWidget):
             self.status.setText("")
         self._fill_table(labels)
 
-    def _fill_table(self, labels) -> None:
+    def _fill_table(self, labels: Layer) -> None:
         from ._writer import _segments_of_layer
 
         values = [int(v) for v in np.unique(np.asarray(labels.data)) if v != 0]
@@ -151,7 +172,7 @@ class DicomObjectExport(QWidget):
         for row, v in enumerate(values):
             spec = specs.get(v, {})
             value = QTableWidgetItem(str(v))
-            value.setFlags(value.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            value.setFlags(value.flags() & ~Qt.ItemFlag.ItemIsEditable)  # type: ignore[arg-type]  # PyQt's stubs: ~flag is an int
             self.table.setItem(row, 0, value)
             self.table.setItem(row, 1, QTableWidgetItem(str(spec.get("label") or
                                                             f"Segment {v}")))
@@ -164,37 +185,59 @@ class DicomObjectExport(QWidget):
             cat.setCurrentText(TYPES[typ.currentText()][1])
             self.table.setCellWidget(row, 2, cat)
             self.table.setCellWidget(row, 3, typ)
-            button = QPushButton()
+            button = _ColourButton()
             button.clicked.connect(lambda _c=False, r=row: self.pick_colour(r))
             self.table.setCellWidget(row, 4, button)
             self.set_colour(row, spec.get("color") or (255, 255, 0))
         self.table.resizeColumnsToContents()
 
-    def set_colour(self, row: int, rgb) -> None:
-        rgb = tuple(int(c) for c in rgb[:3])
-        button = self.table.cellWidget(row, 4)
-        button.rgb = rgb
-        r, g, b = rgb
+    def _cell(self, row: int, column: int) -> QWidget:
+        """The widget the table holds at ``(row, column)`` (every row has its four)."""
+        widget = self.table.cellWidget(row, column)
+        if widget is None:
+            raise LookupError(f"no widget in row {row}, column {column}")
+        return widget
+
+    def _button(self, row: int) -> _ColourButton:
+        button = self._cell(row, 4)
+        assert isinstance(button, _ColourButton)
+        return button
+
+    def _combo_text(self, row: int, column: int) -> str:
+        combo = self._cell(row, column)
+        assert isinstance(combo, QComboBox)
+        return combo.currentText()
+
+    def _text(self, row: int, column: int) -> str:
+        item = self.table.item(row, column)
+        if item is None:
+            raise LookupError(f"no item in row {row}, column {column}")
+        return item.text()
+
+    def set_colour(self, row: int, rgb: Sequence[int]) -> None:
+        r, g, b = (int(c) for c in rgb[:3])
+        button = self._button(row)
+        button.rgb = (r, g, b)
         button.setText(f"#{r:02x}{g:02x}{b:02x}")
         button.setStyleSheet(f"background-color: rgb({r}, {g}, {b})")
 
     def pick_colour(self, row: int) -> None:
         from qtpy.QtGui import QColor
 
-        old = self.table.cellWidget(row, 4).rgb
+        old = self._button(row).rgb
         colour = QColorDialog.getColor(QColor(*old), self, "Segment colour")
         if colour.isValid():
             self.set_colour(row, (colour.red(), colour.green(), colour.blue()))
 
-    def segments(self) -> dict:
+    def segments(self) -> dict[int | str, dict[str, Any]]:
         """Label value -> {label, category, type, color} as the table shows them."""
-        out = {}
+        out: dict[int | str, dict[str, Any]] = {}
         for row in range(self.table.rowCount()):
-            v = int(self.table.item(row, 0).text())
-            out[v] = {"label": self.table.item(row, 1).text().strip() or f"Segment {v}",
-                      "category": self.table.cellWidget(row, 2).currentText(),
-                      "type": self.table.cellWidget(row, 3).currentText(),
-                      "color": self.table.cellWidget(row, 4).rgb}
+            v = int(self._text(row, 0))
+            out[v] = {"label": self._text(row, 1).strip() or f"Segment {v}",
+                      "category": self._combo_text(row, 2),
+                      "type": self._combo_text(row, 3),
+                      "color": self._button(row).rgb}
         return out
 
     def _browse(self) -> None:
@@ -204,7 +247,7 @@ class DicomObjectExport(QWidget):
             self.path_edit.setText(path)
 
     # ------------------------------------------------------------------ writing
-    def _job(self):
+    def _job(self) -> Job:
         """(function, args, kwargs) of the write the form describes; ValueError if none."""
         from .core.series import scan
 
@@ -226,7 +269,8 @@ class DicomObjectExport(QWidget):
         if len(series) != 1:
             raise ValueError(f"the files of {ref.name!r} could not be read back as one series")
         specs = self.segments()
-        kw = {"overwrite": self.overwrite_box.isChecked(), "description": labels.name}
+        kw: dict[str, Any] = {"overwrite": self.overwrite_box.isChecked(),
+                              "description": labels.name}
         if self.format_combo.currentText() == "RTSTRUCT":
             from .core.rtstruct import write_rtstruct
 
@@ -238,7 +282,7 @@ class DicomObjectExport(QWidget):
 
         return write_seg, (arr, series[0], path), dict(kw, segments=specs)
 
-    def write(self):
+    def write(self) -> FunctionWorker[str] | None:
         """Write in a worker thread (the viewer stays live); returns the worker, or None
         when the form is incomplete (the reason is shown)."""
         from napari.qt.threading import create_worker
@@ -262,7 +306,7 @@ class DicomObjectExport(QWidget):
         worker.start()
         return worker
 
-    def _failed(self, exc) -> None:
+    def _failed(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
 
         self.status.setText(f"Not saved: {exc}")

@@ -23,6 +23,7 @@ from pydicom.pixels import get_decoder, pixel_array
 from napari_dicomtools.core import _pixeltext as pt
 from napari_dicomtools.core import anonymize as an
 from napari_dicomtools.core._anonfast import Decline, anonymize_bytes
+from napari_dicomtools.core.volume import read_volume
 
 
 def _encodings(marker: str) -> set[bytes]:
@@ -72,6 +73,7 @@ def cases(tmp_path_factory):
     for name, build in CASES.items():
         ds, markers = build()
         made[name] = (write(ds, root / (name.replace(" ", "_") + ".dcm")), markers)
+    made["_dir"] = root
     return made
 
 
@@ -92,6 +94,12 @@ def test_planted_text_is_removed_pixels_identical_paths_agree(case, cases):
         assert np.array_equal(pixels, after[plugin]), (case, plugin)
     n = int(src.get("NumberOfFrames", 1) or 1)
     assert len(frames_of(out)) == n
+    # and our own reader (imagecodecs' codecs for monochrome frames) reads the same volume
+    (tmp := cases["_dir"] / case.replace(" ", "_")).mkdir()
+    (tmp / "src.dcm").write_bytes(data)
+    (tmp / "out.dcm").write_bytes(slow)
+    assert np.array_equal(np.asarray(read_volume(tmp / "src.dcm").array),
+                          np.asarray(read_volume(tmp / "out.dcm").array))
 
 
 def test_multiframe_offset_tables_are_rebuilt(cases):
@@ -145,6 +153,34 @@ def test_kept_colour_segments_matter(cases):
     (cleaned,) = frames_of(pydicom.dcmread(io.BytesIO(_pydicom_path(data)[0])))
     assert b"\xff\xee\x00\x0eAdobe" in cleaned and b"PHXADOBE" not in cleaned
     assert np.array_equal(rgb(frame), rgb(cleaned))
+
+
+def test_segments_between_scans_of_a_progressive_jpeg():
+    """A progressive JPEG (Pillow's: ten scans, tables between them) with a COM and an APP1
+    before its third scan: both removed, the tables between scans kept, the same image."""
+    from PIL import Image
+
+    rgb = (np.add.outer(np.arange(48), np.arange(40))[..., None] * [3, 5, 7] % 256)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buf, "JPEG", progressive=True, quality=90)
+    jpeg = buf.getvalue()
+    scans = [i for i in range(len(jpeg) - 1) if jpeg[i:i + 2] == b"\xff\xda"]
+    assert len(scans) > 3
+    at = scans[2]
+    planted = jpeg[:at] + segment(0xFE, b"PHXSCANCOM") + segment(0xE1, b"PHXSCANAPP") + \
+        jpeg[at:]
+    cleaned = pt.clean_pixel_data(encapsulate([planted]), "1.2.840.10008.1.2.4.50", 1)
+    assert cleaned.removed == {"JPEG COM segment": 1, "JPEG APP1 segment": 1}
+    (frame,) = frames_of_value(cleaned.value)
+    assert frame.rstrip(b"\x00") == jpeg
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(planted))),
+                          np.asarray(Image.open(io.BytesIO(frame))))
+
+
+def frames_of_value(value: bytes) -> list[bytes]:
+    from pydicom.encaps import generate_frames
+
+    return list(generate_frames(value, number_of_frames=1))
 
 
 def test_tlm_follows_the_new_tile_part_lengths(cases):

@@ -29,6 +29,7 @@ TYPED_ADAPTERS = [
     "_objects_dock",
     "_reader",
     "_sample_data",
+    "_widgets",
     "_writer",
 ]
 TYPED = [n for n in PUBLIC if n not in PENDING_TYPES]

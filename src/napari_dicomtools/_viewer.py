@@ -21,6 +21,7 @@ widgets install it):
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def layer_units(layer) -> tuple:
     return tuple(str(u) for u in getattr(layer, "units", ()) or ())
 
 
-def camera_of(viewer):
+def camera_of(viewer: Any) -> Any:
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera``
     before)."""
     scene = getattr(viewer, "scene", None)

@@ -6,6 +6,8 @@ so the viewer never freezes.
 from __future__ import annotations
 
 import os
+from collections.abc import Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -25,14 +27,29 @@ from qtpy.QtWidgets import (
 )
 
 from .core.errors import DicomToolsError
-from .core.series import SeriesList, scan_iter
+from .core.series import Series, SeriesList, scan_iter
 from .core.volume import DecodeAhead
 
+if TYPE_CHECKING:
+    from napari.qt.threading import GeneratorWorker
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+
+    from ._reader import LayerData
+
+#: napari's viewer and layers (napari ships no type information)
+Viewer = Any
+Layer = Any
+#: what the open worker yields: ("progress", done, total), ("layer", LayerData, None) or
+#: ("error", message, None)
+OpenMessage = tuple[str, Any, Any]
+
 _COLUMNS = ["Series", "Modality", "Slices", "Size", "Spacing (mm)", "Orientation"]
-_SERIES_ROLE = Qt.UserRole + 1
+_USER_ROLE = Qt.ItemDataRole.UserRole
+_SERIES_ROLE = _USER_ROLE + 1
 
 
-def _fmt_spacing(sp) -> str:
+def _fmt_spacing(sp: Sequence[float]) -> str:
     return f"{sp[2]:.3g} x {sp[1]:.3g} x {sp[0]:.3g}"
 
 
@@ -45,12 +62,12 @@ class DicomBrowser(QWidget):
         Injected by napari.
     """
 
-    def __init__(self, napari_viewer):
+    def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
-        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.viewer: Viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.series: SeriesList = SeriesList()
-        self._worker = None
-        self._opened: list = []
+        self._worker: GeneratorWorker[Any, Any, Any] | None = None
+        self._opened: list[Layer] = []
         #: the frames the last scan decoded on the spare cores, for the next open
         self._ahead: DecodeAhead | None = None
         from ._viewer import install
@@ -86,6 +103,7 @@ class DicomBrowser(QWidget):
         from qtpy.QtWidgets import QHeaderView
 
         header = self.tree.header()
+        assert header is not None  # a QTreeWidget always has its header view
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # drag to resize
         header.setStretchLastSection(True)
         self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
@@ -124,13 +142,13 @@ class DicomBrowser(QWidget):
         lay.addWidget(self.status)
 
     # ------------------------------------------------------------------ scanning
-    def _browse(self):
+    def _browse(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "DICOM folder", self.path_edit.text())
         if d:
             self.path_edit.setText(d)
             self.scan()
 
-    def scan(self, path: str | None = None):
+    def scan(self, path: str | None = None) -> GeneratorWorker[Any, Any, Any] | None:
         """Scan ``path`` (or the path field) in a worker thread; returns the worker."""
         from napari.qt.threading import create_worker
 
@@ -158,20 +176,20 @@ class DicomBrowser(QWidget):
         worker.start()
         return worker
 
-    def _on_scan_progress(self, value):
+    def _on_scan_progress(self, value: tuple[int, int]) -> None:
         i, n = value
         self.progress.setMaximum(max(n, 1))
         self.progress.setValue(i)
 
-    def _on_scanned(self, series: SeriesList):
+    def _on_scanned(self, series: SeriesList) -> None:
         self.series = series
         self.populate(series)
 
-    def populate(self, series: SeriesList):
+    def populate(self, series: SeriesList) -> None:
         """Fill the tree: patient -> study -> series; skipped files last."""
         self.tree.clear()
-        patients: dict = {}
-        studies: dict = {}
+        patients: dict[tuple[str, str], QTreeWidgetItem] = {}
+        studies: dict[tuple[tuple[str, str], str], QTreeWidgetItem] = {}
         for idx, s in enumerate(series):
             pkey = (s.patient_id, s.patient_name)
             if pkey not in patients:
@@ -202,10 +220,10 @@ class DicomBrowser(QWidget):
             studies[skey].addChild(item)
         if series.skipped:
             sk = QTreeWidgetItem([f"Skipped files ({len(series.skipped)})"])
-            for s in series.skipped:
-                child = QTreeWidgetItem([os.path.basename(s.path), s.reason])
-                child.setToolTip(0, s.path)
-                child.setToolTip(1, s.reason)
+            for left in series.skipped:
+                child = QTreeWidgetItem([os.path.basename(left.path), left.reason])
+                child.setToolTip(0, left.path)
+                child.setToolTip(1, left.reason)
                 sk.addChild(child)
             self.tree.addTopLevelItem(sk)
         for c in range(len(_COLUMNS)):
@@ -216,7 +234,8 @@ class DicomBrowser(QWidget):
             f", {len(series.skipped)} file(s) skipped (see the list)" if series.skipped else ""))
 
     # ------------------------------------------------------------------ opening
-    def selected_series(self) -> list:
+    def selected_series(self) -> list[Series]:
+        """The series of the selected rows (patients and studies are not series)."""
         out = []
         for item in self.tree.selectedItems():
             idx = item.data(0, _SERIES_ROLE)
@@ -224,7 +243,8 @@ class DicomBrowser(QWidget):
                 out.append(self.series[int(idx)])
         return out
 
-    def open_selected(self, series=None):
+    def open_selected(self, series: Iterable[Series] | None = None
+                      ) -> GeneratorWorker[OpenMessage, None, None] | None:
         """Read the selected series in a worker and add them as layers; returns the worker."""
         from napari.qt.threading import create_worker
 
@@ -239,7 +259,7 @@ class DicomBrowser(QWidget):
         # this open takes the frames the scan decoded, then frees the others
         ahead, self._ahead = self._ahead, None
 
-        def work():
+        def work() -> Generator[OpenMessage, None, None]:
             try:
                 for k, s in enumerate(chosen):
                     yield ("progress", k, len(chosen))
@@ -248,11 +268,11 @@ class DicomBrowser(QWidget):
                             for data in read_annotation(s, self.series, contours=contours):
                                 yield ("layer", data, None)
                             continue
-                        data = image_layer_data(s, lazy=lazy, ahead=ahead)
+                        image: LayerData = image_layer_data(s, lazy=lazy, ahead=ahead)
                     except DicomToolsError as exc:
                         yield ("error", str(exc), None)
                         continue
-                    yield ("layer", data, None)
+                    yield ("layer", image, None)
                 yield ("progress", len(chosen), len(chosen))
             finally:  # done, failed or cancelled
                 if ahead is not None:
@@ -269,7 +289,7 @@ class DicomBrowser(QWidget):
         worker.start()
         return worker
 
-    def _on_open_yield(self, msg):
+    def _on_open_yield(self, msg: OpenMessage) -> None:
         kind, a, b = msg
         if kind == "progress":
             self.progress.setMaximum(max(b, 1))
@@ -283,7 +303,7 @@ class DicomBrowser(QWidget):
             data, kwargs, layer_type = a
             self._opened.append(getattr(self.viewer, f"add_{layer_type}")(data, **kwargs))
 
-    def _centre_on_first(self):
+    def _centre_on_first(self) -> None:
         """After opening several series, show the first one: its plane, its middle slice,
         centred and zoomed to it."""
         if not self._opened:
@@ -310,7 +330,7 @@ class DicomBrowser(QWidget):
         if size > 0:
             camera_of(self.viewer).zoom = 0.9 * canvas / size
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Stop the running scan or open (within one file)."""
         if self._worker is not None:
             self._worker.quit()
@@ -324,11 +344,11 @@ class DicomBrowser(QWidget):
             self._ahead = None
 
     # ------------------------------------------------------------------ misc
-    def _on_error(self, exc):
+    def _on_error(self, exc: BaseException) -> None:
         self._drop_ahead()
         self.status.setText(f"Error: {exc}")
 
-    def _set_busy(self, busy: bool, text: str | None = None):
+    def _set_busy(self, busy: bool, text: str | None = None) -> None:
         self.progress.setVisible(busy)
         if busy:
             self.progress.setValue(0)
@@ -343,7 +363,7 @@ class DicomBrowser(QWidget):
 # DICOM header inspector
 
 
-def read_full_header(path: str):
+def read_full_header(path: str) -> Dataset:
     """The whole header (no pixel data) of a file or ``archive.zip::member``."""
     from .core.headers import open_dicom, safe_dcmread
     from .core.sources import Source
@@ -353,7 +373,7 @@ def read_full_header(path: str):
         return safe_dcmread(fp, path, stop_before_pixels=True, force=not dicm)
 
 
-def _value_text(elem, limit: int = 200) -> str:
+def _value_text(elem: DataElement, limit: int = 200) -> str:
     if elem.VR == "SQ":
         return f"<{len(elem.value)} item(s)>"
     v = elem.value
@@ -373,15 +393,15 @@ class DicomHeaderWidget(QWidget):
 
     MAX_ITEMS = 50  # sequence items shown before "... N more"
 
-    def __init__(self, napari_viewer):
+    def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
         from qtpy.QtWidgets import QApplication  # noqa: F401 - ensure an app exists
 
         self.viewer = napari_viewer
-        self.layer = None
-        self.current_path = None
+        self.layer: Layer | None = None
+        self.current_path: str | None = None
         self._first = None
-        self._cache: dict = {}
+        self._cache: dict[str, Dataset] = {}
         self.status = QLabel("Select an image layer opened from DICOM.")
         self.status.setWordWrap(True)
         self.search = QLineEdit()
@@ -405,16 +425,19 @@ class DicomHeaderWidget(QWidget):
         row.addWidget(self.copy_value)
         row.addWidget(self.copy_path)
         lay.addLayout(row)
-        self.current_frame_index = None
-        self._frame = None
-        self._more: dict = {}
+        self.current_frame_index: int | None = None
+        self._frame: int | None = None
+        #: id of a "... N more" row -> (that row, its parent, the items, their tag path,
+        #: the first item not shown)
+        self._more: dict[int, tuple[QTreeWidgetItem, QTreeWidgetItem, list[Dataset], str,
+                                    int]] = {}
         self.tree.itemExpanded.connect(self._on_expanded)
         self.viewer.layers.selection.events.active.connect(self._on_layer)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._on_layer()
 
     # ------------------------------------------------------------------ following napari
-    def _on_layer(self, event=None):
+    def _on_layer(self, event: object = None) -> None:
         layer = self.viewer.layers.selection.active
         self.layer = layer
         self._first = None
@@ -431,6 +454,8 @@ class DicomHeaderWidget(QWidget):
     def current_frame(self) -> int:
         """Index into ``frame_sources`` of the slice the viewer shows for this layer."""
         layer = self.layer
+        if layer is None:
+            return 0
         meta = layer.metadata
         n = len(meta["frame_sources"])
         dt = meta.get("display_transform") or {}
@@ -446,7 +471,7 @@ class DicomHeaderWidget(QWidget):
         t = int(np.clip(data_idx[0], 0, n // nsl - 1)) if lead else 0
         return int(np.clip(t * nsl + k, 0, n - 1))
 
-    def _on_step(self, event=None):
+    def _on_step(self, event: object = None) -> None:
         layer = self.layer
         if layer is None or not layer.metadata.get("frame_sources"):
             return
@@ -460,7 +485,7 @@ class DicomHeaderWidget(QWidget):
         self.show_file(path, frame, first=layer.metadata["frame_sources"][0][0])
 
     # ------------------------------------------------------------------ display
-    def _header(self, path):
+    def _header(self, path: str) -> Dataset:
         ds = self._cache.get(path)
         if ds is None:
             ds = read_full_header(path)
@@ -469,7 +494,9 @@ class DicomHeaderWidget(QWidget):
             self._cache[path] = ds
         return ds
 
-    def show_file(self, path: str, frame=None, first: str | None = None):
+    def show_file(self, path: str, frame: int | None = None, first: str | None = None) -> None:
+        """Show the header of ``path`` (``frame``: the frame of a multi-frame file on
+        screen), in bold where it differs from the file ``first``."""
         try:
             ds = self._header(path)
             ref = self._header(first) if first and first != path else None
@@ -491,10 +518,11 @@ class DicomHeaderWidget(QWidget):
         self._add(None, ds, ref, "")
         self._apply_filter(self.search.text())
 
-    def _add(self, parent, ds, ref, prefix):
+    def _add(self, parent: QTreeWidgetItem | None, ds: Dataset, ref: Dataset | None,
+             prefix: str) -> None:
         from qtpy.QtGui import QFont
 
-        creators = {}
+        creators: dict[tuple[int, int], str] = {}
         for elem in ds:
             tag = elem.tag
             if tag.is_private and tag.element < 0x100 and tag.element >= 0x10:
@@ -513,9 +541,9 @@ class DicomHeaderWidget(QWidget):
                     keyword = f"[private] {elem.name}"
             path = f"{prefix}{tag_text}"
             item = QTreeWidgetItem([tag_text, keyword, elem.VR, _value_text(elem)])
-            item.setData(0, Qt.UserRole, path)
+            item.setData(0, _USER_ROLE, path)
             full = _value_text(elem, limit=1 << 20)
-            item.setData(3, Qt.UserRole, full)
+            item.setData(3, _USER_ROLE, full)
             if elem.VR != "SQ" and len(full) > 60:  # the whole value on hover, copy copies it
                 item.setToolTip(3, full[:4000] + ("…" if len(full) > 4000 else ""))
             if ref is not None and elem.VR != "SQ":
@@ -537,19 +565,20 @@ class DicomHeaderWidget(QWidget):
                 if current is not None and 0 <= current < len(items):
                     # the frame on screen first, expanded: its position, orientation, values
                     child = QTreeWidgetItem([f"Item {current + 1}", "current frame", "", ""])
-                    child.setData(0, Qt.UserRole, f"{path}[{current}]")
+                    child.setData(0, _USER_ROLE, f"{path}[{current}]")
                     item.addChild(child)
                     self._add(child, items[current], None, f"{path}[{current}].")
                     item.setExpanded(True)
                     child.setExpanded(True)
                 self._add_items(item, items, path, 0)
 
-    def _add_items(self, item, items, path, start):
+    def _add_items(self, item: QTreeWidgetItem, items: list[Dataset], path: str,
+                   start: int) -> None:
         """Sequence items ``start``... (MAX_ITEMS at a time; the rest load on demand)."""
         stop = min(len(items), start + self.MAX_ITEMS)
         for j in range(start, stop):
             child = QTreeWidgetItem([f"Item {j + 1}", "", "", ""])
-            child.setData(0, Qt.UserRole, f"{path}[{j}]")
+            child.setData(0, _USER_ROLE, f"{path}[{j}]")
             item.addChild(child)
             self._add(child, items[j], None, f"{path}[{j}].")
         if stop < len(items):
@@ -559,7 +588,7 @@ class DicomHeaderWidget(QWidget):
             self._more[id(more)] = (more, item, items, path, stop)
             item.addChild(more)
 
-    def _on_expanded(self, node):
+    def _on_expanded(self, node: QTreeWidgetItem) -> None:
         job = self._more.pop(id(node), None)
         if job is None:
             return
@@ -567,24 +596,26 @@ class DicomHeaderWidget(QWidget):
         parent.removeChild(node)
         self._add_items(parent, items, path, start)
 
-    def load_all_items(self):
+    def load_all_items(self) -> None:
         """Load every pending sequence item (for scripts and tests)."""
         while self._more:
             node, parent, items, path, start = self._more.pop(next(iter(self._more)))
             parent.removeChild(node)
             self._add_items(parent, items, path, start)
 
-    def _show_message(self, text):
+    def _show_message(self, text: str) -> None:
         self.current_path = None
         self.current_frame_index = None
         self._more.clear()
         self.tree.clear()
         self.status.setText(text)
 
-    def _apply_filter(self, text: str):
+    def _apply_filter(self, text: str) -> None:
         text = (text or "").strip().lower()
 
-        def visit(item) -> bool:
+        def visit(item: QTreeWidgetItem | None) -> bool:
+            if item is None:
+                return False
             own = not text or any(text in item.text(c).lower() for c in range(4))
             child_hit = False
             for j in range(item.childCount()):
@@ -600,12 +631,12 @@ class DicomHeaderWidget(QWidget):
 
     def visible_rows(self) -> list[tuple[str, str, str, str]]:
         """(tag, keyword, VR, value) of every visible row, depth first (for tests/scripts)."""
-        out = []
+        out: list[tuple[str, str, str, str]] = []
 
-        def visit(item):
-            if item.isHidden():
+        def visit(item: QTreeWidgetItem | None) -> None:
+            if item is None or item.isHidden():
                 return
-            out.append(tuple(item.text(c) for c in range(4)))
+            out.append((item.text(0), item.text(1), item.text(2), item.text(3)))
             for j in range(item.childCount()):
                 visit(item.child(j))
 
@@ -613,11 +644,13 @@ class DicomHeaderWidget(QWidget):
             visit(self.tree.topLevelItem(i))
         return out
 
-    def _copy(self, value: bool):
+    def _copy(self, value: bool) -> None:
         from qtpy.QtWidgets import QApplication
 
         item = self.tree.currentItem()
         if item is None:
             return
-        text = item.data(3, Qt.UserRole) if value else item.data(0, Qt.UserRole)
-        QApplication.clipboard().setText(str(text or ""))
+        text = item.data(3, _USER_ROLE) if value else item.data(0, _USER_ROLE)
+        clipboard = QApplication.clipboard()
+        if clipboard is not None:  # None only without a QApplication
+            clipboard.setText(str(text or ""))

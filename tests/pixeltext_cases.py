@@ -210,6 +210,22 @@ def j2k_tiles_tlm() -> tuple[Dataset, set[str]]:
     return _secondary_capture(frame, 64, 64, 1, 8, JPEG2000Lossless), {"PHXJ2KTLMTILE"}
 
 
+def htj2k_tiles() -> tuple[Dataset, set[str]]:
+    """A 16-bit HTJ2K lossless codestream (OpenJPH through imagecodecs: 6 tiles, its own TLM
+    and COM) with COMs added in the main header and in the fourth tile-part's header."""
+    import imagecodecs
+
+    grey = (np.add.outer(np.arange(64), np.arange(48) * 7) * 37 % 4096).astype(np.uint16)
+    frame = imagecodecs.htj2k_encode(grey, tile=(32, 16), tlm=True, reversible=True)
+    assert b"\xff\x55" in frame  # a TLM
+    frame = _insert_tile_com(frame, 3, b"PHXHTJ2KTILE")
+    at = frame.index(b"\xff\x90")
+    frame = frame[:at] + j2k_com(b"PHXHTJ2KMAIN") + frame[at:]
+    ds = _secondary_capture(frame, 64, 48, 1, 16, "1.2.840.10008.1.2.4.201")
+    ds.BitsStored, ds.HighBit = 12, 11
+    return ds, {"PHXHTJ2KTILE", "PHXHTJ2KMAIN"}
+
+
 def _box(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">L", 8 + len(body)) + kind + body
 
@@ -283,6 +299,7 @@ CASES = {
     "JPEG-LS beside mrfx": jpeg_ls_mrfx,
     "J2K main and tile-part COM": j2k_text,
     "J2K tiles with TLM": j2k_tiles_tlm,
+    "HTJ2K tiles, its TLM": htj2k_tiles,
     "JP2 file boxes": jp2_file,
     "COM straddling fragments": straddling,
     "multi-frame BOT": lambda: multiframe("bot"),

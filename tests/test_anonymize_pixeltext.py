@@ -279,6 +279,33 @@ def test_cli_reports_removed_text(tmp_path, capsys, cases):
         "from Pixel Data" in err
 
 
+def test_cli_sums_up_many_removals_and_lists_them_with_verbose(tmp_path, capsys, cases):
+    """Hundreds of J2K files each carrying OpenJPEG's COM must not bury the warnings that
+    matter: beyond a few files the removals are one line; -v lists every file."""
+    from napari_dicomtools.cli import PIXEL_TEXT_LISTED, main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    n = PIXEL_TEXT_LISTED + 2
+    for i in range(n):  # distinct instances of the same image
+        ds = pydicom.dcmread(io.BytesIO(cases["JPEG COM, Exif, ICC"][0]))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.2.{i}"
+        ds.save_as(src / f"f{i}\x1b[31m.dcm")
+    assert main(["anonymize", str(src), str(tmp_path / "out"), "--key", "k"]) == 0
+    full = capsys.readouterr().err
+    assert "\x1b" not in full  # a file name cannot drive the terminal
+    err = [line for line in full.splitlines() if "Pixel Data" in line]
+    assert len(err) == 1 and f"Pixel Data of {n} files" in err[0] and "-v" in err[0]
+    assert "\\x1b[31m" in err[0]
+    assert main(["-v", "anonymize", str(src), str(tmp_path / "out2"), "--key", "k"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "from Pixel Data" in line]
+    assert len(err) == n and all(line.startswith("WARNING: ") for line in err)
+    import logging  # -v in process leaves no handler behind (it wrote to capsys' stream)
+
+    assert not [h for h in logging.getLogger("napari_dicomtools").handlers
+                if isinstance(h, logging.StreamHandler)]
+
+
 @pytest.mark.skipif(shutil.which("dciodvfy") is None,
                     reason="dciodvfy (Debian/Ubuntu package dicom3tools) is not installed")
 @pytest.mark.parametrize("case", list(CASES))

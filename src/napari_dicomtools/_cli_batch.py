@@ -176,7 +176,7 @@ def _feedback(args):
 
 
 def _run(kind: str, inputs, out, args, **kw) -> int:
-    from .cli import printable
+    from .cli import print_warnings, printable
     from .core.batch import run_batch
 
     progress, close, started = _feedback(args)
@@ -192,8 +192,7 @@ def _run(kind: str, inputs, out, args, **kw) -> int:
         close()
     for path, reason in summary.unreadable:
         print(printable(f"skipped {path}: {reason}"), file=sys.stderr)
-    for msg in dict.fromkeys(summary.warnings):
-        print(printable(f"WARNING: {msg}"), file=sys.stderr)
+    print_warnings(summary.warnings, args.verbose)
     for label, reason in summary.failures:
         print(printable(f"FAILED {label}: {reason}"), file=sys.stderr)
     if not args.quiet:

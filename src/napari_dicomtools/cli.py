@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Iterable
 
 from .core.errors import DicomToolsError
 
@@ -43,6 +44,29 @@ def printable(text) -> str:
         else:
             out.append(c)
     return "".join(out)
+
+
+#: how many "removed ... from Pixel Data" notes are printed one by one before they are summed up
+PIXEL_TEXT_LISTED = 3
+
+
+def print_warnings(messages: Iterable[object], verbose: int = 0) -> None:
+    """Each warning once on stderr, escaped by :func:`printable`.
+
+    The routine notes that text was removed from a file's compressed Pixel Data (every JPEG
+    2000 file OpenJPEG wrote carries its COM segment) are listed one by one up to
+    :data:`PIXEL_TEXT_LISTED` files, or all of them with ``-v``; beyond that one line sums
+    them up, so the warnings that need the user's attention are not lost among hundreds.
+    """
+    unique = list(dict.fromkeys(str(m) for m in messages))
+    removed = [m for m in unique if ": removed " in m and m.endswith(" from Pixel Data")]
+    for msg in unique:
+        if msg not in removed or verbose or len(removed) <= PIXEL_TEXT_LISTED:
+            print(printable(f"WARNING: {msg}"), file=sys.stderr)
+    if removed and not verbose and len(removed) > PIXEL_TEXT_LISTED:
+        print(printable(f"WARNING: text removed from the compressed Pixel Data of "
+                        f"{len(removed)} files (the first: {removed[0]}); 'dicomtools -v' lists "
+                        "each file"), file=sys.stderr)
 
 
 def _err(exc) -> str:
@@ -438,10 +462,9 @@ def cmd_anonymize(args) -> int:
         finally:
             if bar is not None:
                 bar.close()
-    for w in caught:
-        print(f"WARNING: {w.message}", file=sys.stderr)
+    print_warnings((w.message for w in caught), args.verbose)
     for path, reason in rep.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(printable(f"skipped {path}: {reason}"), file=sys.stderr)
     summary = (f"{len(rep.written)} file(s) written under {out}, {len(rep.skipped)} skipped"
                f" ({len(rep.failed)} could not be de-identified)")
     if not args.quiet:
@@ -518,7 +541,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                  description="DICOM series: inspect, convert, view (napari).")
     ap.add_argument("-v", "--verbose", action="count", default=0,
                     help="diagnostics on stderr: -v what the tools decide (files skipped, "
-                         "decoders used), -vv everything (debug)")
+                         "decoders used, each file whose Pixel Data had text removed), "
+                         "-vv everything (debug)")
     sub = ap.add_subparsers(dest="command", required=True)
     for add in (_add_info, _add_convert, _add_png, _add_anonymize, _add_view):
         add(sub)
@@ -672,23 +696,40 @@ def _command(argv) -> str | None:
     return None
 
 
-def _configure_logging(verbosity: int) -> None:
-    """``-v``: INFO, ``-vv``: DEBUG from the ``napari_dicomtools`` loggers, on stderr."""
+def _configure_logging(verbosity: int):
+    """``-v``: INFO, ``-vv``: DEBUG from the ``napari_dicomtools`` loggers, on stderr.
+    Returns what undoes it (``main`` called in a console or a script twice must neither
+    log twice nor keep writing to a stream it was given once)."""
     if verbosity <= 0:
-        return
+        return lambda: None
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dicomtools: %(levelname)s %(name)s: %(message)s"))
     log = logging.getLogger("napari_dicomtools")
+    level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+
+    def undo() -> None:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+    return undo
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command(argv)).parse_args(argv)
-    _configure_logging(args.verbose)
+    undo_logging = _configure_logging(args.verbose)
+    try:
+        return _run_command(args)
+    finally:
+        undo_logging()
+
+
+def _run_command(args) -> int:
+    """Run the parsed subcommand: its exit status, errors printed as one line."""
     if getattr(args, "screenshot", None) and os.path.exists(args.screenshot):
         print(f"dicomtools: {args.screenshot}: exists; not overwriting", file=sys.stderr)
         return 2

@@ -306,6 +306,32 @@ def test_cli_sums_up_many_removals_and_lists_them_with_verbose(tmp_path, capsys,
                 if isinstance(h, logging.StreamHandler)]
 
 
+def test_napari_writer_shows_one_notification_for_many_removals(tmp_path, cases,
+                                                                monkeypatch):
+    """Saving a layer's series anonymized from napari: the per-file removal notes become one
+    notification (napari would show a warning popup per file otherwise)."""
+    from napari.utils import notifications
+
+    from napari_dicomtools._writer import write_anonymized_series
+
+    files = []
+    for i in range(6):
+        ds = pydicom.dcmread(io.BytesIO(cases["JPEG COM, Exif, ICC"][0]))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.3.{i}"
+        (tmp_path / "src").mkdir(exist_ok=True)
+        ds.save_as(tmp_path / "src" / f"in{i}.dcm")
+        files.append(str(tmp_path / "src" / f"in{i}.dcm"))
+    shown = []
+    monkeypatch.setattr(notifications, "show_warning", shown.append)
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        written = write_anonymized_series(str(tmp_path / "anon.dcm"), None,
+                                          {"metadata": {"files": files}})
+    assert len(written) == 6 and not [w for w in leaked if "Pixel Data" in str(w.message)]
+    assert len(shown) == 1
+    assert "Anonymized 6 file(s)" in shown[0] and "Pixel Data of 6 files" in shown[0]
+
+
 @pytest.mark.skipif(shutil.which("dciodvfy") is None,
                     reason="dciodvfy (Debian/Ubuntu package dicom3tools) is not installed")
 @pytest.mark.parametrize("case", list(CASES))

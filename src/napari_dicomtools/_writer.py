@@ -147,8 +147,9 @@ def write_anonymized_series(path: str, data: object, meta: Meta) -> list[str]:
     """Save the DICOM files behind an image layer, de-identified (PS3.15 Annex E basic
     profile), into the folder ``path`` without its ``.dcm`` suffix."""
     import os
+    import warnings
 
-    from .core.anonymize import anonymize_files
+    from .core.anonymize import anonymize_files, summarize_warnings
 
     files = (meta.get("metadata") or {}).get("files")
     if not files:
@@ -157,10 +158,26 @@ def write_anonymized_series(path: str, data: object, meta: Meta) -> list[str]:
     out_dir = path[:-4] if path.lower().endswith(".dcm") else path
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise ValueError(f"{out_dir}: exists and is not empty; not overwriting")
-    report = anonymize_files(files, out_dir)
+    with warnings.catch_warnings(record=True) as caught:  # one notification, not one a file
+        warnings.simplefilter("always")
+        report = anonymize_files(files, out_dir)
     if not report.written:
         raise ValueError(f"{path}: nothing written: " + "; ".join(r for _, r in report.skipped))
+    notes = summarize_warnings(str(w.message) for w in caught)
+    if notes:
+        _notify("warning", f"Anonymized {len(report.written)} file(s) into {out_dir}:\n"
+                + "\n".join(notes[:5]) + (f"\n(+{len(notes) - 5} more)" if len(notes) > 5
+                                         else ""))
     return report.written
+
+
+def _notify(kind: str, message: str) -> None:
+    """A napari notification (``show_warning``/``show_info``...); nothing without napari."""
+    try:
+        from napari.utils import notifications
+    except ImportError:  # the writer called from a script without napari
+        return
+    getattr(notifications, f"show_{kind}")(message)
 
 
 def _seg_reference(data: VoxelArray, meta: Meta) -> tuple[Grid | None, list[str]]:

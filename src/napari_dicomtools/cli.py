@@ -51,22 +51,18 @@ PIXEL_TEXT_LISTED = 3
 
 
 def print_warnings(messages: Iterable[object], verbose: int = 0) -> None:
-    """Each warning once on stderr, escaped by :func:`printable`.
+    """Each warning once on stderr, escaped by :func:`printable`; beyond
+    :data:`PIXEL_TEXT_LISTED` files the notes that text was removed from compressed Pixel
+    Data are summed up in one line (``core.anonymize.summarize_warnings``), all listed
+    with ``-v``."""
+    from .core.anonymize import summarize_warnings
 
-    The routine notes that text was removed from a file's compressed Pixel Data (every JPEG
-    2000 file OpenJPEG wrote carries its COM segment) are listed one by one up to
-    :data:`PIXEL_TEXT_LISTED` files, or all of them with ``-v``; beyond that one line sums
-    them up, so the warnings that need the user's attention are not lost among hundreds.
-    """
     unique = list(dict.fromkeys(str(m) for m in messages))
-    removed = [m for m in unique if ": removed " in m and m.endswith(" from Pixel Data")]
-    for msg in unique:
-        if msg not in removed or verbose or len(removed) <= PIXEL_TEXT_LISTED:
-            print(printable(f"WARNING: {msg}"), file=sys.stderr)
-    if removed and not verbose and len(removed) > PIXEL_TEXT_LISTED:
-        print(printable(f"WARNING: text removed from the compressed Pixel Data of "
-                        f"{len(removed)} files (the first: {removed[0]}); 'dicomtools -v' lists "
-                        "each file"), file=sys.stderr)
+    lines = unique if verbose else summarize_warnings(unique, PIXEL_TEXT_LISTED)
+    for msg in lines:
+        if msg not in unique:  # the sum
+            msg += "; 'dicomtools -v' lists each file"
+        print(printable(f"WARNING: {msg}"), file=sys.stderr)
 
 
 def _err(exc) -> str:

@@ -112,7 +112,7 @@ __all__ = [
     "Options", "Rule", "Report", "Anonymizer", "anonymize_files", "encode_file", "output_path",
     "profile_table", "rule_for", "removed_by_profile", "unlisted_action", "public_allowlist",
     "is_well_known_uid", "is_valid_uid", "minimal_pdf", "OPTION_COLUMNS", "BASIC_PROFILE_CODE",
-    "PN_DUMMY", "FileResult", "anonymize_one", "preload_tables",
+    "PN_DUMMY", "FileResult", "anonymize_one", "preload_tables", "summarize_warnings",
 ]
 
 
@@ -1465,6 +1465,44 @@ def _write_new(target: str, chunks: Iterable[Piece], overwrite: bool) -> None:
     with atomic_output(target, overwrite) as tmp, open(tmp, "wb") as f:
         for chunk in chunks:
             f.write(chunk)
+
+
+def summarize_warnings(messages: Iterable[object], listed: int = 3) -> list[str]:
+    """A run's warnings for a person to read: each once, in order, with the routine notes
+    that text was removed from a file's compressed Pixel Data kept one per file up to
+    ``listed`` files and summed up in one line beyond (every JPEG 2000 file OpenJPEG wrote
+    carries its COM segment: hundreds of such notes would bury the warnings that need
+    attention, such as BurnedInAnnotation).
+
+    Parameters
+    ----------
+    messages : iterable
+        The warnings (:attr:`Report.warnings`, or caught ``warnings.warn`` messages).
+    listed : int
+        At most this many removal notes are kept as they are.
+
+    Returns
+    -------
+    list of str
+        The other warnings, then the removal notes or their one-line sum.
+
+    Examples
+    --------
+    >>> notes = [f"IM{i}.dcm: removed 1 JPEG 2000 COM segment from Pixel Data"
+    ...          for i in range(40)]
+    >>> lines = summarize_warnings(notes + ["IM7.dcm: BurnedInAnnotation=YES"])
+    >>> len(lines), lines[0]
+    (2, 'IM7.dcm: BurnedInAnnotation=YES')
+    >>> lines[1].split(" (the first")[0]
+    'text removed from the compressed Pixel Data of 40 files'
+    """
+    unique = list(dict.fromkeys(str(m) for m in messages))
+    removed = [m for m in unique if ": removed " in m and m.endswith(" from Pixel Data")]
+    others = [m for m in unique if m not in set(removed)]
+    if len(removed) <= listed:
+        return others + removed
+    return others + [f"text removed from the compressed Pixel Data of {len(removed)} files "
+                     f"(the first: {removed[0]})"]
 
 
 def anonymize_files(src: PathInput, out_dir: os.PathLike[str] | str,

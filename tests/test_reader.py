@@ -405,3 +405,28 @@ def test_reader_reads_an_uncompressed_series_into_memory_faulted_in_while_scanni
     assert taken == [True]
     assert np.array_equal(np.asarray(data), truth.values)
     assert not _ahead_threads() and aheads[0].memory.buffer is None
+
+
+def test_reader_does_not_fault_in_the_memory_of_a_folder_that_opens_lazily(
+        tmp_path, aheads, monkeypatch):
+    """A folder too big to open eagerly is not first faulted into memory whole during its
+    scan (as an eager one is: see the test above); it opens lazily, values exact."""
+    import napari_dicomtools._reader as reader
+    from napari_dicomtools.core import volume
+
+    monkeypatch.setattr(volume._Prefault, "MIN_BYTES", 1)
+    monkeypatch.setattr(reader, "LAZY_THRESHOLD", 12 * 40 * 48 * 2 - 1)  # just too big
+    began = []
+    real = volume._Prefault._begin
+
+    def begin(self):
+        real(self)
+        began.append(self.buffer is not None)
+
+    monkeypatch.setattr(volume._Prefault, "_begin", begin)
+    truth = write_series(tmp_path / "ct", phantom((12, 40, 48)), spacing=(2.0, 0.7, 0.7))
+    (data, _, _), = read_dicom(str(tmp_path / "ct"))
+    assert not any(began)
+    assert type(data).__module__.startswith("dask")
+    assert np.array_equal(np.asarray(data), truth.values)
+    assert not _ahead_threads()

@@ -172,7 +172,7 @@ class DicomObjectExport(QWidget):
         for row, v in enumerate(values):
             spec = specs.get(v, {})
             value = QTableWidgetItem(str(v))
-            value.setFlags(value.flags() & ~Qt.ItemFlag.ItemIsEditable)  # type: ignore[arg-type]  # PyQt's stubs: ~flag is an int
+            value.setFlags(value.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, 0, value)
             self.table.setItem(row, 1, QTableWidgetItem(str(spec.get("label") or
                                                             f"Segment {v}")))

@@ -98,7 +98,7 @@ class DicomBrowser(QWidget):
         self.tree = QTreeWidget()
         self.tree.setColumnCount(len(_COLUMNS))
         self.tree.setHeaderLabels(_COLUMNS)
-        self.tree.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.tree.itemDoubleClicked.connect(lambda item, col: self.open_selected())
         from qtpy.QtWidgets import QHeaderView
 

@@ -162,12 +162,12 @@ class DicomObjectExport(QWidget):
         self._fill_table(labels)
 
     def _fill_table(self, labels: Layer) -> None:
-        from ._writer import _segments_of_layer
+        from ._writer import segments_of_layer
 
         values = [int(v) for v in np.unique(np.asarray(labels.data)) if v != 0]
         meta = {"metadata": labels.metadata, "features": labels.features,
                 "colormap": labels.colormap}
-        specs = _segments_of_layer(meta, values)
+        specs = segments_of_layer(meta, values)
         self.table.setRowCount(len(values))
         for row, v in enumerate(values):
             spec = specs.get(v, {})

@@ -215,7 +215,7 @@ def _seg_reference(data: VoxelArray, meta: Meta) -> tuple[Grid | None, list[str]
 Specs = dict[int | str, dict[str, Any]]
 
 
-def _segments_of_layer(meta: Meta, values: Sequence[int]) -> Specs:
+def segments_of_layer(meta: Meta, values: Sequence[int]) -> Specs:
     """Segment specs per label value: the SEG's own table when the layer came from one,
     names from the layer's ``features`` and the colours the user sees."""
     own = meta.get("metadata") or {}
@@ -269,7 +269,7 @@ def write_labels_seg(path: str, data: VoxelArray, meta: Meta) -> list[str]:
 
     arr, series = _labels_on_reference(path, data, meta)
     values = [int(v) for v in np.unique(arr) if v != 0]
-    return [write_seg(arr, series, path, segments=_segments_of_layer(meta, values),
+    return [write_seg(arr, series, path, segments=segments_of_layer(meta, values),
                       overwrite=True, description=f"{meta.get('name') or 'Segmentation'}")]
 
 
@@ -281,7 +281,7 @@ def write_labels_rtstruct(path: str, data: VoxelArray, meta: Meta) -> list[str]:
     arr, series = _labels_on_reference(path, data, meta)
     values = [int(v) for v in np.unique(arr) if v != 0]
     specs: Specs = {v: {k: spec[k] for k in ("label", "color") if k in spec}
-             for v, spec in _segments_of_layer(meta, values).items()}
+             for v, spec in segments_of_layer(meta, values).items()}
     return [write_rtstruct(arr, series, path, segments=specs, overwrite=True,
                            description=f"{meta.get('name') or 'Structure set'}")]
 

@@ -1682,7 +1682,7 @@ def tabulate(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
 
     Parameters
     ----------
-    inputs, workers, scheduler, client, progress, on_start
+    inputs
         As for :func:`run_batch`.
     out : str or os.PathLike
         A new (or empty) folder; with ``force`` its old parts are replaced.
@@ -1695,6 +1695,8 @@ def tabulate(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         :func:`~napari_dicomtools.core.metadata.metadata_table`).
     force : bool
         Write into a folder that holds files (old parts are removed).
+    workers, scheduler, client, progress, on_start
+        As for :func:`run_batch`.
     rows_per_part : int
         Files per Parquet part (and per task) at the instance level.
 

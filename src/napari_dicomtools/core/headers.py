@@ -314,10 +314,12 @@ class Instance:
     patient_name, patient_id, study_date, study_description, series_description : str
         PatientName, PatientID, StudyDate, StudyDescription and SeriesDescription (``""``
         when absent).
-    series_number, instance_number, acquisition_number, echo_number : int or None
-        SeriesNumber, InstanceNumber, AcquisitionNumber and the first of EchoNumbers.
+    series_number : int or None
+        SeriesNumber.
     modality : str
         Modality (0008,0060), upper case.
+    instance_number, acquisition_number, echo_number : int or None
+        InstanceNumber, AcquisitionNumber and the first of EchoNumbers.
     image_type : tuple of str
         The values of ImageType (0008,0008) (``("ORIGINAL", "PRIMARY", "AXIAL")``).
     frame_of_reference : str

@@ -1035,13 +1035,13 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
     correct_tilt : bool
         Resample a gantry-tilted series onto an orthogonal grid (see :func:`correct_tilt`);
         by default the true sheared geometry is kept in the affine.
-    uniform_spacing : bool
-        Resample a stack with gaps or non-uniform spacing onto uniform slices (see
-        :func:`resample_uniform`); by default it is stacked as acquired and reported.
     philips_precise : bool
         Philips MR only: return "precise" floating-point values ``(SV*RS + RI) / (RS*SS)``
         with the private ScaleSlope SS (2005,100E), comparable across scans, instead of the
         standard's RescaleSlope/Intercept display values (the default, as DICOM defines).
+    uniform_spacing : bool
+        Resample a stack with gaps or non-uniform spacing onto uniform slices (see
+        :func:`resample_uniform`); by default it is stacked as acquired and reported.
     ahead : DecodeAhead, optional
         The frames decoded while the series was scanned (``scan(path,
         on_header=ahead.offer)``): an eager read takes them instead of decoding them again.

@@ -1072,22 +1072,26 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
     >>> vol.metadata["units"], int(vol.array.min())
     ('HU', -896)
     """
-    if isinstance(path_or_series, Series):
-        series = path_or_series
-    else:
-        if ahead is None and (not lazy or correct_tilt or uniform_spacing):  # an eager read:
-            ahead = DecodeAhead.start()  # decode while scanning
-        try:
-            series = _the_image_series(path_or_series, ahead)
-        finally:
-            if ahead is not None:
-                ahead.stop()
+    own = None  # a DecodeAhead made here is closed here
+    if not isinstance(path_or_series, Series) and ahead is None \
+            and (not lazy or correct_tilt or uniform_spacing):  # eager: decode while scanning
+        ahead = own = DecodeAhead.start()
     try:
+        if isinstance(path_or_series, Series):
+            series = path_or_series
+        else:
+            try:
+                series = _the_image_series(path_or_series, ahead)
+            finally:
+                if ahead is not None:
+                    ahead.stop()
         return _read_volume(series, lazy, progress, correct_tilt, philips_precise,
                             uniform_spacing, ahead)
     finally:
-        if ahead is not None:
-            ahead.memory.release()  # the read did not take it: unmapped
+        if own is not None:  # threads ended; frames and memory no read took freed
+            own.close()
+        elif ahead is not None:  # the caller's: the memory no read took is unmapped
+            ahead.memory.release()
 
 
 def _read_volume(series: Series, lazy: bool, progress: Progress | None, correct_tilt: bool,
@@ -1420,11 +1424,11 @@ def read_volumes(path: os.PathLike[str] | str, lazy: bool = False, *,
     out = []
     ahead = None if lazy else DecodeAhead.start()
     try:
-        found = _scan_with(path, ahead)
-    finally:
-        if ahead is not None:
-            ahead.stop()
-    try:
+        try:
+            found = _scan_with(path, ahead)
+        finally:
+            if ahead is not None:
+                ahead.stop()
         for s in found:
             if s.kind in NO_IMAGE_KINDS:  # RTSTRUCT, SR: no image to read
                 continue
@@ -1433,8 +1437,8 @@ def read_volumes(path: os.PathLike[str] | str, lazy: bool = False, *,
             except DicomToolsError as exc:
                 warnings.warn(str(exc), stacklevel=2)
     finally:
-        if ahead is not None:
-            ahead.memory.release()  # no series took it: unmapped
+        if ahead is not None:  # threads ended; frames and memory no read took freed
+            ahead.close()
     return out
 
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from .core import geometry
 from .core.errors import DicomToolsError, NoSeriesError
 from .core.grid import GRID_KEY, Grid
-from .core.headers import Instance, looks_like_dicom
+from .core.headers import looks_like_dicom
 from .core.series import Series, SeriesList, scan
 from .core.volume import DecodeAhead, Volume, read_volume
 
@@ -132,38 +132,13 @@ def read_dicom(path: PathOrPaths, *, rtstruct_contours: bool = False) -> list[La
     # compressed frames decode (an uncompressed volume's memory faults in) on the spare
     # cores while later headers are parsed, as in read_volume(folder); leaving the block
     # ends the threads and frees what no eager read took (a series that opens lazily)
-    with DecodeAhead() as ahead:
-        feed = _EagerFeed(ahead)
-        series = scan(paths if len(paths) > 1 else paths[0], on_header=feed.offer,
-                      progress=feed.progress)
+    with DecodeAhead(max_volume=LAZY_THRESHOLD) as ahead:  # lazy series: not faulted in
+        series = scan(paths if len(paths) > 1 else paths[0], on_header=ahead.offer,
+                      progress=ahead.progress)
         ahead.stop()
         layers = _layers(paths[0], series, ahead, rtstruct_contours)
     _install_viewer_controller()
     return layers
-
-
-class _EagerFeed:
-    """The scan's ``on_header``/``progress`` for the reader's DecodeAhead.
-
-    Headers go to it as they are parsed. The scan's file count, which lets it fault an
-    uncompressed volume's memory in meanwhile, goes to it only when the files (times the
-    first image's frame size, as it estimates) would open eagerly: a folder that opens
-    lazily (over :data:`LAZY_THRESHOLD`) is not first faulted into memory whole.
-    """
-
-    def __init__(self, ahead: DecodeAhead) -> None:
-        self.ahead = ahead
-        self.frame_bytes = 0  # of the first image, at 2 bytes a sample (as _layers counts)
-
-    def offer(self, inst: Instance) -> None:
-        if not self.frame_bytes and inst.rows:
-            self.frame_bytes = inst.rows * inst.columns * max(1, inst.n_frames) \
-                * inst.samples * 2
-        self.ahead.offer(inst)
-
-    def progress(self, done: int, total: int) -> None:
-        if self.frame_bytes and total * self.frame_bytes <= LAZY_THRESHOLD:
-            self.ahead.progress(done, total)
 
 
 def _layers(path: str | os.PathLike[str], series: SeriesList, ahead: DecodeAhead,

@@ -465,8 +465,9 @@ class _Prefault:
     #: smaller volumes fault in faster than the thread hand-off pays
     MIN_BYTES = 32 * 2**20
 
-    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
+    def __init__(self, pool: ThreadPoolExecutor | None, limit: int | None = None) -> None:
         self.pool = pool  # None: no spare core, nothing is faulted in ahead
+        self.limit = limit  # larger estimates are not faulted in (they will open lazily)
         self.frame_bytes = 0  # of the first native image, in output units; -1: gave up
         self.files = 0
         self.buffer: mmap.mmap | None = None
@@ -498,7 +499,8 @@ class _Prefault:
         from ._limits import available_memory
 
         size = self.files * self.frame_bytes
-        if size < self.MIN_BYTES or size > available_memory() // 2:
+        if size < self.MIN_BYTES or size > available_memory() // 2 \
+                or (self.limit is not None and size > self.limit):
             self.frame_bytes = -1
             return
         private = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
@@ -518,14 +520,19 @@ class _Prefault:
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array | None:
         """The mapping as an array of ``shape``/``dtype`` when the volume fits it (and
-        fills at least half of it), else None; the touching is over when this returns."""
+        fills at least half of it), else None; the touching is over when this returns. A
+        volume under half of it (a localizer read before its CT) leaves it for a later
+        read; one larger than it frees it."""
         buffer = self.release(close=False)
         if buffer is None:
             return None
         count = int(np.prod(shape, dtype=np.int64))
         need = count * np.dtype(dtype).itemsize
-        if not len(buffer) // 2 <= need <= len(buffer):
+        if need > len(buffer):
             buffer.close()
+            return None
+        if need < len(buffer) // 2:
+            self.buffer = buffer
             return None
         keep = -(-need // mmap.PAGESIZE) * mmap.PAGESIZE
         if keep < len(buffer) and hasattr(buffer, "madvise"):
@@ -561,8 +568,8 @@ class DecodeAhead:
     in the read, as it would have without this, and they report the error. For an
     uncompressed series, once the scan's :meth:`progress` says how many files it parses,
     the volume's memory is faulted in meanwhile instead (``_Prefault``): the read takes it
-    as its array. Used as a context manager, leaving it (normally, by an error or a cancelled worker) ends its
-    threads and frees the frames no read took (:meth:`close`).
+    as its array. Used as a context manager, leaving it (normally, by an error or a
+    cancelled worker) ends its threads and frees the frames no read took (:meth:`close`).
 
     Parameters
     ----------
@@ -571,6 +578,9 @@ class DecodeAhead:
         one). With 0 (one core) nothing is decoded ahead: :meth:`offer` does nothing.
     max_bytes : int
         At most this many bytes of decoded frames are ever queued or kept.
+    max_volume : int, optional
+        An uncompressed volume estimated larger than this is not faulted in ahead (a
+        reader that opens such series lazily passes its threshold).
 
     Examples
     --------
@@ -590,7 +600,8 @@ class DecodeAhead:
     (True, 4)
     """
 
-    def __init__(self, threads: int | None = None, max_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, threads: int | None = None, max_bytes: int = 64 * 2**20,
+                 max_volume: int | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         if threads is None:
@@ -600,7 +611,7 @@ class DecodeAhead:
         self.left = max_bytes
         self.frames: dict[str, Future[Array | None]] = {}
         #: a native series' volume, faulted in meanwhile
-        self.memory = _Prefault(self.pool)
+        self.memory = _Prefault(self.pool, max_volume)
         #: frames a read took from here instead of decoding them
         self.served = 0
         self.stopped = False

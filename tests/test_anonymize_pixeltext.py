@@ -102,6 +102,18 @@ def test_planted_text_is_removed_pixels_identical_paths_agree(case, cases):
                           np.asarray(read_volume(tmp / "out.dcm").array))
 
 
+def test_extended_offset_table_written_with_another_vr_keeps_it_on_both_paths(cases):
+    """An Extended Offset Table a writer stored as OB (not the dictionary's OV): both paths
+    rewrite its values under the VR the file used, byte for byte alike."""
+    data = cases["multi-frame EOT"][0]
+    for tag in (b"\xe0\x7f\x01\x00OV", b"\xe0\x7f\x02\x00OV"):
+        assert data.count(tag) == 1
+        data = data.replace(tag, tag[:4] + b"OB")
+    fast, slow = _byte_path(data), _pydicom_path(data)[0]
+    assert fast is not None and fast == slow
+    assert slow.count(b"\xe0\x7f\x01\x00OB") == 1
+
+
 def test_multiframe_offset_tables_are_rebuilt(cases):
     """One fragment per frame; the Basic Offset Table points at them, or, with an Extended
     Offset Table, stays empty while the extended one (and its lengths) does."""

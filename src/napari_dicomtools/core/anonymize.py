@@ -1063,7 +1063,8 @@ def _put_pixels(ds: Dataset, cleaned: Cleaned) -> None:
     for tag, values in ((0x7FE00001, cleaned.offsets), (0x7FE00002, cleaned.lengths)):
         if tag in ds:
             table = offset_table(values)
-            ds[tag] = RawDataElement(Tag(tag), "OV", len(table), table, 0, False, True)
+            vr = ds.get_item(tag).VR or "OV"  # as written (OB, UN...), as the byte path keeps it
+            ds[tag] = RawDataElement(Tag(tag), vr, len(table), table, 0, False, True)
 
 
 def _odd(raw: RawDataElement) -> bool:

@@ -164,8 +164,11 @@ def test_compressed_series_reserve_nothing(tmp_path, prefault):
 def test_a_small_series_read_first_leaves_the_memory_to_the_large_one(tmp_path, prefault):
     """A study's localizer (series 1) is read before its CT: the memory faulted in for the
     whole folder goes to the CT, not freed by the localizer's read."""
-    write_series(tmp_path / "s" / "loc", phantom((2, 32, 32)), series_number=1)
-    ct = write_series(tmp_path / "s" / "ct", phantom((20, 32, 32)), series_number=2)
+    study = "1.2.826.0.1.3680043.9.7.1"  # one study: series 1 is read first
+    write_series(tmp_path / "s" / "loc", phantom((2, 32, 32)), series_number=1,
+                 study_uid=study)
+    ct = write_series(tmp_path / "s" / "ct", phantom((20, 32, 32)), series_number=2,
+                      study_uid=study)
     vols = read_volumes(str(tmp_path / "s"))
     assert [v.array.shape[0] for v in vols] == [2, 20]
     assert not isinstance(_mapped_by(vols[0].array), mmap.mmap)

@@ -602,7 +602,8 @@ def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element], ts: str
     report's message."""
     if ts not in _ENCAPSULATED:
         return {}, None
-    from ._pixeltext import deidentify_pixels, offset_table  # compressed files only
+    from ._encap import offset_table  # compressed files only
+    from ._pixeltext import deidentify_pixels
 
     pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
     if pixel is None:

@@ -320,7 +320,7 @@ def _fragments(tail: memoryview) -> bytes | memoryview:
     """The frame in encapsulated Pixel Data whose items start at ``tail[0]``: every fragment
     after the Basic Offset Table, up to the sequence delimiter (one fragment: a view).
     Raises ValueError for malformed items."""
-    from ._pixeltext import items
+    from ._encap import items
 
     _table, parts = items(tail, delimited=True)
     return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -43,6 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._encap import EncapsulationError, encapsulate, items
+
 __all__: list[str] = []
 
 JPEG = frozenset({f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 67), 70)})
@@ -65,11 +67,8 @@ _UNCLEANABLE = {
     "1.2.840.10008.1.2.4.112": "JPEG XL",
 }
 
-_ITEM = b"\xfe\xff\x00\xe0"
-_DELIMITER = b"\xfe\xff\xdd\xe0"
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">L")
-_LE32 = struct.Struct("<L")
 #: a JPEG marker inside entropy-coded data: 0xFF then neither stuffing (00), RSTn nor fill
 _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 #: the same in JPEG-LS, whose bit stuffing follows 0xFF with a byte below 0x80 (T.87 A.1)
@@ -192,7 +191,10 @@ def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: in
     kind = policy(transfer_syntax)
     if kind != "clean":
         return Cleaned(value)
-    bot, fragments = items(memoryview(value))
+    try:
+        bot, fragments = items(memoryview(value))
+    except EncapsulationError as exc:
+        raise PixelTextError(str(exc)) from None
     parse = _j2k_frame if transfer_syntax in JPEG_2000 else _jpeg_frame
     codec = "JPEG-LS" if transfer_syntax in JPEG_LS else "JPEG"
     removed: dict[str, int] = {}
@@ -235,41 +237,6 @@ def _frames(fragments: list[memoryview], parse: _Parser, codec: str,
     return starts
 
 
-def items(value: memoryview, *, delimited: bool = False
-          ) -> tuple[memoryview, list[memoryview]]:
-    """The Basic Offset Table and the fragments of encapsulated Pixel Data (PS3.5 A.4), as
-    views of ``value``: its items to its end, or with ``delimited`` up to the sequence
-    delimiter (what follows it is ignored; the decoder reads a frame from a file's tail this
-    way).
-
-    Raises
-    ------
-    PixelTextError
-        Something else than an item, an item running past the data, no fragment, or (with
-        ``delimited``) no delimiter.
-    """
-    found: list[memoryview] = []
-    pos, end = 0, len(value)
-    while True:
-        if pos == end and not delimited:
-            break
-        if end - pos < 8:
-            raise PixelTextError("encapsulated Pixel Data ends without a sequence delimiter"
-                                 if delimited else f"a truncated item at byte {pos}")
-        head = value[pos:pos + 4].tobytes()
-        length = _LE32.unpack_from(value, pos + 4)[0]
-        if delimited and head == _DELIMITER:
-            break
-        if head != _ITEM or length > end - pos - 8:
-            raise PixelTextError(f"a bad encapsulated item at byte {pos} ({head.hex()}, "
-                                 f"{length} bytes)")
-        found.append(value[pos + 8:pos + 8 + length])
-        pos += 8 + length
-    if len(found) < 2:
-        raise PixelTextError("encapsulated Pixel Data holds no fragment")
-    return found[0], found[1:]
-
-
 def _check_frames(starts: list[int], fragments: list[memoryview], bot: memoryview,
                   frames: int) -> None:
     """The codestreams found are the frames declared, starting where the Basic Offset Table
@@ -302,25 +269,11 @@ def _trailing(tail: memoryview, removed: dict[str, int]) -> None:
 
 def _rebuilt(frames: list[list[memoryview]], removed: dict[str, int], with_bot: bool,
              extended: bool) -> Cleaned:
-    """The value with one even-length fragment per frame (each frame the pieces kept of it,
-    copied once), its Basic Offset Table (empty with an Extended Offset Table, or when
-    frame offsets exceed 32 bits) and the frames' offsets and lengths."""
-    offsets: list[int] = []
-    lengths: list[int] = []
-    body: list[bytes | memoryview] = []
-    pos = 0
-    for pieces in frames:
-        n = sum(len(p) for p in pieces)
-        pad = n & 1  # PS3.5 A.4: an odd fragment gets one trailing NUL
-        offsets.append(pos)
-        lengths.append(n + pad)
-        body += (_ITEM, _LE32.pack(n + pad), *pieces, b"\x00" * pad)
-        pos += 8 + n + pad
-    bot = b""
-    if with_bot and not extended and offsets[-1] <= 0xFFFFFFFF:
-        bot = struct.pack(f"<{len(offsets)}L", *offsets)
-    value = b"".join([_ITEM, _LE32.pack(len(bot)), bot, *body])
-    return Cleaned(value, removed, tuple(offsets), tuple(lengths))
+    """The value with one even-length fragment per frame (each frame the pieces kept of it),
+    its Basic Offset Table (empty with an Extended Offset Table) and the frames' offsets and
+    lengths."""
+    value, offsets, lengths = encapsulate(frames, basic_table=with_bot and not extended)
+    return Cleaned(value, removed, offsets, lengths)
 
 
 def _join(pieces: list[memoryview]) -> bytes:
@@ -674,8 +627,3 @@ def deidentify_pixels(value: bytes | memoryview, transfer_syntax: str, frames_te
     if not cleaned.removed:
         return None, None
     return cleaned, f"{name}: removed {summary(cleaned.removed)} from Pixel Data"
-
-
-def offset_table(values: tuple[int, ...]) -> bytes:
-    """An Extended Offset Table (or its Lengths) value: 64-bit little-endian integers."""
-    return struct.pack(f"<{len(values)}Q", *values)

@@ -1054,7 +1054,7 @@ def _put_pixels(ds: Dataset, cleaned: Cleaned) -> None:
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
-    from ._pixeltext import offset_table
+    from ._encap import offset_table
 
     old = ds.get_item(0x7FE00010)
     value = bytes(cleaned.value)

@@ -45,6 +45,16 @@ from ._anonrules import (
     _shift,
 )
 from ._filemeta import read_file_meta
+from ._syntaxes import (
+    EXPLICIT_VR_LE,
+    HTJ2K,
+    IMPLICIT_VR_LE,
+    JPEG_2000,
+    JPEG_LOSSLESS,
+    JPEG_LOSSY,
+    JPEG_LS,
+    RLE,
+)
 from .errors import DicomToolsError
 
 if TYPE_CHECKING:
@@ -65,16 +75,13 @@ _LONG = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "
 _VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB",
                   "OD", "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM",
                   "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV"})
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_LE = "1.2.840.10008.1.2.1"
-#: encapsulated transfer syntaxes (data set in Explicit VR Little Endian, Pixel Data in
-#: fragments): JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K, RLE
-_ENCAPSULATED = frozenset({
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
-    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
-    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
-    "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5",
-})
+#: the encapsulated transfer syntaxes whose files this path takes (data set in Explicit VR
+#: Little Endian, Pixel Data in fragments), those tests/test_anonymize_fast.py compares with
+#: the pydicom path: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000 Part 1, HTJ2K, RLE.
+#: The others (retired JPEG processes, JPEG 2000 Part 2, video, JPEG XL, deflated frames ...)
+#: are declined to the pydicom path. Not "what we can decode" (``_decode.PLUGIN_ORDER``),
+#: though today the same syntaxes
+_ENCAPSULATED = JPEG_LOSSY | JPEG_LOSSLESS | JPEG_LS | JPEG_2000 | HTJ2K | {RLE}
 #: zero of a binary VR as pydicom encodes ``0`` (E.1-1 ``D``/``U`` on a number)
 _ZERO = {"US": b"\0\0", "SS": b"\0\0", "UL": b"\0" * 4, "SL": b"\0" * 4, "FL": b"\0" * 4,
          "FD": b"\0" * 8, "SV": b"\0" * 8, "UV": b"\0" * 8, "OB": b"", "OW": b"", "OF": b"",
@@ -548,9 +555,9 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
         raise Decline("no preamble")
     meta, start = _meta(buf)
     ts = meta.get(0x0010, "")
-    if ts == _IMPLICIT_LE:
+    if ts == IMPLICIT_VR_LE:
         implicit = True
-    elif ts == _EXPLICIT_LE or ts in _ENCAPSULATED:
+    elif ts == EXPLICIT_VR_LE or ts in _ENCAPSULATED:
         implicit = False
     else:
         raise Decline(f"transfer syntax {ts or 'missing'}")

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._limits import FATAL, check_allocation, format_bytes
+from ._syntaxes import NATIVE as _NATIVE
 from .errors import DicomToolsError, UnreadableDicomError, exception_text
 
 if TYPE_CHECKING:
@@ -85,10 +86,6 @@ GIL_BOUND = frozenset({
 #: (only enforced for frames over :data:`RATIO_MIN_BYTES`)
 MAX_EXPANSION = 1000
 RATIO_MIN_BYTES = 256 * 2**20
-
-_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
-           "1.2.840.10008.1.2.1.99"}
-
 
 # GDCM in a child costs a process start per frame: a file it failed on is not tried again,
 # and after five failures in a row (a folder of broken files) the fallback rests

@@ -44,27 +44,37 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._encap import EncapsulationError, encapsulate, items
+from ._syntaxes import (
+    DEFLATED_IMAGE_FRAME,
+    ENCAPSULATED_UNCOMPRESSED,
+    H264,
+    HEVC,
+    HTJ2K,
+    JPEG,
+    JPEG_2000,
+    JPEG_2000_PART2,
+    JPEG_LS,
+    JPEG_XL,
+    MPEG2,
+    NATIVE,
+    RLE,
+)
 
 __all__: list[str] = []
 
-JPEG = frozenset({f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 67), 70)})
-JPEG_LS = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
-JPEG_2000 = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
-                       "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
-                       "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
-                       "1.2.840.10008.1.2.4.203"})
+#: syntaxes whose frames are JPEG (T.81) or JPEG-LS (T.87) codestreams: their COM and APPn
+#: segments are cleaned
+_JPEG_FAMILY = JPEG | JPEG_LS
+#: syntaxes whose frames are JPEG 2000 codestreams or JP2 files (Part 1, Part 2, HTJ2K):
+#: their COM segments and JP2 boxes are cleaned
+_J2K_FAMILY = JPEG_2000 | JPEG_2000_PART2 | HTJ2K
 #: encapsulated syntaxes whose frames hold no text: RLE, Deflated Image Frame Compression,
 #: Encapsulated Uncompressed Explicit VR Little Endian
-NO_TEXT = frozenset({"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.8.1", "1.2.840.10008.1.2.1.98"})
+NO_TEXT = frozenset({RLE, DEFLATED_IMAGE_FRAME, ENCAPSULATED_UNCOMPRESSED})
 #: names of the syntaxes that cannot be cleaned, for messages
 _UNCLEANABLE = {
-    "1.2.840.10008.1.2.4.100": "MPEG-2 video", "1.2.840.10008.1.2.4.100.1": "MPEG-2 video",
-    "1.2.840.10008.1.2.4.101": "MPEG-2 video", "1.2.840.10008.1.2.4.101.1": "MPEG-2 video",
-    **{f"1.2.840.10008.1.2.4.{n}": "MPEG-4 AVC/H.264 video" for n in range(102, 107)},
-    **{f"1.2.840.10008.1.2.4.{n}.1": "MPEG-4 AVC/H.264 video" for n in range(102, 107)},
-    "1.2.840.10008.1.2.4.107": "HEVC/H.265 video", "1.2.840.10008.1.2.4.108": "HEVC/H.265 video",
-    "1.2.840.10008.1.2.4.110": "JPEG XL", "1.2.840.10008.1.2.4.111": "JPEG XL",
-    "1.2.840.10008.1.2.4.112": "JPEG XL",
+    **dict.fromkeys(MPEG2, "MPEG-2 video"), **dict.fromkeys(H264, "MPEG-4 AVC/H.264 video"),
+    **dict.fromkeys(HEVC, "HEVC/H.265 video"), **dict.fromkeys(JPEG_XL, "JPEG XL"),
 }
 
 _U16 = struct.Struct(">H")
@@ -120,7 +130,7 @@ def policy(transfer_syntax: str) -> Literal["clean", "none", "refuse"]:
     ``"clean"`` (JPEG, JPEG-LS, JPEG 2000), ``"none"`` (RLE, deflated frames: no text),
     ``"refuse"`` (video, JPEG XL, unknown syntaxes: text cannot be found)."""
     ts = str(transfer_syntax).strip().rstrip("\x00")
-    if ts in JPEG or ts in JPEG_LS or ts in JPEG_2000:
+    if ts in _JPEG_FAMILY or ts in _J2K_FAMILY:
         return "clean"
     return "none" if ts in NO_TEXT else "refuse"
 
@@ -195,7 +205,7 @@ def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: in
         bot, fragments = items(memoryview(value))
     except EncapsulationError as exc:
         raise PixelTextError(str(exc)) from None
-    parse = _j2k_frame if transfer_syntax in JPEG_2000 else _jpeg_frame
+    parse = _j2k_frame if transfer_syntax in _J2K_FAMILY else _jpeg_frame
     codec = "JPEG-LS" if transfer_syntax in JPEG_LS else "JPEG"
     removed: dict[str, int] = {}
     if len(fragments) == frames:  # one fragment per frame, the usual layout: no copy
@@ -563,11 +573,6 @@ def _jp2_file(buf: memoryview, start: int,
 
 
 # --- what de-identification does with a file's Pixel Data (both paths) -------------------
-
-#: transfer syntaxes whose Pixel Data is native (not encapsulated)
-NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
-                    "1.2.840.10008.1.2.1.99"})
-
 
 def deidentify_pixels(value: bytes | memoryview, transfer_syntax: str, frames_text: str, *,
                       undefined: bool, extended: bool, keep_uncleanable: bool,

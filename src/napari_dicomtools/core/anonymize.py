@@ -88,6 +88,7 @@ from ._anonrules import (
     _text,
     _vm_max,
 )
+from ._syntaxes import EXPLICIT_VR_BE, IMPLICIT_VR_LE, encoding_syntax
 from .errors import DicomToolsError
 
 if TYPE_CHECKING:
@@ -697,7 +698,7 @@ class Anonymizer:
         pid = _text(ds.get("PatientID", ""))
         pname = _text(ds.get("PatientName", ""))
         ctx: _Context = {
-            "implicit": ts == "1.2.840.10008.1.2",
+            "implicit": ts == IMPLICIT_VR_LE,
             "pseudonym": self.pseudonym(pid, pname),
             "pid": pid.strip(),
             "pname": _norm_name(pname),
@@ -757,7 +758,7 @@ class Anonymizer:
     def _mark(self, ds: Dataset, ctx: _Context, ts: str | None) -> None:
         """The pseudonym as PatientName/PatientID, PatientIdentityRemoved, and the method
         (text and CID 7050 codes); as undecoded elements when little endian."""
-        if ts is not None and str(ts) != "1.2.840.10008.1.2.2":  # little endian: raw bytes
+        if ts is not None and str(ts) != EXPLICIT_VR_BE:  # little endian: raw bytes
             implicit = ctx["implicit"]
             for tag, vr, text in ((0x00100010, "PN", ctx["pseudonym"]),
                                   (0x00100020, "LO", ctx["pseudonym"]),
@@ -1116,9 +1117,7 @@ def _transfer_syntax_read(ds: Dataset) -> str | None:
     implicit, little = enc
     if implicit is None:
         return None
-    if implicit:
-        return "1.2.840.10008.1.2"
-    return "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"
+    return encoding_syntax(bool(implicit), bool(little))
 
 
 def minimal_pdf(text: str = "Document removed by de-identification") -> bytes:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from . import fastheader
 from ._limits import FATAL, inflate_capped
+from ._syntaxes import DEFLATED, RAW_NATIVE, encoding_syntax
 from ._values import DatasetLike, _as_list, _f, _fg_value, _first, _floats, _i, _text
 from ._vendortags import (
     _diffusion,
@@ -880,7 +881,7 @@ def _pydicom_dataset(name: str, fp: BinaryIO, has_preamble: bool) -> FileDataset
     return ds
 
 
-DEFLATED_UID = "1.2.840.10008.1.2.1.99"
+DEFLATED_UID = DEFLATED
 #: most bytes a deflated data set may inflate to before its Pixel Data (a header)
 MAX_DEFLATED_HEADER = 256 * 2**20
 
@@ -1053,10 +1054,6 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
 
 
-#: implicit VR little endian, explicit VR little and big endian: Pixel Data stored as is
-_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
-
-
 def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Instance:
     """The :class:`Instance` of a parsed data set: refused with the reason when it is not an
     image we can read, its frames and their checks done."""
@@ -1075,10 +1072,9 @@ def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Inst
     rows, cols, samples, bits, n_frames = _image_size(name, ds, size)
     ts = _text(meta.get("TransferSyntaxUID", None)) if meta else ""
     if not ts:
-        ts = ("1.2.840.10008.1.2" if ds.is_implicit_VR else
-              ("1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2"))
+        ts = encoding_syntax(bool(ds.is_implicit_VR), bool(ds.is_little_endian))
     # deflated (.99) too: pydicom inflates it, file offsets are meaningless
-    encapsulated = ts not in _NATIVE_SYNTAXES
+    encapsulated = ts not in RAW_NATIVE
     pixel_offset, pixel_length = _pixel_location(
         source, raw, size, encapsulated, (rows * cols * n_frames * samples * bits + 7) // 8,
         f"{n_frames} frame(s) of {rows}x{cols}x{samples} at {bits} bits")

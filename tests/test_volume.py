@@ -409,3 +409,24 @@ def test_tilted_stack_with_a_gap_is_regularized_from_true_positions(make_series)
             ci, ri, ki = np.round(inv @ p)[:3].astype(int)
             assert reg.array[ki, ri, ci] == sheared.array[k, r, c]
     assert regularize(reg) is reg
+
+
+def test_signed_12_bit_with_slope_and_intercept_rescales_in_place(tmp_path):
+    """Stored int16 (BitsStored 12) whose rescale fits int16: the values are rescaled in the
+    volume's own memory, with the bits above BitsStored sign-extended first."""
+    import pydicom
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    rng = np.random.default_rng(3)
+    stored = rng.integers(-2048, 2048, (ds.Rows, ds.Columns)).astype(np.int16)
+    raw = stored.copy()
+    raw[0, :4] = np.array([0x7001, 0x1FFF, 0xF005, 0x0800], np.uint16).view(np.int16)
+    ds.BitsStored, ds.HighBit = 12, 11
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -1000
+    ds.PixelData = raw.tobytes()
+    ds.save_as(tmp_path / "ct.dcm")
+    vol = read_volume(tmp_path / "ct.dcm")
+    expected = stored.astype(np.int32) * 2 - 1000
+    expected[0, :4] = np.array([1, -1, 5, -2048]) * 2 - 1000  # sign-extended from bit 11
+    assert vol.array.dtype == np.int16
+    assert np.array_equal(vol.array[0], expected)

@@ -412,9 +412,9 @@ def _stored_into(target: Array, direct: bool, fr: Frame, out: Array) -> None:
     if not sdt.isnative:
         target = target.astype(sdt.newbyteorder("="))
     _fix_bits(target, inst)
-    if direct:
+    if direct:  # target is out's memory: the rescale runs in place, element by element
         if fr.slope != 1 or fr.intercept:
-            _rescale_into(target.copy(), fr, out)
+            _rescale_into(target, fr, out)
         return
     _rescale_into(target, fr, out)
 

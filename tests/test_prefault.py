@@ -13,6 +13,7 @@ import pytest
 
 from napari_dicomtools import read_volume, read_volumes
 from napari_dicomtools.core import _parallel, volume
+from napari_dicomtools.core.errors import DicomToolsError
 from napari_dicomtools.core.synthetic import phantom, write_series
 
 
@@ -174,3 +175,49 @@ def test_a_small_series_read_first_leaves_the_memory_to_the_large_one(tmp_path, 
     assert not isinstance(_mapped_by(vols[0].array), mmap.mmap)
     assert isinstance(_mapped_by(vols[1].array), mmap.mmap)
     assert np.array_equal(vols[1].array, ct.values)
+
+
+def test_a_compressed_folder_that_opens_lazily_is_not_decoded_ahead(tmp_path, monkeypatch):
+    """napari's reader opens a series over its threshold lazily, and a lazy read never
+    takes frames decoded during the scan: none are queued for decoding."""
+    monkeypatch.setenv("NAPARI_DICOMTOOLS_WORKERS", "2")
+    write_series(tmp_path / "rle", phantom((12, 32, 32)), transfer_syntax="1.2.840.10008.1.2.5")
+
+    def queued(ahead):
+        """Paths ``ahead`` queued for decoding (counted as submitted, not as run)."""
+        paths = []
+        submit = ahead.pool.submit
+
+        def counting(fn, inst):
+            paths.append(inst.path)
+            return submit(fn, inst)
+
+        ahead.pool.submit = counting
+        return paths
+
+    size = 12 * 32 * 32 * 2
+    with volume.DecodeAhead(max_volume=size - 1) as ahead:  # the series is over it
+        decoded = queued(ahead)
+        series = ahead.scan(str(tmp_path / "rle"))
+        lazy = read_volume(series[0], lazy=True, ahead=ahead)
+    # at most the first file: the scan says how many it parses only after it
+    assert len(decoded) <= 1 and ahead.served == 0
+    with volume.DecodeAhead(max_volume=size) as ahead:  # fits: queued during the scan
+        decoded = queued(ahead)
+        series = ahead.scan(str(tmp_path / "rle"))
+        eager = read_volume(series[0], ahead=ahead)
+    assert len(decoded) == 12 and ahead.stopped
+    assert np.array_equal(np.asarray(lazy.array), eager.array)
+
+
+def test_scan_stops_decoding_ahead_however_it_ends(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_DICOMTOOLS_WORKERS", "2")
+    write_series(tmp_path / "ct", phantom((4, 16, 16)))
+    seen = []
+    with volume.DecodeAhead() as ahead:
+        found = ahead.scan(str(tmp_path / "ct"), progress=lambda d, t: seen.append((d, t)))
+        assert ahead.stopped and len(found) == 1 and seen[-1] == (4, 4)
+    with volume.DecodeAhead() as ahead:
+        with pytest.raises(DicomToolsError, match="no such file"):
+            ahead.scan(str(tmp_path / "nowhere"))
+        assert ahead.stopped

@@ -28,7 +28,7 @@ from ._limits import FATAL, check_allocation
 from ._parallel import decode_workers, discard_pool, process_pool
 from .errors import DicomToolsError, GeometryError, NoSeriesError, UnreadableDicomError
 from .headers import Frame, Instance, Window
-from .series import NO_IMAGE_KINDS, Series, SeriesList
+from .series import NO_IMAGE_KINDS, PathInput, Series, SeriesList
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -579,13 +579,16 @@ class DecodeAhead:
     max_bytes : int
         At most this many bytes of decoded frames are ever queued or kept.
     max_volume : int, optional
-        An uncompressed volume estimated larger than this is not faulted in ahead (a
-        reader that opens such series lazily passes its threshold).
+        An uncompressed volume estimated larger than this is not faulted in ahead, and no
+        compressed frame is decoded ahead while the scan's files (at 2 bytes a sample)
+        could add up to more (a reader that opens such series lazily passes its
+        threshold).
 
     Examples
     --------
     The scan offers each header, the read takes the frames decoded meanwhile (here all of
-    them: without :meth:`stop`, the read waits for the frames still queued):
+    them: without :meth:`stop`, which :meth:`scan` calls when its scan ends, the read waits
+    for the frames still queued):
 
     >>> import tempfile
     >>> from pydicom.uid import RLELossless
@@ -612,6 +615,7 @@ class DecodeAhead:
         self.frames: dict[str, Future[Array | None]] = {}
         #: a native series' volume, faulted in meanwhile
         self.memory = _Prefault(self.pool, max_volume)
+        self.max_volume = max_volume
         #: frames a read took from here instead of decoding them
         self.served = 0
         self.stopped = False
@@ -645,10 +649,48 @@ class DecodeAhead:
                 return
             self.memory.offer(inst)
             if self.pool is None or inst.n_frames != 1 or fast_codec(inst) is None \
-                    or self.left <= 0:
+                    or self.left <= 0 or self._lazy(inst):
                 return
             self.left -= inst.rows * inst.columns * (inst.bits_allocated // 8)
             self.frames[inst.path] = self.pool.submit(self._decode, inst)
+
+    def _lazy(self, inst: Instance) -> bool:
+        """The scan's files, at 2 bytes a sample of ``inst``'s size, exceed ``max_volume``:
+        the series may open lazily, and a lazy read never takes the frames decoded here.
+        (The scan says how many files it parses after the first one: that one frame is
+        decoded whatever comes.)"""
+        files = self.memory.files
+        return self.max_volume is not None \
+            and files * inst.rows * inst.columns * inst.samples * 2 > self.max_volume
+
+    def scan(self, path: PathInput, progress: Progress | None = None) -> SeriesList:
+        """:func:`~.series.scan` ``path`` with each parsed file offered here (frames decode,
+        or the volume's memory faults in, meanwhile); decoding ahead stops when the scan
+        ends, however it ends (:meth:`stop`): the reads that follow take what it did.
+
+        Parameters
+        ----------
+        path : str, os.PathLike, or list of them
+            What :func:`~.series.scan` takes.
+        progress : callable, optional
+            Also called as ``progress(done, total)`` after each file.
+
+        Returns
+        -------
+        SeriesList
+            What :func:`~.series.scan` returns.
+        """
+        from .series import scan
+
+        def both(done: int, total: int) -> None:
+            self.progress(done, total)
+            if progress is not None:
+                progress(done, total)
+
+        try:
+            return scan(path, on_header=self.offer, progress=both)
+        finally:
+            self.stop()
 
     @staticmethod
     def _decode(inst: Instance) -> Array | None:
@@ -1091,11 +1133,7 @@ def read_volume(path_or_series: Series | os.PathLike[str] | str, lazy: bool = Fa
         if isinstance(path_or_series, Series):
             series = path_or_series
         else:
-            try:
-                series = _the_image_series(path_or_series, ahead)
-            finally:
-                if ahead is not None:
-                    ahead.stop()
+            series = _the_image_series(path_or_series, ahead)
         return _read_volume(series, lazy, progress, correct_tilt, philips_precise,
                             uniform_spacing, ahead)
     finally:
@@ -1122,12 +1160,11 @@ def _read_volume(series: Series, lazy: bool, progress: Progress | None, correct_
 
 
 def _scan_with(path: os.PathLike[str] | str, ahead: DecodeAhead | None) -> SeriesList:
-    """:func:`~.series.scan`, each parsed file offered to ``ahead`` to decode meanwhile."""
+    """:func:`~.series.scan`, each parsed file offered to ``ahead`` to decode meanwhile
+    (which stops when the scan ends)."""
     from .series import scan
 
-    if ahead is None:
-        return scan(path)
-    return scan(path, on_header=ahead.offer, progress=ahead.progress)
+    return scan(path) if ahead is None else ahead.scan(path)
 
 
 def _the_image_series(path: os.PathLike[str] | str, ahead: DecodeAhead | None) -> Series:
@@ -1435,11 +1472,7 @@ def read_volumes(path: os.PathLike[str] | str, lazy: bool = False, *,
     out = []
     ahead = None if lazy else DecodeAhead.start()
     try:
-        try:
-            found = _scan_with(path, ahead)
-        finally:
-            if ahead is not None:
-                ahead.stop()
+        found = _scan_with(path, ahead)
         for s in found:
             if s.kind in NO_IMAGE_KINDS:  # RTSTRUCT, SR: no image to read
                 continue

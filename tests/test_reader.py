@@ -290,7 +290,12 @@ def aheads(monkeypatch):
     class Recorded(DecodeAhead):
         def __init__(self, *args, **kw):
             super().__init__(*args, **kw)
+            self.closes = 0  # how many times close() was called
             made.append(self)
+
+        def close(self):
+            self.closes += 1
+            super().close()
 
         def offer(self, inst):
             super().offer(inst)
@@ -362,25 +367,212 @@ def test_browser_open_takes_the_frames_its_scan_decoded(make_napari_viewer, qtbo
     qtbot.waitUntil(lambda: len(viewer.layers) == 1 and w.scan_button.isEnabled(),
                     timeout=20000)
     (ahead,) = aheads
-    assert ahead.served == 12 and not ahead.frames and w._ahead is None
+    assert ahead.served == 12 and not ahead.frames and w._job.ahead is None
     assert np.array_equal(np.asarray(viewer.layers[0].data), read_volume(folder).array)
 
 
-def test_browser_cancel_stops_the_decoding(make_napari_viewer, qtbot, tmp_path, aheads):
-    """Cancelling a scan ends its decoding threads at once and frees their frames."""
-    from napari_dicomtools._widgets import DicomBrowser
+@pytest.fixture
+def paused_scan(tmp_path, aheads, monkeypatch):
+    """(folder, resume): a 60-file JPEG-LS folder whose scan, once it has offered 5 files,
+    waits for ``resume()`` (or the end of the test): a scan surely still running."""
+    import threading
+
+    import napari_dicomtools._widgets as widgets
 
     folder = tmp_path / "big"
     write_series(folder, phantom((60, 32, 32)), transfer_syntax=pydicom.uid.JPEGLSLossless)
+    gate = threading.Event()
+    cls = widgets.DecodeAhead  # the recording one
+    real = cls.offer
+
+    def offer(self, inst):
+        real(self, inst)
+        self.offered = getattr(self, "offered", 0) + 1
+        if self.offered == 5:
+            gate.wait(30)
+
+    monkeypatch.setattr(cls, "offer", offer)
+    yield str(folder), gate.set
+    gate.set()
+
+
+def _paused(made):
+    return len(made) == 1 and getattr(made[0], "offered", 0) >= 5
+
+
+def _freed(ahead):
+    """The DecodeAhead was closed once: its threads ended, no frame or memory kept."""
+    return (ahead.closes == 1 and ahead.stopped and not ahead.frames
+            and ahead.memory.buffer is None and not _ahead_threads())
+
+
+def test_browser_cancel_stops_the_decoding(make_napari_viewer, qtbot, paused_scan, aheads):
+    """Cancelling a scan ends its decoding threads at once and frees their frames."""
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder, resume = paused_scan
     viewer = make_napari_viewer()
     w = DicomBrowser(viewer)
-    worker = w.scan(str(folder))
-    qtbot.waitUntil(lambda: w.progress.value() >= 5, timeout=20000)
+    worker = w.scan(folder)
+    qtbot.waitUntil(lambda: _paused(aheads), timeout=20000)
     assert _ahead_threads()  # decoding while the scan runs
     w.cancel()
-    assert not _ahead_threads() and not aheads[0].frames and w._ahead is None
+    assert _freed(aheads[0]) and w._job.ahead is None
+    resume()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=20000)
-    assert not _ahead_threads() and not aheads[0].frames
+    assert _freed(aheads[0])
+
+
+@pytest.fixture
+def held_pool():
+    """(hold, release): ``hold()`` keeps every thread of Qt's global pool busy until
+    ``release()`` (or the end of the test): a worker started meanwhile waits in the queue,
+    so it can be cancelled before its first step."""
+    import threading
+
+    from qtpy.QtCore import QRunnable, QThreadPool
+
+    gate = threading.Event()
+    pool = QThreadPool.globalInstance()
+
+    class Hold(QRunnable):
+        def run(self):
+            gate.wait(30)
+
+    held = []
+
+    def hold():
+        for _ in range(pool.maxThreadCount()):
+            held.append(Hold())
+            held[-1].setAutoDelete(False)
+            pool.start(held[-1])
+
+    yield hold, gate.set
+    gate.set()
+    pool.waitForDone(30000)
+
+
+def test_browser_open_cancelled_before_its_first_step_frees_the_scan_frames(
+        make_napari_viewer, qtbot, jpegls_series, aheads, held_pool):
+    """An open cancelled while its worker still waits for a thread never runs its
+    generator; the frames its scan decoded are freed all the same (closed once)."""
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder, _ = jpegls_series
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    w.scan(folder)
+    qtbot.waitUntil(lambda: len(w.series) == 1 and w.scan_button.isEnabled(), timeout=20000)
+    (ahead,) = aheads
+    assert ahead.frames and ahead.closes == 0  # kept for the open
+    hold, release = held_pool
+    hold()
+    worker = w.open_selected(list(w.series))
+    w.cancel()
+    release()
+    qtbot.waitUntil(lambda: not worker.is_running and w.scan_button.isEnabled(),
+                    timeout=20000)
+    qtbot.waitUntil(lambda: _freed(ahead), timeout=5000)
+    assert ahead.served == 0 and len(viewer.layers) == 0
+
+
+def test_browser_superseded_scan_does_not_touch_the_new_scans_frames(
+        make_napari_viewer, qtbot, tmp_path, jpegls_series, aheads):
+    """A scan that fails after a new scan began: its error frees its own DecodeAhead, not
+    the new scan's (whose frames the open then takes), and does not end the new scan's
+    busy state."""
+    import threading
+
+    from qtpy.QtCore import Qt
+
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder, _ = jpegls_series
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "DICOMDIR").write_bytes(b"not a DICOMDIR")
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    with qtbot.capture_exceptions() as raised:  # napari re-raises a worker's error
+        first = w.scan(str(bad / "DICOMDIR"))
+        ended = threading.Event()
+        first.finished.connect(ended.set, Qt.ConnectionType.DirectConnection)
+        assert ended.wait(20)  # failed; its signals not yet delivered
+        w.scan(folder)
+        qtbot.waitUntil(lambda: len(w.series) == 1 and w.scan_button.isEnabled(),
+                        timeout=20000)
+    assert [type(e).__name__ for _, e, _ in raised] in ([], ["DicomToolsError"])
+    old, new = aheads
+    assert _freed(old)
+    assert new.closes == 0 and len(new.frames) == 12
+    w.open_selected(list(w.series))
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1 and w.scan_button.isEnabled(),
+                    timeout=20000)
+    assert new.served == 12
+    qtbot.waitUntil(lambda: _freed(new), timeout=5000)
+
+
+def test_browser_second_open_does_not_cancel_the_first(make_napari_viewer, qtbot,
+                                                        jpegls_series, aheads):
+    """Opening again while an open runs (a second double click): both open; the first
+    takes the scan's frames and frees them once."""
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder, _ = jpegls_series
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    w.scan(folder)
+    qtbot.waitUntil(lambda: len(w.series) == 1 and w.scan_button.isEnabled(), timeout=20000)
+    first = w.open_selected(list(w.series))
+    second = w.open_selected(list(w.series))
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2 and not first.is_running
+                    and not second.is_running and w.scan_button.isEnabled(), timeout=20000)
+    (ahead,) = aheads
+    assert ahead.served == 12
+    qtbot.waitUntil(lambda: _freed(ahead), timeout=5000)
+
+
+@pytest.mark.parametrize("how", ["close", "dock closed", "viewer closed"])
+def test_browser_closed_while_scanning_ends_the_scan_and_frees_its_frames(
+        make_napari_viewer, qtbot, paused_scan, aheads, how):
+    """Closing the browser (its own close, napari's close button on its dock, or the
+    viewer's window) ends a running scan and frees its DecodeAhead, exactly once."""
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder, resume = paused_scan
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    viewer.window.add_dock_widget(w, name="DICOM browser")
+    worker = w.scan(folder)
+    qtbot.waitUntil(lambda: _paused(aheads), timeout=20000)
+    (ahead,) = aheads
+    assert _ahead_threads() and ahead.closes == 0
+    if how == "close":
+        w.close()
+    elif how == "dock closed":
+        viewer.window.remove_dock_widget(w)  # what the dock's close button does
+    else:
+        viewer.close()
+    qtbot.waitUntil(lambda: _freed(ahead), timeout=20000)
+    resume()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=20000)
+    assert worker.abort_requested and _freed(ahead)
+
+
+def test_browser_closed_after_a_scan_frees_the_frames_no_open_took(
+        make_napari_viewer, qtbot, jpegls_series, aheads):
+    from napari_dicomtools._widgets import DicomBrowser
+
+    folder, _ = jpegls_series
+    viewer = make_napari_viewer()
+    w = DicomBrowser(viewer)
+    viewer.window.add_dock_widget(w, name="DICOM browser")
+    w.scan(folder)
+    qtbot.waitUntil(lambda: len(w.series) == 1 and w.scan_button.isEnabled(), timeout=20000)
+    (ahead,) = aheads
+    assert ahead.frames and ahead.closes == 0
+    viewer.close()
+    qtbot.waitUntil(lambda: _freed(ahead), timeout=20000)
 
 
 

@@ -5,12 +5,14 @@ so the viewer never freezes.
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from napari.qt.threading import GeneratorWorker
     from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset
+    from qtpy.QtGui import QCloseEvent
 
     from ._reader import LayerData
 
@@ -53,6 +56,95 @@ def _fmt_spacing(sp: Sequence[float]) -> str:
     return f"{sp[2]:.3g} x {sp[1]:.3g} x {sp[0]:.3g}"
 
 
+class _Job:
+    """One scan or open of the browser, and the DecodeAhead it owns.
+
+    A scan makes its DecodeAhead; the open that follows a complete scan takes it over
+    (:meth:`take`), and then it is the open's. Whoever holds it closes it, exactly once
+    (:meth:`close` takes it first, under a lock, so two closers cannot both get it):
+
+    - a scan when it fails, is cancelled or superseded (by a new scan or open, or the
+      browser closed); a complete scan only stops it: its frames wait for the open;
+    - an open when its worker ends, however it ends: after its last step, by an error, or
+      quit before its first step (its generator never ran then, but ``finished`` is still
+      emitted). An open's DecodeAhead is never closed from outside: its read may use it.
+
+    The worker's end is handled in the worker's thread (:meth:`worker_ended`), so it
+    neither waits for the event loop nor depends on the widget still existing. A
+    superseded scan, and any job of a closed browser, is no longer :attr:`live`: its late
+    signals change nothing in the browser. Opens are not superseded (each adds the layers
+    it was asked for), but only the browser's latest job shows its progress.
+
+    Parameters
+    ----------
+    ahead : DecodeAhead or None
+        What the job owns from the start.
+    scan : bool
+        A scan (its DecodeAhead may be closed while it runs: offers are ignored then).
+    """
+
+    def __init__(self, ahead: DecodeAhead | None, scan: bool) -> None:
+        self.scan = scan
+        self.worker: GeneratorWorker[Any, Any, Any] | None = None
+        #: False once superseded (a scan) or the browser closed
+        self.live = True
+        #: the worker has ended
+        self.done = False
+        #: a scan whose series the browser lists (its frames are for the next open)
+        self.complete = False
+        #: the layers an open added
+        self.opened: list[Layer] = []
+        self._ahead = ahead
+        self._lock = threading.Lock()
+
+    @property
+    def ahead(self) -> DecodeAhead | None:
+        """The DecodeAhead this job holds (None: none, handed over, or closed)."""
+        return self._ahead
+
+    def take(self) -> DecodeAhead | None:
+        """Hand the DecodeAhead over (to an open, or to :meth:`close`)."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, None
+        return ahead
+
+    def close(self) -> None:
+        """End the decoding and free its frames and memory (once; then a no-op)."""
+        ahead = self.take()
+        if ahead is not None:
+            ahead.close()
+
+    def worker_ended(self) -> None:
+        """The worker has ended (in its thread). An open frees its frames; a scan that ran
+        to the end and is still live keeps them for the open (its threads end), any other
+        scan frees them."""
+        self.done = True
+        worker = self.worker
+        if self.scan and self.live and worker is not None and not worker.abort_requested:
+            ahead = self._ahead
+            if ahead is not None:
+                ahead.stop()  # (a close meanwhile is harmless: it stops too)
+        else:
+            self.close()
+
+    def end(self) -> None:
+        """Supersede this job: its worker is asked to quit (a read under way ends first),
+        a scan's DecodeAhead is closed at once (an open's when its worker ends)."""
+        self.live = False
+        if self.worker is not None:
+            self.worker.quit()
+        if self.scan:
+            self.close()
+
+
+def _end_jobs(jobs: list[_Job]) -> None:
+    """End every job of a closed browser (bound to the list, not to the browser: its
+    ``destroyed`` is emitted when the Python widget may already be unusable)."""
+    for job in jobs:
+        job.end()
+    jobs.clear()
+
+
 class DicomBrowser(QWidget):
     """List the patients, studies and series of a folder; open the selected series.
 
@@ -66,10 +158,11 @@ class DicomBrowser(QWidget):
         super().__init__()
         self.viewer: Viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.series: SeriesList = SeriesList()
-        self._worker: GeneratorWorker[Any, Any, Any] | None = None
-        self._opened: list[Layer] = []
-        #: the frames the last scan decoded on the spare cores, for the next open
-        self._ahead: DecodeAhead | None = None
+        #: the running or last scan or open (a complete scan holds the frames it decoded
+        #: on the spare cores for the next open), and every job not yet ended (see _Job)
+        self._job: _Job | None = None
+        self._jobs: list[_Job] = []
+        self.destroyed.connect(functools.partial(_end_jobs, self._jobs))
         from ._viewer import install
 
         install(self.viewer)
@@ -158,32 +251,54 @@ class DicomBrowser(QWidget):
             self.status.setText(f"{path or '(empty)'}: no such file or folder")
             return None
 
-        self._drop_ahead()
         # compressed frames decode on the spare cores while later headers are parsed; the
-        # next open takes them (as read_volume(folder) does). The decoding ends with the
-        # scan, however it ends (finished is emitted after a cancel too; the connection
-        # does not depend on this widget still being alive). Its progress is not fed to
-        # the DecodeAhead: no volume-sized memory is faulted in for a choice not yet made
-        ahead = self._ahead = DecodeAhead()
-        worker = create_worker(scan_iter, path, on_header=ahead.offer)
-        worker.finished.connect(ahead.stop)
-        worker.yielded.connect(self._on_scan_progress)
-        worker.returned.connect(self._on_scanned)
-        worker.errored.connect(self._on_error)
-        self._set_busy(True, "Scanning…")
-        worker.finished.connect(lambda: self._set_busy(False))
-        self._worker = worker
-        worker.start()
+        # next open takes them (as read_volume(folder) does). The scan's progress is not fed
+        # to the DecodeAhead: no volume-sized memory is faulted in for a choice not yet made
+        ahead = DecodeAhead()
+        job = self._begin(ahead, scan=True)
+        worker = job.worker = create_worker(scan_iter, path, on_header=ahead.offer)
+        worker.yielded.connect(lambda value: self._on_scan_progress(job, value))
+        worker.returned.connect(lambda found: self._on_scanned(job, found))
+        self._start(job, "Scanning…", None)
         return worker
 
-    def _on_scan_progress(self, value: tuple[int, int]) -> None:
-        i, n = value
-        self.progress.setMaximum(max(n, 1))
-        self.progress.setValue(i)
+    def _begin(self, ahead: DecodeAhead | None, scan: bool) -> _Job:
+        """A new job, now the browser's latest; it supersedes the scans (frames no open
+        took are freed), not the opens under way."""
+        for old in self._jobs:
+            if old.scan:
+                old.end()
+        job = self._job = _Job(ahead, scan)
+        self._jobs[:] = [j for j in self._jobs if j.live and not j.done] + [job]
+        return job
 
-    def _on_scanned(self, series: SeriesList) -> None:
-        self.series = series
-        self.populate(series)
+    def _start(self, job: _Job, text: str, done: str | None) -> None:
+        """What every job does on an error and at its end; start its worker."""
+        worker = job.worker
+        assert worker is not None  # made by the caller
+        direct = Qt.ConnectionType.DirectConnection  # in the worker's thread (see _Job)
+        worker.errored.connect(lambda exc: job.close(), direct)  # frees the frames at once
+        worker.finished.connect(job.worker_ended, direct)
+        worker.errored.connect(lambda exc: self._on_error(job, exc))
+        worker.finished.connect(lambda: self._finished(job, done))
+        self._set_busy(True, text)
+        worker.start()
+
+    def _shows(self, job: _Job) -> bool:
+        """Whether the browser shows ``job``'s progress (its latest, not superseded)."""
+        return job.live and job is self._job
+
+    def _on_scan_progress(self, job: _Job, value: tuple[int, int]) -> None:
+        if self._shows(job):
+            i, n = value
+            self.progress.setMaximum(max(n, 1))
+            self.progress.setValue(i)
+
+    def _on_scanned(self, job: _Job, series: SeriesList) -> None:
+        if self._shows(job):
+            job.complete = True
+            self.series = series
+            self.populate(series)
 
     def populate(self, series: SeriesList) -> None:
         """Fill the tree: patient -> study -> series; skipped files last."""
@@ -256,8 +371,13 @@ class DicomBrowser(QWidget):
             return None
         lazy = self.lazy_box.isChecked()
         contours = self.contours_box.isChecked()
-        # this open takes the frames the scan decoded, then frees the others
-        ahead, self._ahead = self._ahead, None
+        found = self.series
+        # this open takes the frames its scan decoded (if that scan is complete and
+        # current: they belong to the series listed); the others are freed
+        scanned = self._job
+        frames = scanned.take() if scanned is not None and scanned.complete \
+            and scanned.live else None
+        job = self._begin(frames, scan=False)
 
         def work() -> Generator[OpenMessage, None, None]:
             try:
@@ -265,52 +385,51 @@ class DicomBrowser(QWidget):
                     yield ("progress", k, len(chosen))
                     try:
                         if s.kind != "IMAGE":  # SEG: labels on the image it references
-                            for data in read_annotation(s, self.series, contours=contours):
+                            for data in read_annotation(s, found, contours=contours):
                                 yield ("layer", data, None)
                             continue
-                        image: LayerData = image_layer_data(s, lazy=lazy, ahead=ahead)
+                        image: LayerData = image_layer_data(s, lazy=lazy, ahead=frames)
                     except DicomToolsError as exc:
                         yield ("error", str(exc), None)
                         continue
                     yield ("layer", image, None)
                 yield ("progress", len(chosen), len(chosen))
-            finally:  # done, failed or cancelled
-                if ahead is not None:
-                    ahead.close()
+            finally:  # freed as soon as the reads are over (finished does not come if the
+                job.close()  # generator raises a RuntimeError: superqt returns early)
 
-        worker = create_worker(work)
-        worker.yielded.connect(self._on_open_yield)
-        worker.errored.connect(self._on_error)
-        self._set_busy(True, f"Opening {len(chosen)} series…")
-        self._opened = []
-        worker.finished.connect(lambda: self._set_busy(False, "Done."))
-        worker.finished.connect(self._centre_on_first)
-        self._worker = worker
-        worker.start()
+        # quit before its first step, the generator never runs (nor its finally): the
+        # frames are freed when the worker ends (_Job.worker_ended)
+        worker = job.worker = create_worker(work)
+        worker.yielded.connect(lambda msg: self._on_open_yield(job, msg))
+        self._start(job, f"Opening {len(chosen)} series…", "Done.")
         return worker
 
-    def _on_open_yield(self, msg: OpenMessage) -> None:
+    def _on_open_yield(self, job: _Job, msg: OpenMessage) -> None:
+        if not job.live:  # the browser was closed
+            return
         kind, a, b = msg
         if kind == "progress":
-            self.progress.setMaximum(max(b, 1))
-            self.progress.setValue(a)
+            if self._shows(job):
+                self.progress.setMaximum(max(b, 1))
+                self.progress.setValue(a)
         elif kind == "error":
-            self.status.setText(a)
+            if self._shows(job):
+                self.status.setText(a)
             from napari.utils.notifications import show_warning
 
             show_warning(a)
         else:
             data, kwargs, layer_type = a
-            self._opened.append(getattr(self.viewer, f"add_{layer_type}")(data, **kwargs))
+            job.opened.append(getattr(self.viewer, f"add_{layer_type}")(data, **kwargs))
 
-    def _centre_on_first(self) -> None:
+    def _centre_on_first(self, opened: list[Layer]) -> None:
         """After opening several series, show the first one: its plane, its middle slice,
         centred and zoomed to it."""
-        if not self._opened:
+        if not opened:
             return
         from ._viewer import acquisition_plane, set_plane
 
-        first = self._opened[0]
+        first = opened[0]
         if first not in self.viewer.layers:
             return
         self.viewer.layers.selection.active = first
@@ -331,22 +450,39 @@ class DicomBrowser(QWidget):
             camera_of(self.viewer).zoom = 0.9 * canvas / size
 
     def cancel(self) -> None:
-        """Stop the running scan or open (within one file)."""
-        if self._worker is not None:
-            self._worker.quit()
-            self._drop_ahead()
+        """Stop the running scan or opens (within one file)."""
+        running = [j for j in self._jobs if j.worker is not None and not j.done]
+        for job in running:
+            if job.worker is not None:
+                job.worker.quit()
+            if job.scan:  # its decoding ends now (an open's frames: when its worker ends)
+                job.close()
+        if running:
             self.status.setText("Cancelled.")
 
-    def _drop_ahead(self) -> None:
-        """End the decoding of the last scan's frames and free them."""
-        if self._ahead is not None:
-            self._ahead.close()
-            self._ahead = None
+    def closeEvent(self, event: QCloseEvent | None) -> None:  # noqa: N802 - Qt's name
+        """Closing the browser ends its scan or open and frees the frames it holds."""
+        _end_jobs(self._jobs)
+        super().closeEvent(event)
+
+    def event(self, event: QEvent | None) -> bool:
+        """Taken out of its dock (what napari's close button on a dock does): closed."""
+        if event is not None and event.type() == QEvent.Type.ParentChange \
+                and self.parent() is None:
+            _end_jobs(self._jobs)
+        return super().event(event)
 
     # ------------------------------------------------------------------ misc
-    def _on_error(self, exc: BaseException) -> None:
-        self._drop_ahead()
-        self.status.setText(f"Error: {exc}")
+    def _on_error(self, job: _Job, exc: BaseException) -> None:
+        if self._shows(job):
+            self.status.setText(f"Error: {exc}")
+
+    def _finished(self, job: _Job, done: str | None) -> None:
+        """A job's worker ended: the browser is idle again (unless a newer job runs)."""
+        if self._shows(job):
+            self._set_busy(False, done)
+            if not job.scan:
+                self._centre_on_first(job.opened)
 
     def _set_busy(self, busy: bool, text: str | None = None) -> None:
         self.progress.setVisible(busy)

@@ -12,6 +12,7 @@ from pydicom.data import get_testdata_file
 
 from napari_dicomtools._reader import napari_get_reader, read_dicom, volume_to_layer_data
 from napari_dicomtools.core import geometry
+from napari_dicomtools.core.errors import DicomToolsError
 from napari_dicomtools.core.synthetic import phantom, write_series
 
 SAGITTAL = (0, 1, 0, 0, 0, -1)
@@ -253,6 +254,82 @@ def test_reader_getter_never_blocks_on_a_fifo(tmp_path, make_series):
     assert callable(result["r"])
     assert napari_get_reader(str(folder / "0000_pipe")) is None
     assert truth.files
+
+
+# --- several paths at once (a drop of files and folders) -----------------------------------
+
+
+@pytest.fixture
+def three_paths(tmp_path):
+    """(good folder, its Truth, a folder of no DICOM, a file that is not DICOM)."""
+    truth = write_series(tmp_path / "good", phantom((6, 24, 20)), spacing=(2.0, 0.8, 0.8))
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("not an image")
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f")  # truncated
+    return str(tmp_path / "good"), truth, str(notes), str(broken)
+
+
+def test_several_paths_name_each_one_that_failed_and_open_the_others(three_paths):
+    good, truth, notes, broken = three_paths
+    with pytest.warns(UserWarning) as caught:
+        layers = read_dicom([good, notes, broken])
+    (data, _, _), = layers
+    assert np.array_equal(np.asarray(data), truth.values)
+    text = " ".join(str(w.message) for w in caught)
+    assert f"{notes}: no loadable DICOM image ({notes}/readme.txt: " in text
+    assert f"{broken}: no loadable DICOM image ({broken}: " in text
+    assert f"{good}:" not in text and f"{good}/" not in text  # nothing wrong there
+
+
+def test_several_paths_that_all_fail_name_each_with_its_reason(three_paths, tmp_path):
+    from napari_dicomtools.core.errors import NoSeriesError
+
+    _, _, notes, broken = three_paths
+    missing = str(tmp_path / "gone")
+    with pytest.raises(NoSeriesError) as err:
+        read_dicom([notes, broken, missing])
+    one, two, three = str(err.value).split("; ", 2)  # in the order given
+    assert one.startswith(f"{notes}: no loadable DICOM image ({notes}/readme.txt: ")
+    assert two.startswith(f"{broken}: no loadable DICOM image ({broken}: ")
+    assert three == f"{missing}: no such file or folder"
+    assert {os.path.basename(k.path) for k in err.value.skipped} == {"readme.txt",
+                                                                      "broken.dcm"}
+
+
+def test_several_paths_a_missing_one_does_not_stop_the_others(three_paths, tmp_path):
+    good, truth, _, _ = three_paths
+    missing = str(tmp_path / "gone")
+    with pytest.warns(UserWarning, match=f"^{missing}: no such file or folder$"):
+        (data, _, _), = read_dicom([missing, good])
+    assert np.array_equal(np.asarray(data), truth.values)
+
+
+def test_several_paths_name_the_one_whose_series_failed_to_decode(three_paths, tmp_path,
+                                                                  monkeypatch):
+    """One series spread over two dropped files opens (names neither); a series that
+    fails to decode names the series (and why) and then its path."""
+    import napari_dicomtools._reader as reader
+
+    good, truth, _, _ = three_paths
+    other = write_series(tmp_path / "other", phantom((4, 16, 16)), series_number=9)
+    real = reader.image_layer_data
+
+    def broken(series, **kw):
+        if series.first.path.startswith(str(tmp_path / "other")):
+            raise DicomToolsError(series.first.path, "pixel data cannot be decoded")
+        return real(series, **kw)
+
+    monkeypatch.setattr(reader, "image_layer_data", broken)
+    halves = [truth.files[:3], truth.files[3:]]
+    with pytest.warns(UserWarning) as caught:
+        (data, _, _), = read_dicom([*halves[0], *halves[1], str(tmp_path / "other")])
+    assert np.array_equal(np.asarray(data), truth.values)
+    text = [str(w.message) for w in caught]
+    assert any("not opened" in t and "pixel data cannot be decoded" in t for t in text)
+    assert f"{tmp_path / 'other'}: no series could be decoded" in text
+    assert not any(good in t for t in text) and other.files
 
 
 # --- the reader decodes compressed frames while it scans (issue 18) --------------------------

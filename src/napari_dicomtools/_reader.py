@@ -7,12 +7,13 @@ kept in ``layer.metadata``), values (window -> contrast limits) and names.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -22,7 +23,8 @@ from .core import geometry
 from .core.errors import DicomToolsError, NoSeriesError
 from .core.grid import GRID_KEY, Grid
 from .core.headers import looks_like_dicom
-from .core.series import Series, SeriesList, scan
+from .core.series import Series, SeriesList
+from .core.sources import Skipped
 from .core.volume import DecodeAhead, Volume, read_volume
 
 if TYPE_CHECKING:
@@ -127,53 +129,149 @@ def read_dicom(path: PathOrPaths, *, rtstruct_contours: bool = False) -> list[La
     """Read every image series under ``path`` (file/folder/zip/DICOMDIR, or a list), and the
     SEG, RTSTRUCT, SR and RT Dose objects on the images they reference;
     ``rtstruct_contours``: structure sets also as shapes layers of their contours (off for
-    napari's File > Open; the DICOM browser has a check box)."""
+    napari's File > Open; the DICOM browser has a check box).
+
+    Of several paths, those that open nothing are named with the reason in a warning (an
+    error naming each of them when none opens); the others open."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    # compressed frames decode (an uncompressed volume's memory faults in) on the spare
-    # cores while later headers are parsed, as in read_volume(folder); leaving the block
-    # ends the threads and frees what no eager read took (a series that opens lazily)
-    with DecodeAhead(max_volume=LAZY_THRESHOLD) as ahead:  # lazy series: not faulted in
-        series = scan(paths if len(paths) > 1 else paths[0], on_header=ahead.offer,
-                      progress=ahead.progress)
-        ahead.stop()
-        layers = _layers(paths[0], series, ahead, rtstruct_contours)
+    if len(paths) > 1:
+        layers = _read_several([os.fspath(p) for p in paths], rtstruct_contours)
+    else:
+        with _scanning(paths[0]) as (series, ahead):
+            _warn_skipped(_loadable(paths[0], series, series.skipped))
+            layers = [x for _, got in _series_layers(series, ahead, rtstruct_contours)
+                      for x in got]
+            if not layers:
+                raise NoSeriesError(paths[0], "no series could be decoded", series.skipped)
     _install_viewer_controller()
     return layers
 
 
-def _layers(path: str | os.PathLike[str], series: SeriesList, ahead: DecodeAhead,
-            contours: bool) -> list[LayerData]:
-    """The layers of the series a scan of ``path`` found (see :func:`read_dicom`)."""
-    skipped = series.skipped
+@contextlib.contextmanager
+def _scanning(path: str | os.PathLike[str] | list[str]
+              ) -> Iterator[tuple[SeriesList, DecodeAhead]]:
+    """Scan ``path`` while compressed frames decode (an uncompressed volume's memory faults
+    in) on the spare cores, as in read_volume(folder); leaving the block ends the threads
+    and frees what no eager read took (a series that opens lazily)."""
+    with DecodeAhead(max_volume=LAZY_THRESHOLD) as ahead:  # lazy series: not faulted in
+        yield ahead.scan(path), ahead
+
+
+def _loadable(path: str | os.PathLike[str], series: Sequence[Series],
+              skipped: Sequence[Skipped]) -> list[Skipped]:
+    """``skipped``, unless ``path`` holds no series: then the error that says why."""
     if not series:
-        why = "; ".join(str(s) for s in skipped[:5]) or "no files"
-        raise NoSeriesError(path, f"no loadable DICOM image ({why})", skipped)
+        raise NoSeriesError(path, _no_image(skipped), skipped)
+    return list(skipped)
+
+
+def _no_image(skipped: Sequence[Skipped]) -> str:
+    """Why a path holds no series: the files left out (the first five) and why."""
+    why = "; ".join(str(s) for s in skipped[:5]) or "no files"
+    return f"no loadable DICOM image ({why})"
+
+
+def _warn_skipped(skipped: Sequence[Skipped]) -> None:
     if skipped:
         first = "; ".join(str(s) for s in skipped[:3])
         more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
         warnings.warn(f"skipped {len(skipped)} file(s): {first}{more}", stacklevel=3)
-    layers: list[LayerData] = []
+
+
+def _series_layers(series: SeriesList, ahead: DecodeAhead, contours: bool
+                   ) -> list[tuple[Series, list[LayerData]]]:
+    """Each series a scan found, with its layers (none: a warning said why)."""
+    out: list[tuple[Series, list[LayerData]]] = []
     total = 0
     for s in series:
         if s.kind != "IMAGE":
             # SEG, RTSTRUCT, SR, RT dose: on the image they reference, not grey images
             try:
-                layers.extend(read_annotation(s, series, contours=contours))
+                out.append((s, read_annotation(s, series, contours=contours)))
             except DicomToolsError as exc:
                 warnings.warn(f"{s.kind} {s.name!r} not opened: {exc}", stacklevel=3)
+                out.append((s, []))
             continue
         nbytes = int(np.prod(s.shape)) * (3 if s.is_rgb else 1) * 2
         total += nbytes
         try:
             # large series, or many series together, decode lazily as napari shows them
             lazy = nbytes > LAZY_THRESHOLD or total > 2 * LAZY_THRESHOLD
-            layers.append(image_layer_data(s, lazy=lazy, ahead=ahead))
+            out.append((s, [image_layer_data(s, lazy=lazy, ahead=ahead)]))
         except DicomToolsError as exc:
             warnings.warn(f"series {s.name!r} not opened: {exc}", stacklevel=3)
-            continue
+            out.append((s, []))
+    return out
+
+
+class _Inputs:
+    """Which of several input paths a scanned file came from (the most specific one: a
+    file or zip given itself, else the nearest folder; a DICOMDIR's files are under its
+    folder)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        self._keys: dict[str, str] = {}
+        for p in paths:  # a folder given as such wins over a DICOMDIR in it
+            if os.path.basename(p).upper() == "DICOMDIR":
+                self._keys.setdefault(self._norm(os.path.dirname(p) or "."), p)
+        for p in paths:
+            self._keys[self._norm(p)] = p
+
+    @staticmethod
+    def _norm(path: str) -> str:
+        return os.path.normcase(os.path.abspath(path))
+
+    def of(self, file: str) -> str | None:
+        """The input ``file`` (a path as scanning reports it) came from."""
+        key = self._norm(file.split("::", 1)[0])  # archive.zip::member
+        while True:
+            if key in self._keys:
+                return self._keys[key]
+            parent = os.path.dirname(key)
+            if parent == key:
+                return None
+            key = parent
+
+
+def _read_several(paths: list[str], contours: bool) -> list[LayerData]:
+    """:func:`read_dicom` of several paths, scanned together (a series may span them);
+    each path that opens nothing is named with why (as one path's error reads)."""
+    failed = {p: "no such file or folder" for p in paths if not os.path.exists(p)}
+    found = [p for p in paths if p not in failed]
+    if not found:
+        raise NoSeriesError(None, _report(paths, failed))
+    inputs = _Inputs(found)
+    with _scanning(found) as (series, ahead):
+        opened = _series_layers(series, ahead, contours)
+    tried: set[str | None] = set()
+    good: set[str | None] = set()
+    for s, got in opened:
+        came_from = {inputs.of(f) for f in s.files}
+        tried |= came_from
+        if got:
+            good |= came_from
+    left_out: dict[str | None, list[Skipped]] = {}
+    for k in series.skipped:
+        left_out.setdefault(inputs.of(k.path), []).append(k)
+    for p in found:
+        if p not in tried:
+            failed[p] = _no_image(left_out.get(p, []))
+        elif p not in good:
+            failed[p] = "no series could be decoded"
+    _warn_skipped([k for p, ks in left_out.items() if p not in failed for k in ks])
+    layers = [x for _, got in opened for x in got]
     if not layers:
-        raise NoSeriesError(path, "no series could be decoded", series.skipped)
+        raise NoSeriesError(None, _report(paths, failed), series.skipped)
+    if failed:
+        warnings.warn(_report(paths, failed), stacklevel=3)
     return layers
+
+
+def _report(paths: list[str], failed: dict[str, str]) -> str:
+    """Each path that opened nothing, and why, in the order given:
+    ``path: reason; path: reason``."""
+    return "; ".join(f"{p}: {failed[p]}" for p in paths if p in failed)
 
 
 def image_layer_data(series: Series, *, lazy: bool = False,

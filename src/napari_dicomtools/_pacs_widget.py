@@ -8,6 +8,7 @@ Everything is :mod:`napari_dicomtools.core.pacs`; this module only translates.
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -36,6 +37,14 @@ COLUMNS = (("Patient", "patient_name"), ("Patient ID", "patient_id"), ("Date", "
            ("Modality", "modality"), ("Study", "study_description"), ("#", "series_number"),
            ("Series", "series_description"), ("Images", "count"))
 _AUTO = "automatic"
+
+
+class _Sent(NamedTuple):
+    """What a send did, and what was sent (``layer_to_dicom``'s description of the
+    layer's DICOM form, such as ``"tumour (SEG)"``), for the status line."""
+
+    what: str
+    result: pacs.SendResult
 
 
 class PacsWidget(QWidget):
@@ -292,14 +301,13 @@ class PacsWidget(QWidget):
 
             with tempfile.TemporaryDirectory(prefix="dicomtools-send-") as tmp:
                 files, what = layer_to_dicom(layer, viewer, tmp, labels_as=labels_as)
-                result = pacs.send(prof, files, method=method, cancel=cancel)
-                result.what = what
-                return result
+                return _Sent(what, pacs.send(prof, files, method=method, cancel=cancel))
 
         return self._run(work, self._sent, f"Sending {layer.name} to {prof.name}…")
 
-    def _sent(self, result):
-        text = (f"{getattr(result, 'what', '')}: " if getattr(result, "what", "") else "") + (
+    def _sent(self, sent):
+        what, result = sent
+        text = (f"{what}: " if what else "") + (
             f"{len(result.sent)} sent, {len(result.failed)} failed, "
             f"{len(result.skipped)} skipped")
         if result.failed:

@@ -83,7 +83,7 @@ def test_list_file_inputs(tmp_path, archive):
                                                             f"{archive.root}/P001"]
     (tmp_path / "P000").mkdir()  # relative lines are taken from the list's folder
     lst.write_text("P000\nnope\n")
-    with pytest.raises(DicomToolsError, match=r"line 2: nope: no such file"):
+    with pytest.raises(DicomToolsError, match=r"read as a list of inputs .*line 2 \('nope'\) names no such file"):
         expand_inputs([f"@{lst}"])
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pydicom
 import pytest
 
 from napari_dicomtools.cli import main
@@ -57,3 +58,20 @@ def test_view_sample_screenshot_headless(tmp_path):
     r = subprocess.run([sys.executable, "-m", "napari_dicomtools", "view", "--sample", "phantom",
                         "--screenshot", str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not overwriting" in r.stderr
+
+
+def test_library_warnings_print_as_one_escaped_line(tmp_path, capsys):
+    """pydicom's warning about a malformed value read from a file shows as one line, with
+    the file's bytes escaped, not as Python's source location and code line."""
+    from napari_dicomtools.core.synthetic import phantom, write_series
+
+    write_series(tmp_path / "ct", phantom((3, 16, 16)), shuffle=False)
+    victim = sorted((tmp_path / "ct").iterdir())[1]
+    data = victim.read_bytes()
+    uid = pydicom.dcmread(victim).SOPInstanceUID.encode()
+    victim.write_bytes(data.replace(uid, b"\xff\x1b[31m" + uid[6:]))  # same length
+    assert main(["info", str(tmp_path / "ct")]) == 0
+    err = capsys.readouterr().err
+    warned = [ln for ln in err.splitlines() if "Invalid value for VR UI" in ln]
+    assert warned and all(ln.startswith("dicomtools: warning: ") for ln in warned)
+    assert "\x1b" not in err and "\\x1b" in err and "warn_and_log" not in err

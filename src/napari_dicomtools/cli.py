@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 
 from .core.errors import DicomToolsError
@@ -719,9 +720,19 @@ def main(argv=None) -> int:
     args = build_parser(_command(argv)).parse_args(argv)
     undo_logging = _configure_logging(args.verbose)
     try:
-        return _run_command(args)
+        with warnings.catch_warnings():  # restores the caller's warning display
+            warnings.showwarning = _show_warning
+            return _run_command(args)
     finally:
         undo_logging()
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """A library's warning (pydicom's about a malformed value, numpy's...) as one escaped
+    line, not Python's source location and code line: the text may hold bytes read from a
+    file."""
+    print(f"dicomtools: warning: {printable(message)}", file=sys.stderr)
 
 
 def _run_command(args) -> int:

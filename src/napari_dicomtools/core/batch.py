@@ -375,7 +375,9 @@ def _listed(lst: str) -> list[str]:
             continue
         q = line if os.path.isabs(line) else os.path.join(base, line)
         if not os.path.lexists(q.partition("::")[0]):
-            raise DicomToolsError(lst, f"line {n}: {line}: no such file or folder")
+            raise DicomToolsError(lst, f"read as a list of inputs (one file or folder a "
+                                       f"line), but line {n} ({line!r}) names no such file "
+                                       "or folder")
         out.append(q)
     return out
 

@@ -25,6 +25,7 @@ PUBLIC = sorted(p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_"))
 TYPED_ADAPTERS = [
     "__init__",
     "__main__",
+    "_cli_batch",
     "_cli_objects",
     "_objects_dock",
     "_reader",

@@ -12,15 +12,27 @@ makes it resumable (rerun the same command after an interruption). ``dicomtools 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from ._cli_objects import SubParsers
+
+#: (progress(phase, done, total), close(), on_start(dashboard link)) of a batch job
+Feedback: TypeAlias = tuple[Callable[[str, int, int], None], Callable[[], None],
+                            Callable[[str | None], None]]
 
 _BATCH_HELP = ("several inputs, a list file, --workers or --scheduler make a batch job on "
                "Dask distributed: resumable (a manifest in the output folder; rerun the same "
                "command to continue), series by series")
 
 
-def _add_batch_options(p) -> None:
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("batch (Dask distributed)", _BATCH_HELP)
     g.add_argument("--workers", type=int, metavar="N",
                    help="worker processes on this machine (default: one per core; 0: in "
@@ -30,7 +42,7 @@ def _add_batch_options(p) -> None:
                         "output on a file system every worker sees)")
 
 
-def _many(p, dest: str, help_text: str) -> None:
+def _many(p: argparse.ArgumentParser, dest: str, help_text: str) -> None:
     """Let the positional ``dest`` of ``p`` take one or more paths."""
     for action in p._actions:
         if action.dest == dest:
@@ -40,7 +52,7 @@ def _many(p, dest: str, help_text: str) -> None:
     raise LookupError(dest)
 
 
-def add_subcommands(sub) -> None:
+def add_subcommands(sub: SubParsers) -> None:
     """Make ``convert`` and ``anonymize`` (added by cli.py) accept many inputs and the
     batch options."""
     inputs = ("DICOM files, folders, .zip, DICOMDIR, or a list file (*.txt, one path a "
@@ -65,7 +77,7 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=_info, _single=p.get_default("func"))
 
 
-def _info(args) -> int:
+def _info(args: argparse.Namespace) -> int:
     from .cli import cmd_info, cmd_info_table, printable, tag_list
     from .core.batch import expand_inputs
     from .core.errors import DicomToolsError
@@ -104,7 +116,7 @@ def _info(args) -> int:
     return rc
 
 
-def _is_batch(args, paths) -> bool:
+def _is_batch(args: argparse.Namespace, paths: Sequence[str]) -> bool:
     if (len(paths) > 1 or args.workers is not None or args.scheduler is not None
             or any(p.startswith("@") for p in paths)):
         return True
@@ -115,10 +127,10 @@ def _is_batch(args, paths) -> bool:
     return any(p.lower().endswith(LIST_SUFFIXES) for p in paths)
 
 
-def _convert(args) -> int:
+def _convert(args: argparse.Namespace) -> int:
     if not _is_batch(args, args.path):
         args.path = args.path[0]
-        return args._single(args)
+        return _single(args)
     from .core.batch import ConvertOptions
     from .core.errors import DicomToolsError
 
@@ -131,12 +143,12 @@ def _convert(args) -> int:
     return _run("convert", args.path, args.out, args, options=opts, pattern=args.filename)
 
 
-def _anonymize(args) -> int:
+def _anonymize(args: argparse.Namespace) -> int:
     from .cli import anonymize_options
 
     if not _is_batch(args, args.src):
         args.src = args.src[0]
-        return args._single(args)
+        return _single(args)
     key = args.key or os.environ.get("DICOMTOOLS_ANON_KEY")
     if key is None and not args.quiet:
         print("dicomtools: no --key (or DICOMTOOLS_ANON_KEY): UIDs and pseudonyms are "
@@ -145,13 +157,19 @@ def _anonymize(args) -> int:
                 key=key)
 
 
-def _feedback(args):
+def _single(args: argparse.Namespace) -> int:
+    """The one-input command ``args`` would have run without batch options."""
+    single: Callable[[argparse.Namespace], int] = args._single
+    return single(args)
+
+
+def _feedback(args: argparse.Namespace) -> Feedback:
     """(progress, close, on_start) callbacks: a tqdm bar per phase on a terminal, and the
     dashboard's address."""
-    bars: dict = {}
+    bars: dict[str, tqdm[Any]] = {}
     tty = not getattr(args, "quiet", False) and sys.stderr.isatty()
 
-    def progress(phase, done, total):
+    def progress(phase: str, done: int, total: int) -> None:
         if not tty:
             return
         bar = bars.get(phase)
@@ -164,18 +182,19 @@ def _feedback(args):
             bar = bars[phase] = tqdm(total=total, unit=unit, desc=phase, file=sys.stderr)
         bar.update(done - bar.n)
 
-    def started(link):
+    def started(link: str | None) -> None:
         if link and not args.quiet:
             print(f"dask dashboard: {link}", file=sys.stderr)
 
-    def close():
+    def close() -> None:
         for bar in bars.values():
             bar.close()
 
     return progress, close, started
 
 
-def _run(kind: str, inputs, out, args, **kw) -> int:
+def _run(kind: str, inputs: Sequence[str], out: str, args: argparse.Namespace,
+         **kw: Any) -> int:
     from .cli import print_warnings, printable
     from .core.batch import run_batch
 

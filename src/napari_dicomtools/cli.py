@@ -17,8 +17,12 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .core.errors import DicomToolsError
+
+if TYPE_CHECKING:
+    from .core.anonymize import Options
 
 _INVISIBLE = {0x2028, 0x2029, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
 
@@ -409,7 +413,7 @@ def cmd_png(args) -> int:
     return 1 if failed else 0
 
 
-def anonymize_options(args):
+def anonymize_options(args: argparse.Namespace) -> Options:
     """The profile :class:`~napari_dicomtools.core.anonymize.Options` of ``anonymize``'s
     command-line flags."""
     from .core.anonymize import Options

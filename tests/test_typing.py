@@ -27,6 +27,7 @@ TYPED_ADAPTERS = [
     "__main__",
     "_cli_batch",
     "_cli_objects",
+    "_cli_pacs",
     "_objects_dock",
     "_reader",
     "_sample_data",

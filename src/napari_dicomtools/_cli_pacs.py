@@ -16,11 +16,20 @@ shows where it is; ``DICOMTOOLS_PACS_CONFIG`` overrides it). Secrets are never p
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from ._cli_objects import SubParsers
+    from .core.pacs import ServerProfile
 
 
-def _bar(args, total: int, unit: str, desc: str):
+def _bar(args: argparse.Namespace, total: int, unit: str, desc: str) -> tqdm[Any] | None:
     """A tqdm bar on stderr (a terminal, not --quiet), else None."""
     if args.quiet or not sys.stderr.isatty():
         return None
@@ -29,31 +38,33 @@ def _bar(args, total: int, unit: str, desc: str):
     return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
 
 
-def _progress(args, unit: str, desc: str):
+def _progress(args: argparse.Namespace, unit: str, desc: str
+              ) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     """A ``progress(done, total)`` callback driving one bar; returns (callback, close)."""
-    state = {"bar": None}
+    bars: list[tqdm[Any] | None] = []  # made at the first call (None: no bar)
 
     def progress(done: int, total: int) -> None:
-        if state["bar"] is None:
-            state["bar"] = _bar(args, total, unit, desc) or False
-        if state["bar"]:
-            state["bar"].total = total
-            state["bar"].update(done - state["bar"].n)
+        if not bars:
+            bars.append(_bar(args, total, unit, desc))
+        bar = bars[0]
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
 
     def close() -> None:
-        if state["bar"]:
-            state["bar"].close()
+        if bars and bars[0] is not None:
+            bars[0].close()
 
     return progress, close
 
 
-def _profile(name: str):
+def _profile(name: str) -> ServerProfile:
     from .core.pacs import get_profile
 
     return get_profile(name)
 
 
-def cmd_add(args) -> int:
+def cmd_add(args: argparse.Namespace) -> int:
     import getpass
 
     from .core.pacs import ServerProfile, save_profile
@@ -72,7 +83,7 @@ def cmd_add(args) -> int:
     return 0
 
 
-def cmd_list(args) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     from .core.pacs import config_path, load_profiles
 
     profiles = load_profiles()
@@ -87,14 +98,14 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_remove(args) -> int:
+def cmd_remove(args: argparse.Namespace) -> int:
     from .core.pacs import remove_profile
 
     remove_profile(args.name)
     return 0
 
 
-def cmd_echo(args) -> int:
+def cmd_echo(args: argparse.Namespace) -> int:
     from .core.pacs import echo
 
     prof = _profile(args.server)
@@ -110,7 +121,7 @@ _COLUMNS = (("patient_id", "PatientID"), ("patient_name", "Name"), ("study_date"
             ("modality", "Mod"), ("count", "N"))
 
 
-def cmd_find(args) -> int:
+def cmd_find(args: argparse.Namespace) -> int:
     from .cli import printable
     from .core.pacs import find
 
@@ -138,7 +149,7 @@ def cmd_find(args) -> int:
     return 0 if hits else 1
 
 
-def cmd_get(args) -> int:
+def cmd_get(args: argparse.Namespace) -> int:
     from .core.pacs import locate_series, retrieve
 
     prof = _profile(args.server)
@@ -161,7 +172,7 @@ def cmd_get(args) -> int:
 PICTURES = (".png", ".jpg", ".jpeg")
 
 
-def _captures(args, folder: str) -> tuple[list[str], dict]:
+def _captures(args: argparse.Namespace, folder: str) -> tuple[list[str], dict[str, str]]:
     """``args.paths`` with every picture (PNG/JPEG) replaced by a secondary capture written
     into ``folder`` (one new series in the study of ``--reference``); returns (paths, capture
     path -> picture path)."""
@@ -190,7 +201,7 @@ def _captures(args, folder: str) -> tuple[list[str], dict]:
     return [p for p in args.paths if p not in pictures] + list(made), made
 
 
-def cmd_send(args) -> int:
+def cmd_send(args: argparse.Namespace) -> int:
     import tempfile
 
     from .cli import printable
@@ -218,7 +229,7 @@ def cmd_send(args) -> int:
     return 0 if r.sent else 1
 
 
-def add_subcommands(sub) -> None:
+def add_subcommands(sub: SubParsers) -> None:
     """Add this module's subcommands to the ``dicomtools`` parser's subparsers."""
     pacs = sub.add_parser("pacs", help="query, retrieve and send with a PACS (DIMSE, DICOMweb)",
                           description="Talk to a PACS or DICOMweb archive through a named "
@@ -230,7 +241,7 @@ def add_subcommands(sub) -> None:
     _add_transfer_commands(ps)
 
 
-def _common(p, server=True):
+def _common(p: argparse.ArgumentParser, server: bool = True) -> argparse.ArgumentParser:
     """The options every ``pacs`` subcommand has (and the server profile's name)."""
     if server:
         p.add_argument("server", help="server profile name (see `dicomtools pacs list`)")
@@ -238,7 +249,7 @@ def _common(p, server=True):
     return p
 
 
-def _add_profile_commands(ps) -> None:
+def _add_profile_commands(ps: SubParsers) -> None:
     """``pacs add``, ``list`` and ``remove``: the server profiles."""
     p = _common(ps.add_parser("add", help="add a server profile"), server=False)
     p.add_argument("name")
@@ -276,7 +287,7 @@ def _add_profile_commands(ps) -> None:
     p.set_defaults(func=cmd_remove)
 
 
-def _add_query_commands(ps) -> None:
+def _add_query_commands(ps: SubParsers) -> None:
     """``pacs echo`` and ``find``."""
     from .core.pacs import PROTOCOLS
 
@@ -300,7 +311,7 @@ def _add_query_commands(ps) -> None:
     p.set_defaults(func=cmd_find)
 
 
-def _add_transfer_commands(ps) -> None:
+def _add_transfer_commands(ps: SubParsers) -> None:
     """``pacs get`` and ``send``."""
     from .core.pacs import METHODS, SEND_METHODS
 

@@ -33,6 +33,7 @@ TYPED_ADAPTERS = [
     "_sample_data",
     "_widgets",
     "_writer",
+    "cli",
 ]
 TYPED = [n for n in PUBLIC if n not in PENDING_TYPES]
 

@@ -16,18 +16,22 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .core.errors import DicomToolsError
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from ._cli_objects import SubParsers
     from .core.anonymize import Options
+    from .core.series import PathInput, Series, SeriesList
 
 _INVISIBLE = {0x2028, 0x2029, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
 
 
-def printable(text) -> str:
+def printable(text: object) -> str:
     r"""``text`` with control characters escaped (``\n``, ``\x1b``, ``\u202e``...), so a
     name read from a file can neither break a listing into several lines nor drive the
     terminal.
@@ -40,7 +44,7 @@ def printable(text) -> str:
     text = str(text)
     if text.isprintable():
         return text
-    out = []
+    out: list[str] = []
     for c in text:
         o = ord(c)
         if o < 32 or 0x7F <= o < 0xA0 or o in _INVISIBLE or (0xD800 <= o < 0xE000):
@@ -70,22 +74,24 @@ def print_warnings(messages: Iterable[object], verbose: int = 0) -> None:
         print(printable(f"WARNING: {msg}"), file=sys.stderr)
 
 
-def _err(exc) -> str:
+def _err(exc: object) -> str:
     """The one line printed for an error."""
     return "dicomtools: " + printable(str(exc).strip())
 
 
-def _progress_scan(path, quiet: bool, split_nonuniform: bool = False):
+def _progress_scan(path: PathInput, quiet: bool, split_nonuniform: bool = False
+                   ) -> SeriesList:
     from .core.series import scan_iter
 
     gen = scan_iter(path, split_nonuniform)
-    bar = None
+    bar: tqdm[Any] | None = None
     try:
         while True:
             try:
                 done, total = next(gen)
             except StopIteration as stop:
-                return stop.value
+                found: SeriesList = stop.value
+                return found
             if bar is None and not quiet and total > 50 and sys.stderr.isatty():
                 from tqdm import tqdm
 
@@ -97,7 +103,7 @@ def _progress_scan(path, quiet: bool, split_nonuniform: bool = False):
             bar.close()
 
 
-def _series_dict(s) -> dict:
+def _series_dict(s: Series) -> dict[str, Any]:
     return {
         "name": s.name,
         "patient_name": s.patient_name,
@@ -129,7 +135,7 @@ def tag_list(text: str | None) -> list[str] | None:
             if t.strip()] or None
 
 
-def cmd_info_table(args) -> int:
+def cmd_info_table(args: argparse.Namespace) -> int:
     from .core.metadata import metadata_table, write_csv
 
     tags = tag_list(args.tags)
@@ -155,14 +161,14 @@ def cmd_info_table(args) -> int:
     return 0 if table else 1
 
 
-def _colour_text(s) -> str:
+def _colour_text(s: Series) -> str:
     """How a colour series is stored and what ``convert`` makes of it."""
     if s.colour == "PALETTE COLOR":
         return "palette colour, converted through its lookup table to RGB"
     return f"{s.colour}, written as RGB"
 
 
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     if not os.path.exists(os.fspath(args.path)):
         raise DicomToolsError(args.path, "no such file or folder")
     if args.tags or args.csv or args.level != "series" or args.deidentify:
@@ -202,7 +208,8 @@ def cmd_info(args) -> int:
     return 0
 
 
-def output_names(series, pattern: str | None = None, folder: str = "") -> list[str]:
+def output_names(series: Sequence[Series], pattern: str | None = None, folder: str = ""
+                 ) -> list[str]:
     """dcm2niix-compatible names (``-f`` pattern, default ``%s_%p``), unique within the list;
     see :func:`napari_dicomtools.core.naming.output_names`."""
     from .core.naming import output_names as _names
@@ -222,13 +229,14 @@ def _makedirs(folder: str) -> None:
                               f"cannot create the folder: {exc.strerror or exc}") from None
 
 
-def _check_not_into_source(out: str, src: str):
+def _check_not_into_source(out: str, src: str) -> None:
     from .core.safety import refuse_inside_source
 
     refuse_inside_source(out, src)
 
 
-def _convert_seg(s, candidates, target: str, args) -> None:
+def _convert_seg(s: Series, candidates: Sequence[Series], target: str,
+                 args: argparse.Namespace) -> None:
     """A DICOM SEG as label NIfTI (segment numbers as values) on the grid of the image series
     it references when that series is being converted too, else on the SEG's own geometry."""
     from ._cli_objects import write_labels_nifti
@@ -243,7 +251,7 @@ def _convert_seg(s, candidates, target: str, args) -> None:
             print(printable(f"{out}: {s.label} (SEG labels {where})"))
 
 
-def cmd_convert(args) -> int:
+def cmd_convert(args: argparse.Namespace) -> int:
     src, out = os.fspath(args.path), os.fspath(args.out)
     if not os.path.exists(src):
         raise DicomToolsError(src, "no such file or folder")
@@ -271,7 +279,7 @@ def cmd_convert(args) -> int:
     return 1 if failed else 0
 
 
-def _convertible_series(src: str, args):
+def _convertible_series(src: str, args: argparse.Namespace) -> list[Series]:
     """The image series of ``src`` (skipped files, RTSTRUCT and SR reported on stderr);
     refuses a source without any."""
     series = _progress_scan(src, args.quiet, args.split_nonuniform)
@@ -287,7 +295,8 @@ def _convertible_series(src: str, args):
     return series
 
 
-def _convert_targets(series, src: str, out: str, args) -> list[str]:
+def _convert_targets(series: Sequence[Series], src: str, out: str,
+                     args: argparse.Namespace) -> list[str]:
     """One output file per series: ``out`` itself (a .nii/.nii.gz name, one series), else
     named by ``--filename`` inside the folder ``out``; refuses existing files without
     ``--force``."""
@@ -312,7 +321,8 @@ def _convert_targets(series, src: str, out: str, args) -> list[str]:
     return targets
 
 
-def _convert_one(s, series, target: str, args) -> None:
+def _convert_one(s: Series, series: Sequence[Series], target: str,
+                 args: argparse.Namespace) -> None:
     """Write one series to ``target``: a SEG as labels, a tilted or gapped stack through
     ``read_volume`` when asked to correct it, anything else streamed; its problems to
     stderr."""
@@ -338,7 +348,7 @@ def _convert_one(s, series, target: str, args) -> None:
         print(printable(f"  ! {p}"), file=sys.stderr)
 
 
-def _parse_window(text: str):
+def _parse_window(text: str) -> tuple[float, float]:
     try:
         c, w = (float(v) for v in text.split(","))
     except ValueError:
@@ -348,10 +358,10 @@ def _parse_window(text: str):
     return c, w
 
 
-def _parse_slices(text: str | None):
+def _parse_slices(text: str | None) -> list[int] | None:
     if not text:
         return None
-    out = []
+    out: list[int] = []
     for part in text.split(","):
         if ":" in part:
             a, b = part.split(":")
@@ -361,7 +371,7 @@ def _parse_slices(text: str | None):
     return out
 
 
-def cmd_png(args) -> int:
+def cmd_png(args: argparse.Namespace) -> int:
     from .core.png import WINDOW_PRESETS, export_png
     from .core.volume import read_volume
 
@@ -394,7 +404,7 @@ def cmd_png(args) -> int:
 
                 bar = tqdm(unit="png", desc=name, file=sys.stderr)
 
-            def tick(i, n, bar=bar):
+            def tick(i: int, n: int, bar: tqdm[Any] | None = bar) -> None:
                 if bar is not None:
                     bar.total = n
                     bar.update(i - bar.n)
@@ -432,7 +442,7 @@ def anonymize_options(args: argparse.Namespace) -> Options:
     )
 
 
-def cmd_anonymize(args) -> int:
+def cmd_anonymize(args: argparse.Namespace) -> int:
     from .core.anonymize import anonymize_files
 
     src, out = os.fspath(args.src), os.fspath(args.outdir)
@@ -441,10 +451,10 @@ def cmd_anonymize(args) -> int:
     _check_not_into_source(out, src)
     key = args.key or os.environ.get("DICOMTOOLS_ANON_KEY")
     opts = anonymize_options(args)
-    bar = None
-    state = {}
+    bar: tqdm[Any] | None = None
+    state: dict[str, int] = {}
 
-    def tick(i, n):
+    def tick(i: int, n: int) -> None:
         nonlocal bar
         if bar is None and not args.quiet and n > 20 and sys.stderr.isatty():
             from tqdm import tqdm
@@ -480,7 +490,7 @@ def cmd_anonymize(args) -> int:
     return 3 if rep.failed else 0
 
 
-def cmd_view(args) -> int:
+def cmd_view(args: argparse.Namespace) -> int:
     import importlib.util
 
     # napari 0.9 deprecates PyQt5 (a warning over the canvas): prefer PyQt6 when both are there
@@ -514,7 +524,8 @@ def cmd_view(args) -> int:
     return 0
 
 
-def _settle_window(viewer, dock=None, size=(1366, 768)) -> None:
+def _settle_window(viewer: Any, dock: Any = None, size: tuple[int, int] = (1366, 768)
+                   ) -> None:
     """Lay the window out as a user first sees it on a laptop screen: ``size``, a docked widget
     at about a third of the width (the canvas keeps the rest), the view fitted to the canvas
     *after* the docks took their room, and every overlay (colour bar labels, scale bar) drawn
@@ -556,7 +567,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 
-def _add_info(sub) -> None:
+def _add_info(sub: SubParsers) -> None:
     """``dicomtools info``: list series, or a table of header values."""
     p = sub.add_parser("info", help="list patients/studies/series and skipped files")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
@@ -573,7 +584,7 @@ def _add_info(sub) -> None:
     p.set_defaults(func=cmd_info)
 
 
-def _add_convert(sub) -> None:
+def _add_convert(sub: SubParsers) -> None:
     """``dicomtools convert``: DICOM -> NIfTI, one file per volume."""
     p = sub.add_parser("convert", help="DICOM -> NIfTI, one file per volume (like dcm2niix)")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
@@ -604,7 +615,7 @@ def _add_convert(sub) -> None:
     p.set_defaults(func=cmd_convert)
 
 
-def _add_png(sub) -> None:
+def _add_png(sub: SubParsers) -> None:
     """``dicomtools png``: windowed 8-bit PNG slices."""
     p = sub.add_parser("png", help="windowed 8-bit PNG slices, square pixels")
     p.add_argument("path", help="DICOM file, folder, .zip or DICOMDIR")
@@ -621,7 +632,7 @@ def _add_png(sub) -> None:
     p.set_defaults(func=cmd_png)
 
 
-def _add_anonymize(sub) -> None:
+def _add_anonymize(sub: SubParsers) -> None:
     """``dicomtools anonymize``: a PS3.15 Annex E de-identified copy."""
     p = sub.add_parser("anonymize", help="PS3.15 Annex E de-identified copy of a folder",
                        description="De-identify every DICOM file under SRC into OUTDIR with "
@@ -664,7 +675,7 @@ def _add_anonymize(sub) -> None:
     p.set_defaults(func=cmd_anonymize)
 
 
-def _add_view(sub) -> None:
+def _add_view(sub: SubParsers) -> None:
     """``dicomtools view``: open DICOM (or a sample) in napari."""
     p = sub.add_parser("view", help="open DICOM (or a sample) in napari")
     p.add_argument("paths", nargs="*", help="DICOM files, folders, .zip or DICOMDIR")
@@ -687,7 +698,7 @@ _SUBCOMMAND_MODULES = {
 }
 
 
-def _command(argv) -> str | None:
+def _command(argv: Sequence[str]) -> str | None:
     """The subcommand named in ``argv`` (the first word after the global options), if any."""
     for word in argv:
         if word == "--":
@@ -697,7 +708,7 @@ def _command(argv) -> str | None:
     return None
 
 
-def _configure_logging(verbosity: int):
+def _configure_logging(verbosity: int) -> Callable[[], None]:
     """``-v``: INFO, ``-vv``: DEBUG from the ``napari_dicomtools`` loggers, on stderr.
     Returns what undoes it (``main`` called in a console or a script twice must neither
     log twice nor keep writing to a stream it was given once)."""
@@ -719,7 +730,7 @@ def _configure_logging(verbosity: int):
     return undo
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command(argv)).parse_args(argv)
     undo_logging = _configure_logging(args.verbose)
@@ -739,7 +750,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"dicomtools: warning: {printable(message)}", file=sys.stderr)
 
 
-def _run_command(args) -> int:
+def _run_command(args: argparse.Namespace) -> int:
     """Run the parsed subcommand: its exit status, errors printed as one line."""
     if getattr(args, "screenshot", None) and os.path.exists(args.screenshot):
         print(f"dicomtools: {args.screenshot}: exists; not overwriting", file=sys.stderr)

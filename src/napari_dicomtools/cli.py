@@ -189,11 +189,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if s.study_uid != last_study:
             last_study = s.study_uid
             print(printable(f"  Study {s.study_date} {s.study_description}".rstrip()))
-        sp = s.spacing
         dims = "x".join(str(x) for x in s.shape)
         colour = f", colour ({_colour_text(s)})" if s.colour else ""
-        print(printable(f"    {s.name}: {s.modality} {dims} voxels{colour}, {sp[2]:.4g} x "
-                        f"{sp[1]:.4g} x {sp[0]:.4g} mm, {s.orientation_label}, "
+        print(printable(f"    {s.name}: {s.modality} {dims} voxels{colour}, {s.size_text}, "
                         f"{len(s.files)} file(s)"))
         for p in s.problems:
             print(printable(f"      ! {p}"))

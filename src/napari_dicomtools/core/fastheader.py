@@ -65,6 +65,8 @@ KEYWORDS: dict[str, tuple[int, str]] = {
     "SpacingBetweenSlices": (0x00180088, "DS"),
     "ProtocolName": (0x00181030, "LO"),
     "TriggerTime": (0x00181060, "DS"),
+    "FrameTime": (0x00181063, "DS"),
+    "FrameTimeVector": (0x00181065, "DS"),
     "GantryDetectorTilt": (0x00181120, "DS"),
     "ExposureTime": (0x00181150, "IS"),
     "XRayTubeCurrent": (0x00181151, "IS"),
@@ -166,8 +168,9 @@ _FAST_TS = {
     "1.2.840.10008.1.2.1": False,  # explicit VR little endian
 }
 _ENCODINGS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
-#: Shared/PerFrame functional groups (enhanced multi-frame) and a DICOMDIR's records: pydicom
-_DECLINE = frozenset({0x52009229, 0x52009230, 0x00041220})
+#: sequences whose values the header reader needs (functional groups, DICOMDIR records, the
+#: Sequence of Ultrasound Regions that calibrates an ultrasound image): pydicom reads them
+_DECLINE = frozenset({0x52009229, 0x52009230, 0x00041220, 0x00186011})
 #: (group, element, VR bytes, 2-byte length) of an element header, explicit VR little endian
 _HEADER = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")
@@ -728,7 +731,8 @@ def _data_set(buf: bytes, pos: int, size: int, implicit: bool, extra: dict[int, 
         if tag >= pixel:
             return raw, (RawElement(tag, vpos, length) if tag == pixel else None)
         if tag in decline:
-            raise Unsupported("enhanced multi-frame or DICOMDIR")
+            raise Unsupported("a sequence the fast parser does not read (functional groups, "
+                              "DICOMDIR records, ultrasound regions)")
         if length == undefined:
             if vr in (None, "SQ", "UN"):
                 pos = _skip_undefined(buf, vpos, implicit if vr != "UN" else True, _SEQ_END)

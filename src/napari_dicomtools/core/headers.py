@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from . import fastheader
 from ._limits import FATAL, inflate_capped
+from ._pixelsize import PixelCalibration, frame_time_ms, pixel_calibration
 from ._syntaxes import DEFLATED, RAW_NATIVE, encoding_syntax
 from ._values import DatasetLike, _as_list, _f, _fg_value, _first, _floats, _i, _text
 from ._vendortags import (
@@ -360,6 +361,15 @@ class Instance:
         File offset of encapsulated Pixel Data's first item (its Basic Offset Table) in a
         plain file, so a decoder finds the frames without parsing the header again; None
         otherwise.
+    calibration : PixelCalibration
+        The pixel size and where it comes from: PixelSpacing, ImagerPixelSpacing or the
+        Sequence of Ultrasound Regions (0018,6011); ``spacing`` None when the file does not
+        say (then it is unknown, not 1 mm).
+    frame_time_ms : float or None
+        Time between the frames of a multi-frame cine: FrameTime (0018,1063), or the mean
+        step of FrameTimeVector (0018,1065); None for a single frame or without either.
+    frame_time_note : str
+        Said when FrameTimeVector's steps vary (``""`` otherwise).
 
     Examples
     --------
@@ -413,6 +423,10 @@ class Instance:
     references: tuple[str, ...] = ()
     #: file offset of encapsulated Pixel Data's first item (a plain file, not deflated)
     encapsulated_offset: int | None = None
+    #: pixel size and its source (PixelSpacing, ImagerPixelSpacing, ultrasound regions)
+    calibration: PixelCalibration = PixelCalibration(None, "")
+    frame_time_ms: float | None = None  # FrameTime, or FrameTimeVector's mean step
+    frame_time_note: str = ""  # FrameTimeVector's steps vary
 
     @property
     def path(self) -> str:
@@ -433,7 +447,7 @@ _SUMMARY_KEYWORDS = (
     "StudyTime", "StudyDescription", "AccessionNumber", "SeriesDate", "SeriesTime",
     "SeriesDescription", "SeriesNumber", "Modality", "Manufacturer", "ManufacturerModelName",
     "InstitutionName", "BodyPartExamined", "ProtocolName", "ImageType", "SliceThickness",
-    "SpacingBetweenSlices", "PixelSpacing", "KVP", "XRayTubeCurrent", "ExposureTime",
+    "SpacingBetweenSlices", "PixelSpacing", "ImagerPixelSpacing", "FrameTime", "KVP", "XRayTubeCurrent", "ExposureTime",
     "ConvolutionKernel", "ContrastBolusAgent", "MagneticFieldStrength", "RepetitionTime",
     "EchoTime", "InversionTime", "FlipAngle", "SequenceName", "ScanningSequence",
     "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PhotometricInterpretation",
@@ -602,8 +616,7 @@ def _top_level(inst: Instance, ds: DatasetLike) -> _TopLevel:
     get = _getter(ds)
     pos = _floats(get("ImagePositionPatient", None), 3)
     iop = _floats(get("ImageOrientationPatient", None), 6)
-    ps = _floats(get("PixelSpacing", None), 2) or _floats(
-        get("ImagerPixelSpacing", None), 2)
+    ps = inst.calibration.spacing
     slope = _f(get("RescaleSlope", None), 1.0) or 1.0
     intercept = _f(get("RescaleIntercept", None), 0.0)
     if inst.modality == "RTDOSE" and "DoseGridScaling" in ds:
@@ -1122,6 +1135,8 @@ def _instance_from_dataset(source: Source, ds: ParsedDataset, size: int) -> Inst
     )
     if sop_class in _REFERENCING:
         inst.references = _references(ds)
+    inst.calibration = pixel_calibration(ds, rows, cols)
+    inst.frame_time_ms, inst.frame_time_note = frame_time_ms(ds, n_frames)
     if encapsulated and ts != DEFLATED_UID and source.member is None:
         inst.encapsulated_offset = _encapsulated_offset(raw)
     if "MOSAIC" in (t.upper() for t in inst.image_type) and inst.n_frames == 1:

@@ -213,9 +213,68 @@ class Series:
 
     @property
     def pixel_spacing(self) -> tuple[float, ...]:
-        """PixelSpacing (0028,0030): ``(row, column)`` mm (1 mm when absent)."""
+        """``(row, column)`` mm from PixelSpacing (0028,0030), ImagerPixelSpacing or the
+        ultrasound regions' calibration; ``(1.0, 1.0)`` (one pixel) when the size is unknown
+        (:attr:`pixel_size_known`)."""
         ps = self.frames[0].pixel_spacing
         return tuple(ps) if ps else (1.0, 1.0)
+
+    @property
+    def pixel_size_known(self) -> bool:
+        """Whether the files say how big a pixel is (else distances are in pixels)."""
+        return self.frames[0].pixel_spacing is not None
+
+    @property
+    def spacing_source(self) -> str:
+        """Where the pixel size comes from: ``"PixelSpacing"``, ``"ImagerPixelSpacing"``,
+        ``"ultrasound region calibration"``, or ``""`` when it is unknown."""
+        if not self.pixel_size_known:
+            return ""
+        return self.first.calibration.source or "PixelSpacing"
+
+    @property
+    def spatial_units(self) -> str:
+        """``"mm"``, or ``"pixel"`` when the pixel size is unknown."""
+        return "mm" if self.pixel_size_known else "pixel"
+
+    @property
+    def has_patient_orientation(self) -> bool:
+        """Whether ImageOrientationPatient places the image in the patient (else there is
+        no anatomical direction to show: no A/P/R/L letters)."""
+        return self.orientation is not None
+
+    @property
+    def frame_time_ms(self) -> float | None:
+        """Milliseconds between time points of a cine (frames of a multi-frame file without
+        positions but with FrameTime or FrameTimeVector), else None."""
+        if self.n_time < 2 or self.has_geometry:
+            return None
+        return self.first.frame_time_ms
+
+    @property
+    def size_text(self) -> str:
+        """The voxel size and layout in words, for listings (``dicomtools info``):
+        ``"0.262 x 0.262 mm (ultrasound region calibration), 30 frames in time, 33.3 ms
+        apart"``, ``"pixel size unknown"``, ``"0.5 x 0.5 x 2 mm, axial"``."""
+        sp = self.spacing
+        if not self.pixel_size_known:
+            size = "pixel size unknown"
+        elif self.has_geometry:
+            size = f"{sp[2]:.4g} x {sp[1]:.4g} x {sp[0]:.4g} mm"
+        else:
+            size = f"{sp[2]:.4g} x {sp[1]:.4g} mm"
+        if self.spacing_source not in ("", "PixelSpacing"):
+            size += f" ({self.spacing_source})"
+        if self.has_geometry:
+            return f"{size}, {self.orientation_label}"
+        parts = [size, "no patient orientation" if not self.has_patient_orientation
+                 else self.orientation_label]
+        ft = self.frame_time_ms
+        if ft is not None:
+            parts.append(f"{self.n_time} frames in time, {ft:.3g} ms apart")
+        elif self.n_slices > 1:
+            parts.append(f"{self.n_slices} images stacked by InstanceNumber (no positions)")
+        return ", ".join(parts)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -282,8 +341,14 @@ class Series:
             return f"{self.name} | {self.modality or self.kind} | references {refs}"
         sp = self.spacing
         dims = "x".join(str(s) for s in self.shape)
-        return (f"{self.name} | {self.modality or '?'} | {dims} | "
-                f"{sp[2]:.3g}x{sp[1]:.3g}x{sp[0]:.3g} mm | {self.orientation_label}")
+        if self.has_geometry:
+            size = f"{sp[2]:.3g}x{sp[1]:.3g}x{sp[0]:.3g} mm | {self.orientation_label}"
+        else:
+            size = (f"{sp[2]:.3g}x{sp[1]:.3g} mm" if self.pixel_size_known
+                    else "pixel size unknown")
+            if self.frame_time_ms is not None:
+                size += f" | {self.n_time} frames, {self.frame_time_ms:.3g} ms apart"
+        return f"{self.name} | {self.modality or '?'} | {dims} | {size}"
 
     def __repr__(self) -> str:
         return f"<Series {self.label} ({len(self.files)} file(s))>"
@@ -458,7 +523,7 @@ def _build(uid: str, frames: list[Frame], split: str, *,
     iop = frames[0].orientation
     if iop is None or not all(f.position is not None and f.orientation is not None
                               for f in frames):
-        return [_stack_without_geometry(uid, frames, split, skipped)]
+        return _stack_without_geometry(uid, frames, split, skipped)
     normal = slice_normal(iop)
     proj = [float(_position(f) @ normal) for f in frames]
     bins = [int(q) for q in np.round(np.array(proj) / 0.01).astype(np.int64)]  # 0.01 mm
@@ -516,16 +581,37 @@ def _drop_repeated_instances(frames: list[Frame]) -> tuple[list[Frame], list[Ski
     return uniq, skipped
 
 
+def _is_cine(frames: list[Frame]) -> bool:
+    """Frames of one multi-frame file that has a frame time: moments of a cine loop."""
+    inst = frames[0].instance
+    return (len(frames) > 1 and inst.frame_time_ms is not None
+            and all(f.instance is inst for f in frames))
+
+
 def _stack_without_geometry(uid: str, frames: list[Frame], split: str,
-                            skipped: list[Skipped]) -> Series:
-    """Frames without position or orientation, stacked in acquisition order (InstanceNumber,
-    frame index) with the problem said."""
+                            skipped: list[Skipped]) -> list[Series]:
+    """Frames without position or orientation: the frames of a cine loop (a multi-frame
+    file with FrameTime/FrameTimeVector) are time points, one series per file; other frames
+    are stacked in acquisition order (InstanceNumber, frame index) with the problem said."""
     frames = sorted(frames, key=lambda f: (f.instance.instance_number or 0, f.index or 0))
+    by_file: dict[str, list[Frame]] = defaultdict(list)
+    for f in frames:
+        by_file[f.instance.path].append(f)
+    loops = list(by_file.values())
+    if all(_is_cine(fs) for fs in loops):
+        out = []
+        for k, fs in enumerate(loops, start=1):
+            lab = ", ".join(x for x in (split, f"cine {k}" if len(loops) > 1 else "") if x)
+            problems = [fs[0].instance.frame_time_note] if fs[0].instance.frame_time_note \
+                else []
+            out.append(Series(uid, fs, lab, n_time=len(fs), problems=problems,
+                              skipped=skipped if k == 1 else []))
+        return out
     problems = []
     if len(frames) > 1 and any(f.position is None for f in frames):
         problems.append("no ImagePositionPatient/ImageOrientationPatient: slices stacked "
                         "by InstanceNumber with unknown spacing")
-    return Series(uid, frames, split, problems=problems, skipped=skipped)
+    return [Series(uid, frames, split, problems=problems, skipped=skipped)]
 
 
 def _acquisitions_to_split(frames: list[Frame],
@@ -720,6 +806,7 @@ def group_series(instances: Iterable[Instance], split_nonuniform: bool = False,
             out.extend(_build_or_skip(uid, groups[key], split, split_nonuniform, skipped))
     for s in out:
         _note_vendor_problems(s)
+        _note_calibration(s)
     out.sort(key=_series_order)
     return out
 
@@ -752,6 +839,17 @@ def _note_vendor_problems(s: Series) -> None:
     if s.first.header.get("MosaicProblem"):
         s.problems.append("mosaic shown as one tiled 2D image: "
                           + s.first.header["MosaicProblem"])
+
+
+def _note_calibration(s: Series) -> None:
+    """Where the pixel size comes from when it is not PixelSpacing, or that it is unknown."""
+    note = s.first.calibration.note
+    if note:
+        s.problems.append(note)
+    if not s.pixel_size_known:
+        s.problems.append("pixel size unknown: sizes are in pixels" if note else
+                          "pixel size unknown (no PixelSpacing, ImagerPixelSpacing or "
+                          "ultrasound calibration): sizes are in pixels")
 
 
 def _series_order(s: Series) -> tuple[str, str, str, int, str, str]:

@@ -21,6 +21,7 @@ widgets install it):
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,39 @@ def acquisition_plane(viewer, layer=None) -> str:
     return PLANES[int(layer.metadata[GRID_KEY].get("acquisition_axis", 0))]
 
 
+def _slices_and_voxels(layer) -> tuple[int, int]:
+    """(acquired slices, voxels) of one of our image layers: what makes a series the main one."""
+    nd = layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
+    shape = tuple(int(n) for n in layer.data.shape[:nd])
+    if nd < 3:
+        return 1, int(np.prod(shape))
+    axis = int(layer.metadata[GRID_KEY].get("acquisition_axis", 0))
+    return shape[nd - 3 + axis], int(np.prod(shape))
+
+
+def main_series(viewer) -> Any:
+    """The layer whose acquisition plane the viewer shows: among our image layers (else our
+    labels, e.g. a SEG opened alone), a stack of several slices before a single slice (a
+    scout or localizer never decides the plane of a CT volume), then the most voxels, then
+    the first opened; None without one."""
+    ours = _gridded(viewer)
+    cands = [lay for lay in ours if lay._type_string == "image"] or ours
+    if not cands:
+        return None
+
+    def rank(item: tuple[int, Any]) -> tuple[bool, int, int]:
+        k, lay = item
+        slices, voxels = _slices_and_voxels(lay)
+        return slices > 1, voxels, -k
+
+    return max(enumerate(cands), key=rank)[1]
+
+
+def _view_state(viewer) -> tuple[tuple[int, ...], int]:
+    """(dims order, ndisplay): what the user changes when they choose a plane or 3D."""
+    return tuple(int(a) for a in viewer.dims.order), int(viewer.dims.ndisplay)
+
+
 def set_plane(viewer, plane: str, *, keep_cursor: bool = True) -> str:
     """Show ``plane`` (``axial``, ``coronal``, ``sagittal`` or ``acquisition``) upright and
     radiological, through the point under the cursor (else the current point)."""
@@ -162,6 +196,10 @@ class GeometryController:
     def __init__(self, viewer):
         self._viewer = weakref.ref(viewer)
         self.notified: set[int] = set()
+        #: the layer whose plane the controller showed, and the view it set (dims order,
+        #: ndisplay): a view that differs from it later is the user's choice
+        self._main: Callable[[], Any] = lambda: None
+        self._auto: tuple[tuple[int, ...], int] | None = None
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.dims.events.order.connect(self._on_dims)
         viewer.dims.events.ndisplay.connect(self._on_dims)
@@ -186,12 +224,28 @@ class GeometryController:
         if viewer is None:
             return
         layer = event.value
-        first = GRID_KEY in layer.metadata and len(_gridded(viewer)) == 1
         self._adopt(layer)
-        if first and viewer.dims.ndim >= 3:
-            set_plane(viewer, acquisition_plane(viewer, layer), keep_cursor=False)
+        if GRID_KEY in layer.metadata:
+            self._follow_main_series()
         self._notify_oblique(layer)
         self._on_active()
+
+    def _follow_main_series(self) -> None:
+        """Show the main series' acquisition plane (:func:`main_series`), unless the user
+        chose a plane or a 3D view since the controller last set one: a scout opened first
+        (or alone) sets its plane; the CT volume after it takes over."""
+        viewer = self.viewer
+        if viewer is None or viewer.dims.ndim < 3:
+            return
+        main = main_series(viewer)
+        if main is None or main is self._main():
+            return
+        if self._auto is not None and len(self._auto[0]) == viewer.dims.ndim \
+                and _view_state(viewer) != self._auto:
+            return  # the user changed the plane (or went 3D) since: theirs stays
+        set_plane(viewer, acquisition_plane(viewer, main), keep_cursor=False)
+        self._main = weakref.ref(main)
+        self._auto = _view_state(viewer)
 
     def _on_dims(self, event=None):
         viewer = self.viewer

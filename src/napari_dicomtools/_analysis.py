@@ -17,6 +17,7 @@ from napari.qt.threading import FunctionWorker
 from napari.types import LayerDataTuple
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from ._reader import grey_colormap
 from ._viewer import layer_grid, layer_units, provenance
 from ._workspace import unique_name
 from .core import annotate, preprocess, segment
@@ -116,8 +117,8 @@ def _derived(layer, data, op, *, name, kind="image", scale=None, translate=None,
     units = layer_units(layer)
     if units and len(units) <= len(scale):  # same physical units (an extra leading axis:
         kwargs["units"] = ("pixel",) * (len(scale) - len(units)) + units  # a sample index)
-    if kind == "image":
-        kwargs["colormap"] = "gray"
+    if kind == "image":  # a MONOCHROME1 source keeps its inverted grey
+        kwargs["colormap"] = grey_colormap(meta)
     return (data, kwargs, kind)
 
 

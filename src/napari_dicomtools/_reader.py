@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -326,6 +326,32 @@ def _install_viewer_controller() -> None:
         warnings.warn(f"viewer controller not installed: {exc}", stacklevel=2)
 
 
+def grey_colormap(metadata: Mapping[str, Any]) -> str:
+    """The napari colormap that shows a grey image as its DICOM photometric interpretation says.
+
+    MONOCHROME1 means the minimum value is displayed white (PS3.3 C.7.6.3.1.2): the values
+    stay the Modality LUT output (HU for CT) and only the display is inverted, after the
+    window, as 3D Slicer's "Inverted Grey" does. Layers made from such a layer keep the look
+    (``"photometric"`` is one of the keys a derived layer keeps).
+
+    Parameters
+    ----------
+    metadata : Mapping
+        A layer's or volume's metadata (its ``"photometric"`` entry).
+
+    Returns
+    -------
+    str
+        ``"gray_r"`` for MONOCHROME1, ``"gray"`` otherwise.
+
+    Examples
+    --------
+    >>> grey_colormap({"photometric": "MONOCHROME1"}), grey_colormap({})
+    ('gray_r', 'gray')
+    """
+    return "gray_r" if metadata.get("photometric") == "MONOCHROME1" else "gray"
+
+
 def _contrast_limits(vol: Volume) -> list[float] | None:
     if vol.rgb:
         return None
@@ -390,7 +416,7 @@ def volume_to_layer_data(vol: Volume) -> LayerData:
         "rgb": vol.rgb,
     }
     if not vol.rgb:
-        kwargs["colormap"] = "gray"
+        kwargs["colormap"] = grey_colormap(meta)
         kwargs["contrast_limits"] = _contrast_limits(vol)
     two_d = not meta.get("has_geometry") and vol.spatial_shape[0] == 1 and vol.n_time == 1
     if two_d:

@@ -33,7 +33,7 @@ PLANES = ("axial", "coronal", "sagittal")
 #: keys of layer.metadata that identify where data came from; derived layers keep them
 PROVENANCE_KEYS = ("patient_name", "patient_id", "study_uid", "series_uid",
                    "frame_of_reference", "modality", "study_date", "study_description",
-                   "series_description", "series_number", "orientation")
+                   "series_description", "series_number", "orientation", "photometric")
 
 _CONTROLLERS: dict[int, GeometryController] = {}
 
@@ -463,7 +463,9 @@ def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
               "translate": (0.0,) * lead + tuple(out.translate),
               "units": layer_units(layer)}
     if not is_labels:
-        kwargs["colormap"] = "gray"
+        from ._reader import grey_colormap
+
+        kwargs["colormap"] = grey_colormap(meta)
         kwargs["contrast_limits"] = tuple(layer.contrast_limits)
     return arr, kwargs, "labels" if is_labels else "image"
 

@@ -329,6 +329,7 @@ def render_3d(viewer, layer, preset: str) -> None:
 def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
     """A ``LayerDataTuple`` of one time point of a 4D layer (default: the one on screen),
     with the layer's true grid and identity."""
+    from ._reader import grey_colormap
     from ._viewer import layer_units, provenance
 
     if layer is None or layer.data.ndim != 4:
@@ -348,7 +349,7 @@ def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
     meta["derived_from"] = layer.name
     kwargs = {"name": unique_name(viewer, f"{layer.name} t{index}"), "metadata": meta,
               "scale": tuple(layer.scale)[1:], "translate": tuple(layer.translate)[1:],
-              "colormap": "gray", "contrast_limits": tuple(layer.contrast_limits),
+              "colormap": grey_colormap(meta), "contrast_limits": tuple(layer.contrast_limits),
               "units": layer_units(layer)[1:]}
     return np.asarray(layer.data[index]), kwargs, "image"
 

@@ -121,7 +121,8 @@ def _shapes_from_layer(data: Sequence[npt.ArrayLike], meta: Meta) -> list[Annota
 def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
     """One image layer (+ any shapes and labels layers) -> PNG(s) with annotations burned in.
 
-    The window is the image layer's contrast limits, i.e. what the user sees.
+    The window is the image layer's contrast limits and the grey is inverted when the layer
+    shows inverted grey (a MONOCHROME1 image), i.e. what the user sees.
     """
     from .core.png import export_annotated
 
@@ -139,7 +140,21 @@ def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
     return export_annotated(data, meta.get("scale", (1.0,) * data.ndim),
                             meta.get("translate", (0.0,) * data.ndim), path, window=window,
                             rgb=bool(meta.get("rgb")), shapes=shapes,
-                            labels=labels[0] if labels else None, overwrite=True)
+                            labels=labels[0] if labels else None, overwrite=True,
+                            invert=_shows_inverted_grey(meta))
+
+
+def _shows_inverted_grey(meta: Meta) -> bool:
+    """The image layer shows its minimum value white: its colormap is ``gray_r`` (napari
+    gives a layer's colormap as a dict, a reader's layer data as a name), or, with no
+    colormap given, its metadata says MONOCHROME1."""
+    from ._reader import grey_colormap
+
+    cmap = meta.get("colormap")
+    name = cmap.get("name") if isinstance(cmap, dict) else getattr(cmap, "name", cmap)
+    if name is None:
+        name = grey_colormap(meta.get("metadata") or {})
+    return name == "gray_r"
 
 
 @_reported

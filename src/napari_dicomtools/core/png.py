@@ -198,7 +198,8 @@ _PALETTE = [(255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120), (255,
 
 def _render_plane(image2d: npt.ArrayLike, pixel_mm: Sequence[float],
                   window: tuple[float, float] | None, *, shapes: Iterable[Annotation] = (),
-                  labels2d: npt.ArrayLike | None = None, rgb: bool = False) -> UInt8Image:
+                  labels2d: npt.ArrayLike | None = None, rgb: bool = False,
+                  invert: bool = False) -> UInt8Image:
     """Window a plane, resample to square pixels, and burn in annotations.
 
     Parameters
@@ -216,6 +217,8 @@ def _render_plane(image2d: npt.ArrayLike, pixel_mm: Sequence[float],
         A label image on the same grid; each label's outline is drawn in its own colour.
     rgb : bool
         ``image2d`` is ``(H, W, 3)`` colour, shown as it is.
+    invert : bool
+        MONOCHROME1: the windowed grey is inverted (the minimum value white).
 
     Returns
     -------
@@ -224,7 +227,7 @@ def _render_plane(image2d: npt.ArrayLike, pixel_mm: Sequence[float],
     """
     from PIL import Image, ImageDraw
 
-    base = _base_image(image2d, window, rgb)
+    base = _base_image(image2d, window, rgb, invert)
     h, w = base.height, base.width
     rmm, cmm = float(pixel_mm[0]), float(pixel_mm[1])
     unit = min(rmm, cmm)
@@ -239,8 +242,9 @@ def _render_plane(image2d: npt.ArrayLike, pixel_mm: Sequence[float],
 
 
 def _base_image(image2d: npt.ArrayLike, window: tuple[float, float] | None,
-                rgb: bool) -> PILImage.Image:
-    """The plane as an RGB PIL image: windowed grey, or colour scaled to 8 bits."""
+                rgb: bool, invert: bool = False) -> PILImage.Image:
+    """The plane as an RGB PIL image: windowed grey (inverted after the window for
+    MONOCHROME1, as PS3.4's grayscale pipeline does), or colour scaled to 8 bits."""
     from PIL import Image
 
     if rgb:
@@ -250,7 +254,10 @@ def _base_image(image2d: npt.ArrayLike, window: tuple[float, float] | None,
         return Image.fromarray(np.ascontiguousarray(arr[..., :3]), "RGB")
     if window is None:
         raise ValueError("a grey image needs a window (center, width)")
-    return Image.fromarray(apply_window(image2d, *window), "L").convert("RGB")
+    grey = apply_window(image2d, *window)
+    if invert:
+        np.subtract(255, grey, out=grey)
+    return Image.fromarray(grey, "L").convert("RGB")
 
 
 def _burn_label_outlines(base: PILImage.Image, lab: npt.NDArray[Any],
@@ -354,6 +361,9 @@ def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
     """Write slices of a :class:`~napari_dicomtools.core.volume.Volume` as windowed 8-bit
     PNGs with square pixels, in the radiological orientation.
 
+    A MONOCHROME1 volume (``metadata["photometric"]``) is inverted after the window, so the
+    PNG looks as the radiograph is meant to (its minimum value white).
+
     Parameters
     ----------
     volume : Volume
@@ -415,6 +425,7 @@ def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
         arr = arr[0]
     view, scale, _ = _canonical_view(arr, volume.spacing, volume.origin, volume.direction)
     win = None if volume.rgb else resolve_window(volume, window=window, preset=preset)
+    invert = volume.metadata.get("photometric") == "MONOCHROME1"
     n = {"axial": view.shape[0], "coronal": view.shape[1], "sagittal": view.shape[2]}[axis]
     idx = list(range(n)) if slices is None else [int(i) for i in slices]
     bad = [i for i in idx if not 0 <= i < n]
@@ -432,7 +443,7 @@ def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
     out = []
     for j, (i, name) in enumerate(zip(idx, names, strict=True)):
         plane, pix, _ = _slice_plane(view, scale, axis, i)
-        img = _render_plane(np.asarray(plane), pix, win, rgb=volume.rgb)
+        img = _render_plane(np.asarray(plane), pix, win, rgb=volume.rgb, invert=invert)
         out.append(write_png(name, img, overwrite=overwrite))
         if progress is not None:
             progress(j + 1, len(idx))
@@ -477,7 +488,8 @@ def _own_pngs(out_dir: str | os.PathLike[str], stem: str) -> list[str]:
 def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: npt.ArrayLike,
                      path: str | os.PathLike[str], *, window: tuple[float, float] | None,
                      rgb: bool = False, shapes: Iterable[Annotation] = (),
-                     labels: Any = None, overwrite: bool = False) -> list[str]:
+                     labels: Any = None, overwrite: bool = False,
+                     invert: bool = False) -> list[str]:
     """Write an image as shown in napari (axis-aligned world grid) with annotations burned in.
 
     Parameters
@@ -501,6 +513,9 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
         Label image on the same grid as ``image`` (outlines are drawn).
     overwrite : bool
         Replace existing files; otherwise an existing file is an error.
+    invert : bool
+        Show the grey values inverted after the window (a MONOCHROME1 image, or a layer
+        shown with an inverted grey colormap): the minimum value white.
 
     Returns
     -------
@@ -540,7 +555,7 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
     if nd == 2:
         lab = None if labels is None else np.asarray(labels)
         out = _render_plane(np.asarray(img), (sc[0], sc[1]), window, shapes=shapes_idx,
-                            labels2d=lab, rgb=rgb)
+                            labels2d=lab, rgb=rgb, invert=invert)
         return [write_png(path, out, overwrite=overwrite)]
     if nd != 3:
         raise DicomToolsError(path, f"PNG export needs a 2D or 3D layer, got {nd}D")
@@ -553,7 +568,8 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
     for k, name in zip(wanted, names, strict=True):
         lab2 = None if labels is None else np.asarray(labels[k])
         rgbimg = _render_plane(np.asarray(img[k]), (sc[1], sc[2]), window,
-                               shapes=by_slice.get(k, ()), labels2d=lab2, rgb=rgb)
+                               shapes=by_slice.get(k, ()), labels2d=lab2, rgb=rgb,
+                               invert=invert)
         out_files.append(write_png(name, rgbimg, overwrite=overwrite))
     return out_files
 

@@ -168,14 +168,12 @@ def _ipp(position: npt.ArrayLike) -> list[float]:
     return [round(float(v), 6) for v in np.asarray(position, float)]
 
 
-def _stored(values: npt.NDArray[Any], slope: float, intercept: float,
-            photometric: str) -> tuple[npt.NDArray[Any], bool]:
-    """Stored 16-bit pixel values of output ``values`` (inverted for MONOCHROME1) and
-    whether they are signed."""
+def _stored(values: npt.NDArray[Any], slope: float,
+            intercept: float) -> tuple[npt.NDArray[Any], bool]:
+    """Stored 16-bit pixel values of output ``values`` and whether they are signed (any
+    photometric interpretation: MONOCHROME1 changes the display, not the values)."""
     stored = np.round((values.astype(np.float64) - intercept) / slope)
     signed = bool(stored.min() < 0)
-    if photometric == "MONOCHROME1":
-        stored = 4095 - stored
     return stored.astype(np.int16 if signed else np.uint16), signed
 
 
@@ -229,7 +227,9 @@ def write_series(out_dir: PathLike, values: npt.ArrayLike | None = None, *,
     window : (float, float) or None
         WindowCenter and WindowWidth (None: not written).
     photometric : {"MONOCHROME2", "MONOCHROME1"}
-        PhotometricInterpretation (MONOCHROME1 stores inverted values).
+        PhotometricInterpretation. The stored values are the same for both
+        (``(value - intercept) / slope``), and so is the window (in output units):
+        MONOCHROME1 only says that the minimum value is displayed white.
     seed : int
         Seed of the default phantom's noise and of the shuffled names.
     patient : (str, str)
@@ -269,7 +269,7 @@ def write_series(out_dir: PathLike, values: npt.ArrayLike | None = None, *,
     step = np.cross(r, c) * dz + c * dz * np.tan(np.deg2rad(tilt_deg))
     study_uid, series_uid = study_uid or generate_uid(), series_uid or generate_uid()
     frame_uid = frame_uid or generate_uid()
-    stored, signed = _stored(vals, slope, intercept, photometric)
+    stored, signed = _stored(vals, slope, intercept)
     dropped = set(drop_slices)
     keep = [k for k in range(vals.shape[0]) if k not in dropped]
     names = list(range(len(keep)))

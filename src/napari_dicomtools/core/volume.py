@@ -228,7 +228,6 @@ class _Plan:
     frame_shape: tuple[int, ...]
     lo: float
     hi: float
-    invert: bool
     rgb: bool
     palette: bool
     #: a multi-frame file's compressed frames, split once for all its frames (made on use)
@@ -269,8 +268,9 @@ class _Plan:
         return self._finish(fr, out)
 
     def _finish(self, fr: Frame, out: Array) -> Array:
-        if self.invert:
-            np.subtract(self.lo + self.hi, out, out=out, casting="unsafe")
+        # MONOCHROME1 changes nothing here: the values are the Modality LUT output whatever
+        # the photometric interpretation (PS3.4 N.2.1); only the display is inverted, after
+        # the window (metadata "photometric", read by the napari layer and the PNG writers)
         if fr.flip_rows:  # GE pepolar: reversed polarity stored upside down
             out[...] = out[::-1].copy()
         return out
@@ -867,7 +867,7 @@ def _plan(series: Series, philips_precise: bool = False) -> _Plan:
             dtype = np.dtype(np.uint8)
         else:
             dtype = np.dtype({8: np.uint8, 16: np.uint16}.get(inst0.bits_allocated, np.uint32))
-        return _Plan(frames, dtype, shape, 0, float(np.iinfo(dtype).max), False, True, palette)
+        return _Plan(frames, dtype, shape, 0, float(np.iinfo(dtype).max), True, palette)
     lo, hi = np.inf, -np.inf
     integral = True
     seen: set[tuple[float, float, int, int, int]] = set()
@@ -882,8 +882,7 @@ def _plan(series: Series, philips_precise: bool = False) -> _Plan:
         integral = integral and whole
     bits = max(f.instance.bits_stored for f in frames[:1])
     dtype = smallest_dtype(lo, hi, integral, bits)
-    invert = inst0.photometric == "MONOCHROME1"
-    return _Plan(frames, dtype, shape, float(lo), float(hi), invert, False, False)
+    return _Plan(frames, dtype, shape, float(lo), float(hi), False, False)
 
 
 class _Prefetch:
@@ -1036,10 +1035,7 @@ def _metadata(series: Series, plan: _Plan) -> dict[str, Any]:
     window = None
     w = series.frames[0].window
     if w is not None and not plan.rgb:
-        c = w.center
-        if plan.invert:
-            c = plan.lo + plan.hi - c
-        window = (float(c), float(w.width))
+        window = (float(w.center), float(w.width))
     return {
         "name": series.name,
         "series_uid": series.uid,
@@ -1059,7 +1055,7 @@ def _metadata(series: Series, plan: _Plan) -> dict[str, Any]:
         "units": inst0.units,
         "window": window,
         "value_range": (plan.lo, plan.hi),
-        "monochrome1_inverted": plan.invert,
+        "photometric": inst0.photometric,
         "transfer_syntax": inst0.transfer_syntax,
         "has_geometry": series.has_geometry,
         "tilt_deg": series.order.tilt_deg if series.order is not None else 0.0,
@@ -1682,7 +1678,7 @@ def stream_frames(series: Series, *, philips_precise: bool = False) -> FrameStre
     """Decode a series one frame at a time, in output units, holding only a few frames.
 
     What :func:`read_volume` computes, without the whole volume in memory: the same values
-    (rescaled, MONOCHROME1 inverted, in the same dtype), frame by frame, decoded ahead in
+    (rescaled, in the same dtype), frame by frame, decoded ahead in
     worker processes or threads. The NIfTI writer streams series this way.
 
     Parameters

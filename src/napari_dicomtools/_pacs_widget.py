@@ -8,7 +8,8 @@ Everything is :mod:`napari_dicomtools.core.pacs`; this module only translates.
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -32,6 +33,18 @@ from qtpy.QtWidgets import (
 from .core import pacs
 from .core.errors import DicomToolsError
 
+if TYPE_CHECKING:
+    from napari.qt.threading import FunctionWorker, GeneratorWorker
+
+    from ._widgets import Layer, Viewer
+
+    #: the worker of a search, retrieve or send
+    Worker: TypeAlias = FunctionWorker[Any] | GeneratorWorker[Any, Any, Any]
+
+#: what a retrieve yields: ("progress", text, (done, total)), ("layer", LayerData, cache
+#: folder), ("status" | "error", text, None)
+Message: TypeAlias = tuple[str, Any, Any]
+
 #: (header, Hit attribute) of the results table
 COLUMNS = (("Patient", "patient_name"), ("Patient ID", "patient_id"), ("Date", "study_date"),
            ("Modality", "modality"), ("Study", "study_description"), ("#", "series_number"),
@@ -54,12 +67,12 @@ class PacsWidget(QWidget):
     a worker and returns it. ``napari_viewer`` is injected by napari.
     """
 
-    def __init__(self, napari_viewer):
+    def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
-        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.viewer: Viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.hits: list[pacs.Hit] = []
         self.profiles: dict[str, pacs.ServerProfile] = {}
-        self._worker = None
+        self._worker: Worker | None = None
         self._cancel = threading.Event()
         form = self._query_form()
         self._results_table()
@@ -113,8 +126,10 @@ class PacsWidget(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        assert header is not None  # a QTableWidget always has its header view
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
         self.table.doubleClicked.connect(lambda _index: self.retrieve())
 
     def _action_widgets(self) -> None:
@@ -166,7 +181,7 @@ class PacsWidget(QWidget):
         lay.addWidget(self.status)
 
     # ------------------------------------------------------------------ profiles
-    def reload_profiles(self):
+    def reload_profiles(self) -> None:
         """Read the server profiles again (after ``dicomtools pacs add``)."""
         current = self.server.currentText()
         try:
@@ -189,28 +204,29 @@ class PacsWidget(QWidget):
         return p
 
     @staticmethod
-    def _choice(combo) -> str | None:
+    def _choice(combo: QComboBox) -> str | None:
         return None if combo.currentText() == _AUTO else combo.currentText()
 
     # ------------------------------------------------------------------ search
-    def search(self):
+    def search(self) -> Worker | None:
         """Search the server for series in a worker; returns the worker (or None)."""
         prof = self.profile()
         if prof is None:
             return None
-        query = {"patient_id": self.patient_id.text().strip() or None,
-                 "patient_name": self.patient_name.text().strip() or None,
-                 "date": self.date.text().strip() or None,
-                 "modality": self.modality.text().strip() or None,
-                 "description": self.description.text().strip() or None}
+        patient_id, patient_name, date, modality, description = (
+            field.text().strip() or None for field in (
+                self.patient_id, self.patient_name, self.date, self.modality,
+                self.description))
         protocol = self._choice(self.protocol)
 
-        def work():
-            return pacs.find(prof, level="series", protocol=protocol, **query)
+        def work() -> list[pacs.Hit]:
+            return pacs.find(prof, level="series", protocol=protocol, patient_id=patient_id,
+                             patient_name=patient_name, date=date, modality=modality,
+                             description=description)
 
         return self._run(work, self.show_hits, f"Searching {prof.name}…")
 
-    def show_hits(self, hits):
+    def show_hits(self, hits: Iterable[pacs.Hit]) -> None:
         self.hits = list(hits)
         self.table.setRowCount(len(self.hits))
         for r, h in enumerate(self.hits):
@@ -228,7 +244,7 @@ class PacsWidget(QWidget):
         return [self.hits[r] for r in rows if r < len(self.hits)]
 
     # ------------------------------------------------------------------ retrieve
-    def retrieve(self, hits=None):
+    def retrieve(self, hits: Iterable[pacs.Hit] | None = None) -> Worker | None:
         """Retrieve the selected series into the cache, then open them; returns the worker."""
         prof = self.profile()
         chosen = list(hits) if hits is not None else self.selected_hits()
@@ -241,7 +257,7 @@ class PacsWidget(QWidget):
         stream = self.stream_box.isChecked()
         cancel = self._cancel = threading.Event()
 
-        def work():
+        def work() -> Generator[Message, None, None]:
             from ._reader import volume_to_layer_data
             from .core.pacs_stream import open_streaming
             from .core.series import scan
@@ -281,7 +297,7 @@ class PacsWidget(QWidget):
         return self._run(work, None, f"Retrieving {len(chosen)} series…", yielded=True)
 
     # ------------------------------------------------------------------ send
-    def send_layer(self, layer=None):
+    def send_layer(self, layer: Layer = None) -> Worker | None:
         """Send the selected layer as DICOM (see :func:`layer_to_dicom`); returns the
         worker."""
         prof = self.profile()
@@ -296,7 +312,7 @@ class PacsWidget(QWidget):
         method = "stow" if prof.dicomweb_url else "c-store"
         cancel = self._cancel = threading.Event()
 
-        def work():
+        def work() -> _Sent:
             import tempfile
 
             with tempfile.TemporaryDirectory(prefix="dicomtools-send-") as tmp:
@@ -305,7 +321,7 @@ class PacsWidget(QWidget):
 
         return self._run(work, self._sent, f"Sending {layer.name} to {prof.name}…")
 
-    def _sent(self, sent):
+    def _sent(self, sent: _Sent) -> None:
         what, result = sent
         text = (f"{what}: " if what else "") + (
             f"{len(result.sent)} sent, {len(result.failed)} failed, "
@@ -316,7 +332,8 @@ class PacsWidget(QWidget):
         self._say(text, error=bool(result.failed or not result.sent))
 
     # ------------------------------------------------------------------ plumbing
-    def _run(self, work, on_return, text: str, yielded: bool = False):
+    def _run(self, work: Callable[[], Any], on_return: Callable[[Any], None] | None,
+             text: str, yielded: bool = False) -> Worker:
         from napari.qt.threading import create_worker
 
         # errors go to the status line and a notification, not re-raised in the event loop
@@ -332,7 +349,7 @@ class PacsWidget(QWidget):
         worker.start()
         return worker
 
-    def _on_yield(self, msg):
+    def _on_yield(self, msg: Message) -> None:
         kind, text, extra = msg
         if kind == "progress":
             done, total = extra
@@ -350,19 +367,19 @@ class PacsWidget(QWidget):
         else:
             self.status.setText(text)
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Stop the running retrieve or send (complete instances stay cached)."""
         self._cancel.set()
         self.status.setText("Cancelling…")
 
-    def _say(self, text: str, error: bool = False):
+    def _say(self, text: str, error: bool = False) -> None:
         self.status.setText(text)
         if error:
             from napari.utils.notifications import show_warning
 
             show_warning(text)
 
-    def _set_busy(self, busy: bool, text: str | None = None):
+    def _set_busy(self, busy: bool, text: str | None = None) -> None:
         self.progress.setVisible(busy)
         if busy:
             self.progress.setValue(0)
@@ -374,24 +391,27 @@ class PacsWidget(QWidget):
             self.status.setText(text)
 
 
-def retrieve_steps(prof, hit, method, cancel, label: str):
+def retrieve_steps(prof: pacs.ServerProfile, hit: pacs.Hit, method: str | None,
+                   cancel: threading.Event, label: str
+                   ) -> Generator[Message, None, pacs.RetrieveResult]:
     """Generator: run :func:`pacs.retrieve` in a helper thread, yield
     ``("progress", text, (done, total))`` as instances arrive, return its result (or raise
     its error) in the caller's thread."""
     import queue
 
-    events: queue.Queue = queue.Queue()
-    out: dict = {}
+    events: queue.Queue[Message] = queue.Queue()
+    result: list[pacs.RetrieveResult] = []
+    error: list[Exception] = []
 
-    def progress(done, total):
+    def progress(done: int, total: int) -> None:
         events.put(("progress", f"{label}: {done}/{total} images", (done, total)))
 
-    def run():
+    def run() -> None:
         try:
-            out["result"] = pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method,
-                                          progress=progress, cancel=cancel)
+            result.append(pacs.retrieve(prof, hit.study_uid, hit.series_uid, method=method,
+                                        progress=progress, cancel=cancel))
         except Exception as exc:  # re-raised in the caller's thread below
-            out["error"] = exc
+            error.append(exc)
 
     t = threading.Thread(target=run, name="pacs-retrieve", daemon=True)
     t.start()
@@ -400,12 +420,12 @@ def retrieve_steps(prof, hit, method, cancel, label: str):
             yield events.get(timeout=0.05)
         except queue.Empty:
             pass
-    if "error" in out:
-        raise out["error"]
-    return out["result"]
+    if error:
+        raise error[0]
+    return result[0]
 
 
-def _dicom_reference(viewer, layer) -> list[str]:
+def _dicom_reference(viewer: Viewer, layer: Layer) -> list[str]:
     """The DICOM files of ``layer`` itself, else of the first image layer in the viewer read
     from DICOM: the study a secondary capture is filed under."""
     for candidate in [layer, *viewer.layers]:
@@ -415,7 +435,7 @@ def _dicom_reference(viewer, layer) -> list[str]:
     return []
 
 
-def layer_to_dicom(layer, viewer, folder: str, labels_as: str = "SEG"
+def layer_to_dicom(layer: Layer, viewer: Viewer, folder: str, labels_as: str = "SEG"
                    ) -> tuple[list[str], str]:
     """The DICOM files that send ``layer``, written into ``folder`` when they are new
     objects; returns (files, what they are).
@@ -470,7 +490,7 @@ def layer_to_dicom(layer, viewer, folder: str, labels_as: str = "SEG"
                                 "select an image, labels or shapes layer")
 
 
-def source_files(layer) -> list[str]:
+def source_files(layer: Layer) -> list[str]:
     """The DICOM files an image layer was read from (its series), or []."""
     if layer is None or getattr(layer, "_type_string", "") != "image":
         return []

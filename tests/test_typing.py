@@ -33,6 +33,7 @@ TYPED_ADAPTERS = [
     "_reader",
     "_sample_data",
     "_widgets",
+    "_workspace",
     "_writer",
     "cli",
 ]

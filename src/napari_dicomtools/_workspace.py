@@ -18,12 +18,24 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar
 
 import numpy as np
 
 from .core.errors import DicomToolsError
 from .core.grid import GRID_KEY
 from .core.png import WINDOW_PRESETS
+
+if TYPE_CHECKING:
+    from qtpy.QtCore import QObject
+    from qtpy.QtWidgets import QLabel, QWidget
+
+    from ._reader import LayerData
+    from ._widgets import Layer, Viewer
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +54,7 @@ _WL_PIXELS = 600.0
 # ------------------------------------------------------------------------------- messages
 
 
-def user_facing(fn):
+def user_facing(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn a widget function's refusals into one-line notifications.
 
     ``ValueError``/``KeyError``/``DicomToolsError`` raised by ``fn`` (bad or missing input) are
@@ -55,7 +67,7 @@ def user_facing(fn):
     ret = inspect.signature(fn).return_annotation
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         from napari.utils.notifications import show_error, show_warning
 
         try:
@@ -66,13 +78,15 @@ def user_facing(fn):
         except Exception as exc:  # noqa: BLE001 - shown short, logged in full
             log.exception("%s failed", fn.__name__)
             show_error(f"{fn.__name__.strip('_').replace('_', ' ')} failed: {exc}")
-        return _nothing(ret)
+        nothing: _R = _nothing(ret)  # of the kind the annotation names (see _nothing)
+        return nothing
 
     return wrapper
 
 
-def _nothing(return_annotation):
-    """What a widget returns when it refused: nothing for napari to add."""
+def _nothing(return_annotation: object) -> Any:
+    """What a widget returns when it refused: nothing for napari to add (of the kind its
+    return annotation names: a worker never started, an empty list, or None)."""
     text = str(return_annotation)
     if "FunctionWorker" in text:
         from napari.qt.threading import FunctionWorker
@@ -83,7 +97,7 @@ def _nothing(return_annotation):
     return None
 
 
-def unique_name(viewer, name: str) -> str:
+def unique_name(viewer: Viewer | None, name: str) -> str:
     """``name``, or ``name 2``, ``name 3``... so a re-run never replaces an earlier output."""
     if viewer is None:
         return name
@@ -99,13 +113,13 @@ def unique_name(viewer, name: str) -> str:
 # ---------------------------------------------------------------------------- window/level
 
 
-def window_of(layer) -> tuple[float, float]:
+def window_of(layer: Layer) -> tuple[float, float]:
     """``(center, width)`` of an image layer's contrast limits."""
     lo, hi = (float(v) for v in layer.contrast_limits)
     return (lo + hi) / 2.0, hi - lo
 
 
-def set_window(layer, center: float, width: float) -> None:
+def set_window(layer: Layer, center: float, width: float) -> None:
     """Apply a window, widening the slider's range if the window reaches beyond it."""
     width = max(float(width), 1e-6)
     lo, hi = center - width / 2.0, center + width / 2.0
@@ -115,7 +129,7 @@ def set_window(layer, center: float, width: float) -> None:
     layer.contrast_limits = (lo, hi)
 
 
-def apply_preset(layer, preset: str) -> tuple[float, float]:
+def apply_preset(layer: Layer, preset: str) -> tuple[float, float]:
     """Apply a named window (:data:`~napari_dicomtools.core.png.WINDOW_PRESETS`) or
     ``auto`` (1-99 percentiles of the current slice or a sample of the data)."""
     if preset == "auto":
@@ -133,15 +147,16 @@ def apply_preset(layer, preset: str) -> tuple[float, float]:
     return center, width
 
 
-def data_range(layer) -> tuple[float, float]:
+def data_range(layer: Layer) -> tuple[float, float]:
     """The layer's value range: the reader's declared range, else computed."""
     vr = layer.metadata.get("value_range")
     if vr is not None and len(vr) == 2 and float(vr[1]) > float(vr[0]):
         return float(vr[0]), float(vr[1])
-    return tuple(float(v) for v in layer.contrast_limits_range)
+    lo, hi = (float(v) for v in layer.contrast_limits_range)
+    return lo, hi
 
 
-def window_level_drag(layer, event):
+def window_level_drag(layer: Layer, event: Any) -> Generator[None, None, None]:
     """Mouse-drag callback: right button changes width (x) and level (y)."""
     if getattr(event, "button", None) != 2 or getattr(layer, "rgb", False):
         return
@@ -156,7 +171,7 @@ def window_level_drag(layer, event):
         yield
 
 
-def window_text(layer) -> str:
+def window_text(layer: Layer) -> str:
     """``W/L 400/40`` for the status bar."""
     if getattr(layer, "rgb", False) or layer._type_string != "image":
         return ""
@@ -167,7 +182,7 @@ def window_text(layer) -> str:
 # --------------------------------------------------------------------- orientation letters
 
 
-def orientation_letters(viewer) -> dict | None:
+def orientation_letters(viewer: Viewer) -> dict[str, str] | None:
     """``{"top", "bottom", "left", "right"}`` letters of the 2D view, or None (3D, 2D data)."""
     ndim = viewer.dims.ndim
     if viewer.dims.ndisplay != 2 or ndim < 3:
@@ -192,7 +207,7 @@ class OrientationLetters:
     ``viewer`` is a napari viewer or ``ViewerModel``; ``canvas`` its canvas widget (default:
     the viewer window's)."""
 
-    def __init__(self, viewer, canvas=None):
+    def __init__(self, viewer: Viewer, canvas: QWidget | None = None) -> None:
         from qtpy.QtCore import Qt
         from qtpy.QtWidgets import QLabel
 
@@ -200,7 +215,7 @@ class OrientationLetters:
         if canvas is None:
             canvas = viewer.window._qt_viewer.canvas.native
         self.canvas = canvas
-        self.labels = {}
+        self.labels: dict[str, QLabel] = {}
         for side in ("top", "bottom", "left", "right"):
             lab = QLabel("", canvas)
             lab.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
@@ -220,10 +235,10 @@ class OrientationLetters:
         canvas.installEventFilter(self._filter)
         self.update()
 
-    def text(self) -> dict:
+    def text(self) -> dict[str, str]:
         return {side: lab.text() for side, lab in self.labels.items()}
 
-    def update(self, event=None):
+    def update(self, event: object = None) -> None:
         viewer = self._viewer()
         if viewer is None:
             return
@@ -239,12 +254,14 @@ class OrientationLetters:
             lab.raise_()
 
 
-def _ResizeFilter(letters, parent):  # noqa: N802 - a QObject factory
+def _ResizeFilter(letters: OrientationLetters, parent: QObject) -> QObject:  # noqa: N802
+    """The event filter that places ``letters`` again when ``parent`` is resized (a QObject
+    factory: Qt is imported only when a window has letters)."""
     from qtpy.QtCore import QEvent, QObject
 
     class Filter(QObject):
-        def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
-            if ev.type() == QEvent.Type.Resize:
+        def eventFilter(self, obj: QObject | None, ev: QEvent | None) -> bool:  # noqa: N802
+            if ev is not None and ev.type() == QEvent.Type.Resize:
                 letters.update()
             return False
 
@@ -254,7 +271,7 @@ def _ResizeFilter(letters, parent):  # noqa: N802 - a QObject factory
 # ----------------------------------------------------------------------- layer set-up
 
 
-def setup_layer(viewer, layer) -> None:
+def setup_layer(viewer: Viewer, layer: Layer) -> None:
     """Workspace behaviour for one of our image layers (idempotent)."""
     if layer._type_string != "image" or getattr(layer, "_dicomtools_ws", False):
         return
@@ -277,7 +294,7 @@ def setup_layer(viewer, layer) -> None:
         pass
 
 
-def setup_viewer(viewer) -> None:
+def setup_viewer(viewer: Viewer) -> None:
     """Keys for presets (F1..F9) and orientation letters (when there is a window)."""
     for key, preset in PRESET_KEYS.items():
         viewer.bind_key(f"F{key}", _preset_key(preset), overwrite=True)
@@ -287,8 +304,8 @@ def setup_viewer(viewer) -> None:
             window._dicomtools_letters = OrientationLetters(viewer)
 
 
-def _preset_key(preset):
-    def press(viewer):
+def _preset_key(preset: str) -> Callable[[Viewer], None]:
+    def press(viewer: Viewer) -> None:
         layer = viewer.layers.selection.active
         if layer is not None and layer._type_string == "image" and \
                 not getattr(layer, "rgb", False):
@@ -300,8 +317,18 @@ def _preset_key(preset):
 
 # ------------------------------------------------------------------------------ 3D and 4D
 
+class RenderPreset(TypedDict, total=False):
+    """A 3D rendering: napari's ``rendering`` and ``colormap``, and for an iso surface its
+    ``iso_threshold``, else the ``contrast_limits`` (HU)."""
+
+    rendering: str
+    colormap: str
+    iso_threshold: float
+    contrast_limits: tuple[float, float]
+
+
 #: one-click 3D renderings for CT: (rendering, colormap, iso threshold or contrast limits)
-RENDER_PRESETS = {
+RENDER_PRESETS: dict[str, RenderPreset] = {
     "bone": {"rendering": "iso", "colormap": "bone", "iso_threshold": 300.0},
     "skin": {"rendering": "iso", "colormap": "gray", "iso_threshold": -300.0},
     "vessels (MIP)": {"rendering": "mip", "colormap": "magma",
@@ -311,7 +338,7 @@ RENDER_PRESETS = {
 }
 
 
-def render_3d(viewer, layer, preset: str) -> None:
+def render_3d(viewer: Viewer, layer: Layer, preset: str) -> None:
     """Show ``layer`` in 3D with a CT rendering preset."""
     if layer is None or layer._type_string != "image" or layer.data.ndim < 3:
         raise ValueError("Select a 3D image layer for 3D rendering")
@@ -322,11 +349,12 @@ def render_3d(viewer, layer, preset: str) -> None:
     if "iso_threshold" in p:
         layer.iso_threshold = p["iso_threshold"]
     if "contrast_limits" in p:
-        set_window(layer, sum(p["contrast_limits"]) / 2,
-                   p["contrast_limits"][1] - p["contrast_limits"][0])
+        lo, hi = p["contrast_limits"]
+        set_window(layer, (lo + hi) / 2, hi - lo)
 
 
-def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
+def extract_time_point(viewer: Viewer, layer: Layer, index: int | None = None
+                       ) -> LayerData:
     """A ``LayerDataTuple`` of one time point of a 4D layer (default: the one on screen),
     with the layer's true grid and identity."""
     from ._reader import grey_colormap
@@ -354,14 +382,14 @@ def extract_time_point(viewer, layer, index: int | None = None) -> tuple:
     return np.asarray(layer.data[index]), kwargs, "image"
 
 
-def cine(viewer, fps: float) -> None:
+def cine(viewer: Viewer, fps: float) -> None:
     """Play the time axis (4D) or the slice axis at ``fps`` frames per second."""
     qt_dims = viewer.window._qt_viewer.dims
     axis = 0 if viewer.dims.ndim >= 4 else viewer.dims.order[-3]
     qt_dims.play(axis=axis, fps=float(fps))
 
 
-def stop_cine(viewer) -> None:
+def stop_cine(viewer: Viewer) -> None:
     viewer.window._qt_viewer.dims.stop()
 
 
@@ -371,7 +399,7 @@ DEFAULT_READER_PATTERNS = ("*.dcm", "*.DCM", "*.dicom", "*.ima", "*.IMA", "*.zip
                            "*DICOMDIR", "*/")
 
 
-def make_default_reader() -> dict:
+def make_default_reader() -> dict[str, str]:
     """Make napari open DICOM files, zips, DICOMDIRs and dropped folders with this plugin
     without asking (napari's reader preferences; undo in Preferences > Plugins)."""
     from napari.settings import get_settings

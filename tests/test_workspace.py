@@ -10,7 +10,7 @@ import pytest
 from conftest import write_4d
 from qtpy.QtCore import QEvent, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QScrollArea
 
 from napari_dicomtools._viewer import camera_of
 from napari_dicomtools.core.synthetic import phantom, write_series
@@ -204,6 +204,27 @@ def test_workspace_fits_1366x768_and_is_shown(ct_viewer):
     win = viewer.window._qt_window
     assert win.height() <= 768 and win.width() <= 1366
     assert panel.count() == 6
+    # a measurement whose status line names two long layer names
+    layer.name = "3 Synthetic phantom with a long series description"
+    labels = viewer.add_labels((np.asarray(layer.data) > 0).astype(np.uint8),
+                               name=f"{layer.name} segmentation", scale=layer.scale,
+                               translate=layer.translate, metadata=dict(layer.metadata))
+    measure = panel.tools["measure"].container
+    measure.reset_choices()
+    measure.labels_box.value, measure.image_box.value = labels.name, layer.name
+    measure.measure()
+    assert measure.rows
+    for i in range(panel.count()):  # every tab, and every page of a tab's tool box
+        panel.setCurrentIndex(i)
+        tab = panel.currentWidget()
+        pages = [tab] if isinstance(tab, QScrollArea) else \
+            [tab.widget(k) for k in range(tab.count())]
+        for k, page in enumerate(pages):
+            if not isinstance(tab, QScrollArea):
+                tab.setCurrentIndex(k)
+            QApplication.processEvents()
+            # the tab fits the dock's width: nothing to scroll sideways to
+            assert page.horizontalScrollBar().maximum() == 0, (panel.tabText(i), k)
     folder = os.environ.get("NAPARI_DICOMTOOLS_SCREENSHOTS")
     if folder:
         os.makedirs(folder, exist_ok=True)

@@ -48,14 +48,44 @@ def _form(fn, **options):
 
 
 def _scrolled(*widgets):
-    """A scroll area holding ``widgets`` stacked (each a QWidget or magicgui widget)."""
-    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+    """A scroll area holding ``widgets`` stacked (each a QWidget or magicgui widget), that
+    scrolls down but fits the dock's width: labels wrap their text (a status line naming
+    two layers is wider than a laptop's dock), drop-downs do not grow with the longest
+    layer name, and tables scroll inside themselves instead of widening the panel."""
+    from qtpy.QtWidgets import (
+        QAbstractItemView,
+        QAbstractScrollArea,
+        QComboBox,
+        QFrame,
+        QLabel,
+        QScrollArea,
+        QSizePolicy,
+        QVBoxLayout,
+        QWidget,
+    )
 
     inner = QWidget()
     lay = QVBoxLayout(inner)
     for w in widgets:
         lay.addWidget(getattr(w, "native", w))
     lay.addStretch(1)
+    for label in inner.findChildren(QLabel):
+        label.setWordWrap(True)
+        if label.minimumWidth():
+            # magicgui widens every label of a form to its longest ("Brightness (±
+            # fraction of range)"): wrapped, two lines of a narrower column fit
+            label.setMinimumWidth(min(label.minimumWidth(), 120))
+        else:  # a status line: as wide as the dock, on as many lines as it needs
+            label.setMinimumWidth(1)
+    for combo in inner.findChildren(QComboBox):  # a long layer name shows in its list
+        combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(10)
+    for view in inner.findChildren(QAbstractItemView):
+        view.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustIgnored)
+        policy = view.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        view.setSizePolicy(policy)
     area = QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
@@ -88,7 +118,9 @@ def make_view_tools(viewer):
     fps = FloatSpinBox(label="Cine (frames/s)", value=10.0, min=0.5, max=100.0)
     play = PushButton(text="Play")
     stop = PushButton(text="Stop")
-    default = PushButton(text="Open DICOM and folders with DICOM Tools (no asking)")
+    default = PushButton(text="Always open DICOM with DICOM Tools")
+    default.tooltip = ("Open DICOM files, zip archives, DICOMDIRs and folders with DICOM Tools "
+                       "without asking which reader (Preferences > Plugins to change)")
     box = Container(widgets=[presets, apply_w, render, go3d, back2d, extract, fps, play, stop,
                              default])
 

@@ -497,7 +497,8 @@ def _geometry_controls(viewer):
     voxel = FloatSpinBox(label="voxel size (mm, 0 = acquired)", value=0.0, min=0.0,
                          max=20.0, step=0.25)
     resample = PushButton(text="Resample to patient axes")
-    ortho = CheckBox(text="Orthogonal views (linked axial, coronal, sagittal)", value=False)
+    ortho = CheckBox(text="Orthogonal views (linked)", value=False,
+                     tooltip="Axial, coronal and sagittal views side by side, linked")
     box = Container(widgets=[*buttons.values(), ortho, info, layer_box, voxel, resample])
     box.buttons, box.info, box.layer_box, box.voxel, box.resample = (
         buttons, info, layer_box, voxel, resample)

@@ -113,7 +113,8 @@ def _shapes_from_layer(data: Sequence[npt.ArrayLike], meta: Meta) -> list[Annota
             label = str(features[label_key].iloc[i])
         out.append({"type": types[i] if i < len(types) else "polygon",
                     "vertices": np.asarray(verts, float) * scale + translate,
-                    "color": color, "label": label})
+                    "color": color, "label": label,
+                    "name": f"shape {i + 1} of {meta.get('name') or 'the shapes layer'!r}"})
     return out
 
 
@@ -122,8 +123,14 @@ def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
     """One image layer (+ any shapes and labels layers) -> PNG(s) with annotations burned in.
 
     The window is the image layer's contrast limits and the grey is inverted when the layer
-    shows inverted grey (a MONOCHROME1 image), i.e. what the user sees.
+    shows inverted grey (a MONOCHROME1 image), i.e. what the user sees. A shape is drawn on
+    the slice of the plane it was drawn in (``<name>_<plane>_<slice>.png``); without shapes,
+    every slice of the plane shown (else of the series' acquisition plane) is written.
+    Numbered files are never replaced: napari's save dialog confirmed only the name typed.
+    A notification says what was written and names any shape left out.
     """
+    import warnings
+
     from .core.png import export_annotated
 
     images = [(d, m) for d, m, t in layer_data if t == "image"]
@@ -137,11 +144,20 @@ def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
         if t == "shapes":
             shapes.extend(_shapes_from_layer(d, m))
     labels = [d for d, m, t in layer_data if t == "labels"]
-    return export_annotated(data, meta.get("scale", (1.0,) * data.ndim),
-                            meta.get("translate", (0.0,) * data.ndim), path, window=window,
-                            rgb=bool(meta.get("rgb")), shapes=shapes,
-                            labels=labels[0] if labels else None, overwrite=True,
-                            invert=_shows_inverted_grey(meta))
+    plane = _shown_plane(data, meta)
+    flat = data.ndim - (1 if meta.get("rgb") else 0) == 2
+    with warnings.catch_warnings(record=True) as caught:  # shapes left out: a notification
+        warnings.simplefilter("always")
+        files = export_annotated(data, meta.get("scale", (1.0,) * data.ndim),
+                                 meta.get("translate", (0.0,) * data.ndim), path,
+                                 window=window, rgb=bool(meta.get("rgb")), shapes=shapes,
+                                 labels=labels[0] if labels else None,
+                                 overwrite=flat,  # the one name napari's dialog confirmed
+                                 invert=_shows_inverted_grey(meta), plane=plane)
+    for w in caught:
+        _notify("warning", str(w.message))
+    _notify("info", _png_summary(files))
+    return files
 
 
 def _shows_inverted_grey(meta: Meta) -> bool:
@@ -155,6 +171,47 @@ def _shows_inverted_grey(meta: Meta) -> bool:
     if name is None:
         name = grey_colormap(meta.get("metadata") or {})
     return name == "gray_r"
+
+
+def _shown_plane(data: object, meta: Meta) -> str:
+    """The plane a viewer shows this image layer's data in (2D), else the plane its series
+    was acquired in, else axial."""
+    from ._viewer import current_plane
+    from .core.grid import GRID_KEY
+    from .core.png import AXES
+
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no viewer: the series' own plane
+        viewer = None
+    if viewer is not None and viewer.dims.ndisplay == 2 and \
+            any(layer.data is data for layer in viewer.layers):
+        shown = current_plane(viewer)
+        if shown is not None:
+            return str(shown)
+    grid = (meta.get("metadata") or {}).get(GRID_KEY) or {}
+    return AXES[int(grid.get("acquisition_axis", 0))]
+
+
+def _png_summary(files: Sequence[str]) -> str:
+    """``Saved 3 PNG into <folder>: 1 axial (slice 12), 2 sagittal (slices 4, 9)``."""
+    import os
+    import re
+
+    by_plane: dict[str, list[int]] = {}
+    for f in files:
+        m = re.search(r"_(axial|coronal|sagittal)_(\d{4,})\.png$", f)
+        if m:
+            by_plane.setdefault(m.group(1), []).append(int(m.group(2)))
+    parts = []
+    for plane, ks in by_plane.items():
+        shown = ", ".join(str(k) for k in ks[:6]) + (", ..." if len(ks) > 6 else "")
+        parts.append(f"{len(ks)} {plane} (slice{'s' if len(ks) > 1 else ''} {shown})")
+    where = os.path.dirname(files[0]) if files else ""
+    return f"Saved {len(files)} PNG into {where or '.'}" + (": " + ", ".join(parts)
+                                                            if parts else "")
 
 
 @_reported

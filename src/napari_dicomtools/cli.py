@@ -4,6 +4,7 @@
     dicomtools info PATH --tags KW,... --csv OUT.csv [--level instance] [--deidentify]
     dicomtools convert PATH OUT [--force] one NIfTI per volume (OUT: a .nii/.nii.gz or a folder)
     dicomtools png PATH OUTDIR [--window C,W | --preset lung] [--axis axial|coronal|sagittal]
+                         [--time N|N:M|all]   (default: the acquisition plane, every time point)
     dicomtools anonymize SRC OUTDIR [options]   PS3.15 Annex E de-identified copy
     dicomtools view [PATH ...] [--sample phantom|ct|mr] [--screenshot OUT.png]
 """
@@ -370,8 +371,7 @@ def _parse_slices(text: str | None) -> list[int] | None:
 
 
 def cmd_png(args: argparse.Namespace) -> int:
-    from .core.png import WINDOW_PRESETS, export_png
-    from .core.volume import read_volume
+    from .core.png import WINDOW_PRESETS
 
     src, out = os.fspath(args.path), os.fspath(args.outdir)
     if not os.path.exists(src):
@@ -385,6 +385,10 @@ def cmd_png(args: argparse.Namespace) -> int:
         slices = _parse_slices(args.slices)
     except ValueError:
         raise DicomToolsError(None, f"--slices wants e.g. 10,20 or 10:20, got {args.slices!r}") from None
+    try:
+        time = None if args.time in (None, "all") else _parse_slices(args.time)
+    except ValueError:
+        raise DicomToolsError(None, f"--time wants N, N,M, N:M or all, got {args.time!r}") from None
     series = _progress_scan(src, args.quiet)
     for k in series.skipped:
         print(printable(f"skipped {k.path}: {k.reason}"), file=sys.stderr)
@@ -392,33 +396,66 @@ def cmd_png(args: argparse.Namespace) -> int:
         raise DicomToolsError(src, "no loadable DICOM image series")
     failed = 0
     for s, name in zip(series, output_names(series), strict=True):
-        folder = os.path.join(out, name)
-        bar = None
         try:
-            _check_not_into_source(folder, src)  # e.g. a symlinked series folder
-            vol = read_volume(s)
-            if not args.quiet and sys.stderr.isatty():
-                from tqdm import tqdm
-
-                bar = tqdm(unit="png", desc=name, file=sys.stderr)
-
-            def tick(i: int, n: int, bar: tqdm[Any] | None = bar) -> None:
-                if bar is not None:
-                    bar.total = n
-                    bar.update(i - bar.n)
-
-            files = export_png(vol, folder, window=window, preset=args.preset,
-                               axis=args.axis, slices=slices, overwrite=args.force,
-                               progress=tick)
-            if not args.quiet:
-                print(printable(f"{folder}: {len(files)} PNG ({args.axis}) from {s.label}"))
+            _png_series(s, os.path.join(out, name), name, src, args, window=window,
+                        slices=slices, time=time)
         except (DicomToolsError, ValueError, OSError, MemoryError) as exc:
             failed += 1
-            print(_err(exc), file=sys.stderr)
-        finally:
-            if bar is not None:
-                bar.close()
+            print(_err(_force_hint(exc)), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _png_series(series: Series, folder: str, name: str, src: str,
+                args: argparse.Namespace, *, window: tuple[float, float] | None,
+                slices: list[int] | None, time: list[int] | None) -> None:
+    """``png`` of one series into ``folder``, with a progress bar on a terminal and the line
+    saying what was written."""
+    from .core.png import acquisition_plane, export_png
+    from .core.volume import read_volume
+
+    _check_not_into_source(folder, src)  # e.g. a symlinked series folder
+    vol = read_volume(series)
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="png", desc=name, file=sys.stderr)
+
+    def tick(i: int, n: int, bar: tqdm[Any] | None = bar) -> None:
+        if bar is not None:
+            bar.total = n
+            bar.update(i - bar.n)
+
+    try:
+        plane = args.axis or acquisition_plane(vol)
+        files = export_png(vol, folder, window=window, preset=args.preset, axis=plane,
+                           slices=slices, time=time, overwrite=args.force, progress=tick)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        what = _png_what(plane, args.axis, vol.n_time, time)
+        print(printable(f"{folder}: {len(files)} PNG ({what}) from {series.label}"))
+
+
+def _png_what(plane: str, asked: str | None, n_time: int, time: list[int] | None) -> str:
+    """What ``png`` wrote of a series: ``sagittal, the acquisition plane; time points 0-2
+    of 3``."""
+    what = plane if asked else f"{plane}, the acquisition plane"
+    if n_time > 1:
+        ts = list(range(n_time)) if time is None else time
+        span = (f"{ts[0]}-{ts[-1]}" if ts == list(range(ts[0], ts[-1] + 1)) and len(ts) > 1
+                else ", ".join(str(t) for t in ts))
+        what += f"; time point{'s' if len(ts) > 1 else ''} {span} of {n_time}"
+    return what
+
+
+def _force_hint(exc: BaseException) -> BaseException:
+    """A core refusal to overwrite, told in the command line's words (``--force``)."""
+    if isinstance(exc, DicomToolsError) and "not overwriting" in exc.reason:
+        reason = exc.reason.replace(" (use overwrite=True / --force)", "")
+        return DicomToolsError(exc.path, f"{reason} (use --force)")
+    return exc
 
 
 def anonymize_options(args: argparse.Namespace) -> Options:
@@ -622,9 +659,13 @@ def _add_png(sub: SubParsers) -> None:
     g.add_argument("--window", metavar="C,W", help="window center,width in HU/units")
     g.add_argument("--preset", help="window preset: brain, subdural, stroke, lung, "
                                     "mediastinum, soft_tissue, abdomen, liver, bone")
-    p.add_argument("--axis", choices=["axial", "coronal", "sagittal"], default="axial",
-                   help="patient plane to export (default: axial)")
+    p.add_argument("--axis", choices=["axial", "coronal", "sagittal"], default=None,
+                   help="patient plane to export (default: the series' own slices, the "
+                        "plane it was acquired in; another plane gives reformats)")
     p.add_argument("--slices", help="indices along the axis: 10,20 or 10:20 (default: all)")
+    p.add_argument("--time", metavar="N|N:M|all",
+                   help="time points of a 4D series: 1, 0,2, 0:2 or all (default: all); "
+                        "file names carry the time point (axial_t001_0007.png)")
     p.add_argument("--force", action="store_true", help="overwrite existing PNGs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_png)

@@ -7,6 +7,7 @@ overwritten, never half-written).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 
     from .volume import Volume
 
-__all__ = ["AXES", "WINDOW_PRESETS", "Annotation", "apply_window", "export_annotated",
-           "export_png", "resolve_window", "write_png"]
+__all__ = ["AXES", "WINDOW_PRESETS", "Annotation", "acquisition_plane", "apply_window",
+           "export_annotated", "export_png", "resolve_window", "write_png"]
 
 #: an 8-bit image: ``(H, W)`` grey or ``(H, W, 3)`` RGB
 UInt8Image = npt.NDArray[np.uint8]
@@ -41,7 +42,8 @@ class Annotation(_AnnotationVertices, total=False):
 
     Keys: ``vertices`` (required; ``(n, 2)`` or ``(n, 3)`` points), ``type`` (``"rectangle"``,
     ``"polygon"`` (default), ``"path"``, ``"line"`` or ``"ellipse"``), ``color`` (``(r, g,
-    b)`` 0-255, default yellow) and ``label`` (text written beside it).
+    b)`` 0-255, default yellow), ``label`` (text written beside it) and ``name`` (how
+    messages name the shape, default ``shape <n>``).
 
     Examples
     --------
@@ -53,6 +55,7 @@ class Annotation(_AnnotationVertices, total=False):
     type: str
     color: Sequence[int]
     label: str | None
+    name: str
 
 
 #: (center, width) in HU, the usual radiology presets
@@ -353,10 +356,40 @@ def write_png(path: str | os.PathLike[str], rgb_image: npt.ArrayLike, *,
     return path
 
 
+def acquisition_plane(volume: Volume) -> str:
+    """The patient plane a volume's own slices lie in (the plane it was acquired in).
+
+    Parameters
+    ----------
+    volume : Volume
+        A volume read from DICOM (its ``direction`` says how its slices lie).
+
+    Returns
+    -------
+    str
+        ``"axial"``, ``"coronal"`` or ``"sagittal"``: the plane :func:`export_png` writes
+        by default, the plane napari shows the series in when it opens. An oblique series
+        gives the plane its slices are closest to.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dicomtools.core.volume import Volume
+    >>> # slices step left (+x), rows run inferior (-z), columns posterior (+y)
+    >>> acquisition_plane(Volume(np.zeros((4, 5, 6)), (2.0, 1.0, 1.0), np.zeros(3),
+    ...                          np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)))
+    'sagittal'
+    """
+    dt = geometry.display_transform(volume.spacing, volume.origin, volume.direction,
+                                    volume.spatial_shape)
+    return AXES[list(dt.axes).index(0)]
+
+
 def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
                window: Sequence[float] | None = None, preset: str | None = None,
-               axis: str = "axial", slices: Iterable[int] | None = None,
-               overwrite: bool = False, prefix: str | None = None,
+               axis: str | None = None, slices: Iterable[int] | None = None,
+               time: int | Iterable[int] | None = None, overwrite: bool = False,
+               prefix: str | None = None,
                progress: Callable[[int, int], object] | None = None) -> list[str]:
     """Write slices of a :class:`~napari_dicomtools.core.volume.Volume` as windowed 8-bit
     PNGs with square pixels, in the radiological orientation.
@@ -367,19 +400,22 @@ def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
     Parameters
     ----------
     volume : Volume
-        3D (4D volumes export their first time point; RGB exports as is).
+        3D or 4D (time points); RGB exports as is.
     out_dir : str or os.PathLike
-        Folder (created if needed). Files are ``<prefix or axis>_<index:04d>.png``.
+        Folder (created if needed). Files are ``<prefix or axis>_<index:04d>.png``, and
+        ``<prefix or axis>_t<time:03d>_<index:04d>.png`` for a 4D volume.
     window : (center, width), optional
         In the volume's units (HU for CT). Default: ``preset``, else the DICOM window, else
         the 0.5-99.5 percentile range.
     preset : str, optional
         A name of :data:`WINDOW_PRESETS` (``"lung"``, ``"bone"``, ...).
-    axis : {"axial", "coronal", "sagittal"}
-        Plane of the patient (not of the acquisition): a sagittal series exported axially
-        gives axial reformats.
+    axis : {"axial", "coronal", "sagittal"}, optional
+        Plane of the patient. Default: the plane the series was acquired in
+        (:func:`acquisition_plane`), i.e. its own slices; another plane gives reformats.
     slices : iterable of int, optional
         Indices along ``axis`` (default: all).
+    time : int or iterable of int, optional
+        Time points of a 4D volume (default: all of them). A 3D volume has only ``0``.
     overwrite : bool
         Replace existing files (see Notes); otherwise an existing file is an error.
     prefix : str, optional
@@ -397,13 +433,13 @@ def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
     DicomToolsError
         When a file exists (without ``overwrite``) or the folder or a file cannot be written.
     ValueError
-        For an unknown ``axis`` or preset, or a slice index out of range.
+        For an unknown ``axis`` or preset, or a slice index or time point out of range.
 
     Notes
     -----
     With ``overwrite``, the folder's earlier slices named as this function names them
-    (``axial|coronal|sagittal|<prefix>_NNNN.png``) that this export did not rewrite are
-    removed once it has succeeded, so the folder never mixes slices of two exports; other
+    (``axial|coronal|sagittal|<prefix>[_tTTT]_NNNN.png``) that this export did not rewrite
+    are removed once it has succeeded, so the folder never mixes slices of two exports; other
     files are never touched.
 
     Examples
@@ -418,46 +454,80 @@ def export_png(volume: Volume, out_dir: str | os.PathLike[str], *,
     >>> [os.path.basename(f) for f in files]
     ['coronal_0008.png']
     """
+    axis = acquisition_plane(volume) if axis is None else axis
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
-    arr: Any = volume.array  # numpy or dask
-    if volume.n_time > 1:
-        arr = arr[0]
-    view, scale, _ = _canonical_view(arr, volume.spacing, volume.origin, volume.direction)
+    four_d = volume.n_time > 1
+    times = _time_points(volume.n_time, time)
+    view, scale, _ = _canonical_view(volume.array, volume.spacing, volume.origin,
+                                     volume.direction, leading=1 if four_d else 0)
     win = None if volume.rgb else resolve_window(volume, window=window, preset=preset)
     invert = volume.metadata.get("photometric") == "MONOCHROME1"
-    n = {"axial": view.shape[0], "coronal": view.shape[1], "sagittal": view.shape[2]}[axis]
+    n = view.shape[(1 if four_d else 0) + AXES.index(axis)]
     idx = list(range(n)) if slices is None else [int(i) for i in slices]
     bad = [i for i in idx if not 0 <= i < n]
     if bad:
         raise ValueError(f"slice index {bad[0]} out of range 0..{n - 1} for {axis}")
-    stem = fit_name(prefix or axis, NAME_MAX - 16)
-    names = [os.path.join(os.fspath(out_dir), f"{stem}_{i:04d}.png") for i in idx]
-    _refuse_existing(names, overwrite, "exists; not overwriting (use overwrite=True / --force)")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise DicomToolsError(exc.filename or out_dir, os_error_reason(exc, "cannot create the "
-                                                                    "folder")) from None
+    stem = fit_name(prefix or axis, NAME_MAX - 21)
+    pages = [(t, i) for t in times for i in idx]
+    names = [os.path.join(os.fspath(out_dir), _png_name(stem, t if four_d else None, i))
+             for t, i in pages]
+    _refuse_existing(names, overwrite, "not overwriting")
+    _make_folder(out_dir)
     previous = _own_pngs(out_dir, stem) if overwrite else []
     out = []
-    for j, (i, name) in enumerate(zip(idx, names, strict=True)):
-        plane, pix, _ = _slice_plane(view, scale, axis, i)
+    for j, ((t, i), name) in enumerate(zip(pages, names, strict=True)):
+        plane, pix, _ = _slice_plane(view[t] if four_d else view, scale, axis, i)
         img = _render_plane(np.asarray(plane), pix, win, rgb=volume.rgb, invert=invert)
         out.append(write_png(name, img, overwrite=overwrite))
         if progress is not None:
-            progress(j + 1, len(idx))
+            progress(j + 1, len(pages))
     if overwrite:  # our own earlier PNGs that this run did not rewrite are stale
         _remove_stale(out_dir, set(previous) - {os.path.basename(p) for p in out})
     return out
 
 
+def _time_points(n_time: int, time: int | Iterable[int] | None) -> list[int]:
+    """The time points ``time`` asks for, of ``n_time`` (all when None); ValueError when
+    one is out of range."""
+    if time is None:
+        return list(range(n_time))
+    wanted = [int(time)] if isinstance(time, (int, np.integer)) else [int(t) for t in time]
+    bad = [t for t in wanted if not 0 <= t < n_time]
+    if bad:
+        raise ValueError(f"time point {bad[0]} out of range 0..{n_time - 1}" if n_time > 1
+                         else f"time point {bad[0]} asked of a 3D volume (it has only 0)")
+    return wanted
+
+
+def _png_name(stem: str, time: int | None, index: int) -> str:
+    """``<stem>_<index:04d>.png``, with ``_t<time:03d>`` before the index for a 4D volume."""
+    return f"{stem}_{index:04d}.png" if time is None else f"{stem}_t{time:03d}_{index:04d}.png"
+
+
+def _make_folder(out_dir: str | os.PathLike[str]) -> None:
+    """Create ``out_dir`` (and its parents) if needed; DicomToolsError when it cannot be."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise DicomToolsError(exc.filename or out_dir, os_error_reason(exc, "cannot create the "
+                                                                    "folder")) from None
+
+
 def _refuse_existing(names: Sequence[str], overwrite: bool, why: str) -> None:
-    """Raise DicomToolsError naming the first of ``names`` that exists, unless ``overwrite``."""
-    if not overwrite:
-        clash = [p for p in names if os.path.exists(p)]
-        if clash:
-            raise DicomToolsError(clash[0], why)
+    """Unless ``overwrite``, raise DicomToolsError when any of ``names`` exists: the error is
+    about the first, and its reason names the others (up to three, then how many more)."""
+    if overwrite:
+        return
+    clash = [p for p in names if os.path.lexists(p)]
+    if not clash:
+        return
+    others = [os.path.basename(p) for p in clash[1:4]]
+    more = len(clash) - 1 - len(others)
+    also = ""
+    if others:
+        also = " (so do " + ", ".join(others) + (f" and {more} more" if more else "") + ")"
+    raise DicomToolsError(clash[0], f"exists{also}; {why}")
 
 
 def _remove_stale(out_dir: str | os.PathLike[str], names: Iterable[str]) -> None:
@@ -474,10 +544,11 @@ def _remove_stale(out_dir: str | os.PathLike[str], names: Iterable[str]) -> None
 
 def _own_pngs(out_dir: str | os.PathLike[str], stem: str) -> list[str]:
     """Names in ``out_dir`` that :func:`export_png` writes (``axial_0007.png``, any axis, or
-    ``<stem>_0007.png``): regular files only."""
+    ``<stem>_0007.png``, with a time point ``_t002`` or not): regular files only."""
     import re
 
-    pat = re.compile(rf"(?:axial|coronal|sagittal|{re.escape(stem)})_\d{{4,}}\.png")
+    pat = re.compile(rf"(?:axial|coronal|sagittal|{re.escape(stem)})(?:_t\d{{3,}})?_\d{{4,}}"
+                     r"\.png")
     try:
         entries = list(os.scandir(out_dir))
     except OSError:
@@ -489,7 +560,7 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
                      path: str | os.PathLike[str], *, window: tuple[float, float] | None,
                      rgb: bool = False, shapes: Iterable[Annotation] = (),
                      labels: Any = None, overwrite: bool = False,
-                     invert: bool = False) -> list[str]:
+                     invert: bool = False, plane: str = "axial") -> list[str]:
     """Write an image as shown in napari (axis-aligned world grid) with annotations burned in.
 
     Parameters
@@ -500,22 +571,32 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
     image_scale, image_translate : sequence of float
         The layer's world transform (mm).
     path : str or os.PathLike
-        ``name.png``: a 2D image is written there; for 3D, each axial slice that carries an
-        annotation (every slice when there are none) goes to ``name_<k:04d>.png``.
+        ``name.png``: a 2D image is written there; for 3D, each slice that carries an
+        annotation goes to ``name_<plane>_<k:04d>.png`` (``plane`` axial, coronal or
+        sagittal, ``k`` the slice index along that plane's axis), oriented as napari shows
+        it (radiological, superior up). Without annotations, every slice of ``plane``.
     window : (float, float) or None
         ``(center, width)`` of the grey values (the layer's contrast limits); None for RGB.
     rgb : bool
         The image is colour, shown as it is.
     shapes : iterable of Annotation
-        Vertices in world coordinates (``n x 2`` or ``n x 3``); a 3D shape is drawn on its
-        slice when all its vertices lie on one.
+        Vertices in world coordinates (``n x 2`` or ``n x 3``). A 3D shape is drawn on the
+        slice its vertices all lie on, along any axis: a shape drawn on a sagittal view
+        goes to that sagittal slice. A shape that lies on no single slice of the image (or
+        outside it) is not drawn and is named in a warning (in an error when no shape
+        and no label can be drawn).
     labels : array_like, optional
-        Label image on the same grid as ``image`` (outlines are drawn).
+        Label image on the same grid as ``image``; its outlines are drawn, and slices of
+        ``plane`` that hold a label are written too.
     overwrite : bool
-        Replace existing files; otherwise an existing file is an error.
+        Replace existing files; otherwise an existing file is an error naming them.
     invert : bool
         Show the grey values inverted after the window (a MONOCHROME1 image, or a layer
         shown with an inverted grey colormap): the minimum value white.
+    plane : {"axial", "coronal", "sagittal"}
+        The plane the user looks at: written whole when there are no annotations, the plane
+        of the labels' slices, and the one chosen for a shape lying on a slice of several
+        planes (a straight line).
 
     Returns
     -------
@@ -525,8 +606,16 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
     Raises
     ------
     DicomToolsError
-        When ``labels`` is not on the image's grid, the image is not 2D or 3D, a file exists
-        (without ``overwrite``) or cannot be written.
+        When ``labels`` is not on the image's grid, the image is not 2D or 3D, shapes were
+        given but none lies on a slice, a file exists (without ``overwrite``) or cannot be
+        written.
+    ValueError
+        For an unknown ``plane``.
+
+    Warns
+    -----
+    UserWarning
+        Naming the shapes that lie on no single slice (not drawn) when others are.
 
     Examples
     --------
@@ -535,10 +624,12 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
     >>> tmp = tempfile.mkdtemp()
     >>> box = {"type": "rectangle", "color": (255, 0, 0), "label": "ROI",
     ...        "vertices": [[2, 4, 4], [2, 4, 12], [2, 12, 12], [2, 12, 4]]}
+    >>> side = {"type": "rectangle", "vertices": [[1, 4, 9], [1, 12, 9], [3, 12, 9], [3, 4, 9]]}
     >>> files = export_annotated(np.zeros((4, 16, 16)), (1, 1, 1), (0, 0, 0),
-    ...                          os.path.join(tmp, "shot.png"), window=(0, 100), shapes=[box])
+    ...                          os.path.join(tmp, "shot.png"), window=(0, 100),
+    ...                          shapes=[box, side])
     >>> [os.path.basename(f) for f in files]
-    ['shot_0002.png']
+    ['shot_axial_0002.png', 'shot_sagittal_0009.png']
     """
     path = os.fspath(path)
     img = np.asarray(image) if not hasattr(image, "compute") else image
@@ -548,50 +639,116 @@ def export_annotated(image: Any, image_scale: npt.ArrayLike, image_translate: np
     if labels is not None and tuple(np.shape(labels)) != tuple(img.shape[:nd]):
         raise DicomToolsError(path, f"labels shape {np.shape(labels)} differs from the image "
                                     f"{img.shape[:nd]}; draw labels on the image's grid")
-    shapes_idx: list[Annotation] = []
-    for sh in shapes:
-        v = np.asarray(sh["vertices"], float)[:, -nd:]
-        shapes_idx.append({**sh, "vertices": (v - tr) / sc})
+    shapes = list(shapes)
     if nd == 2:
         lab = None if labels is None else np.asarray(labels)
-        out = _render_plane(np.asarray(img), (sc[0], sc[1]), window, shapes=shapes_idx,
+        shapes_px: list[Annotation] = [{**sh, "vertices": _to_index(sh, sc, tr)} for sh in shapes]
+        out = _render_plane(np.asarray(img), (sc[0], sc[1]), window, shapes=shapes_px,
                             labels2d=lab, rgb=rgb, invert=invert)
         return [write_png(path, out, overwrite=overwrite)]
     if nd != 3:
         raise DicomToolsError(path, f"PNG export needs a 2D or 3D layer, got {nd}D")
-    by_slice = _shapes_by_slice(shapes_idx)
-    wanted = _annotated_slices(img.shape[0], by_slice, labels)
+    if plane not in AXES:
+        raise ValueError(f"plane must be one of {AXES}, got {plane!r}")
+    placed, stray = _place_shapes(shapes, sc, tr, tuple(img.shape[:3]), AXES.index(plane))
+    pages = _annotated_pages(img.shape[:3], placed, labels, AXES.index(plane),
+                             whole=not shapes)
+    _report_stray(path, stray, drawn=bool(pages))
     stem = path[:-4] if path.lower().endswith(".png") else path
-    names = [f"{stem}_{k:04d}.png" for k in wanted]
-    _refuse_existing(names, overwrite, "exists; not overwriting")
+    names = [f"{stem}_{AXES[a]}_{k:04d}.png" for a, k in pages]
+    _refuse_existing(names, overwrite, "not overwriting: choose another name, or remove them")
     out_files = []
-    for k, name in zip(wanted, names, strict=True):
-        lab2 = None if labels is None else np.asarray(labels[k])
-        rgbimg = _render_plane(np.asarray(img[k]), (sc[1], sc[2]), window,
-                               shapes=by_slice.get(k, ()), labels2d=lab2, rgb=rgb,
-                               invert=invert)
+    for (a, k), name in zip(pages, names, strict=True):
+        rgbimg = _render_page(img, labels, sc, AXES[a], k, placed.get((a, k), []), window,
+                              rgb=rgb, invert=invert)
         out_files.append(write_png(name, rgbimg, overwrite=overwrite))
     return out_files
 
 
-def _shapes_by_slice(shapes: Iterable[Annotation]) -> dict[int, list[Annotation]]:
-    """3D shapes (index coordinates) that lie on one slice, by slice, with 2D vertices."""
-    by_slice: dict[int, list[Annotation]] = {}
-    for sh in shapes:
-        verts = np.asarray(sh["vertices"])
-        z = np.round(verts[:, 0]).astype(int)
-        if len(set(z.tolist())) == 1:
-            by_slice.setdefault(int(z[0]), []).append({**sh, "vertices": verts[:, 1:]})
-    return by_slice
+def _to_index(shape: Annotation, scale: Floats, translate: Floats) -> Floats:
+    """A shape's world vertices as (fractional) indices of the image's last axes."""
+    v = np.asarray(shape["vertices"], float)
+    nd = min(v.shape[-1], len(scale))
+    out: Floats = (v[:, -nd:] - translate[-nd:]) / scale[-nd:]
+    return out
 
 
-def _annotated_slices(n: int, by_slice: dict[int, list[Annotation]],
-                      labels: Any) -> list[int]:
-    """Slices (of ``n``) carrying a shape or a label; all of them when none does."""
-    lab_slices: set[int] = set()
+def _shape_name(shape: Annotation, i: int) -> str:
+    """How messages name a shape: its ``name``, else ``shape <i + 1>``, with its label."""
+    name = shape.get("name") or f"shape {i + 1}"
+    label = shape.get("label")
+    return f"{name} ({label!r})" if label else name
+
+
+def _place_shapes(shapes: Sequence[Annotation], scale: Floats, translate: Floats,
+                  shape: tuple[int, ...], prefer: int
+                  ) -> tuple[dict[tuple[int, int], list[Annotation]], list[str]]:
+    """Shapes by ``(axis, slice)`` they lie on (index vertices), and the names (with why)
+    of those that lie on none."""
+    placed: dict[tuple[int, int], list[Annotation]] = {}
+    stray: list[str] = []
+    for i, sh in enumerate(shapes):
+        idx = _to_index(sh, scale, translate)
+        where = _slice_of(idx, shape, prefer)
+        if isinstance(where, str):
+            stray.append(f"{_shape_name(sh, i)} {where}")
+        else:
+            placed.setdefault(where, []).append({**sh, "vertices": idx})
+    return placed, stray
+
+
+def _slice_of(idx: Floats, shape: tuple[int, ...], prefer: int) -> tuple[int, int] | str:
+    """``(axis, slice)`` that every vertex of ``idx`` (``(n, 3)`` indices) lies on, or why
+    there is none. Of several axes, the flattest wins, then ``prefer``, then the first."""
+    if idx.ndim != 2 or idx.shape[1] != 3 or not len(idx):
+        return "has no 3D vertices"
+    k = np.round(idx).astype(int)
+    flat = [a for a in range(3) if (k[:, a] == k[0, a]).all()]
+    if not flat:
+        return "lies on no single slice"
+    spread = {a: float(np.ptp(idx[:, a])) for a in flat}
+    least = min(spread.values())
+    best = [a for a in flat if spread[a] <= least + 1e-6]
+    axis = prefer if prefer in best else best[0]
+    if not 0 <= k[0, axis] < shape[axis]:
+        return f"lies outside the image ({AXES[axis]} slice {k[0, axis]})"
+    return axis, int(k[0, axis])
+
+
+def _report_stray(path: str, stray: Sequence[str], *, drawn: bool) -> None:
+    """Warn about shapes not drawn; an error when nothing at all is."""
+    if not stray:
+        return
+    listed = "; ".join(stray[:5]) + (f"; and {len(stray) - 5} more" if len(stray) > 5 else "")
+    if not drawn:
+        raise DicomToolsError(path, f"no shape lies on one slice, nothing to write: {listed} "
+                                    "(napari draws a shape on the slice it shows)")
+    warnings.warn(f"{path}: not drawn: {listed}", stacklevel=3)
+
+
+def _annotated_pages(shape: tuple[int, ...], placed: dict[tuple[int, int], list[Annotation]],
+                     labels: Any, axis: int, *, whole: bool) -> list[tuple[int, int]]:
+    """``(axis, slice)`` pages to write: those carrying a shape, the slices of ``axis``
+    holding a label, and (``whole``, when neither gives one) every slice of ``axis``."""
+    pages = set(placed)
     if labels is not None:
-        lab_arr = np.asarray(labels)
-        lab_slices = set(np.nonzero(lab_arr.reshape(lab_arr.shape[0], -1).any(axis=1))[0]
-                         .tolist())
-    wanted = sorted(set(by_slice) | lab_slices) or list(range(n))
-    return [k for k in wanted if 0 <= k < n]
+        other = tuple(a for a in range(3) if a != axis)
+        held = np.nonzero(np.asarray(labels).any(axis=other))[0]
+        pages |= {(axis, int(k)) for k in held}
+    if not pages and whole:
+        pages = {(axis, k) for k in range(shape[axis])}
+    return sorted(pages)
+
+
+def _render_page(img: Any, labels: Any, scale: Floats, plane: str, k: int,
+                 shapes: Sequence[Annotation], window: tuple[float, float] | None, *,
+                 rgb: bool, invert: bool) -> UInt8Image:
+    """Slice ``k`` of ``plane`` of the image (and labels), radiological, with ``shapes``
+    (index vertices) drawn."""
+    image2d, pix, to_pixel = _slice_plane(img, scale, plane, k)
+    lab2 = None if labels is None else np.asarray(_slice_plane(labels, scale, plane, k)[0])
+    drawn: list[Annotation] = [{**sh, "vertices": np.stack(to_pixel(np.asarray(sh["vertices"],
+                                                                               float)), -1)}
+                               for sh in shapes]
+    return _render_plane(np.asarray(image2d), pix, window, shapes=drawn, labels2d=lab2,
+                         rgb=rgb, invert=invert)

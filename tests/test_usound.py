@@ -167,3 +167,34 @@ def test_the_cine_reads_as_time_points_of_one_plane():
     assert vol.array.shape == (30, 1, 240, 320, 3) and vol.n_time == 30
     # frames differ: they are moments of the loop, in order
     assert not np.array_equal(np.asarray(vol.array[0]), np.asarray(vol.array[15]))
+
+
+def test_nifti_of_a_calibrated_still_has_its_mm_spacing(tmp_path):
+    import nibabel as nib
+
+    from napari_dicomtools.core.nifti import write_series_nifti
+
+    (s,) = scan(PALETTE)
+    img = nib.load(write_series_nifti(s, tmp_path / "us.nii"))
+    assert img.header.get_zooms()[:2] == pytest.approx((0.26229, 0.26229), rel=1e-4)
+    assert img.header.get_xyzt_units()[0] == "mm"
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_nifti_of_an_uncalibrated_cine_warns_and_says_units_unknown(tmp_path, streamed):
+    import nibabel as nib
+
+    from napari_dicomtools.core.nifti import write_nifti, write_series_nifti
+    from napari_dicomtools.core.volume import read_volume
+
+    (s,) = scan(CINE)
+    out = tmp_path / "cine.nii"
+    with pytest.warns(UserWarning, match="pixel size unknown"):
+        if streamed:
+            write_series_nifti(s, out)
+        else:
+            write_nifti(read_volume(s), out)
+    img = nib.load(out)
+    assert img.shape == (320, 240, 1, 30)
+    assert img.header.get_xyzt_units() == ("unknown", "sec")
+    assert img.header.get_zooms()[3] == pytest.approx(1 / 30, rel=1e-3)  # the frame time

@@ -410,6 +410,11 @@ def volume_to_layer_data(vol: Volume) -> LayerData:
         # header inspector and writers that go back to the files
         meta["frame_sources"] = [(f.instance.path, f.index) for f in vol.series.frames]
         meta["n_slices"] = vol.series.n_slices
+        # pixel size known or not (units "pixel"), and where it comes from; a cine's frame
+        # time (ms)
+        meta.update(spatial_units=vol.series.spatial_units,
+                    spacing_source=vol.series.spacing_source,
+                    frame_time_ms=vol.series.frame_time_ms)
     kwargs: dict[str, Any] = {
         "name": meta.get("name") or "DICOM",
         "metadata": meta,
@@ -418,15 +423,8 @@ def volume_to_layer_data(vol: Volume) -> LayerData:
     if not vol.rgb:
         kwargs["colormap"] = grey_colormap(meta)
         kwargs["contrast_limits"] = _contrast_limits(vol)
-    two_d = not meta.get("has_geometry") and vol.spatial_shape[0] == 1 and vol.n_time == 1
-    if two_d:
-        data = vol.array[0]
-        kwargs["scale"] = tuple(vol.spacing[1:])
-        kwargs["translate"] = (0.0, 0.0)
-        kwargs["units"] = ("mm", "mm")
-        kwargs["axis_labels"] = ("row (y)", "column (x)")
-        meta["display_transform"] = {"axes": (0, 1), "flips": (False, False), "squeezed": 0}
-        return data, kwargs, "image"
+    if not meta.get("has_geometry") and vol.spatial_shape[0] == 1:
+        return _image_axes_layer_data(vol, meta, kwargs, lead)
     dt = vol.display_transform()
     data = dt.apply(vol.array, leading=lead)
     meta["display_transform"] = {"axes": dt.axes, "flips": dt.flips,
@@ -439,9 +437,29 @@ def volume_to_layer_data(vol: Volume) -> LayerData:
         meta.setdefault("problems", []).append(oblique_notice(kwargs["name"], grid))
     kwargs["scale"] = ((1.0,) * lead) + dt.scale
     kwargs["translate"] = ((0.0,) * lead) + dt.translate
-    kwargs["units"] = (("pixel",) if lead else ()) + ("mm", "mm", "mm")
-    kwargs["axis_labels"] = (("volume",) if lead else ()) + geometry.WORLD_AXIS_LABELS
+    unit = meta.get("spatial_units", "mm")
+    kwargs["units"] = (("pixel",) if lead else ()) + (
+        ("mm", "mm", "mm") if unit == "mm" and meta.get("has_geometry") else
+        ("pixel", unit, unit))  # no positions: the slices' spacing is not known
+    kwargs["axis_labels"] = (("volume",) if lead else ()) + (
+        geometry.WORLD_AXIS_LABELS if meta.get("orientation") != "unknown"
+        else ("image", "row (y)", "column (x)"))  # no patient axes to name
     return data, kwargs, "image"
+
+
+def _image_axes_layer_data(vol: Volume, meta: dict[str, Any], kwargs: dict[str, Any],
+                           lead: int) -> LayerData:
+    """An image without patient geometry (a photo, a screen capture, an ultrasound still or
+    cine) on its own axes: rows and columns in mm when the pixel size is known, in pixels
+    otherwise (never a made-up 1 mm); a cine's frames along a time axis ``t`` in seconds."""
+    unit, ft = meta.get("spatial_units", "mm"), meta.get("frame_time_ms")
+    t_scale, t_unit = (ft / 1000.0, "second") if ft else (1.0, "pixel")
+    kwargs["scale"] = ((t_scale,) if lead else ()) + tuple(vol.spacing[1:])
+    kwargs["translate"] = (0.0,) * (lead + 2)
+    kwargs["units"] = ((t_unit,) if lead else ()) + (unit, unit)
+    kwargs["axis_labels"] = (("t",) if lead else ()) + ("row (y)", "column (x)")
+    meta["display_transform"] = {"axes": (0, 1), "flips": (False, False), "squeezed": 0}
+    return (vol.array[:, 0] if lead else vol.array[0]), kwargs, "image"
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,13 @@ def provenance(layer) -> dict:
     return {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
 
 
+def has_patient_axes(layer) -> bool:
+    """Whether a layer's world axes are the patient's (LPS mm): not for images without
+    ImageOrientationPatient (ultrasound, photos, screen captures: ``orientation``
+    ``"unknown"`` in their metadata), which get no A/P/R/L letters and no LPS readout."""
+    return layer.metadata.get("orientation") != "unknown"
+
+
 def layer_units(layer) -> tuple:
     """The layer's per-axis units as plain strings (for a derived layer's ``units``)."""
     return tuple(str(u) for u in getattr(layer, "units", ()) or ())
@@ -415,9 +422,11 @@ def true_position_text(layer, position, *, world: bool = True) -> str:
     idx = np.round(data_pos[nd - 3:nd])
     if np.any(idx < 0) or np.any(idx >= np.asarray(g.shape)):
         return ""
-    lps = g.lps(idx)
-    text = "LPS ({:.1f}, {:.1f}, {:.1f}) mm".format(*lps)
     orig = g.original_index(idx)
+    if not has_patient_axes(layer):  # no patient frame: the voxel, never a made-up LPS
+        return "" if orig is None else "voxel (s, r, c) = ({:.0f}, {:.0f}, {:.0f})".format(
+            *orig)
+    text = "LPS ({:.1f}, {:.1f}, {:.1f}) mm".format(*g.lps(idx))
     if orig is not None:
         text = "voxel (s, r, c) = ({:.0f}, {:.0f}, {:.0f}) | ".format(*orig) + text
     return text
@@ -544,6 +553,10 @@ def _connect_description(viewer, box) -> None:
             or layer.data.ndim < 3 else layer_grid(layer, viewer)
         if g is None:
             info.value = ""
+            return
+        if not has_patient_axes(layer):
+            info.value = f"{layer.name}: no patient orientation (shown on its image axes)"
+            info.tooltip = info.value
             return
         plane = PLANES[g.acquisition_axis] if GRID_KEY in layer.metadata else "unknown"
         exact = ("display is exact" if g.display_error_mm <= 0.5 else

@@ -242,8 +242,11 @@ class OrientationLetters:
         viewer = self._viewer()
         if viewer is None:
             return
-        letters = orientation_letters(viewer) if any(
-            GRID_KEY in lay.metadata for lay in viewer.layers) else None
+        from ._viewer import has_patient_axes
+
+        letters = orientation_letters(viewer) if any(  # only over patient axes
+            GRID_KEY in lay.metadata and has_patient_axes(lay) for lay in viewer.layers) \
+            else None
         w, h = self.canvas.width(), self.canvas.height()
         pos = {"top": (w // 2 - 12, 4), "bottom": (w // 2 - 12, h - 28),
                "left": (4, h // 2 - 12), "right": (w - 28, h // 2 - 12)}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,8 @@ Plane = npt.NDArray[Any]
 
 
 def nifti_header(shape_xyzt: Sequence[int], dtype: npt.DTypeLike, affine_ras: npt.ArrayLike,
-                 *, repetition_time: float | None = None, description: str = "") -> bytes:
+                 *, repetition_time: float | None = None, description: str = "",
+                 spatial_units_known: bool = True) -> bytes:
     """The 352 bytes (NIfTI-1 header + empty extension flag) of a single-file ``.nii``.
 
     In the machine's byte order: the data block written after it must be in native byte
@@ -71,6 +73,9 @@ def nifti_header(shape_xyzt: Sequence[int], dtype: npt.DTypeLike, affine_ras: np
         The time step (s), stored as pixdim[4]; 1.0 for a 4D image without one.
     description : str
         The ``descrip`` field (ASCII, at most 79 characters kept).
+    spatial_units_known : bool
+        False for an image whose pixel size is unknown (its voxels are pixels): the
+        spatial unit is written as unknown (0) instead of mm.
 
     Returns
     -------
@@ -91,7 +96,7 @@ def nifti_header(shape_xyzt: Sequence[int], dtype: npt.DTypeLike, affine_ras: np
     >>> len(hdr), hdr[344:347]
     (352, b'n+1')
     """
-    from ._nifti1 import pack_header
+    from ._nifti1 import NIFTI_UNIT_MM, NIFTI_UNIT_SEC, pack_header
 
     dt = native_dtype(dtype)
     shape = tuple(int(n) for n in shape_xyzt)
@@ -100,7 +105,9 @@ def nifti_header(shape_xyzt: Sequence[int], dtype: npt.DTypeLike, affine_ras: np
                                           "not written")
     pixdim4 = float(repetition_time or 1.0) if len(shape) == 4 or repetition_time else None
     block = pack_header(shape, dt, np.asarray(affine_ras, float), pixdim4=pixdim4,
-                        description=description.encode("ascii", "replace"))
+                        description=description.encode("ascii", "replace"),
+                        xyzt_units=(NIFTI_UNIT_MM if spatial_units_known else 0)
+                        | NIFTI_UNIT_SEC)
     return block + b"\0\0\0\0"
 
 
@@ -267,6 +274,24 @@ def _tr_seconds(metadata: dict[str, Any] | None) -> float | None:
         return None
 
 
+def _time_step(series: Series | None, metadata: dict[str, Any] | None) -> float | None:
+    """Seconds between volumes: a cine's frame time, else RepetitionTime."""
+    if series is not None and series.frame_time_ms is not None:
+        return series.frame_time_ms / 1000.0
+    return _tr_seconds(metadata)
+
+
+def _space_known(series: Series | None, path: str) -> bool:
+    """Whether the pixel size is known; warns (and the header says "unknown" units) when
+    it is not, as voxels of 1 are then pixels, not mm."""
+    if series is None or series.pixel_size_known:
+        return True
+    warnings.warn(f"{path}: pixel size unknown (no PixelSpacing, ImagerPixelSpacing or "
+                  "usable ultrasound calibration): voxels written as 1 x 1 pixels, spatial "
+                  "units 'unknown' in the header", stacklevel=3)
+    return False
+
+
 def _fits_int32(arr: VoxelArray) -> bool:
     a = np.asarray(arr)
     return a.size == 0 or bool(np.iinfo(np.int32).min <= a.min()
@@ -339,6 +364,13 @@ def write_nifti(volume: Volume, path: os.PathLike[str] | str, *, overwrite: bool
         The name does not end in ``.nii``/``.nii.gz``, the file (or a sidecar) exists and
         ``overwrite`` is false, or the values do not fit a NIfTI-1 voxel type.
 
+    Warns
+    -----
+    UserWarning
+        The volume's series has no pixel size (no PixelSpacing, ImagerPixelSpacing or usable
+        ultrasound calibration): voxels are written as 1 x 1 pixels with spatial units
+        "unknown". A cine's frame time is pixdim[4] (s).
+
     Examples
     --------
     >>> import os, tempfile
@@ -351,10 +383,11 @@ def write_nifti(volume: Volume, path: os.PathLike[str] | str, *, overwrite: bool
     """
     path = _nifti_path(path)
     shape, dtype, frames = _nifti_layout(volume.array, path, volume.rgb)
-    hdr = nifti_header(shape, dtype, volume.affine_ras,
-                       repetition_time=_tr_seconds(volume.metadata),
-                       description=str(volume.metadata.get("name", "")))
     series = volume.series
+    hdr = nifti_header(shape, dtype, volume.affine_ras,
+                       repetition_time=_time_step(series, volume.metadata),
+                       description=str(volume.metadata.get("name", "")),
+                       spatial_units_known=_space_known(series, path))
     diffusion = (series.diffusion if series is not None and series.diffusion
                  and len(series.diffusion) == volume.n_time else None)
     if diffusion:
@@ -401,6 +434,11 @@ def write_series_nifti(series: Series, path: os.PathLike[str] | str, *,
         A bad name, an existing output without ``overwrite``, inconsistent geometry, or a
         frame that cannot be decoded (nothing is left under the final name).
 
+    Warns
+    -----
+    UserWarning
+        The pixel size is unknown (as :func:`write_nifti`).
+
     Examples
     --------
     >>> import os, tempfile
@@ -420,8 +458,9 @@ def write_series_nifti(series: Series, path: os.PathLike[str] | str, *,
     aff = geometry.affine_ras(series.spacing, series.origin, series.direction)
     shape, dtype = _series_layout(series, stream.frame_shape, stream.dtype, stream.rgb, path)
     hdr = nifti_header(shape, dtype, aff,
-                       repetition_time=_tr_seconds({"header": series.first.header})
-                       if series.n_time > 1 else None, description=series.name)
+                       repetition_time=_time_step(series, {"header": series.first.header})
+                       if series.n_time > 1 else None, description=series.name,
+                       spatial_units_known=_space_known(series, path))
     if series.diffusion:
         _refuse_existing_sidecars(path, overwrite)
     frames: Iterable[Plane] = stream.frames

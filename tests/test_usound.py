@@ -198,3 +198,20 @@ def test_nifti_of_an_uncalibrated_cine_warns_and_says_units_unknown(tmp_path, st
     assert img.shape == (320, 240, 1, 30)
     assert img.header.get_xyzt_units() == ("unknown", "sec")
     assert img.header.get_zooms()[3] == pytest.approx(1 / 30, rel=1e-3)  # the frame time
+
+
+def test_metadata_table_and_json_do_not_invent_a_size(capsys):
+    import json
+
+    from napari_dicomtools.cli import main
+    from napari_dicomtools.core.metadata import metadata_table
+
+    rows = {r["shape"]: r for r in metadata_table([PALETTE, CINE], as_frame=False)}
+    cine, still = rows["30x1x240x320"], rows["1x350x800"]
+    assert cine["spacing_mm"] == "" and cine["spacing_source"] == ""
+    assert cine["frame_time_ms"] == pytest.approx(33.333, abs=1e-3)
+    assert still["spacing_source"] == "ultrasound region calibration"
+    assert still["spacing_mm"].endswith("0.262288\\0.262288") and still["frame_time_ms"] == ""
+    assert main(["info", "--json", CINE]) == 0
+    (s,) = json.loads(capsys.readouterr().out)["series"]
+    assert s["spacing_mm"] is None and s["frame_time_ms"] == pytest.approx(33.333, abs=1e-3)

@@ -53,8 +53,8 @@ DEFAULT_TAGS = (
 
 #: derived columns, in order, per level
 SERIES_COLUMNS = ("series_uid", "n_slices", "n_files", "shape", "rows", "columns",
-                  "spacing_mm", "orientation", "acquisition_duration_s", "skipped_files",
-                  "problems")
+                  "spacing_mm", "spacing_source", "orientation", "frame_time_ms",
+                  "acquisition_duration_s", "skipped_files", "problems")
 INSTANCE_COLUMNS = ("path", "series_uid", "sop_uid", "error")
 
 
@@ -305,7 +305,8 @@ def metadata_table(path: PathInput, tags: Iterable[int | str] | None = None,
         Default: ``DEFAULT_TAGS``.
     level : {"series", "instance"}
         ``series``: tags from each series' first file plus derived columns (slice count,
-        files, shape, spacing, in-plane size, orientation label, acquisition duration,
+        files, shape, spacing (empty when the pixel size is unknown) and where it comes from,
+        in-plane size, orientation label, a cine's frame time, acquisition duration,
         skipped files, problems). ``instance``: one row per file, unreadable files included
         with the reason in ``error``; a tag a file lacks is an empty cell.
     deidentify : bool
@@ -420,7 +421,10 @@ def _series_rows(path: PathInput, tagmap: TagMap,
         row.update(
             series_uid=s.uid, n_slices=s.n_slices, n_files=len(s.files),
             shape="x".join(str(n) for n in s.shape), rows=s.rows, columns=s.columns,
-            spacing_mm="\\".join(f"{v:.6g}" for v in sp), orientation=s.orientation_label,
+            # empty when the pixel size is unknown (never a made-up 1 mm)
+            spacing_mm="\\".join(f"{v:.6g}" for v in sp) if s.pixel_size_known else "",
+            spacing_source=s.spacing_source, orientation=s.orientation_label,
+            frame_time_ms="" if s.frame_time_ms is None else round(s.frame_time_ms, 6),
             acquisition_duration_s=_duration(s), skipped_files=len(s.skipped),
             problems="; ".join(s.problems),
         )

@@ -609,8 +609,7 @@ def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element], ts: str
     report's message."""
     if ts not in _ENCAPSULATED:
         return {}, None
-    from ._encap import offset_table  # compressed files only
-    from ._pixeltext import deidentify_pixels
+    from ._pixeltext import deidentify_pixels  # compressed files only
 
     pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
     if pixel is None:
@@ -623,8 +622,7 @@ def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element], ts: str
         keep_uncleanable=anon.options.keep_uncleanable_pixels, source=source)
     if cleaned is None:
         return {}, msg
-    return {_PIXEL: cleaned.value, 0x7FE00001: offset_table(cleaned.offsets),
-            0x7FE00002: offset_table(cleaned.lengths)}, msg
+    return cleaned.new_values(), msg
 
 
 def _top_level(walker: _Walker, elements: list[_Element],

@@ -14,11 +14,16 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-__all__ = ["EncapsulationError", "encapsulate", "items", "offset_table", "split", "walk"]
+__all__ = ["EXTENDED_OFFSET_TABLE", "EXTENDED_OFFSET_TABLE_LENGTHS", "PIXEL_DATA",
+           "EncapsulationError", "encapsulate", "items", "offset_table", "split", "walk"]
 
 #: an item's tag as written (little endian), and the sequence delimiter's
 ITEM = b"\xfe\xff\x00\xe0"
 DELIMITER = b"\xfe\xff\xdd\xe0"
+#: the elements of encapsulated frames: Pixel Data, Extended Offset Table (each frame's
+#: offset, 64 bits) and Extended Offset Table Lengths (each frame's length)
+PIXEL_DATA, EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS = \
+    0x7FE00010, 0x7FE00001, 0x7FE00002
 _LE32 = struct.Struct("<L")
 
 

@@ -43,7 +43,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._encap import EncapsulationError, encapsulate, items
+from ._encap import (
+    EXTENDED_OFFSET_TABLE,
+    EXTENDED_OFFSET_TABLE_LENGTHS,
+    PIXEL_DATA,
+    EncapsulationError,
+    encapsulate,
+    items,
+    offset_table,
+)
 from ._syntaxes import (
     DEFLATED_IMAGE_FRAME,
     ENCAPSULATED_UNCOMPRESSED,
@@ -123,6 +131,20 @@ class Cleaned:
     removed: dict[str, int] = field(default_factory=dict)
     offsets: tuple[int, ...] = ()
     lengths: tuple[int, ...] = ()
+
+    def new_values(self) -> dict[int, bytes | memoryview]:
+        """The values of a rebuilt value's elements by tag: Pixel Data, and the Extended
+        Offset Table and its Lengths for its frames (both de-identification paths write
+        these two only where the data set has them).
+
+        Returns
+        -------
+        dict of int to bytes or memoryview
+            ``{0x7FE00010: value, 0x7FE00001: offsets, 0x7FE00002: lengths}``, the tables
+            as 64-bit little-endian integers.
+        """
+        return {PIXEL_DATA: self.value, EXTENDED_OFFSET_TABLE: offset_table(self.offsets),
+                EXTENDED_OFFSET_TABLE_LENGTHS: offset_table(self.lengths)}
 
 
 def policy(transfer_syntax: str) -> Literal["clean", "none", "refuse"]:

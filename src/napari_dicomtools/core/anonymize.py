@@ -1055,17 +1055,17 @@ def _put_pixels(ds: Dataset, cleaned: Cleaned) -> None:
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
-    from ._encap import offset_table
+    from ._encap import PIXEL_DATA
 
-    old = ds.get_item(0x7FE00010)
-    value = bytes(cleaned.value)
-    ds[0x7FE00010] = RawDataElement(Tag(0x7FE00010), old.VR, 0xFFFFFFFF, value, 0, False,
-                                    True)
-    for tag, values in ((0x7FE00001, cleaned.offsets), (0x7FE00002, cleaned.lengths)):
-        if tag in ds:
-            table = offset_table(values)
-            vr = ds.get_item(tag).VR or "OV"  # as written (OB, UN...), as the byte path keeps it
-            ds[tag] = RawDataElement(Tag(tag), vr, len(table), table, 0, False, True)
+    for tag, value in cleaned.new_values().items():
+        if tag not in ds:
+            continue
+        old = ds.get_item(tag)
+        if tag == PIXEL_DATA:  # encapsulated: undefined length
+            vr, length = old.VR, 0xFFFFFFFF
+        else:  # under the VR it was written with (OB, UN...), as the byte path keeps it
+            vr, length = old.VR or "OV", len(value)
+        ds[tag] = RawDataElement(Tag(tag), vr, length, bytes(value), 0, False, True)
 
 
 def _odd(raw: RawDataElement) -> bool:

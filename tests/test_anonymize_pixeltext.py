@@ -136,6 +136,28 @@ def test_multiframe_offset_tables_are_rebuilt(cases):
             assert struct.unpack("<30L", value[8:8 + bot_len]) == tuple(offsets)
 
 
+def test_byte_path_walks_the_items_once(cases, monkeypatch):
+    """The byte path walks the 31 items of a 30-frame value once, while tokenizing the file,
+    and hands them to the cleaning, which used to walk them a second time."""
+    from napari_dicomtools.core import _anonfast, _encap
+
+    walks = []
+
+    def counting(value, **kwargs):
+        walks.append(len(value))
+        return _encap.walk(value, **kwargs)
+
+    monkeypatch.setattr(_anonfast, "walk", counting)
+    monkeypatch.setattr(pt, "walk", counting)
+    data, markers = cases["multi-frame BOT"]
+    fast = _byte_path(data)
+    assert fast is not None and _leaks(fast, markers) == []
+    assert len(walks) == 1
+    walks.clear()
+    assert _pydicom_path(data)[0] == fast  # pydicom's value is walked by the cleaning
+    assert len(walks) == 1
+
+
 def test_kept_colour_segments_matter(cases):
     """The segments kept for colour really change the decoded colours (so the pixel
     equality above would see them dropped): CharLS' mrfx, JPEG's APP14 Adobe."""

@@ -44,6 +44,7 @@ from ._anonrules import (
     _norm_name,
     _shift,
 )
+from ._encap import EncapsulationError, walk
 from ._filemeta import read_file_meta
 from ._syntaxes import (
     EXPLICIT_VR_LE,
@@ -112,14 +113,18 @@ class _Item:
 
 class _Element:
     """One element as read: tag, VR as written (None in Implicit VR), where its value lies,
-    and for sequences their items (parsed on first use when the length is defined)."""
+    for sequences their items (parsed on first use when the length is defined), and for
+    encapsulated Pixel Data its items' values (Basic Offset Table first) as walked once."""
 
-    __slots__ = ("tag", "vr", "start", "length", "undefined", "items", "implicit")
+    __slots__ = ("tag", "vr", "start", "length", "undefined", "items", "implicit",
+                 "fragments")
 
     def __init__(self, tag: int, vr: str | None, start: int, length: int, undefined: bool,
-                 implicit: bool, items: list[_Item] | None = None):
+                 implicit: bool, items: list[_Item] | None = None,
+                 fragments: list[memoryview] | None = None):
         self.tag, self.vr, self.start, self.length = tag, vr, start, length
         self.undefined, self.implicit, self.items = undefined, implicit, items
+        self.fragments = fragments
 
 
 class _Parser:
@@ -202,21 +207,14 @@ class _Parser:
             return element, pos
         if tag != _PIXEL or vr not in ("OB", "OW"):
             raise Decline("undefined length outside sequences and encapsulated Pixel Data")
-        pos = start  # fragments (items of defined length) up to the sequence delimiter
-        buf = self.buf
-        while True:
-            if pos + 8 > end:
-                raise Decline("encapsulated Pixel Data without its delimiter")
-            group, elem, length = _HHL.unpack_from(buf, pos)
-            if (group, elem) == (0xFFFE, 0xE0DD):
-                break
-            if (group, elem) != (0xFFFE, 0xE000) or length == _UNDEF or \
-                    pos + 8 + length > end:
-                raise Decline("malformed encapsulated Pixel Data")
-            pos += 8 + length
-        if buf.find(b"\xfe\xff\xdd\xe0", start) != pos:  # pydicom stops at the first match
+        try:  # the items (of defined length) up to the sequence delimiter
+            walked = walk(self.view[start:end], delimited=True)
+        except EncapsulationError as exc:
+            raise Decline(f"malformed encapsulated Pixel Data ({exc})") from None
+        pos = start + sum(8 + len(item) for item in walked)  # the delimiter
+        if self.buf.find(b"\xfe\xff\xdd\xe0", start) != pos:  # pydicom stops at the first
             raise Decline("a fragment holds the sequence delimiter's bytes")
-        return _Element(tag, vr, start, pos - start, True, implicit), pos + 8
+        return _Element(tag, vr, start, pos - start, True, implicit, fragments=walked), pos + 8
 
     def items(self, pos: int, end: int, implicit: bool, depth: int,
               undefined: bool) -> tuple[list[_Item], int]:
@@ -619,7 +617,8 @@ def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element], ts: str
         parser.view[pixel.start:pixel.start + pixel.length], ts,
         _top_text(parser, elements, 0x00280008, "IS"), undefined=pixel.undefined,
         extended=0x7FE00001 in tags or 0x7FE00002 in tags,
-        keep_uncleanable=anon.options.keep_uncleanable_pixels, source=source)
+        keep_uncleanable=anon.options.keep_uncleanable_pixels, source=source,
+        walked=pixel.fragments)
     if cleaned is None:
         return {}, msg
     return cleaned.new_values(), msg

@@ -50,8 +50,8 @@ def walk(value: memoryview, *, delimited: bool = False) -> list[memoryview]:
     Raises
     ------
     EncapsulationError
-        Something else than an item, an item running past the data, a truncated item, or
-        (with ``delimited``) no delimiter.
+        Something else than an item, an item of undefined length or running past the data,
+        a truncated item, or (with ``delimited``) no delimiter.
 
     Examples
     --------
@@ -72,7 +72,7 @@ def walk(value: memoryview, *, delimited: bool = False) -> list[memoryview]:
         length = _LE32.unpack_from(value, pos + 4)[0]
         if delimited and head == DELIMITER:
             return found
-        if head != ITEM or length > end - pos - 8:
+        if head != ITEM or length == 0xFFFFFFFF or length > end - pos - 8:
             raise EncapsulationError(f"a bad encapsulated item at byte {pos} ({head.hex()}, "
                                      f"{length} bytes)")
         found.append(value[pos + 8:pos + 8 + length])

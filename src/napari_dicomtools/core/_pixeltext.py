@@ -49,8 +49,9 @@ from ._encap import (
     PIXEL_DATA,
     EncapsulationError,
     encapsulate,
-    items,
     offset_table,
+    split,
+    walk,
 )
 from ._syntaxes import (
     DEFLATED_IMAGE_FRAME,
@@ -193,7 +194,8 @@ def summary(removed: dict[str, int]) -> str:
 
 
 def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: int,
-                     extended: bool = False) -> Cleaned:
+                     extended: bool = False, *,
+                     walked: list[memoryview] | None = None) -> Cleaned:
     """Remove the text segments of every frame of encapsulated Pixel Data.
 
     Parameters
@@ -208,6 +210,10 @@ def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: in
     extended : bool
         The data set has an Extended Offset Table: a rebuilt value then has an empty Basic
         Offset Table (PS3.5 A.4) and the caller writes ``offsets``/``lengths`` into it.
+    walked : list of memoryview, optional
+        The values of ``value``'s items as ``_encap.walk`` found them, when the
+        caller walked them already (the byte path, while tokenizing the file): they are
+        not walked again.
 
     Returns
     -------
@@ -224,7 +230,7 @@ def clean_pixel_data(value: bytes | memoryview, transfer_syntax: str, frames: in
     if kind != "clean":
         return Cleaned(value)
     try:
-        bot, fragments = items(memoryview(value))
+        bot, fragments = split(walk(memoryview(value)) if walked is None else walked)
     except EncapsulationError as exc:
         raise PixelTextError(str(exc)) from None
     parse = _j2k_frame if transfer_syntax in _J2K_FAMILY else _jpeg_frame
@@ -598,7 +604,8 @@ def _jp2_file(buf: memoryview, start: int,
 
 def deidentify_pixels(value: bytes | memoryview, transfer_syntax: str, frames_text: str, *,
                       undefined: bool, extended: bool, keep_uncleanable: bool,
-                      source: str) -> tuple[Cleaned | None, str | None]:
+                      source: str, walked: list[memoryview] | None = None,
+                      ) -> tuple[Cleaned | None, str | None]:
     """What de-identification does with one file's Pixel Data: the rules both paths share.
 
     Parameters
@@ -617,6 +624,9 @@ def deidentify_pixels(value: bytes | memoryview, transfer_syntax: str, frames_te
         Copy Pixel Data that cannot be cleaned (video ...) instead of refusing the file.
     source : str
         The file, for messages.
+    walked : list of memoryview, optional
+        The value's items, when the caller walked them already (see
+        :func:`clean_pixel_data`).
 
     Returns
     -------
@@ -647,7 +657,8 @@ def deidentify_pixels(value: bytes | memoryview, transfer_syntax: str, frames_te
         return None, (f"{name}: Pixel Data in {syntax_name(ts)} copied as is: its bitstream "
                       "may hold text that cannot be removed")
     try:
-        cleaned = clean_pixel_data(value, ts, frame_count(frames_text), extended)
+        cleaned = clean_pixel_data(value, ts, frame_count(frames_text), extended,
+                                   walked=walked)
     except PixelTextError as exc:
         raise DicomToolsError(source or None, f"Pixel Data could not be searched for text "
                               f"({exc}); not written") from None

@@ -158,6 +158,43 @@ def test_byte_path_walks_the_items_once(cases, monkeypatch):
     assert len(walks) == 1
 
 
+def test_a_file_the_byte_path_declines_is_cleaned_and_noted_once(cases, tmp_path,
+                                                                 monkeypatch):
+    """A file with text in its JPEG bitstream and BurnedInAnnotation YES that the byte path
+    declines (a patient name beyond ASCII, which only the pydicom path decodes): the byte
+    path declines before it parses the bitstream or notes anything, so the bitstream is
+    parsed once and each note is in Anonymizer.warnings once, as in the file's report."""
+    ds = pydicom.dcmread(io.BytesIO(cases["JPEG COM, Exif, ICC"][0]))
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Müller^Jörg"
+    ds.BurnedInAnnotation = "YES"
+    write(ds, tmp_path / "in.dcm")
+    parsed = []
+    real = pt.clean_pixel_data
+
+    def counting(*args, **kwargs):
+        parsed.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pt, "clean_pixel_data", counting)
+    with pytest.raises(Decline, match="beyond ASCII"):
+        anonymize_bytes(an.Anonymizer(key="k"), (tmp_path / "in.dcm").read_bytes(), "in.dcm")
+    assert parsed == []  # declined before the bitstream was parsed
+    anon = an.Anonymizer(key="k")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = an.anonymize_one(anon, tmp_path / "in.dcm", tmp_path / "out")
+    assert res.skipped is None and len(parsed) == 1
+    removed = [w for w in anon.warnings if "from Pixel Data" in w]
+    burned = [w for w in anon.warnings if "BurnedInAnnotation=YES" in w]
+    assert len(removed) == 1 and len(burned) == 1, anon.warnings
+    assert "removed 1 JPEG APP1 segment, 1 JPEG APP2 segment, 2 JPEG COM segments" in \
+        removed[0]
+    assert sorted(res.warnings) == sorted(anon.warnings)
+    out = open(res.output, "rb").read()
+    assert _leaks(out, cases["JPEG COM, Exif, ICC"][1]) == []
+
+
 def test_kept_colour_segments_matter(cases):
     """The segments kept for colour really change the decoded colours (so the pixel
     equality above would see them dropped): CharLS' mrfx, JPEG's APP14 Adobe."""

@@ -536,15 +536,52 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
     Returns the pieces of the output file, the de-identified identifiers that name it
     (``PatientID``, ``StudyInstanceUID``, ``SeriesInstanceUID``, ``SOPInstanceUID``, for
     :func:`~napari_dicomtools.core.anonymize.output_path`) and the warnings (a
-    BurnedInAnnotation of YES).
+    BurnedInAnnotation of YES, text removed from compressed Pixel Data), which are also
+    added to ``anon.warnings``. Every reason to decline is checked before the bitstream is
+    parsed or a warning recorded: a declined file gets both from the pydicom path only.
 
     Raises
     ------
     Decline
         The pydicom path must take this file.
     DicomToolsError
-        BurnedInAnnotation is YES and ``skip_burned_in`` was asked for.
+        BurnedInAnnotation is YES and ``skip_burned_in`` was asked for, or the Pixel Data
+        bitstream cannot be parsed, or cleaned (video ...) and ``keep_uncleanable_pixels``
+        is off.
     """
+    meta, ts, implicit, parser, elements = _tokenized(anon, buf)
+    burned = _burned_in(anon, parser, elements, source)
+    pixel = None
+    if ts in _ENCAPSULATED:
+        pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
+    frames = "" if pixel is None else _top_text(parser, elements, 0x00280008, "IS")
+    pid = _top_text(parser, elements, _PATIENT_ID, "LO")
+    pname = _top_text(parser, elements, _PATIENT_NAME, "PN")
+    ctx: _Context = {
+        "implicit": implicit, "pseudonym": anon.pseudonym(pid, pname), "pid": pid.strip(),
+        "pname": _norm_name(pname),
+        "shift": anon.date_offset_days(pid or pname) if anon.options.shift_dates else None,
+        "phi": set(),
+    }
+    walker = _Walker(anon, parser, ctx)
+    body = _top_level(walker, elements, ctx)
+    head = _file_meta(meta, walker.top_values, ts)
+    ids = _identifiers(walker.top_values, ctx["pseudonym"])
+    # nothing below declines: the file is this path's, its notes are recorded here only
+    anon.warnings.extend(burned)
+    new, msg = _pixels(anon, parser, elements, pixel, frames, ts, source)
+    caught = burned if msg is None else [*burned, msg]
+    if msg is not None:
+        anon.warnings.append(msg)
+    if new:
+        body = _with_pixels(walker, elements, body, new)
+    return _file(head, body), ids, caught
+
+
+def _tokenized(anon: Anonymizer, buf: bytes
+               ) -> tuple[dict[int, str], str, bool, _Parser, list[_Element]]:
+    """(file meta UIDs, transfer syntax, Implicit VR, parser, top-level elements) of a file
+    this path can take."""
     opts = anon.options
     if opts.retain_uids or opts.retain_private or opts.clean_descriptors or \
             opts.clean_structured_content or opts.clean_graphics:
@@ -566,62 +603,59 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
         raise Decline("a DICOMDIR")
     if 0x00080016 not in tags and 0x00080018 not in tags:
         raise Decline("no SOP Class or Instance UID")
-    caught = _burned_in(anon, parser, elements, source)
-    pixels = _pixels(anon, parser, elements, ts, source)
-    if pixels[1] is not None:
-        anon.warnings.append(pixels[1])
-        caught.append(pixels[1])
-    pid = _top_text(parser, elements, _PATIENT_ID, "LO")
-    pname = _top_text(parser, elements, _PATIENT_NAME, "PN")
-    ctx: _Context = {
-        "implicit": implicit, "pseudonym": anon.pseudonym(pid, pname), "pid": pid.strip(),
-        "pname": _norm_name(pname),
-        "shift": anon.date_offset_days(pid or pname) if opts.shift_dates else None,
-        "phi": set(),
-    }
-    walker = _Walker(anon, parser, ctx)
-    walker.pixels = pixels[0]
-    body = _top_level(walker, elements, ctx)
-    return _file(anon, meta, walker.top_values, body, implicit, ts), \
-        _identifiers(walker.top_values, ctx["pseudonym"]), caught
+    return meta, ts, implicit, parser, elements
 
 
 def _burned_in(anon: Anonymizer, parser: _Parser, elements: list[_Element],
                source: str) -> list[str]:
-    """The BurnedInAnnotation check of ``Anonymizer.dataset``."""
+    """The BurnedInAnnotation check of ``Anonymizer.dataset``: its warning (recorded by
+    the caller once the file is this path's)."""
     burned = _top_text(parser, elements, 0x00280301, "CS")
     if "\\" in burned or burned.strip().upper() != "YES":
         return []
     if anon.options.skip_burned_in:
         raise DicomToolsError(source or None, "BurnedInAnnotation=YES; skipped")
-    msg = (f"{source or 'dataset'}: BurnedInAnnotation=YES: the pixels may show "
-           "patient identity; pixel data is NOT cleaned")
-    anon.warnings.append(msg)
-    return [msg]
+    return [f"{source or 'dataset'}: BurnedInAnnotation=YES: the pixels may show "
+            "patient identity; pixel data is NOT cleaned"]
 
 
-def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element], ts: str,
+def _pixels(anon: Anonymizer, parser: _Parser, elements: list[_Element],
+            pixel: _Element | None, frames: str, ts: str,
             source: str) -> tuple[dict[int, Piece], str | None]:
-    """``Anonymizer._pixels``: the new values of Pixel Data and of the Extended Offset
-    Table and its Lengths when text was removed from the bitstream (else none), and the
-    report's message."""
-    if ts not in _ENCAPSULATED:
+    """``Anonymizer._pixels`` for the top-level encapsulated ``pixel`` (None: none), whose
+    data set says ``frames`` Number of Frames: the new values of Pixel Data and of the
+    Extended Offset Table and its Lengths when text was removed from the bitstream (else
+    none), and the report's message."""
+    if pixel is None:
         return {}, None
     from ._pixeltext import deidentify_pixels  # compressed files only
 
-    pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
-    if pixel is None:
-        return {}, None
     tags = {el.tag for el in elements}
     cleaned, msg = deidentify_pixels(
-        parser.view[pixel.start:pixel.start + pixel.length], ts,
-        _top_text(parser, elements, 0x00280008, "IS"), undefined=pixel.undefined,
-        extended=0x7FE00001 in tags or 0x7FE00002 in tags,
+        parser.view[pixel.start:pixel.start + pixel.length], ts, frames,
+        undefined=pixel.undefined, extended=0x7FE00001 in tags or 0x7FE00002 in tags,
         keep_uncleanable=anon.options.keep_uncleanable_pixels, source=source,
         walked=pixel.fragments)
     if cleaned is None:
         return {}, msg
     return cleaned.new_values(), msg
+
+
+def _with_pixels(walker: _Walker, elements: list[_Element],
+                 body: list[tuple[int, list[Piece]]],
+                 new: dict[int, Piece]) -> list[tuple[int, list[Piece]]]:
+    """``body`` with the top-level elements ``new`` has values for (Pixel Data, the
+    Extended Offset Table and its Lengths) walked again, now with those values. The walk
+    keeps these elements either way (action K, or removed as malformed by the same test of
+    the value read), so only their pieces change."""
+    walker.pixels = new
+    redone: dict[int, list[Piece]] = {}
+    for el in elements:
+        if el.tag in new:
+            one = _Out()
+            walker.walk([el], one, 0, True, 0)
+            redone[el.tag] = one.pieces
+    return [(tag, redone[tag] if tag in redone else pieces) for tag, pieces in body]
 
 
 def _top_level(walker: _Walker, elements: list[_Element],
@@ -631,7 +665,7 @@ def _top_level(walker: _Walker, elements: list[_Element],
     anon = walker.anon
     implicit = ctx["implicit"]
     body: list[tuple[int, list[Piece]]] = []
-    for el in elements:
+    for el in elements:  # inline: a call per element costs more than the loop
         one = _Out()
         walker.walk([el], one, 0, True, 0)
         if one.pieces:
@@ -649,9 +683,8 @@ def _top_level(walker: _Walker, elements: list[_Element],
     return body
 
 
-def _file(anon: Anonymizer, meta: dict[int, str], top: dict[int, bytes],
-          body: list[tuple[int, list[Piece]]], implicit: bool, ts: str) -> list[Piece]:
-    """Preamble, ``DICM``, the rebuilt file meta (E.3.8) and the data set."""
+def _file_meta(meta: dict[int, str], top: dict[int, bytes], ts: str) -> bytes:
+    """Preamble, ``DICM`` and the rebuilt file meta (E.3.8)."""
     sop_class = _uid_text(top.get(0x00080016, b"")) or meta.get(0x0002, "")
     if 0x00080018 not in top:
         raise Decline("no SOP Instance UID left in the data set")
@@ -661,9 +694,15 @@ def _file(anon: Anonymizer, meta: dict[int, str], top: dict[int, bytes],
                                    0x00020013: _IMPLEMENTATION_NAME})
     if encoded is None:
         raise Decline("file meta beyond ASCII")
+    return b"\x00" * 128 + b"DICM" + encoded
+
+
+def _file(head: bytes, body: list[tuple[int, list[Piece]]]) -> list[Piece]:
+    """The file: ``head`` (:func:`_file_meta`) and the data set, in few pieces (small ones
+    joined, bulk values handed on)."""
     pieces: list[Piece] = []
-    small: list[Piece] = [b"\x00" * 128 + b"DICM" + encoded]
-    for _tag, parts in body:  # few writes: small pieces joined, bulk values handed on
+    small: list[Piece] = [head]
+    for _tag, parts in body:
         for part in parts:
             if len(part) > 65536:
                 pieces.append(b"".join(small))

@@ -338,6 +338,49 @@ def test_video_is_refused_unless_asked_for(tmp_path):
     assert any("copied as is" in w for w in kept.warnings)
 
 
+def test_encapsulated_pixels_under_a_native_syntax_are_refused(tmp_path, cases):
+    """A JPEG bitstream (text planted) in encapsulated Pixel Data whose file says Explicit
+    VR Little Endian, or has no file meta (pydicom then reads it as Explicit VR Little
+    Endian): its codec is unknown, so, like an unknown syntax's, it is refused unless
+    asked for, never copied with its text unnoticed (both paths copied it)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    def encoded(write, *args):
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write(fp, *args)
+        return fp.getvalue()
+
+    src = tmp_path / "src"
+    src.mkdir()
+    ds = pydicom.dcmread(io.BytesIO(cases["JPEG COM, Exif, ICC"][0]))
+    assert ds["PixelData"].is_undefined_length
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    (src / "native_ts.dcm").write_bytes(
+        b"\0" * 128 + b"DICM" + encoded(write_file_meta_info, ds.file_meta, True) +
+        encoded(write_dataset, ds))
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    (src / "no_meta.dcm").write_bytes(encoded(write_dataset, ds))
+    for name in ("native_ts.dcm", "no_meta.dcm"):  # the files are what they say
+        read = pydicom.dcmread(src / name, force=True)
+        assert read.get_item(0x7FE00010).length == 0xFFFFFFFF
+        assert b"PHXJPEGCOM" in read.PixelData
+    report = an.anonymize_files(src, tmp_path / "out", key="k", workers=1)
+    assert report.written == []
+    assert sorted(os.path.basename(p) for p, _ in report.failed) == ["native_ts.dcm",
+                                                                     "no_meta.dcm"]
+    for _path, reason in report.failed:
+        assert reason.startswith("Pixel Data in transfer syntax 1.2.840.10008.1.2.1: text "
+                                 "in its bitstream cannot be removed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = an.anonymize_files(src, tmp_path / "out2", an.Options(
+            keep_uncleanable_pixels=True), key="k", workers=1)
+    assert len(kept.written) == 2 and kept.failed == []
+    assert len([w for w in kept.warnings if "copied as is" in w]) == 2
+
+
 def test_cli_reports_removed_text(tmp_path, capsys, cases):
     from napari_dicomtools.cli import main
 

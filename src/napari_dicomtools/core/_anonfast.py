@@ -551,9 +551,11 @@ def anonymize_bytes(anon: Anonymizer, buf: bytes,
     """
     meta, ts, implicit, parser, elements = _tokenized(anon, buf)
     burned = _burned_in(anon, parser, elements, source)
-    pixel = None
-    if ts in _ENCAPSULATED:
-        pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
+    pixel = next((el for el in reversed(elements) if el.tag == _PIXEL), None)
+    if pixel is not None and ts not in _ENCAPSULATED:
+        if pixel.undefined:  # frames of an unknown codec: the pydicom path refuses them
+            raise Decline("encapsulated Pixel Data under a native transfer syntax")
+        pixel = None
     frames = "" if pixel is None else _top_text(parser, elements, 0x00280008, "IS")
     pid = _top_text(parser, elements, _PATIENT_ID, "LO")
     pname = _top_text(parser, elements, _PATIENT_NAME, "PN")

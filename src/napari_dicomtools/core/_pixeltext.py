@@ -27,8 +27,10 @@ returned); when nothing is, the value is returned unchanged. A bitstream that ca
 parsed raises :class:`PixelTextError`: it is never copied unexamined.
 
 RLE and deflated frames hold no text. Video (MPEG-2, MPEG-4, HEVC), JPEG XL and syntaxes not
-known here cannot be cleaned (:func:`policy` says ``"refuse"``): de-identification refuses such
-files unless asked to copy them as they are.
+known here cannot be cleaned (:func:`policy` says ``"refuse"``), nor can encapsulated Pixel
+Data under a native syntax (a file that says Explicit VR Little Endian, or has no file meta,
+around compressed frames of an unknown codec): de-identification refuses such files unless
+asked to copy them as they are.
 
 Private: the pydicom path (:mod:`napari_dicomtools.core.anonymize`) and the byte path
 (``_anonfast``) both call it, so that they write the same bytes. Imports no pydicom.
@@ -65,7 +67,6 @@ from ._syntaxes import (
     JPEG_LS,
     JPEG_XL,
     MPEG2,
-    NATIVE,
     RLE,
 )
 
@@ -643,11 +644,11 @@ def deidentify_pixels(value: bytes | memoryview, transfer_syntax: str, frames_te
     from .errors import DicomToolsError
 
     ts = str(transfer_syntax).strip().rstrip("\x00")
-    if ts in NATIVE:
-        return None, None
     kind = policy(ts)
     if kind == "none" or (kind == "refuse" and ts not in _UNCLEANABLE and not undefined):
-        return None, None  # no text, or native data under a syntax we do not know
+        return None, None  # no text, or native data (under a native or unknown syntax)
+    # undefined length under a syntax that cannot be cleaned: video, JPEG XL, or frames of
+    # an unknown codec (an unknown syntax, or a native one whose Pixel Data is encapsulated)
     name = source or "dataset"
     if kind == "refuse":
         if not keep_uncleanable:

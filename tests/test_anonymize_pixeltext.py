@@ -158,6 +158,23 @@ def test_byte_path_walks_the_items_once(cases, monkeypatch):
     assert len(walks) == 1
 
 
+def test_a_fragment_holding_the_delimiters_bytes_is_declined(tmp_path):
+    """pydicom ends encapsulated Pixel Data at the first FFFE,E0DD bytes, even inside a
+    fragment (here in a JPEG comment, at an odd and at an even offset): the byte path,
+    which walks the items by their lengths, declines such a file rather than read it
+    another way."""
+    for pad in (b"x", b"xy"):
+        ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+        (frame,) = frames_of(ds)
+        ds.PixelData = encapsulate([frame[:2] + segment(0xFE, pad + b"\xfe\xff\xdd\xe0\0\0\0\0")
+                                    + frame[2:]])
+        data = write(ds, tmp_path / "in.dcm")
+        with pytest.raises(Decline, match="delimiter's bytes"):
+            anonymize_bytes(an.Anonymizer(key="k"), data, "in.dcm")
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    assert _byte_path(write(ds, tmp_path / "plain.dcm")) is not None  # without: taken
+
+
 def test_a_file_the_byte_path_declines_is_cleaned_and_noted_once(cases, tmp_path,
                                                                  monkeypatch):
     """A file with text in its JPEG bitstream and BurnedInAnnotation YES that the byte path

@@ -706,7 +706,7 @@ def _file_meta(meta: dict[int, str], top: dict[int, bytes], ts: str) -> bytes:
 
 
 def _file(head: bytes, body: list[tuple[int, list[Piece]]]) -> list[Piece]:
-    """The file: ``head`` (:func:`_file_meta`) and the data set, in few pieces (small ones
+    """The file: ``head`` (``_file_meta``) and the data set, in few pieces (small ones
     joined, bulk values handed on)."""
     pieces: list[Piece] = []
     small: list[Piece] = [head]

@@ -80,7 +80,7 @@ def walk(value: memoryview, *, delimited: bool = False) -> list[memoryview]:
 
 
 def split(walked: list[memoryview]) -> tuple[memoryview, list[memoryview]]:
-    """The Basic Offset Table and the fragments of items :func:`walk` found.
+    """The Basic Offset Table and the fragments of items ``walk`` found.
 
     Parameters
     ----------
@@ -113,7 +113,7 @@ def split(walked: list[memoryview]) -> tuple[memoryview, list[memoryview]]:
 def items(value: memoryview, *, delimited: bool = False
           ) -> tuple[memoryview, list[memoryview]]:
     """The Basic Offset Table and the fragments of encapsulated Pixel Data, as views of
-    ``value``: :func:`walk` then :func:`split`.
+    ``value``: ``walk`` then ``split``.
 
     Parameters
     ----------
@@ -124,10 +124,8 @@ def items(value: memoryview, *, delimited: bool = False
 
     Returns
     -------
-    memoryview
-        The Basic Offset Table (empty when the frames have none).
-    list of memoryview
-        The fragments, at least one.
+    tuple of memoryview and list of memoryview
+        What ``split`` returns: the table, and at least one fragment.
 
     Raises
     ------
@@ -198,7 +196,7 @@ def offset_table(values: Sequence[int]) -> bytes:
     Parameters
     ----------
     values : sequence of int
-        The frames' offsets, or their lengths (as :func:`encapsulate` returns them).
+        The frames' offsets, or their lengths (as ``encapsulate`` returns them).
 
     Returns
     -------

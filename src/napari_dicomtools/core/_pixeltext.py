@@ -627,7 +627,7 @@ def deidentify_pixels(value: bytes | memoryview, transfer_syntax: str, frames_te
         The file, for messages.
     walked : list of memoryview, optional
         The value's items, when the caller walked them already (see
-        :func:`clean_pixel_data`).
+        ``clean_pixel_data``).
 
     Returns
     -------

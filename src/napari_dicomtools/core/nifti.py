@@ -276,15 +276,15 @@ def _tr_seconds(metadata: dict[str, Any] | None) -> float | None:
 
 def _time_step(series: Series | None, metadata: dict[str, Any] | None) -> float | None:
     """Seconds between volumes: a cine's frame time, else RepetitionTime."""
-    if series is not None and series.frame_time_ms is not None:
-        return series.frame_time_ms / 1000.0
-    return _tr_seconds(metadata)
+    # getattr: callers (and tests) may hand a stand-in with only the attributes they use
+    ft: float | None = getattr(series, "frame_time_ms", None)
+    return ft / 1000.0 if ft is not None else _tr_seconds(metadata)
 
 
 def _space_known(series: Series | None, path: str) -> bool:
     """Whether the pixel size is known; warns (and the header says "unknown" units) when
     it is not, as voxels of 1 are then pixels, not mm."""
-    if series is None or series.pixel_size_known:
+    if series is None or getattr(series, "pixel_size_known", True):
         return True
     warnings.warn(f"{path}: pixel size unknown (no PixelSpacing, ImagerPixelSpacing or "
                   "usable ultrasound calibration): voxels written as 1 x 1 pixels, spatial "

@@ -228,8 +228,10 @@ def test_enhanced_multiframe_decodes_every_frame_fast(tmp_path, fast_calls, two_
 def _scan_ahead(folder, **kw):
     """The folder's series scanned with a DecodeAhead, and that, once every frame it took
     is decoded (no race with the scan: the test sees them all)."""
+    from napari_dicomtools.core.series import scan
+
     ahead = volume.DecodeAhead(1, **kw)
-    series = volume._the_image_series(folder, ahead)
+    (series,) = scan(folder, on_header=ahead.offer, progress=ahead.progress)  # no stop()
     ahead.pool.shutdown(wait=True)
     return series, ahead
 

@@ -190,6 +190,15 @@ def test_viewer_shows_monochrome1_inverted_with_hu_values(make_napari_viewer, ct
     crop(image=m1, roi=shapes, margin_mm=0.0)
     cropped = viewer.layers[-1]
     assert cropped.name.endswith("cropped") and cropped.colormap.name == "gray_r"
+    # sent to a PACS, the derived picture is a secondary capture that looks as shown
+    from napari_dicomtools._pacs_widget import layer_to_dicom
+    from napari_dicomtools.core.png import apply_window
+
+    (sc,), what = layer_to_dicom(cropped, viewer, str(tmp_path))
+    assert what.endswith("(secondary capture)")
+    lo, hi = cropped.contrast_limits
+    shown = 255 - apply_window(np.asarray(cropped.data)[0], (lo + hi) / 2, hi - lo)
+    assert np.array_equal(pydicom.dcmread(sc).pixel_array, shown)
     # napari's PNG writer shows what the user sees: inverted grey
     viewer.layers.selection = {m1}
     (out,) = viewer.layers.save(str(tmp_path / "m1.png"), selected=True,

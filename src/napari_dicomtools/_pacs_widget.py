@@ -468,10 +468,15 @@ def layer_to_dicom(layer: Layer, viewer: Viewer, folder: str, labels_as: str = "
         if not ref:
             raise DicomToolsError(name, "a picture is sent as a secondary capture in the "
                                         "study of a DICOM image: open that image too")
+        from ._reader import shows_inverted_grey
         from .core.sc import write_secondary_capture
 
         lo, hi = meta.get("contrast_limits") or (float(plane.min()), float(plane.max()))
         window = None if rgb else ((lo + hi) / 2.0, max(hi - lo, 1.0))
+        if window is not None and shows_inverted_grey(meta):  # MONOCHROME1: as shown
+            from .core.png import apply_window
+
+            plane, window = 255 - apply_window(plane, *window), None
         path = write_secondary_capture(
             plane, ref, os.path.join(folder, "capture.dcm"), window=window,
             description=name, derivation=f"napari layer {name!r}")

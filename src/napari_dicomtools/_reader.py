@@ -352,6 +352,36 @@ def grey_colormap(metadata: Mapping[str, Any]) -> str:
     return "gray_r" if metadata.get("photometric") == "MONOCHROME1" else "gray"
 
 
+def shows_inverted_grey(layer_kwargs: Mapping[str, Any]) -> bool:
+    """Whether an image layer shows its minimum value white, for writers that export what
+    the user sees (PNG, secondary capture).
+
+    Parameters
+    ----------
+    layer_kwargs : Mapping
+        The layer's attributes (``layer.as_layer_data_tuple()[1]``, where napari gives the
+        colormap as a dict) or a reader's layer keyword arguments (the colormap as a name).
+
+    Returns
+    -------
+    bool
+        The colormap is ``gray_r``; with no colormap given, the layer's metadata says
+        MONOCHROME1.
+
+    Examples
+    --------
+    >>> shows_inverted_grey({"colormap": {"name": "gray_r"}})
+    True
+    >>> shows_inverted_grey({"colormap": "gray", "metadata": {"photometric": "MONOCHROME1"}})
+    False
+    """
+    cmap = layer_kwargs.get("colormap")
+    name = cmap.get("name") if isinstance(cmap, dict) else getattr(cmap, "name", cmap)
+    if name is None:
+        name = grey_colormap(layer_kwargs.get("metadata") or {})
+    return bool(name == "gray_r")
+
+
 def _contrast_limits(vol: Volume) -> list[float] | None:
     if vol.rgb:
         return None

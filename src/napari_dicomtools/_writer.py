@@ -131,6 +131,7 @@ def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
     """
     import warnings
 
+    from ._reader import shows_inverted_grey
     from .core.png import export_annotated
 
     images = [(d, m) for d, m, t in layer_data if t == "image"]
@@ -153,24 +154,11 @@ def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
                                  window=window, rgb=bool(meta.get("rgb")), shapes=shapes,
                                  labels=labels[0] if labels else None,
                                  overwrite=flat,  # the one name napari's dialog confirmed
-                                 invert=_shows_inverted_grey(meta), plane=plane)
+                                 invert=shows_inverted_grey(meta), plane=plane)
     for w in caught:
         _notify("warning", str(w.message))
     _notify("info", _png_summary(files))
     return files
-
-
-def _shows_inverted_grey(meta: Meta) -> bool:
-    """The image layer shows its minimum value white: its colormap is ``gray_r`` (napari
-    gives a layer's colormap as a dict, a reader's layer data as a name), or, with no
-    colormap given, its metadata says MONOCHROME1."""
-    from ._reader import grey_colormap
-
-    cmap = meta.get("colormap")
-    name = cmap.get("name") if isinstance(cmap, dict) else getattr(cmap, "name", cmap)
-    if name is None:
-        name = grey_colormap(meta.get("metadata") or {})
-    return name == "gray_r"
 
 
 def _shown_plane(data: object, meta: Meta) -> str:

@@ -320,3 +320,27 @@ def test_export_png_time_of_a_3d_volume(phantom_volume, tmp_path):
     assert len(export_png(phantom_volume, tmp_path / "a", slices=[0], time=0)) == 1
     with pytest.raises(ValueError, match="3D volume"):
         export_png(phantom_volume, tmp_path / "b", slices=[0], time=1)
+
+
+def test_napari_png_writer_4d_writes_the_time_point_drawn_on_or_shown(make_napari_viewer,
+                                                                       tmp_path):
+    import napari
+
+    write_4d(tmp_path / "dce", [np.full((4, 16, 16), 100 * t, np.int32) for t in range(3)],
+             window=(100, 200), intercept=0)
+    viewer = make_napari_viewer()
+    img = viewer.open(str(tmp_path / "dce"), plugin="napari-dicomtools")[0]
+    assert img.data.shape[:2] == (3, 4)
+    viewer.dims.set_point(0, img.translate[0] + 2 * img.scale[0])  # time point 2
+    box = _box_in_view(viewer, img, up=(0.2, 0.6), side=(0.2, 0.6))
+    k = int(round((viewer.dims.point[1] - img.translate[1]) / img.scale[1]))
+    viewer.dims.set_point(0, img.translate[0] + 1 * img.scale[0])  # now showing time point 1
+    (f,) = napari.save_layers(str(tmp_path / "x.png"), [img, box], plugin="napari-dicomtools")
+    assert os.path.basename(f) == f"x_t002_axial_{k:04d}.png"  # where the box was drawn
+    (rows, _), _ = _red(f)
+    assert len(rows) > 10
+    assert int(np.asarray(Image.open(f).convert("L"))[0, 0]) == 255  # time point 2's value
+    written = napari.save_layers(str(tmp_path / "y.png"), [img], plugin="napari-dicomtools")
+    assert [os.path.basename(p) for p in written] == [f"y_t001_axial_{j:04d}.png"
+                                                      for j in range(4)]
+    assert int(np.asarray(Image.open(written[0]).convert("L"))[0, 0]) == 128  # time point 1

@@ -126,8 +126,10 @@ def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
     shows inverted grey (a MONOCHROME1 image), i.e. what the user sees. A shape is drawn on
     the slice of the plane it was drawn in (``<name>_<plane>_<slice>.png``); without shapes,
     every slice of the plane shown (else of the series' acquisition plane) is written.
-    Numbered files are never replaced: napari's save dialog confirmed only the name typed.
-    A notification says what was written and names any shape left out.
+    A 4D layer writes the time points its shapes were drawn on, else the one shown, else
+    all (``<name>_t<t>_<plane>_<slice>.png``). Numbered files are never replaced: napari's
+    save dialog confirmed only the name typed. A notification says what was written and
+    names any shape left out.
     """
     import warnings
 
@@ -145,37 +147,90 @@ def write_png_layers(path: str, layer_data: list[LayerData]) -> list[str]:
         if t == "shapes":
             shapes.extend(_shapes_from_layer(d, m))
     labels = [d for d, m, t in layer_data if t == "labels"]
-    plane = _shown_plane(data, meta)
-    flat = data.ndim - (1 if meta.get("rgb") else 0) == 2
+    viewer = _viewer_showing(data)
+    plane = _shown_plane(viewer, meta)
+    spatial = data.ndim - (1 if meta.get("rgb") else 0)
+    scale = tuple(meta.get("scale", (1.0,) * data.ndim))
+    translate = tuple(meta.get("translate", (0.0,) * data.ndim))
+    lab = labels[0] if labels else None
     with warnings.catch_warnings(record=True) as caught:  # shapes left out: a notification
         warnings.simplefilter("always")
-        files = export_annotated(data, meta.get("scale", (1.0,) * data.ndim),
-                                 meta.get("translate", (0.0,) * data.ndim), path,
-                                 window=window, rgb=bool(meta.get("rgb")), shapes=shapes,
-                                 labels=labels[0] if labels else None,
-                                 overwrite=flat,  # the one name napari's dialog confirmed
-                                 invert=shows_inverted_grey(meta), plane=plane)
+        if spatial == 4:  # time, z, y, x
+            files = []
+            for tp, stem, on_t in _time_pages(path, shapes, scale, translate, data.shape[0],
+                                              _shown_time(viewer, scale, translate)):
+                files += export_annotated(
+                    data[tp], scale[1:], translate[1:], stem, window=window,
+                    rgb=bool(meta.get("rgb")), shapes=on_t,
+                    labels=lab[tp] if lab is not None and lab.ndim == 4 else lab,
+                    invert=shows_inverted_grey(meta), plane=plane)
+        else:
+            files = export_annotated(data, scale, translate, path, window=window,
+                                     rgb=bool(meta.get("rgb")), shapes=shapes, labels=lab,
+                                     overwrite=spatial == 2,  # the name the dialog confirmed
+                                     invert=shows_inverted_grey(meta), plane=plane)
     for w in caught:
         _notify("warning", str(w.message))
     _notify("info", _png_summary(files))
     return files
 
 
-def _shown_plane(data: object, meta: Meta) -> str:
-    """The plane a viewer shows this image layer's data in (2D), else the plane its series
-    was acquired in, else axial."""
-    from ._viewer import current_plane
-    from .core.grid import GRID_KEY
-    from .core.png import AXES
+def _time_pages(path: str, shapes: Sequence[Annotation], scale: Sequence[float],
+                translate: Sequence[float], n_time: int, shown: int | None
+                ) -> list[tuple[int, str, list[Annotation]]]:
+    """``(time point, file name, its shapes)`` to write of a 4D layer: the time points the
+    shapes were drawn on, else the one shown, else all; ``_t<t:03d>`` joins the name.
+    Shapes without a time coordinate go with every time point written."""
+    import warnings
 
+    stem = path[:-4] if path.lower().endswith(".png") else path
+    by_time: dict[int, list[Annotation]] = {}
+    anytime: list[Annotation] = []
+    stray: list[str] = []
+    for i, sh in enumerate(shapes):
+        v = np.asarray(sh["vertices"], float)
+        if v.ndim != 2 or v.shape[1] < 4:
+            anytime.append(sh)
+            continue
+        ts = np.round((v[:, -4] - translate[-4]) / scale[-4]).astype(int)
+        if (ts != ts[0]).any() or not 0 <= ts[0] < n_time:
+            stray.append(f"{sh.get('name') or f'shape {i + 1}'} (on no single time point)")
+        else:
+            by_time.setdefault(int(ts[0]), []).append(sh)
+    if stray:
+        warnings.warn(f"{path}: not drawn: " + "; ".join(stray), stacklevel=2)
+    times = sorted(by_time) or ([shown] if shown is not None else list(range(n_time)))
+    return [(t, f"{stem}_t{t:03d}.png", by_time.get(t, []) + anytime) for t in times]
+
+
+def _viewer_showing(data: object) -> Any:
+    """The current napari viewer when one of its layers holds ``data``, else None."""
     try:
         import napari
 
         viewer = napari.current_viewer()
-    except Exception:  # noqa: BLE001 - no viewer: the series' own plane
-        viewer = None
-    if viewer is not None and viewer.dims.ndisplay == 2 and \
-            any(layer.data is data for layer in viewer.layers):
+    except Exception:  # noqa: BLE001 - no napari, no viewer
+        return None
+    if viewer is not None and any(layer.data is data for layer in viewer.layers):
+        return viewer
+    return None
+
+
+def _shown_time(viewer: Any, scale: Sequence[float], translate: Sequence[float]) -> int | None:
+    """The time point (index of a 4D layer's first axis) the viewer shows, or None."""
+    if viewer is None or viewer.dims.ndim < 4:
+        return None
+    return int(round((float(viewer.dims.point[-4]) - translate[-4]) / scale[-4]))
+
+
+def _shown_plane(viewer: Any, meta: Meta) -> str:
+    """The plane ``viewer`` (showing the image layer) shows in 2D, else the plane the
+    layer's series was acquired in, else axial."""
+    from ._viewer import current_plane
+    from .core.grid import GRID_KEY
+    from .core.png import AXES
+
+    if viewer is not None and viewer.dims.ndisplay == 2:
         shown = current_plane(viewer)
         if shown is not None:
             return str(shown)
@@ -184,18 +239,19 @@ def _shown_plane(data: object, meta: Meta) -> str:
 
 
 def _png_summary(files: Sequence[str]) -> str:
-    """``Saved 3 PNG into <folder>: 1 axial (slice 12), 2 sagittal (slices 4, 9)``."""
+    """``Saved 3 PNG into <folder>: 1 axial (slice 12), 2 sagittal (slices 4, 9 at t1)``."""
     import os
     import re
 
-    by_plane: dict[str, list[int]] = {}
+    by_plane: dict[str, list[str]] = {}
     for f in files:
-        m = re.search(r"_(axial|coronal|sagittal)_(\d{4,})\.png$", f)
+        m = re.search(r"(?:_t(\d{3,}))?_(axial|coronal|sagittal)_(\d{4,})\.png$", f)
         if m:
-            by_plane.setdefault(m.group(1), []).append(int(m.group(2)))
+            at = f" at t{int(m.group(1))}" if m.group(1) else ""
+            by_plane.setdefault(m.group(2), []).append(f"{int(m.group(3))}{at}")
     parts = []
     for plane, ks in by_plane.items():
-        shown = ", ".join(str(k) for k in ks[:6]) + (", ..." if len(ks) > 6 else "")
+        shown = ", ".join(ks[:6]) + (", ..." if len(ks) > 6 else "")
         parts.append(f"{len(ks)} {plane} (slice{'s' if len(ks) > 1 else ''} {shown})")
     where = os.path.dirname(files[0]) if files else ""
     return f"Saved {len(files)} PNG into {where or '.'}" + (": " + ", ".join(parts)

@@ -666,8 +666,9 @@ def _add_png(sub: SubParsers) -> None:
                         "plane it was acquired in; another plane gives reformats)")
     p.add_argument("--slices", help="indices along the axis: 10,20 or 10:20 (default: all)")
     p.add_argument("--time", metavar="N|N:M|all",
-                   help="time points of a 4D series: 1, 0,2, 0:2 or all (default: all); "
-                        "file names carry the time point (axial_t001_0007.png)")
+                   help="time points of a 4D series: 1, 0,2, 0:2 (0 and 1, as --slices) or "
+                        "all (default: all); file names carry the time point "
+                        "(axial_t001_0007.png)")
     p.add_argument("--force", action="store_true", help="overwrite existing PNGs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_png)

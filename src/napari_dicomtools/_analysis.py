@@ -429,7 +429,8 @@ def roi_table(image, shapes) -> list[dict]:
 
 def measure_table(labels, image=None) -> list[dict]:
     """Per-label measurements from the true geometry: volume = voxels x |det| of the true
-    affine (mm^3, mL), centroid and bounding box in patient LPS mm, HU statistics."""
+    affine (mm^3, mL), centroid and bounding box in patient LPS mm (through each acquired
+    slice's true position when a stack has gaps), HU statistics."""
     sc, tr = _grid(labels)
     img = None
     if image is not None:
@@ -441,7 +442,7 @@ def measure_table(labels, image=None) -> list[dict]:
         img = np.asarray(image.data)
     if labels.data.ndim == 3:
         g = layer_grid(labels, _viewer())
-        return measure(np.asarray(labels.data), img, affine=g.index_to_lps)
+        return measure(np.asarray(labels.data), img, grid=g)
     return measure(np.asarray(labels.data), img, sc, tr)
 
 

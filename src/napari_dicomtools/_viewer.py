@@ -10,10 +10,11 @@ widgets install it):
   so the vertical axis points *up* whenever it is S-I);
 * :func:`set_plane` switches axial/coronal/sagittal/acquisition keeping the point under the
   cursor (keys Alt+1, Alt+2, Alt+3, Alt+0, and buttons in the *Planes & geometry* dock);
-* **no silent approximation**: an oblique or tilted layer raises a notification when it
-  arrives and a canvas notice while it is the active layer;
+* **no silent approximation**: an oblique or tilted layer, or a stack with missing slices
+  or changing slice spacing (shown evenly spaced), raises a notification when it arrives and
+  a canvas notice while it is the active layer;
 * the **status bar** adds, for layers with a true grid, the voxel's original
-  ``(slice, row, column)`` index and its true LPS position in mm;
+  ``(slice, row, column)`` index and its true LPS position in mm (past a gap too);
 * a labels layer created on the grid of one of our layers (napari's *New labels* button)
   inherits that layer's true grid and provenance, so it is measured and saved on it.
 """
@@ -132,12 +133,17 @@ def _slices_and_voxels(layer) -> tuple[int, int]:
 
 
 def main_series(viewer) -> Any:
-    """The layer whose acquisition plane the viewer shows: among our image layers (else our
-    labels, e.g. a SEG opened alone), a stack of several slices before a single slice (a
-    scout or localizer never decides the plane of a CT volume), then the most voxels, then
-    the first opened; None without one."""
+    """The layer whose acquisition plane the viewer shows: :func:`main_layer` of our image
+    layers (else of our labels, e.g. a SEG opened alone); None without one."""
     ours = _gridded(viewer)
-    cands = [lay for lay in ours if lay._type_string == "image"] or ours
+    return main_layer([lay for lay in ours if lay._type_string == "image"] or ours)
+
+
+def main_layer(layers) -> Any:
+    """The main series among ``layers`` (ours, with a grid): a stack of several slices
+    before a single slice (a scout or localizer never decides the plane of a CT volume),
+    then the most voxels, then the first; None when none of them has a grid."""
+    cands = [lay for lay in layers if GRID_KEY in lay.metadata]
     if not cands:
         return None
 
@@ -267,12 +273,17 @@ class GeometryController:
         text = ""
         if layer is not None and GRID_KEY in layer.metadata:
             g = layer_grid(layer, viewer)
+            # short lines: the notice stays clear of the orientation letter at the top
             if g is not None and g.display_error_mm > 0.5:
-                # short lines: the notice stays clear of the orientation letter at the top
                 text = (f"{g.residual_deg:.1f} deg oblique/tilted, shown\n"
                         f"axis-aligned (up to {g.display_error_mm:.0f} mm off);\n"
                         "numbers use the true geometry.\n"
                         "Exact view: Resample to patient axes")
+            elif g is not None and g.uneven_steps():
+                text = (f"{_uneven_summary(g)}: shown evenly\n"
+                        f"(up to {g.slice_position_error_mm:.0f} mm off); numbers use\n"
+                        "each slice's true position.\n"
+                        "Even slices: Resample to patient axes")
         overlay = text_overlay(viewer)
         overlay.text = text
         overlay.visible = bool(text)
@@ -311,19 +322,61 @@ class GeometryController:
             setup_layer(viewer, layer)
 
     def _notify_oblique(self, layer):
+        """One warning per image layer whose display is not its geometry: oblique or
+        tilted, or unevenly spaced slices shown evenly."""
         if layer._type_string != "image" or GRID_KEY not in layer.metadata \
                 or id(layer) in self.notified:
             return
         viewer = self.viewer
         g = layer_grid(layer, viewer)
-        if g is None or g.display_error_mm <= 0.5:
+        if g is None:
+            return
+        from ._reader import oblique_notice
+
+        notices = [oblique_notice(layer.name, g)] if g.display_error_mm > 0.5 else []
+        if g.uneven_steps():
+            notices.append(spacing_notice(layer.name, g))
+        if not notices:
             return
         self.notified.add(id(layer))
         from napari.utils.notifications import show_warning
 
-        from ._reader import oblique_notice
+        for text in notices:
+            show_warning(text)
 
-        show_warning(oblique_notice(layer.name, g))
+
+def _uneven_summary(grid: Grid) -> str:
+    """``gap of 10 mm after slice 9`` (the largest), or ``slice spacing 2.5-5 mm``."""
+    steps = grid.uneven_steps()
+    usual = grid.slice_step_mm
+    if all(d > 1.5 * usual for _, d in steps):
+        k, d = max(steps, key=lambda kd: kd[1])
+        more = f" (+{len(steps) - 1})" if len(steps) > 1 else ""
+        return f"gap of {d:g} mm after slice {k}{more}"
+    lengths = [d for _, d in steps] + [usual]
+    return f"slice spacing {min(lengths):g}-{max(lengths):g} mm"
+
+
+def spacing_notice(name: str, grid: Grid) -> str:
+    """What the user is told when a stack's slices are not evenly spaced (missing slices,
+    changing spacing) but napari shows them evenly."""
+    steps = grid.uneven_steps()
+    usual = grid.slice_step_mm
+    if all(d > 1.5 * usual for _, d in steps):
+        gaps = [f"between slices {k} and {k + 1} ({d:g} mm, about {round(d / usual) - 1} "
+                f"missing)" for k, d in steps[:3]]
+        what = (f"missing slices: {len(steps)} gap(s) in the {usual:g} mm stepping, "
+                + "; ".join(gaps) + ("; ..." if len(steps) > 3 else ""))
+    else:
+        lengths = [d for _, d in steps]
+        what = (f"slices not equally spaced: {len(steps)} step(s) of "
+                f"{min(lengths):g} to {max(lengths):g} mm where the usual step is {usual:g} mm")
+    return (f"{name}: {what}. Shown evenly spaced (slices up to "
+            f"{grid.slice_position_error_mm:.1f} mm from their true position on screen); the "
+            "status bar, measurements and SEG/RTSTRUCT use each slice's true position, NIfTI "
+            "holds the acquired slices at the usual step (as dcm2niix). Even slices: Plugins > "
+            "DICOM Tools > Planes & geometry > Resample to patient axes (interpolates the "
+            "gap), or read_volume(path, uniform_spacing=True).")
 
 
 def text_overlay(viewer):
@@ -561,6 +614,10 @@ def _connect_description(viewer, box) -> None:
         plane = PLANES[g.acquisition_axis] if GRID_KEY in layer.metadata else "unknown"
         exact = ("display is exact" if g.display_error_mm <= 0.5 else
                  f"{g.residual_deg:.1f} deg off axes, up to {g.display_error_mm:.0f} mm")
+        if g.uneven_steps():
+            exact = (f"{_uneven_summary(g)}, shown evenly (up to "
+                     f"{g.slice_position_error_mm:.0f} mm off)" if exact == "display is exact"
+                     else f"{exact}; {_uneven_summary(g)}")
         info.value = f"{layer.name}: acquired {plane}; {exact}"
         info.tooltip = info.value
 

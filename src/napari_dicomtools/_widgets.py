@@ -423,13 +423,13 @@ class DicomBrowser(QWidget):
             job.opened.append(getattr(self.viewer, f"add_{layer_type}")(data, **kwargs))
 
     def _centre_on_first(self, opened: list[Layer]) -> None:
-        """After opening several series, show the first one: its plane, its middle slice,
-        centred and zoomed to it."""
+        """After opening several series, show the main one (a volume, not its scout): its
+        plane, its middle slice, centred and zoomed to it."""
         if not opened:
             return
-        from ._viewer import acquisition_plane, set_plane
+        from ._viewer import acquisition_plane, main_layer, set_plane
 
-        first = opened[0]
+        first = main_layer(opened) or opened[0]
         if first not in self.viewer.layers:
             return
         self.viewer.layers.selection.active = first

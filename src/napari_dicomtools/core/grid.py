@@ -20,6 +20,7 @@ moved or rescaled is recognised and falls back to its own (then exact) display t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -37,6 +38,9 @@ __all__ = [
 
 #: metadata key of a layer's grid
 GRID_KEY = "grid"
+
+#: slices within this distance (mm) of an even stepping count as evenly spaced
+_EVEN_TOL_MM = 0.01
 
 #: (slice, row, column) <-> (column, row, slice): the index order flip between our arrays and
 #: NIfTI/ITK's (i, j, k)
@@ -61,6 +65,8 @@ class GridMetadata(TypedDict):
     display: DisplayMetadata | None
     residual_deg: float
     acquisition_axis: int
+    slice_offsets: list[list[float]] | None
+    slice_of_index: list[float] | None
 
 
 def _close(a: npt.ArrayLike, b: npt.ArrayLike, tol: float = 1e-6) -> bool:
@@ -88,6 +94,15 @@ class Grid:
     display : DisplayTransform or None
         When the layer data is the reader's view of an original ``(slice, row, column)``
         array: how to undo it (NIfTI is written on the original grid, as ``convert`` does).
+    slice_offsets : numpy.ndarray, shape (n, 3), optional
+        For a stack whose acquired slices are not evenly spaced (missing slices, changing
+        spacing): LPS mm from where ``index_to_lps`` puts each acquired slice to where its
+        file puts it (ImagePositionPatient). Between slices the offset is interpolated
+        linearly, beyond the first and last slice it stays that slice's. None (the default):
+        ``index_to_lps`` is the whole truth.
+    slice_of_index : numpy.ndarray, shape (4,), optional
+        With ``slice_offsets``: the homogeneous row that gives the acquired slice coordinate
+        (fractional) of a data index, ``s = slice_of_index[:3] @ index + slice_of_index[3]``.
 
     See Also
     --------
@@ -107,6 +122,19 @@ class Grid:
     [-9.0, 20.0, 32.5]
     >>> round(g.voxel_volume_mm3, 3), g.residual_deg
     (0.625, 0.0)
+
+    The same stack with its middle slice 5 mm further than the 2.5 mm step: every position
+    comes from the files, also between slices and past the gap:
+
+    >>> positions = [(-10.0, 20.0, 30.0), (-10.0, 20.0, 32.5), (-10.0, 20.0, 40.0)]
+    >>> g = Grid.for_volume((2.5, 0.5, 0.5), (-10.0, 20.0, 30.0), direction, (3, 4, 5),
+    ...                     positions=positions)
+    >>> g.lps([2, 0, 0]).tolist(), g.lps([1.5, 0, 0]).tolist()
+    ([-10.0, 20.0, 40.0], [-10.0, 20.0, 36.25])
+    >>> g.index([-10.0, 20.0, 36.25]).tolist()
+    [1.5, 0.0, 0.0]
+    >>> g.uneven_steps()  # (first slice of the step, its length in mm)
+    [(1, 7.5)]
     """
 
     index_to_lps: Floats
@@ -114,11 +142,14 @@ class Grid:
     scale: tuple[float, ...]
     translate: tuple[float, ...]
     display: geometry.DisplayTransform | None = None
+    slice_offsets: Floats | None = None
+    slice_of_index: Floats | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def for_volume(cls, spacing: npt.ArrayLike, origin: npt.ArrayLike,
-                   direction: npt.ArrayLike, shape: Sequence[int]) -> Grid:
+                   direction: npt.ArrayLike, shape: Sequence[int], *,
+                   positions: npt.ArrayLike | None = None) -> Grid:
         """The grid of the reader's axis-aligned view of a ``(slice, row, column)`` array.
 
         Parameters
@@ -131,19 +162,41 @@ class Grid:
             Columns are the unit LPS vectors of the ``(slice, row, column)`` axes.
         shape : sequence of int
             The array shape (its first three axes are used).
+        positions : array_like, shape (n_slices, 3), optional
+            ImagePositionPatient (LPS mm) of each slice, in array order. Where they are not
+            where ``origin`` and the slice spacing put them (missing slices, changing
+            spacing), the grid keeps them (``slice_offsets``) and maps every index through
+            them; otherwise they change nothing.
 
         Returns
         -------
         Grid
             The grid of the view :func:`~napari_dicomtools.core.geometry.display_transform`
             makes of that array.
+
+        Raises
+        ------
+        ValueError
+            When ``positions`` does not hold one LPS position per slice.
         """
         shape3 = tuple(int(n) for n in shape[:3])
         dt = geometry.display_transform(spacing, origin, direction, shape3)
         orig_to_lps = geometry.affine_lps(spacing, origin, direction) @ _REVERSE
         view_shape = tuple(shape3[k] for k in dt.axes)
         q = _original_from_view(dt, view_shape)
-        return cls(orig_to_lps @ q, view_shape, tuple(dt.scale), tuple(dt.translate), dt)
+        grid = cls(orig_to_lps @ q, view_shape, tuple(dt.scale), tuple(dt.translate), dt)
+        if positions is None:
+            return grid
+        pos = np.asarray(positions, float)
+        if pos.shape != (shape3[0], 3):
+            raise ValueError(f"positions of shape {pos.shape} do not give one LPS position "
+                             f"to each of {shape3[0]} slices")
+        nominal = orig_to_lps[:3, 3] + np.outer(np.arange(shape3[0]), orig_to_lps[:3, 0])
+        offsets = pos - nominal
+        if np.max(np.linalg.norm(offsets, axis=1)) > _EVEN_TOL_MM:
+            grid.slice_offsets = offsets
+            grid.slice_of_index = q[0].copy()
+        return grid
 
     @classmethod
     def axis_aligned(cls, scale: npt.ArrayLike, translate: npt.ArrayLike,
@@ -204,8 +257,11 @@ class Grid:
             dt = geometry.DisplayTransform(tuple(disp["axes"]), tuple(disp["flips"]),
                                            tuple(g["scale"]), tuple(g["translate"]),
                                            float(disp.get("residual_deg", 0.0)))
+        offsets, along = g.get("slice_offsets"), g.get("slice_of_index")
         return cls(np.asarray(g["index_to_lps"], float), shape3, tuple(g["scale"]),
-                   tuple(g["translate"]), dt)
+                   tuple(g["translate"]), dt,
+                   None if offsets is None else np.asarray(offsets, float),
+                   None if along is None or offsets is None else np.asarray(along, float))
 
     @classmethod
     def of_layer(cls, shape: Sequence[int], scale: npt.ArrayLike, translate: npt.ArrayLike,
@@ -255,7 +311,11 @@ class Grid:
                 "translate": [float(v) for v in self.translate],
                 "display": display,
                 "residual_deg": self.residual_deg,
-                "acquisition_axis": self.acquisition_axis}
+                "acquisition_axis": self.acquisition_axis,
+                "slice_offsets": None if self.slice_offsets is None
+                else self.slice_offsets.tolist(),
+                "slice_of_index": None if self.slice_of_index is None
+                else self.slice_of_index.tolist()}
 
     def derive(self, shape: Sequence[int], scale: npt.ArrayLike,
                translate: npt.ArrayLike) -> Grid:
@@ -275,7 +335,7 @@ class Grid:
         -------
         Grid
             ``self`` when nothing changed, else the composed grid (without a display
-            transform).
+            transform; the acquired slices' true positions kept).
         """
         shape3 = tuple(int(n) for n in shape[-3:])
         sc = np.asarray(scale, float)[-3:]
@@ -287,7 +347,9 @@ class Grid:
         m = np.eye(4)  # new data index -> old data index, through the display world
         m[:3, :3] = np.diag(sc / old_sc)
         m[:3, 3] = (tr - old_tr) / old_sc
-        return Grid(self.index_to_lps @ m, shape3, tuple(sc), tuple(tr), None)
+        along = None if self.slice_of_index is None else self.slice_of_index @ m
+        return Grid(self.index_to_lps @ m, shape3, tuple(sc), tuple(tr), None,
+                    self.slice_offsets, along)
 
     # ------------------------------------------------------------------ what it tells
     @property
@@ -303,12 +365,104 @@ class Grid:
 
     @property
     def display_error_mm(self) -> float:
-        """How far (mm) a voxel corner is drawn from its true position by the display's
-        axis-aligned scale/translate (0 for axial, coronal and sagittal series)."""
+        """How far (mm) a voxel corner is drawn from where ``index_to_lps`` puts it by the
+        display's axis-aligned scale/translate (0 for axial, coronal and sagittal series):
+        the error of showing an oblique or tilted series straight. Slices the display steps
+        evenly over a gap are :attr:`slice_position_error_mm`."""
         shown = Grid.axis_aligned(self.scale, self.translate, self.shape)
         n = np.asarray(self.shape, float) - 1
         corners = np.array([[n[k] if b >> k & 1 else 0.0 for k in range(3)] for b in range(8)])
-        return float(np.max(np.linalg.norm(self.lps(corners) - shown.lps(corners), axis=1)))
+        affine = self.index_to_lps
+        drawn = corners @ affine[:3, :3].T + affine[:3, 3]
+        return float(np.max(np.linalg.norm(drawn - shown.lps(corners), axis=1)))
+
+    @property
+    def slice_position_error_mm(self) -> float:
+        """How far (mm) an acquired slice is from where an even stepping of the slices puts
+        it: 0 for evenly spaced slices; the missing length after a gap."""
+        if self.slice_offsets is None:
+            return 0.0
+        return float(np.max(np.linalg.norm(self.slice_offsets, axis=1)))
+
+    def uneven_steps(self, tolerance: float = 0.01) -> list[tuple[int, float]]:
+        """The steps between acquired slices that are not the grid's slice step.
+
+        Parameters
+        ----------
+        tolerance : float
+            Relative difference from the grid's slice step (the median step) allowed.
+
+        Returns
+        -------
+        list of (int, float)
+            ``(k, mm)``: the step from acquired slice ``k`` to ``k + 1`` (0-based, the
+            ``s`` of the status bar's voxel index) is ``mm`` long. Empty for an evenly spaced
+            stack.
+        """
+        if self.slice_offsets is None or self.slice_of_index is None:
+            return []
+        step = self._slice_step()
+        vectors = step + np.diff(self.slice_offsets, axis=0)
+        lengths = np.linalg.norm(vectors, axis=1)
+        usual = float(np.linalg.norm(step))
+        return [(k, round(float(d), 4)) for k, d in enumerate(lengths)
+                if abs(d - usual) > tolerance * usual]
+
+    @property
+    def slice_data_axis(self) -> int:
+        """The data axis along which the acquired slices follow one another."""
+        if self.slice_of_index is None:
+            return self.acquisition_axis
+        return int(np.argmax(np.abs(self.slice_of_index[:3])))
+
+    def mean_lps(self, mean_index: npt.ArrayLike, axis: int, indices: npt.ArrayLike,
+                 counts: npt.ArrayLike) -> Floats:
+        """Mean LPS position (mm) of a set of voxels, e.g. a label's centroid.
+
+        With unevenly spaced slices the mean of the voxels' positions is not the position of
+        their mean index: the voxels' spread over the slices is needed.
+
+        Parameters
+        ----------
+        mean_index : array_like, shape (3,)
+            The voxels' mean data index.
+        axis : int
+            A data axis (:attr:`slice_data_axis` for an exact result on unevenly spaced
+            slices).
+        indices, counts : array_like, shape (m,)
+            Indices along ``axis`` and how many of the voxels have each.
+
+        Returns
+        -------
+        numpy.ndarray, shape (3,)
+            LPS ``(x, y, z)`` mm.
+        """
+        c = np.asarray(mean_index, float)
+        base: Floats = c @ self.index_to_lps[:3, :3].T + self.index_to_lps[:3, 3]
+        if self.slice_offsets is None or self.slice_of_index is None:
+            return base
+        idx = np.repeat(c[None, :], len(np.atleast_1d(indices)), axis=0)
+        idx[:, axis] = np.asarray(indices, float)
+        along = idx @ self.slice_of_index[:3] + self.slice_of_index[3]
+        weights = np.asarray(counts, float)
+        mean_offset = weights @ self._offset_at(along, self.slice_offsets) / weights.sum()
+        out: Floats = base + mean_offset
+        return out
+
+    @property
+    def slice_step_mm(self) -> float:
+        """Length (mm) of the grid's step from one acquired slice to the next (the median
+        step of an unevenly spaced stack)."""
+        return float(np.linalg.norm(self._slice_step()))
+
+    def _slice_step(self) -> Floats:
+        """LPS mm vector of one acquired slice's step through ``index_to_lps``."""
+        if self.slice_of_index is None:
+            w = np.eye(3)[self.acquisition_axis]
+        else:
+            w = self.slice_of_index[:3]
+        out: Floats = self.index_to_lps[:3, :3] @ (w / float(w @ w))
+        return out
 
     @property
     def acquisition_axis(self) -> int:
@@ -368,6 +522,18 @@ class Grid:
         """
         idx = np.asarray(index, float)
         out: Floats = idx @ self.index_to_lps[:3, :3].T + self.index_to_lps[:3, 3]
+        if self.slice_offsets is not None and self.slice_of_index is not None:
+            along = idx @ self.slice_of_index[:3] + self.slice_of_index[3]
+            out = out + self._offset_at(along, self.slice_offsets)
+        return out
+
+    @staticmethod
+    def _offset_at(along: Floats, offsets: Floats) -> Floats:
+        """``offsets`` (one row per acquired slice) at fractional slice coordinates: linear
+        between slices, the end slice's beyond them."""
+        k = np.arange(len(offsets), dtype=float)
+        out: Floats = np.stack([np.interp(along, k, offsets[:, c])
+                                for c in range(offsets.shape[1])], axis=-1)
         return out
 
     def index(self, lps: npt.ArrayLike) -> Floats:
@@ -386,7 +552,21 @@ class Grid:
         inv = np.linalg.inv(self.index_to_lps)
         p = np.asarray(lps, float)
         out: Floats = p @ inv[:3, :3].T + inv[:3, 3]
-        return out
+        if self.slice_offsets is None or self.slice_of_index is None:
+            return out
+        # index = u - inv3 @ offset(s) with s = w . index + w0, so the "nominal" slice
+        # coordinate w . u + w0 = s + w . inv3 @ offset(s): increasing in s (the slices are
+        # sorted along their normal), piecewise linear, inverted by interpolation
+        w, w0 = self.slice_of_index[:3], float(self.slice_of_index[3])
+        shift = self.slice_offsets @ inv[:3, :3].T  # each slice's offset in index units
+        k = np.arange(len(shift), dtype=float)
+        nominal_k = k + shift @ w
+        nominal = out @ w + w0
+        along = np.interp(nominal, nominal_k, k)
+        along = np.where(nominal < nominal_k[0], nominal - shift[0] @ w, along)
+        along = np.where(nominal > nominal_k[-1], nominal - shift[-1] @ w, along)
+        result: Floats = out - self._offset_at(along, shift)
+        return result
 
     def box_lps(self, lo: npt.ArrayLike, hi: npt.ArrayLike) -> tuple[Floats, Floats]:
         """LPS axis-aligned bounds of the voxel box ``[lo, hi)`` (outer voxel faces).
@@ -399,9 +579,11 @@ class Grid:
         Returns
         -------
         (numpy.ndarray, numpy.ndarray)
-            Smallest and largest LPS ``(x, y, z)`` mm (see :func:`box_bounds`).
+            Smallest and largest LPS ``(x, y, z)`` mm (see :func:`box_bounds`), through the
+            acquired slices' true positions.
         """
-        return box_bounds(self.index_to_lps, lo, hi)
+        p = self.lps(_box_corners(lo, hi))
+        return p.min(axis=0), p.max(axis=0)
 
     def original_index(self, index: npt.ArrayLike) -> Floats | None:
         """``(slice, row, column)`` index in the original array, when the data is a view.
@@ -443,6 +625,13 @@ class Grid:
             The array to write (a view of ``data``, same type) and its 4x4 RAS affine
             (index ``(i, j, k)`` = ``(column, row, slice)``).
         """
+        if self.slice_offsets is not None:
+            warnings.warn(
+                f"slices not evenly spaced (steps {self.uneven_steps()[:3]} (slice, mm) where "
+                f"the usual step is {self.slice_step_mm:g} mm): NIfTI holds the acquired "
+                f"slices {self.slice_step_mm:g} mm apart, as dcm2niix writes them, so slices "
+                f"past a gap are up to {self.slice_position_error_mm:.1f} mm from their true "
+                "position; resample to patient axes first for an exact file", stacklevel=2)
         if self.display is not None:
             arr = self.display.invert(data, leading=leading)
             view_from_original = np.linalg.inv(_original_from_view(self.display, self.shape))
@@ -537,6 +726,27 @@ def plane_spacing(linear: npt.ArrayLike, axes: Sequence[int] | None = None) -> F
     return out
 
 
+def _resample_through(work: npt.NDArray[np.floating[Any]], grid: Grid, out_grid: Grid,
+                      order: int, fill: float) -> npt.NDArray[np.floating[Any]]:
+    """``work`` (on ``grid``, unevenly spaced slices) sampled at every voxel of ``out_grid``,
+    one output plane at a time (the coordinates of a whole volume would take 24 bytes a
+    voxel)."""
+    from scipy import ndimage
+
+    if order > 1:  # prefilter once, not once a plane
+        work = ndimage.spline_filter(work, order, output=np.float64)
+    shape = out_grid.shape
+    rows, cols = np.meshgrid(np.arange(shape[1]), np.arange(shape[2]), indexing="ij")
+    plane = np.stack([np.zeros(rows.size), rows.ravel(), cols.ravel()], axis=-1)
+    out = np.empty(shape, work.dtype)
+    for z in range(shape[0]):
+        plane[:, 0] = z
+        coords = grid.index(out_grid.lps(plane)).T
+        out[z] = ndimage.map_coordinates(work, coords, order=order, mode="constant", cval=fill,
+                                         prefilter=False).reshape(shape[1:])
+    return out
+
+
 def _original_from_view(display: geometry.DisplayTransform,
                         view_shape: Sequence[int]) -> Floats:
     """Homogeneous map from a view index to the original ``(slice, row, column)`` index:
@@ -575,12 +785,17 @@ def box_bounds(index_to_lps: npt.ArrayLike, lo: npt.ArrayLike,
     >>> lo.tolist(), hi.tolist()
     ([-1.0, -0.5, -0.5], [3.0, 2.5, 3.5])
     """
+    a = np.asarray(index_to_lps, float)
+    p = _box_corners(lo, hi) @ a[:3, :3].T + a[:3, 3]
+    return p.min(axis=0), p.max(axis=0)
+
+
+def _box_corners(lo: npt.ArrayLike, hi: npt.ArrayLike) -> Floats:
+    """The eight outer corners (index units) of the voxel box ``[lo, hi)``."""
     lo_ = np.asarray(lo, float) - 0.5
     hi_ = np.asarray(hi, float) - 0.5
-    corners = np.array([[(lo_, hi_)[b >> k & 1][k] for k in range(3)] for b in range(8)])
-    a = np.asarray(index_to_lps, float)
-    p = corners @ a[:3, :3].T + a[:3, 3]
-    return p.min(axis=0), p.max(axis=0)
+    out: Floats = np.array([[(lo_, hi_)[b >> k & 1][k] for k in range(3)] for b in range(8)])
+    return out
 
 
 def resample_to_patient_axes(data: npt.ArrayLike, grid: Grid,
@@ -591,7 +806,9 @@ def resample_to_patient_axes(data: npt.ArrayLike, grid: Grid,
 
     The output covers the whole true extent of ``data`` (every voxel corner) on axes aligned
     with the patient, so napari shows it without approximation; an oblique or gantry-tilted
-    series becomes a layer whose display *is* its geometry.
+    series becomes a layer whose display *is* its geometry, and a stack with missing slices
+    or changing spacing gets evenly spaced slices (a gap filled by interpolating between the
+    slices on either side of it, as 3D Slicer's regularization does).
 
     Parameters
     ----------
@@ -651,8 +868,11 @@ def resample_to_patient_axes(data: npt.ArrayLike, grid: Grid,
     for idx in np.ndindex(*lead_shape) if leading else [()]:
         src = arr[idx]
         work = src if src.dtype.kind == "f" else src.astype(np.float32)
-        res = ndimage.affine_transform(work, m[:3, :3], m[:3, 3], output_shape=shape,
-                                       order=order, mode="constant", cval=fill)
+        if grid.slice_offsets is None:
+            res = ndimage.affine_transform(work, m[:3, :3], m[:3, 3], output_shape=shape,
+                                           order=order, mode="constant", cval=fill)
+        else:
+            res = _resample_through(work, grid, out_grid, order, fill)
         if arr.dtype.kind in "iub":
             res = np.round(res)
         out[idx] = res.astype(arr.dtype, copy=False)

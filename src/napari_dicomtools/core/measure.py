@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from .grid import Grid
 
 __all__ = ["measure", "write_measurements_csv"]
 
@@ -21,12 +24,13 @@ class _LabelStats(NamedTuple):
     centroid: npt.NDArray[np.float64]  # array index of the centre of mass
     box: tuple[slice, ...]  # find_objects' bounding box
     intensity: dict[str, float]  # mean, min, max, std when an image is given
+    profiles: list[npt.NDArray[np.int64]]  # voxels per index along each axis, in the box
 
 
 def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLike | None = None,
             origin: ArrayLike | None = None, direction: ArrayLike | None = None, *,
             objects: list[tuple[slice, ...] | None] | None = None,
-            affine: ArrayLike | None = None) -> list[dict[str, Any]]:
+            affine: ArrayLike | None = None, grid: Grid | None = None) -> list[dict[str, Any]]:
     """One row of measurements per label, in millimetres and image units.
 
     Parameters
@@ -51,6 +55,15 @@ def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLik
         The true index ``(slice, row, column)`` -> LPS mm affine of 3D labels (oblique or
         tilted data); it replaces ``spacing``, ``origin`` and ``direction``, and the voxel
         volume is the absolute determinant of its 3x3 part.
+    grid : Grid, optional
+        The true grid of 3D labels (a napari layer's
+        :meth:`~napari_dicomtools.core.grid.Grid.of_layer`): as ``affine``, and through the
+        true position of each acquired slice when a stack has missing slices or changing
+        spacing (centroids and bounding boxes past a gap are where the files put them). The
+        voxel volume stays one usual slice step times the pixel area: each acquired slice
+        counts its own thickness and the missing slices count nothing, since nobody saw
+        what lies in them (spreading a slice over the gap would make a label on one slice
+        beside it several times larger).
 
     Returns
     -------
@@ -58,13 +71,15 @@ def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLik
         ``label``, ``voxels``, ``volume_mm3`` and ``volume_ml`` (3D) or ``area_mm2`` (2D),
         ``bbox_min_mm``/``bbox_max_mm`` (outer voxel faces along each array axis, in the
         grid's mm: world for napari layers; ``bbox_min_lps_mm``/``bbox_max_lps_mm`` with
-        ``affine``), ``centroid_lps_mm`` (3D) or ``centroid_mm`` (2D), and ``mean``, ``min``,
+        ``affine`` or ``grid``), ``centroid_lps_mm`` (3D: the mean LPS position of the
+        label's voxels) or ``centroid_mm`` (2D), and ``mean``, ``min``,
         ``max``, ``std`` when ``image`` is given. Empty when no label is present.
 
     Raises
     ------
     ValueError
-        ``image`` has another shape than ``labels``, or ``affine`` is given for 2D labels.
+        ``image`` has another shape than ``labels``, or ``affine`` or ``grid`` is given for
+        2D labels.
 
     Examples
     --------
@@ -77,6 +92,19 @@ def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLik
     (8, 16.0, 0.016, 100.0)
     >>> row["centroid_lps_mm"]  # (x, y, z) of LPS: the axes reversed from (z, y, x)
     (1.5, 1.5, 3.0)
+
+    On a stack whose third slice lies 5 mm further than the 2 mm step (a missing slice
+    between it and the second), the label's slices 1 and 2 are 7 mm apart:
+
+    >>> from napari_dicomtools.core.grid import Grid
+    >>> positions = [(0, 0, 0), (0, 0, 2), (0, 0, 9), (0, 0, 11)]  # LPS mm
+    >>> grid = Grid.for_volume((2, 1, 1), (0, 0, 0), np.eye(3)[:, ::-1], (4, 4, 4),
+    ...                        positions=positions)
+    >>> (row,) = measure(lab, grid=grid)
+    >>> row["centroid_lps_mm"], row["bbox_min_lps_mm"][2], row["bbox_max_lps_mm"][2]
+    ((1.5, 1.5, 5.5), 1.0, 10.0)
+    >>> row["volume_mm3"]  # 8 voxels of 2 x 1 x 1 mm: the missing slice is not counted
+    16.0
     """
     lab = np.asarray(labels)
     nd = lab.ndim
@@ -91,10 +119,10 @@ def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLik
     stats = _label_stats(lab, None if image is None else np.asarray(image), objects)
     voxel = float(np.prod(sp))
     aff = None
-    if affine is not None:
+    if affine is not None or grid is not None:
         if nd != 3:
-            raise ValueError(f"affine needs 3D labels, got {nd}D")
-        aff = np.asarray(affine, float)
+            raise ValueError(f"affine and grid need 3D labels, got {nd}D")
+        aff = np.asarray(grid.index_to_lps if grid is not None else affine, float)
         voxel = float(abs(np.linalg.det(aff[:3, :3])))
     rows: list[dict[str, Any]] = []
     for i, e in stats.items():
@@ -104,7 +132,8 @@ def measure(labels: ArrayLike, image: ArrayLike | None = None, spacing: ArrayLik
             row["volume_ml"] = float(e.voxels * voxel / 1000.0)
         else:
             row["area_mm2"] = float(e.voxels * voxel)
-        row.update(_placement(e, sp, org, direction, aff))
+        row.update(_on_grid(e, grid) if grid is not None else
+                   _placement(e, sp, org, direction, aff))
         row.update(e.intensity)
         rows.append(row)
     return rows
@@ -127,16 +156,18 @@ def _label_stats(lab: npt.NDArray[np.integer[Any]], img: npt.NDArray[Any] | None
         n = int(mask.sum())
         # centroid from the mask's projections on each axis: no index arrays
         c = []
+        profiles = []
         for ax in range(nd):
             other = tuple(j for j in range(nd) if j != ax)
             prof = mask.sum(axis=other)
             c.append(float((prof * (np.arange(len(prof)) + sl[ax].start)).sum() / n))
+            profiles.append(prof)
         intensity: dict[str, float] = {}
         if img is not None:
             vals = img[sl][mask].astype(np.float64)
             intensity = {"mean": float(vals.mean()), "min": float(vals.min()),
                          "max": float(vals.max()), "std": float(vals.std())}
-        out[i] = _LabelStats(n, np.asarray(c), sl, intensity)
+        out[i] = _LabelStats(n, np.asarray(c), sl, intensity, profiles)
     return out
 
 
@@ -166,6 +197,20 @@ def _placement(e: _LabelStats, sp: npt.NDArray[np.float64], org: npt.NDArray[np.
                 "bbox_max_mm": mm(org + (hi - 0.5) * sp), **centroid}
     return {"bbox_min_mm": mm((lo - 0.5) * sp), "bbox_max_mm": mm((hi - 0.5) * sp),
             "centroid_lps_mm": mm(org + np.asarray(direction, float) @ (c * sp))}
+
+
+def _on_grid(e: _LabelStats, grid: Grid) -> dict[str, tuple[float, ...]]:
+    """A label's bounding box and centroid in LPS mm through a true grid (its acquired
+    slices where the files put them)."""
+    lo = np.array([x.start for x in e.box], float)
+    hi = np.array([x.stop for x in e.box], float)
+    axis = grid.slice_data_axis
+    along = np.arange(len(e.profiles[axis]), dtype=float) + e.box[axis].start
+    bmin, bmax = grid.box_lps(lo, hi)
+    centroid = grid.mean_lps(e.centroid, axis, along, e.profiles[axis])
+    return {"bbox_min_lps_mm": tuple(float(x) for x in bmin),
+            "bbox_max_lps_mm": tuple(float(x) for x in bmax),
+            "centroid_lps_mm": tuple(float(x) for x in centroid)}
 
 
 def write_measurements_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str], *,

@@ -32,6 +32,7 @@ TYPED_ADAPTERS = [
     "_pacs_widget",
     "_reader",
     "_sample_data",
+    "_viewer",
     "_widgets",
     "_workspace",
     "_writer",

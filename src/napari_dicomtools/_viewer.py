@@ -22,12 +22,33 @@ widgets install it):
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .core.grid import GRID_KEY, Grid
+
+if TYPE_CHECKING:
+    from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+
+    from ._reader import LayerData
+    from ._widgets import Layer, Viewer
+
+    class GeometryBox(Container[Any]):
+        """The *Planes & geometry* dock: a magicgui Container whose widgets are also its
+        attributes (set by :func:`_geometry_controls` and :func:`make_geometry_widget`)."""
+
+        buttons: dict[str, PushButton]
+        info: Label
+        layer_box: ComboBox
+        voxel: FloatSpinBox
+        resample: PushButton
+        ortho: CheckBox
+        #: the running resample (a napari FunctionWorker), or None
+        worker: Any
+        resample_now: Callable[[], None]
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -39,19 +60,19 @@ PROVENANCE_KEYS = ("patient_name", "patient_id", "study_uid", "series_uid",
 _CONTROLLERS: dict[int, GeometryController] = {}
 
 
-def provenance(layer) -> dict:
+def provenance(layer: Layer) -> dict[str, Any]:
     """The identity keys (:data:`PROVENANCE_KEYS`) a layer made from ``layer`` keeps."""
     return {k: layer.metadata[k] for k in PROVENANCE_KEYS if k in layer.metadata}
 
 
-def has_patient_axes(layer) -> bool:
+def has_patient_axes(layer: Layer) -> bool:
     """Whether a layer's world axes are the patient's (LPS mm): not for images without
     ImageOrientationPatient (ultrasound, photos, screen captures: ``orientation``
     ``"unknown"`` in their metadata), which get no A/P/R/L letters and no LPS readout."""
-    return layer.metadata.get("orientation") != "unknown"
+    return bool(layer.metadata.get("orientation") != "unknown")
 
 
-def layer_units(layer) -> tuple:
+def layer_units(layer: Layer) -> tuple[str, ...]:
     """The layer's per-axis units as plain strings (for a derived layer's ``units``)."""
     return tuple(str(u) for u in getattr(layer, "units", ()) or ())
 
@@ -64,7 +85,7 @@ def camera_of(viewer: Any) -> Any:
     return camera if camera is not None else viewer.camera
 
 
-def layer_grid(layer, viewer=None) -> Grid | None:
+def layer_grid(layer: Layer, viewer: Viewer | None = None) -> Grid | None:
     """The true grid of a napari layer (3D spatial data), or None for 2D layers.
 
     A layer without a stored grid that sits exactly on the display grid of one of our layers
@@ -87,7 +108,7 @@ def layer_grid(layer, viewer=None) -> Grid | None:
     return Grid.axis_aligned(layer.scale, layer.translate, shape)
 
 
-def plane_order(ndim: int, plane: str) -> tuple:
+def plane_order(ndim: int, plane: str) -> tuple[int, ...]:
     """``dims.order`` that shows ``plane`` (world axes are ``(..., z, y, x)`` LPS)."""
     lead = list(range(ndim - 3))
     z, y, x = ndim - 3, ndim - 2, ndim - 1
@@ -95,7 +116,7 @@ def plane_order(ndim: int, plane: str) -> tuple:
     return tuple(lead + order)
 
 
-def current_plane(viewer) -> str | None:
+def current_plane(viewer: Viewer) -> str | None:
     """The plane shown in 2D (by the slider's world axis), or None."""
     ndim = viewer.dims.ndim
     if ndim < 3:
@@ -106,11 +127,11 @@ def current_plane(viewer) -> str | None:
     return PLANES[not_shown[0] - (ndim - 3)]
 
 
-def _gridded(viewer):
+def _gridded(viewer: Viewer) -> list[Layer]:
     return [lay for lay in viewer.layers if GRID_KEY in lay.metadata]
 
 
-def acquisition_plane(viewer, layer=None) -> str:
+def acquisition_plane(viewer: Viewer, layer: Layer | None = None) -> str:
     """The plane a layer (default: the active one, else the first of ours) was acquired in."""
     if layer is None or GRID_KEY not in layer.metadata:
         active = viewer.layers.selection.active
@@ -122,7 +143,7 @@ def acquisition_plane(viewer, layer=None) -> str:
     return PLANES[int(layer.metadata[GRID_KEY].get("acquisition_axis", 0))]
 
 
-def _slices_and_voxels(layer) -> tuple[int, int]:
+def _slices_and_voxels(layer: Layer) -> tuple[int, int]:
     """(acquired slices, voxels) of one of our image layers: what makes a series the main one."""
     nd = layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
     shape = tuple(int(n) for n in layer.data.shape[:nd])
@@ -132,14 +153,14 @@ def _slices_and_voxels(layer) -> tuple[int, int]:
     return shape[nd - 3 + axis], int(np.prod(shape))
 
 
-def main_series(viewer) -> Any:
+def main_series(viewer: Viewer) -> Layer | None:
     """The layer whose acquisition plane the viewer shows: :func:`main_layer` of our image
     layers (else of our labels, e.g. a SEG opened alone); None without one."""
     ours = _gridded(viewer)
     return main_layer([lay for lay in ours if lay._type_string == "image"] or ours)
 
 
-def main_layer(layers) -> Any:
+def main_layer(layers: Iterable[Layer]) -> Layer | None:
     """The main series among ``layers`` (ours, with a grid): a stack of several slices
     before a single slice (a scout or localizer never decides the plane of a CT volume),
     then the most voxels, then the first; None when none of them has a grid."""
@@ -155,12 +176,12 @@ def main_layer(layers) -> Any:
     return max(enumerate(cands), key=rank)[1]
 
 
-def _view_state(viewer) -> tuple[tuple[int, ...], int]:
+def _view_state(viewer: Viewer) -> tuple[tuple[int, ...], int]:
     """(dims order, ndisplay): what the user changes when they choose a plane or 3D."""
     return tuple(int(a) for a in viewer.dims.order), int(viewer.dims.ndisplay)
 
 
-def set_plane(viewer, plane: str, *, keep_cursor: bool = True) -> str:
+def set_plane(viewer: Viewer, plane: str, *, keep_cursor: bool = True) -> str:
     """Show ``plane`` (``axial``, ``coronal``, ``sagittal`` or ``acquisition``) upright and
     radiological, through the point under the cursor (else the current point)."""
     if plane == "acquisition":
@@ -189,7 +210,7 @@ def set_plane(viewer, plane: str, *, keep_cursor: bool = True) -> str:
     return plane
 
 
-def update_orientation(viewer) -> None:
+def update_orientation(viewer: Viewer) -> None:
     """Vertical axis up when it is S-I (coronal, sagittal), down when it is P-A (axial):
     the radiological picture in every plane. Leaves viewers without our layers alone."""
     if not _gridded(viewer):
@@ -206,7 +227,7 @@ def update_orientation(viewer) -> None:
 class GeometryController:
     """Keeps one viewer radiological and honest; see the module docstring."""
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: Viewer) -> None:
         self._viewer = weakref.ref(viewer)
         self.notified: set[int] = set()
         #: the layer whose plane the controller showed, and the view it set (dims order,
@@ -228,11 +249,12 @@ class GeometryController:
             self._adopt(layer)
 
     @property
-    def viewer(self):
+    def viewer(self) -> Viewer | None:
+        """The viewer (None once it is gone: the controller holds it weakly)."""
         return self._viewer()
 
     # -------------------------------------------------------------- events
-    def _on_inserted(self, event):
+    def _on_inserted(self, event: Any) -> None:
         viewer = self.viewer
         if viewer is None:
             return
@@ -260,12 +282,12 @@ class GeometryController:
         self._main = weakref.ref(main)
         self._auto = _view_state(viewer)
 
-    def _on_dims(self, event=None):
+    def _on_dims(self, event: object = None) -> None:
         viewer = self.viewer
         if viewer is not None:
             update_orientation(viewer)
 
-    def _on_active(self, event=None):
+    def _on_active(self, event: object = None) -> None:
         viewer = self.viewer
         if viewer is None:
             return
@@ -293,7 +315,7 @@ class GeometryController:
             overlay.position = "top_left"
 
     # -------------------------------------------------------------- helpers
-    def _adopt(self, layer):
+    def _adopt(self, layer: Layer) -> None:
         """Inherit a grid and provenance for a layer drawn on one of ours; readout."""
         viewer = self.viewer
         if viewer is None:
@@ -321,7 +343,7 @@ class GeometryController:
 
             setup_layer(viewer, layer)
 
-    def _notify_oblique(self, layer):
+    def _notify_oblique(self, layer: Layer) -> None:
         """One warning per image layer whose display is not its geometry: oblique or
         tilted, or unevenly spaced slices shown evenly."""
         if layer._type_string != "image" or GRID_KEY not in layer.metadata \
@@ -379,7 +401,7 @@ def spacing_notice(name: str, grid: Grid) -> str:
             "gap), or read_volume(path, uniform_spacing=True).")
 
 
-def text_overlay(viewer):
+def text_overlay(viewer: Viewer) -> Any:
     """The canvas text overlay (napari >= 0.9 moved it under ``canvas.overlays``)."""
     canvas = getattr(viewer, "canvas", None)
     overlays = getattr(canvas, "overlays", None)
@@ -388,7 +410,7 @@ def text_overlay(viewer):
     return viewer.text_overlay
 
 
-def dicom_files_dropped(paths) -> list[str] | None:
+def dicom_files_dropped(paths: Iterable[str]) -> list[str] | None:
     """The paths when a drop is two or more DICOM files (to open as series together), else
     None (napari handles it: one file, folders, other formats)."""
     import os
@@ -401,7 +423,7 @@ def dicom_files_dropped(paths) -> list[str] | None:
     return files if all(_looks_dicom_file(f) for f in files) else None
 
 
-def _install_drop_filter(viewer):
+def _install_drop_filter(viewer: Viewer) -> Callable[..., Any] | None:
     """Dropping many DICOM files opens them as series (one reader call over all of them), not
     one layer per file as napari does for a multi-file drop. Wraps napari's drop handler
     (``QtViewer._open_from_list_of_urls_data``) when it exists; anything that is not two or
@@ -415,7 +437,7 @@ def _install_drop_filter(viewer):
     ref = weakref.ref(viewer)
     qt_ref = weakref.ref(qt_viewer)  # no reference cycle: the viewer can be freed
 
-    def open_urls(urls_list, *args, **kwargs):
+    def open_urls(urls_list: list[Any], *args: Any, **kwargs: Any) -> Any:
         urls = [u.toLocalFile() for u in urls_list if u.isLocalFile()]
         files = dicom_files_dropped(urls) if len(urls) == len(urls_list) else None
         v = ref()
@@ -423,24 +445,26 @@ def _install_drop_filter(viewer):
             return original(qt_ref(), urls_list, *args, **kwargs)
         return v.open(files, stack=True, plugin="napari-dicomtools")
 
-    open_urls._dicomtools = True
+    open_urls._dicomtools = True  # type: ignore[attr-defined]  # marks our wrapper
+    assert qt_viewer is not None  # (it has the handler: see above)
     qt_viewer._open_from_list_of_urls_data = open_urls
     return open_urls
 
 
-def _plane_key(plane):
-    def press(viewer):
+def _plane_key(plane: str) -> Callable[[Viewer], None]:
+    def press(viewer: Viewer) -> None:
         set_plane(viewer, plane)
     press.__name__ = f"show_{plane}_plane"
     press.__doc__ = f"Show the {plane} plane (upright, radiological)"
     return press
 
 
-def _wrap_status(layer) -> None:
+def _wrap_status(layer: Layer) -> None:
     """Add the original voxel index and true LPS mm to the layer's status-bar text."""
     original = layer.get_status
 
-    def get_status(position=None, *args, **kwargs):
+    def get_status(position: npt.ArrayLike | None = None, *args: Any, **kwargs: Any
+                   ) -> Any:
         status = original(position, *args, **kwargs)
         try:
             from ._workspace import window_text
@@ -462,7 +486,8 @@ def _wrap_status(layer) -> None:
     layer._dicomtools_status = True
 
 
-def true_position_text(layer, position, *, world: bool = True) -> str:
+def true_position_text(layer: Layer, position: npt.ArrayLike | None, *,
+                       world: bool = True) -> str:
     """``voxel (s, r, c) | LPS (x, y, z) mm`` of a position over ``layer`` from its true grid."""
     if position is None:
         return ""
@@ -485,7 +510,7 @@ def true_position_text(layer, position, *, world: bool = True) -> str:
     return text
 
 
-def install(viewer) -> GeometryController:
+def install(viewer: Viewer) -> GeometryController:
     """The viewer's controller (created once)."""
     viewer = getattr(viewer, "__wrapped__", viewer)  # napari's PublicOnlyProxy
     ctl = _CONTROLLERS.get(id(viewer))
@@ -499,7 +524,9 @@ def install(viewer) -> GeometryController:
 # ---------------------------------------------------------------------------- dock widget
 
 
-def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
+def resample_layer_data(layer: Layer, viewer: Viewer | None = None,
+                        spacing: float | tuple[float, float, float] | None = None
+                        ) -> LayerData:
     """A ``LayerDataTuple`` of ``layer`` resampled onto exact patient axes (its display is
     then its geometry), with the source's provenance and a true grid."""
     from .core.grid import resample_to_patient_axes
@@ -532,7 +559,7 @@ def resample_layer_data(layer, viewer=None, spacing=None) -> tuple:
     return arr, kwargs, "labels" if is_labels else "image"
 
 
-def make_geometry_widget(napari_viewer):
+def make_geometry_widget(napari_viewer: Viewer) -> GeometryBox:
     """The *Planes & geometry* dock: plane buttons (axial, coronal, sagittal, acquisition),
     the active layer's geometry in words, and *Resample to patient axes* (in a worker)."""
     viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
@@ -544,7 +571,7 @@ def make_geometry_widget(napari_viewer):
     return box
 
 
-def _geometry_controls(viewer):
+def _geometry_controls(viewer: Viewer) -> GeometryBox:
     """The dock's widgets in a magicgui Container, each also an attribute of it."""
     from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
 
@@ -553,15 +580,20 @@ def _geometry_controls(viewer):
                 ("acquisition", "Alt+0"))}
     info = Label(value="")
     info.native.setWordWrap(True)
-    layer_box = ComboBox(label="layer", choices=lambda _w=None: [
-        lay.name for lay in viewer.layers if lay._type_string in ("image", "labels")
-        and lay.data.ndim >= 3])
+
+    def volumes(_widget: object = None) -> list[str]:
+        return [lay.name for lay in viewer.layers
+                if lay._type_string in ("image", "labels") and lay.data.ndim >= 3]
+
+    layer_box = ComboBox(label="layer", choices=volumes)
     voxel = FloatSpinBox(label="voxel size (mm, 0 = acquired)", value=0.0, min=0.0,
                          max=20.0, step=0.25)
     resample = PushButton(text="Resample to patient axes")
     ortho = CheckBox(text="Orthogonal views (linked)", value=False,
                      tooltip="Axial, coronal and sagittal views side by side, linked")
-    box = Container(widgets=[*buttons.values(), ortho, info, layer_box, voxel, resample])
+    # the widgets are also the box's attributes, set here (what GeometryBox declares)
+    box = cast("GeometryBox", Container(
+        widgets=[*buttons.values(), ortho, info, layer_box, voxel, resample]))
     box.buttons, box.info, box.layer_box, box.voxel, box.resample = (
         buttons, info, layer_box, voxel, resample)
     box.ortho = ortho
@@ -569,7 +601,7 @@ def _geometry_controls(viewer):
     return box
 
 
-def _connect_planes(viewer, box) -> None:
+def _connect_planes(viewer: Viewer, box: GeometryBox) -> None:
     """Plane buttons set the viewer's plane; the checkbox shows the orthogonal views (and
     follows whether they are shown)."""
     from napari.utils.notifications import show_warning
@@ -580,7 +612,7 @@ def _connect_planes(viewer, box) -> None:
                           if viewer.dims.ndim >= 3 else None)
 
     @ortho.changed.connect
-    def _ortho(on: bool):
+    def _ortho(on: bool) -> None:
         from ._ortho import orthogonal_views, show_orthogonal_views
 
         try:
@@ -593,11 +625,11 @@ def _connect_planes(viewer, box) -> None:
                 ortho.value = shown
 
 
-def _connect_description(viewer, box) -> None:
+def _connect_description(viewer: Viewer, box: GeometryBox) -> None:
     """The active layer's acquisition plane and display error in words, kept current."""
     info, layer_box = box.info, box.layer_box
 
-    def describe(event=None):
+    def describe(event: object = None) -> None:
         layer_box.reset_choices()
         layer = viewer.layers.selection.active
         if layer is not None and layer.name in layer_box.choices:
@@ -627,14 +659,14 @@ def _connect_description(viewer, box) -> None:
     describe()
 
 
-def _connect_resample(viewer, box):
+def _connect_resample(viewer: Viewer, box: GeometryBox) -> Callable[[], None]:
     """*Resample to patient axes* runs in a worker and adds the resampled layer; returns
     what the button calls."""
-    from napari.qt.threading import thread_worker
+    from napari.qt.threading import create_worker
     from napari.utils.notifications import show_error, show_info
 
     @box.resample.clicked.connect
-    def _resample():
+    def _resample() -> None:
         try:
             layer = viewer.layers[box.layer_box.value]
         except (KeyError, ValueError):
@@ -642,15 +674,14 @@ def _connect_resample(viewer, box):
             return
         spacing = box.voxel.value or None
 
-        @thread_worker(progress={"total": 0, "desc": "resampling to patient axes"})
-        def run():
+        def run() -> LayerData:
             return resample_layer_data(layer, viewer, spacing)
 
-        def done(res):
+        def done(res: LayerData) -> None:
             viewer._add_layer_from_data(*res)
             show_info(f"{res[1]['name']}: exact on patient axes")
 
-        w = run()
+        w = create_worker(run, _progress={"total": 0, "desc": "resampling to patient axes"})
         w.returned.connect(done)
         w.errored.connect(lambda exc: show_error(f"{layer.name}: {exc}"))
         box.worker = w

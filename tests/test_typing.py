@@ -29,6 +29,7 @@ TYPED_ADAPTERS = [
     "_cli_objects",
     "_cli_pacs",
     "_objects_dock",
+    "_ortho",
     "_pacs_widget",
     "_reader",
     "_sample_data",

@@ -26,10 +26,24 @@ is computed from step indices without the world offset, so patient-mm data (orig
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._viewer import PLANES, current_plane, plane_order, update_orientation
+
+if TYPE_CHECKING:
+    from qtpy.QtCore import QObject
+    from qtpy.QtWidgets import QLabel, QWidget
+    from vispy.scene.visuals import Line
+
+    from ._widgets import Layer, Viewer
+    from ._workspace import OrientationLetters
+
+#: a napari mouse-drag callback: ``callback(layer or viewer, event)``, a generator that
+#: yields at each mouse event of the drag
+DragCallback = Callable[[Any, Any], "Generator[None, None, None] | None"]
 
 #: 3D Slicer's slice colours: a line in one view is the trace of the plane of that colour
 PLANE_COLOURS = {"axial": "#f34a33", "coronal": "#6eb04b", "sagittal": "#edd54c"}
@@ -43,7 +57,7 @@ _SYNCED = ("contrast_limits_range", "contrast_limits", "colormap", "gamma", "opa
 _CLICK_PIXELS = 4.0
 
 
-def _copy_layer(layer):
+def _copy_layer(layer: Layer) -> Layer:
     """A layer showing the same array (no copy) with the same look and metadata."""
     from napari.layers import Layer
 
@@ -51,11 +65,16 @@ def _copy_layer(layer):
     return Layer.create(data, dict(state), kind)
 
 
-def _click_callback(on_click, enabled=lambda: True):
+def _always() -> bool:
+    return True
+
+
+def _click_callback(on_click: Callable[[Any], None],
+                    enabled: Callable[[], bool] = _always) -> DragCallback:
     """A napari mouse-drag callback calling ``on_click(event)`` on a left click that did not
     drag (so a left-drag still pans)."""
 
-    def click(_source, event):
+    def click(_source: object, event: Any) -> Generator[None, None, None]:
         if getattr(event, "button", None) != 1 or not enabled():
             return
         start = np.asarray(event.pos, float)
@@ -73,21 +92,22 @@ def _click_callback(on_click, enabled=lambda: True):
 class Crosshair:
     """Two lines on a napari canvas through the shared point, one per other plane."""
 
-    def __init__(self, model, canvas):
+    def __init__(self, model: Viewer, canvas: Any) -> None:
         from vispy.scene.visuals import Line
 
         self._model = weakref.ref(model)
-        self.lines = []
+        self.lines: list[Line] = []
         for _ in range(2):
             line = Line(pos=np.zeros((2, 2), np.float32), width=1.5, parent=canvas.view.scene,
                         method="gl")
             line.order = 10_000  # above the layers
             line.set_gl_state("translucent", depth_test=False)
             self.lines.append(line)
-        self.positions = {}  # plane -> (2, 2) world (h, v) end points, for tests
+        #: plane -> (2, 2) world (h, v) end points, for tests
+        self.positions: dict[str, np.ndarray[Any, np.dtype[np.float32]]] = {}
         self.update()
 
-    def update(self, event=None):
+    def update(self, event: object = None) -> None:
         model = self._model()
         if model is None:
             return
@@ -107,7 +127,7 @@ class Crosshair:
         for line in self.lines:
             line.visible = visible
 
-    def remove(self):
+    def remove(self) -> None:
         for line in self.lines:
             line.parent = None
         self.lines = []
@@ -116,7 +136,7 @@ class Crosshair:
 class OrthoViews:
     """The two extra views of one napari viewer; see the module docstring."""
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: Viewer) -> None:
         from napari._qt.qt_viewer import QtViewer
         from napari.components import ViewerModel
         from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
@@ -125,10 +145,13 @@ class OrthoViews:
 
         self._viewer = weakref.ref(viewer)
         self._guard = False
-        self.copies: list[dict[int, object]] = [{}, {}]  # per view: id(main layer) -> copy
+        self.copies: list[dict[int, Layer]] = [{}, {}]  # per view: id(main layer) -> copy
         self.planes = self._side_planes(viewer)
-        self.models, self.qt_viewers, self.titles, self.letters = [], [], [], []
-        self.widget = QWidget()
+        self.models: list[Viewer] = []  # napari ViewerModels
+        self.qt_viewers: list[Any] = []  # their napari QtViewers
+        self.titles: list[QLabel] = []
+        self.letters: list[OrientationLetters] = []
+        self.widget: QWidget | None = QWidget()
         self.widget.setObjectName("dicomtools_orthogonal_views")
         column = QVBoxLayout(self.widget)
         column.setContentsMargins(0, 0, 0, 0)
@@ -151,7 +174,8 @@ class OrthoViews:
         main_qv = viewer.window._qt_viewer
         self.crosshairs = [Crosshair(viewer, main_qv.canvas)] + [
             Crosshair(m, qv.canvas) for m, qv in zip(self.models, self.qt_viewers, strict=True)]
-        self._main_click = _click_callback(self._clicked(viewer), self._main_click_enabled)
+        self._main_click: DragCallback | None = _click_callback(self._clicked(viewer),
+                                                                self._main_click_enabled)
         viewer.mouse_drag_callbacks.append(self._main_click)
         self._connections = [
             (viewer.layers.events.inserted, self._sync_layers),
@@ -176,7 +200,7 @@ class OrthoViews:
 
         QTimer.singleShot(0, self.reset_views)
 
-    def reset_views(self):
+    def reset_views(self) -> None:
         """Fit every view (main and side) to the data, keeping the shared point."""
         viewer = self.viewer
         if viewer is None or not self.models:
@@ -186,18 +210,20 @@ class OrthoViews:
             model.reset_view()
 
     @property
-    def viewer(self):
+    def viewer(self) -> Viewer | None:
+        """The main viewer (None once it is gone: held weakly)."""
         return self._viewer()
 
     # ------------------------------------------------------------------- planes
     @staticmethod
-    def _side_planes(viewer, previous=("coronal", "sagittal")) -> tuple:
+    def _side_planes(viewer: Viewer, previous: Sequence[str] = ("coronal", "sagittal")
+                     ) -> tuple[str, ...]:
         main = current_plane(viewer)
         if main is None:
             return tuple(previous)
         return tuple(p for p in PLANES if p != main)
 
-    def _arrange(self, reset=False):
+    def _arrange(self, reset: bool = False) -> None:
         """Each side view in its plane, upright and radiological; titles in plane colours."""
         viewer = self.viewer
         for model, plane, title, letters, cross in zip(self.models, self.planes, self.titles,
@@ -219,7 +245,7 @@ class OrthoViews:
         if viewer is not None:
             self.crosshairs[0].update()
 
-    def _on_main_order(self, event=None):
+    def _on_main_order(self, event: object = None) -> None:
         viewer = self.viewer
         if viewer is None:
             return
@@ -229,7 +255,7 @@ class OrthoViews:
         self._arrange(reset=changed)
 
     # ------------------------------------------------------------------- layers
-    def _sync_layers(self, event=None):
+    def _sync_layers(self, event: object = None) -> None:
         viewer = self.viewer
         if viewer is None:
             return
@@ -251,7 +277,7 @@ class OrthoViews:
         self._on_main_point()
         self._arrange(reset=True)
 
-    def _adopt(self, layer, model):
+    def _adopt(self, layer: Layer, model: Viewer) -> Layer:
         from ._viewer import _wrap_status
         from ._workspace import window_level_drag
 
@@ -265,14 +291,14 @@ class OrthoViews:
             _wrap_status(copy)
         if window_level_drag in layer.mouse_drag_callbacks:
             # right-drag in a side view windows the main layer (the copies follow it)
-            def window_level(_copy, event):
+            def window_level(_copy: Layer, event: Any) -> Generator[None, None, None]:
                 return window_level_drag(layer, event)
 
             copy.mouse_drag_callbacks.append(window_level)
         model.layers.append(copy)
         ref = weakref.ref(copy)
 
-        def forward(event, name):
+        def forward(event: object, name: str) -> None:
             c = ref()
             if c is None or c not in model.layers:
                 return
@@ -287,7 +313,7 @@ class OrthoViews:
                 self._on_main_point()
                 self._arrange(reset=False)
 
-        def data(event=None):
+        def data(event: object = None) -> None:
             c = ref()
             if c is None or c not in model.layers:
                 return
@@ -306,7 +332,7 @@ class OrthoViews:
                 emitter.connect(data)
         return copy
 
-    def _sync_active(self, event=None):
+    def _sync_active(self, event: object = None) -> None:
         viewer = self.viewer
         if viewer is None:
             return
@@ -317,7 +343,7 @@ class OrthoViews:
                 model.layers.selection.active = copy
 
     # ------------------------------------------------------------------- position
-    def _push(self, source_dims, targets):
+    def _push(self, source_dims: Any, targets: Sequence[Any]) -> None:
         if self._guard:
             return
         self._guard = True
@@ -331,22 +357,22 @@ class OrthoViews:
         for cross in self.crosshairs:
             cross.update()
 
-    def _on_main_point(self, event=None):
+    def _on_main_point(self, event: object = None) -> None:
         viewer = self.viewer
         if viewer is not None:
             self._push(viewer.dims, [m.dims for m in self.models])
 
-    def _on_side_point(self, event=None):
+    def _on_side_point(self, event: Any = None) -> None:
         viewer = self.viewer
         if viewer is None or self._guard:
             return
         source = event.source if event is not None else self.models[0].dims
         self._push(source, [viewer.dims] + [m.dims for m in self.models if m.dims is not source])
 
-    def _clicked(self, model):
+    def _clicked(self, model: Viewer) -> Callable[[Any], None]:
         ref = weakref.ref(model)
 
-        def on_click(event):
+        def on_click(event: Any) -> None:
             m = ref()
             if m is None:
                 return
@@ -367,13 +393,13 @@ class OrthoViews:
         active = viewer.layers.selection.active if viewer is not None else None
         return str(getattr(active, "mode", "pan_zoom")) == "pan_zoom"
 
-    def _on_side_status(self, event):
+    def _on_side_status(self, event: Any) -> None:
         viewer = self.viewer
         if viewer is not None:
             viewer.status = event.value
 
     # ------------------------------------------------------------------- teardown
-    def close(self):
+    def close(self) -> None:
         """Remove the views, their crosshairs and every connection."""
         viewer = self.viewer
         if viewer is not None:
@@ -382,7 +408,7 @@ class OrthoViews:
             if self._main_click in viewer.mouse_drag_callbacks:
                 viewer.mouse_drag_callbacks.remove(self._main_click)
             window = getattr(viewer, "window", None)
-            if getattr(window, "_dicomtools_ortho", None) is self:
+            if window is not None and getattr(window, "_dicomtools_ortho", None) is self:
                 window._dicomtools_ortho = None
             qwin = getattr(window, "_qt_window", None)
             if qwin is not None:
@@ -399,35 +425,41 @@ class OrthoViews:
             model.layers.clear()
         for qv in self.qt_viewers:
             qv.close()
-        self.widget.hide()
-        self.widget.deleteLater()  # with its children, once Qt is back in its event loop
+        if self.widget is not None:
+            self.widget.hide()
+            self.widget.deleteLater()  # with its children, once Qt is back in its event loop
         self.widget = None
         self.models, self.qt_viewers, self.crosshairs, self.copies = [], [], [], []
         self.letters, self.titles, self._connections = [], [], []
         self._main_click = None
 
 
-def _CloseFilter(ortho, parent):  # noqa: N802 - a QObject factory
+def _CloseFilter(ortho: OrthoViews, parent: QObject) -> QObject:  # noqa: N802
+    """The event filter that closes ``ortho`` when its window closes (a QObject factory:
+    Qt is imported only when the views are shown)."""
     from qtpy.QtCore import QEvent, QObject
 
     ref = weakref.ref(ortho)
 
     class Filter(QObject):
-        def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
-            if ev.type() == QEvent.Type.Close and ref() is not None:
-                ref().close()
+        def eventFilter(self, obj: QObject | None, ev: QEvent | None) -> bool:  # noqa: N802
+            views = ref()
+            if ev is not None and ev.type() == QEvent.Type.Close and views is not None:
+                views.close()
             return False
 
     return Filter(parent)
 
 
-def orthogonal_views(viewer) -> OrthoViews | None:
+def orthogonal_views(viewer: Viewer) -> OrthoViews | None:
     """The viewer's orthogonal views when shown, else None."""
     viewer = getattr(viewer, "__wrapped__", viewer)
-    return getattr(getattr(viewer, "window", None), "_dicomtools_ortho", None)
+    views: OrthoViews | None = getattr(getattr(viewer, "window", None), "_dicomtools_ortho",
+                                       None)
+    return views
 
 
-def show_orthogonal_views(viewer, show: bool = True) -> OrthoViews | None:
+def show_orthogonal_views(viewer: Viewer, show: bool = True) -> OrthoViews | None:
     """Show (or with ``show=False`` remove) the linked axial/coronal/sagittal views."""
     viewer = getattr(viewer, "__wrapped__", viewer)
     current = orthogonal_views(viewer)

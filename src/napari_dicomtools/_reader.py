@@ -409,17 +409,6 @@ def oblique_notice(name: str, grid: Grid) -> str:
             "Planes & geometry > Resample to patient axes makes an exact layer.")
 
 
-def _slice_positions(vol: Volume) -> npt.NDArray[np.float64] | None:
-    """ImagePositionPatient of each slice of a 3D volume read from files (the grid keeps them
-    when a stack has gaps or changing spacing), else None."""
-    s = vol.series
-    n = vol.spatial_shape[0]
-    if s is None or vol.n_time > 1 or len(s.frames) != n \
-            or any(f.position is None for f in s.frames):
-        return None
-    return np.array([f.position for f in s.frames], float)
-
-
 def _sheared(grid: Grid) -> bool:
     m = grid.index_to_lps[:3, :3]
     u = m / np.linalg.norm(m, axis=0)
@@ -473,7 +462,7 @@ def volume_to_layer_data(vol: Volume) -> LayerData:
                                  "scale": dt.scale, "translate": dt.translate,
                                  "shape": tuple(int(n) for n in data.shape[lead:lead + 3])}
     grid = Grid.for_volume(vol.spacing, vol.origin, vol.direction, vol.spatial_shape,
-                           positions=_slice_positions(vol))
+                           positions=vol.file_positions)
     meta[GRID_KEY] = grid.to_metadata()
     if dt.residual_deg > 0.5:
         meta.setdefault("problems", []).append(oblique_notice(kwargs["name"], grid))

@@ -118,6 +118,16 @@ class Volume:
         return z, y, x
 
     @property
+    def file_positions(self) -> npt.NDArray[np.float64] | None:
+        """Each slice's ImagePositionPatient as its file gives it (LPS mm, a row a slice),
+        or None: a 4D volume, or one whose frames do not all carry a position."""
+        s = self.series
+        if s is None or self.n_time > 1 or len(s.frames) != self.spatial_shape[0] \
+                or any(f.position is None for f in s.frames):
+            return None
+        return np.array([f.position for f in s.frames], float)
+
+    @property
     def affine_lps(self) -> npt.NDArray[np.float64]:
         """4x4: voxel ``(column, row, slice)`` -> LPS mm (ITK/DICOM convention)."""
         return geometry.affine_lps(self.spacing, self.origin, self.direction)
@@ -1193,12 +1203,10 @@ def _the_image_series(path: os.PathLike[str] | str, ahead: DecodeAhead | None) -
 
 def _slice_positions(volume: Volume) -> Array:
     """LPS position of each slice's first voxel (from the files when known)."""
-    s = volume.series
-    n = volume.spatial_shape[0]
-    if s is not None and s.n_time == 1 and len(s.frames) == n and \
-            all(f.position is not None for f in s.frames):
-        positions: Array = np.array([f.position for f in s.frames], float)
+    positions = volume.file_positions
+    if positions is not None:
         return positions
+    n = volume.spatial_shape[0]
     d = np.asarray(volume.direction, float)
     stepped: Array = np.asarray(volume.origin, float) + np.outer(np.arange(n),
                                                                 d[:, 0] * volume.spacing[0])
